@@ -2,7 +2,6 @@ package aio
 
 import (
 	"bytes"
-	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -26,9 +25,9 @@ func TestSmokeRoundTrip(t *testing.T) {
 			for i := range buf {
 				buf[i] = byte(i)
 			}
-			var got error = errNotCalled
-			f.Submit(buf, 0, true, func(err error) { got = err })
-			if got != nil {
+			ch := make(chan error, 1)
+			f.Submit(buf, 0, true, func(err error) { ch <- err })
+			if got := <-ch; got != nil {
 				t.Fatalf("submit: %v", got)
 			}
 			rb := make([]byte, len(buf))
@@ -45,4 +44,3 @@ func TestSmokeRoundTrip(t *testing.T) {
 	}
 }
 
-var errNotCalled = errors.New("done not called")
