@@ -119,7 +119,13 @@ type LoadResult struct {
 //     and their done callbacks run in that order, one at a time, never
 //     concurrently with each other.
 //   - The entries of one Append call are atomic: after a crash, all of them
-//     are loaded or none are.
+//     are loaded or none are. An Append with no entries is a barrier: its
+//     done runs once every earlier append is complete (durable with sync).
+//   - Append validates the entries in order against the state left by every
+//     earlier append (not only the durable ones) and copies them: the
+//     caller may reuse entries and their Data once Append returns.
+//   - done must not block for long: callbacks run one at a time on the
+//     journal's completion goroutine.
 //   - done(nil) with sync true means durable (fdatasync or database commit
 //     returned). With sync false, done runs once the entries are written
 //     (in the page cache or sent to the database), and they become durable

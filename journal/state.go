@@ -1,0 +1,385 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrInvalidEntry is returned by Append for an entry whose Kind is unknown.
+var ErrInvalidEntry = errors.New("journal: invalid entry kind")
+
+// errPrepared is wrapped with ErrUnknownTx when an entry other than commit
+// or rollback names a prepared transaction.
+const msgPrepared = "transaction is prepared: only commit or rollback may follow"
+
+// recLoc says where a live record's add was written: the segment sequence
+// (0 for the memory journal). Reclaim and compaction use it to count the
+// live records of each segment.
+type recLoc struct {
+	seg uint64
+}
+
+// txOp is one transactional entry of an open transaction, as the validator
+// keeps it: enough to apply the commit to the live set and to account for
+// segments, never the data.
+type txOp struct {
+	kind Kind
+	id   uint64
+	seg  uint64
+}
+
+type txState struct {
+	prepared bool
+	ops      []txOp
+}
+
+type undoKind uint8
+
+const (
+	undoLiveAdded   undoKind = iota // a live entry was added: delete it
+	undoLiveDeleted                 // a live entry was deleted: restore loc
+	undoTxCreated                   // a transaction was created: delete it
+	undoTxOps                       // ops were appended: truncate to n
+	undoTxPrepared                  // prepared was set: clear it
+	undoTxRemoved                   // a transaction was removed: restore tx
+)
+
+type undo struct {
+	k   undoKind
+	id  uint64
+	loc recLoc
+	tx  *txState
+	n   int
+}
+
+// validator is the append-side state machine shared by every
+// implementation in this package: which records are live and which
+// transactions are open, so Append can refuse invalid requests before
+// anything is written. It holds IDs and locations, never record data.
+//
+// apply is all-or-nothing: when an entry fails, the effects of the earlier
+// entries of the same call are undone.
+type validator struct {
+	live  map[uint64]recLoc
+	txs   map[uint64]*txState
+	undo  []undo
+	maxID uint64
+}
+
+func newValidator() *validator {
+	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState)}
+}
+
+// apply validates entries in order against the current state and applies
+// them, locating their writes in segment seg. On error nothing changes.
+func (v *validator) apply(entries []Entry, seg uint64) error {
+	v.undo = v.undo[:0]
+	oldMax := v.maxID
+	for i := range entries {
+		if err := v.applyOne(&entries[i], seg); err != nil {
+			v.rollback()
+			v.maxID = oldMax
+			if len(entries) > 1 {
+				return fmt.Errorf("entry %d (%s id %d tx %d): %w", i, entries[i].Kind, entries[i].ID, entries[i].TxID, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *validator) rollback() {
+	for i := len(v.undo) - 1; i >= 0; i-- {
+		u := &v.undo[i]
+		switch u.k {
+		case undoLiveAdded:
+			delete(v.live, u.id)
+		case undoLiveDeleted:
+			v.live[u.id] = u.loc
+		case undoTxCreated:
+			delete(v.txs, u.id)
+		case undoTxOps:
+			u.tx.ops = u.tx.ops[:u.n]
+		case undoTxPrepared:
+			u.tx.prepared = false
+		case undoTxRemoved:
+			v.txs[u.id] = u.tx
+		}
+	}
+	v.undo = v.undo[:0]
+}
+
+func (v *validator) setLive(id uint64, loc recLoc) {
+	v.live[id] = loc
+	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id})
+}
+
+func (v *validator) delLive(id uint64) {
+	loc := v.live[id]
+	delete(v.live, id)
+	v.undo = append(v.undo, undo{k: undoLiveDeleted, id: id, loc: loc})
+}
+
+// openTx returns the transaction txID, creating it when create is true.
+func (v *validator) openTx(txID uint64, create bool) (*txState, error) {
+	tx := v.txs[txID]
+	if tx == nil {
+		if !create {
+			return nil, ErrUnknownTx
+		}
+		tx = &txState{}
+		v.txs[txID] = tx
+		v.undo = append(v.undo, undo{k: undoTxCreated, id: txID})
+	}
+	return tx, nil
+}
+
+func (v *validator) removeTx(txID uint64, tx *txState) {
+	delete(v.txs, txID)
+	v.undo = append(v.undo, undo{k: undoTxRemoved, id: txID, tx: tx})
+}
+
+func addedIn(tx *txState, id uint64) bool {
+	for i := len(tx.ops) - 1; i >= 0; i-- {
+		if tx.ops[i].id == id {
+			return tx.ops[i].kind != KindDeleteTx
+		}
+	}
+	return false
+}
+
+func (v *validator) applyOne(e *Entry, seg uint64) error {
+	if !e.Kind.Valid() {
+		return fmt.Errorf("%w: %d", ErrInvalidEntry, uint8(e.Kind))
+	}
+	if e.Kind.Transactional() {
+		v.maxID = max(v.maxID, e.TxID)
+	}
+	switch e.Kind {
+	case KindAdd, KindUpdate, KindDelete, KindAddTx, KindUpdateTx, KindDeleteTx:
+		v.maxID = max(v.maxID, e.ID)
+	}
+	switch e.Kind {
+	case KindAdd:
+		if _, ok := v.live[e.ID]; ok {
+			return ErrDuplicateRecord
+		}
+		v.setLive(e.ID, recLoc{seg: seg})
+	case KindUpdate:
+		if _, ok := v.live[e.ID]; !ok {
+			return ErrUnknownRecord
+		}
+	case KindDelete:
+		if _, ok := v.live[e.ID]; !ok {
+			return ErrUnknownRecord
+		}
+		v.delLive(e.ID)
+	case KindAddTx, KindUpdateTx, KindDeleteTx:
+		tx, _ := v.openTx(e.TxID, true)
+		if tx.prepared {
+			return fmt.Errorf("%w: %s", ErrUnknownTx, msgPrepared)
+		}
+		_, live := v.live[e.ID]
+		switch {
+		case e.Kind == KindAddTx && (live || addedIn(tx, e.ID)):
+			return ErrDuplicateRecord
+		case e.Kind != KindAddTx && !live && !addedIn(tx, e.ID):
+			return ErrUnknownRecord
+		}
+		v.undo = append(v.undo, undo{k: undoTxOps, tx: tx, n: len(tx.ops)})
+		tx.ops = append(tx.ops, txOp{kind: e.Kind, id: e.ID, seg: seg})
+	case KindPrepare:
+		tx, err := v.openTx(e.TxID, false)
+		if err != nil {
+			return err
+		}
+		if tx.prepared {
+			return fmt.Errorf("%w: already prepared", ErrUnknownTx)
+		}
+		tx.prepared = true
+		v.undo = append(v.undo, undo{k: undoTxPrepared, tx: tx})
+	case KindCommit:
+		tx, err := v.openTx(e.TxID, false)
+		if err != nil {
+			return err
+		}
+		// Check the whole transaction against the live set before
+		// changing it, so a conflicting commit is refused as a unit.
+		for _, op := range tx.ops {
+			if op.kind == KindAddTx {
+				if _, ok := v.live[op.id]; ok {
+					return fmt.Errorf("%w: commit adds record %d", ErrDuplicateRecord, op.id)
+				}
+			}
+		}
+		for _, op := range tx.ops {
+			switch op.kind {
+			case KindAddTx:
+				if _, ok := v.live[op.id]; !ok {
+					v.setLive(op.id, recLoc{seg: op.seg})
+				}
+			case KindDeleteTx:
+				if _, ok := v.live[op.id]; ok {
+					v.delLive(op.id)
+				}
+			}
+		}
+		v.removeTx(e.TxID, tx)
+	case KindRollback:
+		tx, err := v.openTx(e.TxID, false)
+		if err != nil {
+			return err
+		}
+		v.removeTx(e.TxID, tx)
+	}
+	return nil
+}
+
+// loader is the replay-side state machine: it applies entries in journal
+// order and builds the LoadResult. Every implementation replays through it,
+// so they agree on what a sequence of entries means. It is lenient where
+// the validator is strict (an update of a record that is not live is
+// ignored), so replay of any valid record sequence never fails.
+//
+// Entry data is kept as given (not copied): the file journal slices it out
+// of its read buffers.
+type loader struct {
+	recs    []Record
+	segs    []uint64 // segment of each record's add
+	dead    []bool
+	index   map[uint64]int
+	txs     map[uint64]*loadTx
+	prepSeq []uint64 // transaction IDs in the order of their prepares
+	maxID   uint64
+	ndead   int
+}
+
+type loadTx struct {
+	entries  []Entry
+	segs     []uint64
+	prepared bool
+	data     []byte
+}
+
+func newLoader() *loader {
+	return &loader{index: make(map[uint64]int), txs: make(map[uint64]*loadTx)}
+}
+
+func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64) {
+	if _, ok := l.index[id]; ok {
+		return
+	}
+	l.index[id] = len(l.recs)
+	l.recs = append(l.recs, Record{ID: id, Type: typ, Data: data})
+	l.segs = append(l.segs, seg)
+	l.dead = append(l.dead, false)
+}
+
+func (l *loader) update(id uint64, typ uint8, data []byte) {
+	if i, ok := l.index[id]; ok {
+		l.recs[i].Updates = append(l.recs[i].Updates, Update{Type: typ, Data: data})
+	}
+}
+
+func (l *loader) delete(id uint64) {
+	if i, ok := l.index[id]; ok {
+		delete(l.index, id)
+		l.dead[i] = true
+		l.recs[i] = Record{}
+		l.ndead++
+	}
+}
+
+// apply applies one entry found in segment seg.
+func (l *loader) apply(e *Entry, seg uint64) {
+	if e.Kind.Transactional() {
+		l.maxID = max(l.maxID, e.TxID)
+	}
+	switch e.Kind {
+	case KindAdd, KindUpdate, KindDelete, KindAddTx, KindUpdateTx, KindDeleteTx:
+		l.maxID = max(l.maxID, e.ID)
+	}
+	switch e.Kind {
+	case KindAdd:
+		l.add(e.ID, e.Type, e.Data, seg)
+	case KindUpdate:
+		l.update(e.ID, e.Type, e.Data)
+	case KindDelete:
+		l.delete(e.ID)
+	case KindAddTx, KindUpdateTx, KindDeleteTx:
+		tx := l.txs[e.TxID]
+		if tx == nil {
+			tx = &loadTx{}
+			l.txs[e.TxID] = tx
+		}
+		tx.entries = append(tx.entries, *e)
+		tx.segs = append(tx.segs, seg)
+	case KindPrepare:
+		tx := l.txs[e.TxID]
+		if tx == nil || tx.prepared {
+			return
+		}
+		tx.prepared = true
+		tx.data = e.Data
+		l.prepSeq = append(l.prepSeq, e.TxID)
+	case KindCommit:
+		tx := l.txs[e.TxID]
+		if tx == nil {
+			return
+		}
+		delete(l.txs, e.TxID)
+		for i := range tx.entries {
+			te := &tx.entries[i]
+			switch te.Kind {
+			case KindAddTx:
+				l.add(te.ID, te.Type, te.Data, tx.segs[i])
+			case KindUpdateTx:
+				l.update(te.ID, te.Type, te.Data)
+			case KindDeleteTx:
+				l.delete(te.ID)
+			}
+		}
+	case KindRollback:
+		delete(l.txs, e.TxID)
+	}
+}
+
+// finish builds the LoadResult, the validator that continues from it, and
+// the IDs of the unfinished transactions (entries, no prepare, no end),
+// which the caller must roll back by appending rollback entries.
+func (l *loader) finish() (*LoadResult, *validator, []uint64) {
+	res := &LoadResult{MaxID: l.maxID}
+	v := newValidator()
+	v.maxID = l.maxID
+	res.Records = make([]Record, 0, len(l.recs)-l.ndead)
+	for i := range l.recs {
+		if !l.dead[i] {
+			res.Records = append(res.Records, l.recs[i])
+			v.live[l.recs[i].ID] = recLoc{seg: l.segs[i]}
+		}
+	}
+	for _, id := range l.prepSeq {
+		tx := l.txs[id]
+		if tx == nil || !tx.prepared {
+			continue
+		}
+		res.Prepared = append(res.Prepared, PendingTx{TxID: id, Data: tx.data, Entries: tx.entries})
+		ts := &txState{prepared: true, ops: make([]txOp, len(tx.entries))}
+		for i := range tx.entries {
+			ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
+		}
+		v.txs[id] = ts
+	}
+	var unfinished []uint64
+	for id, tx := range l.txs {
+		if !tx.prepared {
+			unfinished = append(unfinished, id)
+		}
+	}
+	slices.Sort(unfinished)
+	res.RolledBack = len(unfinished)
+	return res, v, unfinished
+}
+
+var errLoadTwice = errors.New("journal: Load called twice")
