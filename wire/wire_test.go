@@ -1,0 +1,266 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleFrames() []Frame {
+	body := bytes.Repeat([]byte("x"), 1024)
+	msg := Message{
+		Address: "orders", Routing: RoutingAnycast, Durable: true, DuplicateID: "run1-42",
+		Timestamp: 1764160000000000000,
+		Properties: []Property{
+			StringProp("s", "v"), Int64Prop("i", -7), BoolProp("b", true), BoolProp("f", false),
+			BytesProp("raw", []byte{0, 1, 2}),
+		},
+		Body: body,
+	}
+	topo := Topology{Epoch: 3, Members: []Member{
+		{NodeID: "n1", Role: "primary", State: "active", URL: "tcp://a:61616", Epoch: 3},
+		{NodeID: "n1", Role: "backup", State: "waiting", URL: "tcp://b:61617", Epoch: 3},
+	}}
+	return []Frame{
+		&Hello{MinVersion: 1, MaxVersion: 1, ClientID: "c", User: "u", Password: "p", ConnectionTTL: 60000, CheckPeriod: 30000, WantTopology: true},
+		&Hello{MinVersion: 1, MaxVersion: 1},
+		&Welcome{Version: 1, NodeID: "n1", ServerVersion: "0.1", ConnectionID: 9, ConnectionTTL: 60000, Topology: topo},
+		&Welcome{Version: 1},
+		&Error{Code: CodeAuthFailed, Message: "bad password"},
+		&Ping{}, &Pong{},
+		&topo,
+		&Disconnect{Code: CodeShuttingDown, Message: "bye"},
+		&Result{Code: CodeNotFound, Message: "no queue q"},
+		&Result{},
+		&CreateSession{Session: 1, Transacted: true, Name: "s1"},
+		&CloseSession{Session: 1},
+		&Commit{Session: 2}, &Rollback{Session: 3},
+		&CreateQueue{Address: "a", Queue: "q", Routing: RoutingMulticast, Durable: true, Temporary: true},
+		&DeleteQueue{Queue: "q"},
+		&Send{Session: 5, Message: msg},
+		&Send{Session: 5, Message: Message{Address: "a"}},
+		&SendResult{Code: CodeOK, Duplicate: true},
+		&SendResult{Code: CodeTooLarge, Message: "body 2000000 bytes"},
+		&CreateConsumer{Session: 1, Consumer: 2, Queue: "q", Address: "a", Routing: RoutingAnycast, AutoCreate: true, Durable: true, InitialCredit: 1000},
+		&ConsumerCreated{Code: CodeOK, Queue: "q"},
+		&CloseConsumer{Consumer: 2},
+		&Credit{Consumer: 2, N: 500},
+		&Deliver{Consumer: 2, MessageID: 77, DeliveryCount: 2, Message: msg},
+		&Ack{Consumer: 2, MessageIDs: []uint64{1, 2, 1 << 60}},
+		&Ack{Consumer: 2},
+		&AckConfirm{Code: CodeOK, Failed: []uint64{2}},
+		&AckConfirm{Code: CodeInternal, Message: "x"},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	var e Encoder
+	frames := sampleFrames()
+	for i, f := range frames {
+		if err := e.Encode(uint64(i+1), f); err != nil {
+			t.Fatalf("encode %v: %v", f.Type(), err)
+		}
+	}
+	d := NewDecoder(bytes.NewReader(e.Bytes()))
+	for i, want := range frames {
+		h, got, err := d.Read()
+		if err != nil {
+			t.Fatalf("frame %d (%v): %v", i, want.Type(), err)
+		}
+		if h.Type != want.Type() || h.Corr != uint64(i+1) || h.Version != Version {
+			t.Fatalf("frame %d: header %+v, want type %v corr %d", i, h, want.Type(), i+1)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("frame %d (%v):\n got %+v\nwant %+v", i, h.Type, got, want)
+		}
+	}
+	if _, err := d.Next(); err != io.EOF {
+		t.Fatalf("after last frame: %v, want io.EOF", err)
+	}
+}
+
+func TestUnmarshalReuse(t *testing.T) {
+	var e Encoder
+	for _, f := range sampleFrames() {
+		if s, ok := f.(*Send); ok {
+			if err := e.Encode(1, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := NewDecoder(bytes.NewReader(e.Bytes()))
+	var s Send
+	for i := 0; i < 2; i++ {
+		if _, err := d.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Unmarshal(&s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Address != "a" || s.Properties != nil || s.Body != nil || s.Durable {
+		t.Fatalf("reused Send kept stale fields: %+v", s)
+	}
+	if err := d.Unmarshal(&Ack{}); err == nil {
+		t.Fatal("Unmarshal into a frame of another type succeeded")
+	}
+}
+
+func TestEncodeRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		f    Frame
+		want error
+	}{
+		{"body over 1 MiB", &Send{Message: Message{Body: make([]byte, MaxBodySize+1)}}, ErrBodyTooLarge},
+		{"frame over max", &Send{Message: Message{Body: make([]byte, MaxBodySize), Properties: []Property{BytesProp("p", make([]byte, MaxFrameSize))}}}, ErrFrameTooLarge},
+		{"bad routing", &Send{Message: Message{Routing: 9}}, nil},
+		{"bad kind", &Deliver{Message: Message{Properties: []Property{{Key: "k", Kind: 0}}}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Encoder{}
+			_ = e.Encode(1, &Ping{})
+			n := e.Len()
+			err := e.Encode(2, tt.f)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+			if e.Len() != n {
+				t.Fatalf("buffer changed from %d to %d bytes after a refused frame", n, e.Len())
+			}
+		})
+	}
+	// exactly 1 MiB passes
+	var e Encoder
+	if err := e.Encode(1, &Send{Message: Message{Address: "q", Body: make([]byte, MaxBodySize)}}); err != nil {
+		t.Fatalf("1 MiB body refused: %v", err)
+	}
+	_, f, err := NewDecoder(bytes.NewReader(e.Bytes())).Read()
+	if err != nil || len(f.(*Send).Body) != MaxBodySize {
+		t.Fatalf("1 MiB body did not round-trip: %v", err)
+	}
+}
+
+func encodeOne(t *testing.T, f Frame) []byte {
+	t.Helper()
+	b, err := AppendFrame(nil, 1, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// reframe replaces a frame's type and payload and fixes length and CRC, to
+// build well-framed but malformed payloads.
+func reframe(typ Type, payload []byte) []byte {
+	b := []byte{0, 0, 0, 0, Version, byte(typ), 0, 0, 0, 0, 0, 0, 0, 1}
+	b = append(b, payload...)
+	n := len(b) - 4 + 4
+	b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	crc := crcOf(b)
+	return append(b, byte(crc>>24), byte(crc>>16), byte(crc>>8), byte(crc))
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := encodeOne(t, &Send{Session: 1, Message: Message{Address: "q", Body: []byte("hello")}})
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 0x40; return b }
+	tests := []struct {
+		name   string
+		in     []byte
+		frame  bool   // want a *FrameError
+		reason string // substring of the reason
+		err    error  // or this error
+	}{
+		{"empty stream", nil, false, "", io.EOF},
+		{"cut in length", good[:2], false, "", io.ErrUnexpectedEOF},
+		{"cut in payload", good[:len(good)-1], false, "", io.ErrUnexpectedEOF},
+		{"bad CRC in body", flip(len(good) - 6), true, "CRC", nil},
+		{"bad CRC in crc", flip(len(good) - 1), true, "CRC", nil},
+		{"too short", []byte{0, 0, 0, 3, 1, 1, 1}, true, "shorter", nil},
+		{"too long", []byte{0x7f, 0, 0, 0}, true, "exceeds", nil},
+		{"unknown type", reframe(200, nil), true, "unknown frame type", nil},
+		{"version 0", func() []byte { b := reframe(TypePing, nil); b[4] = 0; return fixCRC(b) }(), true, "version 0", nil},
+		{"newer version", func() []byte { b := reframe(TypePing, nil); b[4] = 9; return fixCRC(b) }(), true, "unsupported version", nil},
+		{"trailing bytes", reframe(TypePing, []byte{1}), true, "trailing", nil},
+		{"truncated field", reframe(TypeCredit, []byte{0, 0, 0}), true, "truncated", nil},
+		{"string past end", reframe(TypeDeleteQueue, []byte{50, 'a'}), true, "exceeds remaining", nil},
+		{"huge count", reframe(TypeAck, []byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}), true, "count", nil},
+		{"bad bool", reframe(TypeCreateSession, []byte{0, 0, 0, 0, 0, 0, 0, 1, 2, 0}), true, "bool", nil},
+		{"bad varint", reframe(TypeDeleteQueue, bytes.Repeat([]byte{0xff}, 11)), true, "varint", nil},
+		{"bad routing", reframe(TypeCreateQueue, []byte{0, 0, 7, 0, 0}), true, "routing", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := NewDecoder(bytes.NewReader(tt.in)).Read()
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("error %v, want %v", err, tt.err)
+				}
+				return
+			}
+			var fe *FrameError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v (%T), want *FrameError", err, err)
+			}
+			if !strings.Contains(fe.Reason, tt.reason) || fe.Offset != 0 {
+				t.Fatalf("error %q at %d, want reason containing %q at offset 0", fe.Reason, fe.Offset, tt.reason)
+			}
+		})
+	}
+}
+
+func TestFrameErrorOffset(t *testing.T) {
+	a := encodeOne(t, &Ping{})
+	b := reframe(TypePing, []byte{1})
+	d := NewDecoder(bytes.NewReader(append(a, b...)))
+	if _, _, err := d.Read(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := d.Read()
+	var fe *FrameError
+	if !errors.As(err, &fe) || fe.Offset != int64(len(a)) || fe.Type != TypePing {
+		t.Fatalf("got %v, want a Ping FrameError at offset %d", err, len(a))
+	}
+	if !strings.Contains(err.Error(), "offset 18") {
+		t.Fatalf("error text %q does not name the offset", err)
+	}
+}
+
+func TestNewerHelloAccepted(t *testing.T) {
+	b := encodeOne(t, &Hello{MinVersion: 1, MaxVersion: 3, ClientID: "x"})
+	// a version-3 client's Hello: header version 3 and an extra field
+	b = b[:len(b)-4]
+	b[4] = 3
+	b = append(b, 0xAA, 0xBB)
+	n := len(b)
+	b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	b = fixCRC(append(b, 0, 0, 0, 0))
+	h, f, err := NewDecoder(bytes.NewReader(b)).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != 3 || f.(*Hello).MaxVersion != 3 || f.(*Hello).ClientID != "x" {
+		t.Fatalf("got %+v %+v", h, f)
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, f := range sampleFrames() {
+		if strings.HasPrefix(f.Type().String(), "Type(") || NewFrame(f.Type()) == nil {
+			t.Errorf("%v has no name or constructor", f.Type())
+		}
+	}
+	if Type(99).String() != "Type(99)" || Code(99).String() != "code 99" || CodeTooLarge.String() != "too large" {
+		t.Error("fallback names wrong")
+	}
+	if RoutingMulticast.String() != "multicast" || BoolProp("b", true).Value() != true || Int64Prop("i", 3).Value() != int64(3) {
+		t.Error("names or values wrong")
+	}
+}
