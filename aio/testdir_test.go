@@ -8,8 +8,8 @@ import (
 )
 
 // testDir returns a temporary directory on a file system that accepts
-// O_DIRECT. t.TempDir is used unless it is on tmpfs; then a directory under
-// the module's .scratch is used (TANDEM_TEST_DIR overrides both).
+// O_DIRECT. t.TempDir is used unless it refuses O_DIRECT (the test then
+// skips); TANDEM_TEST_DIR overrides it.
 func testDir(t testing.TB) string {
 	t.Helper()
 	if base := os.Getenv("TANDEM_TEST_DIR"); base != "" {
@@ -21,9 +21,12 @@ func testDir(t testing.TB) string {
 		return d
 	}
 	d := t.TempDir()
-	var st unix.Statfs_t
-	if err := unix.Statfs(d, &st); err == nil && st.Type == unix.TMPFS_MAGIC {
-		t.Skipf("%s is tmpfs, which refuses O_DIRECT: set TANDEM_TEST_DIR to a directory on a disk", d)
+	probe := d + "/.odirect-probe"
+	fd, err := unix.Open(probe, unix.O_CREAT|unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Skipf("%s refuses O_DIRECT (%v): set TANDEM_TEST_DIR to a directory on a disk", d, err)
 	}
+	unix.Close(fd)
+	os.Remove(probe)
 	return d
 }

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -45,6 +46,7 @@ type uringFile struct {
 	err        error      // first I/O error observed, sticky
 	closing    bool
 	reaperGone bool
+	reordered  atomic.Int64 // requests fully completed while an earlier one was pending
 	exited     chan struct{}
 }
 
@@ -306,6 +308,9 @@ func (f *uringFile) complete(c cqe) {
 		return
 	}
 	r.cqes--
+	if r.cqes == 0 && seq != f.next {
+		f.reordered.Add(1)
+	}
 	if c.userData&1 == 1 {
 		if c.res < 0 {
 			r.syncErr = fmt.Errorf("aio: %s: fdatasync after write at offset %d: %w", f.name, r.off, unix.Errno(-c.res))
