@@ -1,0 +1,104 @@
+// Package lockfile owns the shared-store lock of a Tandem primary/backup
+// pair: the files in node-manager-lock-directory (by default the journal
+// directory) that decide which broker of a pair may serve from the shared
+// store, the node ID of the pair, the activation epoch, and the lease
+// monitor that keeps the live broker from acknowledging anything once it
+// can no longer prove it still holds the lock.
+//
+// # Files
+//
+//   - server.lock: the state record (format below). Reads and writes of the
+//     record happen under a whole-file OFD lock on server.lock itself (write
+//     lock to write, read lock to read), held only for the operation.
+//   - primary.lock: whole-file write lock held by the live broker (the
+//     primary, or the backup once it activated).
+//   - backup.lock: whole-file write lock held by the one backup that waits
+//     for the primary lock (Artemis lets one backup wait at a time).
+//
+// The locks are open file description (OFD) locks (fcntl F_OFD_SETLK), so
+// they conflict between two Managers of the same process as well as between
+// processes, and they are released by the kernel when the process dies. Each
+// Manager opens each file exactly once and keeps it open until Close: with
+// classic POSIX (F_SETLK) locks any close(2) of the file anywhere in the
+// process drops the lock, and although OFD locks do not have that trap,
+// nothing else in the process may open and close these files either (a
+// reader should use ReadStateFile, which only reads server.lock without
+// locking). This package never deletes or renames its files.
+//
+// # server.lock format (version 1, 52 bytes, big-endian)
+//
+//	offset size field
+//	0      1    state letter: 'L' active, 'F' failing back, 'P' paused,
+//	            'N' not started, '0' first start (Artemis's letters)
+//	1      3    magic "TND"
+//	4      2    format version (1)
+//	6      2    reserved, zero
+//	8      16   node ID (random UUID, created once with the file)
+//	24     8    epoch: activation sequence, strictly increasing
+//	32     8    heartbeat: wall-clock Unix nanoseconds of the last write
+//	            (informational: for status output; never used for safety)
+//	40     8    write sequence: +1 on every write
+//	48     4    CRC32C (Castagnoli) of bytes 0..47
+//
+// An empty file is a fresh directory (state '0', no node ID yet); Open then
+// creates the record. Any other length, a bad magic, an unknown version or a
+// CRC mismatch is a *FormatError naming the file and offset; nothing here
+// repairs it.
+//
+// # Epochs and the lease
+//
+// A broker that got the primary lock calls BumpEpoch before it loads the
+// store: the new epoch is durable (file and directory fsynced) before any
+// record is written under it. The live then runs a Monitor. Every check
+// interval the monitor re-verifies: that no one else holds a conflicting
+// lock (F_OFD_GETLK) and that the lock can be re-asserted on our own open
+// file description (F_OFD_SETLK, a no-op when we hold it); that the open
+// files are still the files at their paths (fstat of the fd against stat of
+// the path: a deleted or replaced file means our lock guards nothing); that
+// server.lock still carries our node ID and our epoch; and it writes a
+// heartbeat and fsyncs, so a dead storage shows up as an I/O error. CanAck
+// is true only while the start of the last good verification is younger
+// than the lease (measured on the monotonic clock). Any error (EIO, ENOLCK,
+// a newer epoch, a replaced file, a verification that does not finish within
+// the lease) closes Lost and the broker must halt: nothing is retried.
+//
+// A new live that cannot be sure the previous one died (the lock may have
+// been lost silently, as NFS can) must wait one lease after its BumpEpoch
+// before it acknowledges: by then the old live's last verification that
+// could have seen the old epoch is older than the lease, so it acknowledges
+// nothing more. package ha does that wait (the fence).
+//
+// # NFS
+//
+// Use NFSv4 (v3 locking goes through the separate NLM protocol and loses
+// locks across server restarts far more readily). Mount options:
+//
+//   - sync: writes are sent to the server before write(2) returns, so an
+//     outage surfaces as an error on the write instead of later.
+//   - hard vs soft: soft makes an operation fail with EIO after retrans
+//     retries of timeo each, which is what lets the monitor see an outage
+//     and halt; hard retries forever, so the monitor's verification hangs
+//     and the lease expiry (not an error) stops acknowledgements. Both are
+//     safe here because CanAck is driven by the last good verification, but
+//     soft (Artemis's recommendation, together with intr) gives a faster,
+//     clearer halt. With soft, never run anything but this lock and the
+//     journal (whose every error is fatal) on the mount.
+//   - noac: no attribute caching, so size and inode checks see the server.
+//   - lookupcache=none: no dentry caching, so a replaced file is seen at
+//     once by the path stat.
+//   - timeo and retrans: timeo is in tenths of a second; the defaults
+//     (timeo=600, retrans=2 for TCP) take minutes to report an outage.
+//     Something like timeo=10,retrans=2 reports within a few seconds.
+//     Keep the lease above timeo*retrans if you want an outage to halt the
+//     broker with EIO rather than through lease expiry.
+//
+// Example: mount -t nfs4 -o sync,soft,intr,noac,lookupcache=none,timeo=10,retrans=2 server:/tandem /var/lib/tandem
+//
+// An NFSv4 client whose lease with the server expired (a partition longer
+// than the server's lease time) loses its locks; its next operation on the
+// file returns EIO (or ENOLCK when reclaiming), and the server may grant the
+// lock to the backup meanwhile. The epoch check and the fence wait cover the
+// window in which the old live has not yet noticed.
+//
+// This package never decides roles or failover: that is package ha.
+package lockfile

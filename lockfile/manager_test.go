@@ -1,0 +1,247 @@
+package lockfile
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func openT(t *testing.T, dir string, opts Options) *Manager {
+	t.Helper()
+	m, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func mustTry(t *testing.T, try func() (bool, error), want bool) {
+	t.Helper()
+	got, err := try()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("acquired = %v, want %v", got, want)
+	}
+}
+
+func TestOpenCreatesNodeIDOnce(t *testing.T) {
+	dir := t.TempDir()
+	m1 := openT(t, dir, Options{})
+	if m1.NodeID().IsZero() {
+		t.Fatal("zero node ID")
+	}
+	m2 := openT(t, dir, Options{})
+	if m1.NodeID() != m2.NodeID() {
+		t.Fatalf("node IDs differ: %s %s", m1.NodeID(), m2.NodeID())
+	}
+	r, err := m2.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != StateFirstStart || r.Epoch != 0 || r.NodeID != m1.NodeID() {
+		t.Fatalf("fresh record %+v", r)
+	}
+	m1.Close()
+	m3 := openT(t, dir, Options{})
+	if m3.NodeID() != m2.NodeID() {
+		t.Fatal("node ID changed on reopen")
+	}
+}
+
+// OFD locks conflict between open file descriptions even inside one
+// process: two Managers on one directory exclude each other.
+func TestTwoManagersConflict(t *testing.T) {
+	dir := t.TempDir()
+	a, b := openT(t, dir, Options{}), openT(t, dir, Options{})
+	mustTry(t, a.TryAcquirePrimary, true)
+	mustTry(t, a.TryAcquirePrimary, true) // re-acquiring our own lock is a no-op
+	mustTry(t, b.TryAcquirePrimary, false)
+	mustTry(t, b.TryAcquireBackup, true)
+	mustTry(t, a.TryAcquireBackup, false)
+	if err := a.ReleasePrimary(); err != nil {
+		t.Fatal(err)
+	}
+	mustTry(t, b.TryAcquirePrimary, true)
+	mustTry(t, a.TryAcquirePrimary, false)
+	if err := b.ReleaseBackup(); err != nil {
+		t.Fatal(err)
+	}
+	mustTry(t, a.TryAcquireBackup, true)
+}
+
+// Opening and closing the lock file elsewhere in the process does not drop
+// an OFD lock (it would drop a classic POSIX lock).
+func TestOtherCloseKeepsLock(t *testing.T) {
+	dir := t.TempDir()
+	a, b := openT(t, dir, Options{}), openT(t, dir, Options{})
+	mustTry(t, a.TryAcquirePrimary, true)
+	f, err := os.Open(filepath.Join(dir, PrimaryFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mustTry(t, b.TryAcquirePrimary, false)
+}
+
+func TestAcquireWaitsAndCancels(t *testing.T) {
+	dir := t.TempDir()
+	a := openT(t, dir, Options{PollInterval: time.Millisecond})
+	b := openT(t, dir, Options{PollInterval: time.Millisecond})
+	if err := a.AcquirePrimary(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.AcquirePrimary(ctx) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	go func() { done <- b.AcquirePrimary(context.Background()) }()
+	if err := a.ReleasePrimary(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !b.HoldsPrimary() || a.HoldsPrimary() {
+		t.Fatal("wrong holder")
+	}
+}
+
+func TestEpochStrictlyIncreases(t *testing.T) {
+	dir := t.TempDir()
+	ms := []*Manager{openT(t, dir, Options{}), openT(t, dir, Options{})}
+	if _, err := ms[0].BumpEpoch(StateActive); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("bump without lock: %v", err)
+	}
+	var last uint64
+	for i := range 6 {
+		m := ms[i%2]
+		mustTry(t, m.TryAcquirePrimary, true)
+		e, err := m.BumpEpoch(StateActive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e <= last {
+			t.Fatalf("epoch %d after %d", e, last)
+		}
+		last = e
+		if err := m.WriteState(StatePaused); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ms[(i+1)%2].ReadState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Epoch != e || r.State != StatePaused {
+			t.Fatalf("peer reads %+v, want epoch %d P", r, e)
+		}
+		if err := m.ReleasePrimary(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := ReadStateFile(filepath.Join(dir, StateFileName))
+	if err != nil || r.Epoch != last {
+		t.Fatalf("ReadStateFile: %+v %v", r, err)
+	}
+}
+
+func TestCorruptStateFile(t *testing.T) {
+	dir := t.TempDir()
+	m := openT(t, dir, Options{})
+	m.Close()
+	p := filepath.Join(dir, StateFileName)
+	b, _ := os.ReadFile(p)
+	b[30] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, Options{})
+	var fe *FormatError
+	if !errors.As(err, &fe) || fe.File != p || fe.Offset != crcOffset {
+		t.Fatalf("got %v, want FormatError at %s offset %d", err, p, crcOffset)
+	}
+}
+
+const childEnv = "TANDEM_LOCKFILE_CHILD_DIR"
+
+// TestMain lets the test binary act as a child broker holding the primary
+// lock (re-exec with childEnv set).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(childEnv); dir != "" {
+		os.Exit(childHold(dir))
+	}
+	os.Exit(m.Run())
+}
+
+func childHold(dir string) int {
+	m, err := Open(dir, Options{PollInterval: time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := m.AcquirePrimary(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := m.BumpEpoch(StateActive); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("locked")
+	select {} // hold until killed
+}
+
+// A process holding the primary lock is SIGKILLed: the kernel releases the
+// lock and another Manager acquires it, seeing state L (crash: failover).
+func TestChildKilledReleasesLock(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	m := openT(t, dir, Options{PollInterval: time.Millisecond})
+	mustTry(t, m.TryAcquirePrimary, false)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.AcquirePrimary(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != StateActive || r.Epoch != 1 {
+		t.Fatalf("state after crash %+v, want L epoch 1", r)
+	}
+	e, err := m.BumpEpoch(StateActive)
+	if err != nil || e != 2 {
+		t.Fatalf("bump after takeover: %d %v", e, err)
+	}
+}
