@@ -1,0 +1,36 @@
+// Package config reads a broker's configuration: broker.xml in Apache
+// ActiveMQ Artemis syntax (namespaces urn:activemq, urn:activemq:core or
+// none) into a typed Config with Artemis's defaults, and renders the
+// effective configuration as JSON for `tandem config check`.
+//
+// Every <ha-policy> snippet of the AMQ Broker 7 manual (section 14.3) is
+// accepted verbatim, old and new names alike (master/slave/live-only and
+// primary/backup/primary-only). An element that Artemis's schema does not
+// allow at its place (a typo, an option of another policy, two policies)
+// is an error "FILE:LINE: message". An element that Artemis allows but
+// Tandem does not implement yet (address-settings, security-settings,
+// addresses, protocols on acceptors, paging settings...) is a warning
+// "FILE:LINE: warning: <element> not supported yet, ignored".
+//
+// Defaults follow Artemis's code, with two deliberate differences:
+// journal-buffer-timeout 0 (the default) means adaptive group commit (a
+// value > 0 caps the extra wait), and restart-backup defaults to true.
+//
+// Tandem extensions to the Artemis syntax, all inside <core>:
+//
+//   - journal-type DIRECT: O_DIRECT pwrite + fdatasync (see package aio).
+//   - <security><users><user name="..." password="..." roles="a,b"/></users></security>:
+//     the broker's users and their roles (Artemis keeps them in
+//     artemis-users.properties and artemis-roles.properties). Without any
+//     user, anonymous access is allowed.
+//   - <management-http-address>127.0.0.1:8161</management-http-address>:
+//     the management HTTP listener (Artemis sets it in bootstrap.xml).
+//
+// Relative paths are relative to the broker instance directory: the parent
+// of the etc/ directory holding broker.xml (as `artemis create` lays it
+// out), or else the directory holding the file.
+//
+// This package owns parsing, validation and defaults. It must never start,
+// open or lock anything (no files besides the configuration, no sockets),
+// never read environment variables, and never panic on any input.
+package config
