@@ -1,0 +1,30 @@
+// Package server is the broker core: addresses with anycast and multicast
+// routing, durable and temporary queues, persistent and non-persistent
+// messages, consumers with credit flow control, individual acks,
+// redelivery, local transactions and duplicate detection, persisted
+// through two journals (bindings and messages); plus the network layer
+// (acceptors and connections speaking package wire) and the management
+// HTTP endpoint (/status, /debug/pprof/).
+//
+// Durability rules it keeps: a persistent send is confirmed only once its
+// journal records are durable; an ack is confirmed only once its record is
+// durable; once a journal has failed nothing more is confirmed.
+//
+// Record lifecycle in the messages journal (as in Artemis): an Add of the
+// message (type RecMessage), an Update per durable queue it was routed to
+// (RecAddRef), an Update per ack (RecAckRef), a Delete once no queue holds
+// it any more. Duplicate IDs are Add records of type RecDuplicateID,
+// deleted when evicted from the per-address cache. The bindings journal
+// holds queues (RecQueue), addresses (RecAddress) and the node ID
+// (RecNodeID).
+//
+// Local transactions are buffered in memory and written as ONE Append at
+// commit: an Append is atomic, so the transaction's sends and acks become
+// durable together or not at all, replay needs no transaction records, and
+// a rollback writes nothing.
+//
+// It must never confirm anything before it is durable, never retry a failed
+// journal operation, and never start serving before both journals loaded.
+// It does not own the journals (the caller opens and closes them) nor the
+// lock files (package lockfile) nor HA activation (package ha).
+package server

@@ -1,0 +1,200 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+// load replays both journals and rebuilds the broker's state.
+func (s *Server) load(ctx context.Context) error {
+	br, err := s.binds.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("server: load bindings journal: %w", err)
+	}
+	mr, err := s.msgs.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("server: load messages journal: %w", err)
+	}
+	for _, w := range br.Warnings {
+		s.log.Warn("bindings journal: "+w, "journal", "bindings")
+	}
+	for _, w := range mr.Warnings {
+		s.log.Warn("messages journal: "+w, "journal", "messages")
+	}
+	s.lastID.Store(max(br.MaxID, mr.MaxID))
+	if len(br.Prepared)+len(mr.Prepared) > 0 {
+		s.log.Warn("prepared transactions found and left alone (XA is not supported yet)", "count", len(br.Prepared)+len(mr.Prepared))
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var bdel []journal.Entry
+	for _, rec := range br.Records {
+		switch rec.Type {
+		case RecNodeID:
+			if s.nodeID == "" {
+				s.nodeID = string(rec.Data)
+			} else {
+				bdel = append(bdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
+			}
+		case RecAddress:
+			ar, err := decodeAddress(rec.Data)
+			if err != nil {
+				return fmt.Errorf("server: bindings record %d: %w", rec.ID, err)
+			}
+			a := s.loadAddressLocked(ar.Name)
+			if a.recID != 0 {
+				bdel = append(bdel, journal.Entry{Kind: journal.KindDelete, ID: a.recID})
+			}
+			a.recID = rec.ID
+			a.anycast = a.anycast || ar.Anycast
+			a.multicast = a.multicast || ar.Multicast
+		case RecQueue:
+			qr, err := decodeQueue(rec.Data)
+			if err != nil {
+				return fmt.Errorf("server: bindings record %d: %w", rec.ID, err)
+			}
+			if s.queues[qr.Name] != nil {
+				return fmt.Errorf("server: bindings record %d: queue %q defined twice", rec.ID, qr.Name)
+			}
+			a := s.loadAddressLocked(qr.Address)
+			if qr.Routing == Anycast {
+				a.anycast = true
+			} else {
+				a.multicast = true
+			}
+			q := newQueue(rec.ID, qr.Name, a, qr.Routing, qr.Durable, false, qr.AutoCreated)
+			s.queues[q.name] = q
+			s.queueByID[q.id] = q
+			a.queues = append(a.queues, q)
+		default:
+			return fmt.Errorf("server: bindings record %d: unknown type %d", rec.ID, rec.Type)
+		}
+	}
+	if s.opts.NodeID != "" {
+		s.nodeID = s.opts.NodeID
+	} else if s.nodeID == "" {
+		s.nodeID = newUUID()
+		bdel = append(bdel, journal.Entry{Kind: journal.KindAdd, ID: s.nextID(), Type: RecNodeID, Data: []byte(s.nodeID)})
+	}
+	if len(bdel) > 0 {
+		if err := journal.AppendSync(ctx, s.binds, bdel...); err != nil {
+			return fmt.Errorf("server: bindings journal: %w", err)
+		}
+	}
+
+	var mdel []journal.Entry
+	messages, refs := 0, 0
+	for i := range mr.Records {
+		rec := &mr.Records[i]
+		switch rec.Type {
+		case RecMessage:
+			m, err := decodeMessage(rec.Data)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			m.ID = rec.ID
+			rs, err := s.restoreRefsLocked(m, rec.Updates)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			if len(rs) == 0 {
+				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
+				continue
+			}
+			m.durableRefs = int32(len(rs))
+			messages++
+			for _, r := range rs {
+				r.q.seq++
+				r.seq = r.q.seq
+				r.q.msgs.pushBack(r)
+				refs++
+			}
+		case RecDuplicateID:
+			addr, id, err := decodeDuplicateID(rec.Data)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			a := s.loadAddressLocked(addr)
+			if s.idCache <= 0 || a.dup.lookup(id) != nil {
+				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
+				continue
+			}
+			if ev := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
+				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: ev})
+			}
+		default:
+			return fmt.Errorf("server: messages record %d: unknown type %d", rec.ID, rec.Type)
+		}
+	}
+	if len(mdel) > 0 {
+		if err := journal.AppendSync(ctx, s.msgs, mdel...); err != nil {
+			return fmt.Errorf("server: messages journal: %w", err)
+		}
+	}
+	for _, q := range s.queues {
+		go q.run()
+	}
+	s.log.Info("journals loaded", "messages", messages, "references", refs, "queues", len(s.queues),
+		"addresses", len(s.addresses), "max_id", s.lastID.Load())
+	return nil
+}
+
+// loadAddressLocked returns the named address, creating it in memory.
+func (s *Server) loadAddressLocked(name string) *address {
+	a := s.addresses[name]
+	if a == nil {
+		a = &address{name: name, dup: newDupCache(s.idCache)}
+		s.addresses[name] = a
+	}
+	return a
+}
+
+// restoreRefsLocked applies a message's updates: the durable queues still
+// holding it, with their delivery counts, in the order it was routed.
+func (s *Server) restoreRefsLocked(m *Message, updates []journal.Update) ([]*ref, error) {
+	var rs []*ref
+	find := func(qid uint64) int {
+		for i, r := range rs {
+			if r.q.id == qid {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, u := range updates {
+		switch u.Type {
+		case RecAddRef:
+			qid, err := decodeQueueID(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			q := s.queueByID[qid]
+			if q == nil || find(qid) >= 0 {
+				continue // the queue was deleted since
+			}
+			rs = append(rs, &ref{msg: m, q: q})
+		case RecAckRef:
+			qid, err := decodeQueueID(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			if i := find(qid); i >= 0 {
+				rs = append(rs[:i], rs[i+1:]...)
+			}
+		case RecDeliveryCount:
+			qid, n, err := decodeDeliveryCount(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			if i := find(qid); i >= 0 {
+				rs[i].deliveries = n
+			}
+		default:
+			return nil, fmt.Errorf("unknown update type %d", u.Type)
+		}
+	}
+	return rs, nil
+}

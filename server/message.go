@@ -1,0 +1,222 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// MaxBodySize is the largest message body accepted (1 MiB). Larger
+// messages are refused with ErrMessageTooLarge until large messages exist.
+const MaxBodySize = 1 << 20
+
+// maxPropsSize bounds the encoded properties of one message.
+const maxPropsSize = 64 << 10
+
+// ErrMessageTooLarge is returned for a message whose body exceeds
+// MaxBodySize or whose properties exceed 64 KiB.
+var ErrMessageTooLarge = errors.New("server: message too large (body limit 1 MiB; large messages are not supported yet)")
+
+// Routing is how an address or queue routes: anycast (a queue, point to
+// point) or multicast (a topic, every subscription gets a copy).
+type Routing uint8
+
+// Routing types.
+const (
+	Anycast   Routing = 1
+	Multicast Routing = 2
+)
+
+// String returns "anycast" or "multicast".
+func (r Routing) String() string {
+	switch r {
+	case Anycast:
+		return "anycast"
+	case Multicast:
+		return "multicast"
+	}
+	return fmt.Sprintf("routing(%d)", uint8(r))
+}
+
+// Property is one message property.
+type Property struct {
+	Key   string
+	Value string
+}
+
+// Message is a message as the broker stores and delivers it. Once sent a
+// Message is immutable and shared by every queue it was routed to.
+type Message struct {
+	// ID is assigned by the broker on send.
+	ID uint64
+	// Address is where the message was sent.
+	Address string
+	// Durable marks a persistent message.
+	Durable bool
+	// DuplicateID, when set, is checked against the address's ID cache.
+	DuplicateID string
+	// Timestamp is the send time in Unix nanoseconds (set by the sender).
+	Timestamp int64
+	// Properties are the application properties.
+	Properties []Property
+	// Body is the payload.
+	Body []byte
+
+	// durableRefs counts durable queues still holding the message
+	// (guarded by Server.storeMu).
+	durableRefs int32
+}
+
+// Size is an estimate of the message's size in bytes.
+func (m *Message) Size() int {
+	n := len(m.Body) + len(m.Address) + len(m.DuplicateID) + 32
+	for _, p := range m.Properties {
+		n += len(p.Key) + len(p.Value) + 4
+	}
+	return n
+}
+
+func (m *Message) check() error {
+	if len(m.Body) > MaxBodySize {
+		return fmt.Errorf("%w: body of %d bytes", ErrMessageTooLarge, len(m.Body))
+	}
+	n := len(m.DuplicateID)
+	for _, p := range m.Properties {
+		n += len(p.Key) + len(p.Value)
+	}
+	if n > maxPropsSize {
+		return fmt.Errorf("%w: %d bytes of properties", ErrMessageTooLarge, n)
+	}
+	return nil
+}
+
+const messageFormat = 1
+
+// encodeMessage encodes m for the messages journal:
+// format(1) flags(1) timestamp(8) address dupID nprops (key value)* body,
+// strings and the body prefixed with their uvarint length.
+func encodeMessage(m *Message) []byte {
+	n := 2 + 8 + 3*binary.MaxVarintLen32 + len(m.Address) + len(m.DuplicateID) + len(m.Body) + binary.MaxVarintLen32
+	for _, p := range m.Properties {
+		n += 2*binary.MaxVarintLen32 + len(p.Key) + len(p.Value)
+	}
+	b := make([]byte, 0, n)
+	var flags byte
+	if m.Durable {
+		flags |= 1
+	}
+	b = append(b, messageFormat, flags)
+	b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+	b = appendString(b, m.Address)
+	b = appendString(b, m.DuplicateID)
+	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
+	for _, p := range m.Properties {
+		b = appendString(b, p.Key)
+		b = appendString(b, p.Value)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Body)))
+	return append(b, m.Body...)
+}
+
+// decodeMessage decodes what encodeMessage wrote. It never panics on bad
+// input; errors name the offset.
+func decodeMessage(b []byte) (*Message, error) {
+	d := decoder{b: b}
+	if f := d.byte(); f != messageFormat {
+		if d.err != nil {
+			return nil, d.err
+		}
+		return nil, fmt.Errorf("message record: unknown format %d", f)
+	}
+	m := &Message{}
+	m.Durable = d.byte()&1 != 0
+	m.Timestamp = int64(d.uint64())
+	m.Address = d.string()
+	m.DuplicateID = d.string()
+	np := d.uvarint()
+	if d.err == nil && np > uint64(len(b)) {
+		return nil, fmt.Errorf("message record: offset %d: %d properties in %d bytes", d.off, np, len(b))
+	}
+	if np > 0 && d.err == nil {
+		m.Properties = make([]Property, np)
+		for i := range m.Properties {
+			m.Properties[i].Key = d.string()
+			m.Properties[i].Value = d.string()
+		}
+	}
+	m.Body = d.bytes()
+	if d.err != nil {
+		return nil, fmt.Errorf("message record: %w", d.err)
+	}
+	if d.off != len(b) {
+		return nil, fmt.Errorf("message record: offset %d: %d trailing bytes", d.off, len(b)-d.off)
+	}
+	return m, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads the journal record encodings; the first error sticks.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("offset %d: truncated %s", d.off, what)
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || d.off >= len(d.b) {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil || len(d.b)-d.off < 8 {
+		d.fail("uint64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b[d.off:])
+	d.off += 8
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)-d.off) {
+		d.fail(fmt.Sprintf("field of %d bytes", n))
+		return nil
+	}
+	v := d.b[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return v
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestMessageEncoding(t *testing.T) {
+	tests := []*Message{
+		{Address: "q", Body: []byte{}},
+		{Address: "orders", Durable: true, DuplicateID: "p-1", Timestamp: 1234567, Body: []byte("hello")},
+		{Address: "t", Properties: []Property{{"a", "1"}, {"", ""}, {"key", "v"}}, Body: make([]byte, 5000)},
+	}
+	for _, m := range tests {
+		got, err := decodeMessage(encodeMessage(m))
+		if err != nil {
+			t.Fatalf("%+v: %v", m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip: got %+v want %+v", got, m)
+		}
+	}
+}
+
+func TestRecordDecodeErrors(t *testing.T) {
+	good := encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{{"k", "v"}}, Body: []byte("body")})
+	for i := 0; i < len(good); i++ {
+		if _, err := decodeMessage(good[:i]); err == nil {
+			t.Fatalf("truncated to %d bytes: no error", i)
+		}
+	}
+	if _, err := decodeMessage(append(good, 0)); err == nil {
+		t.Fatal("trailing byte: no error")
+	}
+	q := encodeQueue(queueRecord{Name: "q", Address: "a", Routing: Anycast, Durable: true})
+	for i := 0; i < len(q); i++ {
+		if _, err := decodeQueue(q[:i]); err == nil {
+			t.Fatalf("queue truncated to %d: no error", i)
+		}
+	}
+}
+
+func TestBindingRecordsRoundTrip(t *testing.T) {
+	qr := queueRecord{Name: "q", Address: "a", Routing: Multicast, Durable: true, AutoCreated: true}
+	if got, err := decodeQueue(encodeQueue(qr)); err != nil || got != qr {
+		t.Fatalf("queue: %+v %v", got, err)
+	}
+	ar := addressRecord{Name: "a", Anycast: true, Multicast: true}
+	if got, err := decodeAddress(encodeAddress(ar)); err != nil || got != ar {
+		t.Fatalf("address: %+v %v", got, err)
+	}
+	if a, id, err := decodeDuplicateID(encodeDuplicateID("addr", "id")); err != nil || a != "addr" || id != "id" {
+		t.Fatalf("dup: %q %q %v", a, id, err)
+	}
+	if q, n, err := decodeDeliveryCount(encodeDeliveryCount(77, 3)); err != nil || q != 77 || n != 3 {
+		t.Fatalf("delivery count: %d %d %v", q, n, err)
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add(encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{{"k", "v"}}, Body: []byte("body")}))
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMessage(b)
+		if err != nil {
+			return
+		}
+		if _, err := decodeMessage(encodeMessage(m)); err != nil {
+			t.Fatalf("re-encoded message does not decode: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeBindings(f *testing.F) {
+	f.Add(encodeQueue(queueRecord{Name: "q", Address: "a", Routing: Anycast}))
+	f.Add(encodeAddress(addressRecord{Name: "a", Anycast: true}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeQueue(b)
+		decodeAddress(b)
+		decodeDuplicateID(b)
+		decodeDeliveryCount(b)
+		decodeQueueID(b)
+	})
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+// send routes m to its address with routing r and calls done once: nil
+// when it is stored (durable, for a persistent message routed to a
+// durable queue) or was a duplicate of a stored one.
+func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(error)) {
+	if err := s.checkUsable(); err != nil {
+		done(err)
+		return
+	}
+	if err := m.check(); err != nil {
+		done(err)
+		return
+	}
+	a, err := s.addressFor(ctx, m.Address, r)
+	if err != nil {
+		done(err)
+		return
+	}
+	var qbuf [4]*Queue
+	a.mu.Lock()
+	if m.DuplicateID != "" && s.idCache > 0 {
+		if e := a.dup.lookup(m.DuplicateID); e != nil {
+			a.mu.Unlock()
+			a.dup.wait(e, done)
+			return
+		}
+	}
+	qs := a.routeLocked(r, qbuf[:0])
+	m.ID = s.nextID()
+	entries, de := s.sendEntriesLocked(a, m, qs, nil)
+	refs := make([]ref, len(qs))
+	for i, q := range qs {
+		refs[i] = ref{msg: m, q: q}
+	}
+	if len(entries) == 0 {
+		a.mu.Unlock()
+		enqueueRefs(refs)
+		if de != nil {
+			a.dup.complete(de, nil)
+		}
+		done(nil)
+		return
+	}
+	err = s.msgs.Append(entries, true, func(err error) {
+		if err != nil {
+			s.halt(err)
+		} else {
+			enqueueRefs(refs)
+		}
+		if de != nil {
+			a.dup.complete(de, err)
+		}
+		done(err)
+	})
+	if err != nil && de != nil {
+		a.dup.forget(m.DuplicateID, de)
+	}
+	a.mu.Unlock()
+	if err != nil {
+		s.storageError(err)
+		if de != nil {
+			a.dup.complete(de, err)
+		}
+		done(err)
+	}
+}
+
+// sendEntriesLocked appends to entries the journal records of sending m
+// to qs: the message and a reference per durable queue when m is
+// persistent, and its duplicate ID (with the eviction of the oldest). It
+// registers the duplicate ID, pending, and returns its entry. Caller holds
+// a.mu.
+func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry) {
+	if m.Durable {
+		var n int32
+		for _, q := range qs {
+			if q.durable {
+				n++
+			}
+		}
+		if n > 0 {
+			m.durableRefs = n
+			if entries == nil {
+				entries = make([]journal.Entry, 0, 2+len(qs))
+			}
+			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, Type: RecMessage, Data: encodeMessage(m)})
+			for _, q := range qs {
+				if q.durable {
+					entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: m.ID, Type: RecAddRef, Data: q.refData})
+				}
+			}
+		}
+	}
+	var de *dupEntry
+	if m.DuplicateID != "" && s.idCache > 0 {
+		de = &dupEntry{pending: true}
+		if m.Durable && !s.opts.NoPersistIDCache {
+			de.recID = s.nextID()
+			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: de.recID, Type: RecDuplicateID, Data: encodeDuplicateID(a.name, m.DuplicateID)})
+		}
+		if ev := a.dup.add(m.DuplicateID, de); ev != 0 {
+			entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: ev})
+		}
+	}
+	return entries, de
+}
+
+func enqueueRefs(refs []ref) {
+	for i := range refs {
+		refs[i].q.enqueue(&refs[i])
+	}
+}
+
+// ackRef acknowledges one delivered reference: an update, or the
+// message's delete when it was its last durable reference. done runs once
+// that is durable.
+func (s *Server) ackRef(r *ref, done func(error)) {
+	if err := s.checkUsable(); err != nil {
+		done(err)
+		return
+	}
+	if !r.durable() {
+		done(nil)
+		return
+	}
+	s.storeMu.Lock()
+	e := s.ackEntryLocked(r)
+	err := s.msgs.Append([]journal.Entry{e}, true, func(err error) {
+		if err != nil {
+			s.halt(err)
+		}
+		done(err)
+	})
+	s.storeMu.Unlock()
+	if err != nil {
+		s.storageError(err)
+		done(err)
+	}
+}
+
+// ackEntryLocked returns the record acking r. Caller holds storeMu.
+func (s *Server) ackEntryLocked(r *ref) journal.Entry {
+	m := r.msg
+	m.durableRefs--
+	if m.durableRefs <= 0 {
+		return journal.Entry{Kind: journal.KindDelete, ID: m.ID}
+	}
+	return journal.Entry{Kind: journal.KindUpdate, ID: m.ID, Type: RecAckRef, Data: r.q.refData}
+}
+
+// cancel returns deliveries of one queue to its head, persisting their
+// delivery counts (not synced: they ride with the next synced append).
+func (s *Server) cancel(q *Queue, refs []*ref) {
+	if len(refs) == 0 {
+		return
+	}
+	var entries []journal.Entry
+	for _, r := range refs {
+		if r.durable() {
+			entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: r.msg.ID, Type: RecDeliveryCount, Data: encodeDeliveryCount(q.id, r.deliveries)})
+		}
+	}
+	if len(entries) > 0 && s.checkUsable() == nil {
+		s.storeMu.Lock()
+		err := s.msgs.Append(entries, false, func(err error) {
+			if err != nil {
+				s.halt(err)
+			}
+		})
+		s.storeMu.Unlock()
+		s.storageError(err)
+	}
+	q.requeue(refs)
+}

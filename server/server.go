@@ -1,0 +1,380 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+// Version is the broker's version as /status reports it.
+const Version = "0.1.0"
+
+// DefaultIDCacheSize is Artemis's id-cache-size default.
+const DefaultIDCacheSize = 20000
+
+// ErrHalted is returned once a journal has failed: the broker confirms
+// nothing more.
+var ErrHalted = errors.New("server: halted on a storage error")
+
+// ErrNoSuchQueue is returned when a queue does not exist and may not be
+// auto-created.
+var ErrNoSuchQueue = errors.New("server: no such queue")
+
+// Options configure a Server.
+type Options struct {
+	// Name is the broker's name (config <name>).
+	Name string
+	// NodeID, when set, is used instead of the one stored in the bindings
+	// journal (shared-store HA takes it from the lock file).
+	NodeID string
+	// Messages and Bindings are the two journals; the caller owns them
+	// (opens them before Start and closes them after Close).
+	Messages, Bindings journal.Journal
+	// Store names the store kind for /status: "file", "jdbc" or "memory".
+	Store string
+	// IDCacheSize is the per-address duplicate ID cache size; 0 means
+	// DefaultIDCacheSize and a negative value disables the cache.
+	IDCacheSize int
+	// NoPersistIDCache keeps duplicate IDs in memory only.
+	NoPersistIDCache bool
+	// NoAutoCreate refuses sends and consumers on unknown queues.
+	NoAutoCreate bool
+	// Policy, Role and Epoch are reported by /status and in topology.
+	Policy, Role string
+	Epoch        uint64
+	// Logger receives the broker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the broker core. Create it with New, then Start it.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	msgs    journal.Journal
+	binds   journal.Journal
+	nodeID  string
+	idCache int
+
+	lastID atomic.Uint64
+
+	mu        sync.RWMutex
+	addresses map[string]*address
+	queues    map[string]*Queue
+	queueByID map[uint64]*Queue
+	started   bool
+	closed    bool
+
+	// storeMu serialises the decision "is this the last reference" with
+	// its Append, so an ack's update never follows the message's delete.
+	storeMu sync.Mutex
+
+	halted  atomic.Bool
+	haltErr atomic.Pointer[error]
+
+	topoMu   sync.Mutex
+	topology Topology
+	topoSubs map[int]func(Topology)
+	topoNext int
+
+	sessions sync.WaitGroup
+}
+
+// New returns a server over the given journals. It does not load them:
+// Start does.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Role == "" {
+		opts.Role = "primary"
+	}
+	if opts.Policy == "" {
+		opts.Policy = "none"
+	}
+	if opts.Store == "" {
+		opts.Store = "memory"
+	}
+	size := opts.IDCacheSize
+	if size == 0 {
+		size = DefaultIDCacheSize
+	}
+	return &Server{
+		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
+		idCache:   size,
+		addresses: make(map[string]*address), queues: make(map[string]*Queue),
+		queueByID: make(map[uint64]*Queue), topoSubs: make(map[int]func(Topology)),
+	}
+}
+
+// nextID returns a new record ID, unique in both journals.
+func (s *Server) nextID() uint64 { return s.lastID.Add(1) }
+
+// NodeID returns the broker's node ID (valid after Start).
+func (s *Server) NodeID() string { return s.nodeID }
+
+// Options returns the options the server was created with.
+func (s *Server) Options() Options { return s.opts }
+
+// Start loads both journals, restores queues, messages, delivery counts and
+// duplicate ID caches, and starts delivering.
+func (s *Server) Start(ctx context.Context) error {
+	if s.msgs == nil || s.binds == nil {
+		return errors.New("server: Messages and Bindings journals are required")
+	}
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	s.log.Info("broker started", "node_id", s.nodeID, "queues", len(s.queues))
+	return nil
+}
+
+// Halted is non-nil once the broker stopped confirming because a journal
+// failed.
+func (s *Server) Halted() error {
+	if p := s.haltErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// halt stops confirming anything: called when a journal reports an error.
+func (s *Server) halt(err error) {
+	if s.halted.CompareAndSwap(false, true) {
+		e := fmt.Errorf("%w: %w", ErrHalted, err)
+		s.haltErr.Store(&e)
+		s.log.Error("storage error: broker halted, nothing more is acknowledged", "err", err)
+	}
+}
+
+// checkUsable returns an error when the server cannot take work.
+func (s *Server) checkUsable() error {
+	if s.halted.Load() {
+		return s.Halted()
+	}
+	return nil
+}
+
+// Close stops every queue's delivery. It does not close the journals.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	qs := make([]*Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		q.shutdown()
+	}
+	return nil
+}
+
+// Queues describes every queue, sorted by address and name.
+func (s *Server) Queues() []QueueInfo {
+	s.mu.RLock()
+	qs := make([]*Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	s.mu.RUnlock()
+	out := make([]QueueInfo, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, q.Info())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Address != out[j].Address {
+			return out[i].Address < out[j].Address
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Queue returns the named queue's description.
+func (s *Server) Queue(name string) (QueueInfo, bool) {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q == nil {
+		return QueueInfo{}, false
+	}
+	return q.Info(), true
+}
+
+// lookupAddress returns an address or nil.
+func (s *Server) lookupAddress(name string) *address {
+	s.mu.RLock()
+	a := s.addresses[name]
+	s.mu.RUnlock()
+	return a
+}
+
+// addressFor returns the address to send to with routing r, creating the
+// address (and, for anycast, its queue of the same name) when auto-create
+// allows. ctx bounds the wait for the bindings journal.
+func (s *Server) addressFor(ctx context.Context, name string, r Routing) (*address, error) {
+	if a := s.lookupAddress(name); a != nil && a.hasRouting(r) && (r == Multicast || a.hasAnycastQueue()) {
+		return a, nil
+	}
+	if r == Anycast {
+		if _, err := s.ensureQueue(ctx, name, name, Anycast, true, false); err != nil {
+			return nil, err
+		}
+		return s.lookupAddress(name), nil
+	}
+	return s.ensureAddress(ctx, name, Multicast)
+}
+
+func (a *address) hasAnycastQueue() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, q := range a.queues {
+		if q.routing == Anycast {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureAddress returns the address, creating or extending it with
+// routing r. Caller must not hold s.mu.
+func (s *Server) ensureAddress(ctx context.Context, name string, r Routing) (*address, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ensureAddressLocked(ctx, name, r)
+}
+
+func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing) (*address, error) {
+	if s.closed {
+		return nil, ErrClosed
+	}
+	a := s.addresses[name]
+	if a != nil && a.hasRouting(r) {
+		return a, nil
+	}
+	if s.opts.NoAutoCreate {
+		return nil, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
+	}
+	rec := addressRecord{Name: name, Anycast: r == Anycast, Multicast: r == Multicast}
+	if a != nil {
+		rec.Anycast = rec.Anycast || a.anycast
+		rec.Multicast = rec.Multicast || a.multicast
+	}
+	// Address records are rewritten whole: a new add replaces the old.
+	id := s.nextID()
+	entries := []journal.Entry{{Kind: journal.KindAdd, ID: id, Type: RecAddress, Data: encodeAddress(rec)}}
+	if a != nil && a.recID != 0 {
+		entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: a.recID})
+	}
+	if err := journal.AppendSync(ctx, s.binds, entries...); err != nil {
+		s.storageError(err)
+		return nil, fmt.Errorf("server: persist address %q: %w", name, err)
+	}
+	if a == nil {
+		a = &address{name: name, dup: newDupCache(s.idCache)}
+		s.addresses[name] = a
+	}
+	a.recID = id
+	a.anycast, a.multicast = rec.Anycast, rec.Multicast
+	return a, nil
+}
+
+// ensureQueue returns the named queue, creating it (and its address) when
+// needed. Durable queues are persisted in the bindings journal first.
+func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary bool) (*Queue, error) {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil {
+		return q, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.queues[name]; q != nil {
+		return q, nil
+	}
+	if s.opts.NoAutoCreate && !temporary {
+		return nil, fmt.Errorf("%w: %q (auto-create is off)", ErrNoSuchQueue, name)
+	}
+	a, err := s.ensureAddressLocked(ctx, addrName, r)
+	if err != nil {
+		return nil, err
+	}
+	id := s.nextID()
+	if durable {
+		rec := queueRecord{Name: name, Address: addrName, Routing: r, Durable: true, AutoCreated: true}
+		err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindAdd, ID: id, Type: RecQueue, Data: encodeQueue(rec)})
+		if err != nil {
+			s.storageError(err)
+			return nil, fmt.Errorf("server: persist queue %q: %w", name, err)
+		}
+	}
+	q = newQueue(id, name, a, r, durable, temporary, true)
+	s.addQueueLocked(q)
+	s.log.Debug("queue created", "queue", name, "address", addrName, "routing", r, "durable", durable)
+	return q, nil
+}
+
+// addQueueLocked registers q and starts its delivery goroutine. Caller
+// holds s.mu.
+func (s *Server) addQueueLocked(q *Queue) {
+	s.queues[q.name] = q
+	s.queueByID[q.id] = q
+	q.addr.mu.Lock()
+	q.addr.queues = append(q.addr.queues, q)
+	q.addr.mu.Unlock()
+	go q.run()
+}
+
+// deleteQueue removes a non-durable queue (a temporary subscription).
+func (s *Server) deleteQueue(q *Queue) {
+	s.mu.Lock()
+	if s.queues[q.name] == q {
+		delete(s.queues, q.name)
+		delete(s.queueByID, q.id)
+	}
+	s.mu.Unlock()
+	a := q.addr
+	a.mu.Lock()
+	for i, x := range a.queues {
+		if x == q {
+			a.queues = append(a.queues[:i:i], a.queues[i+1:]...)
+			break
+		}
+	}
+	a.mu.Unlock()
+	q.shutdown()
+}
+
+// storageError halts the broker when err comes from a failed journal.
+func (s *Server) storageError(err error) {
+	if err == nil {
+		return
+	}
+	if s.msgs.Err() != nil || s.binds.Err() != nil {
+		s.halt(err)
+	}
+}
+
+// newUUID returns a random RFC 4122 version 4 UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

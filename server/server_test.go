@@ -1,0 +1,303 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+func TestAnycastSendReceiveAck(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	for i := 1; i <= 5; i++ {
+		mustSend(t, ss, queueDest("orders"), msg(fmt.Sprintf("m%d", i), true))
+	}
+	qi, ok := b.s.Queue("orders")
+	if !ok || qi.Depth != 5 || qi.Routing != "anycast" || !qi.Durable {
+		t.Fatalf("queue after sends: %+v %v", qi, ok)
+	}
+	col := newCollector()
+	if _, err := ss.CreateConsumer(context.Background(), queueDest("orders"), ConsumerOptions{Credit: -1}, col.handle); err != nil {
+		t.Fatal(err)
+	}
+	ds := col.wait(t, 5)
+	if got, want := bodies(ds), seqBodies("m", 1, 5); !slices.Equal(got, want) {
+		t.Fatalf("order: got %v want %v", got, want)
+	}
+	for _, d := range ds {
+		if d.DeliveryCount != 1 {
+			t.Fatalf("first delivery count %d", d.DeliveryCount)
+		}
+		if err := ackSync(t, ss, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ackSync(t, ss, ds[0]); !errors.Is(err, ErrUnknownDelivery) {
+		t.Fatalf("second ack: %v, want ErrUnknownDelivery", err)
+	}
+	if qi, _ := b.s.Queue("orders"); qi.Depth != 0 || qi.Consumers != 1 {
+		t.Fatalf("queue after acks: %+v", qi)
+	}
+	b.restart()
+	if qi, _ := b.s.Queue("orders"); qi.Depth != 0 {
+		t.Fatalf("queue after restart: %+v", qi)
+	}
+}
+
+func TestRestoreAfterRestart(t *testing.T) {
+	b := newBroker(t, Options{})
+	node := b.s.NodeID()
+	ss := b.s.NewSession(false)
+	for i := 1; i <= 10; i++ {
+		m := msg(fmt.Sprintf("m%d", i), i%2 == 1) // odd ones persistent
+		m.Properties = []Property{{"k", fmt.Sprint(i)}}
+		mustSend(t, ss, queueDest("q"), m)
+	}
+	col := newCollector()
+	c, err := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: 4}, col.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := col.wait(t, 4) // m1..m4
+	if err := ackSync(t, ss, ds[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Close the consumer: m2..m4 go back with a delivery count of 1 stored.
+	if err := ss.CloseConsumer(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	b.restart()
+	if b.s.NodeID() != node {
+		t.Fatalf("node ID changed: %s -> %s", node, b.s.NodeID())
+	}
+	ss = b.s.NewSession(false)
+	col = newCollector()
+	if _, err := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col.handle); err != nil {
+		t.Fatal(err)
+	}
+	ds = col.wait(t, 4)
+	if got, want := bodies(ds), []string{"m3", "m5", "m7", "m9"}; !slices.Equal(got, want) {
+		t.Fatalf("restored: got %v want %v", got, want)
+	}
+	if ds[0].DeliveryCount != 2 || ds[1].DeliveryCount != 1 {
+		t.Fatalf("delivery counts: %d %d, want 2 1", ds[0].DeliveryCount, ds[1].DeliveryCount)
+	}
+	if p := ds[1].Message.Properties; len(p) != 1 || p[0] != (Property{"k", "5"}) {
+		t.Fatalf("properties: %+v", p)
+	}
+	if got := col.settle(); len(got) != 4 {
+		t.Fatalf("extra deliveries: %v", bodies(got))
+	}
+}
+
+func TestRedeliveryOnConsumerClose(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	for i := 1; i <= 6; i++ {
+		mustSend(t, ss, queueDest("q"), msg(fmt.Sprintf("m%d", i), true))
+	}
+	col1 := newCollector()
+	c1, _ := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: 3}, col1.handle)
+	ds := col1.wait(t, 3)
+	if err := ackSync(t, ss, ds[1]); err != nil { // ack m2 only
+		t.Fatal(err)
+	}
+	ss.CloseConsumer(c1.ID())
+	ss2 := b.s.NewSession(false)
+	col2 := newCollector()
+	ss2.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col2.handle)
+	ds = col2.wait(t, 5)
+	if got, want := bodies(ds), []string{"m1", "m3", "m4", "m5", "m6"}; !slices.Equal(got, want) {
+		t.Fatalf("after close: got %v want %v", got, want)
+	}
+	wantCounts := []uint32{2, 2, 1, 1, 1}
+	for i, d := range ds {
+		if d.DeliveryCount != wantCounts[i] {
+			t.Fatalf("%s: delivery count %d want %d", d.Message.Body, d.DeliveryCount, wantCounts[i])
+		}
+	}
+}
+
+func TestCreditFlowControl(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	for i := 1; i <= 5; i++ {
+		mustSend(t, ss, queueDest("q"), msg(fmt.Sprintf("m%d", i), false))
+	}
+	col := newCollector()
+	c, _ := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: 2}, col.handle)
+	col.wait(t, 2)
+	if got := col.settle(); len(got) != 2 {
+		t.Fatalf("credit 2 gave %d deliveries", len(got))
+	}
+	c.Credit(2)
+	col.wait(t, 4)
+	if got := col.settle(); len(got) != 4 {
+		t.Fatalf("credit 4 gave %d deliveries", len(got))
+	}
+}
+
+func TestRoundRobinConsumers(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	col1, col2 := newCollector(), newCollector()
+	ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col1.handle)
+	ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col2.handle)
+	for i := 1; i <= 10; i++ {
+		mustSend(t, ss, queueDest("q"), msg(fmt.Sprint(i), false))
+	}
+	d1, d2 := col1.wait(t, 1), col2.wait(t, 1)
+	all := append(col1.settle(), col2.settle()...)
+	if len(all) != 10 || len(d1) == 0 || len(d2) == 0 {
+		t.Fatalf("deliveries %d (%d, %d)", len(all), len(col1.settle()), len(col2.settle()))
+	}
+}
+
+func TestMulticastSubscriptions(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	// No subscription yet: a topic send is dropped.
+	mustSend(t, ss, topicDest("news"), msg("lost", true))
+	temp, durable := newCollector(), newCollector()
+	ct, err := ss.CreateConsumer(context.Background(), topicDest("news"), ConsumerOptions{Credit: -1}, temp.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd, err := ss.CreateConsumer(context.Background(), topicDest("news"), ConsumerOptions{Credit: -1, Subscription: "sub1"}, durable.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, ss, topicDest("news"), msg("a", true))
+	mustSend(t, ss, topicDest("news"), msg("b", true))
+	for _, c := range []*collector{temp, durable} {
+		if got := bodies(c.wait(t, 2)); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("subscription got %v", got)
+		}
+	}
+	// Ack a on the durable subscription only; the message stays for the
+	// temp one (which holds no durable reference).
+	if err := ackSync(t, ss, durable.wait(t, 2)[0]); err != nil {
+		t.Fatal(err)
+	}
+	tempQueue := ct.Queue()
+	ss.CloseConsumer(ct.ID())
+	if _, ok := b.s.Queue(tempQueue); ok {
+		t.Fatalf("temporary subscription %q survived its consumer", tempQueue)
+	}
+	ss.CloseConsumer(cd.ID())
+	b.restart()
+	qs := b.s.Queues()
+	if len(qs) != 1 || qs[0].Name != "sub1" || qs[0].Depth != 1 || qs[0].Routing != "multicast" {
+		t.Fatalf("queues after restart: %+v", qs)
+	}
+}
+
+func TestMulticastMessageDeletedAfterLastAck(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	c1, c2 := newCollector(), newCollector()
+	ss.CreateConsumer(context.Background(), topicDest("t"), ConsumerOptions{Credit: -1, Subscription: "s1"}, c1.handle)
+	ss.CreateConsumer(context.Background(), topicDest("t"), ConsumerOptions{Credit: -1, Subscription: "s2"}, c2.handle)
+	mustSend(t, ss, topicDest("t"), msg("x", true))
+	for _, c := range []*collector{c1, c2} {
+		if err := ackSync(t, ss, c.wait(t, 1)[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.restart()
+	mr, err := b.ms.Open().Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range mr.Records {
+		if r.Type == RecMessage {
+			t.Fatalf("message record %d still live after both acks", r.ID)
+		}
+	}
+}
+
+func TestNonPersistentNotRestored(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("np", false))
+	mustSend(t, ss, queueDest("q"), msg("p", true))
+	b.restart()
+	if qi, _ := b.s.Queue("q"); qi.Depth != 1 {
+		t.Fatalf("depth after restart %d, want 1", qi.Depth)
+	}
+}
+
+func TestMessageTooLarge(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	tests := []struct {
+		name string
+		m    *Message
+		ok   bool
+	}{
+		{"1 MiB body", &Message{Durable: true, Body: make([]byte, MaxBodySize)}, true},
+		{"1 MiB + 1 body", &Message{Durable: true, Body: make([]byte, MaxBodySize+1)}, false},
+		{"huge property", &Message{Properties: []Property{{"k", strings.Repeat("x", 70<<10)}}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sendSync(t, ss, queueDest("big"), tc.m)
+			if tc.ok && err != nil {
+				t.Fatal(err)
+			}
+			if !tc.ok && !errors.Is(err, ErrMessageTooLarge) {
+				t.Fatalf("err %v, want ErrMessageTooLarge", err)
+			}
+		})
+	}
+}
+
+func TestNoAutoCreate(t *testing.T) {
+	b := newBroker(t, Options{NoAutoCreate: true})
+	ss := b.s.NewSession(false)
+	if err := sendSync(t, ss, queueDest("q"), msg("x", true)); !errors.Is(err, ErrNoSuchQueue) {
+		t.Fatalf("send: %v, want ErrNoSuchQueue", err)
+	}
+}
+
+func TestHaltOnJournalFailure(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("before", true))
+	col := newCollector()
+	ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col.handle)
+	d := col.wait(t, 1)[0]
+	b.mj.Fail(errors.New("injected EIO"))
+	if err := sendSync(t, ss, queueDest("q"), msg("after", true)); err == nil {
+		t.Fatal("send confirmed after the journal failed")
+	}
+	if err := ackSync(t, ss, d); err == nil {
+		t.Fatal("ack confirmed after the journal failed")
+	}
+	if err := sendSync(t, ss, queueDest("q"), msg("np", false)); !errors.Is(err, ErrHalted) {
+		t.Fatalf("non-persistent send after halt: %v, want ErrHalted", err)
+	}
+	if !errors.Is(b.s.Halted(), ErrHalted) {
+		t.Fatalf("Halted() = %v", b.s.Halted())
+	}
+}
+
+func TestIDsResumePastMaxID(t *testing.T) {
+	b := newBroker(t, Options{})
+	// Records written by someone else with large IDs.
+	if err := journal.AppendSync(context.Background(), b.mj, journal.Entry{Kind: journal.KindAdd, ID: 1000, Type: RecDuplicateID, Data: encodeDuplicateID("q", "x")}); err != nil {
+		t.Fatal(err)
+	}
+	b.restart()
+	ss := b.s.NewSession(false)
+	m := msg("m", true)
+	mustSend(t, ss, queueDest("q"), m)
+	if m.ID <= 1000 {
+		t.Fatalf("new message ID %d not past 1000", m.ID)
+	}
+}

@@ -1,0 +1,389 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+// ErrNotTransacted is returned by Commit and Rollback on a session that is
+// not transacted.
+var ErrNotTransacted = errors.New("server: session is not transacted")
+
+// Destination is where a producer sends or a consumer receives: a queue
+// (anycast) or a topic (multicast) by name.
+type Destination struct {
+	Name    string
+	Routing Routing
+}
+
+// ConsumerOptions configure CreateConsumer.
+type ConsumerOptions struct {
+	// Subscription names a durable subscription on a topic; empty means a
+	// non-durable subscription deleted when the consumer closes.
+	Subscription string
+	// Credit is the initial credit in messages (0: none until Credit;
+	// negative: unlimited).
+	Credit int
+}
+
+// Session is a client's unit of work: its consumers, and in a transacted
+// session the sends and acks of the current transaction. Its methods are
+// safe for concurrent use, but a transaction is meant to be driven by one
+// goroutine.
+type Session struct {
+	s          *Server
+	transacted bool
+
+	mu        sync.Mutex
+	consumers map[uint64]*Consumer
+	nextCons  uint64
+	txSends   []txSend
+	txAcks    []*ref
+	closed    bool
+}
+
+type txSend struct {
+	m *Message
+	r Routing
+}
+
+// NewSession opens a session; transacted sessions buffer sends and acks
+// until Commit.
+func (s *Server) NewSession(transacted bool) *Session {
+	return &Session{s: s, transacted: transacted, consumers: make(map[uint64]*Consumer)}
+}
+
+// Transacted reports whether the session is transacted.
+func (ss *Session) Transacted() bool { return ss.transacted }
+
+// Send sends m to dest. done runs once: in a non-transacted session when
+// the message is stored (durable for a persistent message) or dropped as a
+// duplicate; in a transacted session at once (the commit is the durable
+// point). The caller must not modify m afterwards.
+func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done func(error)) {
+	m.Address = dest.Name
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		done(ErrClosed)
+		return
+	}
+	if ss.transacted {
+		if err := m.check(); err != nil {
+			ss.mu.Unlock()
+			done(err)
+			return
+		}
+		ss.txSends = append(ss.txSends, txSend{m, dest.Routing})
+		ss.mu.Unlock()
+		done(nil)
+		return
+	}
+	ss.mu.Unlock()
+	ss.s.send(ctx, m, dest.Routing, done)
+}
+
+// CreateConsumer attaches a consumer to dest: the queue of that name for
+// anycast (auto-created), a subscription queue on the address for
+// multicast. handler is called from the queue's delivery goroutine and must
+// not block for long.
+func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts ConsumerOptions, handler func(Delivery)) (*Consumer, error) {
+	if err := ss.s.checkUsable(); err != nil {
+		return nil, err
+	}
+	var q *Queue
+	var err error
+	temp := false
+	switch {
+	case dest.Routing == Anycast:
+		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name, Anycast, true, false)
+	case opts.Subscription != "":
+		q, err = ss.s.ensureQueue(ctx, dest.Name, opts.Subscription, Multicast, true, false)
+	default:
+		temp = true
+		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name+"."+newUUID(), Multicast, false, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if q.routing != dest.Routing {
+		return nil, fmt.Errorf("server: queue %q routes %s, not %s", q.name, q.routing, dest.Routing)
+	}
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		if temp {
+			ss.s.deleteQueue(q)
+		}
+		return nil, ErrClosed
+	}
+	ss.nextCons++
+	c := &Consumer{id: ss.nextCons, q: q, sess: ss, handler: handler, temp: temp, delivered: make(map[uint64]*ref)}
+	ss.consumers[c.id] = c
+	ss.mu.Unlock()
+	if !q.addConsumer(c) {
+		ss.mu.Lock()
+		delete(ss.consumers, c.id)
+		ss.mu.Unlock()
+		return nil, fmt.Errorf("server: queue %q: %w", q.name, ErrClosed)
+	}
+	if opts.Credit != 0 {
+		c.Credit(opts.Credit)
+	}
+	return c, nil
+}
+
+// Consumer returns the session's consumer with the given ID.
+func (ss *Session) Consumer(id uint64) *Consumer {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.consumers[id]
+}
+
+// CloseConsumer detaches the consumer; its unacked deliveries go back to
+// the queue head with their delivery counts.
+func (ss *Session) CloseConsumer(id uint64) error {
+	ss.mu.Lock()
+	c := ss.consumers[id]
+	delete(ss.consumers, id)
+	ss.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("server: no consumer %d", id)
+	}
+	ss.closeConsumer(c)
+	return nil
+}
+
+func (ss *Session) closeConsumer(c *Consumer) {
+	refs, _ := c.q.removeConsumer(c)
+	if c.temp {
+		ss.s.deleteQueue(c.q)
+		c.q.delivering.Add(-int64(len(refs)))
+		return
+	}
+	ss.s.cancel(c.q, refs)
+}
+
+// Ack acknowledges message msgID delivered to consumer consumerID. done
+// runs once the ack is durable (non-transacted), or at once in a
+// transacted session (the commit is the durable point). Acks may be
+// pipelined: their done callbacks run in the order the acks were made.
+func (ss *Session) Ack(consumerID, msgID uint64, done func(error)) {
+	ss.mu.Lock()
+	c := ss.consumers[consumerID]
+	if c == nil || ss.closed {
+		ss.mu.Unlock()
+		done(fmt.Errorf("%w: no consumer %d", ErrUnknownDelivery, consumerID))
+		return
+	}
+	r, err := c.take(msgID)
+	if err != nil {
+		ss.mu.Unlock()
+		done(err)
+		return
+	}
+	if ss.transacted {
+		r.q.delivering.Add(1) // still being delivered until the commit
+		ss.txAcks = append(ss.txAcks, r)
+		ss.mu.Unlock()
+		done(nil)
+		return
+	}
+	ss.mu.Unlock()
+	ss.s.ackRef(r, done)
+}
+
+// Commit makes the transaction's sends and acks durable in one atomic
+// journal append, then routes the sends. done runs once with the outcome.
+func (ss *Session) Commit(ctx context.Context, done func(error)) {
+	if !ss.transacted {
+		done(ErrNotTransacted)
+		return
+	}
+	ss.mu.Lock()
+	sends, acks := ss.txSends, ss.txAcks
+	ss.txSends, ss.txAcks = nil, nil
+	ss.mu.Unlock()
+	ss.s.commit(ctx, sends, acks, done)
+}
+
+// Rollback drops the transaction's sends and returns its acked messages
+// to their queues for redelivery.
+func (ss *Session) Rollback() error {
+	if !ss.transacted {
+		return ErrNotTransacted
+	}
+	ss.mu.Lock()
+	acks := ss.txAcks
+	ss.txSends, ss.txAcks = nil, nil
+	ss.mu.Unlock()
+	ss.s.cancelAcks(acks)
+	return nil
+}
+
+// Close closes every consumer (their unacked messages are redelivered) and
+// rolls back an open transaction.
+func (ss *Session) Close() {
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return
+	}
+	ss.closed = true
+	cs := make([]*Consumer, 0, len(ss.consumers))
+	for _, c := range ss.consumers {
+		cs = append(cs, c)
+	}
+	ss.consumers = map[uint64]*Consumer{}
+	acks := ss.txAcks
+	ss.txSends, ss.txAcks = nil, nil
+	ss.mu.Unlock()
+	for _, c := range cs {
+		ss.closeConsumer(c)
+	}
+	ss.s.cancelAcks(acks)
+}
+
+// cancelAcks returns refs acked in a rolled-back transaction to their
+// queues.
+func (s *Server) cancelAcks(acks []*ref) {
+	byQueue := map[*Queue][]*ref{}
+	for _, r := range acks {
+		byQueue[r.q] = append(byQueue[r.q], r)
+	}
+	for q, rs := range byQueue {
+		if q.temporary {
+			q.requeue(rs)
+			continue
+		}
+		s.cancel(q, rs)
+	}
+}
+
+// commit writes a transaction as one Append.
+func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done func(error)) {
+	if err := s.checkUsable(); err != nil {
+		s.cancelAcks(acks)
+		done(err)
+		return
+	}
+	if len(sends) == 0 && len(acks) == 0 {
+		done(nil)
+		return
+	}
+	// Resolve addresses first (auto-create may write bindings).
+	addrs := make([]*address, len(sends))
+	var locked []*address
+	for i, ts := range sends {
+		a, err := s.addressFor(ctx, ts.m.Address, ts.r)
+		if err != nil {
+			s.cancelAcks(acks)
+			done(fmt.Errorf("server: commit: %w", err))
+			return
+		}
+		addrs[i] = a
+		if !containsAddr(locked, a) {
+			locked = append(locked, a)
+		}
+	}
+	sort.Slice(locked, func(i, j int) bool { return locked[i].name < locked[j].name })
+	for _, a := range locked {
+		a.mu.Lock()
+	}
+	var entries []journal.Entry
+	type dupDone struct {
+		a  *address
+		id string
+		e  *dupEntry
+	}
+	var dups []dupDone
+	var refs []ref
+	var qbuf []*Queue
+	for i, ts := range sends {
+		a, m := addrs[i], ts.m
+		if m.DuplicateID != "" && s.idCache > 0 && a.dup.lookup(m.DuplicateID) != nil {
+			continue // a duplicate: dropped, the rest of the transaction stands
+		}
+		qbuf = a.routeLocked(ts.r, qbuf[:0])
+		m.ID = s.nextID()
+		var de *dupEntry
+		entries, de = s.sendEntriesLocked(a, m, qbuf, entries)
+		if de != nil {
+			dups = append(dups, dupDone{a, m.DuplicateID, de})
+		}
+		for _, q := range qbuf {
+			refs = append(refs, ref{msg: m, q: q})
+		}
+	}
+	s.storeMu.Lock()
+	for _, r := range acks {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	finish := func(err error) {
+		if err == nil {
+			enqueueRefs(refs)
+			for _, r := range acks {
+				r.q.delivering.Add(-1)
+			}
+		}
+		for _, d := range dups {
+			d.a.dup.complete(d.e, err)
+		}
+		done(err)
+	}
+	var err error
+	if len(entries) > 0 {
+		err = s.msgs.Append(entries, true, func(err error) {
+			if err != nil {
+				s.halt(err)
+			}
+			finish(err)
+		})
+	}
+	s.storeMu.Unlock()
+	if err != nil {
+		for _, d := range dups {
+			d.a.dup.forget(d.id, d.e)
+		}
+		// Refused (too large, or the journal failed): undo the acks'
+		// reference counting so the messages can be acked again.
+		s.storeMu.Lock()
+		for _, r := range acks {
+			if r.durable() {
+				r.msg.durableRefs++
+			}
+		}
+		s.storeMu.Unlock()
+	}
+	for _, a := range locked {
+		a.mu.Unlock()
+	}
+	if err != nil {
+		s.storageError(err)
+		for _, r := range acks {
+			r.q.delivering.Add(-1)
+		}
+		s.cancelAcks(acks)
+		finish(fmt.Errorf("server: commit: %w", err))
+		return
+	}
+	if len(entries) == 0 {
+		finish(nil)
+	}
+}
+
+func containsAddr(as []*address, a *address) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
