@@ -1,0 +1,80 @@
+package jdbcstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// commit writes one batch in one transaction: the fence check (when
+// fencing is on), one multi-row INSERT, one DELETE, and the meta row when
+// IDs leave the table. The statements go in one pipeline with one Sync, so
+// PostgreSQL runs them as one implicit transaction: an error in any of
+// them (the fence included) skips the rest and commits nothing. It returns
+// after the commit's result arrived; with synchronous_commit on (the
+// default) that is after the WAL flush.
+func (j *Journal) commit(ctx context.Context, b *batch) error {
+	var pb pgx.Batch
+	fenced := j.sqlFence != ""
+	if fenced {
+		pb.Queue(j.sqlFence, j.opts.Fence.Group, int64(j.opts.Fence.Epoch))
+	}
+	if n := len(b.rows); n > 0 {
+		seqs := make([]int64, n)
+		kinds := make([]int16, n)
+		ids := make([]int64, n)
+		txs := make([]int64, n)
+		types := make([]int16, n)
+		datas := make([][]byte, n)
+		epochs := make([]int64, n)
+		crcs := make([]int64, n)
+		for i := range b.rows {
+			r := &b.rows[i]
+			seqs[i], kinds[i], ids[i], txs[i] = r.seq, int16(r.kind), int64(r.id), int64(r.txID)
+			types[i], datas[i], epochs[i], crcs[i] = int16(r.userType), r.data, int64(r.epoch), int64(r.sum())
+		}
+		pb.Queue(j.sqlInsert, seqs, kinds, ids, txs, types, datas, epochs, crcs)
+	}
+	if len(b.dels) > 0 {
+		pb.Queue(j.sqlDelete, b.dels)
+	}
+	newID, newEpoch := max(j.hwID, b.maxID), max(j.hwEpoch, j.opts.Fence.Epoch)
+	meta := b.idsLeave && (newID != j.hwID || newEpoch != j.hwEpoch)
+	if meta {
+		pb.Queue(j.sqlMeta, j.table, int64(newID), int64(newEpoch))
+	}
+	if pb.Len() == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, j.opts.BatchTimeout)
+	defer cancel()
+	br := j.conn.SendBatch(ctx, &pb)
+	var first error
+	for i := 0; i < pb.Len(); i++ {
+		if _, err := br.Exec(); err != nil && first == nil {
+			first = err
+			if i == 0 && fenced {
+				first = fenceError(err)
+			}
+		}
+	}
+	if err := br.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil {
+		return first
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("batch deadline: %w", ctx.Err())
+	}
+	if meta {
+		j.hwID, j.hwEpoch = newID, newEpoch
+	}
+	j.statsMu.Lock()
+	j.stats.Batches++
+	j.stats.Rows += uint64(len(b.rows))
+	j.stats.Deletes += uint64(len(b.dels))
+	j.statsMu.Unlock()
+	return nil
+}

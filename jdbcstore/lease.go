@@ -1,0 +1,230 @@
+package jdbcstore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Lease is one lease row of a group held (or wanted) by this process. The
+// holder ID is a random UUID per Lease. Expiry is decided by the
+// database's clock (now() + expiration); this process only uses its
+// monotonic clock to give up early: it counts the lease as lost once less
+// than one renew period is left since the start of its last successful
+// renewal, which is before the database can consider it expired.
+type Lease struct {
+	m      *NodeManager
+	name   LockName
+	holder string
+
+	mu        sync.Mutex
+	held      bool
+	epoch     uint64
+	lastRenew time.Time // monotonic: when the last successful acquire or renew was sent
+	lost      chan struct{}
+	lostErr   error
+}
+
+// Lease returns a lease handle for name with a fresh holder ID.
+func (m *NodeManager) Lease(name LockName) *Lease {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	holder := fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	return &Lease{m: m, name: name, holder: holder, lost: make(chan struct{})}
+}
+
+// Holder returns this lease's holder ID.
+func (l *Lease) Holder() string { return l.holder }
+
+// Epoch returns the epoch the last acquisition produced (0 before).
+func (l *Lease) Epoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
+}
+
+// Lost is closed when the lease is lost (see Run). The broker stops
+// acknowledging and halts.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Err returns why the lease was lost, or nil.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lostErr
+}
+
+// SafeUntil returns the monotonic instant after which this process must no
+// longer act as the holder: the start of the last successful renewal plus
+// the expiration minus one renew period. Zero when not held.
+func (l *Lease) SafeUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held {
+		return time.Time{}
+	}
+	return l.lastRenew.Add(l.m.opts.LockExpiration - l.m.opts.RenewPeriod)
+}
+
+// Valid reports whether the lease is held and SafeUntil is in the future.
+func (l *Lease) Valid() bool {
+	until := l.SafeUntil()
+	return !until.IsZero() && time.Now().Before(until)
+}
+
+// TryAcquire takes the lease if it is free (no holder, or expired by the
+// database's clock) or already ours. Acquiring bumps the row's epoch, in
+// the same statement; for the primary lock that epoch fences the journals.
+func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err error) {
+	start := time.Now()
+	m := l.m
+	m.mu.Lock()
+	var e int64
+	err = m.conn.QueryRow(ctx, "UPDATE "+ident(m.table)+
+		" SET holder = $3, expiry = now() + make_interval(secs => $4), epoch = epoch + 1"+
+		" WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < now() OR holder = $3)"+
+		" RETURNING epoch",
+		m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e)
+	m.mu.Unlock()
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("jdbcstore: %s: acquire %s lease of group %q: %w", m.table, l.name, m.opts.Group, err)
+	}
+	l.mu.Lock()
+	l.held, l.epoch, l.lastRenew = true, uint64(e), start
+	l.mu.Unlock()
+	m.opts.Logger.Info("jdbcstore: lease acquired", "table", m.table, "group", m.opts.Group, "lock", string(l.name), "holder", l.holder, "epoch", e)
+	return uint64(e), true, nil
+}
+
+// Acquire polls TryAcquire every poll interval until it succeeds or ctx
+// ends.
+func (l *Lease) Acquire(ctx context.Context, poll time.Duration) (uint64, error) {
+	for {
+		e, ok, err := l.TryAcquire(ctx)
+		if err != nil || ok {
+			return e, err
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Renew extends the lease to now() + expiration (never shortening it)
+// while this holder still has it at the epoch it acquired.
+func (l *Lease) Renew(ctx context.Context) error {
+	start := time.Now()
+	l.mu.Lock()
+	held, epoch := l.held, l.epoch
+	l.mu.Unlock()
+	if !held {
+		return fmt.Errorf("%w: %s lease is not held", ErrLeaseLost, l.name)
+	}
+	m := l.m
+	m.mu.Lock()
+	tag, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+
+		" SET expiry = greatest(expiry, now() + make_interval(secs => $5))"+
+		" WHERE group_name = $1 AND lock_name = $2 AND holder = $3 AND epoch = $4",
+		m.opts.Group, string(l.name), l.holder, int64(epoch), m.opts.LockExpiration.Seconds())
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("jdbcstore: %s: renew %s lease of group %q: %w", m.table, l.name, m.opts.Group, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("%w: %s lease of group %q is held by another node", ErrLeaseLost, l.name, m.opts.Group)
+	}
+	l.mu.Lock()
+	l.lastRenew = start
+	l.mu.Unlock()
+	return nil
+}
+
+// Release gives the lease up if this holder still has it.
+func (l *Lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	l.held = false
+	l.mu.Unlock()
+	m := l.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+" SET holder = NULL, expiry = NULL WHERE group_name = $1 AND lock_name = $2 AND holder = $3",
+		m.opts.Group, string(l.name), l.holder)
+	if err != nil {
+		return fmt.Errorf("jdbcstore: %s: release %s lease of group %q: %w", m.table, l.name, m.opts.Group, err)
+	}
+	return nil
+}
+
+// Run renews the lease every renew period until ctx ends (then it
+// returns nil without releasing) or the lease is lost: another node has
+// it, or renewals kept failing until the safe time (SafeUntil) passed.
+// Then Lost is closed and Run returns the reason. Each renewal is bounded
+// by the safe time, so a hung database cannot delay the halt.
+func (l *Lease) Run(ctx context.Context) error {
+	period := l.m.opts.RenewPeriod
+	next := time.Now().Add(period)
+	for {
+		until := l.SafeUntil()
+		if until.IsZero() {
+			return l.lose(fmt.Errorf("%w: %s lease is not held", ErrLeaseLost, l.name))
+		}
+		wait := time.Until(next)
+		if d := time.Until(until); d < wait {
+			wait = d
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if !time.Now().Before(until) {
+			return l.lose(fmt.Errorf("%w: %s lease of group %q not renewed in time (last renewal %v ago)", ErrLeaseLost, l.name, l.m.opts.Group, time.Since(until.Add(-(l.m.opts.LockExpiration - period))).Round(time.Millisecond)))
+		}
+		if time.Now().Before(next) {
+			continue
+		}
+		next = time.Now().Add(period)
+		rctx, cancel := context.WithDeadline(ctx, until)
+		err := l.Renew(rctx)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrLeaseLost):
+			return l.lose(err)
+		case ctx.Err() != nil:
+			return nil
+		default:
+			l.m.opts.Logger.Warn("jdbcstore: lease renewal failed; retrying", "lock", string(l.name), "group", l.m.opts.Group, "err", err, "safe_for", time.Until(until).Round(time.Millisecond))
+			// Retry sooner than a full period.
+			next = time.Now().Add(period / 4)
+		}
+	}
+}
+
+func (l *Lease) lose(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lostErr == nil {
+		l.lostErr = err
+		l.held = false
+		close(l.lost)
+		l.m.opts.Logger.Error("jdbcstore: lease lost; stop acknowledging", "lock", string(l.name), "group", l.m.opts.Group, "err", err)
+	}
+	return err
+}

@@ -1,0 +1,228 @@
+package jdbcstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// State is the shared-store state letter, as Artemis keeps it in
+// server.lock and in its NODE_MANAGER_STORE state row.
+type State byte
+
+// Shared-store states.
+const (
+	StateActive         State = 'L' // a primary (or an activated backup) is live
+	StateFailingBack    State = 'F' // a restarted primary wants its place back
+	StatePaused         State = 'P' // stopped cleanly without failover
+	StateNotStarted     State = 'N' // nothing has run yet, or the store was reset
+	StateFirstTimeStart State = '0'
+)
+
+func (s State) valid() bool {
+	switch s {
+	case StateActive, StateFailingBack, StatePaused, StateNotStarted, StateFirstTimeStart:
+		return true
+	}
+	return false
+}
+
+// LockName names a lease row of a group.
+type LockName string
+
+// The group's leases: the primary lock (whose epoch fences the journals)
+// and the backup lock (one waiting backup at a time).
+const (
+	LockPrimary LockName = "primary"
+	LockBackup  LockName = "backup"
+	rowState    LockName = "state"
+)
+
+// Default lease timing (Artemis's jdbc-lock-expiration and
+// jdbc-lock-renew-period).
+const (
+	DefaultLockExpiration  = 20 * time.Second
+	DefaultLockRenewPeriod = 4 * time.Second
+)
+
+// NodeManagerOptions configure the node-manager table.
+type NodeManagerOptions struct {
+	// URL as in Options.
+	URL string
+	// Table is node-manager-store-table-name; "" means NODE_MANAGER_STORE.
+	Table string
+	// Group is the shared-store group; "" means "default".
+	Group string
+	// LockExpiration is how long a lease lasts past its last renewal, by
+	// the database's clock; 0 means 20 s.
+	LockExpiration time.Duration
+	// RenewPeriod is how often a held lease is renewed; 0 means 4 s. It
+	// must be shorter than LockExpiration.
+	RenewPeriod time.Duration
+	// StatementTimeout as in Options; 0 means the renew period.
+	StatementTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NodeManager reads and writes a group's rows in the node-manager table:
+// the state row (state letter, node ID) and the lease rows. It holds one
+// connection of its own, so renewals never queue behind journal batches.
+type NodeManager struct {
+	opts  NodeManagerOptions
+	table string
+	mu    sync.Mutex // serialises use of conn
+	conn  *pgx.Conn
+}
+
+// ErrLeaseLost means the lease is no longer this holder's: another node
+// acquired it, or renewals failed until less than one renew period of it
+// was left.
+var ErrLeaseLost = errors.New("jdbcstore: lease lost")
+
+func nodeManagerDDL(table string) []string {
+	t := ident(table)
+	return []string{
+		`CREATE TABLE ` + t + ` (
+			group_name text NOT NULL,
+			lock_name text NOT NULL,
+			holder text,
+			expiry timestamptz,
+			epoch bigint NOT NULL DEFAULT 0,
+			state char(1) NOT NULL DEFAULT 'N',
+			node_id text,
+			PRIMARY KEY (group_name, lock_name))`,
+		`CREATE FUNCTION ` + fenceFunc(table) + `(g text, e bigint) RETURNS void LANGUAGE plpgsql AS $fn$
+		DECLARE cur bigint;
+		BEGIN
+			SELECT epoch INTO cur FROM ` + t + ` WHERE group_name = g AND lock_name = 'primary' FOR SHARE;
+			IF cur IS DISTINCT FROM e THEN
+				RAISE EXCEPTION USING ERRCODE = '` + fencedCode + `',
+					MESSAGE = format('group %s is at epoch %s, this writer has epoch %s', g, coalesce(cur::text, 'none'), e);
+			END IF;
+		END $fn$`,
+	}
+}
+
+// OpenNodeManager connects, creates the table (and its fence function)
+// when missing, and makes sure the group's rows exist.
+func OpenNodeManager(ctx context.Context, opts NodeManagerOptions) (*NodeManager, error) {
+	o := opts
+	if o.Table == "" {
+		o.Table = DefaultNodeManagerTable
+	}
+	if o.Group == "" {
+		o.Group = "default"
+	}
+	if o.LockExpiration == 0 {
+		o.LockExpiration = DefaultLockExpiration
+	}
+	if o.RenewPeriod == 0 {
+		o.RenewPeriod = DefaultLockRenewPeriod
+	}
+	if o.RenewPeriod >= o.LockExpiration {
+		return nil, fmt.Errorf("jdbcstore: jdbc-lock-renew-period %v must be shorter than jdbc-lock-expiration %v", o.RenewPeriod, o.LockExpiration)
+	}
+	if o.StatementTimeout == 0 {
+		o.StatementTimeout = o.RenewPeriod
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	table, err := tableName(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := connect(ctx, o.URL, o.StatementTimeout, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ensureTable(ctx, conn, table, kindNodeManager, nodeManagerDDL(table)); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	_, err = conn.Exec(ctx, "INSERT INTO "+ident(table)+" (group_name, lock_name) VALUES ($1, 'primary'), ($1, 'backup'), ($1, 'state') ON CONFLICT DO NOTHING", o.Group)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("jdbcstore: %s: create rows of group %q: %w", table, o.Group, err)
+	}
+	return &NodeManager{opts: o, table: table, conn: conn}, nil
+}
+
+// Table returns the node-manager table's (folded) name, for Fence.Table.
+func (m *NodeManager) Table() string { return m.table }
+
+// Group returns the group.
+func (m *NodeManager) Group() string { return m.opts.Group }
+
+// Close closes the connection. Leases are not released: call Release.
+func (m *NodeManager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conn.Close(context.Background())
+}
+
+// ReadState returns the group's state letter and node ID ("" when unset).
+func (m *NodeManager) ReadState(ctx context.Context) (State, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var s string
+	var node *string
+	err := m.conn.QueryRow(ctx, "SELECT state, node_id FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState)).Scan(&s, &node)
+	if err != nil {
+		return 0, "", fmt.Errorf("jdbcstore: %s: read state of group %q: %w", m.table, m.opts.Group, err)
+	}
+	st := StateNotStarted
+	if len(s) == 1 && State(s[0]).valid() {
+		st = State(s[0])
+	}
+	id := ""
+	if node != nil {
+		id = *node
+	}
+	return st, id, nil
+}
+
+// WriteState sets the group's state letter.
+func (m *NodeManager) WriteState(ctx context.Context, s State) error {
+	if !s.valid() {
+		return fmt.Errorf("jdbcstore: state %q is not a shared-store state", s)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+" SET state = $3 WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState), string(s))
+	if err != nil {
+		return fmt.Errorf("jdbcstore: %s: write state of group %q: %w", m.table, m.opts.Group, err)
+	}
+	return nil
+}
+
+// EnsureNodeID stores candidate as the group's node ID unless one is set,
+// and returns the stored one (the first broker of a pair names the node).
+func (m *NodeManager) EnsureNodeID(ctx context.Context, candidate string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var id string
+	err := m.conn.QueryRow(ctx, "UPDATE "+ident(m.table)+" SET node_id = coalesce(node_id, $3) WHERE group_name = $1 AND lock_name = $2 RETURNING node_id", m.opts.Group, string(rowState), candidate).Scan(&id)
+	if err != nil {
+		return "", fmt.Errorf("jdbcstore: %s: node ID of group %q: %w", m.table, m.opts.Group, err)
+	}
+	return id, nil
+}
+
+// Epoch returns the group's current fencing epoch (the primary row's).
+func (m *NodeManager) Epoch(ctx context.Context) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var e int64
+	err := m.conn.QueryRow(ctx, "SELECT epoch FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(LockPrimary)).Scan(&e)
+	if err != nil {
+		return 0, fmt.Errorf("jdbcstore: %s: epoch of group %q: %w", m.table, m.opts.Group, err)
+	}
+	return uint64(e), nil
+}

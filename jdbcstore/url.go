@@ -1,0 +1,149 @@
+package jdbcstore
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// jdbcOnly are pgJDBC connection properties that have no libpq equivalent.
+// They are dropped (and reported) instead of being sent to the server as
+// run-time parameters, which PostgreSQL would refuse.
+var jdbcOnly = map[string]bool{
+	"loginTimeout": true, "socketTimeout": true, "tcpKeepAlive": true,
+	"prepareThreshold": true, "preparedStatementCacheQueries": true,
+	"preparedStatementCacheSizeMiB": true, "defaultRowFetchSize": true,
+	"binaryTransfer": true, "reWriteBatchedInserts": true, "loggerLevel": true,
+	"loggerFile": true, "autosave": true, "cancelSignalTimeout": true,
+	"readOnly": true, "sslfactory": true, "sslpasswordcallback": true,
+	"targetServerType": true, "loadBalanceHosts": true, "hostRecheckSeconds": true,
+	"stringtype": true, "assumeMinServerVersion": true, "logUnclosedConnections": true,
+	"gssEncMode": true, "sspiServiceClass": true, "kerberosServerName": true,
+	"jaasApplicationName": true, "jaasLogin": true, "receiveBufferSize": true,
+	"sendBufferSize": true, "disableColumnSanitiser": true, "escapeSyntaxCallMode": true,
+}
+
+// jdbcRenamed maps pgJDBC property names to their libpq names.
+var jdbcRenamed = map[string]string{
+	"ApplicationName": "application_name",
+	"applicationName": "application_name",
+	"connectTimeout":  "connect_timeout",
+	"sslrootcert":     "sslrootcert",
+	"sslcert":         "sslcert",
+	"sslkey":          "sslkey",
+	"sslpassword":     "sslpassword",
+	"sslmode":         "sslmode",
+	"options":         "options",
+}
+
+// ConnString turns the URL from <database-store>'s jdbc-connection-url into
+// a connection string pgx accepts. A postgres:// or postgresql:// URL (or a
+// libpq key=value string) is returned unchanged. The Artemis form
+// jdbc:postgresql://host[:port][,host2[:port2]]/db?user=U&password=P&ssl=true
+// (also jdbc:postgresql:db and jdbc:postgresql:/) is converted: user and
+// password become the URL's user info, ssl=true becomes sslmode=require,
+// currentSchema becomes a search_path option, ApplicationName and
+// connectTimeout take their libpq names. Properties with no libpq
+// equivalent are dropped and returned in dropped, sorted, so the caller can
+// log them.
+func ConnString(s string) (conn string, dropped []string, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", nil, fmt.Errorf("jdbcstore: empty connection URL")
+	}
+	lower := strings.ToLower(s)
+	if !strings.HasPrefix(lower, "jdbc:") {
+		return s, nil, nil
+	}
+	rest := s[len("jdbc:"):]
+	const scheme = "postgresql:"
+	if !strings.HasPrefix(strings.ToLower(rest), scheme) {
+		return "", nil, fmt.Errorf("jdbcstore: connection URL %q: only jdbc:postgresql: URLs are supported", redact(s))
+	}
+	rest = rest[len(scheme):]
+	if !strings.HasPrefix(rest, "//") {
+		// jdbc:postgresql:database or jdbc:postgresql:/ : localhost:5432.
+		rest = "//localhost/" + strings.TrimPrefix(rest, "/")
+	}
+	u, err := url.Parse("postgres:" + rest)
+	if err != nil {
+		return "", nil, fmt.Errorf("jdbcstore: connection URL %q: %w", redact(s), err)
+	}
+	if u.Host == "" {
+		u.Host = "localhost"
+	}
+	q := u.Query()
+	out := url.Values{}
+	user, password := "", ""
+	hasPassword := false
+	if u.User != nil {
+		user = u.User.Username()
+		password, hasPassword = u.User.Password()
+	}
+	var options []string
+	for key, vals := range q {
+		v := vals[len(vals)-1]
+		switch {
+		case key == "user":
+			user = v
+		case key == "password":
+			password, hasPassword = v, true
+		case key == "ssl":
+			if strings.EqualFold(v, "true") && q.Get("sslmode") == "" {
+				out.Set("sslmode", "require")
+			}
+		case key == "currentSchema":
+			options = append(options, "-c search_path="+v)
+		case jdbcRenamed[key] != "":
+			if key == "options" {
+				options = append(options, v)
+			} else {
+				out.Set(jdbcRenamed[key], v)
+			}
+		case jdbcOnly[key]:
+			dropped = append(dropped, key)
+		default:
+			// Unknown to us: pgx would send it to the server as a run-time
+			// parameter. Keep names that look like libpq parameters
+			// (lower case with underscores); drop camelCase JDBC ones.
+			if key == strings.ToLower(key) {
+				out.Set(key, v)
+			} else {
+				dropped = append(dropped, key)
+			}
+		}
+	}
+	if len(options) > 0 {
+		sort.Strings(options)
+		out.Set("options", strings.Join(options, " "))
+	}
+	switch {
+	case user != "" && hasPassword:
+		u.User = url.UserPassword(user, password)
+	case user != "":
+		u.User = url.User(user)
+	default:
+		u.User = nil
+	}
+	u.RawQuery = out.Encode()
+	sort.Strings(dropped)
+	return u.String(), dropped, nil
+}
+
+// redact hides a password in a URL for error messages.
+func redact(s string) string {
+	if i := strings.Index(strings.ToLower(s), "password="); i >= 0 {
+		j := strings.IndexByte(s[i:], '&')
+		if j < 0 {
+			return s[:i] + "password=xxx"
+		}
+		return s[:i] + "password=xxx" + s[i+j:]
+	}
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return s
+}

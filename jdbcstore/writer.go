@@ -1,0 +1,110 @@
+package jdbcstore
+
+import (
+	"context"
+	"fmt"
+)
+
+// batch is what one database transaction writes.
+type batch struct {
+	rows     []row
+	dels     []int64
+	maxID    uint64
+	idsLeave bool
+}
+
+// batchOf merges appends' rows and deletes. A row deleted in the same batch
+// is never inserted.
+func batchOf(ps []*pending, extraDels []int64, maxID uint64) *batch {
+	b := &batch{maxID: maxID}
+	nd := len(extraDels)
+	for _, p := range ps {
+		nd += len(p.dels)
+		b.maxID = max(b.maxID, p.maxID)
+	}
+	if nd == 0 {
+		if len(ps) == 1 {
+			b.rows = ps[0].rows
+			return b
+		}
+		for _, p := range ps {
+			b.rows = append(b.rows, p.rows...)
+		}
+		return b
+	}
+	gone := make(map[int64]struct{}, nd)
+	for _, s := range extraDels {
+		gone[s] = struct{}{}
+	}
+	for _, p := range ps {
+		for _, s := range p.dels {
+			gone[s] = struct{}{}
+		}
+	}
+	for _, p := range ps {
+		for _, r := range p.rows {
+			if _, ok := gone[r.seq]; ok {
+				delete(gone, r.seq)
+				continue
+			}
+			b.rows = append(b.rows, r)
+		}
+	}
+	b.dels = make([]int64, 0, len(gone))
+	for s := range gone {
+		b.dels = append(b.dels, s)
+	}
+	// IDs leave the table (or never reach it): the meta row's high-water
+	// marks must cover them.
+	b.idsLeave = true
+	return b
+}
+
+// writer is the group-commit loop: it takes everything pending when the
+// previous transaction has finished, commits it in one transaction, and
+// runs the callbacks in order. The batch grows by itself with commit
+// latency; there is no timer. It owns the connection until Close.
+func (j *Journal) writer() {
+	defer close(j.stopped)
+	for {
+		j.mu.Lock()
+		for len(j.queue) == 0 && !j.closing && j.err == nil {
+			j.wake.Wait()
+		}
+		if j.err != nil || len(j.queue) == 0 {
+			j.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(j.queue) && (n == 0 || size+j.queue[n].size <= j.opts.MaxBatchBytes) {
+			size += j.queue[n].size
+			n++
+		}
+		ps := make([]*pending, n)
+		copy(ps, j.queue[:n])
+		j.queue = j.queue[n:]
+		if len(j.queue) == 0 {
+			j.queue = nil
+		}
+		j.mu.Unlock()
+
+		err := j.commit(context.Background(), batchOf(ps, nil, 0))
+		if err != nil {
+			err = fmt.Errorf("jdbcstore: %s: batch of %d appends not committed: %w", j.table, len(ps), err)
+			rest := j.fail(err)
+			for _, p := range ps {
+				p.done(err)
+			}
+			for _, p := range rest {
+				p.done(err)
+			}
+			return
+		}
+		j.statsMu.Lock()
+		j.stats.Appends += uint64(len(ps))
+		j.statsMu.Unlock()
+		for _, p := range ps {
+			p.done(nil)
+		}
+	}
+}
