@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/tandemmq/tandem/wire"
 )
 
 // MaxBodySize is the largest message body accepted (1 MiB). Larger
@@ -38,11 +40,8 @@ func (r Routing) String() string {
 	return fmt.Sprintf("routing(%d)", uint8(r))
 }
 
-// Property is one message property.
-type Property struct {
-	Key   string
-	Value string
-}
+// Property is one typed message property (the wire protocol's).
+type Property = wire.Property
 
 // Message is a message as the broker stores and delivers it. Once sent a
 // Message is immutable and shared by every queue it was routed to.
@@ -51,6 +50,8 @@ type Message struct {
 	ID uint64
 	// Address is where the message was sent.
 	Address string
+	// Routing is how it was sent (anycast or multicast).
+	Routing Routing
 	// Durable marks a persistent message.
 	Durable bool
 	// DuplicateID, when set, is checked against the address's ID cache.
@@ -70,19 +71,25 @@ type Message struct {
 // Size is an estimate of the message's size in bytes.
 func (m *Message) Size() int {
 	n := len(m.Body) + len(m.Address) + len(m.DuplicateID) + 32
-	for _, p := range m.Properties {
-		n += len(p.Key) + len(p.Value) + 4
+	for i := range m.Properties {
+		n += propSize(&m.Properties[i])
 	}
 	return n
 }
+
+func propSize(p *Property) int { return len(p.Key) + len(p.Str) + len(p.Bytes) + 10 }
 
 func (m *Message) check() error {
 	if len(m.Body) > MaxBodySize {
 		return fmt.Errorf("%w: body of %d bytes", ErrMessageTooLarge, len(m.Body))
 	}
 	n := len(m.DuplicateID)
-	for _, p := range m.Properties {
-		n += len(p.Key) + len(p.Value)
+	for i := range m.Properties {
+		p := &m.Properties[i]
+		if p.Kind < wire.KindString || p.Kind > wire.KindBytes {
+			return fmt.Errorf("server: property %q has invalid kind %d", p.Key, p.Kind)
+		}
+		n += propSize(p)
 	}
 	if n > maxPropsSize {
 		return fmt.Errorf("%w: %d bytes of properties", ErrMessageTooLarge, n)
@@ -97,22 +104,35 @@ const messageFormat = 1
 // strings and the body prefixed with their uvarint length.
 func encodeMessage(m *Message) []byte {
 	n := 2 + 8 + 3*binary.MaxVarintLen32 + len(m.Address) + len(m.DuplicateID) + len(m.Body) + binary.MaxVarintLen32
-	for _, p := range m.Properties {
-		n += 2*binary.MaxVarintLen32 + len(p.Key) + len(p.Value)
+	for i := range m.Properties {
+		n += 2*binary.MaxVarintLen32 + propSize(&m.Properties[i])
 	}
 	b := make([]byte, 0, n)
 	var flags byte
 	if m.Durable {
 		flags |= 1
 	}
+	if m.Routing == Multicast {
+		flags |= 2
+	}
 	b = append(b, messageFormat, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
 	b = appendString(b, m.Address)
 	b = appendString(b, m.DuplicateID)
 	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
-	for _, p := range m.Properties {
+	for i := range m.Properties {
+		p := &m.Properties[i]
 		b = appendString(b, p.Key)
-		b = appendString(b, p.Value)
+		b = append(b, byte(p.Kind))
+		switch p.Kind {
+		case wire.KindString:
+			b = appendString(b, p.Str)
+		case wire.KindInt64, wire.KindBool:
+			b = binary.LittleEndian.AppendUint64(b, uint64(p.Int))
+		default:
+			b = binary.AppendUvarint(b, uint64(len(p.Bytes)))
+			b = append(b, p.Bytes...)
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Body)))
 	return append(b, m.Body...)
@@ -129,7 +149,12 @@ func decodeMessage(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("message record: unknown format %d", f)
 	}
 	m := &Message{}
-	m.Durable = d.byte()&1 != 0
+	flags := d.byte()
+	m.Durable = flags&1 != 0
+	m.Routing = Anycast
+	if flags&2 != 0 {
+		m.Routing = Multicast
+	}
 	m.Timestamp = int64(d.uint64())
 	m.Address = d.string()
 	m.DuplicateID = d.string()
@@ -140,8 +165,21 @@ func decodeMessage(b []byte) (*Message, error) {
 	if np > 0 && d.err == nil {
 		m.Properties = make([]Property, np)
 		for i := range m.Properties {
-			m.Properties[i].Key = d.string()
-			m.Properties[i].Value = d.string()
+			p := &m.Properties[i]
+			p.Key = d.string()
+			p.Kind = wire.Kind(d.byte())
+			switch p.Kind {
+			case wire.KindString:
+				p.Str = d.string()
+			case wire.KindInt64, wire.KindBool:
+				p.Int = int64(d.uint64())
+			case wire.KindBytes:
+				p.Bytes = d.bytes()
+			default:
+				if d.err == nil {
+					return nil, fmt.Errorf("message record: offset %d: property kind %d", d.off, p.Kind)
+				}
+			}
 		}
 	}
 	m.Body = d.bytes()

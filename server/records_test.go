@@ -1,15 +1,16 @@
 package server
 
 import (
+	"github.com/tandemmq/tandem/wire"
 	"reflect"
 	"testing"
 )
 
 func TestMessageEncoding(t *testing.T) {
 	tests := []*Message{
-		{Address: "q", Body: []byte{}},
-		{Address: "orders", Durable: true, DuplicateID: "p-1", Timestamp: 1234567, Body: []byte("hello")},
-		{Address: "t", Properties: []Property{{"a", "1"}, {"", ""}, {"key", "v"}}, Body: make([]byte, 5000)},
+		{Address: "q", Routing: Anycast, Body: []byte{}},
+		{Address: "orders", Routing: Multicast, Durable: true, DuplicateID: "p-1", Timestamp: 1234567, Body: []byte("hello")},
+		{Address: "t", Routing: Anycast, Properties: []Property{wire.StringProp("a", "1"), wire.Int64Prop("", -5), wire.BoolProp("b", true), wire.BytesProp("key", []byte("v"))}, Body: make([]byte, 5000)},
 	}
 	for _, m := range tests {
 		got, err := decodeMessage(encodeMessage(m))
@@ -23,7 +24,7 @@ func TestMessageEncoding(t *testing.T) {
 }
 
 func TestRecordDecodeErrors(t *testing.T) {
-	good := encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{{"k", "v"}}, Body: []byte("body")})
+	good := encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{wire.StringProp("k", "v")}, Body: []byte("body")})
 	for i := 0; i < len(good); i++ {
 		if _, err := decodeMessage(good[:i]); err == nil {
 			t.Fatalf("truncated to %d bytes: no error", i)
@@ -58,7 +59,7 @@ func TestBindingRecordsRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeMessage(f *testing.F) {
-	f.Add(encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{{"k", "v"}}, Body: []byte("body")}))
+	f.Add(encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{wire.StringProp("k", "v")}, Body: []byte("body")}))
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)

@@ -302,13 +302,19 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	if q != nil {
 		return q, nil
 	}
+	if s.opts.NoAutoCreate && !temporary {
+		return nil, fmt.Errorf("%w: %q (auto-create is off)", ErrNoSuchQueue, name)
+	}
+	return s.createQueue(ctx, addrName, name, r, durable, temporary, true)
+}
+
+// createQueue creates a queue unless one of that name exists, which it
+// returns.
+func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool) (*Queue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.queues[name]; q != nil {
 		return q, nil
-	}
-	if s.opts.NoAutoCreate && !temporary {
-		return nil, fmt.Errorf("%w: %q (auto-create is off)", ErrNoSuchQueue, name)
 	}
 	a, err := s.ensureAddressLocked(ctx, addrName, r)
 	if err != nil {
@@ -316,14 +322,14 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	}
 	id := s.nextID()
 	if durable {
-		rec := queueRecord{Name: name, Address: addrName, Routing: r, Durable: true, AutoCreated: true}
+		rec := queueRecord{Name: name, Address: addrName, Routing: r, Durable: true, AutoCreated: auto}
 		err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindAdd, ID: id, Type: RecQueue, Data: encodeQueue(rec)})
 		if err != nil {
 			s.storageError(err)
 			return nil, fmt.Errorf("server: persist queue %q: %w", name, err)
 		}
 	}
-	q = newQueue(id, name, a, r, durable, temporary, true)
+	q := newQueue(id, name, a, r, durable, temporary, auto)
 	s.addQueueLocked(q)
 	s.log.Debug("queue created", "queue", name, "address", addrName, "routing", r, "durable", durable)
 	return q, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandemmq/tandem/wire"
 	"slices"
 	"strings"
 	"testing"
@@ -55,7 +56,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	ss := b.s.NewSession(false)
 	for i := 1; i <= 10; i++ {
 		m := msg(fmt.Sprintf("m%d", i), i%2 == 1) // odd ones persistent
-		m.Properties = []Property{{"k", fmt.Sprint(i)}}
+		m.Properties = []Property{wire.StringProp("k", fmt.Sprint(i))}
 		mustSend(t, ss, queueDest("q"), m)
 	}
 	col := newCollector()
@@ -87,7 +88,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	if ds[0].DeliveryCount != 2 || ds[1].DeliveryCount != 1 {
 		t.Fatalf("delivery counts: %d %d, want 2 1", ds[0].DeliveryCount, ds[1].DeliveryCount)
 	}
-	if p := ds[1].Message.Properties; len(p) != 1 || p[0] != (Property{"k", "5"}) {
+	if p := ds[1].Message.Properties; len(p) != 1 || p[0].Str != "5" {
 		t.Fatalf("properties: %+v", p)
 	}
 	if got := col.settle(); len(got) != 4 {
@@ -242,7 +243,7 @@ func TestMessageTooLarge(t *testing.T) {
 	}{
 		{"1 MiB body", &Message{Durable: true, Body: make([]byte, MaxBodySize)}, true},
 		{"1 MiB + 1 body", &Message{Durable: true, Body: make([]byte, MaxBodySize+1)}, false},
-		{"huge property", &Message{Properties: []Property{{"k", strings.Repeat("x", 70<<10)}}}, false},
+		{"huge property", &Message{Properties: []Property{wire.StringProp("k", strings.Repeat("x", 70<<10))}}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

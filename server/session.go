@@ -64,9 +64,11 @@ func (ss *Session) Transacted() bool { return ss.transacted }
 // Send sends m to dest. done runs once: in a non-transacted session when
 // the message is stored (durable for a persistent message) or dropped as a
 // duplicate; in a transacted session at once (the commit is the durable
-// point). The caller must not modify m afterwards.
+// point). The caller must not modify m afterwards. A duplicate (its
+// DuplicateID already stored) is confirmed with nil and keeps m.ID 0.
 func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done func(error)) {
 	m.Address = dest.Name
+	m.Routing = dest.Routing
 	ss.mu.Lock()
 	if ss.closed {
 		ss.mu.Unlock()

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/wire"
+)
+
+// Errors of queue management.
+var (
+	ErrQueueExists  = errors.New("server: queue exists")
+	ErrQueueInUse   = errors.New("server: queue has consumers")
+	ErrWrongRouting = errors.New("server: wrong routing type for the queue")
+)
+
+// QueueConfig describes a queue to create.
+type QueueConfig struct {
+	Address   string // "" = Name
+	Name      string
+	Routing   Routing
+	Durable   bool
+	Temporary bool
+}
+
+// CreateQueue creates a queue bound to an address (creating the address).
+// Creating a queue that exists with the same routing succeeds.
+func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error) {
+	if qc.Address == "" {
+		qc.Address = qc.Name
+	}
+	if qc.Name == "" {
+		return nil, errors.New("server: queue name is empty")
+	}
+	if qc.Routing != Anycast && qc.Routing != Multicast {
+		qc.Routing = Anycast
+	}
+	s.mu.RLock()
+	q := s.queues[qc.Name]
+	s.mu.RUnlock()
+	if q != nil {
+		if q.routing != qc.Routing || q.addr.name != qc.Address {
+			return nil, fmt.Errorf("%w: %q is bound to %q with %s routing", ErrQueueExists, qc.Name, q.addr.name, q.routing)
+		}
+		return q, nil
+	}
+	return s.createQueue(ctx, qc.Address, qc.Name, qc.Routing, qc.Durable && !qc.Temporary, qc.Temporary, false)
+}
+
+// DeleteQueue deletes a queue without consumers and its messages (acked
+// on that queue in the journal).
+func (s *Server) DeleteQueue(ctx context.Context, name string) error {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q == nil {
+		return fmt.Errorf("%w: %q", ErrNoSuchQueue, name)
+	}
+	q.mu.Lock()
+	if len(q.consumers) > 0 {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrQueueInUse, name)
+	}
+	q.deleted = true
+	var refs []*ref
+	for q.msgs.len() > 0 {
+		refs = append(refs, q.msgs.popFront())
+	}
+	q.mu.Unlock()
+	s.deleteQueue(q)
+	if !q.durable {
+		return nil
+	}
+	s.storeMu.Lock()
+	var entries []journal.Entry
+	for _, r := range refs {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	ch := make(chan error, 1)
+	var err error
+	if len(entries) > 0 {
+		err = s.msgs.Append(entries, true, func(err error) { ch <- err })
+	} else {
+		ch <- nil
+	}
+	s.storeMu.Unlock()
+	if err == nil {
+		select {
+		case err = <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		s.storageError(err)
+		return fmt.Errorf("server: delete queue %q: %w", name, err)
+	}
+	if err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindDelete, ID: q.id}); err != nil {
+		s.storageError(err)
+		return fmt.Errorf("server: delete queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// defaultRouting resolves wire.RoutingDefault: the address's routing when
+// it has only one, else anycast.
+func (s *Server) defaultRouting(addr string, r wire.RoutingType) Routing {
+	switch r {
+	case wire.RoutingAnycast:
+		return Anycast
+	case wire.RoutingMulticast:
+		return Multicast
+	}
+	if a := s.lookupAddress(addr); a != nil && a.multicast && !a.anycast {
+		return Multicast
+	}
+	return Anycast
+}

@@ -1,0 +1,521 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/wire"
+)
+
+// conn is one client connection: a reader goroutine that decodes and
+// dispatches frames in order, and a writer goroutine (outq.run).
+type conn struct {
+	s   *Server
+	acc *Acceptor
+	nc  net.Conn
+	id  uint64
+	log *slog.Logger
+	out *outq
+	ttl time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Owned by the reader goroutine.
+	sessions  map[uint64]*Session
+	consumers map[uint64]connConsumer
+	tempQs    []*Queue
+	topoStop  func()
+
+	closeOnce sync.Once
+	writerErr chan error
+}
+
+type connConsumer struct {
+	sess *Session
+	c    *Consumer
+	wsid uint64 // the client's session ID
+}
+
+var connIDs atomic.Uint64
+
+func newConn(a *Acceptor, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		s: a.s, acc: a, nc: nc, id: connIDs.Add(1), out: newOutq(),
+		ctx: ctx, cancel: cancel,
+		sessions: map[uint64]*Session{}, consumers: map[uint64]connConsumer{},
+		writerErr: make(chan error, 1),
+	}
+	c.log = a.s.log.With("conn", c.id, "remote", nc.RemoteAddr().String())
+	return c
+}
+
+// serve runs the connection until it ends; the caller's goroutine is the
+// reader.
+func (c *conn) serve() {
+	go func() { c.writerErr <- c.out.run(c.nc) }()
+	reason := c.read()
+	c.shutdown(reason)
+}
+
+// shutdown closes sessions (redelivering their unacked messages), deletes
+// temporary queues, flushes and closes the socket.
+func (c *conn) shutdown(reason error) {
+	c.closeOnce.Do(func() {
+		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) {
+			c.log.Info("connection closed", "reason", reason)
+		} else {
+			c.log.Debug("connection closed")
+		}
+		if c.topoStop != nil {
+			c.topoStop()
+		}
+		for _, ss := range c.sessions {
+			ss.Close()
+		}
+		for _, q := range c.tempQs {
+			c.s.deleteQueue(q)
+		}
+		c.cancel()
+		c.out.close()
+		select {
+		case <-c.writerErr:
+		case <-time.After(2 * time.Second):
+		}
+		c.nc.Close()
+		c.acc.forget(c)
+	})
+}
+
+// protocolError reports a malformed or misplaced frame to the client and
+// ends the connection with that reason.
+func (c *conn) protocolError(err error) error {
+	c.log.Warn("closing connection: protocol error", "reason", err)
+	c.out.frame(0, &wire.Error{Code: wire.CodeProtocol, Message: err.Error()})
+	return err
+}
+
+// read runs the handshake and then dispatches frames until an error.
+func (c *conn) read() error {
+	dec := wire.NewDecoder(c.nc)
+	c.nc.SetReadDeadline(time.Now().Add(c.acc.opts.HandshakeTimeout))
+	h, err := dec.Next()
+	if err != nil {
+		var fe *wire.FrameError
+		if errors.As(err, &fe) {
+			return c.protocolError(err)
+		}
+		return err
+	}
+	if h.Type != wire.TypeHello {
+		return c.protocolError(fmt.Errorf("first frame is %v, want Hello", h.Type))
+	}
+	var hello wire.Hello
+	if err := dec.Unmarshal(&hello); err != nil {
+		return c.protocolError(err)
+	}
+	if err := c.handshake(h, &hello); err != nil {
+		return err
+	}
+
+	var f frames
+	lastDeadline := time.Time{}
+	for {
+		if now := time.Now(); now.Sub(lastDeadline) > c.ttl/8 {
+			c.nc.SetReadDeadline(now.Add(c.ttl))
+			lastDeadline = now
+		}
+		h, err := dec.Next()
+		if err != nil {
+			var fe *wire.FrameError
+			var ne net.Error
+			switch {
+			case errors.As(err, &fe):
+				return c.protocolError(err)
+			case errors.As(err, &ne) && ne.Timeout():
+				c.out.frame(0, &wire.Disconnect{Code: wire.CodeTimeout, Message: "no traffic within the connection TTL"})
+				return fmt.Errorf("nothing received for the connection TTL (%v)", c.ttl)
+			}
+			return err
+		}
+		if err := c.dispatch(dec, h, &f); err != nil {
+			return err
+		}
+	}
+}
+
+// handshake checks the version and credentials and answers Welcome.
+func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
+	lo, hi := max(hello.MinVersion, wire.MinVersion), min(hello.MaxVersion, wire.Version)
+	if lo > hi {
+		c.out.frame(0, &wire.Error{Code: wire.CodeUnsupportedVersion,
+			Message: fmt.Sprintf("client speaks versions %d-%d, broker %d-%d", hello.MinVersion, hello.MaxVersion, wire.MinVersion, wire.Version)})
+		return fmt.Errorf("no common protocol version with client %d-%d", hello.MinVersion, hello.MaxVersion)
+	}
+	if !c.acc.authenticate(hello.User, hello.Password) {
+		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})
+		return fmt.Errorf("authentication failed for user %q", hello.User)
+	}
+	if err := c.s.checkUsable(); err != nil {
+		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()})
+		return err
+	}
+	c.ttl = c.acc.opts.DefaultTTL
+	if hello.ConnectionTTL > 0 {
+		c.ttl = time.Duration(hello.ConnectionTTL) * time.Millisecond
+	}
+	if c.acc.opts.TTLOverride > 0 {
+		c.ttl = c.acc.opts.TTLOverride
+	}
+	c.ttl = max(c.ttl, 100*time.Millisecond)
+	if hello.ClientID != "" {
+		c.log = c.log.With("client", hello.ClientID)
+	}
+	w := &wire.Welcome{Version: hi, NodeID: c.s.nodeID, ServerVersion: Version, ConnectionID: c.id,
+		ConnectionTTL: uint32(c.ttl / time.Millisecond), Topology: toWireTopology(c.s.Topology())}
+	c.out.frame(h.Corr, w)
+	if hello.WantTopology {
+		first := true
+		c.topoStop = c.s.subscribeTopology(func(t Topology) {
+			if first { // already in Welcome
+				first = false
+				return
+			}
+			wt := toWireTopology(t)
+			c.out.frame(0, &wt)
+		})
+	}
+	c.log.Debug("client connected", "user", hello.User, "version", hi, "ttl", c.ttl)
+	return nil
+}
+
+func toWireTopology(t Topology) wire.Topology {
+	wt := wire.Topology{Epoch: t.Epoch}
+	for _, m := range t.Members {
+		wt.Members = append(wt.Members, wire.Member{NodeID: m.NodeID, Role: m.Role, State: m.State, URL: m.URL, Epoch: m.Epoch})
+	}
+	return wt
+}
+
+// frames are the reader's reused frame values.
+type frames struct {
+	send   wire.Send
+	ack    wire.Ack
+	credit wire.Credit
+}
+
+// codeOf maps a server error to a wire code.
+func codeOf(err error) wire.Code {
+	switch {
+	case err == nil:
+		return wire.CodeOK
+	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge):
+		return wire.CodeTooLarge
+	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
+		return wire.CodeNotFound
+	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed):
+		return wire.CodeUnavailable
+	case errors.Is(err, ErrClosed):
+		return wire.CodeShuttingDown
+	case errors.Is(err, ErrNotTransacted), errors.Is(err, ErrQueueInUse), errors.Is(err, ErrWrongRouting):
+		return wire.CodeInvalid
+	case errors.Is(err, ErrQueueExists):
+		return wire.CodeExists
+	}
+	return wire.CodeInternal
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// dispatch handles one frame.
+func (c *conn) dispatch(dec *wire.Decoder, h wire.Header, f *frames) error {
+	corr := h.Corr
+	switch h.Type {
+	case wire.TypeSend:
+		if err := dec.Unmarshal(&f.send); err != nil {
+			return c.protocolError(err)
+		}
+		c.handleSend(corr, &f.send)
+	case wire.TypeAck:
+		if err := dec.Unmarshal(&f.ack); err != nil {
+			return c.protocolError(err)
+		}
+		c.handleAck(corr, &f.ack)
+	case wire.TypeCredit:
+		if err := dec.Unmarshal(&f.credit); err != nil {
+			return c.protocolError(err)
+		}
+		if cc, ok := c.consumers[f.credit.Consumer]; ok {
+			cc.c.Credit(int(min(f.credit.N, 1<<30)))
+		}
+	case wire.TypePing:
+		c.out.frame(corr, &wire.Pong{})
+	case wire.TypePong:
+	default:
+		fr := wire.NewFrame(h.Type)
+		if err := dec.Unmarshal(fr); err != nil {
+			return c.protocolError(err)
+		}
+		return c.control(corr, fr)
+	}
+	return nil
+}
+
+// control handles the less frequent frames.
+func (c *conn) control(corr uint64, fr wire.Frame) error {
+	switch f := fr.(type) {
+	case *wire.CreateSession:
+		if _, ok := c.sessions[f.Session]; ok {
+			c.out.resultFrame(corr, wire.CodeExists, fmt.Sprintf("session %d exists", f.Session))
+			return nil
+		}
+		c.sessions[f.Session] = c.s.NewSession(f.Transacted)
+		c.out.resultFrame(corr, wire.CodeOK, "")
+	case *wire.CloseSession:
+		ss, ok := c.sessions[f.Session]
+		if !ok {
+			c.out.resultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session))
+			return nil
+		}
+		delete(c.sessions, f.Session)
+		for id, cc := range c.consumers {
+			if cc.sess == ss {
+				delete(c.consumers, id)
+			}
+		}
+		ss.Close()
+		c.out.resultFrame(corr, wire.CodeOK, "")
+	case *wire.Commit:
+		ss, ok := c.sessions[f.Session]
+		if !ok {
+			c.out.resultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session))
+			return nil
+		}
+		ss.Commit(c.ctx, func(err error) {
+			code := codeOf(err)
+			if err != nil && code != wire.CodeUnavailable {
+				code = wire.CodeTxRolledBack
+			}
+			c.out.resultFrame(corr, code, errText(err))
+		})
+	case *wire.Rollback:
+		ss, ok := c.sessions[f.Session]
+		if !ok {
+			c.out.resultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session))
+			return nil
+		}
+		err := ss.Rollback()
+		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.CreateQueue:
+		q, err := c.s.CreateQueue(c.ctx, QueueConfig{Address: f.Address, Name: f.Queue, Routing: routingOf(f.Routing, Anycast),
+			Durable: f.Durable, Temporary: f.Temporary})
+		if err == nil && f.Temporary {
+			c.tempQs = append(c.tempQs, q)
+		}
+		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.DeleteQueue:
+		err := c.s.DeleteQueue(c.ctx, f.Queue)
+		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.CreateConsumer:
+		c.handleCreateConsumer(corr, f)
+	case *wire.CloseConsumer:
+		cc, ok := c.consumers[f.Consumer]
+		if !ok {
+			c.out.resultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no consumer %d", f.Consumer))
+			return nil
+		}
+		delete(c.consumers, f.Consumer)
+		err := cc.sess.CloseConsumer(cc.c.ID())
+		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.Hello:
+		return c.protocolError(errors.New("Hello after the handshake"))
+	default:
+		return c.protocolError(fmt.Errorf("unexpected %v frame from a client", fr.Type()))
+	}
+	return nil
+}
+
+func routingOf(r wire.RoutingType, def Routing) Routing {
+	switch r {
+	case wire.RoutingAnycast:
+		return Anycast
+	case wire.RoutingMulticast:
+		return Multicast
+	}
+	return def
+}
+
+func (c *conn) handleSend(corr uint64, f *wire.Send) {
+	ss, ok := c.sessions[f.Session]
+	if !ok {
+		if corr != 0 {
+			c.out.sendResultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session), false)
+		}
+		return
+	}
+	wm := &f.Message
+	m := &Message{Durable: wm.Durable, DuplicateID: wm.DuplicateID, Timestamp: wm.Timestamp}
+	if len(wm.Properties) > 0 {
+		m.Properties = make([]Property, len(wm.Properties))
+		copy(m.Properties, wm.Properties)
+		for i := range m.Properties {
+			if b := m.Properties[i].Bytes; b != nil {
+				m.Properties[i].Bytes = append([]byte(nil), b...)
+			}
+		}
+	}
+	m.Body = append(make([]byte, 0, len(wm.Body)), wm.Body...)
+	dest := Destination{Name: wm.Address, Routing: c.s.defaultRouting(wm.Address, wm.Routing)}
+	if corr == 0 {
+		ss.Send(c.ctx, dest, m, func(error) {})
+		return
+	}
+	out := c.out
+	ss.Send(c.ctx, dest, m, func(err error) {
+		out.sendResultFrame(corr, codeOf(err), errText(err), err == nil && m.ID == 0)
+	})
+}
+
+func (c *conn) handleAck(corr uint64, f *wire.Ack) {
+	cc, ok := c.consumers[f.Consumer]
+	if !ok {
+		if corr != 0 {
+			c.out.ackConfirmFrame(corr, wire.CodeNotFound, fmt.Sprintf("no consumer %d", f.Consumer), nil)
+		}
+		return
+	}
+	if len(f.MessageIDs) == 1 {
+		id := f.MessageIDs[0]
+		out := c.out
+		cc.sess.Ack(cc.c.ID(), id, func(err error) {
+			if corr == 0 {
+				return
+			}
+			switch {
+			case err == nil:
+				out.ackConfirmFrame(corr, wire.CodeOK, "", nil)
+			case errors.Is(err, ErrUnknownDelivery):
+				out.ackConfirmFrame(corr, wire.CodeOK, "", []uint64{id})
+			default:
+				out.ackConfirmFrame(corr, codeOf(err), err.Error(), nil)
+			}
+		})
+		return
+	}
+	b := &ackBatch{out: c.out, corr: corr}
+	b.left.Store(int32(len(f.MessageIDs)))
+	for _, id := range f.MessageIDs {
+		cc.sess.Ack(cc.c.ID(), id, func(err error) { b.done(id, err) })
+	}
+}
+
+// ackBatch confirms a multi-message Ack once every ack's outcome is known.
+type ackBatch struct {
+	out    *outq
+	corr   uint64
+	left   atomic.Int32
+	mu     sync.Mutex
+	failed []uint64
+	err    error
+}
+
+func (b *ackBatch) done(id uint64, err error) {
+	if err != nil {
+		b.mu.Lock()
+		if errors.Is(err, ErrUnknownDelivery) {
+			b.failed = append(b.failed, id)
+		} else if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	if b.left.Add(-1) != 0 || b.corr == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.out.ackConfirmFrame(b.corr, codeOf(b.err), errText(b.err), b.failed)
+}
+
+func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
+	fail := func(code wire.Code, msg string) {
+		c.out.frame(corr, &wire.ConsumerCreated{Code: code, Message: msg})
+	}
+	ss, ok := c.sessions[f.Session]
+	if !ok {
+		fail(wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session))
+		return
+	}
+	if _, ok := c.consumers[f.Consumer]; ok {
+		fail(wire.CodeExists, fmt.Sprintf("consumer %d exists", f.Consumer))
+		return
+	}
+	if f.Filter != "" {
+		fail(wire.CodeInvalid, "filters are not supported yet")
+		return
+	}
+	addr := f.Address
+	if addr == "" {
+		addr = f.Queue
+	}
+	routing := c.s.defaultRouting(addr, f.Routing)
+	dest := Destination{Name: addr, Routing: routing}
+	opts := ConsumerOptions{}
+	if routing == Multicast && f.Queue != "" && f.Queue != addr {
+		opts.Subscription = f.Queue
+	}
+	if routing == Anycast && f.Queue != "" {
+		dest.Name = f.Queue
+	}
+	if !f.AutoCreate {
+		name := dest.Name
+		if opts.Subscription != "" {
+			name = opts.Subscription
+		}
+		if routing == Anycast || opts.Subscription != "" {
+			if _, ok := c.s.Queue(name); !ok {
+				fail(wire.CodeNotFound, fmt.Sprintf("no queue %q", name))
+				return
+			}
+		}
+	}
+	wid := f.Consumer
+	out := c.out
+	cons, err := ss.CreateConsumer(c.ctx, dest, opts, func(d Delivery) { out.deliverFrame(wid, d) })
+	if err != nil {
+		fail(codeOf(err), err.Error())
+		return
+	}
+	c.consumers[wid] = connConsumer{sess: ss, c: cons, wsid: f.Session}
+	c.out.frame(corr, &wire.ConsumerCreated{Code: wire.CodeOK, Queue: cons.Queue()})
+	if f.InitialCredit > 0 {
+		cons.Credit(int(min(f.InitialCredit, 1<<30)))
+	}
+}
+
+// authenticate checks a user against the acceptor's users.
+func (a *Acceptor) authenticate(user, password string) bool {
+	if len(a.opts.Users) == 0 {
+		return true
+	}
+	want, ok := a.opts.Users[user]
+	if !ok {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
+}
