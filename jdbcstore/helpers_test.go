@@ -82,3 +82,5 @@ func openTable(t testing.TB, url, table string, mod func(*Options)) *Journal {
 	t.Cleanup(func() { _ = j.Close() })
 	return j
 }
+
+func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }

@@ -80,18 +80,40 @@ func (l *Lease) Valid() bool {
 }
 
 // TryAcquire takes the lease if it is free (no holder, or expired by the
-// database's clock) or already ours. Acquiring bumps the row's epoch, in
-// the same statement; for the primary lock that epoch fences the journals.
+// database's clock). Acquiring bumps the row's epoch, in the same
+// statement; for the primary lock that epoch fences the journals.
+//
+// The UPDATE waits for transactions that hold the row: a journal batch of
+// the previous holder holds it FOR SHARE until it commits. A previous
+// holder that was paused in the middle of sending a batch would hold it
+// forever, so when the UPDATE has waited longer than a grace period, the
+// backends blocking it are terminated (pg_terminate_backend: the brokers'
+// database role needs that right over its own sessions, which PostgreSQL
+// grants by default). Only an expired or released lease's sessions can
+// block this UPDATE, so this never interrupts a holder in good standing;
+// their uncommitted batch fails and is never acknowledged.
 func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err error) {
 	start := time.Now()
 	m := l.m
 	m.mu.Lock()
+	conn := m.connLocked(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if !conn.IsClosed() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.breakBlockers(ctx, conn.PgConn().PID(), stop)
+		}()
+	}
 	var e int64
-	err = m.conn.QueryRow(ctx, "UPDATE "+ident(m.table)+
+	err = conn.QueryRow(ctx, "UPDATE "+ident(m.table)+
 		" SET holder = $3, expiry = now() + make_interval(secs => $4), epoch = epoch + 1"+
-		" WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < now() OR holder = $3)"+
+		" WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < now())"+
 		" RETURNING epoch",
 		m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e)
+	close(stop)
+	wg.Wait()
 	m.mu.Unlock()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
@@ -104,6 +126,41 @@ func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err erro
 	l.mu.Unlock()
 	m.opts.Logger.Info("jdbcstore: lease acquired", "table", m.table, "group", m.opts.Group, "lock", string(l.name), "holder", l.holder, "epoch", e)
 	return uint64(e), true, nil
+}
+
+// acquireGrace is how long an acquiring UPDATE waits for the row before
+// the sessions blocking it are terminated.
+const acquireGrace = 500 * time.Millisecond
+
+// breakBlockers terminates, every grace period until stop is closed, the
+// backends that block backend pid.
+func (l *Lease) breakBlockers(ctx context.Context, pid uint32, stop <-chan struct{}) {
+	t := time.NewTimer(acquireGrace)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, acquireGrace*4)
+		conn, err := connect(cctx, l.m.opts.URL, acquireGrace*4, nil)
+		if err == nil {
+			var killed []int32
+			err = conn.QueryRow(cctx, "SELECT coalesce(array_agg(b), '{}') FROM unnest(pg_blocking_pids($1)) AS b WHERE pg_terminate_backend(b)", int32(pid)).Scan(&killed)
+			conn.Close(context.Background())
+			if len(killed) > 0 {
+				l.m.opts.Logger.Warn("jdbcstore: terminated database sessions of an expired lease holder that blocked the takeover", "lock", string(l.name), "group", l.m.opts.Group, "pids", killed)
+			}
+		}
+		cancel()
+		if err != nil {
+			l.m.opts.Logger.Warn("jdbcstore: could not terminate sessions blocking the takeover", "err", err)
+		}
+		t.Reset(acquireGrace)
+	}
 }
 
 // Acquire polls TryAcquire every poll interval until it succeeds or ctx
@@ -136,7 +193,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 	}
 	m := l.m
 	m.mu.Lock()
-	tag, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+
+	tag, err := m.connLocked(ctx).Exec(ctx, "UPDATE "+ident(m.table)+
 		" SET expiry = greatest(expiry, now() + make_interval(secs => $5))"+
 		" WHERE group_name = $1 AND lock_name = $2 AND holder = $3 AND epoch = $4",
 		m.opts.Group, string(l.name), l.holder, int64(epoch), m.opts.LockExpiration.Seconds())
@@ -161,7 +218,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	m := l.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+" SET holder = NULL, expiry = NULL WHERE group_name = $1 AND lock_name = $2 AND holder = $3",
+	_, err := m.connLocked(ctx).Exec(ctx, "UPDATE "+ident(m.table)+" SET holder = NULL, expiry = NULL WHERE group_name = $1 AND lock_name = $2 AND holder = $3",
 		m.opts.Group, string(l.name), l.holder)
 	if err != nil {
 		return fmt.Errorf("jdbcstore: %s: release %s lease of group %q: %w", m.table, l.name, m.opts.Group, err)

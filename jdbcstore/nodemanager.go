@@ -154,6 +154,23 @@ func OpenNodeManager(ctx context.Context, opts NodeManagerOptions) (*NodeManager
 	return &NodeManager{opts: o, table: table, conn: conn}, nil
 }
 
+// connLocked returns the connection, reconnecting first when the last one
+// broke (a renewal must survive a database restart while the lease lasts).
+// A failed reconnect returns the closed connection: its calls then fail.
+// m.mu must be held.
+func (m *NodeManager) connLocked(ctx context.Context) *pgx.Conn {
+	if !m.conn.IsClosed() {
+		return m.conn
+	}
+	c, err := connect(ctx, m.opts.URL, m.opts.StatementTimeout, nil)
+	if err != nil {
+		m.opts.Logger.Warn("jdbcstore: node manager reconnect failed", "err", err)
+		return m.conn
+	}
+	m.conn = c
+	return c
+}
+
 // Table returns the node-manager table's (folded) name, for Fence.Table.
 func (m *NodeManager) Table() string { return m.table }
 
@@ -173,7 +190,7 @@ func (m *NodeManager) ReadState(ctx context.Context) (State, string, error) {
 	defer m.mu.Unlock()
 	var s string
 	var node *string
-	err := m.conn.QueryRow(ctx, "SELECT state, node_id FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState)).Scan(&s, &node)
+	err := m.connLocked(ctx).QueryRow(ctx, "SELECT state, node_id FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState)).Scan(&s, &node)
 	if err != nil {
 		return 0, "", fmt.Errorf("jdbcstore: %s: read state of group %q: %w", m.table, m.opts.Group, err)
 	}
@@ -195,7 +212,7 @@ func (m *NodeManager) WriteState(ctx context.Context, s State) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err := m.conn.Exec(ctx, "UPDATE "+ident(m.table)+" SET state = $3 WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState), string(s))
+	_, err := m.connLocked(ctx).Exec(ctx, "UPDATE "+ident(m.table)+" SET state = $3 WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(rowState), string(s))
 	if err != nil {
 		return fmt.Errorf("jdbcstore: %s: write state of group %q: %w", m.table, m.opts.Group, err)
 	}
@@ -208,7 +225,7 @@ func (m *NodeManager) EnsureNodeID(ctx context.Context, candidate string) (strin
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var id string
-	err := m.conn.QueryRow(ctx, "UPDATE "+ident(m.table)+" SET node_id = coalesce(node_id, $3) WHERE group_name = $1 AND lock_name = $2 RETURNING node_id", m.opts.Group, string(rowState), candidate).Scan(&id)
+	err := m.connLocked(ctx).QueryRow(ctx, "UPDATE "+ident(m.table)+" SET node_id = coalesce(node_id, $3) WHERE group_name = $1 AND lock_name = $2 RETURNING node_id", m.opts.Group, string(rowState), candidate).Scan(&id)
 	if err != nil {
 		return "", fmt.Errorf("jdbcstore: %s: node ID of group %q: %w", m.table, m.opts.Group, err)
 	}
@@ -220,7 +237,7 @@ func (m *NodeManager) Epoch(ctx context.Context) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var e int64
-	err := m.conn.QueryRow(ctx, "SELECT epoch FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(LockPrimary)).Scan(&e)
+	err := m.connLocked(ctx).QueryRow(ctx, "SELECT epoch FROM "+ident(m.table)+" WHERE group_name = $1 AND lock_name = $2", m.opts.Group, string(LockPrimary)).Scan(&e)
 	if err != nil {
 		return 0, fmt.Errorf("jdbcstore: %s: epoch of group %q: %w", m.table, m.opts.Group, err)
 	}
