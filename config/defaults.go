@@ -90,6 +90,7 @@ func defaultHA() HA {
 
 func defaultManager() *Manager {
 	return &Manager{
+		ClassName:         CuratorLockManager,
 		SessionTimeout:    18 * time.Second,
 		SessionPercent:    33,
 		ConnectionTimeout: 8 * time.Second,

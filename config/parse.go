@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/tandemmq/tandem/aio"
 )
@@ -92,7 +93,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 // warned about; any other namespace is an error. Stray text in a container
 // is an error, except the manual's "..." placeholders.
 func (p *parser) children(n *node) []*node {
-	if t := strings.TrimSpace(string(n.text)); t != "" && strings.Trim(t, ".…") != "" {
+	if t := strings.TrimSpace(string(n.text)); strings.ContainsFunc(t, notEllipsis) {
 		p.errorf(n, "unexpected text %q in <%s>", abbreviate(t), n.name)
 	}
 	out := make([]*node, 0, len(n.children))
@@ -108,6 +109,10 @@ func (p *parser) children(n *node) []*node {
 	}
 	return out
 }
+
+// notEllipsis is true for characters other than white space and the
+// manual's "..." placeholders.
+func notEllipsis(r rune) bool { return r != '.' && r != '…' && !unicode.IsSpace(r) }
 
 func abbreviate(s string) string {
 	if len(s) > 40 {
