@@ -9,12 +9,20 @@ import (
 	"time"
 )
 
-// backends is every Kind the suite runs on. io_uring is included even when
-// the kernel refuses it: OS then falls back and the tests run on DIRECT.
-var backends = []Kind{NIO, Direct, IOUring}
+// backends is every Kind the suite runs on (TANDEM_TEST_JOURNAL_TYPES
+// narrows it). io_uring is included even when the kernel refuses it: OS
+// then falls back and the tests run on DIRECT.
+func backends(t testing.TB) []Kind {
+	t.Helper()
+	k, err := TestKinds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 func forEachBackend(t *testing.T, f func(t *testing.T, kind Kind)) {
-	for _, kind := range backends {
+	for _, kind := range backends(t) {
 		t.Run(kind.String(), func(t *testing.T) { f(t, kind) })
 	}
 }

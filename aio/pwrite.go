@@ -79,14 +79,26 @@ func (f *pwriteFile) submitLocked(p []byte, off int64, sync bool) error {
 		f.err = err
 		return err
 	}
-	if err := pwriteFull(f.wfd, p, off); err != nil {
-		f.err = fmt.Errorf("aio: %s: write of %d bytes at offset %d: %w", f.name, len(p), off, err)
-		return f.err
+	if err := pwriteSync(f.name, f.wfd, p, off, sync && f.datasync); err != nil {
+		f.err = err
+		return err
 	}
-	if sync && f.datasync {
-		if err := fdatasync(f.wfd); err != nil {
-			f.err = fmt.Errorf("aio: %s: fdatasync after write at offset %d: %w", f.name, off, err)
-			return f.err
+	return nil
+}
+
+// SubmitSync is Submit: this backend is synchronous already.
+func (f *pwriteFile) SubmitSync(p []byte, off int64, sync bool, done func(error)) {
+	f.Submit(p, off, sync, done)
+}
+
+// pwriteSync writes all of p at off on fd, then fdatasyncs when datasync.
+func pwriteSync(name string, fd int, p []byte, off int64, datasync bool) error {
+	if err := pwriteFull(fd, p, off); err != nil {
+		return fmt.Errorf("aio: %s: write of %d bytes at offset %d: %w", name, len(p), off, err)
+	}
+	if datasync {
+		if err := fdatasync(fd); err != nil {
+			return fmt.Errorf("aio: %s: fdatasync after write at offset %d: %w", name, off, err)
 		}
 	}
 	return nil
