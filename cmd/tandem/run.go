@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/server"
+	"github.com/tandemmq/tandem/wire"
+)
+
+func init() {
+	register(command{name: "run", summary: "run a broker", run: runBroker})
+}
+
+// runBroker is `tandem run [--config FILE] [--data DIR] [--listen URL] [--http ADDR]`.
+func runBroker(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfgFile := fs.String("config", "", "broker.xml (default ./etc/broker.xml if it exists, else built-in defaults)")
+	dataDir := fs.String("data", "./data", "data directory: DIR/journal, DIR/bindings, DIR/paging, DIR/large-messages")
+	listen := fs.String("listen", "", "replaces the first acceptor's URL (tcp://host:port)")
+	httpAddr := fs.String("http", "", "management HTTP address (default 127.0.0.1:8161)")
+	if err := fs.Parse(args); err != nil {
+		return exitCannot
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tandem run: unexpected arguments %q\n", fs.Args())
+		return exitCannot
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg, err := loadRunConfig(*cfgFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if set["data"] || cfg.File == "" {
+		cfg.ApplyDataDir(*dataDir)
+	}
+	if *listen != "" {
+		if err := replaceAcceptor(cfg, *listen); err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: --listen: %v\n", err)
+			return exitCannot
+		}
+	}
+	if *httpAddr != "" {
+		cfg.ManagementAddress = *httpAddr
+	}
+	if cfg.ManagementAddress == "" {
+		cfg.ManagementAddress = config.DefaultManagementAddress
+	}
+	return serve(cfg)
+}
+
+// loadRunConfig reads FILE, else ./etc/broker.xml, else the defaults.
+// Warnings go to stderr.
+func loadRunConfig(file string) (*config.Config, error) {
+	if file == "" {
+		if _, err := os.Stat("etc/broker.xml"); err == nil {
+			file = "etc/broker.xml"
+		}
+	}
+	if file == "" {
+		return config.Default(), nil
+	}
+	cfg, warnings, err := config.Load(file)
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, w.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// replaceAcceptor puts url in place of the first acceptor.
+func replaceAcceptor(cfg *config.Config, url string) error {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok || !strings.EqualFold(scheme, "tcp") {
+		return fmt.Errorf("%q: want tcp://host:port", url)
+	}
+	hostport, _, _ := strings.Cut(rest, "?")
+	host, port, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/"))
+	if err != nil {
+		return fmt.Errorf("%q: %v", url, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: bad port %q", url, port)
+	}
+	a := config.Acceptor{Name: "artemis", URL: url, Scheme: "tcp", Host: host, Port: n, Params: map[string]string{}}
+	if len(cfg.Acceptors) == 0 {
+		cfg.Acceptors = []config.Acceptor{a}
+	} else {
+		a.Name = cfg.Acceptors[0].Name
+		cfg.Acceptors[0] = a
+	}
+	return nil
+}
+
+// serve runs the broker until a signal (exit 0) or a storage error (exit 3).
+func serve(cfg *config.Config) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
+		log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
+	}
+	store, err := server.OpenStore(ctx, cfg, server.StoreOptions{Logger: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	idCache := cfg.IDCacheSize
+	if idCache == 0 {
+		idCache = -1 // id-cache-size 0 turns the cache off
+	}
+	srv := server.New(server.Options{
+		Name: cfg.Name, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
+		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
+		Policy: "none", Role: "primary", Logger: log,
+	})
+	if err := srv.Start(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		store.Close()
+		return exitCannot
+	}
+	log = log.With("node_id", srv.NodeID(), "role", "primary")
+
+	users := map[string]string{}
+	if !cfg.AnonymousAllowed() {
+		for _, u := range cfg.Users {
+			users[u.Name] = u.Password
+		}
+	}
+	netOpts := server.NetOptions{Users: users}
+	if cfg.ConnectionTTLOverride > 0 {
+		netOpts.TTLOverride = cfg.ConnectionTTLOverride
+	}
+	var accs []*server.Acceptor
+	closeAccs := func(code wire.Code, why string) {
+		for _, a := range accs {
+			a.Close(code, why)
+		}
+	}
+	var urls []string
+	for _, ac := range cfg.Acceptors {
+		if ac.Scheme != "tcp" {
+			log.Warn("acceptor scheme not supported, skipped", "acceptor", ac.Name, "url", ac.URL)
+			continue
+		}
+		a, err := srv.Listen(ac.Address(), netOpts)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+			closeAccs(wire.CodeShuttingDown, "start failed")
+			srv.Close()
+			store.Close()
+			return exitCannot
+		}
+		accs = append(accs, a)
+		urls = append(urls, "tcp://"+a.Addr().String())
+	}
+	if len(accs) == 0 {
+		fmt.Fprintln(os.Stderr, "tandem run: no tcp acceptor configured")
+		srv.Close()
+		store.Close()
+		return exitCannot
+	}
+	members := []server.Member{{NodeID: srv.NodeID(), Role: "primary", State: "active", URL: urls[0]}}
+	srv.SetTopology(server.Topology{Members: members})
+
+	hln, err := net.Listen("tcp", cfg.ManagementAddress)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: management HTTP %s: %v\n", cfg.ManagementAddress, err)
+		closeAccs(wire.CodeShuttingDown, "start failed")
+		srv.Close()
+		store.Close()
+		return exitCannot
+	}
+	status := func() server.Status {
+		st := srv.Status()
+		st.Acceptors = urls
+		for _, a := range accs {
+			st.Connections += a.Connections()
+		}
+		return st
+	}
+	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: status}),
+		ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(hln)
+
+	printBanner(cfg, srv, store, urls, hln.Addr().String())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		log.Info("stopping", "signal", sig.String())
+		closeAccs(wire.CodeShuttingDown, "broker stopping")
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		hs.Shutdown(sctx)
+		scancel()
+		srv.Close()
+		if err := store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+			return exitHalted
+		}
+		log.Info("stopped")
+		return exitOK
+	case err := <-store.Failed(ctx):
+		// Fail-stop: the journal refuses every append from now on, so no
+		// further ack can be sent; exit without touching the store again.
+		log.Error("storage error: halting", "err", err)
+		fmt.Fprintf(os.Stderr, "tandem run: halted on a storage error: %v\n", err)
+		return exitHalted
+	}
+}
+
+func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string) {
+	o := srv.Options()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
+	fmt.Fprintf(&b, "  node ID:     %s\n", srv.NodeID())
+	fmt.Fprintf(&b, "  role:        %s (policy %s, epoch %d)\n", o.Role, o.Policy, o.Epoch)
+	fmt.Fprintf(&b, "  state:       active\n")
+	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
+	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
+	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
+	if cfg.AnonymousAllowed() {
+		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
+	} else {
+		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
+	}
+	if cfg.File != "" {
+		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
+	} else {
+		fmt.Fprintf(&b, "  config:      built-in defaults\n")
+	}
+	os.Stdout.WriteString(b.String())
+}
+

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/jdbcstore"
+	"github.com/tandemmq/tandem/journal"
+)
+
+// Store is a broker's pair of journals and what kind of store holds them.
+type Store struct {
+	// Kind is "file", "jdbc" or "memory".
+	Kind string
+	// Messages and Bindings are the two journals (not loaded yet).
+	Messages, Bindings journal.Journal
+	// Where describes the location for the banner (directories or tables).
+	Where string
+}
+
+// StoreOptions adjust OpenStore.
+type StoreOptions struct {
+	// Epoch is written into new journal segments (HA activation).
+	Epoch uint64
+	// Logger receives the journals' warnings.
+	Logger *slog.Logger
+}
+
+// OpenStore opens the journals the configuration selects: memory when
+// persistence is disabled, PostgreSQL when a database store is configured,
+// else the file journal in the journal and bindings directories.
+func OpenStore(ctx context.Context, cfg *config.Config, so StoreOptions) (*Store, error) {
+	if so.Logger == nil {
+		so.Logger = slog.Default()
+	}
+	switch {
+	case !cfg.PersistenceEnabled:
+		return &Store{Kind: "memory", Messages: journal.NewMemory(), Bindings: journal.NewMemory(),
+			Where: "persistence-enabled=false: nothing survives a restart"}, nil
+	case cfg.Store != nil:
+		db := cfg.Store
+		open := func(table string) (*jdbcstore.Journal, error) {
+			url := db.URL
+			if u, err := db.PgxURL(); err == nil && u != "" {
+				url = u
+			}
+			return jdbcstore.Open(ctx, jdbcstore.Options{URL: url, Table: table, Logger: so.Logger})
+		}
+		m, err := open(db.MessageTable)
+		if err != nil {
+			return nil, fmt.Errorf("server: open message table %s: %w", db.MessageTable, err)
+		}
+		b, err := open(db.BindingsTable)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("server: open bindings table %s: %w", db.BindingsTable, err)
+		}
+		return &Store{Kind: "jdbc", Messages: m, Bindings: b,
+			Where: fmt.Sprintf("tables %s and %s", db.MessageTable, db.BindingsTable)}, nil
+	default:
+		return openFileStore(cfg, so)
+	}
+}
+
+// Failed is closed when either journal has failed.
+func (st *Store) Failed(ctx context.Context) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		select {
+		case <-st.Messages.Failed():
+			ch <- fmt.Errorf("messages journal: %w", st.Messages.Err())
+		case <-st.Bindings.Failed():
+			ch <- fmt.Errorf("bindings journal: %w", st.Bindings.Err())
+		case <-ctx.Done():
+		}
+	}()
+	return ch
+}
+
+// Close closes both journals.
+func (st *Store) Close() error {
+	return errors.Join(st.Messages.Close(), st.Bindings.Close())
+}
