@@ -250,4 +250,3 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	}
 	os.Stdout.WriteString(b.String())
 }
-
