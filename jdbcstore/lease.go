@@ -135,7 +135,11 @@ const acquireGrace = 500 * time.Millisecond
 // breakBlockers terminates, every grace period until stop is closed, the
 // backends that block backend pid.
 func (l *Lease) breakBlockers(ctx context.Context, pid uint32, stop <-chan struct{}) {
-	t := time.NewTimer(acquireGrace)
+	grace := acquireGrace
+	if st := l.m.opts.StatementTimeout; st > 0 && st/2 < grace {
+		grace = st / 2
+	}
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	for {
 		select {
@@ -145,8 +149,8 @@ func (l *Lease) breakBlockers(ctx context.Context, pid uint32, stop <-chan struc
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, acquireGrace*4)
-		conn, err := connect(cctx, l.m.opts.URL, acquireGrace*4, nil)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := connect(cctx, l.m.opts.URL, 2*time.Second, nil)
 		if err == nil {
 			var killed []int32
 			err = conn.QueryRow(cctx, "SELECT coalesce(array_agg(b), '{}') FROM unnest(pg_blocking_pids($1)) AS b WHERE pg_terminate_backend(b)", int32(pid)).Scan(&killed)
@@ -159,22 +163,32 @@ func (l *Lease) breakBlockers(ctx context.Context, pid uint32, stop <-chan struc
 		if err != nil {
 			l.m.opts.Logger.Warn("jdbcstore: could not terminate sessions blocking the takeover", "err", err)
 		}
-		t.Reset(acquireGrace)
+		t.Reset(grace)
 	}
 }
 
 // Acquire polls TryAcquire every poll interval until it succeeds or ctx
-// ends.
+// ends. Database errors are logged and polled through (a backup waiting
+// for the lease outlives a database restart); when ctx ends the last one
+// is returned with ctx's error.
 func (l *Lease) Acquire(ctx context.Context, poll time.Duration) (uint64, error) {
+	var last error
 	for {
 		e, ok, err := l.TryAcquire(ctx)
-		if err != nil || ok {
-			return e, err
+		if ok {
+			return e, nil
+		}
+		if err != nil && ctx.Err() == nil {
+			l.m.opts.Logger.Warn("jdbcstore: lease acquisition failed; retrying", "lock", string(l.name), "group", l.m.opts.Group, "err", err)
+			last = err
 		}
 		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if last != nil {
+				return 0, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			}
 			return 0, ctx.Err()
 		case <-t.C:
 		}
