@@ -1,0 +1,42 @@
+// Package ha owns the activation state machines that decide when a broker
+// may serve from its store, and the adapters that run them.
+//
+// The machines are pure, deterministic code in the style of etcd raft: no
+// goroutines, clocks, files or sockets inside. A Node takes an Event (a
+// tick with a monotonic time, the result of an action it asked for, a lock
+// lost, a storage error, a stop request, a peer announcement) and returns
+// the Actions the caller must carry out, in order (try to acquire a lock,
+// write a state, bump the epoch, load the store, start or stop serving,
+// release a lock, halt, announce the topology). An adapter executes the
+// actions one by one and feeds each result back as an Event before it
+// delivers the next outside event; CanAck(now) tells the server whether it
+// may acknowledge.
+//
+// Shared store, as Artemis's <shared-store> policy: the primary and its
+// backups share one store and coordinate through a lock: the lock directory
+// (package lockfile: FileLockCoordinator is the adapter) or a database
+// lease (the same machine with Coordinator DBLease: the lease is acquired,
+// renewed by the machine's RenewLease actions and expires; jdbcstore
+// provides it). Options failover-on-shutdown (default false),
+// allow-failback (default true) and restart-backup (default true) mean what
+// they mean in Artemis.
+//
+// Invariants (exhaustively checked in tests, see sim_test.go):
+//   - a new live takes a new, strictly larger epoch before it loads the
+//     store, and starts serving only after a verification of its lock or
+//     lease made after that;
+//   - with the file lock it waits one lease (the fence) after the epoch
+//     bump before it loads: a previous live that lost its lock silently
+//     then acknowledges nothing any more, because its last verification
+//     that could still see the old epoch is older than its lease;
+//   - CanAck is true only while active and while the last good
+//     verification is younger than the lease; a lost lock, a storage error
+//     or an expired lease halts the node (fail-stop, nothing retried).
+//
+// Known limitation shared with Artemis: a primary that crashes after
+// writing F (failing back) and before taking the lock leaves a backup
+// passive until the primary returns.
+//
+// This package never touches the store's data and never sleeps to
+// synchronise: time only enters as Event.Now.
+package ha

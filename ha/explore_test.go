@@ -1,0 +1,87 @@
+package ha
+
+import (
+	"strings"
+	"testing"
+)
+
+func simConfig(coord Coordinator, mod func(*Config)) func(Role) Config {
+	return func(r Role) Config {
+		c := DefaultConfig(r, coord)
+		c.RetryInterval, c.Lease = simRetry, simLease
+		if coord == FileLock {
+			c.FenceWait = simLease
+		} else {
+			c.RenewInterval = simRenew
+		}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+}
+
+// TestExhaustive enumerates every interleaving of two brokers, the
+// coordinator and a fault budget (all reachable states, up to a shift of
+// time) and checks in each state: at most one broker can acknowledge, only
+// under the newest activated epoch, only while it holds the lock or a valid
+// lease (or lost the file lock silently and no newer epoch is active), and
+// a new live loads the store only after the old one is fenced.
+func TestExhaustive(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		coord  Coordinator
+		mod    func(*Config)
+		budget budget
+		long   bool
+	}{
+		{"file crash+restart", FileLock, nil, budget{crashes: 2, restarts: 1}, false},
+		{"file silent loss", FileLock, nil, budget{losses: 1, crashes: 1, restarts: 1}, false},
+		{"file stop and storage error", FileLock, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, false},
+		{"file failover-on-shutdown no failback", FileLock, func(c *Config) { c.FailoverOnShutdown, c.AllowFailback = true, false }, budget{stops: 1, crashes: 1, restarts: 1}, false},
+		{"file no restart-backup", FileLock, func(c *Config) { c.RestartBackup = false }, budget{crashes: 1, restarts: 1, stops: 1}, false},
+		{"lease crash+restart", DBLease, nil, budget{crashes: 2, restarts: 1}, false},
+		{"lease stop and storage error", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1}, false},
+		{"lease stop, storage error, restart", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.long && testing.Short() {
+				t.Skip("long exploration; run without -short")
+			}
+			st, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d states; backup served: %v, primary served again: %v, a node halted: %v", st.states, st.backupServed, st.failedBack, st.halted)
+			if !st.backupServed {
+				t.Error("no explored run activates the backup")
+			}
+			if tc.budget.restarts > 0 && tc.budget.crashes > 0 && !st.failedBack {
+				t.Error("no explored run has the primary serve again")
+			}
+		})
+	}
+}
+
+// The exploration must catch broken protocols, or it proves nothing.
+func TestExhaustiveFindsBugs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		coord  Coordinator
+		mod    func(*Config)
+		budget budget
+		want   string
+	}{
+		{"file lock without fence", FileLock, func(c *Config) { c.FenceWait = 0 }, budget{losses: 1}, "loads epoch"},
+		{"file lock fence shorter than lease", FileLock, func(c *Config) { c.FenceWait = simLease - 1 }, budget{losses: 1}, "can still ack"},
+		{"lease longer than the database expiry", DBLease, func(c *Config) { c.Lease = simDBExpiry + 2 }, budget{crashes: 1}, "without a valid lease"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a violation containing %q", err, tc.want)
+			}
+			t.Logf("found as expected: %v", err)
+		})
+	}
+}
