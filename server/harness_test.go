@@ -13,14 +13,14 @@ import (
 
 // broker is a server on memory stores that a test can restart.
 type broker struct {
-	t      *testing.T
+	t      testing.TB
 	ms, bs *journal.MemoryStore
 	mj, bj *journal.Memory
 	s      *Server
 	opts   Options
 }
 
-func newBroker(t *testing.T, opts Options) *broker {
+func newBroker(t testing.TB, opts Options) *broker {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
