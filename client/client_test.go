@@ -1,0 +1,334 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandemmq/tandem/wire"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func dial(t *testing.T, url string, opts ...Option) *Conn {
+	t.Helper()
+	c, err := Dial(testCtx(t), url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func session(t *testing.T, c *Conn, opts ...SessionOption) *Session {
+	t.Helper()
+	s, err := c.CreateSession(testCtx(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func consumer(t *testing.T, s *Session, d Destination, opts ...ConsumerOption) *Consumer {
+	t.Helper()
+	k, err := s.CreateConsumer(testCtx(t), d, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// receiveN receives and acks (confirmed) n messages, returning bodies.
+func receiveN(t *testing.T, k *Consumer, n int) []string {
+	t.Helper()
+	ctx := testCtx(t)
+	var out []string
+	for len(out) < n {
+		m, err := k.Receive(ctx)
+		if err != nil {
+			t.Fatalf("receive %d of %d: %v", len(out)+1, n, err)
+		}
+		if err := k.Ack(ctx, m); err != nil {
+			t.Fatalf("ack: %v", err)
+		}
+		out = append(out, string(m.Body))
+	}
+	return out
+}
+
+func expectEmpty(t *testing.T, k *Consumer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if m, err := k.Receive(ctx); err == nil {
+		t.Fatalf("unexpected message %q", m.Body)
+	}
+}
+
+func TestSendReceiveRoundTrip(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url(), WithClientID("rt"))
+	if c.NodeID() == "" {
+		t.Error("no node ID from Welcome")
+	}
+	s := session(t, c)
+	p := s.CreateProducer(Queue("q1"))
+	ctx := testCtx(t)
+	props := []Property{wire.StringProp("s", "v"), wire.Int64Prop("i", 42), wire.BoolProp("b", true), wire.BytesProp("x", []byte{1, 2})}
+	if err := p.Send(ctx, &Message{Body: []byte("hello"), Properties: props}); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("z"), wire.MaxBodySize)
+	if err := p.Send(ctx, &Message{Body: big}); err != nil {
+		t.Fatalf("1 MiB body: %v", err)
+	}
+	if err := p.Send(ctx, &Message{Body: make([]byte, wire.MaxBodySize+1)}); !errors.Is(err, ErrBodyTooLarge) {
+		t.Fatalf("oversized body: %v, want ErrBodyTooLarge", err)
+	}
+	k := consumer(t, s, Queue("q1"))
+	m, err := k.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Body) != "hello" || !m.Durable || m.DeliveryCount != 1 || m.Address != "q1" || m.DuplicateID == "" {
+		t.Fatalf("got %+v", m)
+	}
+	for _, want := range props {
+		got, ok := m.Property(want.Key)
+		if !ok || fmt.Sprint(got.Value()) != fmt.Sprint(want.Value()) {
+			t.Errorf("property %s = %v, want %v", want.Key, got.Value(), want.Value())
+		}
+	}
+	if err := k.Ack(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	m, err = k.Receive(ctx)
+	if err != nil || !bytes.Equal(m.Body, big) {
+		t.Fatalf("1 MiB message: %v", err)
+	}
+	if err := k.Ack(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := b.depth("q1"); d != 0 {
+		t.Fatalf("depth %d after acking all", d)
+	}
+}
+
+func TestAsyncWindowAndBatchedAcks(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	s := session(t, c)
+	const n = 2000
+	p := s.CreateProducer(Queue("win"), Window(64))
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	var errs []error
+	confirmed := 0
+	for i := 0; i < n; i++ {
+		err := p.SendAsync(ctx, &Message{Body: []byte(fmt.Sprint(i))}, func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			confirmed++
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if confirmed != n || len(errs) != 0 {
+		t.Fatalf("confirmed %d of %d, errors %v", confirmed, n, errs)
+	}
+	k := consumer(t, s, Queue("win"), Credit(100))
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		m, err := k.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Body) != fmt.Sprint(i) {
+			t.Fatalf("message %d has body %q: order broken", i, m.Body)
+		}
+		if err := k.AckAsync(m, func(err error) {
+			if err != nil {
+				t.Errorf("ack: %v", err)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if d := b.depth("win"); d != 0 {
+		t.Fatalf("depth %d after acking all", d)
+	}
+}
+
+func TestDuplicateIDStoredOnce(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	s := session(t, c)
+	p := s.CreateProducer(Queue("dup"))
+	ctx := testCtx(t)
+	for i := 0; i < 3; i++ {
+		if err := p.Send(ctx, &Message{Body: []byte("once"), DuplicateID: "app-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := consumer(t, s, Queue("dup"))
+	receiveN(t, k, 1)
+	expectEmpty(t, k)
+}
+
+func TestTransactions(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	tx := session(t, c, Transacted())
+	p := tx.CreateProducer(Queue("txq"))
+	ctx := testCtx(t)
+	send := func(body string) {
+		if err := p.Send(ctx, &Message{Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("r1")
+	send("r2")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	send("c1")
+	send("c2")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	plain := session(t, c)
+	if err := plain.Commit(ctx); err == nil {
+		t.Fatal("commit on a non-transacted session succeeded")
+	}
+	// acks in a transaction: rolled back acks are redelivered
+	k := consumer(t, tx, Queue("txq"))
+	m, err := k.Receive(ctx)
+	if err != nil || string(m.Body) != "c1" {
+		t.Fatalf("got %v %v", m, err)
+	}
+	if err := k.Ack(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k2 := consumer(t, plain, Queue("txq"))
+	got := receiveN(t, k2, 2)
+	if fmt.Sprint(got) != "[c1 c2]" {
+		t.Fatalf("got %v, want [c1 c2]", got)
+	}
+	expectEmpty(t, k2)
+}
+
+func TestAuthFailed(t *testing.T) {
+	b := newTestBroker(t)
+	b.stop()
+	b.opts.Users = map[string]string{"alice": "secret"}
+	b.start("127.0.0.1:0")
+	_, err := Dial(testCtx(t), b.url()+"?user=alice&password=wrong")
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != wire.CodeAuthFailed {
+		t.Fatalf("got %v, want auth failed", err)
+	}
+	c := dial(t, b.url(), WithCredentials("alice", "secret"))
+	session(t, c)
+}
+
+func TestClosedErrors(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	s := session(t, c)
+	p := s.CreateProducer(Queue("cl"))
+	c.Close()
+	ctx := testCtx(t)
+	if err := p.Send(ctx, &Message{Body: []byte("x")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+	if _, err := c.CreateSession(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("session after close: %v", err)
+	}
+}
+
+func TestNoReconnectFailsAndReports(t *testing.T) {
+	b := newTestBroker(t)
+	events := make(chan Event, 10)
+	c := dial(t, b.url(), WithFailureListener(func(e Event) { events <- e }))
+	s := session(t, c)
+	k := consumer(t, s, Queue("nr"))
+	b.stop()
+	select {
+	case e := <-events:
+		if e.Kind != EventFailed {
+			t.Fatalf("event %v, want failed", e.Kind)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failure event")
+	}
+	if _, err := k.Receive(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("receive after loss: %v", err)
+	}
+}
+
+func TestReconnectAfterRestart(t *testing.T) {
+	b := newTestBroker(t)
+	events := make(chan Event, 10)
+	c := dial(t, b.url()+"?reconnectAttempts=-1&retryInterval=50", WithFailureListener(func(e Event) { events <- e }))
+	s := session(t, c)
+	p := s.CreateProducer(Queue("rs"))
+	k := consumer(t, s, Queue("rs"), Credit(10))
+	ctx := testCtx(t)
+	if err := p.Send(ctx, &Message{Body: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := k.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.addr
+	b.stop()
+	b.start(addr)
+	if e := <-events; e.Kind != EventFailingOver {
+		t.Fatalf("event %v", e.Kind)
+	}
+	if e := <-events; e.Kind != EventFailedOver {
+		t.Fatalf("event %v: %v", e.Kind, e.Err)
+	}
+	// the delivery came through the lost connection: its ack is refused
+	if err := k.AckAsync(m, nil); !errors.Is(err, ErrStaleDelivery) {
+		t.Fatalf("stale ack: %v", err)
+	}
+	if err := p.Send(ctx, &Message{Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	got := receiveN(t, k, 2)
+	if fmt.Sprint(got) != "[before after]" {
+		t.Fatalf("got %v", got)
+	}
+}

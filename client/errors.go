@@ -1,0 +1,60 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandemmq/tandem/wire"
+)
+
+var (
+	// ErrUnknownOutcome means a send, ack or commit was in flight when the
+	// connection was lost, so whether the broker applied it cannot be
+	// known. A durable send with a duplicate ID can be resent safely.
+	ErrUnknownOutcome = errors.New("client: outcome unknown: connection lost while in flight")
+	// ErrTransactionRolledBack means the transaction did not commit: the
+	// broker rolled it back, or the session failed over while it had work
+	// (the new broker never saw that work).
+	ErrTransactionRolledBack = errors.New("client: transaction rolled back")
+	// ErrClosed means the connection, session, producer or consumer is
+	// closed (by the application, or after the connection was lost for good).
+	ErrClosed = errors.New("client: closed")
+	// ErrStaleDelivery means an ack names a message delivered on a
+	// connection that has since been lost: the ack was not sent; the broker
+	// redelivers the message.
+	ErrStaleDelivery = errors.New("client: message was delivered on a lost connection; it will be redelivered")
+	// ErrBodyTooLarge means a message body exceeds wire.MaxBodySize.
+	ErrBodyTooLarge = wire.ErrBodyTooLarge
+)
+
+// ServerError is an error answer from the broker.
+type ServerError struct {
+	Op      string    // the request, e.g. "create consumer"
+	Code    wire.Code // what went wrong
+	Message string    // the broker's explanation
+}
+
+func (e *ServerError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("client: %s: broker: %v", e.Op, e.Code)
+	}
+	return fmt.Sprintf("client: %s: broker: %v: %s", e.Op, e.Code, e.Message)
+}
+
+// Is makes errors.Is(err, ErrTransactionRolledBack) true for a broker's
+// CodeTxRolledBack answer.
+func (e *ServerError) Is(target error) bool {
+	return target == ErrTransactionRolledBack && e.Code == wire.CodeTxRolledBack
+}
+
+func serverError(op string, code wire.Code, msg string) error {
+	if code == wire.CodeOK {
+		return nil
+	}
+	return &ServerError{Op: op, Code: code, Message: msg}
+}
+
+// unavailable reports whether the broker told us to go elsewhere.
+func unavailable(code wire.Code) bool {
+	return code == wire.CodeUnavailable || code == wire.CodeShuttingDown
+}

@@ -1,0 +1,143 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestFailoverResendsInFlight runs an async producer while the broker is
+// stopped and a "backup" on another port takes over its store. Every send
+// must end acknowledged (resent with its duplicate ID), and the queue must
+// hold each message exactly once.
+func TestFailoverResendsInFlight(t *testing.T) {
+	for round := 0; round < 3; round++ {
+		t.Run(fmt.Sprint("round", round), func(t *testing.T) { failoverRound(t, round) })
+	}
+}
+
+func failoverRound(t *testing.T, round int) {
+	b := newTestBroker(t)
+	primary := b.addr
+	// reserve the backup's port
+	tmp := newTestBroker(t)
+	backup := tmp.addr
+	tmp.stop()
+
+	var evMu sync.Mutex
+	var events []EventKind
+	url := fmt.Sprintf("(tcp://%s,tcp://%s)?ha=true&retryInterval=20&maxRetryInterval=100", primary, backup)
+	c := dial(t, url, WithFailureListener(func(e Event) {
+		evMu.Lock()
+		events = append(events, e.Kind)
+		evMu.Unlock()
+	}))
+	s := session(t, c)
+	p := s.CreateProducer(Queue("fo"), Window(32))
+	ctx := testCtx(t)
+
+	const n = 3000
+	var mu sync.Mutex
+	acked := map[string]int{}
+	var failed []error
+	var wg sync.WaitGroup
+	switched := make(chan struct{})
+	go func() {
+		time.Sleep(time.Duration(5+round*7) * time.Millisecond)
+		b.stop()
+		b.start(backup)
+		close(switched)
+	}()
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("fo-%d", i)
+		wg.Add(1)
+		err := p.SendAsync(ctx, &Message{Body: []byte(id), DuplicateID: id}, func(err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, err)
+				return
+			}
+			acked[id]++
+		})
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	wg.Wait()
+	<-switched
+	if len(failed) > 0 {
+		t.Fatalf("%d sends failed, first: %v", len(failed), failed[0])
+	}
+	if len(acked) != n {
+		t.Fatalf("%d of %d acknowledged", len(acked), n)
+	}
+	if c.Addr() != backup {
+		t.Fatalf("connected to %s, want the backup %s", c.Addr(), backup)
+	}
+	// drain on a fresh connection: every message exactly once
+	c2 := dial(t, "tcp://"+backup)
+	k := consumer(t, session(t, c2), Queue("fo"), Credit(500))
+	seen := map[string]int{}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for len(seen) < n {
+		m, err := k.Receive(dctx)
+		if err != nil {
+			t.Fatalf("drained %d of %d: %v", len(seen), n, err)
+		}
+		seen[string(m.Body)]++
+		if seen[string(m.Body)] > 1 {
+			t.Fatalf("duplicate %s", m.Body)
+		}
+		if err := k.AckAsync(m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectEmpty(t, k)
+	evMu.Lock()
+	defer evMu.Unlock()
+	if len(events) < 2 || events[0] != EventFailingOver || events[len(events)-1] != EventFailedOver {
+		t.Fatalf("events %v", events)
+	}
+}
+
+// TestFailoverTransactions: a transaction with work when the connection
+// fails over is rolled back; the session stays usable.
+func TestFailoverTransactions(t *testing.T) {
+	b := newTestBroker(t)
+	events := make(chan Event, 10)
+	c := dial(t, b.url()+"?reconnectAttempts=-1&retryInterval=20", WithFailureListener(func(e Event) { events <- e }))
+	tx := session(t, c, Transacted())
+	p := tx.CreateProducer(Queue("ftx"))
+	ctx := testCtx(t)
+	if err := p.Send(ctx, &Message{Body: []byte("lost")}); err != nil {
+		t.Fatal(err)
+	}
+	addr := b.addr
+	b.stop()
+	b.start(addr)
+	for e := range events { // a commit sent before the loss is noticed would be ErrUnknownOutcome
+		if e.Kind == EventFailedOver {
+			break
+		}
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, ErrTransactionRolledBack) {
+		t.Fatalf("commit after failover: %v, want ErrTransactionRolledBack", err)
+	}
+	if err := p.Send(ctx, &Message{Body: []byte("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k := consumer(t, session(t, c), Queue("ftx"))
+	if got := receiveN(t, k, 1); got[0] != "kept" {
+		t.Fatalf("got %v", got)
+	}
+	expectEmpty(t, k)
+}

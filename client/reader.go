@@ -1,0 +1,142 @@
+package client
+
+import (
+	"fmt"
+
+	"github.com/tandemmq/tandem/wire"
+)
+
+// readLoop reads frames until the connection ends, completes calls and
+// hands deliveries to consumers, then reports the loss to the Conn.
+func (t *transport) readLoop() {
+	defer t.wg.Done()
+	var (
+		sr  wire.SendResult
+		ac  wire.AckConfirm
+		err error
+	)
+	for {
+		var h wire.Header
+		h, err = t.dec.Next()
+		if err != nil {
+			break
+		}
+		t.recv.Add(1)
+		switch h.Type {
+		case wire.TypeSendResult:
+			if err = t.dec.Unmarshal(&sr); err != nil {
+				break
+			}
+			t.onSendResult(h.Corr, &sr)
+		case wire.TypeDeliver:
+			d := new(wire.Deliver)
+			if err = t.dec.Unmarshal(d); err != nil {
+				break
+			}
+			t.onDeliver(d)
+		case wire.TypeAckConfirm:
+			if err = t.dec.Unmarshal(&ac); err != nil {
+				break
+			}
+			t.onAckConfirm(h.Corr, &ac)
+		case wire.TypePing:
+			_ = t.send(h.Corr, &wire.Pong{}, nil)
+		case wire.TypePong:
+		case wire.TypeTopology:
+			f := new(wire.Topology)
+			if err = t.dec.Unmarshal(f); err != nil {
+				break
+			}
+			t.c.setTopology(f)
+		case wire.TypeDisconnect:
+			f := new(wire.Disconnect)
+			if err = t.dec.Unmarshal(f); err != nil {
+				break
+			}
+			t.c.log.Info("broker disconnects", "addr", t.addr, "code", f.Code, "message", f.Message)
+			err = &ServerError{Op: "disconnect", Code: f.Code, Message: f.Message}
+		case wire.TypeError:
+			f := new(wire.Error)
+			if err = t.dec.Unmarshal(f); err != nil {
+				break
+			}
+			err = &ServerError{Op: "connection", Code: f.Code, Message: f.Message}
+		case wire.TypeResult, wire.TypeConsumerCreated:
+			f := wire.NewFrame(h.Type)
+			if err = t.dec.Unmarshal(f); err != nil {
+				break
+			}
+			if cl := t.take(h.Corr); cl != nil && cl.kind == callRequest {
+				cl.finish(f, nil)
+			}
+		default:
+			err = fmt.Errorf("unexpected %v frame from the broker", h.Type)
+		}
+		if err != nil {
+			break
+		}
+	}
+	t.fail(err) // keeps the first cause when something else failed it
+	t.c.transportLost(t, t.failErr)
+}
+
+func (t *transport) onSendResult(corr uint64, sr *wire.SendResult) {
+	cl := t.take(corr)
+	if cl == nil || cl.kind != callSend {
+		return
+	}
+	if unavailable(sr.Code) {
+		// the broker cannot take it (not active, stopping): keep the send
+		// for the next broker and fail this connection over
+		if t.putBack(cl) {
+			t.fail(&ServerError{Op: "send", Code: sr.Code, Message: sr.Message})
+			return
+		}
+	}
+	cl.send.complete(serverError("send", sr.Code, sr.Message))
+}
+
+func (t *transport) onAckConfirm(corr uint64, ac *wire.AckConfirm) {
+	cl := t.take(corr)
+	if cl == nil || cl.kind != callAck {
+		return
+	}
+	err := serverError("ack", ac.Code, ac.Message)
+	for _, op := range cl.acks {
+		e := err
+		if e == nil {
+			for _, id := range ac.Failed {
+				if id == op.msg.ID {
+					e = &ServerError{Op: "ack", Code: wire.CodeNotFound, Message: fmt.Sprintf("message %d was not acknowledged", id)}
+					break
+				}
+			}
+		}
+		op.done(e)
+	}
+}
+
+func (t *transport) onDeliver(d *wire.Deliver) {
+	c := t.c.consumer(d.Consumer)
+	if c == nil {
+		return // closed meanwhile; the broker redelivers
+	}
+	m := &Message{
+		Body:          append([]byte(nil), d.Body...),
+		Properties:    d.Properties,
+		DuplicateID:   d.DuplicateID,
+		Timestamp:     d.Timestamp,
+		Address:       d.Address,
+		Durable:       d.Durable,
+		ID:            d.MessageID,
+		DeliveryCount: d.DeliveryCount,
+		consumer:      c,
+		gen:           t.gen,
+	}
+	for i := range m.Properties {
+		if m.Properties[i].Bytes != nil {
+			m.Properties[i].Bytes = append([]byte(nil), m.Properties[i].Bytes...)
+		}
+	}
+	c.push(m)
+}

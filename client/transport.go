@@ -1,0 +1,341 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandemmq/tandem/wire"
+)
+
+// errTransportDead is returned by transport.send when the transport already
+// failed: nothing was sent, so the caller may use the next transport.
+var errTransportDead = errors.New("client: transport dead")
+
+type callKind uint8
+
+const (
+	callRequest callKind = iota
+	callSend
+	callAck
+)
+
+// lostPolicy says what a request in flight becomes when its connection is
+// lost and the client fails over.
+type lostPolicy uint8
+
+const (
+	lostUnknown lostPolicy = iota // ErrUnknownOutcome (commit, queue management)
+	lostOK                        // nil once failover re-created state (creates, closes, rollback)
+)
+
+// call is one request waiting for its answer.
+type call struct {
+	kind callKind
+	corr uint64
+
+	// callRequest
+	op   string
+	lost lostPolicy
+	done chan struct{}
+	resp wire.Frame
+	err  error
+
+	// callSend
+	send *sendOp
+
+	// callAck
+	consumer *Consumer
+	acks     []ackOp
+}
+
+func (cl *call) finish(resp wire.Frame, err error) {
+	cl.resp, cl.err = resp, err
+	close(cl.done)
+}
+
+// transport is one TCP connection to one broker: a reader goroutine, a
+// flusher (inline for a lone request, else a writer goroutine that batches
+// everything queued while it was writing), a pinger, and the map of calls
+// waiting for answers. A Conn replaces its transport on failover.
+type transport struct {
+	c       *Conn
+	nc      net.Conn
+	dec     *wire.Decoder
+	addr    string
+	gen     uint64
+	welcome *wire.Welcome
+
+	wmu      sync.Mutex
+	enc      wire.Encoder // frames waiting to be written
+	spare    wire.Encoder // the buffer being written
+	flushing bool         // someone owns writing
+	werr     error
+	ackDirty []*Consumer // consumers with acks to encode at the next flush
+	kick     chan struct{}
+
+	pmu     sync.Mutex
+	pending map[uint64]*call
+	closed  bool // pending taken: no more registrations
+
+	failOnce sync.Once
+	failErr  error
+	dead     chan struct{} // closed by fail
+	recv     atomic.Uint64 // frames received, for the heartbeat check
+	wg       sync.WaitGroup
+}
+
+func newTransport(c *Conn, nc net.Conn, dec *wire.Decoder, addr string, gen uint64, w *wire.Welcome) *transport {
+	return &transport{
+		c: c, nc: nc, dec: dec, addr: addr, gen: gen, welcome: w,
+		kick: make(chan struct{}, 1), pending: make(map[uint64]*call), dead: make(chan struct{}),
+	}
+}
+
+// start runs the reader, writer and pinger goroutines. The reader reports
+// the transport's end to the Conn.
+func (t *transport) start() {
+	t.wg.Add(3)
+	go t.readLoop()
+	go t.writeLoop()
+	go t.pingLoop()
+}
+
+// fail closes the socket once; the reader then reports the loss.
+func (t *transport) fail(err error) {
+	t.failOnce.Do(func() {
+		t.failErr = err
+		close(t.dead)
+		t.nc.Close()
+	})
+}
+
+// send registers cl (when not nil) under corr and queues the frame.
+func (t *transport) send(corr uint64, f wire.Frame, cl *call) error {
+	t.wmu.Lock()
+	if t.werr != nil {
+		t.wmu.Unlock()
+		return errTransportDead
+	}
+	inline := true
+	if cl != nil {
+		cl.corr = corr
+		t.pmu.Lock()
+		if t.closed {
+			t.pmu.Unlock()
+			t.wmu.Unlock()
+			return errTransportDead
+		}
+		// a lone request is written by its caller (lowest latency); with
+		// others in flight the writer goroutine batches
+		inline = len(t.pending) == 0
+		t.pending[corr] = cl
+		t.pmu.Unlock()
+	}
+	if err := t.enc.Encode(corr, f); err != nil {
+		if cl != nil {
+			t.pmu.Lock()
+			delete(t.pending, corr)
+			t.pmu.Unlock()
+		}
+		t.wmu.Unlock()
+		return err
+	}
+	t.flushLocked(inline)
+	return nil
+}
+
+// markAcks queues c's pending acks for the next flush.
+func (t *transport) markAcks(c *Consumer) {
+	t.wmu.Lock()
+	if t.werr != nil {
+		t.wmu.Unlock()
+		return // restore reports them
+	}
+	found := false
+	for _, d := range t.ackDirty {
+		if d == c {
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.ackDirty = append(t.ackDirty, c)
+	}
+	t.pmu.Lock()
+	inline := len(t.pending) == 0
+	t.pmu.Unlock()
+	t.flushLocked(inline)
+}
+
+// encodeAcksLocked turns queued acks into one Ack frame per consumer.
+func (t *transport) encodeAcksLocked() {
+	for _, c := range t.ackDirty {
+		c.mu.Lock()
+		ops := c.ackOps
+		c.ackOps = nil
+		c.mu.Unlock()
+		if len(ops) == 0 {
+			continue
+		}
+		ids := make([]uint64, len(ops))
+		for i := range ops {
+			ids[i] = ops[i].msg.ID
+		}
+		corr := t.c.nextID()
+		cl := &call{kind: callAck, corr: corr, consumer: c, acks: ops}
+		t.pmu.Lock()
+		if t.closed {
+			t.pmu.Unlock()
+			t.c.failAcks(ops, ErrStaleDelivery)
+			continue
+		}
+		t.pending[corr] = cl
+		t.pmu.Unlock()
+		if err := t.enc.Encode(corr, &wire.Ack{Consumer: c.id, MessageIDs: ids}); err != nil {
+			// cannot happen for sane batch sizes; report rather than lose
+			t.pmu.Lock()
+			delete(t.pending, corr)
+			t.pmu.Unlock()
+			t.c.failAcks(ops, err)
+		}
+	}
+	clear(t.ackDirty)
+	t.ackDirty = t.ackDirty[:0]
+}
+
+// flushLocked writes what is queued unless someone else is writing. Called
+// with wmu held; returns with it released. Inline, the caller writes once
+// and hands anything queued meanwhile to the writer goroutine.
+func (t *transport) flushLocked(inline bool) {
+	if t.flushing {
+		t.wmu.Unlock()
+		return
+	}
+	t.flushing = true
+	if !inline {
+		t.wmu.Unlock()
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	t.writeSome()
+	if t.enc.Len() > 0 || len(t.ackDirty) > 0 {
+		t.wmu.Unlock()
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	t.flushing = false
+	t.wmu.Unlock()
+}
+
+// writeSome writes everything queued once (wmu held on entry and exit,
+// released during the write).
+func (t *transport) writeSome() {
+	t.encodeAcksLocked()
+	if t.enc.Len() == 0 || t.werr != nil {
+		return
+	}
+	t.enc, t.spare = t.spare, t.enc
+	t.wmu.Unlock()
+	_, err := t.nc.Write(t.spare.Bytes())
+	t.spare.Reset()
+	t.wmu.Lock()
+	if err != nil && t.werr == nil {
+		t.werr = err
+		go t.fail(fmt.Errorf("write to %s: %w", t.addr, err))
+	}
+}
+
+// writeLoop owns writing whenever flushing was handed to it.
+func (t *transport) writeLoop() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.dead:
+			t.wmu.Lock()
+			if t.werr == nil {
+				t.werr = errTransportDead
+			}
+			t.wmu.Unlock()
+			return
+		case <-t.kick:
+		}
+		t.wmu.Lock()
+		for (t.enc.Len() > 0 || len(t.ackDirty) > 0) && t.werr == nil {
+			t.writeSome()
+		}
+		t.flushing = false
+		t.wmu.Unlock()
+	}
+}
+
+// pingLoop sends heartbeats and declares the connection dead after
+// ClientFailureCheckPeriod without any frame from the broker.
+func (t *transport) pingLoop() {
+	defer t.wg.Done()
+	check := t.c.url.ClientFailureCheckPeriod
+	every := check
+	if ttl := time.Duration(t.welcome.ConnectionTTL) * time.Millisecond; ttl > 0 && ttl < every {
+		every = ttl
+	}
+	every /= 2
+	if every <= 0 {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last, lastSeen := t.recv.Load(), time.Now()
+	for {
+		select {
+		case <-t.dead:
+			return
+		case now := <-tick.C:
+			if n := t.recv.Load(); n != last {
+				last, lastSeen = n, now
+			} else if check > 0 && now.Sub(lastSeen) > check {
+				t.fail(fmt.Errorf("no frame from %s for %v (clientFailureCheckPeriod)", t.addr, now.Sub(lastSeen).Round(time.Millisecond)))
+				return
+			}
+			_ = t.send(t.c.nextID(), &wire.Ping{}, nil)
+		}
+	}
+}
+
+// takePending closes registration and returns every call waiting.
+func (t *transport) takePending() map[uint64]*call {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	t.closed = true
+	p := t.pending
+	t.pending = nil
+	return p
+}
+
+func (t *transport) take(corr uint64) *call {
+	t.pmu.Lock()
+	cl := t.pending[corr]
+	delete(t.pending, corr)
+	t.pmu.Unlock()
+	return cl
+}
+
+// putBack re-registers a call (a send the broker refused as unavailable):
+// it is resent after failover.
+func (t *transport) putBack(cl *call) bool {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.pending[cl.corr] = cl
+	return true
+}
