@@ -2,9 +2,8 @@ package config
 
 import (
 	"encoding/json"
-	"net/url"
+	"regexp"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -189,27 +188,16 @@ func storeView(s *DatabaseStore) map[string]any {
 
 // maskURL hides a password in a URL's user info or query.
 func maskURL(raw string) string {
-	prefix := ""
-	rest := raw
-	if strings.HasPrefix(rest, "jdbc:") {
-		prefix, rest = "jdbc:", rest[len("jdbc:"):]
-	}
-	u, err := url.Parse(rest)
-	if err != nil {
-		return masked
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), masked)
-		}
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", masked)
-		u.RawQuery = q.Encode()
-	}
-	return prefix + u.String()
+	raw = queryPasswordRE.ReplaceAllString(raw, "${1}"+masked)
+	return userinfoPasswordRE.ReplaceAllString(raw, "${1}"+masked+"@")
 }
+
+// queryPasswordRE matches "password=VALUE" in a query, userinfoPasswordRE
+// "user:VALUE@" after the scheme.
+var (
+	queryPasswordRE    = regexp.MustCompile(`([?&;]password=)[^&;]*`)
+	userinfoPasswordRE = regexp.MustCompile(`(//[^/:@?]*:)[^@/?]*@`)
+)
 
 // haKindOf maps a policy and role to the option set shown for it.
 func haKindOf(h *HA) (haKind, bool) {

@@ -58,3 +58,17 @@ func TestJSONKeys(t *testing.T) {
 		t.Errorf("default ha = %+v, %v", m.HA, err)
 	}
 }
+
+func TestMaskURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"jdbc:postgresql://h/db?user=a&password=b":       "jdbc:postgresql://h/db?user=a&password=****",
+		"jdbc:postgresql://h/db?password=b&user=a":       "jdbc:postgresql://h/db?password=****&user=a",
+		"postgresql://u:secret@h:5432/db":                "postgresql://u:****@h:5432/db",
+		"jdbc:postgresql://h:5432/db":                    "jdbc:postgresql://h:5432/db",
+		"jdbc:postgresql://h/db?user=a;password=x;ssl=1": "jdbc:postgresql://h/db?user=a;password=****;ssl=1",
+	} {
+		if got := maskURL(in); got != want {
+			t.Errorf("maskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

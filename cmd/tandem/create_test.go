@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/tandemmq/tandem/config"
+)
+
+// TestCreate writes an instance for each HA role and checks that the file
+// passes `tandem config check` and means what the flags said.
+func TestCreate(t *testing.T) {
+	shared := t.TempDir()
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, c *config.Config)
+	}{
+		{"none", nil, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicyNone, config.RolePrimary, config.CoordNone)
+			if c.Acceptors[0].Address() != "0.0.0.0:61616" || c.ManagementAddress != "127.0.0.1:8161" {
+				t.Errorf("acceptor %s, http %s", c.Acceptors[0].Address(), c.ManagementAddress)
+			}
+			if !c.AnonymousAllowed() {
+				t.Error("no users, yet anonymous access is refused")
+			}
+		}},
+		{"ss-primary", []string{"--ha", "shared-store-primary", "--shared-dir", shared}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicySharedStore, config.RolePrimary, config.CoordFileLock)
+			if c.Dirs.Journal != filepath.Join(shared, "journal") || c.Dirs.NodeManagerLock != c.Dirs.Journal {
+				t.Errorf("journal %s, lock %s: not in the shared dir", c.Dirs.Journal, c.Dirs.NodeManagerLock)
+			}
+		}},
+		{"ss-backup", []string{"--ha=shared-store-backup", "--shared-dir", shared, "--port", "61617"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicySharedStore, config.RoleBackup, config.CoordFileLock)
+			if c.Acceptors[0].Port != 61617 || c.ManagementAddress != "127.0.0.1:8162" {
+				t.Errorf("port %d, http %s", c.Acceptors[0].Port, c.ManagementAddress)
+			}
+			if c.Dirs.Bindings != filepath.Join(shared, "bindings") || !c.HA.AllowFailback || !c.HA.RestartBackup {
+				t.Errorf("bindings %s, %+v", c.Dirs.Bindings, c.HA)
+			}
+			if cc := c.ClusterConnections[0]; cc.StaticConnectors[0] != "peer0" || c.Connectors[1].Port != 61616 {
+				t.Errorf("peer: %+v %+v", cc, c.Connectors)
+			}
+		}},
+		{"ss-jdbc", []string{"--ha", "shared-store-primary", "--jdbc-url", "jdbc:postgresql://db:5432/t?user=u&password=p"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicySharedStore, config.RolePrimary, config.CoordJDBCLease)
+			if c.Store == nil || c.Store.URL != "jdbc:postgresql://db:5432/t?user=u&password=p" {
+				t.Errorf("store %+v", c.Store)
+			}
+		}},
+		{"repl-primary-quorum", []string{"--ha", "replication-primary", "--group", "g1"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicyReplication, config.RolePrimary, config.CoordQuorum)
+			if c.HA.GroupName != "g1" || !c.HA.CheckForActiveServer || !c.HA.VoteOnReplicationFailure {
+				t.Errorf("%+v", c.HA)
+			}
+		}},
+		{"repl-backup-quorum", []string{"--ha", "replication-backup", "--port", "61617", "--peer", "tcp://h1:61616,tcp://h2:61616"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicyReplication, config.RoleBackup, config.CoordQuorum)
+			if len(c.ClusterConnections[0].StaticConnectors) != 2 || c.HA.VoteRetries != 12 {
+				t.Errorf("%+v %+v", c.ClusterConnections, c.HA)
+			}
+		}},
+		{"repl-primary-zk", []string{"--ha", "replication-primary", "--zk", "z1:2181,z2:2181,z3:2181"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicyReplication, config.RolePrimary, config.CoordZooKeeper)
+			if c.HA.Manager.ConnectString != "z1:2181,z2:2181,z3:2181" || c.ConnectionTTLOverride.Milliseconds() != 18000 {
+				t.Errorf("%+v ttl %v", c.HA.Manager, c.ConnectionTTLOverride)
+			}
+		}},
+		{"repl-backup-zk", []string{"--ha", "replication-backup", "--zk", "z1:2181", "--name", "b1", "--user", "admin", "--password", "pw"}, func(t *testing.T, c *config.Config) {
+			ha(t, c, config.PolicyReplication, config.RoleBackup, config.CoordZooKeeper)
+			if c.Name != "b1" || len(c.Users) != 1 || c.Users[0].Password != "pw" || c.AnonymousAllowed() {
+				t.Errorf("name %q users %+v", c.Name, c.Users)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), tc.name)
+			var out, errb bytes.Buffer
+			// DIR first, flags after, as "tandem create DIR --ha ..." is typed.
+			if rc := runCreate(append([]string{dir}, tc.args...), &out, &errb); rc != exitOK {
+				t.Fatalf("exit %d: %s", rc, errb.String())
+			}
+			file := filepath.Join(dir, "etc", "broker.xml")
+			c, warns, err := config.Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(warns) != 0 {
+				t.Errorf("warnings: %v", warns)
+			}
+			tc.check(t, c)
+			// And through the command, as a user runs it.
+			var js, cerr bytes.Buffer
+			if rc := runConfig([]string{"check", file}, &js, &cerr); rc != exitOK || cerr.Len() != 0 {
+				t.Fatalf("config check: exit %d, stderr %s", rc, cerr.String())
+			}
+			var m map[string]any
+			if err := json.Unmarshal(js.Bytes(), &m); err != nil {
+				t.Fatal(err)
+			}
+			// Not overwritten without --force.
+			if rc := runCreate([]string{dir}, &out, &errb); rc != exitCannot {
+				t.Errorf("second create: exit %d", rc)
+			}
+		})
+	}
+}
+
+func ha(t *testing.T, c *config.Config, p config.Policy, r config.Role, co config.Coordinator) {
+	t.Helper()
+	if c.HA.Policy != p || c.HA.Role != r || c.HA.Coordinator != co {
+		t.Fatalf("ha = %s/%s/%s, want %s/%s/%s", c.HA.Policy, c.HA.Role, c.HA.Coordinator, p, r, co)
+	}
+}
+
+func TestCreateBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"--ha", "shared"},
+		{"--port", "0"},
+		{"--ha", "replication-primary", "--shared-dir", "/x"},
+		{"--ha", "shared-store-primary", "--zk", "z:1"},
+		{"--zk", "z:1"},
+		{"--user", "a"},
+		{"--name", "a<b"},
+	} {
+		var out, errb bytes.Buffer
+		if len(args) > 0 {
+			args = append([]string{filepath.Join(t.TempDir(), "b")}, args...)
+		}
+		if rc := runCreate(args, &out, &errb); rc != exitCannot {
+			t.Errorf("%v: exit %d, want %d", args, rc, exitCannot)
+		}
+		if errb.Len() == 0 {
+			t.Errorf("%v: no message", args)
+		}
+	}
+}
