@@ -91,7 +91,7 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 	conn, err := dialRetrying(ctx, rawURL, u)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", err)
-		return exitFailed
+		return exitCannot // never connected: nothing was attempted
 	}
 	defer conn.Close()
 	sess, err := conn.CreateSession(ctx)

@@ -110,7 +110,7 @@ func (pr *producerRun) run(ctx context.Context, rawURL string) int {
 	conn, err := dialRetrying(ctx, rawURL, pr.u)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem producer: %v\n", err)
-		return exitFailed
+		return exitCannot // never connected: nothing was attempted
 	}
 	defer conn.Close()
 	sess, err := conn.CreateSession(ctx)
