@@ -223,7 +223,7 @@ func codeOf(err error) wire.Code {
 		return wire.CodeTooLarge
 	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
 		return wire.CodeNotFound
-	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed):
+	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive):
 		return wire.CodeUnavailable
 	case errors.Is(err, ErrClosed):
 		return wire.CodeShuttingDown

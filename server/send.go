@@ -10,6 +10,7 @@ import (
 // when it is stored (durable, for a persistent message routed to a
 // durable queue) or was a duplicate of a stored one.
 func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(error)) {
+	done = s.guard(done)
 	if err := s.checkUsable(); err != nil {
 		done(err)
 		return
@@ -122,6 +123,7 @@ func enqueueRefs(refs []ref) {
 // message's delete when it was its last durable reference. done runs once
 // that is durable.
 func (s *Server) ackRef(r *ref, done func(error)) {
+	done = s.guard(done)
 	if err := s.checkUsable(); err != nil {
 		done(err)
 		return

@@ -23,6 +23,11 @@ const DefaultIDCacheSize = 20000
 // nothing more.
 var ErrHalted = errors.New("server: halted on a storage error")
 
+// ErrNotActive replaces a confirmation while the HA activation does not
+// allow acknowledging (Options.CanAck returned false): the outcome is
+// unknown to the client, which fails over and resends.
+var ErrNotActive = errors.New("server: not active (HA lease not held): outcome unknown")
+
 // ErrNoSuchQueue is returned when a queue does not exist and may not be
 // auto-created.
 var ErrNoSuchQueue = errors.New("server: no such queue")
@@ -51,6 +56,11 @@ type Options struct {
 	Epoch        uint64
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// CanAck, when set, is asked before every confirmation (stored send,
+	// durable ack, commit): false turns the confirmation into
+	// ErrNotActive. HA sets it to the activation's lease check, so a live
+	// that lost its lease acknowledges nothing.
+	CanAck func() bool
 }
 
 // Server is the broker core. Create it with New, then Start it.
@@ -153,6 +163,20 @@ func (s *Server) halt(err error) {
 		e := fmt.Errorf("%w: %w", ErrHalted, err)
 		s.haltErr.Store(&e)
 		s.log.Error("storage error: broker halted, nothing more is acknowledged", "err", err)
+	}
+}
+
+// guard wraps a confirmation callback with the CanAck check.
+func (s *Server) guard(done func(error)) func(error) {
+	can := s.opts.CanAck
+	if can == nil {
+		return done
+	}
+	return func(err error) {
+		if err == nil && !can() {
+			err = ErrNotActive
+		}
+		done(err)
 	}
 }
 

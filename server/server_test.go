@@ -7,6 +7,7 @@ import (
 	"github.com/tandemmq/tandem/wire"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tandemmq/tandem/journal"
@@ -300,5 +301,28 @@ func TestIDsResumePastMaxID(t *testing.T) {
 	mustSend(t, ss, queueDest("q"), m)
 	if m.ID <= 1000 {
 		t.Fatalf("new message ID %d not past 1000", m.ID)
+	}
+}
+
+func TestCanAckGuardsConfirmations(t *testing.T) {
+	var allow atomic.Bool
+	allow.Store(true)
+	b := newBroker(t, Options{CanAck: allow.Load})
+	ss := b.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("ok", true))
+	col := newCollector()
+	ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col.handle)
+	d := col.wait(t, 1)[0]
+	allow.Store(false)
+	if err := sendSync(t, ss, queueDest("q"), msg("no lease", true)); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("send without lease: %v, want ErrNotActive", err)
+	}
+	if err := ackSync(t, ss, d); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("ack without lease: %v, want ErrNotActive", err)
+	}
+	tx := b.s.NewSession(true)
+	mustSend(t, tx, queueDest("q"), msg("tx", true))
+	if err := commitSync(t, tx); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("commit without lease: %v, want ErrNotActive", err)
 	}
 }

@@ -269,6 +269,7 @@ func (s *Server) cancelAcks(acks []*ref) {
 
 // commit writes a transaction as one Append.
 func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done func(error)) {
+	done = s.guard(done)
 	if err := s.checkUsable(); err != nil {
 		s.cancelAcks(acks)
 		done(err)
