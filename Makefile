@@ -1,0 +1,122 @@
+# Tandem's build, test and lint entry points. `make help` lists them.
+#
+# make test starts a private PostgreSQL cluster and a 3-node ZooKeeper
+# ensemble (scripts/test-services; installs the Debian packages when they are
+# missing), runs the whole suite against them and stops them, even on failure.
+
+GO ?= go
+SERVICES := scripts/test-services
+
+# Packages whose tests start processes, take leases or use PostgreSQL or
+# ZooKeeper: they run one package at a time (-p 1) with a long timeout.
+# Every other package of `go list ./...` runs in parallel.
+SERIAL_PKGS ?= ./jdbcstore/... ./ha/... ./internal/... ./cmd/... ./server/... ./client/... ./lockfile/... ./replication/...
+SERIAL_TIMEOUT ?= 20m
+PARALLEL_TIMEOUT ?= 10m
+# -count=1: make test proves the code against these services now, not
+# against a cached result of an earlier run.
+TESTFLAGS ?= -count=1
+
+BENCH_PKGS ?= ./journal/... ./aio/... ./wire/... ./jdbcstore/... ./bench/...
+BENCHTIME ?= 2s
+FUZZTIME ?= 20s
+
+STATICCHECK_VERSION ?= v0.8.2
+TOOLS := $(CURDIR)/bin/tools/$(STATICCHECK_VERSION)
+STATICCHECK := $(TOOLS)/staticcheck
+
+RUN_ARGS ?=
+
+# Evaluated only in recipes that use them (recursive '=').
+serial_list = $(shell $(GO) list -e $(SERIAL_PKGS) 2>/dev/null)
+all_list = $(shell $(GO) list -e ./... 2>/dev/null)
+parallel_list = $(filter-out $(serial_list),$(all_list))
+bench_list = $(shell $(GO) list -e $(BENCH_PKGS) 2>/dev/null)
+
+.PHONY: help run build test test-short test-with-services bench fuzz lint fmt vet staticcheck services services-stop services-status clean
+
+help:
+	@echo 'make run            build and run the broker (tandem run $$RUN_ARGS)'
+	@echo 'make build          bin/tandem'
+	@echo 'make test           the whole suite with PostgreSQL and ZooKeeper (started and stopped here)'
+	@echo 'make test-short     go test -short ./..., no services'
+	@echo 'make bench          benchmarks of $(BENCH_PKGS) (BENCHTIME=$(BENCHTIME))'
+	@echo 'make fuzz           every Fuzz target for FUZZTIME=$(FUZZTIME)'
+	@echo 'make lint           gofmt, go vet, staticcheck $(STATICCHECK_VERSION)'
+	@echo 'make services       start the test services; then: . .scratch/services/env'
+	@echo 'make services-stop  stop them'
+
+build:
+	$(GO) build -o bin/tandem ./cmd/tandem
+
+run: build
+	./bin/tandem run $(RUN_ARGS)
+
+test:
+	@$(SERVICES) run -- $(MAKE) --no-print-directory test-with-services
+
+# Runs the suite against services already in the environment (make test sets
+# them up; after `make services && . .scratch/services/env` it works alone).
+test-with-services:
+	@rc=0; \
+	par="$(parallel_list)"; ser="$(serial_list)"; \
+	if [ -n "$$par" ]; then \
+		echo "== go test (parallel): $$(echo $$par | wc -w) packages"; \
+		$(GO) test $(TESTFLAGS) -timeout $(PARALLEL_TIMEOUT) $$par || rc=1; \
+	fi; \
+	if [ -n "$$ser" ]; then \
+		echo "== go test -p 1 (processes, leases, services): $$(echo $$ser | wc -w) packages"; \
+		$(GO) test $(TESTFLAGS) -p 1 -timeout $(SERIAL_TIMEOUT) $$ser || rc=1; \
+	fi; \
+	if [ $$rc -ne 0 ]; then echo "== make test: FAILED (see FAIL lines above)"; fi; \
+	exit $$rc
+
+test-short:
+	$(GO) test -short ./...
+
+bench:
+	@pkgs="$(bench_list)"; [ -n "$$pkgs" ] || { echo "no benchmark packages yet"; exit 0; }; \
+	$(SERVICES) run -- $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m $$pkgs
+
+fuzz:
+	@rc=0; for pkg in $(all_list); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || rc=1; \
+		done; \
+	done; exit $$rc
+
+lint:
+	@rc=0; \
+	echo "== gofmt -l"; \
+	out=$$(find . -name '*.go' -not -path './.git/*' -not -path './.scratch/*' -not -path './bin/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$out" ]; then echo "not gofmt'ed (run gofmt -w):"; echo "$$out"; rc=1; fi; \
+	echo "== go vet ./..."; $(GO) vet ./... || rc=1; \
+	echo "== staticcheck $(STATICCHECK_VERSION)"; $(MAKE) --no-print-directory staticcheck || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "== make lint: FAILED"; else echo "== make lint: ok"; fi; \
+	exit $$rc
+
+fmt:
+	gofmt -w $$(find . -name '*.go' -not -path './.git/*' -not -path './.scratch/*' -not -path './bin/*')
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+# Built from the Go module proxy once per version into bin/tools/.
+$(STATICCHECK):
+	GOBIN=$(TOOLS) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+services:
+	@$(SERVICES) start
+
+services-stop:
+	@$(SERVICES) stop
+
+services-status:
+	@$(SERVICES) status
+
+clean:
+	rm -rf bin
