@@ -18,7 +18,7 @@ func TestLedgerClassification(t *testing.T) {
 	l.Consumed("a")
 	l.Consumed("c") // recovered
 	l.Consumed("e")
-	l.Consumed("e")      // duplicated
+	l.Consumed("e")     // duplicated
 	l.Consumed("ghost") // unexpected
 	r := l.Check()
 	want := Report{Sent: 5, Acked: 3, Consumed: 4, Lost: []string{"b"}, Unexpected: []string{"ghost"},
