@@ -33,6 +33,9 @@ type reader struct {
 	b   []byte
 	off int
 	err error
+	// last is the previous address decoded by the same Decoder: a stream
+	// of sends to one address then allocates no address strings.
+	last *string
 }
 
 func (r *reader) fail(field, why string) {
@@ -145,6 +148,23 @@ func (r *reader) str(field string) string {
 	s := string(r.b[r.off : r.off+n])
 	r.off += n
 	return s
+}
+
+// strInterned reads a string, reusing the previous one when equal.
+func (r *reader) strInterned(field string) string {
+	if r.last == nil {
+		return r.str(field)
+	}
+	n := r.length(field)
+	if r.err != nil || n == 0 {
+		return ""
+	}
+	b := r.b[r.off : r.off+n]
+	r.off += n
+	if string(b) != *r.last {
+		*r.last = string(b)
+	}
+	return *r.last
 }
 
 // bytes returns a sub-slice of the payload (no copy); nil when empty.

@@ -19,6 +19,8 @@ type Decoder struct {
 	start int64 // stream offset of the current frame
 	hdr   Header
 	pay   []byte
+	rd    reader // reused: an interface call would make a local one escape
+	addr  string // last address decoded (interned)
 }
 
 // NewDecoder returns a Decoder reading from r (wrapped in a bufio.Reader
@@ -92,12 +94,14 @@ func (d *Decoder) Offset() int64 { return d.start }
 // the frame's. Slices in f are reused where possible; byte slices alias the
 // decoder's buffer.
 func (d *Decoder) Unmarshal(f Frame) error {
-	err := Unmarshal(d.hdr, d.pay, f)
-	var fe *FrameError
-	if errors.As(err, &fe) {
-		fe.Offset = d.start
+	d.rd = reader{b: d.pay, last: &d.addr}
+	err := unmarshal(d.hdr, f, &d.rd)
+	d.rd.b = nil
+	if err != nil {
+		err.Offset = d.start
+		return err
 	}
-	return err
+	return nil
 }
 
 // Read reads the next frame and decodes it into a newly allocated Frame.
@@ -118,14 +122,20 @@ func (d *Decoder) Read() (Header, Frame, error) {
 // Unmarshal decodes a frame payload of header h into f. Errors are
 // *FrameError with Offset -1.
 func Unmarshal(h Header, payload []byte, f Frame) error {
+	if err := unmarshal(h, f, &reader{b: payload}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func unmarshal(h Header, f Frame, r *reader) *FrameError {
 	if f == nil || f.Type() != h.Type {
 		return &FrameError{Offset: -1, Type: h.Type, Reason: "decoded into a frame of another type"}
 	}
 	if h.Version > Version && h.Type != TypeHello {
 		return &FrameError{Offset: -1, Type: h.Type, Reason: fmt.Sprintf("unsupported version %d", h.Version)}
 	}
-	r := reader{b: payload}
-	f.decodePayload(&r)
+	f.decodePayload(r)
 	if h.Type != TypeHello || h.Version <= Version {
 		// A newer client's Hello may carry fields this version does not know.
 		r.end()

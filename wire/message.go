@@ -157,7 +157,7 @@ func (m *Message) decode(r *reader) {
 	if !m.Routing.valid() {
 		r.fail("routing", fmt.Sprintf("invalid routing type %d", m.Routing))
 	}
-	m.Address = r.str("address")
+	m.Address = r.strInterned("address")
 	m.DuplicateID = r.str("duplicate ID")
 	m.Timestamp = int64(r.u64("timestamp"))
 	n := r.count("property count", 3)
