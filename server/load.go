@@ -24,6 +24,10 @@ func (s *Server) load(ctx context.Context) error {
 		s.log.Warn("messages journal: "+w, "journal", "messages")
 	}
 	s.lastID.Store(max(br.MaxID, mr.MaxID))
+	s.epoch = s.opts.Epoch
+	if s.epoch == 0 {
+		s.epoch = max(br.Epoch, mr.Epoch)
+	}
 	if len(br.Prepared)+len(mr.Prepared) > 0 {
 		s.log.Warn("prepared transactions found and left alone (XA is not supported yet)", "count", len(br.Prepared)+len(mr.Prepared))
 	}

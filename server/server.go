@@ -73,6 +73,7 @@ type Server struct {
 	idCache int
 
 	lastID atomic.Uint64
+	epoch  uint64 // Options.Epoch, or the largest epoch the store holds
 
 	mu        sync.RWMutex
 	addresses map[string]*address
@@ -126,6 +127,10 @@ func New(opts Options) *Server {
 // nextID returns a new record ID, unique in both journals.
 func (s *Server) nextID() uint64 { return s.lastID.Add(1) }
 
+// Epoch returns the activation epoch: Options.Epoch, or when that is 0 the
+// largest epoch found in the store (valid after Start).
+func (s *Server) Epoch() uint64 { return s.epoch }
+
 // NodeID returns the broker's node ID (valid after Start).
 func (s *Server) NodeID() string { return s.nodeID }
 
@@ -144,7 +149,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
-	s.log.Info("broker started", "node_id", s.nodeID, "queues", len(s.queues))
+	s.log = s.log.With("node_id", s.nodeID, "role", s.opts.Role)
+	s.log.Info("broker started", "queues", len(s.queues), "epoch", s.epoch)
 	return nil
 }
 

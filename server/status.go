@@ -32,7 +32,7 @@ type Status struct {
 func (s *Server) Status() Status {
 	st := Status{
 		NodeID: s.nodeID, Name: s.opts.Name, Version: Version, Policy: s.opts.Policy,
-		Role: s.opts.Role, State: "active", Epoch: s.opts.Epoch, Store: s.opts.Store,
+		Role: s.opts.Role, State: "active", Epoch: s.epoch, Store: s.opts.Store,
 		CPUSeconds: CPUSeconds(), Queues: s.Queues(),
 	}
 	s.mu.RLock()

@@ -178,8 +178,8 @@ func serve(cfg *config.Config) int {
 		store.Close()
 		return exitCannot
 	}
-	members := []server.Member{{NodeID: srv.NodeID(), Role: "primary", State: "active", URL: urls[0]}}
-	srv.SetTopology(server.Topology{Members: members})
+	members := []server.Member{{NodeID: srv.NodeID(), Role: "primary", State: "active", URL: urls[0], Epoch: srv.Epoch()}}
+	srv.SetTopology(server.Topology{Epoch: srv.Epoch(), Members: members})
 
 	hln, err := net.Listen("tcp", cfg.ManagementAddress)
 	if err != nil {
@@ -233,7 +233,7 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
 	fmt.Fprintf(&b, "  node ID:     %s\n", srv.NodeID())
-	fmt.Fprintf(&b, "  role:        %s (policy %s, epoch %d)\n", o.Role, o.Policy, o.Epoch)
+	fmt.Fprintf(&b, "  role:        %s (policy %s, epoch %d)\n", o.Role, o.Policy, srv.Epoch())
 	fmt.Fprintf(&b, "  state:       active\n")
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
