@@ -179,6 +179,8 @@ type Acceptor struct {
 func (a Acceptor) Address() string { return joinHostPort(a.Host, a.Port) }
 
 // Connector is an address to reach a broker: <connector name="...">URL</connector>.
+// In-VM connectors (Scheme "vm") are kept so references to them resolve;
+// in-VM acceptors are dropped (with a warning).
 type Connector = Acceptor
 
 // ClusterConnection is <cluster-connection name="...">.

@@ -108,6 +108,9 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 		a.Name, a.Line = name, c.line
 		if a.Scheme == "vm" {
 			p.warnf(c, "%s %q: in-VM transport (vm://) not supported yet, ignored", kind, name)
+			if kind == "acceptor" {
+				continue // nothing listens on it; a vm connector stays for references
+			}
 		}
 		if len(a.Params) > 0 {
 			keys := make([]string, 0, len(a.Params))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"unicode"
 
@@ -86,6 +87,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 		return nil, p.warns, errors.Join(p.errs...)
 	}
 	c.resolveDirs()
+	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
 	return c, p.warns, nil
 }
 
@@ -99,7 +101,7 @@ func (p *parser) children(n *node) []*node {
 	out := make([]*node, 0, len(n.children))
 	for _, c := range n.children {
 		switch {
-		case artemisSpaces[c.space]:
+		case artemisSpaces[c.space] || strings.HasPrefix(c.space, "urn:activemq:"):
 			out = append(out, c)
 		case c.space == xincludeSpace:
 			p.warnf(c, "<xi:%s> not supported yet, ignored", c.name)
@@ -148,6 +150,10 @@ func (p *parser) configuration(root *node) {
 		case "jms", "security-manager", "broker-plugins":
 			p.unsupported(c)
 		default:
+			if isCoreSetting(c.name) {
+				p.errorf(c, "<%s> belongs inside <core>, not directly in <configuration>", c.name)
+				continue
+			}
 			p.errorf(c, "unknown element <%s> in <configuration> (want <core>)%s", c.name, suggest(c.name, []string{"core"}))
 		}
 	}
@@ -169,6 +175,16 @@ var coreSettings = []string{
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
 	"management-http-address", "ha-policy",
+}
+
+// isCoreSetting reports whether name is an element of <core>.
+func isCoreSetting(name string) bool {
+	for _, s := range coreSettings {
+		if s == name {
+			return true
+		}
+	}
+	return unsupportedCore[name]
 }
 
 func (p *parser) core(n *node) {

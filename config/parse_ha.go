@@ -245,6 +245,9 @@ func notAllowed(name, parent string, kind haKind, allowed map[string]bool) strin
 	if _, isRole := roleOf(name); isRole || name == "colocated" {
 		return fmt.Sprintf("<%s> cannot be nested in <%s>", name, parent)
 	}
+	if isCoreSetting(name) && name != "name" {
+		return fmt.Sprintf("<%s> is a <core> setting; it belongs outside <ha-policy>", name)
+	}
 	names := make([]string, 0, len(allowed))
 	for k := range allowed {
 		names = append(names, k)

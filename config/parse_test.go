@@ -257,6 +257,9 @@ func TestErrors(t *testing.T) {
 		{"user without password", core(`<security><users>`, `<user name="a"/>`, `</users></security>`), 4, "password"},
 		{"leaf with children", core(`<name><x/></name>`), 3, "takes a value"},
 		{"empty file", "", 1, "empty document"},
+		{"policy outside core", "<configuration>\n<core/>\n<ha-policy/>\n</configuration>", 3, "belongs inside <core>"},
+		{"core setting in policy", core(`<ha-policy><shared-store><primary>`, `<journal-type>NIO</journal-type>`, `</primary></shared-store></ha-policy>`), 4, "is a <core> setting"},
+		{"jms namespace elsewhere", core(`<x xmlns="urn:activemq:jms"/>`), 3, "unknown element <x> in <core>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _, err := parseString(t, tc.doc)

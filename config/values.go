@@ -15,7 +15,11 @@ func (p *parser) leaf(n *node) (string, bool) {
 		p.errorf(n.children[0], "<%s> takes a value, not elements (found <%s>)", n.name, n.children[0].name)
 		return "", false
 	}
-	return n.value(), true
+	v := n.value()
+	if strings.Contains(v, "${") {
+		p.warnf(n, "<%s>: ${...} property substitution is not supported; %q is used as written", n.name, v)
+	}
+	return v, true
 }
 
 func (p *parser) str(n *node, dst *string) {
