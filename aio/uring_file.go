@@ -49,6 +49,7 @@ type uringFile struct {
 	closing     bool
 	reaperGone  bool
 	reordered   atomic.Int64 // requests fully completed while an earlier one was pending
+	onCQE       func(c cqe)  // test hook, called with mu held
 	exited      chan struct{}
 }
 
@@ -241,6 +242,7 @@ func (f *uringFile) enqueue(seq uint64, p []byte, off int64, withSync, drain boo
 	if drain {
 		w.flags |= sqeIODrain
 	}
+
 	if withSync {
 		w.flags |= sqeIOLink
 		s := rg.nextSQE(tail + 1)
@@ -348,6 +350,9 @@ func (f *uringFile) headReady() bool {
 
 // complete records one CQE. Called with mu held.
 func (f *uringFile) complete(c cqe) {
+	if f.onCQE != nil {
+		f.onCQE(c)
+	}
 	seq := c.userData >> 1
 	r := &f.slots[seq%uint64(len(f.slots))]
 	if !r.used || r.cqes <= 0 {
