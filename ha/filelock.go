@@ -140,10 +140,14 @@ func (c *FileLockCoordinator) step(ev Event) []Action {
 	return c.node.Step(ev)
 }
 
-// report is the monitor's callback (monitor goroutine).
-func (c *FileLockCoordinator) report(v lockfile.Verification, err error) {
+// report returns the callback of the monitor of epoch (monitor goroutine).
+func (c *FileLockCoordinator) report(epoch uint64) func(lockfile.Verification, error) {
+	return func(v lockfile.Verification, err error) { c.reportEpoch(epoch, v, err) }
+}
+
+func (c *FileLockCoordinator) reportEpoch(epoch uint64, v lockfile.Verification, err error) {
 	if err != nil {
-		c.send(Event{Kind: EvLockLost, Err: err})
+		c.send(Event{Kind: EvLockLost, Err: err, Epoch: epoch})
 		return
 	}
 	ev := Event{Kind: EvVerified, Start: c.since(v.Start), Epoch: v.Epoch, State: v.State}
@@ -155,7 +159,9 @@ func (c *FileLockCoordinator) report(v lockfile.Verification, err error) {
 
 // Run starts the node and runs it until it stops (nil), halts
 // (*HaltError) or ctx ends (it then stops cleanly with the configured
-// failover-on-shutdown and returns ctx.Err()).
+// failover-on-shutdown and returns ctx.Err()). After a halt the broker
+// must exit (or at least close the Manager): releasing a lock can fail on
+// a broken file system, and only closing the file then drops it.
 func (c *FileLockCoordinator) Run(ctx context.Context) error {
 	defer close(c.runDone)
 	defer c.stopMonitor()
@@ -225,9 +231,9 @@ func (c *FileLockCoordinator) exec(ctx context.Context, a Action) (Event, bool) 
 		ev.Err = errors.New("ha: renew-lease on a file lock")
 	case ActStartMonitor:
 		c.stopMonitor()
-		mo, err := c.mgr.StartMonitor(a.Epoch, c.report)
+		mo, err := c.mgr.StartMonitor(a.Epoch, c.report(a.Epoch))
 		if err != nil {
-			return Event{Kind: EvLockLost, Err: err}, true
+			return Event{Kind: EvLockLost, Err: err, Epoch: a.Epoch}, true
 		}
 		c.monitor = mo
 		v := mo.Last()

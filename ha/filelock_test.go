@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -89,6 +90,7 @@ func testCfg(role Role, mod func(*Config)) Config {
 
 type runner struct {
 	c    *FileLockCoordinator
+	m    *lockfile.Manager
 	done chan error
 }
 
@@ -99,11 +101,14 @@ func startNode(t *testing.T, dir string, cfg Config, hooks Hooks) *runner {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
+	if hooks.Logger == nil {
+		hooks.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	c, err := NewFileLockCoordinator(m, cfg, hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &runner{c: c, done: make(chan error, 1)}
+	r := &runner{c: c, m: m, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { r.done <- c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-r.done })

@@ -158,6 +158,9 @@ func (n *Node) Step(ev Event) []Action {
 	case EvVerified:
 		n.verified(ev)
 	case EvLockLost:
+		if ev.Epoch != 0 && ev.Epoch != n.epoch {
+			break // a late report of an earlier activation's monitor
+		}
 		if n.holdPri {
 			n.halt(fmt.Errorf("lock lost: %w", ev.Err))
 		} else if n.pending == ActRenewLease {
@@ -312,7 +315,10 @@ func (n *Node) verified(ev Event) {
 	if n.phase != PhaseVerifying && n.phase != PhaseActive {
 		return // stale report from a monitor we stopped
 	}
-	if ev.Epoch != n.epoch {
+	if ev.Epoch < n.epoch {
+		return // a late report of an earlier activation's monitor
+	}
+	if ev.Epoch > n.epoch {
 		n.halt(fmt.Errorf("%w: verification saw epoch %d, ours is %d", ErrEpochMismatch, ev.Epoch, n.epoch))
 		return
 	}

@@ -215,14 +215,14 @@ func (w *world) verify(i int) {
 	if !w.priHolders[i] {
 		if len(w.priHolders) > 0 {
 			sn.monitorOn = false
-			w.deliver(i, Event{Kind: EvLockLost, Err: lockfile.ErrLockLost})
+			w.deliver(i, Event{Kind: EvLockLost, Err: lockfile.ErrLockLost, Epoch: sn.n.epoch})
 			return
 		}
 		w.priHolders[i] = true // re-asserting a lock nobody holds takes it
 	}
 	if w.epoch != sn.n.epoch {
 		sn.monitorOn = false
-		w.deliver(i, Event{Kind: EvLockLost, Err: &lockfile.EpochError{Ours: sn.n.epoch, Found: w.epoch}})
+		w.deliver(i, Event{Kind: EvLockLost, Err: &lockfile.EpochError{Ours: sn.n.epoch, Found: w.epoch}, Epoch: sn.n.epoch})
 		return
 	}
 	w.deliver(i, Event{Kind: EvVerified, Start: w.now, Epoch: w.epoch, State: w.state})
@@ -288,7 +288,7 @@ func (w *world) exec(i int) error {
 		return nil
 	case ActRenewLease:
 		if w.leaseHolder != i {
-			w.deliver(i, Event{Kind: EvLockLost, Err: errors.New("lease taken by another")})
+			w.deliver(i, Event{Kind: EvLockLost, Err: errors.New("lease taken by another"), Epoch: a.Epoch})
 			return nil
 		}
 		w.leaseExpiry = w.now + simDBExpiry

@@ -129,6 +129,8 @@ const (
 	// Event.State.
 	EvVerified
 	// EvLockLost says the lock or lease is no longer ours (Event.Err).
+	// Event.Epoch, if not 0, names the activation it concerns: a report
+	// about an earlier activation is ignored.
 	EvLockLost
 	// EvStorageError is an I/O error of the store (Event.Err).
 	EvStorageError
@@ -175,7 +177,7 @@ type Event struct {
 	Op       ActionKind    // EvDone: which operation
 	Ok       bool          // EvDone of a lock attempt: acquired
 	State    State         // EvDone of ReadState, EvVerified
-	Epoch    uint64        // EvDone of BumpEpoch, EvVerified
+	Epoch    uint64        // EvDone of BumpEpoch, EvVerified, EvLockLost
 	Start    time.Duration // EvVerified: when the verification started
 	Err      error
 	Failover Failover
