@@ -73,6 +73,12 @@ func TestCompletionOrder(t *testing.T) {
 			total += int64(sizes[i])
 		}
 		_, f := newFile(t, kind, opts, total)
+		var maxInFlight uint64
+		if u, ok := f.(*uringFile); ok {
+			u.mu.Lock()
+			u.onCQE = func(cqe) { maxInFlight = max(maxInFlight, u.seq-u.next) }
+			u.mu.Unlock()
+		}
 		order := make(chan int, n)
 		bufs := make([][]byte, n)
 		off := int64(0)
@@ -102,7 +108,13 @@ func TestCompletionOrder(t *testing.T) {
 			off += int64(len(p))
 		}
 		if u, ok := f.(*uringFile); ok {
-			t.Logf("io_uring: %d of %d requests completed ahead of an earlier one", u.reordered.Load(), n)
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if maxInFlight > uint64(opts.MaxIO) {
+				t.Fatalf("%d requests in flight, MaxIO is %d", maxInFlight, opts.MaxIO)
+			}
+			t.Logf("io_uring: up to %d requests in flight; %d of %d completed ahead of an earlier one",
+				maxInFlight, u.reordered.Load(), n)
 		}
 	})
 }
