@@ -379,7 +379,9 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 			}
 		}
 	}
-	m.Body = append(make([]byte, 0, len(wm.Body)), wm.Body...)
+	// The body aliases the decode buffer until Send returns: the server
+	// copies it (into the journal record for a persistent message).
+	m.Body, m.borrowed = wm.Body, true
 	dest := Destination{Name: wm.Address, Routing: c.s.defaultRouting(wm.Address, wm.Routing)}
 	if corr == 0 {
 		ss.Send(c.ctx, dest, m, func(error) {})

@@ -66,6 +66,18 @@ type Message struct {
 	// durableRefs counts durable queues still holding the message
 	// (guarded by Server.storeMu).
 	durableRefs int32
+	// borrowed: Body aliases a buffer the sender reuses once Send
+	// returns (the connection's decode buffer); the server copies it,
+	// into the journal record when it encodes one.
+	borrowed bool
+}
+
+// own makes m's body the server's own, copying a borrowed one.
+func (m *Message) own() {
+	if m.borrowed {
+		m.Body = append(make([]byte, 0, len(m.Body)), m.Body...)
+		m.borrowed = false
+	}
 }
 
 // Size is an estimate of the message's size in bytes.

@@ -36,6 +36,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	qs := a.routeLocked(r, qbuf[:0])
 	m.ID = s.nextID()
 	entries, de := s.sendEntriesLocked(a, m, qs, nil)
+	m.own()
 	refs := make([]ref, len(qs))
 	for i, q := range qs {
 		refs[i] = ref{msg: m, q: q}
@@ -89,9 +90,15 @@ func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries 
 		if n > 0 {
 			m.durableRefs = n
 			if entries == nil {
-				entries = make([]journal.Entry, 0, 2+len(qs))
+				entries = make([]journal.Entry, 0, 4+len(qs))
 			}
-			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, Type: RecMessage, Data: encodeMessage(m)})
+			data := encodeMessage(m)
+			if m.borrowed { // the record holds a copy of the body: share it
+				n := len(data)
+				m.Body = data[n-len(m.Body) : n : n]
+				m.borrowed = false
+			}
+			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, Type: RecMessage, Data: data})
 			for _, q := range qs {
 				if q.durable {
 					entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: m.ID, Type: RecAddRef, Data: q.refData})

@@ -81,6 +81,7 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 			done(err)
 			return
 		}
+		m.own()
 		ss.txSends = append(ss.txSends, txSend{m, dest.Routing})
 		ss.mu.Unlock()
 		done(nil)
