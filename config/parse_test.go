@@ -259,6 +259,14 @@ func TestErrors(t *testing.T) {
 		{"empty file", "", 1, "empty document"},
 		{"policy outside core", "<configuration>\n<core/>\n<ha-policy/>\n</configuration>", 3, "belongs inside <core>"},
 		{"core setting in policy", core(`<ha-policy><shared-store><primary>`, `<journal-type>NIO</journal-type>`, `</primary></shared-store></ha-policy>`), 4, "is a <core> setting"},
+		{"manager in colocated", core(`<ha-policy><replication><colocated>`, `<primary><manager/></primary>`, `</colocated></replication></ha-policy>`), 4, "colocated"},
+		{"two stores", core(`<store>`, `<file-store/>`, `<database-store/>`, `</store>`), 5, "two stores"},
+		{"renew not shorter", core(`<store><database-store>`, `<jdbc-connection-url>jdbc:postgresql://h/d</jdbc-connection-url><jdbc-lock-expiration>2000</jdbc-lock-expiration><jdbc-lock-renew-period>2000</jdbc-lock-renew-period>`, `</database-store></store>`), 3, "shorter"},
+		{"duplicate acceptor", core(`<acceptors>`, `<acceptor name="a">tcp://h:1</acceptor>`, `<acceptor name="a">tcp://h:2</acceptor>`, `</acceptors>`), 5, "defined twice"},
+		{"both check names", core(`<ha-policy><replication><master>`, `<check-for-live-server>true</check-for-live-server>`, `<check-for-active-server>true</check-for-active-server>`, `</master></replication></ha-policy>`), 5, "same option"},
+		{"negative vote retries", core(`<ha-policy><replication><slave>`, `<vote-retries>-3</vote-retries>`, `</slave></replication></ha-policy>`), 4, "less than 0"},
+		{"bad class-name", core(`<ha-policy><replication><backup><manager>`, `<class-name>org.example.FileLockManager</class-name>`, `</manager></backup></replication></ha-policy>`), 4, "ZooKeeper manager only"},
+		{"unsupported encoding", "<?xml version=\"1.0\" encoding=\"EBCDIC\"?>\n<configuration/>", 1, "not supported"},
 		{"jms namespace elsewhere", core(`<x xmlns="urn:activemq:jms"/>`), 3, "unknown element <x> in <core>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,6 +338,19 @@ func TestNamespaces(t *testing.T) {
 			continue
 		}
 		eq(t, "name", c.Name, "n")
+	}
+}
+
+func TestEncodings(t *testing.T) {
+	for _, doc := range []string{
+		"\xef\xbb\xbf<?xml version=\"1.0\"?>\n<configuration><core><name>café</name></core></configuration>",
+		"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<configuration><core><name>caf\xe9</name></core></configuration>",
+	} {
+		c, _, err := parseString(t, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "name", c.Name, "café")
 	}
 }
 

@@ -107,12 +107,14 @@ func readTree(file string, r io.Reader) (*node, []Warning, error) {
 	if len(b) > maxFileSize {
 		return nil, nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("file larger than %d bytes", maxFileSize)}
 	}
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 	var warns []Warning
 	for _, f := range fixEndTags(b) {
 		warns = append(warns, Warning{File: file, Line: f.line, Msg: fmt.Sprintf("malformed end tag \"</%s/>\" read as \"</%s>\"", f.name, f.name)})
 	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
+	d.CharsetReader = charsetReader
 	var (
 		root  *node
 		stack []*node
@@ -173,4 +175,24 @@ func readTree(file string, r io.Reader) (*node, []Warning, error) {
 		return nil, warns, &Error{File: file, Line: l, Msg: fmt.Sprintf("unexpected end of file: <%s> (line %d) is not closed", stack[len(stack)-1].name, stack[len(stack)-1].line)}
 	}
 	return root, warns, nil
+}
+
+// charsetReader accepts the encodings besides UTF-8 that an XML editor
+// may declare: US-ASCII and ISO-8859-1 (Latin-1).
+func charsetReader(charset string, input io.Reader) (io.Reader, error) {
+	switch strings.ToLower(charset) {
+	case "us-ascii", "ascii":
+		return input, nil
+	case "iso-8859-1", "iso8859-1", "latin1", "latin-1":
+		b, err := io.ReadAll(input)
+		if err != nil {
+			return nil, err
+		}
+		r := make([]rune, len(b))
+		for i, c := range b {
+			r[i] = rune(c)
+		}
+		return strings.NewReader(string(r)), nil
+	}
+	return nil, fmt.Errorf("encoding %q is not supported (use UTF-8)", charset)
 }
