@@ -94,7 +94,21 @@ type Server struct {
 	topoSubs map[int]func(Topology)
 	topoNext int
 
-	sessions sync.WaitGroup
+	stopWatch chan struct{} // closed by Close
+	watchDone chan struct{} // closed when watchStore returns
+}
+
+// watchStore halts the broker as soon as either journal fails, so nothing
+// (not even a non-persistent send) is confirmed afterwards.
+func (s *Server) watchStore() {
+	defer close(s.watchDone)
+	select {
+	case <-s.msgs.Failed():
+		s.halt(fmt.Errorf("messages journal: %w", s.msgs.Err()))
+	case <-s.binds.Failed():
+		s.halt(fmt.Errorf("bindings journal: %w", s.binds.Err()))
+	case <-s.stopWatch:
+	}
 }
 
 // New returns a server over the given journals. It does not load them:
@@ -149,6 +163,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
+	s.stopWatch = make(chan struct{})
+	s.watchDone = make(chan struct{})
+	go s.watchStore()
 	s.log = s.log.With("node_id", s.nodeID, "role", s.opts.Role)
 	s.log.Info("broker started", "queues", len(s.queues), "epoch", s.epoch)
 	return nil
@@ -202,6 +219,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		defer func() { <-s.watchDone }()
+	}
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
 		qs = append(qs, q)
