@@ -182,6 +182,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		os.Exit(childHold(dir))
 	}
+	if dir := os.Getenv(zombieEnv); dir != "" {
+		os.Exit(zombieChild(dir))
+	}
 	os.Exit(m.Run())
 }
 
