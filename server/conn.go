@@ -419,39 +419,12 @@ func (c *conn) handleAck(corr uint64, f *wire.Ack) {
 		})
 		return
 	}
-	b := &ackBatch{out: c.out, corr: corr}
-	b.left.Store(int32(len(f.MessageIDs)))
-	for _, id := range f.MessageIDs {
-		cc.sess.Ack(cc.c.ID(), id, func(err error) { b.done(id, err) })
-	}
-}
-
-// ackBatch confirms a multi-message Ack once every ack's outcome is known.
-type ackBatch struct {
-	out    *outq
-	corr   uint64
-	left   atomic.Int32
-	mu     sync.Mutex
-	failed []uint64
-	err    error
-}
-
-func (b *ackBatch) done(id uint64, err error) {
-	if err != nil {
-		b.mu.Lock()
-		if errors.Is(err, ErrUnknownDelivery) {
-			b.failed = append(b.failed, id)
-		} else if b.err == nil {
-			b.err = err
+	out := c.out
+	cc.sess.AckMany(cc.c.ID(), f.MessageIDs, func(failed []uint64, err error) {
+		if corr != 0 {
+			out.ackConfirmFrame(corr, codeOf(err), errText(err), failed)
 		}
-		b.mu.Unlock()
-	}
-	if b.left.Add(-1) != 0 || b.corr == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.out.ackConfirmFrame(b.corr, codeOf(b.err), errText(b.err), b.failed)
+	})
 }
 
 func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {

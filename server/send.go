@@ -154,6 +154,41 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 	}
 }
 
+// ackRefs acknowledges references in one atomic append.
+func (s *Server) ackRefs(refs []*ref, done func(error)) {
+	done = s.guard(done)
+	if err := s.checkUsable(); err != nil {
+		done(err)
+		return
+	}
+	var entries []journal.Entry
+	s.storeMu.Lock()
+	for _, r := range refs {
+		if r.durable() {
+			if entries == nil {
+				entries = make([]journal.Entry, 0, len(refs))
+			}
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	if len(entries) == 0 {
+		s.storeMu.Unlock()
+		done(nil)
+		return
+	}
+	err := s.msgs.Append(entries, true, func(err error) {
+		if err != nil {
+			s.halt(err)
+		}
+		done(err)
+	})
+	s.storeMu.Unlock()
+	if err != nil {
+		s.storageError(err)
+		done(err)
+	}
+}
+
 // ackEntryLocked returns the record acking r. Caller holds storeMu.
 func (s *Server) ackEntryLocked(r *ref) journal.Entry {
 	m := r.msg

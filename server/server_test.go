@@ -326,3 +326,30 @@ func TestCanAckGuardsConfirmations(t *testing.T) {
 		t.Fatalf("commit without lease: %v, want ErrNotActive", err)
 	}
 }
+
+func TestAckMany(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	for i := 1; i <= 5; i++ {
+		mustSend(t, ss, queueDest("q"), msg(fmt.Sprint(i), i != 3))
+	}
+	col := newCollector()
+	c, _ := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col.handle)
+	ds := col.wait(t, 5)
+	ids := []uint64{ds[0].Message.ID, ds[2].Message.ID, ds[3].Message.ID, 12345}
+	ch := make(chan []uint64, 1)
+	ss.AckMany(c.ID(), ids, func(failed []uint64, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		ch <- failed
+	})
+	if failed := <-ch; len(failed) != 1 || failed[0] != 12345 {
+		t.Fatalf("failed %v", failed)
+	}
+	ss.CloseConsumer(c.ID())
+	b.restart()
+	if qi, _ := b.s.Queue("q"); qi.Depth != 2 { // 2 and 5 stay
+		t.Fatalf("depth %d after acking 1, 3, 4 and restart", qi.Depth)
+	}
+}

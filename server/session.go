@@ -391,3 +391,39 @@ func containsAddr(as []*address, a *address) bool {
 	}
 	return false
 }
+
+// AckMany acknowledges several messages delivered to one consumer. In a
+// non-transacted session the durable acks go in one atomic journal append
+// and done runs once it is durable; failed lists the IDs the consumer did
+// not hold (those are not acked; the others are). In a transacted session
+// done runs at once.
+func (ss *Session) AckMany(consumerID uint64, ids []uint64, done func(failed []uint64, err error)) {
+	ss.mu.Lock()
+	c := ss.consumers[consumerID]
+	if c == nil || ss.closed {
+		ss.mu.Unlock()
+		done(nil, fmt.Errorf("%w: no consumer %d", ErrUnknownDelivery, consumerID))
+		return
+	}
+	var failed []uint64
+	refs := make([]*ref, 0, len(ids))
+	for _, id := range ids {
+		r, err := c.take(id)
+		if err != nil {
+			failed = append(failed, id)
+			continue
+		}
+		refs = append(refs, r)
+	}
+	if ss.transacted {
+		for _, r := range refs {
+			r.q.delivering.Add(1)
+		}
+		ss.txAcks = append(ss.txAcks, refs...)
+		ss.mu.Unlock()
+		done(failed, nil)
+		return
+	}
+	ss.mu.Unlock()
+	ss.s.ackRefs(refs, func(err error) { done(failed, err) })
+}
