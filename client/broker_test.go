@@ -15,7 +15,7 @@ import (
 // can stop and start again on the same store and port (a restart) or on
 // another port (a backup taking over the shared store).
 type testBroker struct {
-	t      *testing.T
+	t      testing.TB
 	ms, bs *journal.MemoryStore
 	mj, bj *journal.Memory
 	s      *server.Server
@@ -24,9 +24,10 @@ type testBroker struct {
 	opts   server.NetOptions
 }
 
-func newTestBroker(t *testing.T) *testBroker {
+func newTestBroker(t testing.TB) *testBroker {
 	t.Helper()
-	b := &testBroker{t: t, ms: journal.NewMemoryStore(), bs: journal.NewMemoryStore()}
+	b := &testBroker{t: t}
+	b.ms, b.bs = newStores()
 	b.start("127.0.0.1:0")
 	t.Cleanup(b.stop)
 	return b
@@ -59,6 +60,10 @@ func (b *testBroker) stop() {
 	b.mj.Close()
 	b.bj.Close()
 	b.s = nil
+}
+
+func newStores() (messages, bindings *journal.MemoryStore) {
+	return journal.NewMemoryStore(), journal.NewMemoryStore()
 }
 
 func (b *testBroker) url() string { return "tcp://" + b.addr }

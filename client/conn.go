@@ -93,7 +93,13 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 
 // connect opens one TCP connection and does the handshake.
 func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
-	ctx, cancel := withTimeout(ctx, c.url.CallTimeout)
+	// a broker that accepts but never answers must not stall failover for
+	// the whole call timeout
+	limit := c.url.CallTimeout
+	if p := c.url.ClientFailureCheckPeriod; p > 0 && p < limit {
+		limit = p
+	}
+	ctx, cancel := withTimeout(ctx, min(limit, 10*time.Second))
 	defer cancel()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)

@@ -92,8 +92,10 @@ func (c *Conn) failover(old *transport, cause error, pend map[uint64]*call) {
 	c.emit(Event{Kind: EventFailed, Addr: old.addr, Err: err})
 }
 
-// candidates lists the addresses to try: the live/backup pair from the
-// topology (the other member first), then the URL's addresses.
+// candidates lists the addresses to try. With ha=true: the live/backup
+// pair from the topology (the member that was lost last), then the URL's
+// addresses (the lost one last). Without: the lost broker first (a
+// transient failure), then the URL's other addresses.
 func (c *Conn) candidates(lost string) []string {
 	c.mu.Lock()
 	members := slices.Clone(c.topology.Members)
@@ -104,6 +106,9 @@ func (c *Conn) candidates(lost string) []string {
 			out = append(out, a)
 		}
 	}
+	if !c.url.HA {
+		add(lost)
+	}
 	if c.url.HA {
 		for _, m := range members {
 			if a, err := parseElem(m.URL); err == nil && a != lost {
@@ -111,16 +116,17 @@ func (c *Conn) candidates(lost string) []string {
 			}
 		}
 		for _, m := range members {
-			if a, err := parseElem(m.URL); err == nil {
+			if a, err := parseElem(m.URL); err == nil && a == lost {
 				add(a)
 			}
 		}
-	} else {
-		add(lost)
 	}
 	for _, a := range c.url.Addrs {
-		add(a)
+		if a != lost {
+			add(a)
+		}
 	}
+	add(lost)
 	return out
 }
 

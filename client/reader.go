@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -13,6 +14,7 @@ func (t *transport) readLoop() {
 	var (
 		sr  wire.SendResult
 		ac  wire.AckConfirm
+		dl  wire.Deliver
 		err error
 	)
 	for {
@@ -29,11 +31,10 @@ func (t *transport) readLoop() {
 			}
 			t.onSendResult(h.Corr, &sr)
 		case wire.TypeDeliver:
-			d := new(wire.Deliver)
-			if err = t.dec.Unmarshal(d); err != nil {
+			if err = t.dec.Unmarshal(&dl); err != nil {
 				break
 			}
-			t.onDeliver(d)
+			t.onDeliver(&dl)
 		case wire.TypeAckConfirm:
 			if err = t.dec.Unmarshal(&ac); err != nil {
 				break
@@ -123,7 +124,7 @@ func (t *transport) onDeliver(d *wire.Deliver) {
 	}
 	m := &Message{
 		Body:          append([]byte(nil), d.Body...),
-		Properties:    d.Properties,
+		Properties:    slices.Clone(d.Properties), // d's slice is reused
 		DuplicateID:   d.DuplicateID,
 		Timestamp:     d.Timestamp,
 		Address:       d.Address,

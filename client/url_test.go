@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemmq/tandem/wire"
 )
 
 func TestParseURL(t *testing.T) {
@@ -108,5 +110,30 @@ func TestNextInterval(t *testing.T) {
 	want := []time.Duration{500 * ms, 750 * ms, 1125 * ms, 1687500 * time.Microsecond, 2000 * ms, 2000 * ms}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("intervals %v, want %v", got, want)
+	}
+}
+
+func TestCandidates(t *testing.T) {
+	member := func(url string) wire.Member { return wire.Member{URL: url} }
+	tests := []struct {
+		url     string
+		members []wire.Member
+		lost    string
+		want    []string
+	}{
+		{"tcp://a:1", nil, "a:1", []string{"a:1"}},
+		{"(tcp://a:1,tcp://b:2)", nil, "b:2", []string{"b:2", "a:1"}},
+		{"(tcp://a:1,tcp://b:2)?ha=true", nil, "a:1", []string{"b:2", "a:1"}},
+		{"(tcp://a:1,tcp://c:3)?ha=true", []wire.Member{member("tcp://a:1"), member("tcp://b:2")}, "a:1", []string{"b:2", "a:1", "c:3"}},
+	}
+	for _, tt := range tests {
+		u, err := ParseURL(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Conn{url: u, topology: wire.Topology{Members: tt.members}}
+		if got := c.candidates(tt.lost); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s lost %s: %v, want %v", tt.url, tt.lost, got, tt.want)
+		}
 	}
 }
