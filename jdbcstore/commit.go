@@ -2,7 +2,7 @@ package jdbcstore
 
 import (
 	"context"
-	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -20,7 +20,10 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	if fenced {
 		pb.Queue(j.sqlFence, j.opts.Fence.Group, int64(j.opts.Fence.Epoch))
 	}
-	if n := len(b.rows); n > 0 {
+	if len(b.rows) == 1 {
+		r := &b.rows[0]
+		pb.Queue(j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.sum()))
+	} else if n := len(b.rows); n > 1 {
 		seqs := make([]int64, n)
 		kinds := make([]int16, n)
 		ids := make([]int64, n)
@@ -47,8 +50,13 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	if pb.Len() == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, j.opts.BatchTimeout)
-	defer cancel()
+	// The client-side bound is a deadline on the socket rather than a
+	// context: a cancellable context costs pgx a watcher goroutine per
+	// batch. A timed-out read breaks the connection, and the error is
+	// fatal anyway.
+	nc := j.conn.PgConn().Conn()
+	_ = nc.SetDeadline(time.Now().Add(j.opts.BatchTimeout))
+	defer nc.SetDeadline(time.Time{})
 	br := j.conn.SendBatch(ctx, &pb)
 	var first error
 	for i := 0; i < pb.Len(); i++ {
@@ -64,9 +72,6 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	}
 	if first != nil {
 		return first
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("batch deadline: %w", ctx.Err())
 	}
 	if meta {
 		j.hwID, j.hwEpoch = newID, newEpoch

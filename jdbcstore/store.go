@@ -17,7 +17,7 @@ type Journal struct {
 	table string
 	conn  *pgx.Conn
 
-	sqlInsert, sqlDelete, sqlMeta, sqlFence string
+	sqlInsert, sqlInsertOne, sqlDelete, sqlMeta, sqlFence string
 
 	mu      sync.Mutex
 	wake    *sync.Cond
@@ -90,6 +90,7 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 	t := ident(table)
 	j.sqlInsert = "INSERT INTO " + t + " (seq, kind, id, tx_id, user_type, data, epoch, crc) " +
 		"SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::smallint[], $6::bytea[], $7::bigint[], $8::bigint[])"
+	j.sqlInsertOne = "INSERT INTO " + t + " (seq, kind, id, tx_id, user_type, data, epoch, crc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 	j.sqlDelete = "DELETE FROM " + t + " WHERE seq = ANY($1::bigint[])"
 	j.sqlMeta = "UPDATE " + ident(MetaTable) + " SET max_id = $2, max_epoch = $3 WHERE name = $1"
 	if o.Fence.Epoch != 0 {
