@@ -4,26 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tandemmq/tandem/internal/testenv"
 )
 
-// pgURL returns the test database, like internal/testenv.PG (which did not
-// exist yet when this was written): TANDEM_TEST_PG, skipping when unset
-// and failing when CI=true.
+// pgURL returns the test database from internal/testenv (TANDEM_TEST_PG:
+// skips naming `make test` when unset, fails when CI=true).
 func pgURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("TANDEM_TEST_PG")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TANDEM_TEST_PG is not set (CI=true): run the tests with `make test`, which starts PostgreSQL")
-		}
-		t.Skip("TANDEM_TEST_PG is not set: run `make test` to start PostgreSQL and set it")
-	}
-	return u
+	return testenv.PG(t)
 }
 
 // uniqueName returns a fresh table name with the given prefix.
