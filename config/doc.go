@@ -30,6 +30,18 @@
 // of the etc/ directory holding broker.xml (as `artemis create` lays it
 // out), or else the directory holding the file.
 //
+// Use: Load(path) or Parse(name, r) returns the Config and the warnings
+// (print them; they do not stop the broker) or an error whose text is one
+// "FILE:LINE: message" per line (errors.As finds the first *Error).
+// Default() is the configuration without a file. Config.ApplyDataDir
+// implements `tandem run --data`. Config.JSON is `tandem config check`.
+//
+// Also accepted, with a warning: the malformed end tag "</name/>" that the
+// AMQ Broker manual prints in its colocated example, ${...} property
+// references (used as written: Tandem does not substitute them), vm://
+// acceptors (dropped) and connectors (kept for references), <xi:include>
+// (ignored) and the old <jms> element.
+//
 // This package owns parsing, validation and defaults. It must never start,
 // open or lock anything (no files besides the configuration, no sockets),
 // never read environment variables, and never panic on any input.

@@ -199,6 +199,9 @@ func (p *parser) core(n *node) {
 			p.str(e, &c.Name)
 		case "persistence-enabled":
 			p.boolean(e, &c.PersistenceEnabled)
+			if !c.PersistenceEnabled {
+				p.warnf(e, "persistence-enabled is false: messages are kept in memory only and lost when the broker stops")
+			}
 		case "journal-type":
 			p.journalType(e)
 		case "journal-directory":
@@ -239,6 +242,9 @@ func (p *parser) core(n *node) {
 			p.maxIOSet = true
 		case "journal-datasync":
 			p.boolean(e, &c.Journal.Datasync)
+			if !c.Journal.Datasync {
+				p.warnf(e, "journal-datasync is false: acknowledged messages can be lost on a power failure or kernel crash")
+			}
 		case "journal-sync-transactional":
 			p.boolean(e, &c.Journal.SyncTransactional)
 		case "journal-sync-non-transactional":

@@ -438,6 +438,9 @@ func (p *parser) finishHA() {
 	default:
 		h.Coordinator = CoordNone
 	}
+	if !p.cfg.PersistenceEnabled && h.Policy != PolicyNone && h.Policy != PolicyLiveOnly && p.haNode != nil {
+		p.errorf(p.haNode, "<%s> needs persistence-enabled true: without a journal there is nothing to share or replicate", h.Element)
+	}
 	if h.Policy == PolicyColocated {
 		// The broker itself runs as the colocated primary.
 		col, elem, line, coord := h.Colocated, h.Element, h.Line, h.Coordinator
