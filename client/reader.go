@@ -41,7 +41,7 @@ func (t *transport) readLoop() {
 			}
 			t.onAckConfirm(h.Corr, &ac)
 		case wire.TypePing:
-			_ = t.send(h.Corr, &wire.Pong{}, nil)
+			t.queue(h.Corr, &wire.Pong{})
 		case wire.TypePong:
 		case wire.TypeTopology:
 			f := new(wire.Topology)

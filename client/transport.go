@@ -148,6 +148,22 @@ func (t *transport) send(corr uint64, f wire.Frame, cl *call) error {
 	return nil
 }
 
+// queue queues a frame for the writer goroutine without ever writing on
+// the caller's goroutine: the reader uses it, so it never blocks in a write
+// while the broker blocks writing to us.
+func (t *transport) queue(corr uint64, f wire.Frame) {
+	t.wmu.Lock()
+	if t.werr != nil {
+		t.wmu.Unlock()
+		return
+	}
+	if err := t.enc.Encode(corr, f); err != nil {
+		t.wmu.Unlock()
+		return
+	}
+	t.flushLocked(false)
+}
+
 // markAcks queues c's pending acks for the next flush.
 func (t *transport) markAcks(c *Consumer) {
 	t.wmu.Lock()

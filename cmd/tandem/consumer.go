@@ -114,6 +114,7 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 	// counted: deliveries whose ack outcome is known (confirmed or unknown)
 	counted := func() int { return confirmed + unknown }
 	start := time.Now()
+	last := start // time of the last delivery, for the rate
 	var failure error
 	for {
 		mu.Lock()
@@ -145,6 +146,7 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 			break
 		}
 		id := messageID(m)
+		last = time.Now()
 		mu.Lock()
 		inFlight++
 		mu.Unlock()
@@ -178,9 +180,13 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 	}
 	n, unk := confirmed, unknown
 	mu.Unlock()
-	el := time.Since(start)
-	fmt.Fprintf(os.Stderr, "tandem consumer: %d consumed (%d with unknown ack outcome) in %v (%.0f msgs/s)\n",
-		n+unk, unk, el.Round(time.Millisecond), float64(n+unk)/el.Seconds())
+	el := last.Sub(start)
+	rate := 0.0
+	if el > 0 {
+		rate = float64(n+unk) / el.Seconds()
+	}
+	fmt.Fprintf(os.Stderr, "tandem consumer: %d consumed (%d with unknown ack outcome) in %v (%.0f msgs/s until the last delivery)\n",
+		n+unk, unk, time.Since(start).Round(time.Millisecond), rate)
 	if failure != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", failure)
 		return exitFailed
