@@ -94,8 +94,9 @@ func TestCoreSettings(t *testing.T) {
 	eq(t, "roles", strings.Join(c.Users[0].Roles, "|"), "admin|amq")
 	eq(t, "anonymous", c.AnonymousAllowed(), false)
 	eq(t, "policy", c.HA.Policy, PolicyNone)
-	if len(warns) != 1 || !strings.Contains(warns[0].String(), "broker.xml:26: warning:") {
-		t.Errorf("want one warning (acceptor parameters) at line 26, got %v", warns)
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "broker.xml:13: warning: journal-datasync is false") ||
+		!strings.Contains(warns[1].String(), "broker.xml:26: warning: acceptor") {
+		t.Errorf("want warnings for journal-datasync (line 13) and acceptor parameters (line 26), got %v", warns)
 	}
 }
 
