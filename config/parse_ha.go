@@ -23,11 +23,19 @@ const (
 var haKindNames = map[haKind]string{
 	ssPrimary:         "<shared-store><primary>",
 	ssBackup:          "<shared-store><backup>",
-	replPrimaryQuorum: "<replication><primary> without <manager> (quorum vote)",
-	replBackupQuorum:  "<replication><backup> without <manager> (quorum vote)",
+	replPrimaryQuorum: "<replication><primary>/<master> without <manager> (quorum vote)",
+	replBackupQuorum:  "<replication><backup>/<slave> without <manager> (quorum vote)",
 	replPrimaryZK:     "<replication><primary> with <manager> (ZooKeeper)",
 	replBackupZK:      "<replication><backup> with <manager> (ZooKeeper)",
 	liveOnly:          "<live-only>",
+}
+
+// haKindShort says which coordination an option set belongs to.
+var haKindShort = map[haKind]string{
+	replPrimaryQuorum: " (quorum vote)",
+	replBackupQuorum:  " (quorum vote)",
+	replPrimaryZK:     " (ZooKeeper, with <manager>)",
+	replBackupZK:      " (ZooKeeper, with <manager>)",
 }
 
 // haAllowed follows Artemis's schema (artemis-configuration.xsd): which
@@ -118,7 +126,7 @@ func (p *parser) haPolicy(n *node) {
 			p.storePolicy(c, PolicyReplication)
 		case "live-only", "primary-only":
 			h.Policy, h.Role, h.Element = PolicyLiveOnly, RolePrimary, c.name
-			p.haOptions(c, liveOnly, h)
+			p.haOptions(c, liveOnly, h, "<"+c.name+">")
 		}
 	}
 }
@@ -162,7 +170,7 @@ func (p *parser) storePolicy(n *node, policy Policy) {
 		h.Policy, h.Element = policy, n.name+"/"+c.name
 		h.Role, _ = roleOf(c.name)
 		if kind, ok := p.roleKind(c, policy); ok {
-			p.haOptions(c, kind, h)
+			p.haOptions(c, kind, h, "<"+n.name+"><"+c.name+">")
 		}
 	}
 	if first == nil {
@@ -204,12 +212,13 @@ func (p *parser) roleKind(c *node, policy Policy) (haKind, bool) {
 }
 
 // haOptions parses the options of one role element into h.
-func (p *parser) haOptions(n *node, kind haKind, h *HA) {
+// where names the place as written, e.g. "<replication><slave>".
+func (p *parser) haOptions(n *node, kind haKind, h *HA, where string) {
 	allowed := haAllowed[kind]
 	seen := map[string]int{}
 	for _, e := range p.children(n) {
 		if !allowed[e.name] {
-			p.errorf(e, "%s", notAllowed(e.name, n.name, kind, allowed))
+			p.errorf(e, "%s", notAllowed(e.name, n.name, where+haKindShort[kind], allowed))
 			continue
 		}
 		if !p.once(seen, e, n.name) {
@@ -225,8 +234,7 @@ func (p *parser) haOptions(n *node, kind haKind, h *HA) {
 }
 
 // notAllowed explains why an element is not an option at this place.
-func notAllowed(name, parent string, kind haKind, allowed map[string]bool) string {
-	where := haKindNames[kind]
+func notAllowed(name, parent, where string, allowed map[string]bool) string {
 	if haSetters[name] != nil {
 		var belongs []string
 		for k, set := range haAllowed {
@@ -384,7 +392,7 @@ func (p *parser) colocated(n *node, store Policy) {
 			if role == RoleBackup {
 				h = &col.Backup
 			}
-			p.haOptions(e, kind, h)
+			p.haOptions(e, kind, h, "<colocated><"+e.name+">")
 			continue
 		}
 		if !p.once(seen, e, "colocated") {

@@ -181,7 +181,7 @@ func suggest(name string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	if best != "" && (bestD <= 2 || bestD <= len(name)/4) {
+	if best != "" && bestD <= max(2, len(name)/3) {
 		return fmt.Sprintf(" (did you mean <%s>?)", best)
 	}
 	return ""
