@@ -255,17 +255,32 @@ func (c *FileLockCoordinator) exec(ctx context.Context, a Action) (Event, bool) 
 		}
 		return ev, false
 	case ActReleasePrimary:
-		if err := c.mgr.ReleasePrimary(); err != nil {
-			c.log.Warn("releasing the primary lock", "err", err)
-		}
+		c.release("primary", c.mgr.ReleasePrimary)
 		return ev, false
 	case ActReleaseBackup:
-		if err := c.mgr.ReleaseBackup(); err != nil {
-			c.log.Warn("releasing the backup lock", "err", err)
-		}
+		c.release("backup", c.mgr.ReleaseBackup)
 		return ev, false
 	default:
 		return ev, false
 	}
 	return ev, true
+}
+
+// release runs a lock release, waiting at most one lease for it: on a dead
+// NFS mount fcntl can hang, and a halting broker must not hang with it
+// (its exit drops the lock anyway). A release that does not return in time
+// is left to finish on its own goroutine.
+func (c *FileLockCoordinator) release(which string, fn func() error) {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(c.node.cfg.Lease)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Warn("releasing the lock failed", "lock", which, "err", err)
+		}
+	case <-t.C:
+		c.log.Error("releasing the lock did not return within the lease; going on", "lock", which)
+	}
 }

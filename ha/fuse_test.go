@@ -55,13 +55,13 @@ func TestFileLockFUSEENOLCK(t *testing.T) {
 	}
 }
 
-// EIO on the state file's fsync halts the live.
+// EIO on the heartbeat fsync halts the live.
 func TestFileLockFUSEFsyncEIO(t *testing.T) {
 	fsys := faultfs.New(t)
 	log := newServeLog(t)
 	p := startNode(t, fsys.Dir, testCfg(Primary, nil), log.hooks("primary"))
 	log.waitServing("primary")
-	fsys.Faults.Set(lockfile.StateFileName, faultfs.Fault{FsyncErr: syscall.EIO})
+	fsys.Faults.Set(lockfile.PrimaryFileName, faultfs.Fault{FsyncErr: syscall.EIO})
 	if err := p.wait(t); !errors.As(err, new(*HaltError)) || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("live ended with %v, want a halt with EIO", err)
 	}

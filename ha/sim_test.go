@@ -218,7 +218,8 @@ func (w *world) verify(i int) {
 			w.deliver(i, Event{Kind: EvLockLost, Err: lockfile.ErrLockLost, Epoch: sn.n.epoch})
 			return
 		}
-		w.priHolders[i] = true // re-asserting a lock nobody holds takes it
+		// Nobody holds it: F_OFD_GETLK finds no conflict; only the epoch
+		// check below can tell.
 	}
 	if w.epoch != sn.n.epoch {
 		sn.monitorOn = false

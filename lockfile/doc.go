@@ -11,7 +11,10 @@
 //     record happen under a whole-file OFD lock on server.lock itself (write
 //     lock to write, read lock to read), held only for the operation.
 //   - primary.lock: whole-file write lock held by the live broker (the
-//     primary, or the backup once it activated).
+//     primary, or the backup once it activated). Its content is the live's
+//     heartbeat: a record in the server.lock format (state L, node ID, the
+//     live's epoch, time, sequence) rewritten and fsynced on every
+//     verification. Informational only; never read for safety.
 //   - backup.lock: whole-file write lock held by the one backup that waits
 //     for the primary lock (Artemis lets one backup wait at a time).
 //
@@ -51,12 +54,15 @@
 // store: the new epoch is durable (file and directory fsynced) before any
 // record is written under it. The live then runs a Monitor. Every check
 // interval the monitor re-verifies: that no one else holds a conflicting
-// lock (F_OFD_GETLK) and that the lock can be re-asserted on our own open
-// file description (F_OFD_SETLK, a no-op when we hold it); that the open
+// lock (F_OFD_GETLK; on NFSv4 this asks the server, so a lock the server
+// revoked and gave to the backup shows up, and a lost client lease gives
+// EIO or ENOLCK); that the open
 // files are still the files at their paths (fstat of the fd against stat of
 // the path: a deleted or replaced file means our lock guards nothing); that
 // server.lock still carries our node ID and our epoch; and it writes a
-// heartbeat and fsyncs, so a dead storage shows up as an I/O error. CanAck
+// heartbeat into primary.lock and fsyncs, so a dead storage shows up as
+// an I/O error. The monitor never writes server.lock: a live that lost its
+// lock silently could otherwise write an old epoch back over a new one. CanAck
 // is true only while the start of the last good verification is younger
 // than the lease (measured on the monotonic clock). Any error (EIO, ENOLCK,
 // a newer epoch, a replaced file, a verification that does not finish within

@@ -19,10 +19,10 @@ func TestMonitorFUSEFaults(t *testing.T) {
 		want    error
 	}{
 		{"lock ENOLCK", PrimaryFileName, faultfs.Fault{Lock: faultfs.LockENOLCK}, syscall.ENOLCK},
-		{"state write EIO", StateFileName, faultfs.Fault{WriteErr: syscall.EIO}, syscall.EIO},
-		{"state fsync EIO", StateFileName, faultfs.Fault{FsyncErr: syscall.EIO}, syscall.EIO},
+		{"heartbeat write EIO", PrimaryFileName, faultfs.Fault{WriteErr: syscall.EIO}, syscall.EIO},
+		{"heartbeat fsync EIO", PrimaryFileName, faultfs.Fault{FsyncErr: syscall.EIO}, syscall.EIO},
 		{"state lock ENOLCK", StateFileName, faultfs.Fault{Lock: faultfs.LockENOLCK}, syscall.ENOLCK},
-		{"fsync hangs past the lease", StateFileName, faultfs.Fault{HangFsync: true}, ErrLeaseExpired},
+		{"fsync hangs past the lease", PrimaryFileName, faultfs.Fault{HangFsync: true}, ErrLeaseExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := faultfs.New(t)

@@ -109,7 +109,11 @@ type Manager struct {
 	dir  string
 	opts Options
 
-	mu          sync.Mutex // serialises every operation on the files
+	// mu guards the flags below and is held around fcntl on the lock
+	// files; stateMu serialises server.lock I/O. A hung state-file
+	// operation (dead NFS) therefore never blocks releasing a lock.
+	mu          sync.Mutex
+	stateMu     sync.Mutex
 	state       *os.File
 	primary     *os.File
 	backup      *os.File
@@ -117,6 +121,7 @@ type Manager struct {
 	holdBackup  bool
 	nodeID      NodeID
 	closed      bool
+	hbSeq       uint64 // heartbeat sequence (stateMu)
 }
 
 // Open opens (creating if needed) the lock files in dir and the node ID.
@@ -163,8 +168,8 @@ func Open(dir string, opts Options) (*Manager, error) {
 
 // initNodeID reads the node ID, creating the record on a fresh file.
 func (m *Manager) initNodeID() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
 	return m.withStateLock(unix.F_WRLCK, func() error {
 		r, err := m.readLocked()
 		if err != nil {
@@ -193,7 +198,8 @@ func (m *Manager) Options() Options { return m.opts }
 // NodeID returns the pair's node ID (created with server.lock).
 func (m *Manager) NodeID() NodeID { return m.nodeID }
 
-// Close releases any lock held and closes the files.
+// Close closes the files, which releases any lock held. It waits for a
+// state-file operation in progress.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -202,7 +208,23 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	m.holdPrimary, m.holdBackup = false, false
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
 	return m.closeFiles()
+}
+
+// checkOpen returns ErrClosed after Close, and ErrNotHeld when needPrimary
+// and the primary lock is not held.
+func (m *Manager) checkOpen(needPrimary bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if needPrimary && !m.holdPrimary {
+		return ErrNotHeld
+	}
+	return nil
 }
 
 func (m *Manager) closeFiles() error {
@@ -308,7 +330,7 @@ func (m *Manager) HoldsPrimary() bool {
 }
 
 // withStateLock runs fn under an OFD lock of type typ on server.lock.
-// m.mu must be held.
+// m.stateMu must be held.
 func (m *Manager) withStateLock(typ int16, fn func() error) error {
 	if err := ofdSetlkw(fdOf(m.state), typ); err != nil {
 		return &LockError{Op: "lock", File: m.state.Name(), Err: err}
@@ -357,11 +379,11 @@ func (m *Manager) syncDir() error {
 
 // ReadState reads server.lock under a read lock.
 func (m *Manager) ReadState() (Record, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return Record{}, ErrClosed
+	if err := m.checkOpen(false); err != nil {
+		return Record{}, err
 	}
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
 	var r Record
 	err := m.withStateLock(unix.F_RDLCK, func() (err error) {
 		r, err = m.readLocked()
@@ -377,11 +399,11 @@ func (m *Manager) WriteState(s State) error {
 	if !s.Valid() {
 		return fmt.Errorf("lockfile: invalid state %s", s)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
+	if err := m.checkOpen(false); err != nil {
+		return err
 	}
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
 	return m.withStateLock(unix.F_WRLCK, func() error {
 		r, err := m.readLocked()
 		if err != nil {
@@ -394,20 +416,18 @@ func (m *Manager) WriteState(s State) error {
 
 // BumpEpoch takes the next epoch: it reads server.lock, adds one to the
 // epoch, sets the state, writes and fsyncs (file and directory), and returns
-// the new epoch. The primary lock must be held. A new live calls it before
-// it loads the store.
+// the new epoch. The primary lock must be held (and not released by
+// another goroutine meanwhile). A new live calls it before it loads the
+// store.
 func (m *Manager) BumpEpoch(s State) (uint64, error) {
 	if !s.Valid() {
 		return 0, fmt.Errorf("lockfile: invalid state %s", s)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return 0, ErrClosed
+	if err := m.checkOpen(true); err != nil {
+		return 0, err
 	}
-	if !m.holdPrimary {
-		return 0, ErrNotHeld
-	}
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
 	var epoch uint64
 	err := m.withStateLock(unix.F_WRLCK, func() error {
 		r, err := m.readLocked()

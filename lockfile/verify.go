@@ -21,57 +21,67 @@ type Verification struct {
 }
 
 // Verify re-checks that this Manager is still the live of epoch: the
-// primary lock is ours (no conflicting holder; re-asserting it succeeds),
-// the open lock and state files are still the files at their paths,
-// server.lock names our node and epoch; then it writes a heartbeat and
-// fsyncs. Any failure means the caller must stop acknowledging and halt.
+// primary lock is ours (we hold it and F_OFD_GETLK finds no conflicting
+// holder), the open lock and state files are still the files at their paths,
+// server.lock names our node and epoch; then it writes a heartbeat into
+// primary.lock and fsyncs it. Any failure means the caller must stop acknowledging and halt.
 // Errors are a *LockError (system error), an *EpochError, or wrap
 // ErrLockLost or ErrNotHeld.
 func (m *Manager) Verify(epoch uint64) (Verification, error) {
 	v := Verification{Start: time.Now()}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return v, ErrClosed
+	if err := m.checkOpen(true); err != nil {
+		return v, err
 	}
-	if !m.holdPrimary {
-		return v, ErrNotHeld
-	}
-	pfd := fdOf(m.primary)
-	typ, pid, err := ofdConflict(pfd, unix.F_WRLCK)
+	// Only query the lock: re-asserting it here could re-take a lock that
+	// another goroutine has just released.
+	typ, pid, err := ofdConflict(fdOf(m.primary), unix.F_WRLCK)
 	if err != nil {
 		return v, &LockError{Op: "getlk", File: m.primary.Name(), Err: err}
 	}
 	if typ != unix.F_UNLCK {
 		return v, fmt.Errorf("%w: %s is locked by another holder (pid %d)", ErrLockLost, m.primary.Name(), pid)
 	}
-	busy, err := ofdSetlk(pfd, unix.F_WRLCK)
-	if err != nil {
-		return v, &LockError{Op: "lock", File: m.primary.Name(), Err: err}
-	}
-	if busy {
-		return v, fmt.Errorf("%w: re-asserting the lock on %s failed: held by another", ErrLockLost, m.primary.Name())
-	}
 	for _, f := range []*os.File{m.primary, m.state} {
 		if err := sameFile(f); err != nil {
 			return v, err
 		}
 	}
-	err = m.withStateLock(unix.F_WRLCK, func() error {
-		r, err := m.readLocked()
-		if err != nil {
-			return err
-		}
-		if r.NodeID != m.nodeID {
-			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch, NodeChanged: true}
-		}
-		if r.Epoch != epoch {
-			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch}
-		}
-		v.State, v.Epoch = r.State, r.Epoch
-		return m.writeLocked(r)
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	var r Record
+	err = m.withStateLock(unix.F_RDLCK, func() (err error) {
+		r, err = m.readLocked()
+		return err
 	})
-	return v, err
+	if err != nil {
+		return v, err
+	}
+	if r.NodeID != m.nodeID {
+		return v, &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch, NodeChanged: true}
+	}
+	if r.Epoch != epoch {
+		return v, &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch}
+	}
+	v.State, v.Epoch = r.State, r.Epoch
+	return v, m.writeHeartbeat(epoch)
+}
+
+// writeHeartbeat writes a record (state L, our node and epoch, the time, a
+// sequence) into primary.lock and fsyncs it. Only the lock holder writes
+// that file, and never server.lock on a heartbeat: a live whose lock was
+// silently lost must not be able to write back an old epoch over the one a
+// new live took. The write and the fsync are what surface a dead storage.
+// m.stateMu must be held.
+func (m *Manager) writeHeartbeat(epoch uint64) error {
+	m.hbSeq++
+	r := Record{State: StateActive, NodeID: m.nodeID, Epoch: epoch, Heartbeat: time.Now(), Seq: m.hbSeq}
+	if _, err := m.primary.WriteAt(r.Encode(), 0); err != nil {
+		return &LockError{Op: "write", File: m.primary.Name(), Err: err}
+	}
+	if err := m.primary.Sync(); err != nil {
+		return &LockError{Op: "fsync", File: m.primary.Name(), Err: err}
+	}
+	return nil
 }
 
 // sameFile checks that the open file f is still the file at its path.
