@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -38,7 +39,16 @@ type conn struct {
 
 	closeOnce sync.Once
 	writerErr chan error
+
+	// inflight counts requests awaiting a durable answer; the answer that
+	// brings it to zero is urgent (see outq).
+	inflight atomic.Int32
+	br       *bufio.Reader // the decoder's; Buffered tells a lone request
 }
+
+// lone reports whether the request just read is alone: nothing else
+// outstanding and nothing more received. Its answer is then urgent.
+func (c *conn) lone() bool { return c.br.Buffered() == 0 && c.inflight.Load() == 0 }
 
 type connConsumer struct {
 	sess *Session
@@ -51,7 +61,7 @@ var connIDs atomic.Uint64
 func newConn(a *Acceptor, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		s: a.s, acc: a, nc: nc, id: connIDs.Add(1), out: newOutq(),
+		s: a.s, acc: a, nc: nc, id: connIDs.Add(1), out: newOutq(nc, func(error) { nc.Close() }),
 		ctx: ctx, cancel: cancel,
 		sessions: map[uint64]*Session{}, consumers: map[uint64]connConsumer{},
 		writerErr: make(chan error, 1),
@@ -107,7 +117,8 @@ func (c *conn) protocolError(err error) error {
 
 // read runs the handshake and then dispatches frames until an error.
 func (c *conn) read() error {
-	dec := wire.NewDecoder(c.nc)
+	c.br = bufio.NewReaderSize(c.nc, 64<<10)
+	dec := wire.NewDecoder(c.br)
 	c.nc.SetReadDeadline(time.Now().Add(c.acc.opts.HandshakeTimeout))
 	h, err := dec.Next()
 	if err != nil {
@@ -364,7 +375,7 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 	ss, ok := c.sessions[f.Session]
 	if !ok {
 		if corr != 0 {
-			c.out.sendResultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session), false)
+			c.out.sendResultFrame(corr, wire.CodeNotFound, fmt.Sprintf("no session %d", f.Session), false, false)
 		}
 		return
 	}
@@ -388,8 +399,11 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 		return
 	}
 	out := c.out
+	lone := c.lone()
+	c.inflight.Add(1)
 	ss.Send(c.ctx, dest, m, func(err error) {
-		out.sendResultFrame(corr, codeOf(err), errText(err), err == nil && m.ID == 0)
+		urgent := c.inflight.Add(-1) == 0 && lone
+		out.sendResultFrame(corr, codeOf(err), errText(err), err == nil && m.ID == 0, urgent)
 	})
 }
 
@@ -397,32 +411,37 @@ func (c *conn) handleAck(corr uint64, f *wire.Ack) {
 	cc, ok := c.consumers[f.Consumer]
 	if !ok {
 		if corr != 0 {
-			c.out.ackConfirmFrame(corr, wire.CodeNotFound, fmt.Sprintf("no consumer %d", f.Consumer), nil)
+			c.out.ackConfirmFrame(corr, wire.CodeNotFound, fmt.Sprintf("no consumer %d", f.Consumer), nil, false)
 		}
 		return
 	}
+	out := c.out
+	lone := c.lone()
+	if corr != 0 {
+		c.inflight.Add(1)
+	}
 	if len(f.MessageIDs) == 1 {
 		id := f.MessageIDs[0]
-		out := c.out
 		cc.sess.Ack(cc.c.ID(), id, func(err error) {
 			if corr == 0 {
 				return
 			}
+			urgent := c.inflight.Add(-1) == 0 && lone
 			switch {
 			case err == nil:
-				out.ackConfirmFrame(corr, wire.CodeOK, "", nil)
+				out.ackConfirmFrame(corr, wire.CodeOK, "", nil, urgent)
 			case errors.Is(err, ErrUnknownDelivery):
-				out.ackConfirmFrame(corr, wire.CodeOK, "", []uint64{id})
+				out.ackConfirmFrame(corr, wire.CodeOK, "", []uint64{id}, urgent)
 			default:
-				out.ackConfirmFrame(corr, codeOf(err), err.Error(), nil)
+				out.ackConfirmFrame(corr, codeOf(err), err.Error(), nil, urgent)
 			}
 		})
 		return
 	}
-	out := c.out
 	cc.sess.AckMany(cc.c.ID(), f.MessageIDs, func(failed []uint64, err error) {
 		if corr != 0 {
-			out.ackConfirmFrame(corr, codeOf(err), errText(err), failed)
+			urgent := c.inflight.Add(-1) == 0 && lone
+			out.ackConfirmFrame(corr, codeOf(err), errText(err), failed, urgent)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -11,12 +12,25 @@ import (
 // the pending buffer under mu; the writer goroutine swaps buffers and writes
 // everything pending in one call, so frames produced while a write is in
 // progress go out together in the next (batching without timers).
+//
+// Latency path: an urgent frame (the answer a client is waiting for with
+// nothing else outstanding, the synchronous-send case) found with the
+// writer idle and nothing pending is written at once by the goroutine that
+// produced it, with one non-blocking write(2); whatever the socket does not
+// take is left to the writer goroutine. That saves a goroutine hand-off
+// per request without ever blocking a journal callback on a slow client.
 type outq struct {
-	mu      sync.Mutex
-	pending wire.Encoder
-	closed  bool
-	signal  chan struct{}
-	err     error // first encode error, for logs
+	mu       sync.Mutex
+	pending  wire.Encoder
+	spare    wire.Encoder // being written; owned by whoever set writing
+	writing  bool         // a goroutine is writing spare
+	leftover int          // >0: spare[leftOff:] still has to be written
+	leftOff  int
+	closed   bool
+	signal   chan struct{}
+	err      error // first encode error, for logs
+	raw      syscall.RawConn
+	onError  func(error)
 
 	// Reused frames; encoded under mu.
 	sendResult wire.SendResult
@@ -25,15 +39,89 @@ type outq struct {
 	ackConfirm wire.AckConfirm
 }
 
-func newOutq() *outq { return &outq{signal: make(chan struct{}, 1)} }
-
-func (o *outq) wake(wasEmpty bool) {
-	if wasEmpty {
-		select {
-		case o.signal <- struct{}{}:
-		default:
+func newOutq(nc net.Conn, onError func(error)) *outq {
+	o := &outq{signal: make(chan struct{}, 1), onError: onError}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			o.raw = raw
 		}
 	}
+	return o
+}
+
+func (o *outq) kick() {
+	select {
+	case o.signal <- struct{}{}:
+	default:
+	}
+}
+
+// release ends an encode: the caller holds mu and encoded a frame into
+// pending (wasEmpty: pending was empty before). It unlocks mu, and either
+// writes inline (urgent), wakes the writer, or does nothing (a write is in
+// progress and will pick the frame up).
+func (o *outq) release(wasEmpty, urgent bool) {
+	if !wasEmpty || o.writing || o.leftover > 0 {
+		o.mu.Unlock()
+		return // the writer is busy or already signalled
+	}
+	if !urgent || o.raw == nil {
+		o.mu.Unlock()
+		o.kick()
+		return
+	}
+	o.writing = true
+	o.pending, o.spare = o.spare, o.pending
+	o.mu.Unlock()
+	buf := o.spare.Bytes()
+	n, err := o.rawWrite(buf)
+	o.mu.Lock()
+	o.writing = false
+	if err != nil {
+		o.closed = true
+		o.spare.Reset()
+		o.mu.Unlock()
+		o.kick()
+		o.onError(err)
+		return
+	}
+	if n < len(buf) {
+		o.leftover, o.leftOff = len(buf)-n, n
+	} else {
+		o.spare.Reset()
+	}
+	more := o.leftover > 0 || o.pending.Len() > 0 || o.closed
+	o.mu.Unlock()
+	if more {
+		o.kick()
+	}
+}
+
+// rawWrite writes what the socket takes now, without waiting.
+func (o *outq) rawWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := o.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := syscall.Write(int(fd), b[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				break
+			}
+			if err != nil {
+				werr = err
+				break
+			}
+			n += m
+		}
+		return true // never wait: the writer goroutine takes the rest
+	})
+	if werr == nil {
+		werr = err
+	}
+	return n, werr
 }
 
 // frame queues any frame.
@@ -47,12 +135,11 @@ func (o *outq) frame(corr uint64, f wire.Frame) {
 	if err := o.pending.Encode(corr, f); err != nil && o.err == nil {
 		o.err = err
 	}
-	o.mu.Unlock()
-	o.wake(empty)
+	o.release(empty, false)
 }
 
 // sendResultFrame queues a SendResult.
-func (o *outq) sendResultFrame(corr uint64, code wire.Code, msg string, dup bool) {
+func (o *outq) sendResultFrame(corr uint64, code wire.Code, msg string, dup, urgent bool) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -61,8 +148,7 @@ func (o *outq) sendResultFrame(corr uint64, code wire.Code, msg string, dup bool
 	empty := o.pending.Len() == 0
 	o.sendResult = wire.SendResult{Code: code, Message: msg, Duplicate: dup}
 	_ = o.pending.Encode(corr, &o.sendResult)
-	o.mu.Unlock()
-	o.wake(empty)
+	o.release(empty, urgent)
 }
 
 // resultFrame queues a Result.
@@ -75,12 +161,11 @@ func (o *outq) resultFrame(corr uint64, code wire.Code, msg string) {
 	empty := o.pending.Len() == 0
 	o.result = wire.Result{Code: code, Message: msg}
 	_ = o.pending.Encode(corr, &o.result)
-	o.mu.Unlock()
-	o.wake(empty)
+	o.release(empty, false)
 }
 
 // ackConfirmFrame queues an AckConfirm.
-func (o *outq) ackConfirmFrame(corr uint64, code wire.Code, msg string, failed []uint64) {
+func (o *outq) ackConfirmFrame(corr uint64, code wire.Code, msg string, failed []uint64, urgent bool) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -89,8 +174,7 @@ func (o *outq) ackConfirmFrame(corr uint64, code wire.Code, msg string, failed [
 	empty := o.pending.Len() == 0
 	o.ackConfirm = wire.AckConfirm{Code: code, Message: msg, Failed: failed}
 	_ = o.pending.Encode(corr, &o.ackConfirm)
-	o.mu.Unlock()
-	o.wake(empty)
+	o.release(empty, urgent)
 }
 
 // deliverFrame queues a Deliver of m to consumer.
@@ -113,8 +197,7 @@ func (o *outq) deliverFrame(consumer uint64, d Delivery) {
 	if err != nil && o.err == nil {
 		o.err = err
 	}
-	o.mu.Unlock()
-	o.wake(empty)
+	o.release(empty, false)
 }
 
 // close stops accepting frames; the writer exits after writing what is
@@ -123,39 +206,50 @@ func (o *outq) close() {
 	o.mu.Lock()
 	o.closed = true
 	o.mu.Unlock()
-	select {
-	case o.signal <- struct{}{}:
-	default:
-	}
+	o.kick()
 }
 
 // run writes pending frames to nc until close; it returns the write error
 // that ended it, or nil.
 func (o *outq) run(nc net.Conn) error {
-	var spare wire.Encoder
 	for {
 		<-o.signal
-		o.mu.Lock()
-		o.pending, spare = spare, o.pending
-		closed := o.closed
-		o.mu.Unlock()
-		if spare.Len() > 0 {
-			if _, err := nc.Write(spare.Bytes()); err != nil {
-				o.mu.Lock()
+		for {
+			o.mu.Lock()
+			if o.writing {
+				o.mu.Unlock()
+				break // an inline write is running; it signals when done
+			}
+			var buf []byte
+			switch {
+			case o.leftover > 0:
+				b := o.spare.Bytes()
+				buf = b[o.leftOff:]
+			case o.pending.Len() > 0:
+				o.pending, o.spare = o.spare, o.pending
+				buf = o.spare.Bytes()
+			}
+			if buf == nil {
+				closed := o.closed
+				o.mu.Unlock()
+				if closed {
+					return nil
+				}
+				break
+			}
+			o.writing = true
+			o.mu.Unlock()
+			_, err := nc.Write(buf)
+			o.mu.Lock()
+			o.writing = false
+			o.leftover, o.leftOff = 0, 0
+			o.spare.Reset()
+			if err != nil {
 				o.closed = true
 				o.mu.Unlock()
 				return err
 			}
-			spare.Reset()
-		}
-		if closed {
-			o.mu.Lock()
-			rest := o.pending.Len()
 			o.mu.Unlock()
-			if rest == 0 {
-				return nil
-			}
-			o.wake(true)
 		}
 	}
 }
