@@ -42,6 +42,11 @@ var unsupportedCore = setOf(
 	"journal-lock-acquisition-timeout", "journal-file-open-timeout", "journal-device-block-size",
 	"journal-max-attic-files", "journal-retention-directory", "log-journal-write-rate",
 	"journal-perf-blast-pages", "run-sync-speed-test",
+	// newer Artemis releases
+	"lock-coordinators", "connection-routers", "broker-balancers", "remoting-interceptors",
+	"view-permission-method-match-pattern", "management-rbac-prefix", "management-rbac",
+	"mirror-ack-manager-queue-attempts", "mirror-ack-manager-page-attempts",
+	"mirror-ack-manager-retry-delay", "mirror-page-transaction", "mirror-ack-manager-warn-unacked",
 )
 
 func setOf(names ...string) map[string]bool {
