@@ -369,3 +369,79 @@ func TestLoadInstanceDir(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestManagerProperties(t *testing.T) {
+	c, _, err := parseString(t, core(`<ha-policy><replication><primary>`,
+		`<manager><class-name>`+CuratorLockManager+`</class-name><properties>`,
+		`<property key="connect-string" value="z1:2181,z2:2181"/>`,
+		`<property key="namespace" value="ns"/>`,
+		`<property key="session-ms" value="9000"/>`,
+		`<property key="session-percent" value="50"/>`,
+		`<property key="connection-ms" value="4000"/>`,
+		`<property key="retries" value="3"/>`,
+		`<property key="retries-ms" value="250"/>`,
+		`</properties></manager>`,
+		`<coordination-id>peer-a</coordination-id>`,
+		`<retry-replication-wait>1500</retry-replication-wait>`,
+		`<initial-replication-sync-timeout>9000</initial-replication-sync-timeout>`,
+		`<cluster-name>c1</cluster-name>`,
+		`</primary></replication></ha-policy>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.HA.Manager
+	eq(t, "connect-string", m.ConnectString, "z1:2181,z2:2181")
+	eq(t, "namespace", m.Namespace, "ns")
+	eq(t, "session-ms", m.SessionTimeout, 9*time.Second)
+	eq(t, "session-percent", m.SessionPercent, 50)
+	eq(t, "connection-ms", m.ConnectionTimeout, 4*time.Second)
+	eq(t, "retries", m.Retries, 3)
+	eq(t, "retries-ms", m.RetriesWait, 250*time.Millisecond)
+	eq(t, "coordination-id", c.HA.CoordinationID, "peer-a")
+	eq(t, "retry-replication-wait", c.HA.RetryReplicationWait, 1500*time.Millisecond)
+	eq(t, "initial-replication-sync-timeout", c.HA.InitialReplicationSyncTimeout, 9*time.Second)
+	eq(t, "cluster-name", c.HA.ClusterName, "c1")
+	for _, bad := range []string{`key="session-ms" value="x"`, `key="session-percent" value="101"`, `key="retries" value="-1"`, `key="connect-string" value=""`, `key="session-ms"`} {
+		_, _, err := parseString(t, core(`<ha-policy><replication><backup><manager><properties>`, `<property `+bad+`/>`, `</properties></manager></backup></replication></ha-policy>`))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Line != 4 {
+			t.Errorf("%s: got %v, want an error at line 4", bad, err)
+		}
+	}
+}
+
+func TestClusterConnectionFields(t *testing.T) {
+	c, warns, err := parseString(t, core(
+		`<connectors><connector name="me">tcp://a:61616</connector></connectors>`,
+		`<discovery-groups><discovery-group name="dg"><group-address>231.7.7.7</group-address><group-port>9876</group-port><refresh-timeout>5000</refresh-timeout></discovery-group></discovery-groups>`,
+		`<cluster-connections><cluster-connection name="c">`,
+		`<address></address><connector-ref>me</connector-ref>`,
+		`<retry-interval-multiplier>1.5</retry-interval-multiplier><max-retry-interval>9000</max-retry-interval>`,
+		`<reconnect-attempts>5</reconnect-attempts><initial-connect-attempts>2</initial-connect-attempts>`,
+		`<call-timeout>1000</call-timeout><check-period>2000</check-period><connection-ttl>3000</connection-ttl>`,
+		`<use-duplicate-detection>false</use-duplicate-detection>`,
+		`<confirmation-window-size>1048576</confirmation-window-size>`,
+		`<discovery-group-ref discovery-group-name="dg"/>`,
+		`</cluster-connection></cluster-connections>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.ClusterConnections[0]
+	eq(t, "multiplier", cc.RetryMultiplier, 1.5)
+	eq(t, "max-retry-interval", cc.MaxRetryInterval, 9*time.Second)
+	eq(t, "reconnect-attempts", cc.ReconnectAttempts, 5)
+	eq(t, "initial-connect-attempts", cc.InitialConnect, 2)
+	eq(t, "call-timeout", cc.CallTimeout, time.Second)
+	eq(t, "check-period", cc.CheckPeriod, 2*time.Second)
+	eq(t, "connection-ttl", cc.ConnectionTTL, 3*time.Second)
+	eq(t, "use-duplicate-detection", cc.DuplicateDetection, false)
+	eq(t, "discovery-group-ref", cc.DiscoveryGroupRef, "dg")
+	eq(t, "refresh-timeout", c.DiscoveryGroups[0].RefreshTimeout, 5*time.Second)
+	// The discovery group and confirmation-window-size are warned about.
+	if len(warns) != 2 || !strings.Contains(warns[1].Msg, "confirmation-window-size") {
+		t.Errorf("warnings %v", warns)
+	}
+	if _, _, err := parseString(t, core(`<cluster-connections><cluster-connection name="c">`, `<retry-interval-multiplier>NaN</retry-interval-multiplier>`, `</cluster-connection></cluster-connections>`)); err == nil {
+		t.Error("NaN multiplier accepted")
+	}
+}
