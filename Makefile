@@ -28,10 +28,14 @@ STATICCHECK := $(TOOLS)/staticcheck
 RUN_ARGS ?=
 
 # Evaluated only in recipes that use them (recursive '=').
-serial_list = $(shell $(GO) list -e $(SERIAL_PKGS) 2>/dev/null)
-all_list = $(shell $(GO) list -e ./... 2>/dev/null)
+# Patterns whose directory does not exist (yet) are dropped: go list -e
+# would echo them back as packages that fail to set up.
+existing = $(foreach p,$(1),$(if $(wildcard $(patsubst %/...,%,$(p))),$(p)))
+golist = $(if $(strip $(1)),$(filter-out ./% _/%,$(shell $(GO) list -e $(1) 2>/dev/null)))
+serial_list = $(call golist,$(call existing,$(SERIAL_PKGS)))
+all_list = $(call golist,./...)
 parallel_list = $(filter-out $(serial_list),$(all_list))
-bench_list = $(shell $(GO) list -e $(BENCH_PKGS) 2>/dev/null)
+bench_list = $(call golist,$(call existing,$(BENCH_PKGS)))
 
 .PHONY: help run build test test-short test-with-services bench fuzz lint fmt vet staticcheck services services-stop services-status clean
 
