@@ -293,6 +293,10 @@ func (p *parser) core(n *node) {
 				p.unsupported(e)
 				continue
 			}
+			if isHAElement(e.name) {
+				p.errorf(e, "<%s> belongs inside <ha-policy>, not directly in <core>", e.name)
+				continue
+			}
 			p.errorf(e, "unknown element <%s> in <core>%s", e.name, suggest(e.name, append(coreSettings, unsupportedCoreNames()...)))
 		}
 	}

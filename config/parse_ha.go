@@ -457,3 +457,16 @@ func (p *parser) finishHA() {
 		h.Colocated = col
 	}
 }
+
+// isHAElement reports whether name is a policy, role or option of <ha-policy>.
+func isHAElement(name string) bool {
+	if _, isRole := roleOf(name); isRole || haSetters[name] != nil || name == "colocated" {
+		return true
+	}
+	for _, n := range append(policyNames, colocatedOptions...) {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -268,6 +268,7 @@ func TestErrors(t *testing.T) {
 		{"negative vote retries", core(`<ha-policy><replication><slave>`, `<vote-retries>-3</vote-retries>`, `</slave></replication></ha-policy>`), 4, "less than 0"},
 		{"bad class-name", core(`<ha-policy><replication><backup><manager>`, `<class-name>org.example.FileLockManager</class-name>`, `</manager></backup></replication></ha-policy>`), 4, "ZooKeeper manager only"},
 		{"ha without persistence", core(`<persistence-enabled>false</persistence-enabled>`, `<ha-policy><shared-store><primary/></shared-store></ha-policy>`), 4, "persistence-enabled"},
+		{"policy outside ha-policy", core(`<name>x</name>`, `<live-only/>`), 4, "belongs inside <ha-policy>"},
 		{"unsupported encoding", "<?xml version=\"1.0\" encoding=\"EBCDIC\"?>\n<configuration/>", 1, "not supported"},
 		{"jms namespace elsewhere", core(`<x xmlns="urn:activemq:jms"/>`), 3, "unknown element <x> in <core>"},
 	} {
