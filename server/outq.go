@@ -29,6 +29,7 @@ type outq struct {
 	closed   bool
 	signal   chan struct{}
 	err      error // first encode error, for logs
+	partials int   // inline writes the socket took only in part
 	raw      syscall.RawConn
 	onError  func(error)
 
@@ -86,6 +87,7 @@ func (o *outq) release(wasEmpty, urgent bool) {
 		return
 	}
 	if n < len(buf) {
+		o.partials++
 		o.leftover, o.leftOff = len(buf)-n, n
 	} else {
 		o.spare.Reset()
