@@ -116,6 +116,12 @@ func serve(cfg *config.Config) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
+		if cfg.HA.Role == config.RoleBackup {
+			// Running a backup as a live broker on a shared store would
+			// be split brain: refuse until HA activation is wired in.
+			fmt.Fprintf(os.Stderr, "tandem run: HA %s backup is not supported by this build yet (it would serve as a second live broker)\n", cfg.HA.Policy)
+			return exitCannot
+		}
 		log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
 	}
 	store, err := server.OpenStore(ctx, cfg, server.StoreOptions{Logger: log})
