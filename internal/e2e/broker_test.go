@@ -151,7 +151,7 @@ func (b *brokerProc) start(extra ...string) {
 				b.startFailed()
 			}
 			b.banner = append(b.banner, l)
-			if strings.Contains(l, "management:") {
+			if strings.HasPrefix(strings.TrimSpace(l), "config:") { // the banner's last line
 				b.waitPort()
 				return
 			}
