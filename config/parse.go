@@ -117,8 +117,8 @@ func (p *parser) children(n *node) []*node {
 func notEllipsis(r rune) bool { return r != '.' && r != '…' && !unicode.IsSpace(r) }
 
 func abbreviate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
+	if r := []rune(s); len(r) > 40 {
+		return string(r[:40]) + "..."
 	}
 	return s
 }
