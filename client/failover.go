@@ -212,6 +212,12 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 		w.k.mu.Unlock()
 	}
 
+	c.mu.Lock()
+	c.nodeID = t.welcome.NodeID
+	c.addr = t.addr
+	c.mergeTopologyLocked(&t.welcome.Topology)
+	c.mu.Unlock()
+
 	// Resend in the original order before anyone else can send on t.
 	ops := make([]*call, 0, len(pend))
 	for _, cl := range pend {
@@ -256,9 +262,6 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 		t.fail(ErrClosed)
 		return nil
 	}
-	c.nodeID = t.welcome.NodeID
-	c.addr = t.addr
-	c.mergeTopologyLocked(&t.welcome.Topology)
 	c.cur.Store(t)
 	c.closeReadyLocked()
 	c.mu.Unlock()

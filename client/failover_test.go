@@ -45,8 +45,10 @@ func failoverRound(t *testing.T, round int) {
 	var failed []error
 	var wg sync.WaitGroup
 	switched := make(chan struct{})
+	trigger := make(chan struct{})
+	killAt := n/5 + round*n/4 // acknowledged sends before the switch
 	go func() {
-		time.Sleep(time.Duration(5+round*7) * time.Millisecond)
+		<-trigger
 		b.stop()
 		b.start(backup)
 		close(switched)
@@ -63,6 +65,9 @@ func failoverRound(t *testing.T, round int) {
 				return
 			}
 			acked[id]++
+			if len(acked) == killAt {
+				close(trigger)
+			}
 		})
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
@@ -75,6 +80,9 @@ func failoverRound(t *testing.T, round int) {
 	}
 	if len(acked) != n {
 		t.Fatalf("%d of %d acknowledged", len(acked), n)
+	}
+	for c.Addr() != backup && ctx.Err() == nil { // the last answers may precede the switch's end
+		time.Sleep(time.Millisecond)
 	}
 	if c.Addr() != backup {
 		t.Fatalf("connected to %s, want the backup %s", c.Addr(), backup)
