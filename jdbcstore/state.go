@@ -198,6 +198,41 @@ func (s *state) apply(e *journal.Entry, seq int64, dels *[]int64, u *undoLog) (k
 	return keep, nil
 }
 
+// stage applies one Append's entries, numbering their rows from seq, and
+// fills p with the rows to insert (data copied), the rows to delete and
+// the largest ID so far. On error nothing changed. It returns the next
+// free sequence number.
+func (s *state) stage(entries []journal.Entry, seq int64, epoch uint64, p *pending) (int64, error) {
+	var u *undoLog
+	if len(entries) > 1 {
+		u = &undoLog{}
+	}
+	for i := range entries {
+		e := &entries[i]
+		keep, err := s.apply(e, seq, &p.dels, u)
+		if err != nil {
+			if u != nil {
+				u.run()
+			}
+			p.rows, p.dels = nil, nil
+			if len(entries) > 1 {
+				return 0, fmt.Errorf("entry %d (%s id %d tx %d): %w", i, e.Kind, e.ID, e.TxID, err)
+			}
+			return 0, err
+		}
+		if keep {
+			r := row{seq: seq, kind: e.Kind, id: e.ID, txID: e.TxID, userType: e.Type, epoch: epoch}
+			if len(e.Data) > 0 {
+				r.data = append([]byte(nil), e.Data...)
+			}
+			p.rows = append(p.rows, r)
+		}
+		seq++
+	}
+	p.maxID = s.maxID
+	return seq, nil
+}
+
 // checkTxOp validates a transactional add, update or delete at append time,
 // with the journal package's rules: a prepared transaction takes no more
 // entries; an add must not name a live record or one the transaction adds;

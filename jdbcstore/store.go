@@ -164,32 +164,12 @@ func (j *Journal) Append(entries []journal.Entry, sync bool, done func(error)) e
 	case !j.loaded:
 		return journal.ErrNotLoaded
 	}
-	var u *undoLog
-	if len(entries) > 1 {
-		u = &undoLog{}
-	}
 	p := &pending{done: done, size: size}
-	seq := j.nextSeq
-	for i := range entries {
-		e := &entries[i]
-		keep, err := j.st.apply(e, seq, &p.dels, u)
-		if err != nil {
-			if u != nil {
-				u.run()
-			}
-			return err
-		}
-		if keep {
-			r := row{seq: seq, kind: e.Kind, id: e.ID, txID: e.TxID, userType: e.Type, epoch: j.opts.Fence.Epoch}
-			if len(e.Data) > 0 {
-				r.data = append([]byte(nil), e.Data...)
-			}
-			p.rows = append(p.rows, r)
-		}
-		seq++
+	next, err := j.st.stage(entries, j.nextSeq, j.opts.Fence.Epoch, p)
+	if err != nil {
+		return err
 	}
-	j.nextSeq = seq
-	p.maxID = j.st.maxID
+	j.nextSeq = next
 	j.queue = append(j.queue, p)
 	if len(j.queue) == 1 {
 		j.wake.Signal()
