@@ -73,8 +73,10 @@ type transport struct {
 	enc      wire.Encoder // frames waiting to be written
 	spare    wire.Encoder // the buffer being written
 	flushing bool         // someone owns writing
+	handoff  bool         // ownership was handed to the writer goroutine
 	werr     error
 	ackDirty []*Consumer // consumers with acks to encode at the next flush
+	ackFail  []ackOp     // acks to report stale once wmu is released
 	kick     chan struct{}
 
 	pmu     sync.Mutex
@@ -193,8 +195,13 @@ func (t *transport) encodeAcksLocked() {
 		c.mu.Lock()
 		ops := c.ackOps
 		c.ackOps = nil
+		moved := c.gen != t.gen
 		c.mu.Unlock()
 		if len(ops) == 0 {
+			continue
+		}
+		if moved { // consumer re-created elsewhere: these deliveries are stale
+			t.ackFail = append(t.ackFail, ops...)
 			continue
 		}
 		ids := make([]uint64, len(ops))
@@ -206,7 +213,7 @@ func (t *transport) encodeAcksLocked() {
 		t.pmu.Lock()
 		if t.closed {
 			t.pmu.Unlock()
-			t.c.failAcks(ops, ErrStaleDelivery)
+			t.ackFail = append(t.ackFail, ops...)
 			continue
 		}
 		t.pending[corr] = cl
@@ -216,7 +223,7 @@ func (t *transport) encodeAcksLocked() {
 			t.pmu.Lock()
 			delete(t.pending, corr)
 			t.pmu.Unlock()
-			t.c.failAcks(ops, err)
+			t.ackFail = append(t.ackFail, ops...)
 		}
 	}
 	clear(t.ackDirty)
@@ -225,32 +232,40 @@ func (t *transport) encodeAcksLocked() {
 
 // flushLocked writes what is queued unless someone else is writing. Called
 // with wmu held; returns with it released. Inline, the caller writes once
-// and hands anything queued meanwhile to the writer goroutine.
+// and hands anything queued meanwhile to the writer goroutine. Exactly one
+// goroutine owns writing at a time (flushing); the writer goroutine takes
+// ownership only when handed it (handoff), so a stale kick is ignored.
 func (t *transport) flushLocked(inline bool) {
 	if t.flushing {
-		t.wmu.Unlock()
+		t.unlockW()
 		return
 	}
 	t.flushing = true
-	if !inline {
-		t.wmu.Unlock()
-		select {
-		case t.kick <- struct{}{}:
-		default:
+	if inline {
+		t.writeSome()
+		if t.enc.Len() == 0 && len(t.ackDirty) == 0 {
+			t.flushing = false
+			t.unlockW()
+			return
 		}
-		return
 	}
-	t.writeSome()
-	if t.enc.Len() > 0 || len(t.ackDirty) > 0 {
-		t.wmu.Unlock()
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
-		return
+	t.handoff = true
+	t.unlockW()
+	select {
+	case t.kick <- struct{}{}:
+	default:
 	}
-	t.flushing = false
+}
+
+// unlockW releases wmu and then reports acks that could not be sent (their
+// callbacks may call back into the transport).
+func (t *transport) unlockW() {
+	fail := t.ackFail
+	t.ackFail = nil
 	t.wmu.Unlock()
+	for _, op := range fail {
+		op.done(ErrStaleDelivery)
+	}
 }
 
 // writeSome writes everything queued once (wmu held on entry and exit,
@@ -267,7 +282,7 @@ func (t *transport) writeSome() {
 	t.wmu.Lock()
 	if err != nil && t.werr == nil {
 		t.werr = err
-		go t.fail(fmt.Errorf("write to %s: %w", t.addr, err))
+		t.fail(fmt.Errorf("write to %s: %w", t.addr, err))
 	}
 }
 
@@ -286,11 +301,16 @@ func (t *transport) writeLoop() {
 		case <-t.kick:
 		}
 		t.wmu.Lock()
+		if !t.handoff {
+			t.unlockW() // a stale kick: someone else owns writing
+			continue
+		}
+		t.handoff = false
 		for (t.enc.Len() > 0 || len(t.ackDirty) > 0) && t.werr == nil {
 			t.writeSome()
 		}
 		t.flushing = false
-		t.wmu.Unlock()
+		t.unlockW()
 	}
 }
 
