@@ -22,8 +22,9 @@ BENCHTIME ?= 2s
 FUZZTIME ?= 20s
 
 STATICCHECK_VERSION ?= v0.8.2
-TOOLS := $(CURDIR)/bin/tools/$(STATICCHECK_VERSION)
-STATICCHECK := $(TOOLS)/staticcheck
+# Keyed by Go version too: a staticcheck built by an older Go cannot load newer code.
+TOOLS = $(CURDIR)/bin/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
+STATICCHECK = $(TOOLS)/staticcheck
 
 RUN_ARGS ?=
 
