@@ -2,8 +2,12 @@ package jdbcstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // batch is what one database transaction writes.
@@ -91,6 +95,7 @@ func (j *Journal) writer() {
 
 		err := j.commit(context.Background(), batchOf(ps, nil, 0))
 		if err != nil {
+			j.settle(err)
 			err = fmt.Errorf("jdbcstore: %s: batch of %d appends not committed: %w", j.table, len(ps), err)
 			rest := j.fail(err)
 			for _, p := range ps {
@@ -108,6 +113,44 @@ func (j *Journal) writer() {
 			p.done(nil)
 		}
 		j.regroup(len(ps))
+	}
+}
+
+// settleTimeout bounds settle.
+const settleTimeout = 2 * time.Second
+
+// settle makes the failed batch's outcome final before anyone hears of the
+// failure. When PostgreSQL itself reported the error, the transaction is
+// already aborted. Otherwise (a timeout, a broken connection) the backend
+// may still be running it and could commit later, under a restarted
+// broker's feet: terminate it from a new connection, bounded by
+// settleTimeout. A commit that already happened stays (the append fails
+// with an outcome the caller must treat as unknown, like any database
+// client's lost commit).
+func (j *Journal) settle(err error) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return
+	}
+	pid := j.conn.PgConn().PID()
+	_ = j.conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	conn, cerr := connect(ctx, j.opts.URL, settleTimeout, nil)
+	if cerr != nil {
+		j.opts.Logger.Error("jdbcstore: cannot terminate the failed batch's session; its outcome is unknown", "table", j.table, "pid", pid, "err", cerr)
+		return
+	}
+	defer conn.Close(context.Background())
+	// The two-argument form (PostgreSQL 14+) waits until the backend is
+	// gone, so its transaction is aborted when this returns true.
+	var ok bool
+	if qerr := conn.QueryRow(ctx, "SELECT pg_terminate_backend($1, $2)", int32(pid), (settleTimeout / 2).Milliseconds()).Scan(&ok); qerr != nil {
+		j.opts.Logger.Error("jdbcstore: cannot terminate the failed batch's session; its outcome is unknown", "table", j.table, "pid", pid, "err", qerr)
+		return
+	}
+	if ok {
+		j.opts.Logger.Warn("jdbcstore: terminated the session of the failed batch", "table", j.table, "pid", pid)
 	}
 }
 
