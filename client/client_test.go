@@ -334,3 +334,26 @@ func TestReconnectAfterRestart(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+func TestCreateDeleteQueue(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	ctx := testCtx(t)
+	if err := c.CreateQueue(ctx, QueueConfig{Name: "made", Routing: wire.RoutingAnycast, Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.s.Queue("made"); !ok {
+		t.Fatal("queue not created")
+	}
+	var se *ServerError
+	if err := c.DeleteQueue(ctx, "made"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.s.Queue("made"); ok {
+		t.Fatal("queue not deleted")
+	}
+	s := session(t, c)
+	if _, err := s.CreateConsumer(ctx, Queue("absent"), NoAutoCreate()); !errors.As(err, &se) || se.Code != wire.CodeNotFound {
+		t.Fatalf("consumer on a missing queue without auto-create: %v", err)
+	}
+}

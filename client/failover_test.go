@@ -149,3 +149,121 @@ func TestFailoverTransactions(t *testing.T) {
 	}
 	expectEmpty(t, k)
 }
+
+// TestFailoverProduceAndConsume runs a producer and a consumer at once
+// while the broker moves twice (to the backup address and back). Ledger
+// check as RELIABILITY.md: every acknowledged send consumed (lost = 0),
+// nothing unexpected, a second consumption only after an ack whose
+// outcome was unknown or never sent.
+func TestFailoverProduceAndConsume(t *testing.T) {
+	b := newTestBroker(t)
+	primary := b.addr
+	tmp := newTestBroker(t)
+	backup := tmp.addr
+	tmp.stop()
+	url := fmt.Sprintf("(tcp://%s,tcp://%s)?ha=true&retryInterval=20&maxRetryInterval=100", primary, backup)
+	ctx := testCtx(t)
+	const n = 3000
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	consumed := map[string]int{}
+	unsure := map[string]bool{} // ack outcome unknown or ack not sent
+	var sendErrs []error
+
+	cp := dial(t, url)
+	p := session(t, cp).CreateProducer(Queue("pc"), Window(16))
+	cc := dial(t, url)
+	k := consumer(t, session(t, cc), Queue("pc"), Credit(20))
+
+	moves := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the broker mover
+		defer wg.Done()
+		for _, to := range []string{backup, primary} {
+			<-moves
+			b.stop()
+			b.start(to)
+		}
+	}()
+	var sends sync.WaitGroup
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprint("pc-", i)
+		sends.Add(1)
+		err := p.SendAsync(ctx, &Message{Body: []byte(id), DuplicateID: id}, func(err error) {
+			defer sends.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				sendErrs = append(sendErrs, err)
+				return
+			}
+			acked[id] = true
+			if len(acked) == n/3 || len(acked) == 2*n/3 {
+				moves <- struct{}{}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { sends.Wait(); close(done) }()
+
+	// consume until every acknowledged ID was seen and the producer is done
+	for {
+		mu.Lock()
+		complete := len(acked) == n && len(consumed) >= n
+		mu.Unlock()
+		select {
+		case <-done:
+			if complete {
+				goto drained
+			}
+		default:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := k.Receive(rctx)
+		cancel()
+		if err != nil {
+			mu.Lock()
+			t.Fatalf("receive after %d consumed, %d acked: %v", len(consumed), len(acked), err)
+		}
+		id := string(m.Body)
+		mu.Lock()
+		consumed[id]++
+		mu.Unlock()
+		if err := k.AckAsync(m, func(err error) {
+			if err != nil {
+				mu.Lock()
+				unsure[id] = true
+				mu.Unlock()
+			}
+		}); err != nil {
+			mu.Lock()
+			unsure[id] = true
+			mu.Unlock()
+		}
+	}
+drained:
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sendErrs) > 0 {
+		t.Fatalf("%d sends failed: %v", len(sendErrs), sendErrs[0])
+	}
+	for id := range acked {
+		if consumed[id] == 0 {
+			t.Errorf("lost %s", id)
+		}
+		if consumed[id] > 1 && !unsure[id] {
+			t.Errorf("duplicated %s (%d times) after a confirmed ack", id, consumed[id])
+		}
+	}
+	for id := range consumed {
+		if !acked[id] {
+			t.Errorf("unexpected %s", id)
+		}
+	}
+}
