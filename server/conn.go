@@ -469,7 +469,7 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 	}
 	routing := c.s.defaultRouting(addr, f.Routing)
 	dest := Destination{Name: addr, Routing: routing}
-	opts := ConsumerOptions{}
+	opts := ConsumerOptions{NonDurable: f.AutoCreate && !f.Durable}
 	if routing == Multicast && f.Queue != "" && f.Queue != addr {
 		opts.Subscription = f.Queue
 	}

@@ -353,3 +353,36 @@ func TestAckMany(t *testing.T) {
 		t.Fatalf("depth %d after acking 1, 3, 4 and restart", qi.Depth)
 	}
 }
+
+func TestNonDurableNamedSubscription(t *testing.T) {
+	b := newBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	opts := ConsumerOptions{Credit: -1, Subscription: "shared", NonDurable: true}
+	c1, err := ss.CreateConsumer(context.Background(), topicDest("t"), opts, newCollector().handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := ss.CreateConsumer(context.Background(), topicDest("t"), opts, newCollector().handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qi, ok := b.s.Queue("shared"); !ok || qi.Durable || qi.Consumers != 2 {
+		t.Fatalf("shared subscription %+v %v", qi, ok)
+	}
+	ss.CloseConsumer(c1.ID())
+	if _, ok := b.s.Queue("shared"); !ok {
+		t.Fatal("subscription deleted while a consumer remains")
+	}
+	ss.CloseConsumer(c2.ID())
+	if _, ok := b.s.Queue("shared"); ok {
+		t.Fatal("non-durable subscription outlived its last consumer")
+	}
+	// A non-durable auto-created anycast queue does not survive a restart.
+	if _, err := ss.CreateConsumer(context.Background(), queueDest("nd"), ConsumerOptions{NonDurable: true}, newCollector().handle); err != nil {
+		t.Fatal(err)
+	}
+	b.restart()
+	if _, ok := b.s.Queue("nd"); ok {
+		t.Fatal("non-durable queue restored")
+	}
+}

@@ -29,6 +29,10 @@ type ConsumerOptions struct {
 	// Credit is the initial credit in messages (0: none until Credit;
 	// negative: unlimited).
 	Credit int
+	// NonDurable makes an auto-created queue or a named subscription
+	// non-durable; a non-durable subscription is deleted when its last
+	// consumer closes.
+	NonDurable bool
 }
 
 // Session is a client's unit of work: its consumers, and in a transacted
@@ -104,9 +108,10 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 	temp := false
 	switch {
 	case dest.Routing == Anycast:
-		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name, Anycast, true, false)
+		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name, Anycast, !opts.NonDurable, false)
 	case opts.Subscription != "":
-		q, err = ss.s.ensureQueue(ctx, dest.Name, opts.Subscription, Multicast, true, false)
+		temp = opts.NonDurable
+		q, err = ss.s.ensureQueue(ctx, dest.Name, opts.Subscription, Multicast, !opts.NonDurable, opts.NonDurable)
 	default:
 		temp = true
 		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name+"."+newUUID(), Multicast, false, true)
@@ -163,8 +168,8 @@ func (ss *Session) CloseConsumer(id uint64) error {
 }
 
 func (ss *Session) closeConsumer(c *Consumer) {
-	refs, _ := c.q.removeConsumer(c)
-	if c.temp {
+	refs, left := c.q.removeConsumer(c)
+	if c.temp && left == 0 {
 		ss.s.deleteQueue(c.q)
 		c.q.delivering.Add(-int64(len(refs)))
 		return
