@@ -200,7 +200,7 @@ func (pr *producerRun) outcome(seq int, id string, err error) {
 	switch {
 	case err == nil:
 		pr.acked++
-	case pr.u.HA && retriable(err) && pr.fatal == nil:
+	case reconnecting(pr.u) && retriable(err) && pr.fatal == nil:
 		// same ID again: the broker stores it at most once
 		pr.retry = append(pr.retry, seq)
 	default:
@@ -237,7 +237,12 @@ func retriable(err error) bool {
 	return false
 }
 
-// dialRetrying dials; with ha=true it keeps trying as reconnectAttempts
+// reconnecting reports whether the URL asks for reconnection: ha=true (its
+// default reconnectAttempts is -1) or an explicit reconnectAttempts != 0.
+// Then a send whose outcome is unknown is resent with the same ID.
+func reconnecting(u *client.URL) bool { return u.HA || u.ReconnectAttempts != 0 }
+
+// dialRetrying dials; with a reconnecting URL it keeps trying as reconnectAttempts
 // and the retry intervals say (a broker may be failing over at start).
 func dialRetrying(ctx context.Context, rawURL string, u *client.URL) (*client.Conn, error) {
 	var pause time.Duration
@@ -246,7 +251,7 @@ func dialRetrying(ctx context.Context, rawURL string, u *client.URL) (*client.Co
 		if err == nil {
 			return conn, nil
 		}
-		if !u.HA || (u.ReconnectAttempts >= 0 && attempt >= u.ReconnectAttempts) || ctx.Err() != nil {
+		if !reconnecting(u) || (u.ReconnectAttempts >= 0 && attempt >= u.ReconnectAttempts) || ctx.Err() != nil {
 			return nil, err
 		}
 		pause = nextPause(u, pause)

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandemmq/tandem/internal/testenv"
+)
+
+// Process tests of `tandem producer` and `tandem consumer` against
+// `tandem run`, all as real processes.
+
+func startBroker(t *testing.T, bin, dataDir, addr string, memory bool) *testenv.Process {
+	t.Helper()
+	args := []string{"run", "--data", dataDir, "--listen", "tcp://" + addr, "--http", testenv.FreeAddr(t)}
+	if memory {
+		cfg := filepath.Join(t.TempDir(), "broker.xml")
+		xml := `<configuration xmlns="urn:activemq"><core xmlns="urn:activemq:core">` +
+			`<persistence-enabled>false</persistence-enabled></core></configuration>`
+		if err := os.WriteFile(cfg, []byte(xml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", cfg)
+	}
+	p := testenv.Start(t, "broker", bin, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for !p.Exited() && time.Now().Before(deadline) {
+		if strings.Contains(p.Log(), "acceptor:") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.Exited() && strings.Contains(p.Log(), "file journal is not available") {
+		t.Skip("this build has no file journal: the kill test needs it")
+	}
+	testenv.WaitListening(t, p, addr, 30*time.Second)
+	return p
+}
+
+func runTool(t *testing.T, bin, name string, args ...string) *testenv.Process {
+	t.Helper()
+	return testenv.Start(t, name, bin, args...)
+}
+
+func exitOf(t *testing.T, p *testenv.Process, timeout time.Duration) int {
+	t.Helper()
+	code, err := p.Wait(timeout)
+	if err != nil {
+		t.Fatalf("%s: %v; log:\n%s", p.Name, err, p.Tail(30))
+	}
+	return code
+}
+
+func TestProcessRoundTrip(t *testing.T) {
+	bin := testenv.BuildTandem(t)
+	addr := testenv.FreeAddr(t)
+	startBroker(t, bin, t.TempDir(), addr, true)
+	dir := t.TempDir()
+	pids, cids := filepath.Join(dir, "p.ids"), filepath.Join(dir, "c.ids")
+	url := "tcp://" + addr
+	p := runTool(t, bin, "producer", "producer", "--url", url, "--destination", "queue://proc", "--count", "500",
+		"--window", "8", "--ids-out", pids)
+	if code := exitOf(t, p, 60*time.Second); code != exitOK {
+		t.Fatalf("producer exit %d:\n%s", code, p.Tail(20))
+	}
+	c := runTool(t, bin, "consumer", "consumer", "--url", url, "--destination", "queue://proc", "--count", "500", "--ids-out", cids)
+	if code := exitOf(t, c, 60*time.Second); code != exitOK {
+		t.Fatalf("consumer exit %d:\n%s", code, c.Tail(20))
+	}
+	a, b := readLines(t, pids), readLines(t, cids)
+	if strings.Join(a, ",") != strings.Join(b, ",") || len(a) != 500 {
+		t.Fatalf("produced %d IDs, consumed %d, sets differ", len(a), len(b))
+	}
+}
+
+// TestProcessProducerSurvivesKill: SIGKILL the broker during a durable
+// producer run with a reconnecting URL, restart it on the same data: the
+// producer exits 0, and a drain finds every acknowledged ID once.
+func TestProcessProducerSurvivesKill(t *testing.T) {
+	bin := testenv.BuildTandem(t)
+	for round := 0; round < 3; round++ {
+		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
+			addr := testenv.FreeAddr(t)
+			data := t.TempDir()
+			broker := startBroker(t, bin, data, addr, false)
+			dir := t.TempDir()
+			pids, cids := filepath.Join(dir, "p.ids"), filepath.Join(dir, "c.ids")
+			url := "tcp://" + addr + "?reconnectAttempts=-1&retryInterval=100&maxRetryInterval=500"
+			const n = 3000
+			p := runTool(t, bin, "producer", "producer", "--url", url, "--destination", "queue://kill", "--count", fmt.Sprint(n),
+				"--window", "32", "--ids-out", pids)
+			time.Sleep(time.Duration(50+rand.IntN(400)) * time.Millisecond)
+			if err := broker.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			<-broker.Done()
+			startBroker(t, bin, data, addr, false)
+			if code := exitOf(t, p, 120*time.Second); code != exitOK {
+				t.Fatalf("producer exit %d:\n%s", code, p.Tail(20))
+			}
+			c := runTool(t, bin, "consumer", "consumer", "--url", url, "--destination", "queue://kill", "--idle", "2s", "--ids-out", cids)
+			if code := exitOf(t, c, 120*time.Second); code != exitOK {
+				t.Fatalf("consumer exit %d:\n%s", code, c.Tail(20))
+			}
+			acked, consumed := readLines(t, pids), readLines(t, cids)
+			seen := map[string]int{}
+			for _, id := range consumed {
+				seen[strings.TrimSuffix(id, " ?")]++
+			}
+			lost, dup := 0, 0
+			for _, id := range acked {
+				switch {
+				case seen[id] == 0:
+					lost++
+				case seen[id] > 1:
+					dup++
+				}
+			}
+			if len(acked) != n || lost > 0 || dup > 0 || len(seen) != n {
+				t.Fatalf("acked %d of %d, consumed %d distinct: lost %d, duplicated %d", len(acked), n, len(seen), lost, dup)
+			}
+		})
+	}
+}
