@@ -218,10 +218,7 @@ func (c *Conn) request(ctx context.Context, op string, f wire.Frame, lost lostPo
 		cl := &call{kind: callRequest, op: op, lost: lost, done: make(chan struct{})}
 		if err := t.send(c.nextID(), f, cl); err != nil {
 			if errors.Is(err, errTransportDead) {
-				select {
-				case <-t.dead:
-				case <-ctx.Done():
-				}
+				c.awaitReplacement(ctx, t)
 				continue
 			}
 			return nil, fmt.Errorf("client: %s: %w", op, err)
@@ -238,6 +235,20 @@ func (c *Conn) request(ctx context.Context, op string, f wire.Frame, lost lostPo
 			}
 			return nil, fmt.Errorf("client: %s: %w", op, ctx.Err())
 		}
+	}
+}
+
+// awaitReplacement waits until t is no longer the current transport (its
+// reader has reported the loss), so a caller that found t dead does not
+// spin on it.
+func (c *Conn) awaitReplacement(ctx context.Context, t *transport) {
+	select {
+	case <-t.dead:
+	case <-ctx.Done():
+		return
+	}
+	for c.cur.Load() == t && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -172,10 +172,7 @@ func (p *Producer) submit(ctx context.Context, op *sendOp) error {
 			<-p.slots
 			return fmt.Errorf("client: send: %w", err)
 		}
-		select { // nothing was sent; wait for the next connection
-		case <-t.dead:
-		case <-ctx.Done():
-		}
+		c.awaitReplacement(ctx, t) // nothing was sent; wait for the next connection
 	}
 }
 
