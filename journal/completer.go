@@ -84,3 +84,15 @@ func (c *completer) stop() {
 	c.cond.Broadcast()
 	<-c.exited
 }
+
+// pushWaiters queues the callbacks of waiters, all with err.
+func (c *completer) pushWaiters(ws []waiter, err error) {
+	c.mu.Lock()
+	for _, w := range ws {
+		if w.done != nil {
+			c.queue = append(c.queue, completion{done: w.done, err: err})
+		}
+	}
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -103,10 +104,10 @@ func (m *Memory) Load(ctx context.Context) (*LoadResult, error) {
 		for i, id := range unfinished {
 			rb[i] = Entry{Kind: KindRollback, TxID: id}
 		}
-		s.append(rb)
-		for _, id := range unfinished {
-			delete(v.txs, id)
+		if err := v.apply(rb, 0); err != nil {
+			return nil, fmt.Errorf("journal: roll back unfinished transactions: %w", err)
 		}
+		s.append(rb)
 	}
 	m.v = v
 	m.cq = newCompleter()

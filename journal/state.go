@@ -375,6 +375,12 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 	for id, tx := range l.txs {
 		if !tx.prepared {
 			unfinished = append(unfinished, id)
+			// Known to the validator until the caller's rollback ends it.
+			ts := &txState{ops: make([]txOp, len(tx.entries))}
+			for i := range tx.entries {
+				ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
+			}
+			v.txs[id] = ts
 		}
 	}
 	slices.Sort(unfinished)

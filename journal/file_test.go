@@ -1,0 +1,35 @@
+package journal_test
+
+import (
+	"testing"
+
+	"github.com/tandemmq/tandem/aio"
+	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/journal/journaltest"
+)
+
+// fileFactory returns a conformance factory for file journals on fs kind,
+// with small segments so rotation happens often.
+func fileFactory(kind aio.Kind, segSize int64) journaltest.Open {
+	dirs := map[*testing.T]string{}
+	return func(t *testing.T, reopen bool) journal.Journal {
+		dir, ok := dirs[t]
+		if !reopen || !ok {
+			dir = t.TempDir()
+			dirs[t] = dir
+		}
+		j, err := journal.Open(journal.Options{Dir: dir, FS: aio.OS(kind, aio.DefaultOptions()), SegmentSize: segSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+}
+
+func TestFileConformanceNIO(t *testing.T) {
+	journaltest.Run(t, fileFactory(aio.NIO, 256<<10))
+}
+
+func TestFileConformanceDirect(t *testing.T) {
+	journaltest.Run(t, fileFactory(aio.Direct, 256<<10))
+}

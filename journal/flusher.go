@@ -1,0 +1,277 @@
+package journal
+
+import (
+	"fmt"
+
+	"github.com/tandemmq/tandem/aio"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// op is one write of a batch: a range of a chunk.
+type op struct {
+	c        *chunk
+	from, to int
+	seal     bool
+}
+
+// batch is what the flusher took in one pass: the waiters whose records
+// it covers, and the chunks to recycle once its writes are complete.
+type batch struct {
+	waiters []waiter
+	release []*chunk
+	sync    bool
+	records int
+
+	mu  sync.Mutex
+	err error // first error of a write that did not complete the batch
+}
+
+func (b *batch) noteErr(err error) {
+	if err != nil {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *batch) firstErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// stats are counters perf-journal and metrics read.
+type stats struct {
+	appends   atomic.Int64
+	batches   atomic.Int64
+	syncs     atomic.Int64
+	bytes     atomic.Int64
+	rotations atomic.Int64
+}
+
+// Stats is a snapshot of a file journal's counters.
+type Stats struct {
+	Appends   int64 // Append calls accepted
+	Batches   int64 // flusher batches written
+	Syncs     int64 // batches written with fdatasync
+	Bytes     int64 // bytes written, padding included
+	Rotations int64 // segments sealed by rotation
+}
+
+// Stats returns the journal's counters.
+func (j *FileJournal) Stats() Stats {
+	return Stats{
+		Appends: j.stats.appends.Load(), Batches: j.stats.batches.Load(), Syncs: j.stats.syncs.Load(),
+		Bytes: j.stats.bytes.Load(), Rotations: j.stats.rotations.Load(),
+	}
+}
+
+// flushLoop is the one flusher: it takes everything pending, writes it
+// with one Submit per contiguous range (one fdatasync per batch, on the
+// last write), and completes the batch's waiters in order from the write's
+// completion. While a write and its fdatasync are in progress, appenders
+// keep filling chunks: the next batch covers all of them, so batches grow
+// with fsync latency without any timer.
+func (j *FileJournal) flushLoop() {
+	defer close(j.flusherExited)
+	var ops []op
+	var lastStart time.Time
+	for {
+		j.mu.Lock()
+		for len(j.waiters) == 0 && !j.closing {
+			j.mu.Unlock()
+			<-j.wake
+			j.mu.Lock()
+		}
+		if len(j.waiters) == 0 { // closing, nothing left
+			j.mu.Unlock()
+			j.drainInflight()
+			return
+		}
+		if t := j.opts.BufferTimeout; t > 0 && !j.closing && j.err == nil && j.pendingBytes < chunkSize {
+			if wait := t - time.Since(lastStart); wait > 0 {
+				j.mu.Unlock()
+				time.Sleep(wait)
+				j.mu.Lock()
+			}
+		}
+		waiters := j.waiters
+		j.waiters = j.spareWaiters[:0]
+		j.spareWaiters = nil
+		if err := j.err; err != nil {
+			// Failed: nothing more is written. Earlier batches complete
+			// first, so callbacks stay in order.
+			j.mu.Unlock()
+			j.drainInflight()
+			j.cq.pushWaiters(waiters, err)
+			continue
+		}
+		b := &batch{waiters: waiters}
+		for _, w := range waiters {
+			b.sync = b.sync || w.sync
+		}
+		ops = ops[:0]
+		keep := j.pending[:0]
+		for _, c := range j.pending {
+			if c.flushed < c.written {
+				if end := int(padEnd(c.base+int64(c.written), j.align) - c.base); end > c.written {
+					encodePad(c.buf[c.written:end], c.seg.seed)
+					c.written = end
+				}
+				if c.written >= c.usable {
+					c.full = true
+				}
+				ops = append(ops, op{c: c, from: c.flushed, to: c.written, seal: c.seals})
+				c.flushed = c.written
+			}
+			if c.full && c.flushed == c.written {
+				b.release = append(b.release, c)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(j.pending[len(keep):])
+		j.pending = keep
+		j.pendingBytes = 0
+		j.space.Broadcast()
+		j.mu.Unlock()
+
+		lastStart = time.Now()
+		j.inflight <- struct{}{}
+		j.execute(b, ops)
+	}
+}
+
+func (j *FileJournal) drainInflight() {
+	for range cap(j.inflight) {
+		j.inflight <- struct{}{}
+	}
+	for range cap(j.inflight) {
+		<-j.inflight
+	}
+}
+
+// execute submits a batch's writes. Only the last write carries the
+// batch's fdatasync and completes it; a write that seals a segment is
+// synced and waited for, so that nothing is written to the next segment
+// before the previous one is durable (which lets replay treat any damage
+// in a sealed segment as corruption).
+func (j *FileJournal) execute(b *batch, ops []op) {
+	for i, o := range ops {
+		last := i == len(ops)-1
+		f, err := j.openFile(o.c.seg)
+		if err != nil {
+			j.finishBatch(b, err)
+			return
+		}
+		p := o.c.buf[o.from:o.to]
+		off := o.c.base + int64(o.from)
+		seq, end := o.c.seg.hdr.seq, off+int64(len(p))
+		j.stats.bytes.Add(int64(len(p)))
+		switch {
+		case o.seal:
+			errc := make(chan error, 1)
+			f.Submit(p, off, true, func(err error) { errc <- err })
+			err := <-errc
+			if err == nil {
+				err = b.firstErr()
+			}
+			if err == nil {
+				j.setDurable(seq, end)
+				err = j.sealed(o.c.seg)
+			}
+			if err != nil || last {
+				j.finishBatch(b, err)
+				return
+			}
+		case !last:
+			f.Submit(p, off, false, b.noteErr)
+		default:
+			sync := b.sync
+			f.Submit(p, off, sync, func(err error) {
+				if err == nil {
+					err = b.firstErr()
+				}
+				if err == nil && sync {
+					j.setDurable(seq, end)
+				}
+				j.finishBatch(b, err)
+			})
+		}
+	}
+	if len(ops) == 0 {
+		j.finishBatch(b, nil)
+	}
+}
+
+// openFile returns the open file of seg, opening it once its file is
+// prepared.
+func (j *FileJournal) openFile(seg *segment) (aio.File, error) {
+	if seg.file != nil {
+		return seg.file, nil
+	}
+	if err := j.prep.wait(seg.hdr.seq); err != nil {
+		return nil, err
+	}
+	f, err := j.fs.OpenAppend(seg.path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open segment %s: %w", seg.path, err)
+	}
+	if f.Alignment() != j.align {
+		f.Close()
+		return nil, fmt.Errorf("journal: segment %s has alignment %d, the journal uses %d", seg.path, f.Alignment(), j.align)
+	}
+	seg.file = f
+	return f, nil
+}
+
+// sealed finishes a segment whose seal record is durable: the directory is
+// synced and the file closed.
+func (j *FileJournal) sealed(seg *segment) error {
+	if err := j.fs.SyncDir(j.opts.Dir); err != nil {
+		return fmt.Errorf("journal: seal %s: %w", seg.path, err)
+	}
+	f := seg.file
+	seg.file = nil
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("journal: close sealed segment %s: %w", seg.path, err)
+	}
+	return nil
+}
+
+// finishBatch completes a batch: its waiters get err (or the journal's
+// fatal error, if an earlier batch failed), its chunks are recycled.
+// It runs on the flusher or on the backend's completion goroutine, in
+// batch order.
+func (j *FileJournal) finishBatch(b *batch, err error) {
+	j.mu.Lock()
+	if err != nil {
+		j.failLocked(err)
+	}
+	if j.err != nil {
+		err = j.err
+	}
+	for _, c := range b.release {
+		if c.pooled && len(j.free) < 8 {
+			c.seg = nil
+			j.free = append(j.free, c)
+		}
+	}
+	j.mu.Unlock()
+	j.stats.batches.Add(1)
+	if b.sync && err == nil {
+		j.stats.syncs.Add(1)
+	}
+	j.cq.pushWaiters(b.waiters, err)
+	clear(b.waiters)
+	j.mu.Lock()
+	if j.spareWaiters == nil {
+		j.spareWaiters = b.waiters[:0]
+	}
+	j.mu.Unlock()
+	<-j.inflight
+}

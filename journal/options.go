@@ -1,0 +1,105 @@
+package journal
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tandemmq/tandem/aio"
+)
+
+// Defaults of the file journal's options (Artemis's where they exist).
+const (
+	DefaultSegmentSize = 10 << 20 // journal-file-size
+	DefaultMinFiles    = 2        // journal-min-files
+	DefaultPoolFiles   = -1       // journal-pool-files: no limit
+	DefaultPrefix      = "tandem-data"
+	DefaultExt         = "tj"
+	// BindingsPrefix and BindingsExt name the bindings journal's files
+	// (DIR/bindings), so the two journals of a broker are told apart.
+	BindingsPrefix = "tandem-bindings"
+	BindingsExt    = "tjb"
+	// DefaultMaxPending bounds the bytes appended but not yet taken by the
+	// flusher; appenders wait beyond it (back-pressure for sync=false
+	// floods; synced appenders never reach it in practice).
+	DefaultMaxPending = 64 << 20
+	// DefaultMaxInFlight bounds the batches submitted and not yet complete
+	// (only asynchronous backends have more than one).
+	DefaultMaxInFlight = 8
+	chunkSize          = 1 << 20
+)
+
+// Options configures a file journal.
+type Options struct {
+	// Dir is the journal directory (created if missing).
+	Dir string
+	// FS is the file system; nil means aio.OS(aio.NIO, aio.DefaultOptions()).
+	// The backend (NIO, DIRECT, io_uring) and journal-datasync are FS
+	// options: with aio.Options.Datasync false, "durable" means written
+	// to the page cache only, which survives a process crash but NOT a
+	// power loss or kernel crash; acknowledged records can then be lost.
+	FS aio.FS
+	// Prefix and Ext name segment files PREFIX-SEQUENCE.EXT (defaults
+	// DefaultPrefix, DefaultExt).
+	Prefix, Ext string
+	// SegmentSize is journal-file-size: the size of every segment,
+	// a multiple of 4096 (default DefaultSegmentSize).
+	SegmentSize int64
+	// MinFiles is journal-min-files: segment files that exist (used or
+	// prepared) from the first open on (default DefaultMinFiles).
+	MinFiles int
+	// PoolFiles is journal-pool-files: prepared (zero-filled, unused)
+	// segment files kept for reuse; -1 means no limit. The journal always
+	// keeps one prepared ahead so rotation never waits.
+	PoolFiles int
+	// BufferTimeout is journal-buffer-timeout. Zero (the default) is
+	// adaptive group commit: the flusher writes whatever is pending as soon
+	// as the previous write is done, so batches grow with fsync latency.
+	// A positive value spaces synced writes at least that far apart,
+	// gathering more records per fdatasync at the cost of latency.
+	BufferTimeout time.Duration
+	// Epoch is written into every segment this journal starts.
+	Epoch uint64
+	// MaxPending and MaxInFlight: see DefaultMaxPending and
+	// DefaultMaxInFlight. Zero means the default.
+	MaxPending, MaxInFlight int
+	// Logger receives warnings (torn tails). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.Dir == "" {
+		return fmt.Errorf("journal: Options.Dir is empty")
+	}
+	if o.FS == nil {
+		o.FS = aio.OS(aio.NIO, aio.DefaultOptions())
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Ext == "" {
+		o.Ext = DefaultExt
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.SegmentSize < 64<<10 || o.SegmentSize > MaxSegmentSize || o.SegmentSize%4096 != 0 {
+		return fmt.Errorf("journal: segment size %d: want a multiple of 4096 between 64 KiB and %d", o.SegmentSize, MaxSegmentSize)
+	}
+	if o.MinFiles <= 0 {
+		o.MinFiles = DefaultMinFiles
+	}
+	if o.PoolFiles == 0 {
+		o.PoolFiles = DefaultPoolFiles
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
