@@ -14,10 +14,18 @@
 //
 // Shared store, as Artemis's <shared-store> policy: the primary and its
 // backups share one store and coordinate through a lock: the lock directory
-// (package lockfile: FileLockCoordinator is the adapter) or a database
-// lease (the same machine with Coordinator DBLease: the lease is acquired,
-// renewed by the machine's RenewLease actions and expires; jdbcstore
-// provides it). Options failover-on-shutdown (default false),
+// (package lockfile) or a database lease (the same machine with
+// Coordinator DBLease: the lease is acquired, renewed by the machine's
+// RenewLease actions and expires; jdbcstore provides it). A Runner runs a
+// Node against a Backend (the coordinator's operations);
+// FileLockCoordinator is the Runner over FileBackend (lockfile.Manager). A
+// database Backend wraps jdbcstore's NodeManager and Lease the same way
+// (its Renew wraps ErrLost when the lease is gone).
+//
+// Integration: the server calls CanAck before every acknowledgement (and
+// acknowledges nothing when it is false), reports journal errors with
+// StorageError, and exits with the "halted" status when Run returns a
+// *HaltError. Options failover-on-shutdown (default false),
 // allow-failback (default true) and restart-backup (default true) mean what
 // they mean in Artemis.
 //

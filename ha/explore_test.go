@@ -1,9 +1,12 @@
 package ha
 
 import (
+	"flag"
 	"strings"
 	"testing"
 )
+
+var long = flag.Bool("long", false, "also run the long explorations (three brokers; more faults), minutes of CPU")
 
 func simConfig(coord Coordinator, mod func(*Config)) func(Role) Config {
 	return func(r Role) Config {
@@ -34,21 +37,24 @@ func TestExhaustive(t *testing.T) {
 		mod    func(*Config)
 		budget budget
 		long   bool
+		backup int // backups besides the primary (default 1)
 	}{
-		{"file crash+restart", FileLock, nil, budget{crashes: 2, restarts: 1}, false},
-		{"file silent loss", FileLock, nil, budget{losses: 1, crashes: 1, restarts: 1}, false},
-		{"file stop and storage error", FileLock, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, false},
-		{"file failover-on-shutdown no failback", FileLock, func(c *Config) { c.FailoverOnShutdown, c.AllowFailback = true, false }, budget{stops: 1, crashes: 1, restarts: 1}, false},
-		{"file no restart-backup", FileLock, func(c *Config) { c.RestartBackup = false }, budget{crashes: 1, restarts: 1, stops: 1}, false},
-		{"lease crash+restart", DBLease, nil, budget{crashes: 2, restarts: 1}, false},
-		{"lease stop and storage error", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1}, false},
-		{"lease stop, storage error, restart", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, true},
+		{"file crash+restart", FileLock, nil, budget{crashes: 2, restarts: 1}, false, 1},
+		{"file silent loss", FileLock, nil, budget{losses: 1, crashes: 1, restarts: 1}, false, 1},
+		{"file stop and storage error", FileLock, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, false, 1},
+		{"file failover-on-shutdown no failback", FileLock, func(c *Config) { c.FailoverOnShutdown, c.AllowFailback = true, false }, budget{stops: 1, crashes: 1, restarts: 1}, false, 1},
+		{"file no restart-backup", FileLock, func(c *Config) { c.RestartBackup = false }, budget{crashes: 1, restarts: 1, stops: 1}, false, 1},
+		{"lease crash+restart", DBLease, nil, budget{crashes: 2, restarts: 1}, false, 1},
+		{"lease stop and storage error", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1}, false, 1},
+		{"lease stop, storage error, restart", DBLease, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, true, 1},
+		{"file two backups", FileLock, nil, budget{crashes: 2, losses: 1}, true, 2},
+		{"lease two backups", DBLease, nil, budget{crashes: 1, storageErrs: 1}, true, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.long && testing.Short() {
-				t.Skip("long exploration; run without -short")
+			if tc.long && !*long {
+				t.Skip("long exploration; run with -long")
 			}
-			st, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget))
+			st, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget, max(tc.backup, 1)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +83,7 @@ func TestExhaustiveFindsBugs(t *testing.T) {
 		{"lease longer than the database expiry", DBLease, func(c *Config) { c.Lease = simDBExpiry + 2 }, budget{crashes: 1}, "without a valid lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget))
+			_, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget, 1))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a violation containing %q", err, tc.want)
 			}

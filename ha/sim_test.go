@@ -57,15 +57,20 @@ type world struct {
 	epoch       uint64
 	maxServed   uint64
 
-	nodes  [2]*simNode
+	nodes  []*simNode
 	budget budget
 }
 
-func newWorld(coord Coordinator, cfg func(Role) Config, b budget) *world {
+// newWorld makes a world with a primary and backups backup brokers.
+func newWorld(coord Coordinator, cfg func(Role) Config, b budget, backups int) *world {
 	w := &world{coord: coord, cfg: cfg, priHolders: map[int]bool{}, bakHolder: noHolder,
 		leaseHolder: noHolder, bakLease: noHolder, state: lockfile.StateFirstStart, budget: b}
-	for i, r := range []Role{Primary, Backup} {
-		w.nodes[i] = &simNode{role: r}
+	roles := []Role{Primary}
+	for range backups {
+		roles = append(roles, Backup)
+	}
+	for i, r := range roles {
+		w.nodes = append(w.nodes, &simNode{role: r})
 		w.boot(i)
 	}
 	return w
@@ -81,6 +86,7 @@ func (w *world) boot(i int) {
 
 func (w *world) clone() *world {
 	c := *w
+	c.nodes = make([]*simNode, len(w.nodes))
 	c.priHolders = map[int]bool{}
 	for k, v := range w.priHolders {
 		c.priHolders[k] = v
@@ -135,7 +141,7 @@ func (w *world) steps() []step {
 	out = append(out, step{"advance", func(w *world) error { w.now++; return nil }})
 	for i, sn := range w.nodes {
 		i, sn := i, sn
-		name := sn.role.String()
+		name := fmt.Sprintf("%s%d", sn.role, i)
 		if !sn.alive {
 			if w.budget.restarts > 0 {
 				out = append(out, step{name + " restarts", func(w *world) error {
@@ -408,14 +414,16 @@ func explore(w0 *world) (exploreStats, error) {
 			if len(seen) > maxSimStates {
 				return st, fmt.Errorf("state space larger than %d: lower the fault budget", maxSimStates)
 			}
-			if c.nodes[1].n.serving {
-				st.backupServed = true
-			}
-			if c.nodes[0].n.serving && c.maxServed > 1 && c.nodes[0].n.epoch > 1 {
-				st.failedBack = true
-			}
-			if c.nodes[0].n.phase == PhaseHalted || c.nodes[1].n.phase == PhaseHalted {
-				st.halted = true
+			for _, sn := range c.nodes {
+				if sn.role == Backup && sn.n.serving {
+					st.backupServed = true
+				}
+				if sn.role == Primary && sn.n.serving && sn.n.epoch > 1 {
+					st.failedBack = true
+				}
+				if sn.n.phase == PhaseHalted {
+					st.halted = true
+				}
 			}
 			queue = append(queue, c)
 		}
