@@ -42,7 +42,9 @@ type FileBackend struct {
 }
 
 // Describe implements Backend.
-func (f *FileBackend) Describe() string { return "file-lock " + f.M.Dir() + " node " + f.M.NodeID().String() }
+func (f *FileBackend) Describe() string {
+	return "file-lock " + f.M.Dir() + " node " + f.M.NodeID().String()
+}
 
 // ReadState implements Backend.
 func (f *FileBackend) ReadState(context.Context) (State, error) {
