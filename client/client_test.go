@@ -357,3 +357,22 @@ func TestCreateDeleteQueue(t *testing.T) {
 		t.Fatalf("consumer on a missing queue without auto-create: %v", err)
 	}
 }
+
+// With a short TTL and check period, an idle connection stays up: the
+// client's pings keep the broker's TTL from expiring and the broker's
+// answers keep the client's check from firing.
+func TestHeartbeatsKeepIdleConnection(t *testing.T) {
+	b := newTestBroker(t)
+	events := make(chan Event, 4)
+	c := dial(t, b.url()+"?connectionTTL=300&clientFailureCheckPeriod=300", WithFailureListener(func(e Event) { events <- e }))
+	s := session(t, c)
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case e := <-events:
+		t.Fatalf("idle connection failed: %v %v", e.Kind, e.Err)
+	default:
+	}
+	if err := s.CreateProducer(Queue("hb")).Send(testCtx(t), &Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}

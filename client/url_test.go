@@ -137,3 +137,29 @@ func TestCandidates(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseURL: any input parses or fails with an error, never panics; a
+// parsed URL has at least one host:port and sane retry settings.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"tcp://localhost:61616",
+		"(tcp://a:61616,tcp://b:61617)?ha=true&reconnectAttempts=-1&retryInterval=500&retryIntervalMultiplier=1.5&maxRetryInterval=2000",
+		"(tcp://[::1]:1?ha=true)", "tcp://h:1?%zz", "((", "tcp://:0",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseURL(s)
+		if err != nil {
+			return
+		}
+		if len(u.Addrs) == 0 || u.ReconnectAttempts < -1 || u.RetryIntervalMultiplier < 1 {
+			t.Fatalf("%q parsed to %+v", s, u)
+		}
+		for _, a := range u.Addrs {
+			if _, err := parseElem("tcp://" + a); err != nil {
+				t.Fatalf("%q: address %q does not parse back: %v", s, a, err)
+			}
+		}
+	})
+}
