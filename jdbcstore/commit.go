@@ -15,6 +15,15 @@ import (
 // after the commit's result arrived; with synchronous_commit on (the
 // default) that is after the WAL flush.
 func (j *Journal) commit(ctx context.Context, b *batch) error {
+	newID, newEpoch := max(j.hwID, b.maxID), max(j.hwEpoch, j.opts.Fence.Epoch)
+	meta := b.idsLeave && (newID != j.hwID || newEpoch != j.hwEpoch)
+	if j.useCopy(len(b.rows)) {
+		if err := j.commitCopy(b, meta, newID, newEpoch); err != nil {
+			return err
+		}
+		j.committed(b, meta, newID, newEpoch)
+		return nil
+	}
 	var pb pgx.Batch
 	fenced := j.sqlFence != ""
 	if fenced {
@@ -42,8 +51,6 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	if len(b.dels) > 0 {
 		pb.Queue(j.sqlDelete, b.dels)
 	}
-	newID, newEpoch := max(j.hwID, b.maxID), max(j.hwEpoch, j.opts.Fence.Epoch)
-	meta := b.idsLeave && (newID != j.hwID || newEpoch != j.hwEpoch)
 	if meta {
 		pb.Queue(j.sqlMeta, j.table, int64(newID), int64(newEpoch))
 	}
@@ -73,6 +80,12 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	if first != nil {
 		return first
 	}
+	j.committed(b, meta, newID, newEpoch)
+	return nil
+}
+
+// committed records a committed batch.
+func (j *Journal) committed(b *batch, meta bool, newID, newEpoch uint64) {
 	if meta {
 		j.hwID, j.hwEpoch = newID, newEpoch
 	}
@@ -81,5 +94,4 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	j.stats.Rows += uint64(len(b.rows))
 	j.stats.Deletes += uint64(len(b.dels))
 	j.statsMu.Unlock()
-	return nil
 }

@@ -143,8 +143,17 @@ func TestLeaseLostBeforeExpiry(t *testing.T) {
 
 // TestFencedInProcess: a journal fenced at epoch e fails its next batch
 // with ErrFenced once another holder has acquired the lease, and the
-// refused batch leaves nothing in the table.
+// refused batch leaves nothing in the table; through both write paths.
 func TestFencedInProcess(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		threshold int
+	}{{"insert", -1}, {"copy", 1}} {
+		t.Run(tc.name, func(t *testing.T) { testFenced(t, tc.threshold) })
+	}
+}
+
+func testFenced(t *testing.T, threshold int) {
 	url := pgURL(t)
 	nm, table := uniqueName("nm"), uniqueName("fenced")
 	dropAtCleanup(t, url, table, nm)
@@ -155,7 +164,10 @@ func TestFencedInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := openTable(t, url, table, func(o *Options) { o.Fence = Fence{Table: nm, Group: "g", Epoch: ea} })
+	j := openTable(t, url, table, func(o *Options) {
+		o.Fence = Fence{Table: nm, Group: "g", Epoch: ea}
+		o.CopyThreshold = threshold
+	})
 	mustLoad(t, j)
 	mustAppend(t, j, add(1, "before"))
 

@@ -34,6 +34,9 @@ type Options struct {
 	// MaxBatchBytes caps the data one batch transaction carries (a single
 	// larger append still goes alone); 0 means 8 MiB.
 	MaxBatchBytes int
+	// CopyThreshold is the smallest batch (in rows) written with one
+	// binary COPY instead of an INSERT; 0 means 8, negative means never.
+	CopyThreshold int
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -1,6 +1,7 @@
 package jdbcstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -32,6 +33,7 @@ type Journal struct {
 
 	// Written by the writer only (and by Load before it starts).
 	hwID, hwEpoch uint64
+	copyBuf       bytes.Buffer
 	stats         Stats
 	statsMu       sync.Mutex
 }
