@@ -208,12 +208,21 @@ func (c *Conn) nextID() uint64 { return c.ids.Add(1) }
 
 // request sends a blocking call and waits for its answer.
 func (c *Conn) request(ctx context.Context, op string, f wire.Frame, lost lostPolicy) (wire.Frame, error) {
+	return c.requestOn(ctx, op, f, lost, nil)
+}
+
+// requestOn is request with a hook that sees the transport each attempt
+// uses, before the frame is sent on it.
+func (c *Conn) requestOn(ctx context.Context, op string, f wire.Frame, lost lostPolicy, before func(*transport)) (wire.Frame, error) {
 	ctx, cancel := withTimeout(ctx, c.url.CallTimeout)
 	defer cancel()
 	for {
 		t, err := c.transportFor(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("client: %s: %w", op, err)
+		}
+		if before != nil {
+			before(t)
 		}
 		cl := &call{kind: callRequest, op: op, lost: lost, done: make(chan struct{})}
 		if err := t.send(c.nextID(), f, cl); err != nil {
@@ -225,6 +234,9 @@ func (c *Conn) request(ctx context.Context, op string, f wire.Frame, lost lostPo
 		}
 		select {
 		case <-cl.done:
+			if errors.Is(cl.err, errRetry) {
+				continue
+			}
 			if cl.err != nil {
 				return nil, fmt.Errorf("client: %s: %w", op, cl.err)
 			}

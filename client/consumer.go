@@ -89,11 +89,6 @@ func (s *Session) CreateConsumer(ctx context.Context, dest Destination, opts ...
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	c := s.c
 	// Register first so deliveries find it and a failover re-creates it.
-	t, err := c.transportFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	k.rebind(t)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -104,11 +99,16 @@ func (s *Session) CreateConsumer(ctx context.Context, dest Destination, opts ...
 	c.cmu.Lock()
 	c.consumers[k.id] = k
 	c.cmu.Unlock()
-	resp, err := c.request(ctx, "create consumer", k.createFrame(), lostOK)
+	// bind to the transport each attempt goes out on, so its deliveries
+	// are accepted (a failover meanwhile retries on the new connection)
+	resp, err := c.requestOn(ctx, "create consumer", k.createFrame(), lostRetry, func(t *transport) { k.bindTo(t) })
 	if err == nil {
 		if cc, ok := resp.(*wire.ConsumerCreated); ok {
 			err = serverError("create consumer", cc.Code, cc.Message)
-			if err == nil {
+			var se *ServerError
+			if errors.As(err, &se) && se.Code == wire.CodeExists {
+				err = nil // a failover meanwhile re-created it (IDs are never reused)
+			} else if err == nil {
 				k.mu.Lock()
 				k.queue = cc.Queue
 				k.mu.Unlock()
@@ -121,6 +121,17 @@ func (s *Session) CreateConsumer(ctx context.Context, dest Destination, opts ...
 		return nil, err
 	}
 	return k, nil
+}
+
+// bindTo binds a consumer being created to t unless it already is (a
+// failover may have re-created it there and deliveries may be buffered).
+func (k *Consumer) bindTo(t *transport) {
+	k.mu.Lock()
+	same := k.t == t
+	k.mu.Unlock()
+	if !same {
+		k.rebind(t)
+	}
 }
 
 func (k *Consumer) createFrame() *wire.CreateConsumer {

@@ -246,9 +246,12 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 		case callAck:
 			c.failAcks(cl.acks, ErrUnknownOutcome)
 		case callRequest:
-			if cl.lost == lostOK {
+			switch cl.lost {
+			case lostOK:
 				cl.finish(nil, nil)
-			} else {
+			case lostRetry:
+				cl.finish(nil, errRetry)
+			default:
 				cl.finish(nil, ErrUnknownOutcome)
 			}
 		}

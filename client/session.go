@@ -49,9 +49,13 @@ func (c *Conn) CreateSession(ctx context.Context, opts ...SessionOption) (*Sessi
 	}
 	c.sessions[s.id] = s // registered first: a failover meanwhile re-creates it
 	c.mu.Unlock()
-	resp, err := c.request(ctx, "create session", &wire.CreateSession{Session: s.id, Transacted: s.transacted, Name: s.name}, lostOK)
+	resp, err := c.request(ctx, "create session", &wire.CreateSession{Session: s.id, Transacted: s.transacted, Name: s.name}, lostRetry)
 	if err == nil {
 		err = result("create session", resp)
+	}
+	var se *ServerError
+	if errors.As(err, &se) && se.Code == wire.CodeExists {
+		err = nil // a failover meanwhile re-created it (IDs are never reused)
 	}
 	if err != nil {
 		c.mu.Lock()

@@ -29,8 +29,12 @@ type lostPolicy uint8
 
 const (
 	lostUnknown lostPolicy = iota // ErrUnknownOutcome (commit, queue management)
-	lostOK                        // nil once failover re-created state (creates, closes, rollback)
+	lostOK                        // nil once failed over (closes, rollback: nothing to undo)
+	lostRetry                     // sent again on the new connection (creates: idempotent by ID)
 )
+
+// errRetry completes a lostRetry call that failover wants sent again.
+var errRetry = errors.New("client: retry on the new connection")
 
 // call is one request waiting for its answer.
 type call struct {
