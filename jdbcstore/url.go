@@ -38,39 +38,45 @@ var jdbcRenamed = map[string]string{
 }
 
 // ConnString turns the URL from <database-store>'s jdbc-connection-url into
-// a connection string pgx accepts. A postgres:// or postgresql:// URL (or a
-// libpq key=value string) is returned unchanged. The Artemis form
+// a connection string pgx accepts. The Artemis form
 // jdbc:postgresql://host[:port][,host2[:port2]]/db?user=U&password=P&ssl=true
-// (also jdbc:postgresql:db and jdbc:postgresql:/) is converted: user and
-// password become the URL's user info, ssl=true becomes sslmode=require,
+// (also jdbc:postgresql:db and jdbc:postgresql:/) and postgres:// or
+// postgresql:// URLs are normalised the same way: user and password
+// become the URL's user info, ssl=true becomes sslmode=require,
 // currentSchema becomes a search_path option, ApplicationName and
-// connectTimeout take their libpq names. Properties with no libpq
-// equivalent are dropped and returned in dropped, sorted, so the caller can
-// log them.
+// connectTimeout take their libpq names. pgJDBC properties with no libpq
+// equivalent (camelCase names) are dropped and returned in dropped, sorted,
+// so the caller can log them; pgx would otherwise send them to the server,
+// which refuses unknown parameters. A libpq key=value string is returned
+// unchanged.
 func ConnString(s string) (conn string, dropped []string, err error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", nil, fmt.Errorf("jdbcstore: empty connection URL")
 	}
-	lower := strings.ToLower(s)
-	if !strings.HasPrefix(lower, "jdbc:") {
-		return s, nil, nil
-	}
-	rest := s[len("jdbc:"):]
-	const scheme = "postgresql:"
-	if !strings.HasPrefix(strings.ToLower(rest), scheme) {
+	scheme := "postgres:"
+	var rest string
+	switch {
+	case hasPrefixFold(s, "jdbc:postgresql:"):
+		rest = s[len("jdbc:postgresql:"):]
+		if !strings.HasPrefix(rest, "//") {
+			// jdbc:postgresql:database or jdbc:postgresql:/ : localhost.
+			rest = "//localhost/" + strings.TrimPrefix(rest, "/")
+		}
+	case hasPrefixFold(s, "jdbc:"):
 		return "", nil, fmt.Errorf("jdbcstore: connection URL %q: only jdbc:postgresql: URLs are supported", redact(s))
+	case hasPrefixFold(s, "postgres://"):
+		rest = s[len("postgres:"):]
+	case hasPrefixFold(s, "postgresql://"):
+		scheme, rest = "postgresql:", s[len("postgresql:"):]
+	default:
+		return s, nil, nil // libpq key=value
 	}
-	rest = rest[len(scheme):]
-	if !strings.HasPrefix(rest, "//") {
-		// jdbc:postgresql:database or jdbc:postgresql:/ : localhost:5432.
-		rest = "//localhost/" + strings.TrimPrefix(rest, "/")
-	}
-	u, err := url.Parse("postgres:" + rest)
+	u, err := url.Parse(scheme + rest)
 	if err != nil {
 		return "", nil, fmt.Errorf("jdbcstore: connection URL %q: %w", redact(s), err)
 	}
-	if u.Host == "" {
+	if u.Host == "" && hasPrefixFold(s, "jdbc:") {
 		u.Host = "localhost"
 	}
 	q := u.Query()
@@ -95,23 +101,17 @@ func ConnString(s string) (conn string, dropped []string, err error) {
 			}
 		case key == "currentSchema":
 			options = append(options, "-c search_path="+v)
+		case key == "options":
+			options = append(options, v)
 		case jdbcRenamed[key] != "":
-			if key == "options" {
-				options = append(options, v)
-			} else {
-				out.Set(jdbcRenamed[key], v)
-			}
+			out.Set(jdbcRenamed[key], v)
 		case jdbcOnly[key]:
 			dropped = append(dropped, key)
+		case key == strings.ToLower(key):
+			// Looks like a libpq or server parameter: keep it.
+			out.Set(key, v)
 		default:
-			// Unknown to us: pgx would send it to the server as a run-time
-			// parameter. Keep names that look like libpq parameters
-			// (lower case with underscores); drop camelCase JDBC ones.
-			if key == strings.ToLower(key) {
-				out.Set(key, v)
-			} else {
-				dropped = append(dropped, key)
-			}
+			dropped = append(dropped, key)
 		}
 	}
 	if len(options) > 0 {
@@ -133,7 +133,7 @@ func ConnString(s string) (conn string, dropped []string, err error) {
 
 // redact hides a password in a URL for error messages.
 func redact(s string) string {
-	if i := strings.Index(strings.ToLower(s), "password="); i >= 0 {
+	if i := indexFoldASCII(s, "password="); i >= 0 {
 		j := strings.IndexByte(s[i:], '&')
 		if j < 0 {
 			return s[:i] + "password=xxx"
@@ -146,4 +146,32 @@ func redact(s string) string {
 		}
 	}
 	return s
+}
+
+// indexFoldASCII is strings.Index with ASCII case folding, on bytes (so
+// offsets stay valid for invalid UTF-8, unlike with strings.ToLower).
+func indexFoldASCII(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		match := true
+		for k := 0; k < len(sub); k++ {
+			c := s[i+k]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[k] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
+}
+
+// hasPrefixFold reports whether s starts with the lower-case ASCII prefix p,
+// ignoring ASCII case.
+func hasPrefixFold(s, p string) bool {
+	return len(s) >= len(p) && indexFoldASCII(s[:len(p)], p) == 0
 }

@@ -17,6 +17,8 @@ func TestConnString(t *testing.T) {
 	}{
 		{in: "postgres://u:p@h:5432/db?sslmode=disable", want: "postgres://u:p@h:5432/db?sslmode=disable"},
 		{in: "host=h user=u dbname=db", want: "host=h user=u dbname=db"},
+		{in: "postgresql://h/db?user=u&password=p&socketTimeout=5", want: "postgresql://u:p@h/db", dropped: []string{"socketTimeout"}},
+		{in: "postgres://h:5432/db", want: "postgres://h:5432/db"},
 		{in: "jdbc:postgresql://db.example:5433/artemis?user=amq&password=s3cret", want: "postgres://amq:s3cret@db.example:5433/artemis"},
 		{in: "jdbc:postgresql://h/db?user=u", want: "postgres://u@h/db"},
 		{in: "jdbc:postgresql://h/db?user=u&password=p%26q", want: "postgres://u:p&q@h/db"},
