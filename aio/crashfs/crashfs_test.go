@@ -1,0 +1,140 @@
+package crashfs
+
+import (
+	"bytes"
+	"errors"
+	"syscall"
+	"testing"
+
+	"github.com/tandemmq/tandem/aio"
+)
+
+func submit(t *testing.T, f aio.File, p []byte, off int64, sync bool) error {
+	t.Helper()
+	var got error
+	called := false
+	f.Submit(p, off, sync, func(err error) { got, called = err, true })
+	if !called {
+		t.Fatal("Submit returned without calling done")
+	}
+	return got
+}
+
+func TestCrashKeepsSyncedAndSubsetOfUnsynced(t *testing.T) {
+	fs := New(Options{SectorSize: 512})
+	if err := fs.MkdirAll("/d"); err != nil {
+		t.Fatal(err)
+	}
+	pf, _ := fs.Create("/d/f")
+	pf.WriteAt(make([]byte, 64<<10), 0)
+	pf.Sync()
+	fs.SyncDir("/d")
+	f, err := fs.OpenAppend("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := bytes.Repeat([]byte{1}, 4096)
+	if err := submit(t, f, synced, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	unsynced := bytes.Repeat([]byte{2}, 32<<10)
+	if err := submit(t, f, unsynced, 4096, false); err != nil {
+		t.Fatal(err)
+	}
+	sawKept, sawLost, sawHole := false, false, false
+	for seed := range uint64(20) {
+		c := fs.Crash(seed)
+		data, err := c.ReadFile("/d/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data[:4096], synced) {
+			t.Fatalf("seed %d: synced bytes lost", seed)
+		}
+		var kept []bool
+		for s := 4096; s < 4096+32<<10; s += 512 {
+			switch data[s] {
+			case 2:
+				kept = append(kept, true)
+			case 0:
+				kept = append(kept, false)
+			default:
+				t.Fatalf("seed %d: sector at %d holds %d", seed, s, data[s])
+			}
+		}
+		for i, k := range kept {
+			if k {
+				sawKept = true
+			} else {
+				sawLost = true
+			}
+			if i > 0 && k && !kept[i-1] {
+				sawHole = true // a kept sector after a lost one: not only a suffix
+			}
+		}
+		// Deterministic from the seed.
+		again, _ := fs.Crash(seed).ReadFile("/d/f")
+		if !bytes.Equal(again, data) {
+			t.Fatalf("seed %d: two crashes differ", seed)
+		}
+	}
+	if !sawKept || !sawLost || !sawHole {
+		t.Fatalf("unsynced sectors: kept %v lost %v hole %v; want all", sawKept, sawLost, sawHole)
+	}
+}
+
+func TestCrashNamespace(t *testing.T) {
+	fs := New(Options{})
+	fs.MkdirAll("/d")
+	fs.Create("/d/durable")
+	fs.SyncDir("/d")
+	fs.Create("/d/tmp")
+	fs.Rename("/d/tmp", "/d/final")
+	sawFinal, sawNone := false, false
+	for seed := range uint64(30) {
+		names, _ := fs.Crash(seed).List("/d")
+		switch {
+		case len(names) == 2 && names[0] == "durable" && names[1] == "final":
+			sawFinal = true
+		case len(names) == 1 && names[0] == "durable":
+			sawNone = true
+		case len(names) == 2 && names[0] == "durable" && names[1] == "tmp":
+		default:
+			t.Fatalf("seed %d: names %v", seed, names)
+		}
+	}
+	if !sawFinal || !sawNone {
+		t.Fatalf("pending directory operations: kept %v lost %v; want both", sawFinal, sawNone)
+	}
+	fs.SyncDir("/d")
+	if names, _ := fs.Crash(1).List("/d"); len(names) != 2 || names[1] != "final" {
+		t.Fatalf("after SyncDir: %v", names)
+	}
+}
+
+func TestInjectAndSticky(t *testing.T) {
+	fs := New(Options{Alignment: 4096})
+	fs.MkdirAll("/d")
+	pf, _ := fs.Create("/d/f")
+	pf.WriteAt(make([]byte, 16<<10), 0)
+	f, _ := fs.OpenAppend("/d/f")
+	buf := make([]byte, 4096)
+	if err := submit(t, f, buf[:100], 0, false); err == nil {
+		t.Fatal("unaligned write accepted")
+	}
+	f, _ = fs.OpenAppend("/d/f")
+	fs.Inject(OpSync, 2, syscall.EIO)
+	if err := submit(t, f, buf, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit(t, f, buf, 4096, true); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("second sync: %v, want EIO", err)
+	}
+	if err := submit(t, f, buf, 8192, false); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write after a failed sync: %v, want the sticky EIO", err)
+	}
+	fs.Inject(OpPlainWrite, 1, syscall.ENOSPC)
+	if _, err := pf.WriteAt(buf, 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("plain write: %v, want ENOSPC", err)
+	}
+}
