@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ func runBench(args []string) int {
 	asJSON := fs.Bool("json", false, "print one JSON object with the results")
 	credit := fs.Int("credit", 1000, "consumer window: messages the broker may send ahead")
 	idle := fs.Duration("idle", 5*time.Second, "stop consuming when nothing arrived for this long once producers are done")
+	cpuProfile := fs.String("cpuprofile", "", "write the bench process's own CPU profile to FILE")
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -74,6 +76,17 @@ func runBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fail(err)
