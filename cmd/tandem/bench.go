@@ -159,9 +159,9 @@ type progressBar struct {
 
 func (b *progressBar) update(p bench.Progress) {
 	const width = 30
-	done := p.Produced
-	if p.Phase == bench.PhaseConsume || (p.Phase == bench.PhaseBoth && p.Consumed < p.Produced && p.Produced == p.Count) {
-		done = p.Consumed
+	done := p.Consumed // both: the consumers are the ones to finish last
+	if p.Phase == bench.PhaseProduce {
+		done = p.Produced
 	}
 	frac := 0.0
 	if p.Count > 0 {
