@@ -202,3 +202,55 @@ func testFenced(t *testing.T, threshold int) {
 		t.Fatalf("load at an old epoch: %v, want ErrFenced", err)
 	}
 }
+
+// TestLeaseLossFailsJournal: a journal given its lease fails with
+// ErrLeaseLost once the lease is lost (renewals hang here), before the
+// database expires it, and acknowledges nothing after.
+func TestLeaseLossFailsJournal(t *testing.T) {
+	url := pgURL(t)
+	nm, table := uniqueName("nm"), uniqueName("leasej")
+	dropAtCleanup(t, url, table, nm)
+	m := openNM(t, url, nm, "g", 3*time.Second, 500*time.Millisecond)
+	l := m.Lease(LockPrimary)
+	epoch, err := l.Acquire(ctxT(t), 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = l.Run(ctx) }()
+	j := openTable(t, url, table, func(o *Options) {
+		o.Fence = Fence{Table: nm, Group: "g", Epoch: epoch}
+		o.Lease = l
+	})
+	mustLoad(t, j)
+	mustAppend(t, j, add(1, "held"))
+
+	admin := adminConn(t, url)
+	tx, err := admin.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctxT(t), "SELECT 1 FROM "+ident(nm)+" WHERE group_name = 'g' AND lock_name = 'primary' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-j.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("journal did not fail when its lease was lost")
+	}
+	if !errors.Is(j.Err(), ErrLeaseLost) {
+		t.Fatalf("Err() = %v, want ErrLeaseLost", j.Err())
+	}
+	var stillHeld bool
+	if err := adminConn(t, url).QueryRow(ctxT(t), "SELECT expiry > now() FROM "+ident(nm)+" WHERE group_name = 'g' AND lock_name = 'primary'").Scan(&stillHeld); err != nil {
+		t.Fatal(err)
+	}
+	if !stillHeld {
+		t.Fatal("the journal failed only after the lease had expired in the database")
+	}
+	if err := j.Append([]journal.Entry{add(2, "x")}, true, func(error) { t.Error("done called") }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("append after the loss: %v, want ErrLeaseLost", err)
+	}
+}

@@ -22,6 +22,12 @@ type Options struct {
 	// Fence.Epoch. The zero value turns fencing off (perf-journal, tests
 	// without a lease).
 	Fence Fence
+	// Lease, when set, is watched: once it is lost the journal fails with
+	// ErrLeaseLost (and acknowledges nothing more, even a batch that
+	// committed), so a broker that halts on a failed journal stops before
+	// the lease can have expired. Fencing (Fence) protects the table either
+	// way; this stops the acknowledgements early.
+	Lease *Lease
 	// StatementTimeout bounds every statement on the database (the
 	// server's statement_timeout); 0 means 30 s, negative means none.
 	StatementTimeout time.Duration

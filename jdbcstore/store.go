@@ -30,6 +30,7 @@ type Journal struct {
 	err     error
 	failed  chan struct{}
 	stopped chan struct{} // closed when the writer has exited
+	watcher sync.WaitGroup // the lease watcher, when Options.Lease is set
 
 	// Written by the writer only (and by Load before it starts).
 	hwID, hwEpoch uint64
@@ -142,6 +143,13 @@ func (j *Journal) Load(ctx context.Context) (*journal.LoadResult, error) {
 	j.loaded = true
 	j.mu.Unlock()
 	go j.writer()
+	if l := j.opts.Lease; l != nil {
+		j.watcher.Add(1)
+		go func() {
+			defer j.watcher.Done()
+			j.watchLease(l)
+		}()
+	}
 	return res, nil
 }
 
@@ -204,6 +212,7 @@ func (j *Journal) Close() error {
 	}
 	if loaded {
 		<-j.stopped
+		j.watcher.Wait()
 	} else {
 		close(j.stopped)
 	}
@@ -211,9 +220,9 @@ func (j *Journal) Close() error {
 	return nil
 }
 
-// fail records the sticky error and closes Failed. It returns the appends
-// still queued, which the caller fails in order.
-func (j *Journal) fail(err error) []*pending {
+// fail records the sticky error, closes Failed and wakes the writer, which
+// fails what is queued.
+func (j *Journal) fail(err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err == nil {
@@ -221,7 +230,5 @@ func (j *Journal) fail(err error) []*pending {
 		close(j.failed)
 		j.opts.Logger.Error("jdbcstore: journal failed; every pending and later append fails", "table", j.table, "err", err)
 	}
-	q := j.queue
-	j.queue = nil
-	return q
+	j.wake.Broadcast()
 }

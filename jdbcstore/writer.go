@@ -76,9 +76,20 @@ func (j *Journal) writer() {
 		for len(j.queue) == 0 && !j.closing && j.err == nil {
 			j.wake.Wait()
 		}
-		if j.err != nil || len(j.queue) == 0 {
+		if err := j.err; err != nil {
+			// Failed (here or by the lease watcher): fail what is queued,
+			// in order, from this goroutine like every callback.
+			q := j.queue
+			j.queue = nil
 			j.mu.Unlock()
+			for _, p := range q {
+				p.done(err)
+			}
 			return
+		}
+		if len(j.queue) == 0 {
+			j.mu.Unlock()
+			return // closing, nothing left
 		}
 		n, size := 0, 0
 		for n < len(j.queue) && (n == 0 || size+j.queue[n].size <= j.opts.MaxBatchBytes) {
@@ -97,14 +108,17 @@ func (j *Journal) writer() {
 		if err != nil {
 			j.settle(err)
 			err = fmt.Errorf("jdbcstore: %s: batch of %d appends not committed: %w", j.table, len(ps), err)
-			rest := j.fail(err)
+			j.fail(err)
+		} else if ferr := j.Err(); ferr != nil {
+			// Committed, but the lease was lost meanwhile: acknowledge
+			// nothing more (the outcome is reported as a failure).
+			err = ferr
+		}
+		if err != nil {
 			for _, p := range ps {
 				p.done(err)
 			}
-			for _, p := range rest {
-				p.done(err)
-			}
-			return
+			continue // the top of the loop fails the rest
 		}
 		j.statsMu.Lock()
 		j.stats.Appends += uint64(len(ps))
@@ -113,6 +127,21 @@ func (j *Journal) writer() {
 			p.done(nil)
 		}
 		j.regroup(len(ps))
+	}
+}
+
+// watchLease fails the journal when the lease is lost, so the broker,
+// which halts when a journal fails, stops acknowledging before the lease
+// can have expired in the database.
+func (j *Journal) watchLease(l *Lease) {
+	select {
+	case <-l.Lost():
+		err := l.Err()
+		if err == nil {
+			err = ErrLeaseLost
+		}
+		j.fail(fmt.Errorf("jdbcstore: %s: %w", j.table, err))
+	case <-j.stopped:
 	}
 }
 
