@@ -29,7 +29,7 @@ type Journal struct {
 	queue   []*pending
 	err     error
 	failed  chan struct{}
-	stopped chan struct{} // closed when the writer has exited
+	stopped chan struct{}  // closed when the writer has exited
 	watcher sync.WaitGroup // the lease watcher, when Options.Lease is set
 
 	// Written by the writer only (and by Load before it starts).
