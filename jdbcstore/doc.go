@@ -5,9 +5,7 @@
 //
 // It owns: the journal tables, the tandem_schema meta table and the
 // node-manager table named in <database-store>, the SQL that reads and
-// writes them, the group-commit writer (one database transaction per batch
-// of pending appends, adaptive: the next batch is whatever is pending when
-// the previous commit returns), and the lease renew loop.
+// writes them, the group-commit writer, and the lease renew loop.
 //
 // It must never: acknowledge an append before its transaction committed;
 // retry a failed batch (a failure is sticky and fatal, like an fsync error);
@@ -16,4 +14,60 @@
 // lease from the local wall clock (the database's now() decides expiry; the
 // monotonic clock only decides when to give up early); import packages
 // above the storage layer (ha, server, replication).
+//
+// # Tables
+//
+// A journal table has one row per kept entry: seq (bigint primary key, the
+// append order), kind, id, tx_id, user_type, data (bytea), epoch and crc
+// (CRC32C over all of them, verified at load: a mismatch is a
+// *journal.CorruptionError naming the table and the seq). Rows that replay
+// no longer needs are deleted in the same transaction that makes them
+// useless: a delete removes the record's add and updates (and writes no row
+// itself), a rollback removes the transaction's rows, a commit keeps its
+// row only while rows of the transaction are still live. The table holds
+// the live set, not the history. tandem_schema holds, per table, the
+// schema version (a newer one is refused) and the largest ID and epoch,
+// which deleted rows take with them.
+//
+// # Group commit
+//
+// One writer goroutine takes everything pending when the previous
+// transaction has finished and writes it as one transaction: small batches
+// as a pipeline of prepared statements (fence check, INSERT, DELETE, meta
+// update) with one Sync, larger ones as one simple query with a binary COPY
+// in the middle. Either way PostgreSQL runs it as one implicit transaction
+// in one round trip; an error anywhere commits nothing. There is no timer:
+// the batch grows with commit latency. Callbacks run after COMMIT returned,
+// in append order, from the writer. A failed batch whose error did not come
+// from the server (a timeout, a broken connection) has its backend
+// terminated before the failure is reported, so it cannot commit later.
+//
+// # Lease and fencing
+//
+// The node-manager table has rows per group: "primary" and "backup" leases
+// (holder, expiry by the database clock, epoch) and "state" (the Artemis
+// state letter and the node ID). Acquiring a lease is a conditional UPDATE
+// that bumps the epoch. A journal opened with Fence{Table, Group, Epoch}
+// starts every batch with a function that takes a FOR SHARE lock on the
+// group's primary row and raises SQLSTATE TF001 unless the epoch is still
+// the writer's: a takeover (which updates that row) waits for batches in
+// flight and every later batch of the old writer fails with ErrFenced. A
+// takeover that waits too long terminates the sessions blocking it (an
+// expired holder paused in the middle of a batch). Lease.Run renews every
+// renew period and closes Lost once less than one renew period of the
+// lease is left since the start of its last successful renewal; a journal
+// opened with Options.Lease then fails with ErrLeaseLost.
+//
+// # Wiring (for the broker)
+//
+//	m, _ := jdbcstore.OpenNodeManager(ctx, jdbcstore.NodeManagerOptions{URL: url, Table: s.NodeManagerStoreTable, Group: group,
+//		LockExpiration: s.LockExpiration, RenewPeriod: s.LockRenewPeriod})
+//	lease := m.Lease(jdbcstore.LockPrimary)
+//	epoch, _ := lease.Acquire(ctx, time.Second)
+//	go lease.Run(ctx)
+//	fence := jdbcstore.Fence{Table: m.Table(), Group: group, Epoch: epoch}
+//	messages, _ := jdbcstore.Open(ctx, jdbcstore.Options{URL: url, Table: s.MessageTable, Fence: fence, Lease: lease})
+//	bindings, _ := jdbcstore.Open(ctx, jdbcstore.Options{URL: url, Table: s.BindingsTable, Fence: fence, Lease: lease})
+//
+// url may be the jdbc:postgresql:// form as written in broker.xml.
 package jdbcstore
