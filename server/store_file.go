@@ -1,14 +1,37 @@
 package server
 
 import (
-	"errors"
+	"fmt"
 
+	"github.com/tandemmq/tandem/aio"
 	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/journal"
 )
 
-// ErrNoFileJournal is returned until the file journal is available.
-var ErrNoFileJournal = errors.New("server: the file journal is not available in this build; set persistence-enabled=false or use a database store")
-
+// openFileStore opens the file journals in the journal and bindings
+// directories with the configured backend.
 func openFileStore(cfg *config.Config, so StoreOptions) (*Store, error) {
-	return nil, ErrNoFileJournal
+	aopts := aio.DefaultOptions()
+	aopts.Logger = so.Logger
+	if cfg.Journal.MaxIO > 0 {
+		aopts.MaxIO = cfg.Journal.MaxIO
+	}
+	aopts.Datasync = cfg.Journal.Datasync
+	fs := aio.OS(cfg.Journal.Backend, aopts)
+	open := func(dir string, size int64) (*journal.FileJournal, error) {
+		return journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: cfg.Journal.MinFiles,
+			PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger})
+	}
+	m, err := open(cfg.Dirs.Journal, cfg.Journal.FileSize)
+	if err != nil {
+		return nil, fmt.Errorf("server: open journal %s: %w", cfg.Dirs.Journal, err)
+	}
+	// Bindings change rarely: small segments.
+	b, err := open(cfg.Dirs.Bindings, 1<<20)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("server: open bindings journal %s: %w", cfg.Dirs.Bindings, err)
+	}
+	return &Store{Kind: "file", Messages: m, Bindings: b,
+		Where: fmt.Sprintf("journal %s, bindings %s", cfg.Dirs.Journal, cfg.Dirs.Bindings)}, nil
 }

@@ -8,18 +8,21 @@ import (
 )
 
 // Ledger records one run: what producers sent and how each send ended,
-// and what consumers received with a confirmed ack.
+// what consumers received, and which of their acks the broker confirmed.
 type Ledger struct {
 	mu       sync.Mutex
 	sent     map[string]bool // ID -> attempted
 	acked    map[string]bool // the broker confirmed the send
 	unknown  map[string]bool // the send's outcome is unknown
+	received map[string]int  // deliveries per ID
 	consumed map[string]int  // confirmed acks per ID
+	again    map[string]bool // delivered again after its ack was confirmed
 }
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{sent: map[string]bool{}, acked: map[string]bool{}, unknown: map[string]bool{}, consumed: map[string]int{}}
+	return &Ledger{sent: map[string]bool{}, acked: map[string]bool{}, unknown: map[string]bool{},
+		received: map[string]int{}, consumed: map[string]int{}, again: map[string]bool{}}
 }
 
 // Sent records a send attempt of id.
@@ -42,7 +45,19 @@ func (l *Ledger) SendDone(id string, err error) {
 	l.mu.Unlock()
 }
 
-// Consumed records a consumed message whose ack the broker confirmed.
+// Received records a delivery to a consumer (before its ack; an ack whose
+// outcome is unknown leaves the message received but not consumed, and
+// the broker may deliver it again).
+func (l *Ledger) Received(id string) {
+	l.mu.Lock()
+	l.received[id]++
+	if l.consumed[id] > 0 {
+		l.again[id] = true
+	}
+	l.mu.Unlock()
+}
+
+// Consumed records that the broker confirmed the ack of a received message.
 func (l *Ledger) Consumed(id string) {
 	l.mu.Lock()
 	l.consumed[id]++
@@ -58,11 +73,16 @@ func (l *Ledger) Unknown() []string {
 
 // Report is the classification of a run.
 type Report struct {
-	Sent, Acked, Consumed int
-	Lost                  []string // acknowledged, never consumed
-	Unexpected            []string // consumed, never sent
-	Duplicated            []string // consumed (ack confirmed) more than once
-	Recovered             []string // outcome unknown, then consumed
+	Sent, Acked, Received, Consumed int
+	// Lost: acknowledged sends never delivered.
+	Lost []string
+	// Unexpected: delivered, never sent.
+	Unexpected []string
+	// Duplicated: stored twice (its ack confirmed twice) or delivered again
+	// after its ack was confirmed.
+	Duplicated []string
+	// Recovered: send outcome unknown, then delivered.
+	Recovered []string
 }
 
 // OK reports whether the run kept the invariants: nothing lost,
@@ -76,8 +96,8 @@ func (r Report) String() string {
 		}
 		return strings.Join(ids, " ")
 	}
-	return fmt.Sprintf("sent %d, acknowledged %d, consumed %d; lost %d [%s], unexpected %d [%s], duplicated %d [%s], recovered %d",
-		r.Sent, r.Acked, r.Consumed, len(r.Lost), short(r.Lost), len(r.Unexpected), short(r.Unexpected),
+	return fmt.Sprintf("sent %d, acknowledged %d, received %d, consumed %d; lost %d [%s], unexpected %d [%s], duplicated %d [%s], recovered %d",
+		r.Sent, r.Acked, r.Received, r.Consumed, len(r.Lost), short(r.Lost), len(r.Unexpected), short(r.Unexpected),
 		len(r.Duplicated), short(r.Duplicated), len(r.Recovered))
 }
 
@@ -85,17 +105,17 @@ func (r Report) String() string {
 func (l *Ledger) Check() Report {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := Report{Sent: len(l.sent), Acked: len(l.acked), Consumed: len(l.consumed)}
+	r := Report{Sent: len(l.sent), Acked: len(l.acked), Received: len(l.received), Consumed: len(l.consumed)}
 	for id := range l.acked {
-		if l.consumed[id] == 0 {
+		if l.received[id] == 0 {
 			r.Lost = append(r.Lost, id)
 		}
 	}
-	for id, n := range l.consumed {
+	for id := range l.received {
 		if !l.sent[id] {
 			r.Unexpected = append(r.Unexpected, id)
 		}
-		if n > 1 {
+		if l.consumed[id] > 1 || l.again[id] {
 			r.Duplicated = append(r.Duplicated, id)
 		}
 		if l.unknown[id] && !l.acked[id] {

@@ -7,21 +7,25 @@ import (
 
 func TestLedgerClassification(t *testing.T) {
 	l := NewLedger()
-	for _, id := range []string{"a", "b", "c", "d", "e"} {
+	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
 		l.Sent(id)
 	}
-	l.SendDone("a", nil)
-	l.SendDone("b", nil)
+	for _, id := range []string{"a", "b", "e", "f"} {
+		l.SendDone(id, nil)
+	}
 	l.SendDone("c", errors.New("connection lost"))
 	l.SendDone("d", errors.New("connection lost"))
-	l.SendDone("e", nil)
-	l.Consumed("a")
-	l.Consumed("c") // recovered
-	l.Consumed("e")
-	l.Consumed("e")     // duplicated
-	l.Consumed("ghost") // unexpected
+	// c: outcome unknown, then delivered (recovered); e: delivered again
+	// after its ack was confirmed (duplicated); ghost: never sent
+	// (unexpected); f: delivered, ack outcome unknown (not lost); b: lost.
+	for _, id := range []string{"a", "c", "e", "e", "ghost", "f"} {
+		l.Received(id)
+		if id != "f" {
+			l.Consumed(id)
+		}
+	}
 	r := l.Check()
-	want := Report{Sent: 5, Acked: 3, Consumed: 4, Lost: []string{"b"}, Unexpected: []string{"ghost"},
+	want := Report{Sent: 6, Acked: 4, Received: 5, Consumed: 4, Lost: []string{"b"}, Unexpected: []string{"ghost"},
 		Duplicated: []string{"e"}, Recovered: []string{"c"}}
 	if r.String() != want.String() || r.OK() {
 		t.Fatalf("got %v\nwant %v", r, want)

@@ -12,6 +12,16 @@ import (
 	"github.com/tandemmq/tandem/client"
 )
 
+// journalTypes alternate across iterations: the default (ASYNCIO: io_uring
+// or O_DIRECT) and NIO (buffered pwrite).
+var journalTypes = []string{"NIO", "ASYNCIO"}
+
+// journalConfig writes a config selecting the journal type of iteration it.
+func journalConfig(t *testing.T, it int) (string, string) {
+	typ := journalTypes[it%len(journalTypes)]
+	return writeConfig(t, "<journal-type>"+typ+"</journal-type>"), typ
+}
+
 func iterations() int {
 	if testing.Short() {
 		return 1
@@ -118,6 +128,7 @@ func drain(ctx context.Context, url, queue string, idle time.Duration, stopAt in
 		if err != nil {
 			return n, err
 		}
+		l.Received(string(m.Body))
 		if err := k.Ack(ctx, m); err != nil {
 			return n, err
 		}
@@ -134,8 +145,10 @@ func drain(ctx context.Context, url, queue string, idle time.Duration, stopAt in
 func TestKillDuringDurableProduce(t *testing.T) {
 	for it := 0; it < iterations(); it++ {
 		t.Run(fmt.Sprint("run", it), func(t *testing.T) {
+			cfg, typ := journalConfig(t, it)
+			t.Logf("journal-type %s", typ)
 			b := newBrokerProc(t)
-			b.start()
+			b.start("--config", cfg)
 			b.requireFileStore()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -147,7 +160,7 @@ func TestKillDuringDurableProduce(t *testing.T) {
 			b.kill()
 			perr := <-done
 			t.Logf("killed after %v; producer ended with %v", killAfter, perr)
-			b.start()
+			b.start("--config", cfg)
 			unknown := l.Unknown()
 			resend(ctx, t, b.URL(), "e2e", unknown, l)
 			if _, err := drain(ctx, b.URL(), "e2e", 2*time.Second, 0, l); err != nil {
@@ -171,8 +184,10 @@ func TestKillDuringDurableProduce(t *testing.T) {
 func TestKillDuringConsume(t *testing.T) {
 	for it := 0; it < iterations(); it++ {
 		t.Run(fmt.Sprint("run", it), func(t *testing.T) {
+			cfg, typ := journalConfig(t, it)
+			t.Logf("journal-type %s", typ)
 			b := newBrokerProc(t)
-			b.start()
+			b.start("--config", cfg)
 			b.requireFileStore()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -190,7 +205,7 @@ func TestKillDuringConsume(t *testing.T) {
 			b.kill()
 			<-done
 			before := l.Check().Consumed
-			b.start()
+			b.start("--config", cfg)
 			if _, err := drain(ctx, b.URL(), "e2e", 2*time.Second, 0, l); err != nil {
 				t.Fatalf("drain: %v", err)
 			}
