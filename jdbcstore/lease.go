@@ -24,6 +24,7 @@ type Lease struct {
 
 	mu        sync.Mutex
 	held      bool
+	released  bool // Release was called: Run stops quietly
 	epoch     uint64
 	lastRenew time.Time // monotonic: when the last successful acquire or renew was sent
 	lost      chan struct{}
@@ -122,7 +123,7 @@ func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err erro
 		return 0, false, fmt.Errorf("jdbcstore: %s: acquire %s lease of group %q: %w", m.table, l.name, m.opts.Group, err)
 	}
 	l.mu.Lock()
-	l.held, l.epoch, l.lastRenew = true, uint64(e), start
+	l.held, l.released, l.epoch, l.lastRenew = true, false, uint64(e), start
 	l.mu.Unlock()
 	m.opts.Logger.Info("jdbcstore: lease acquired", "table", m.table, "group", m.opts.Group, "lock", string(l.name), "holder", l.holder, "epoch", e)
 	return uint64(e), true, nil
@@ -224,10 +225,12 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Release gives the lease up if this holder still has it.
+// Release gives the lease up if this holder still has it. Run then
+// returns nil without closing Lost. Close the journals first: a journal
+// still writing after Release is fenced only once someone else acquires.
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
-	l.held = false
+	l.held, l.released = false, true
 	l.mu.Unlock()
 	m := l.m
 	m.mu.Lock()
@@ -249,6 +252,12 @@ func (l *Lease) Run(ctx context.Context) error {
 	period := l.m.opts.RenewPeriod
 	next := time.Now().Add(period)
 	for {
+		l.mu.Lock()
+		released := l.released
+		l.mu.Unlock()
+		if released {
+			return nil
+		}
 		until := l.SafeUntil()
 		if until.IsZero() {
 			return l.lose(fmt.Errorf("%w: %s lease is not held", ErrLeaseLost, l.name))
@@ -291,6 +300,9 @@ func (l *Lease) Run(ctx context.Context) error {
 func (l *Lease) lose(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.released {
+		return nil
+	}
 	if l.lostErr == nil {
 		l.lostErr = err
 		l.held = false

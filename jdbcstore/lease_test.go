@@ -49,8 +49,23 @@ func TestLeaseBasics(t *testing.T) {
 	if !la.Valid() {
 		t.Fatal("held lease not valid")
 	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- la.Run(context.Background()) }()
 	if err := la.Release(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-runDone:
+		if err != nil {
+			t.Fatalf("Run after Release: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop after Release")
+	}
+	select {
+	case <-la.Lost():
+		t.Fatal("Release closed Lost")
+	default:
 	}
 	e2, ok, err := lb.TryAcquire(ctxT(t))
 	if err != nil || !ok || e2 <= e1 {
