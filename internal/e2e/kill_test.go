@@ -154,7 +154,7 @@ func TestKillDuringDurableProduce(t *testing.T) {
 			defer cancel()
 			l := NewLedger()
 			done := make(chan error, 1)
-			go func() { done <- produce(ctx, b.URL(), "e2e", fmt.Sprintf("p%d", it), 20000, 64, l) }()
+			go func() { done <- produce(ctx, b.URL(), "e2e", fmt.Sprintf("p%d", it), 200000, 64, l) }()
 			killAfter := time.Duration(20+rand.IntN(600)) * time.Millisecond
 			time.Sleep(killAfter)
 			b.kill()
