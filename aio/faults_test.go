@@ -18,14 +18,14 @@ func TestStickyKernelErrors(t *testing.T) {
 		inject func()
 		sync   bool
 	}{
-		{"write fails", func() { flt.failWrites.Store(true) }, false},
-		{"fdatasync fails", func() { flt.failFsync.Store(true) }, true},
+		{"write fails", func() { flt.failWrites(true) }, false},
+		{"fdatasync fails", func() { flt.failFsync(true) }, true},
 	}
 	forEachBackend(t, func(t *testing.T, kind Kind) {
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				defer flt.failWrites.Store(false)
-				defer flt.failFsync.Store(false)
+				defer flt.failWrites(false)
+				defer flt.failFsync(false)
 				fsys := OS(kind, DefaultOptions())
 				name := filepath.Join(mnt, kind.String()+string(rune('a'+i)))
 				pf, err := fsys.Create(name)
@@ -51,13 +51,13 @@ func TestStickyKernelErrors(t *testing.T) {
 				}
 				// Healthy again, but the File must stay failed and must not
 				// touch the file system: no fdatasync is issued.
-				flt.failWrites.Store(false)
-				flt.failFsync.Store(false)
-				before := flt.fsyncs.Load()
+				flt.failWrites(false)
+				flt.failFsync(false)
+				before := flt.fsyncs()
 				if err := submitWait(t, f, p, 8192, true); !errors.Is(err, unix.EIO) {
 					t.Fatalf("write after the failure: got %v, want the sticky EIO", err)
 				}
-				if n := flt.fsyncs.Load() - before; n != 0 {
+				if n := flt.fsyncs() - before; n != 0 {
 					t.Fatalf("%d fsyncs reached the file system after the failure", n)
 				}
 			})

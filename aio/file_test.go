@@ -450,3 +450,38 @@ func TestConcurrentSubmitters(t *testing.T) {
 		}
 	})
 }
+
+// TestIOUringRingSetupFallback: io_uring passed the probe, but a File's
+// ring cannot be set up; OpenAppend falls back to Direct, logs it, and Kind
+// reports Direct from then on.
+func TestIOUringRingSetupFallback(t *testing.T) {
+	var logs logBuffer
+	opts := DefaultOptions()
+	opts.Logger = logs.logger()
+	fs := OS(IOUring, opts)
+	if fs.Kind() != IOUring {
+		t.Skip("the kernel refuses io_uring here")
+	}
+	saved := setupRing
+	setupRing = func(uint32) (*ring, error) { return nil, unix.ENOMEM }
+	defer func() { setupRing = saved }()
+	name := testDir(t) + "/seg"
+	if err := os.WriteFile(name, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.OpenAppend(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, ok := f.(*pwriteFile); !ok || fs.Kind() != Direct {
+		t.Fatalf("got %T and Kind %s, want the O_DIRECT pwrite file and direct", f, fs.Kind())
+	}
+	if !strings.Contains(logs.String(), "io_uring ring setup failed") {
+		t.Fatalf("fallback not logged: %q", logs.String())
+	}
+	p := pattern(4096, f.Alignment(), 3)
+	if err := submitWait(t, f, p, 0, true); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,15 +1,17 @@
 package aio
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 )
 
 // osFS is the real file system: appends through the chosen backend, plain
 // files as *os.File.
 type osFS struct {
-	kind Kind
+	kind atomic.Int32 // a Kind; IOUring may become Direct, never back
 	opts Options
 }
 
@@ -23,30 +25,43 @@ type osFS struct {
 // variable TANDEM_DISABLE_IO_URING=1 is set, OS logs a warning once and the
 // returned FS uses Direct, which Kind then reports.
 func OS(kind Kind, opts Options) FS {
-	fs := &osFS{kind: kind, opts: opts}
+	fs := &osFS{opts: opts}
+	fs.kind.Store(int32(kind))
 	switch kind {
 	case NIO, Direct:
 	case IOUring:
 		if err := probeIOUring(opts); err != nil {
 			opts.logger().Warn("io_uring unavailable, journal appends use O_DIRECT pwrite + fdatasync instead",
 				"err", err)
-			fs.kind = Direct
+			fs.kind.Store(int32(Direct))
 		}
 	default:
 		opts.logger().Warn("unknown aio backend, using NIO", "kind", kind.String())
-		fs.kind = NIO
+		fs.kind.Store(int32(NIO))
 	}
 	return fs
 }
 
-func (fs *osFS) Kind() Kind { return fs.kind }
+func (fs *osFS) Kind() Kind { return Kind(fs.kind.Load()) }
 
+// OpenAppend opens name through the backend. If io_uring worked when OS
+// probed it but a File's ring cannot be set up (ENOMEM, a lowered limit),
+// the file system logs it and switches to Direct for this and later files.
 func (fs *osFS) OpenAppend(name string) (File, error) {
-	switch fs.kind {
+	switch fs.Kind() {
 	case Direct:
 		return openPwrite(name, true, fs.opts)
 	case IOUring:
-		return openURing(name, fs.opts)
+		f, err := openURing(name, fs.opts)
+		var rse *ringSetupError
+		if errors.As(err, &rse) {
+			if fs.kind.CompareAndSwap(int32(IOUring), int32(Direct)) {
+				fs.opts.logger().Warn("io_uring ring setup failed, journal appends use O_DIRECT pwrite + fdatasync from now on",
+					"file", name, "err", rse.err)
+			}
+			return openPwrite(name, true, fs.opts)
+		}
+		return f, err
 	default:
 		return openPwrite(name, false, fs.opts)
 	}

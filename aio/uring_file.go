@@ -67,6 +67,19 @@ type uringReq struct {
 	syncErr  error
 }
 
+// setupRing creates a File's ring; tests replace it to make setup fail.
+var setupRing = newRing
+
+// ringSetupError is an io_uring_setup (or mmap) failure for one File; the
+// OS file system falls back to Direct on it.
+type ringSetupError struct {
+	file string
+	err  error
+}
+
+func (e *ringSetupError) Error() string { return fmt.Sprintf("aio: %s: %v", e.file, e.err) }
+func (e *ringSetupError) Unwrap() error { return e.err }
+
 func openURing(name string, opts Options) (File, error) {
 	maxIO := opts.maxIO()
 	entries := uint32(maxRingEntries)
@@ -88,11 +101,11 @@ func openURing(name string, opts Options) (File, error) {
 		unix.Close(wfd)
 		return nil, err
 	}
-	rg, err := newRing(entries)
+	rg, err := setupRing(entries)
 	if err != nil {
 		unix.Close(wfd)
 		r.Close()
-		return nil, fmt.Errorf("aio: %s: %w", name, err)
+		return nil, &ringSetupError{file: name, err: err}
 	}
 	f := &uringFile{
 		name:     name,
