@@ -51,8 +51,12 @@ type SegmentInfo struct {
 
 // Scan reads the journal named nm in dir in sequence order, calls visit
 // for each valid batch record, and tells a torn tail (Warnings, Torn) from
-// corruption (returned as *CorruptionError). It never writes.
+// corruption (returned as *CorruptionError). It never writes. A nil fs
+// means the real file system.
 func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, error) {
+	if fs == nil {
+		fs = aio.OS(aio.NIO, aio.DefaultOptions())
+	}
 	segs, _, err := listSegments(fs, dir, nm)
 	if err != nil {
 		return nil, err

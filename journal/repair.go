@@ -1,0 +1,194 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/tandemmq/tandem/aio"
+)
+
+// RepairAction is one change Repair made.
+type RepairAction struct {
+	File    string // the segment changed
+	Offset  int64  // where it now ends (or was extended from)
+	Damaged string // the copy of the file as it was
+	What    string
+}
+
+// ErrUnrepairable wraps the corruption Repair cannot fix by truncating a
+// segment (a gap in the sequence, a damaged header before the last
+// segment).
+var ErrUnrepairable = errors.New("journal: damage cannot be repaired by truncation")
+
+// Repair makes the journal named nm in dir loadable again: each corrupt
+// segment is copied to FILE.damaged and then truncated at its first bad
+// record (a seal record is written there; the segment's later records
+// are dropped from the journal but stay in the copy). A short segment is
+// first extended with zeros to its size. A torn tail is sealed the same
+// way. Gaps and damaged headers are not repairable: Repair returns an
+// error wrapping ErrUnrepairable and the *CorruptionError.
+func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
+	var actions []RepairAction
+	copied := map[string]string{}
+	backup := func(path string) (string, error) {
+		if c, ok := copied[path]; ok {
+			return c, nil
+		}
+		c, err := copyAside(fs, path)
+		if err != nil {
+			return "", err
+		}
+		copied[path] = c
+		return c, nil
+	}
+	for range 1000 {
+		res, err := Scan(fs, dir, nm, checkEntries)
+		var ce *CorruptionError
+		if err != nil && !errors.As(err, &ce) {
+			return actions, err
+		}
+		if ce == nil {
+			if !res.Torn {
+				return actions, nil
+			}
+			last := res.Segments[len(res.Segments)-1].Path
+			c, err := backup(last)
+			if err != nil {
+				return actions, err
+			}
+			if err := writeSeal(fs, last, res.TornOffset); err != nil {
+				return actions, err
+			}
+			actions = append(actions, RepairAction{File: last, Offset: res.TornOffset, Damaged: c, What: "torn tail cut off"})
+			continue
+		}
+		switch {
+		case strings.HasPrefix(ce.Reason, "short segment"):
+			c, err := backup(ce.File)
+			if err != nil {
+				return actions, err
+			}
+			if err := extend(fs, ce.File); err != nil {
+				return actions, err
+			}
+			actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c, What: "short segment extended with zeros"})
+		case ce.Offset >= SegmentHeaderSize:
+			c, err := backup(ce.File)
+			if err != nil {
+				return actions, err
+			}
+			if err := writeSeal(fs, ce.File, ce.Offset); err != nil {
+				return actions, err
+			}
+			actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c,
+				What: "truncated at the first bad record (" + ce.Reason + "); later records of this segment are only in the copy"})
+		default:
+			return actions, fmt.Errorf("%w: %w", ErrUnrepairable, ce)
+		}
+	}
+	return actions, fmt.Errorf("journal: repair of %s did not converge", dir)
+}
+
+// checkEntries is a RecordVisitor that decodes every entry.
+func checkEntries(_ string, _ uint64, _ int64, payload []byte) error {
+	r := entryReader{p: payload}
+	var e Entry
+	for {
+		ok, err := r.next(&e)
+		if err != nil || !ok {
+			return err
+		}
+	}
+}
+
+// copyAside copies path to path.damaged (or path.damaged.N if taken) and
+// syncs the copy.
+func copyAside(fs aio.FS, path string) (string, error) {
+	src, err := fs.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	names, err := fs.List(dirOf(path))
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	for _, n := range names {
+		taken[n] = true
+	}
+	dst := path + ".damaged"
+	for i := 1; taken[baseOf(dst)]; i++ {
+		dst = fmt.Sprintf("%s.damaged.%d", path, i)
+	}
+	out, err := fs.Create(dst)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); ; {
+		n, rerr := src.ReadAt(buf, off)
+		if n > 0 {
+			if _, err := out.WriteAt(buf[:n], off); err != nil {
+				out.Close()
+				return "", err
+			}
+			off += int64(n)
+		}
+		if rerr == io.EOF || (rerr == nil && n == 0) {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			return "", rerr
+		}
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return dst, fs.SyncDir(dirOf(path))
+}
+
+// extend grows a short segment to the size its header names.
+func extend(fs aio.FS, path string) error {
+	f, err := fs.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var hb [SegmentHeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return err
+	}
+	h, err := decodeSegHeader(hb[:])
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(h.size)); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func dirOf(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		if i == 0 {
+			return "/"
+		}
+		return p[:i]
+	}
+	return "."
+}
+
+func baseOf(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
