@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tandemmq/tandem/journal"
@@ -111,4 +112,131 @@ func BenchmarkRawCopy(b *testing.B) {
 		}
 		left -= n
 	}
+}
+
+// BenchmarkInterleaved1 alternates, in slices of 50, single-row INSERTs
+// (one transaction each) and 1-writer journal appends of the same 1 KiB,
+// so both see the same machine (the disk here is shared and its fsync
+// latency drifts by 10x within a minute). It reports both rates and
+// journal/insert.
+func BenchmarkInterleaved1(b *testing.B) {
+	url := pgURL(b)
+	table, raw := uniqueName("bint"), uniqueName("bintraw")
+	dropAtCleanup(b, url, table, raw)
+	j := openTable(b, url, table, nil)
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		b.Fatal(err)
+	}
+	conn := adminConn(b, url)
+	if _, err := conn.Exec(ctx, journalDDL(raw)[0]); err != nil {
+		b.Fatal(err)
+	}
+	sql := "INSERT INTO " + ident(raw) + " (seq, kind, id, tx_id, user_type, data, epoch, crc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+	data := make([]byte, 1024)
+	var tRaw, tJ time.Duration
+	var nRaw, nJ int
+	id := uint64(0)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	for nRaw+nJ < b.N {
+		t0 := time.Now()
+		for range 50 {
+			id++
+			if _, err := conn.Exec(ctx, sql, rawRow(int64(id), data)...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		tRaw += time.Since(t0)
+		nRaw += 50
+		t0 = time.Now()
+		for range 50 {
+			id++
+			if err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: id, Type: 1, Data: data}}, true, func(err error) { done <- err }); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}
+		tJ += time.Since(t0)
+		nJ += 50
+	}
+	b.StopTimer()
+	rawRate, jRate := float64(nRaw)/tRaw.Seconds(), float64(nJ)/tJ.Seconds()
+	b.ReportMetric(rawRate, "insert/s")
+	b.ReportMetric(jRate, "append/s")
+	b.ReportMetric(jRate/rawRate, "ratio")
+}
+
+// BenchmarkInterleaved64 alternates a COPY of 6400 rows (one transaction)
+// with 64 journal writers appending 100 records each, all 1 KiB, and
+// reports both row rates and journal/COPY.
+func BenchmarkInterleaved64(b *testing.B) {
+	url := pgURL(b)
+	table, raw := uniqueName("bint"), uniqueName("bintraw")
+	dropAtCleanup(b, url, table, raw)
+	j := openTable(b, url, table, nil)
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		b.Fatal(err)
+	}
+	conn := adminConn(b, url)
+	if _, err := conn.Exec(ctx, journalDDL(raw)[0]); err != nil {
+		b.Fatal(err)
+	}
+	cols := []string{"seq", "kind", "id", "tx_id", "user_type", "data", "epoch", "crc"}
+	data := make([]byte, 1024)
+	const writers, per = 64, 100
+	var tRaw, tJ time.Duration
+	var nRaw, nJ int
+	var next atomic.Uint64
+	seq := int64(0)
+	b.ResetTimer()
+	for nRaw+nJ < b.N {
+		t0 := time.Now()
+		i := 0
+		n, err := conn.CopyFrom(ctx, pgx.Identifier{raw}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i == writers*per {
+				return nil, nil
+			}
+			i++
+			seq++
+			return rawRow(seq, data), nil
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tRaw += time.Since(t0)
+		nRaw += int(n)
+		t0 = time.Now()
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done := make(chan error, 1)
+				for range per {
+					if err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: next.Add(1), Type: 1, Data: data}}, true, func(err error) { done <- err }); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := <-done; err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		tJ += time.Since(t0)
+		nJ += writers * per
+	}
+	b.StopTimer()
+	rawRate, jRate := float64(nRaw)/tRaw.Seconds(), float64(nJ)/tJ.Seconds()
+	b.ReportMetric(rawRate, "copy-rows/s")
+	b.ReportMetric(jRate, "append/s")
+	b.ReportMetric(jRate/rawRate, "ratio")
+	st := j.Stats()
+	b.ReportMetric(float64(st.Appends)/float64(max(st.Batches, 1)), "appends/batch")
 }

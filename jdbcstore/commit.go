@@ -24,6 +24,20 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 		j.committed(b, meta, newID, newEpoch)
 		return nil
 	}
+	if len(b.rows) == 1 && len(b.dels) == 0 && !meta && j.sqlFence == "" {
+		// One statement: a plain extended-protocol Exec, as cheap as
+		// any client's autocommit INSERT.
+		r := &b.rows[0]
+		nc := j.conn.PgConn().Conn()
+		_ = nc.SetDeadline(time.Now().Add(j.opts.BatchTimeout))
+		_, err := j.conn.Exec(ctx, j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.sum()))
+		_ = nc.SetDeadline(time.Time{})
+		if err != nil {
+			return err
+		}
+		j.committed(b, meta, newID, newEpoch)
+		return nil
+	}
 	var pb pgx.Batch
 	fenced := j.sqlFence != ""
 	if fenced {
