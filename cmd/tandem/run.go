@@ -124,108 +124,45 @@ func serve(cfg *config.Config) int {
 		}
 		log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
 	}
-	store, err := server.OpenStore(ctx, cfg, server.StoreOptions{Logger: log})
+	l, err := loadLive(ctx, cfg, log, liveOptions{Policy: "none", Role: "primary"})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
-	idCache := cfg.IDCacheSize
-	if idCache == 0 {
-		idCache = -1 // id-cache-size 0 turns the cache off
-	}
-	srv := server.New(server.Options{
-		Name: cfg.Name, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
-		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
-		Policy: "none", Role: "primary", Logger: log,
-	})
-	if err := srv.Start(ctx); err != nil {
+	log = l.log
+	if err := l.serve(); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-		store.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
-	log = log.With("node_id", srv.NodeID(), "role", "primary")
-
-	users := map[string]string{}
-	if !cfg.AnonymousAllowed() {
-		for _, u := range cfg.Users {
-			users[u.Name] = u.Password
-		}
-	}
-	netOpts := server.NetOptions{Users: users}
-	if cfg.ConnectionTTLOverride > 0 {
-		netOpts.TTLOverride = cfg.ConnectionTTLOverride
-	}
-	var accs []*server.Acceptor
-	closeAccs := func(code wire.Code, why string) {
-		for _, a := range accs {
-			a.Close(code, why)
-		}
-	}
-	var urls []string
-	for _, ac := range cfg.Acceptors {
-		if ac.Scheme != "tcp" {
-			log.Warn("acceptor scheme not supported, skipped", "acceptor", ac.Name, "url", ac.URL)
-			continue
-		}
-		a, err := srv.Listen(ac.Address(), netOpts)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-			closeAccs(wire.CodeShuttingDown, "start failed")
-			srv.Close()
-			store.Close()
-			return exitCannot
-		}
-		accs = append(accs, a)
-		urls = append(urls, "tcp://"+a.Addr().String())
-	}
-	if len(accs) == 0 {
-		fmt.Fprintln(os.Stderr, "tandem run: no tcp acceptor configured")
-		srv.Close()
-		store.Close()
-		return exitCannot
-	}
-	members := []server.Member{{NodeID: srv.NodeID(), Role: "primary", State: "active", URL: urls[0], Epoch: srv.Epoch()}}
-	srv.SetTopology(server.Topology{Epoch: srv.Epoch(), Members: members})
-
 	hln, err := net.Listen("tcp", cfg.ManagementAddress)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: management HTTP %s: %v\n", cfg.ManagementAddress, err)
-		closeAccs(wire.CodeShuttingDown, "start failed")
-		srv.Close()
-		store.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
-	status := func() server.Status {
-		st := srv.Status()
-		st.Acceptors = urls
-		for _, a := range accs {
-			st.Connections += a.Connections()
-		}
-		return st
-	}
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: status}),
+	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status}),
 		ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(hln)
 
-	printBanner(cfg, srv, store, urls, hln.Addr().String())
+	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String())
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
 		log.Info("stopping", "signal", sig.String())
-		closeAccs(wire.CodeShuttingDown, "broker stopping")
+		err := l.stop(wire.CodeShuttingDown, "broker stopping")
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
 		scancel()
-		srv.Close()
-		if err := store.Close(); err != nil {
-			log.Error("closing the store", "err", err)
+		if err != nil {
+			log.Error("stopping", "err", err)
 			return exitHalted
 		}
 		log.Info("stopped")
 		return exitOK
-	case err := <-store.Failed(ctx):
+	case err := <-l.store.Failed(ctx):
 		// Fail-stop: the journal refuses every append from now on, so no
 		// further ack can be sent; exit without touching the store again.
 		log.Error("storage error: halting", "err", err)

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/server"
+	"github.com/tandemmq/tandem/wire"
+)
+
+// live is a broker serving from its store, in two steps an HA activation
+// can drive: loadLive (open and replay the store under an epoch), then
+// serve (open the acceptors, announce the topology); stop undoes both.
+type live struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	store *server.Store
+	srv   *server.Server
+	accs  []*server.Acceptor
+	urls  []string
+}
+
+// liveOptions are what an activation decides.
+type liveOptions struct {
+	Epoch  uint64      // 0: the store's own
+	NodeID string      // "": the store's (bindings journal)
+	Policy string      // for /status; "" = none
+	Role   string      // "" = primary
+	CanAck func() bool // nil = always
+}
+
+// loadLive opens the store the configuration selects and loads it.
+func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveOptions) (*live, error) {
+	store, err := server.OpenStore(ctx, cfg, server.StoreOptions{Logger: log, Epoch: o.Epoch})
+	if err != nil {
+		return nil, err
+	}
+	idCache := cfg.IDCacheSize
+	if idCache == 0 {
+		idCache = -1 // id-cache-size 0 turns the cache off
+	}
+	srv := server.New(server.Options{
+		Name: cfg.Name, NodeID: o.NodeID, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
+		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
+		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
+	})
+	if err := srv.Start(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &live{cfg: cfg, log: log.With("node_id", srv.NodeID(), "role", srv.Options().Role), store: store, srv: srv}, nil
+}
+
+// serve opens every tcp acceptor and announces this broker as the active
+// member of the topology.
+func (l *live) serve() error {
+	cfg := l.cfg
+	users := map[string]string{}
+	if !cfg.AnonymousAllowed() {
+		for _, u := range cfg.Users {
+			users[u.Name] = u.Password
+		}
+	}
+	netOpts := server.NetOptions{Users: users}
+	if cfg.ConnectionTTLOverride > 0 {
+		netOpts.TTLOverride = cfg.ConnectionTTLOverride
+	}
+	for _, ac := range cfg.Acceptors {
+		if ac.Scheme != "tcp" {
+			l.log.Warn("acceptor scheme not supported, skipped", "acceptor", ac.Name, "url", ac.URL)
+			continue
+		}
+		a, err := l.srv.Listen(ac.Address(), netOpts)
+		if err != nil {
+			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
+			return err
+		}
+		l.accs = append(l.accs, a)
+		l.urls = append(l.urls, "tcp://"+a.Addr().String())
+	}
+	if len(l.accs) == 0 {
+		return errors.New("no tcp acceptor configured")
+	}
+	o := l.srv.Options()
+	members := []server.Member{{NodeID: l.srv.NodeID(), Role: o.Role, State: "active", URL: l.urls[0], Epoch: l.srv.Epoch()}}
+	l.srv.SetTopology(server.Topology{Epoch: l.srv.Epoch(), Members: members})
+	return nil
+}
+
+func (l *live) closeAcceptors(code wire.Code, reason string) {
+	for _, a := range l.accs {
+		a.Close(code, reason)
+	}
+	l.accs = nil
+}
+
+// stop tells clients why (code), closes their connections (their unacked
+// deliveries go back to the queues), stops the server and closes the
+// store (flushing what is pending).
+func (l *live) stop(code wire.Code, reason string) error {
+	l.closeAcceptors(code, reason)
+	l.srv.Close()
+	if err := l.store.Close(); err != nil {
+		return fmt.Errorf("closing the store: %w", err)
+	}
+	return nil
+}
+
+// status is GET /status for this broker.
+func (l *live) status() server.Status {
+	st := l.srv.Status()
+	st.Acceptors = l.urls
+	for _, a := range l.accs {
+		st.Connections += a.Connections()
+	}
+	return st
+}
