@@ -160,6 +160,14 @@ func (n *faultNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	return &faultFile{LoopbackFile: fh.(*fs.LoopbackFile), ctl: n.ctl}, fl, 0
 }
 
+func (n *faultNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	inode, fh, fl, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	return inode, &faultFile{LoopbackFile: fh.(*fs.LoopbackFile), ctl: n.ctl}, fl, 0
+}
+
 type faultFile struct {
 	*fs.LoopbackFile
 	ctl string
