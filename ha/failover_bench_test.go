@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		os.Exit(childPrimary(dir))
 	}
+	if spec := os.Getenv(dbChildEnv); spec != "" {
+		os.Exit(dbZombieChild(spec))
+	}
 	os.Exit(m.Run())
 }
 

@@ -200,6 +200,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	var ctxErr error
 	done := ctx.Done()
+	opCtx := ctx // after ctx ends, the clean stop still needs its operations
 	for {
 		for len(queue) > 0 {
 			a := queue[0]
@@ -213,13 +214,13 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Info("stopped")
 				return ctxErr
 			}
-			if ev, ok := r.exec(ctx, a); ok {
+			if ev, ok := r.exec(opCtx, a); ok {
 				queue = append(queue, r.step(ev)...)
 			}
 		}
 		select {
 		case <-done:
-			ctxErr, done = ctx.Err(), nil
+			ctxErr, done, opCtx = ctx.Err(), nil, context.WithoutCancel(ctx)
 			queue = r.step(Event{Kind: EvStop})
 		case ev := <-r.events:
 			queue = r.step(ev)
