@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/tandemmq/tandem/aio"
+	"github.com/tandemmq/tandem/config"
+)
+
+// TestFileStoreRestore runs the broker on the real file journal (NIO), stops
+// it and loads the same directories again.
+func TestFileStoreRestore(t *testing.T) {
+	cfg := config.Default()
+	cfg.ApplyDataDir(filepath.Join(t.TempDir(), "data"))
+	cfg.Journal.Type, cfg.Journal.Backend = "NIO", aio.NIO
+	cfg.Journal.FileSize = 1 << 20
+	log := slog.New(slog.DiscardHandler)
+	open := func() (*Store, *Server) {
+		st, err := OpenStore(context.Background(), cfg, StoreOptions{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Kind != "file" {
+			t.Fatalf("store kind %q", st.Kind)
+		}
+		s := New(Options{Messages: st.Messages, Bindings: st.Bindings, Store: st.Kind, Logger: log})
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return st, s
+	}
+	st, s := open()
+	node := s.NodeID()
+	ss := s.NewSession(false)
+	for i := 1; i <= 300; i++ { // several segments' worth of 4 KiB bodies
+		m := &Message{Durable: true, DuplicateID: fmt.Sprint("d", i), Body: make([]byte, 4096)}
+		copy(m.Body, fmt.Sprint("m", i))
+		mustSend(t, ss, queueDest("q"), m)
+	}
+	col := newCollector()
+	c, _ := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: 100}, col.handle)
+	for _, d := range col.wait(t, 100) {
+		if err := ackSync(t, ss, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss.CloseConsumer(c.ID())
+	s.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, s = open()
+	defer func() { s.Close(); st.Close() }()
+	if s.NodeID() != node {
+		t.Fatalf("node ID %s, want %s", s.NodeID(), node)
+	}
+	ss = s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), &Message{Durable: true, DuplicateID: "d150", Body: []byte("dup")})
+	col = newCollector()
+	ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: -1}, col.handle)
+	ds := col.wait(t, 200)
+	got := make([]string, 0, len(ds))
+	for _, d := range ds {
+		got = append(got, string(d.Message.Body[:len(fmt.Sprint("m", 101+len(got)))]))
+	}
+	if !slices.Equal(got, seqBodies("m", 101, 300)) {
+		t.Fatalf("restored %v...", got[:5])
+	}
+	if extra := col.settle(); len(extra) != 200 {
+		t.Fatalf("%d deliveries, want 200 (the duplicate must be dropped)", len(extra))
+	}
+}
