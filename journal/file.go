@@ -49,28 +49,13 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 	case j.loaded:
 		return nil, errLoadTwice
 	}
-	l := newLoader()
-	var e Entry
-	sr, err := Scan(j.fs, j.opts.Dir, j.nm, func(_ string, seq uint64, _ int64, payload []byte) error {
-		r := entryReader{p: payload}
-		for {
-			ok, err := r.next(&e)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return nil
-			}
-			l.apply(&e, seq)
-		}
-	})
+	sr, res, v, unfinished, err := replay(j.fs, j.opts.Dir, j.nm)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res, v, unfinished := l.finish()
 	res.Epoch = sr.Epoch
 	res.Warnings = sr.Warnings
 	for _, w := range sr.Warnings {
@@ -226,3 +211,45 @@ func (j *FileJournal) Close() error {
 }
 
 var _ Journal = (*FileJournal)(nil)
+
+// replay scans the journal and applies its records: the load without any
+// write.
+func replay(fs aio.FS, dir string, nm Naming) (*ScanResult, *LoadResult, *validator, []uint64, error) {
+	l := newLoader()
+	var e Entry
+	nsegs := 0
+	if segs, _, err := listSegments(fs, dir, nm); err == nil {
+		for i := range segs {
+			if segs[i].used() {
+				nsegs++
+			}
+		}
+	}
+	sr, err := Scan(fs, dir, nm, func(_ string, seq uint64, _ int64, payload []byte) error {
+		if seq != l.curSeg {
+			if l.curSeg == 0 {
+				l.firstSeg = seq
+			} else if l.curSeg == l.firstSeg {
+				// After the first segment: expect as many records in each.
+				l.reserve(len(l.recs) * (nsegs + 1))
+			}
+			l.curSeg = seq
+		}
+		r := entryReader{p: payload}
+		for {
+			ok, err := r.next(&e)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return nil
+			}
+			l.apply(&e, seq)
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	res, v, unfinished := l.finish()
+	return sr, res, v, unfinished, nil
+}

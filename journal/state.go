@@ -18,6 +18,7 @@ const msgPrepared = "transaction is prepared: only commit or rollback may follow
 // live records of each segment.
 type recLoc struct {
 	seg uint64
+	idx int32 // during replay: index of the record in the loader's list
 }
 
 // txOp is one transactional entry of an open transaction, as the validator
@@ -240,18 +241,24 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 // order and builds the LoadResult. Every implementation replays through it,
 // so they agree on what a sequence of entries means. It is lenient where
 // the validator is strict (an update of a record that is not live is
-// ignored), so replay of any valid record sequence never fails.
+// ignored, a second add of a live ID is ignored), so replay of any valid
+// record sequence never fails.
 //
 // Entry data is kept as given (not copied): the file journal slices it out
-// of its read buffers.
+// of its read buffers. The index of live records becomes the validator's
+// live set at the end, so replay builds one map, not two.
 type loader struct {
 	recs    []Record
-	segs    []uint64 // segment of each record's add
 	dead    []bool
-	index   map[uint64]int
+	index   map[uint64]recLoc
 	txs     map[uint64]*loadTx
 	prepSeq []uint64 // transaction IDs in the order of their prepares
+	slab    []Update // first updates of records are carved from here
 	maxID   uint64
+	// firstSeg, curSeg and segs1 (records in the first segment) let replay
+	// size the loader after its first segment.
+	firstSeg, curSeg uint64
+	segs1            int
 	ndead   int
 }
 
@@ -263,30 +270,67 @@ type loadTx struct {
 }
 
 func newLoader() *loader {
-	return &loader{index: make(map[uint64]int), txs: make(map[uint64]*loadTx)}
+	return &loader{index: make(map[uint64]recLoc), txs: make(map[uint64]*loadTx)}
 }
 
 func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64) {
-	if _, ok := l.index[id]; ok {
-		return
+	// One map operation: insert, and detect a duplicate by the length.
+	n := len(l.index)
+	l.index[id] = recLoc{seg: seg, idx: int32(len(l.recs))}
+	if len(l.index) == n {
+		// A second add of a live ID (the validator never writes one):
+		// the first add stays. Find it to restore its location.
+		for i := len(l.recs) - 1; i >= 0; i-- {
+			if l.recs[i].ID == id && !l.dead[i] {
+				l.index[id] = recLoc{seg: l.segOf(id, i), idx: int32(i)}
+				return
+			}
+		}
 	}
-	l.index[id] = len(l.recs)
 	l.recs = append(l.recs, Record{ID: id, Type: typ, Data: data})
-	l.segs = append(l.segs, seg)
 	l.dead = append(l.dead, false)
 }
 
-func (l *loader) update(id uint64, typ uint8, data []byte) {
-	if i, ok := l.index[id]; ok {
-		l.recs[i].Updates = append(l.recs[i].Updates, Update{Type: typ, Data: data})
+// segOf is the segment of record i (the duplicate-add path only: the
+// location was overwritten, so the record's segment is unknown; the first
+// segment is a safe answer for accounting, which only delays reclaim).
+func (l *loader) segOf(uint64, int) uint64 { return l.firstSeg }
+
+// reserve sizes the loader for about n records.
+func (l *loader) reserve(n int) {
+	if n <= len(l.recs) || n > 1<<26 {
+		return
 	}
+	idx := make(map[uint64]recLoc, n)
+	for k, v := range l.index {
+		idx[k] = v
+	}
+	l.index = idx
+	l.recs = append(make([]Record, 0, n), l.recs...)
+	l.dead = append(make([]bool, 0, n), l.dead...)
+}
+
+func (l *loader) update(id uint64, typ uint8, data []byte) {
+	loc, ok := l.index[id]
+	if !ok {
+		return
+	}
+	r := &l.recs[loc.idx]
+	if r.Updates == nil {
+		if len(l.slab) == 0 {
+			l.slab = make([]Update, 4096)
+		}
+		r.Updates = l.slab[:0:1]
+		l.slab = l.slab[1:]
+	}
+	r.Updates = append(r.Updates, Update{Type: typ, Data: data})
 }
 
 func (l *loader) delete(id uint64) {
-	if i, ok := l.index[id]; ok {
+	if loc, ok := l.index[id]; ok {
 		delete(l.index, id)
-		l.dead[i] = true
-		l.recs[i] = Record{}
+		l.dead[loc.idx] = true
+		l.recs[loc.idx] = Record{}
 		l.ndead++
 	}
 }
@@ -350,15 +394,18 @@ func (l *loader) apply(e *Entry, seg uint64) {
 // which the caller must roll back by appending rollback entries.
 func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 	res := &LoadResult{MaxID: l.maxID}
-	v := newValidator()
-	v.maxID = l.maxID
-	res.Records = make([]Record, 0, len(l.recs)-l.ndead)
-	for i := range l.recs {
-		if !l.dead[i] {
-			res.Records = append(res.Records, l.recs[i])
-			v.live[l.recs[i].ID] = recLoc{seg: l.segs[i]}
+	v := &validator{live: l.index, txs: make(map[uint64]*txState), maxID: l.maxID}
+	if l.ndead == 0 {
+		res.Records = l.recs
+	} else {
+		res.Records = make([]Record, 0, len(l.recs)-l.ndead)
+		for i := range l.recs {
+			if !l.dead[i] {
+				res.Records = append(res.Records, l.recs[i])
+			}
 		}
 	}
+	l.recs, l.dead, l.index = nil, nil, nil
 	for _, id := range l.prepSeq {
 		tx := l.txs[id]
 		if tx == nil || !tx.prepared {
