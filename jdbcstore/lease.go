@@ -108,11 +108,13 @@ func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err erro
 		}()
 	}
 	var e int64
+	var dbNow time.Time
 	err = conn.QueryRow(ctx, "UPDATE "+ident(m.table)+
 		" SET holder = $3, expiry = now() + make_interval(secs => $4), epoch = epoch + 1"+
 		" WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < now())"+
-		" RETURNING epoch",
-		m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e)
+		" RETURNING epoch, clock_timestamp()",
+		m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e, &dbNow)
+	end := time.Now()
 	close(stop)
 	wg.Wait()
 	m.mu.Unlock()
@@ -126,6 +128,11 @@ func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err erro
 	l.held, l.released, l.epoch, l.lastRenew = true, false, uint64(e), start
 	l.mu.Unlock()
 	m.opts.Logger.Info("jdbcstore: lease acquired", "table", m.table, "group", m.opts.Group, "lock", string(l.name), "holder", l.holder, "epoch", e)
+	// Expiry is the database's business; a skewed local clock only
+	// confuses people reading logs (Artemis's jdbc-allowed-time-diff).
+	if skew := dbNow.Sub(start.Add(end.Sub(start) / 2)); skew > m.opts.AllowedTimeDiff+end.Sub(start) || -skew > m.opts.AllowedTimeDiff+end.Sub(start) {
+		m.opts.Logger.Warn("jdbcstore: the local clock differs from the database's; leases use the database's", "skew", skew.Round(time.Millisecond), "allowed", m.opts.AllowedTimeDiff)
+	}
 	return uint64(e), true, nil
 }
 

@@ -64,6 +64,10 @@ type NodeManagerOptions struct {
 	// RenewPeriod is how often a held lease is renewed; 0 means 4 s. It
 	// must be shorter than LockExpiration.
 	RenewPeriod time.Duration
+	// AllowedTimeDiff is the clock difference with the database above
+	// which acquiring logs a warning (jdbc-allowed-time-diff); 0 means
+	// 250 ms. Leases never use the local clock's time of day.
+	AllowedTimeDiff time.Duration
 	// StatementTimeout as in Options; 0 means the renew period.
 	StatementTimeout time.Duration
 	// Logger; nil means slog.Default().
@@ -130,6 +134,9 @@ func OpenNodeManager(ctx context.Context, opts NodeManagerOptions) (*NodeManager
 	}
 	if o.StatementTimeout == 0 {
 		o.StatementTimeout = o.RenewPeriod
+	}
+	if o.AllowedTimeDiff == 0 {
+		o.AllowedTimeDiff = 250 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
