@@ -199,3 +199,67 @@ func TestDBLeaseZombie(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDBLeaseFailoverSIGKILL measures, with the test's lease timing
+// (expiration 3 s, renew 300 ms), the time from SIGKILL of a live primary
+// process to the in-process backup serving: the lease must first expire by
+// the database's clock. Needs TANDEM_TEST_PG.
+//
+//	go test -run '^$' -bench DBLeaseFailover -benchtime 3x ./ha/
+func BenchmarkDBLeaseFailoverSIGKILL(b *testing.B) {
+	url := testenv.PG(b)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		table := "ha_" + testenv.UniqueName(b)
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+		cmd.Env = append(os.Environ(), dbChildEnv+"="+table+" "+url)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		if l, err := bufio.NewReader(out).ReadString('\n'); err != nil || l != "serving\n" {
+			b.Fatalf("child: %q %v", l, err)
+		}
+		serving := make(chan time.Time, 1)
+		hooks := Hooks{
+			LoadStore:    func(context.Context, uint64) error { return nil },
+			StartServing: func(uint64) { serving <- time.Now() },
+			StopServing:  func() {},
+			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		nm, err := jdbcstore.OpenNodeManager(ctx, jdbcstore.NodeManagerOptions{
+			URL: url, Table: table, LockExpiration: testDBExpiry, RenewPeriod: testDBRenew,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := NewDBLeaseCoordinator(nm, DBLeaseConfig(Backup, testDBExpiry, testDBRenew), hooks)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		for r.Phase() != PhaseWaitPrimary {
+			time.Sleep(time.Millisecond)
+		}
+		killed := time.Now()
+		cmd.Process.Kill()
+		cmd.Wait()
+		select {
+		case at := <-serving:
+			total += at.Sub(killed)
+		case <-time.After(30 * time.Second):
+			b.Fatal("backup not serving within 30 s")
+		}
+		cancel()
+		<-done
+		nm.Close()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/failover")
+}
