@@ -138,6 +138,9 @@ func TestFileLockFailoverAndFailback(t *testing.T) {
 	if !p.c.CanAck() {
 		t.Fatal("active primary cannot ack")
 	}
+	if st := p.c.Status(); st != (Status{Role: "primary", State: "active", Phase: "active", Epoch: e1}) {
+		t.Fatalf("status %+v", st)
+	}
 	b := startNode(t, dir, testCfg(Backup, nil), log.hooks("backup"))
 
 	p.c.Stop(FailoverYes)

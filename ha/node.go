@@ -450,3 +450,15 @@ func (n *Node) peerList() []Peer {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Role < ps[j].Role })
 	return ps
 }
+
+// StatusState maps a phase to the state names of /status and
+// `tandem cluster status` (CLI.md): active, waiting or stopping.
+func (p Phase) StatusState() string {
+	switch p {
+	case PhaseActive:
+		return "active"
+	case PhasePausing, PhaseRestoring, PhaseStopped, PhaseHalted:
+		return "stopping"
+	}
+	return "waiting"
+}

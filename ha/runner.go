@@ -315,3 +315,19 @@ func (r *Runner) String() string {
 	defer r.mu.Unlock()
 	return fmt.Sprintf("%s: %s", r.b.Describe(), r.node)
 }
+
+// Status is the node's part of /status.
+type Status struct {
+	Role  string // primary or backup
+	State string // active, waiting or stopping
+	Phase string // the detailed phase
+	Epoch uint64
+}
+
+// Status returns the node's status.
+func (r *Runner) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.node.Phase()
+	return Status{Role: r.node.cfg.Role.String(), State: p.StatusState(), Phase: p.String(), Epoch: r.node.Epoch()}
+}
