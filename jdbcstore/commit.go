@@ -105,7 +105,9 @@ func (j *Journal) committed(b *batch, meta bool, newID, newEpoch uint64) {
 	}
 	j.statsMu.Lock()
 	j.stats.Batches++
-	j.stats.Rows += uint64(len(b.rows))
-	j.stats.Deletes += uint64(len(b.dels))
+	j.stats.Syncs++
+	for i := range b.rows {
+		j.stats.Bytes += int64(len(b.rows[i].data))
+	}
 	j.statsMu.Unlock()
 }

@@ -57,8 +57,92 @@ const (
 	PerfRawTable = "perf_raw"
 )
 
-// PerfJournal measures the journal on PostgreSQL against two raw
-// baselines on the same database in the same run. It takes no lease.
+// PerfOpen returns a journal, not yet loaded, on perf-journal's own table
+// (perf_messages, dropped and created again) and a cleanup function that
+// drops it. It takes no lease (no fencing).
+func PerfOpen(ctx context.Context, url string) (*Journal, func() error, error) {
+	admin, err := connect(ctx, url, 0, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer admin.Close(context.Background())
+	if err := dropTable(ctx, admin, PerfTable); err != nil {
+		return nil, nil, fmt.Errorf("jdbcstore: perf: drop %s: %w", PerfTable, err)
+	}
+	j, err := Open(ctx, Options{URL: url, Table: PerfTable})
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() error {
+		_ = j.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := connect(ctx, url, 0, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		return dropTable(ctx, c, PerfTable)
+	}
+	return j, cleanup, nil
+}
+
+// withRawTable runs f on a fresh perf_raw table (the journal table's
+// shape), dropped afterwards.
+func withRawTable(ctx context.Context, url string, f func(conn *pgx.Conn) error) error {
+	conn, err := connect(ctx, url, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := dropTable(ctx, conn, PerfRawTable); err != nil {
+		return fmt.Errorf("jdbcstore: perf: drop %s: %w", PerfRawTable, err)
+	}
+	if _, err := conn.Exec(ctx, journalDDL(PerfRawTable)[0]); err != nil {
+		return fmt.Errorf("jdbcstore: perf: create %s: %w", PerfRawTable, err)
+	}
+	ferr := f(conn)
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+ident(PerfRawTable)); err != nil && ferr == nil {
+		ferr = err
+	}
+	return ferr
+}
+
+// PerfRawSync is perf-journal's raw_sync baseline for PostgreSQL: one
+// writer, one single-row INSERT of a size-byte row per transaction, for
+// about d. It returns each INSERT's latency.
+func PerfRawSync(ctx context.Context, url string, size int, d time.Duration) ([]time.Duration, error) {
+	var r rawSyncStats
+	err := withRawTable(ctx, url, func(conn *pgx.Conn) error { return r.run(ctx, conn, perfData(size), d) })
+	return r.lat, err
+}
+
+// PerfRawBandwidth is perf-journal's raw_bw baseline for PostgreSQL: COPY
+// of size-byte rows, 10 000 per COPY, for about d. It returns bytes of row
+// data per second (rows/s times size).
+func PerfRawBandwidth(ctx context.Context, url string, size int, d time.Duration) (float64, error) {
+	var r rawCopyStats
+	err := withRawTable(ctx, url, func(conn *pgx.Conn) error { return r.run(ctx, conn, perfData(size), d) })
+	if err != nil || r.elapsed <= 0 {
+		return 0, err
+	}
+	return float64(r.rows) * float64(size) / r.elapsed.Seconds(), nil
+}
+
+func perfData(size int) []byte {
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*31 + 7)
+	}
+	return data
+}
+
+// PerfJournal measures the journal on PostgreSQL against the two raw
+// baselines in one run, each baseline split in halves before and after
+// the journal run so drift biases neither side. It takes no lease. (The
+// tandem perf-journal command uses PerfOpen, PerfRawSync and
+// PerfRawBandwidth through its store hook; this is the same measurement
+// as a library call, used by tests.)
 func PerfJournal(ctx context.Context, o PerfOptions) (*PerfResult, error) {
 	if o.Writers <= 0 {
 		o.Writers = 1
@@ -75,61 +159,48 @@ func PerfJournal(ctx context.Context, o PerfOptions) (*PerfResult, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	admin, err := connect(ctx, o.URL, 0, o.Logger)
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close(context.Background())
-	for _, t := range []string{PerfTable, PerfRawTable} {
-		if err := dropTable(ctx, admin, t); err != nil {
-			return nil, fmt.Errorf("jdbcstore: perf: drop %s: %w", t, err)
-		}
-	}
 	res := &PerfResult{Backend: "jdbc", Writers: o.Writers, Size: o.Size}
-	data := make([]byte, o.Size)
-	for i := range data {
-		data[i] = byte(i*31 + 7)
-	}
-
-	// Raw baselines on a table of the journal's shape, half before and
-	// half after the journal run, so a machine whose speed drifts during
-	// the run (other load, a checkpoint) biases neither side.
-	if _, err := admin.Exec(ctx, journalDDL(PerfRawTable)[0]); err != nil {
-		return nil, fmt.Errorf("jdbcstore: perf: create %s: %w", PerfRawTable, err)
-	}
+	data := perfData(o.Size)
 	var rs rawSyncStats
 	var rc rawCopyStats
-	baselines := func() error {
-		if err := rs.run(ctx, admin, data, o.Baseline/2); err != nil {
+	var lat []time.Duration
+	var elapsed time.Duration
+	var st journal.Stats
+	err := withRawTable(ctx, o.URL, func(admin *pgx.Conn) error {
+		baselines := func() error {
+			if err := rs.run(ctx, admin, data, o.Baseline/2); err != nil {
+				return err
+			}
+			return rc.run(ctx, admin, data, o.Baseline/2)
+		}
+		if err := baselines(); err != nil {
 			return err
 		}
-		return rc.run(ctx, admin, data, o.Baseline/2)
-	}
-	if err := baselines(); err != nil {
-		return nil, err
-	}
-
-	// The journal.
-	j, err := Open(ctx, Options{URL: o.URL, Table: PerfTable, Logger: o.Logger})
+		j, cleanup, err := PerfOpen(ctx, o.URL)
+		if err != nil {
+			return err
+		}
+		if _, err := j.Load(ctx); err != nil {
+			_ = cleanup()
+			return err
+		}
+		lat, elapsed, err = perfRun(ctx, j, o, data)
+		st = j.Stats()
+		cerr := j.Close()
+		if o.Clean {
+			if err := cleanup(); cerr == nil {
+				cerr = err
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if cerr != nil {
+			return cerr
+		}
+		return baselines()
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	if _, err := j.Load(ctx); err != nil {
-		return nil, err
-	}
-	lat, elapsed, err := perfRun(ctx, j, o, data)
-	if err != nil {
-		return nil, err
-	}
-	st := j.Stats()
-	if err := j.Close(); err != nil {
-		return nil, err
-	}
-	if err := baselines(); err != nil {
-		return nil, err
-	}
-	if _, err := admin.Exec(ctx, "DROP TABLE "+ident(PerfRawTable)); err != nil {
 		return nil, err
 	}
 	slices.Sort(rs.lat)
@@ -137,21 +208,15 @@ func PerfJournal(ctx context.Context, o PerfOptions) (*PerfResult, error) {
 	res.RawSyncP50us = percentileUS(rs.lat, 0.5)
 	res.RawBWRowsPerSec = float64(rc.rows) / rc.elapsed.Seconds()
 	res.RawBWMBPerSec = res.RawBWRowsPerSec * float64(o.Size) / 1e6
-
 	n := int64(len(lat))
 	secs := elapsed.Seconds()
 	res.Records = n
 	res.RecordsPerSec = float64(n) / secs
 	res.MBPerSec = float64(n) * float64(o.Size) / 1e6 / secs
 	res.P50us, res.P99us, res.P999us = percentileUS(lat, 0.50), percentileUS(lat, 0.99), percentileUS(lat, 0.999)
-	res.FsyncsPerSec = float64(st.Batches) / secs
-	if st.Batches > 0 {
-		res.MeanBatch = float64(st.Appends) / float64(st.Batches)
-	}
-	if o.Clean {
-		if err := dropTable(ctx, admin, PerfTable); err != nil {
-			return nil, err
-		}
+	res.FsyncsPerSec = float64(st.Syncs) / secs
+	if st.Syncs > 0 {
+		res.MeanBatch = float64(st.Appends) / float64(st.Syncs)
 	}
 	return res, nil
 }

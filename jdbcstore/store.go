@@ -35,17 +35,10 @@ type Journal struct {
 	// Written by the writer only (and by Load before it starts).
 	hwID, hwEpoch uint64
 	copyBuf       bytes.Buffer
-	stats         Stats
+	stats         journal.Stats
 	statsMu       sync.Mutex
 }
 
-// Stats counts the writer's work since Open.
-type Stats struct {
-	Batches uint64 // committed transactions
-	Appends uint64 // Append calls acknowledged
-	Rows    uint64 // rows inserted
-	Deletes uint64 // rows deleted
-}
 
 // pending is one accepted Append waiting for its batch.
 type pending struct {
@@ -105,8 +98,10 @@ func Open(ctx context.Context, opts Options) (*Journal, error) {
 // Table returns the table's (folded) name.
 func (j *Journal) Table() string { return j.table }
 
-// Stats returns the writer's counters.
-func (j *Journal) Stats() Stats {
+// Stats returns the writer's counters, as the file journal reports them:
+// Appends acknowledged, Batches committed (each one transaction and one
+// WAL flush, so Syncs equals Batches), Bytes of row data inserted.
+func (j *Journal) Stats() journal.Stats {
 	j.statsMu.Lock()
 	defer j.statsMu.Unlock()
 	return j.stats

@@ -121,7 +121,7 @@ func (j *Journal) writer() {
 			continue // the top of the loop fails the rest
 		}
 		j.statsMu.Lock()
-		j.stats.Appends += uint64(len(ps))
+		j.stats.Appends += int64(len(ps))
 		j.statsMu.Unlock()
 		for _, p := range ps {
 			p.done(nil)
