@@ -39,7 +39,6 @@ type Journal struct {
 	statsMu       sync.Mutex
 }
 
-
 // pending is one accepted Append waiting for its batch.
 type pending struct {
 	rows  []row
