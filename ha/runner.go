@@ -193,8 +193,10 @@ func (r *Runner) report(epoch uint64) func(Verification, error) {
 // must exit (or at least close the lock files): releasing a lock can fail
 // on a broken file system, and only closing the file then drops it.
 func (r *Runner) Run(ctx context.Context) error {
-	defer close(r.runDone)
+	// Stop the monitor after runDone is closed: a monitor blocked sending
+	// a loss to a full event channel then gives up instead of deadlocking.
 	defer r.b.StopMonitor()
+	defer close(r.runDone)
 	queue := r.step(Event{Kind: EvStart})
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
