@@ -183,7 +183,10 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 		m.mu.Unlock()
 		stopped.Do(func() { close(stop) })
 	}
-	crash := func() { take(fs.Crash(seed)) }
+	// A crash at the next synced write, so that the snapshot and the
+	// model's "crashed" mark are one step (an ack recorded after a
+	// snapshot taken elsewhere would be a false "must survive").
+	crash := func() { fs.CrashAt(crashfs.OpSync, 1, seed, take) }
 	// Mostly crash inside a synced write (after the write, before its
 	// fdatasync), sometimes between operations.
 	switch rng.IntN(3) {
@@ -310,7 +313,8 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 		}()
 	}
 	wg.Wait()
-	crash() // the workload ran out of IDs first: crash now
+	// The workload ended first: nothing is in flight, crash now.
+	take(fs.Crash(seed))
 	return snap
 }
 

@@ -188,7 +188,8 @@ func (j *FileJournal) reserveLocked(n int) []byte {
 	if c.full || c.usable-c.written < n {
 		c.full = true
 		base := padEnd(c.base+int64(c.written), j.align)
-		c = j.newChunkLocked(c.seg, base, n)
+		// j.seg, not c.seg: a full current chunk may already be recycled.
+		c = j.newChunkLocked(j.seg, base, n)
 	}
 	b := c.buf[c.written : c.written+n : c.written+n]
 	c.written += n
