@@ -42,18 +42,36 @@ func startBroker(t *testing.T, bin, dataDir, addr string, memory bool) *testenv.
 	return p
 }
 
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
 func runTool(t *testing.T, bin, name string, args ...string) *testenv.Process {
 	t.Helper()
 	return testenv.Start(t, name, bin, args...)
 }
 
-func exitOf(t *testing.T, p *testenv.Process, timeout time.Duration) int {
+// exitOf waits for p's exit code; it fails at once when one of the
+// brokers (which must keep running) exits meanwhile.
+func exitOf(t *testing.T, p *testenv.Process, timeout time.Duration, brokers ...*testenv.Process) int {
 	t.Helper()
-	code, err := p.Wait(timeout)
-	if err != nil {
-		t.Fatalf("%s: %v; log:\n%s", p.Name, err, p.Tail(30))
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-p.Done():
+			code, _ := p.ExitCode()
+			return code
+		case <-deadline:
+			t.Fatalf("%s still running after %v; log:\n%s", p.Name, timeout, p.Tail(30))
+		case <-time.After(50 * time.Millisecond):
+		}
+		for _, b := range brokers {
+			if b.Exited() {
+				t.Fatalf("the broker died while %s ran; broker log:\n%s", p.Name, b.Tail(30))
+			}
+		}
 	}
-	return code
 }
 
 func TestProcessRoundTrip(t *testing.T) {
@@ -94,17 +112,26 @@ func TestProcessProducerSurvivesKill(t *testing.T) {
 			const n = 3000
 			p := runTool(t, bin, "producer", "producer", "--url", url, "--destination", "queue://kill", "--count", fmt.Sprint(n),
 				"--window", "32", "--ids-out", pids)
-			time.Sleep(time.Duration(50+rand.IntN(400)) * time.Millisecond)
+			// kill once a random share of the run is acknowledged
+			target := n/10 + rand.IntN(n/2)
+			deadline := time.Now().Add(60 * time.Second)
+			for countLines(pids) < target && !p.Exited() && time.Now().Before(deadline) {
+				time.Sleep(2 * time.Millisecond)
+			}
+			if p.Exited() {
+				t.Fatalf("producer ended before the kill:\n%s", p.Tail(10))
+			}
 			if err := broker.Kill(); err != nil {
 				t.Fatal(err)
 			}
 			<-broker.Done()
-			startBroker(t, bin, data, addr, false)
-			if code := exitOf(t, p, 120*time.Second); code != exitOK {
+			broker = startBroker(t, bin, data, addr, false)
+			if code := exitOf(t, p, 120*time.Second, broker); code != exitOK {
 				t.Fatalf("producer exit %d:\n%s", code, p.Tail(20))
 			}
+			t.Logf("killed after %d acknowledgements; producer:\n%s", target, p.Tail(6))
 			c := runTool(t, bin, "consumer", "consumer", "--url", url, "--destination", "queue://kill", "--idle", "2s", "--ids-out", cids)
-			if code := exitOf(t, c, 120*time.Second); code != exitOK {
+			if code := exitOf(t, c, 120*time.Second, broker); code != exitOK {
 				t.Fatalf("consumer exit %d:\n%s", code, c.Tail(20))
 			}
 			acked, consumed := readLines(t, pids), readLines(t, cids)
@@ -125,5 +152,64 @@ func TestProcessProducerSurvivesKill(t *testing.T) {
 				t.Fatalf("acked %d of %d, consumed %d distinct: lost %d, duplicated %d", len(acked), n, len(seen), lost, dup)
 			}
 		})
+	}
+}
+
+// TestProcessConsumerSurvivesKill: SIGKILL the broker while a consumer with
+// a reconnecting URL drains, restart it: the consumer goes on; every
+// produced ID is consumed, and an ID appears twice only when an earlier
+// line for it said "?" (ack outcome unknown) or its ack was never sent.
+func TestProcessConsumerSurvivesKill(t *testing.T) {
+	bin := testenv.BuildTandem(t)
+	addr := testenv.FreeAddr(t)
+	data := t.TempDir()
+	broker := startBroker(t, bin, data, addr, false)
+	dir := t.TempDir()
+	pids, cids := filepath.Join(dir, "p.ids"), filepath.Join(dir, "c.ids")
+	url := "tcp://" + addr + "?reconnectAttempts=-1&retryInterval=100&maxRetryInterval=500"
+	const n = 4000
+	p := runTool(t, bin, "producer", "producer", "--url", url, "--destination", "queue://ckill", "--count", fmt.Sprint(n),
+		"--window", "64", "--ids-out", pids)
+	if code := exitOf(t, p, 120*time.Second, broker); code != exitOK {
+		t.Fatalf("producer exit %d:\n%s", code, p.Tail(20))
+	}
+	c := runTool(t, bin, "consumer", "consumer", "--url", url, "--destination", "queue://ckill", "--idle", "3s",
+		"--credit", "100", "--ids-out", cids)
+	target := n/10 + rand.IntN(n/2)
+	deadline := time.Now().Add(60 * time.Second)
+	for countLines(cids) < target && !c.Exited() && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if c.Exited() {
+		t.Fatalf("consumer ended before the kill:\n%s", c.Tail(10))
+	}
+	if err := broker.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-broker.Done()
+	broker = startBroker(t, bin, data, addr, false)
+	if code := exitOf(t, c, 120*time.Second, broker); code != exitOK {
+		t.Fatalf("consumer exit %d:\n%s", code, c.Tail(20))
+	}
+	t.Logf("killed after %d consumed; consumer:\n%s", target, c.Tail(5))
+	seen, unsure := map[string]int{}, map[string]bool{}
+	for _, line := range readLines(t, cids) {
+		id, q := strings.CutSuffix(line, " ?")
+		seen[id]++
+		if q {
+			unsure[id] = true
+		}
+	}
+	lost, dup := 0, 0
+	for _, id := range readLines(t, pids) {
+		if seen[id] == 0 {
+			lost++
+		}
+		if seen[id] > 1 && !unsure[id] {
+			dup++
+		}
+	}
+	if lost > 0 || dup > 0 || len(seen) != n {
+		t.Fatalf("lost %d, duplicated after a confirmed ack %d, distinct consumed %d of %d", lost, dup, len(seen), n)
 	}
 }
