@@ -2,7 +2,9 @@ package aio
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 )
 
 // benchFileSize is the zero-filled file the benchmarks write into, so
@@ -14,9 +16,9 @@ const benchFileSize = 64 << 20
 // 4 KiB and waiting for its fdatasync: the journal's single-writer latency.
 func BenchmarkSyncAppend(b *testing.B) {
 	for _, kind := range backends(b) {
-		b.Run(kind.String(), func(b *testing.B) { benchSyncAppend(b, kind, false) })
+		b.Run("backend="+kind.String(), func(b *testing.B) { benchSyncAppend(b, kind, false) })
 	}
-	b.Run("io_uring-SubmitSync", func(b *testing.B) { benchSyncAppend(b, IOUring, true) })
+	b.Run("backend=io_uring+SubmitSync", func(b *testing.B) { benchSyncAppend(b, IOUring, true) })
 }
 
 func benchSyncAppend(b *testing.B, kind Kind, inline bool) {
@@ -29,15 +31,31 @@ func benchSyncAppend(b *testing.B, kind Kind, inline bool) {
 	done := make(chan error, 1)
 	cb := func(err error) { done <- err }
 	b.SetBytes(1024)
+	lat := make([]time.Duration, b.N)
 	off := int64(0)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		start := time.Now()
 		submit(p, off, true, cb)
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
+		lat[i] = time.Since(start)
 		off = (off + 4096) % benchFileSize
 	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// reportPercentiles adds p50 and p99 latency metrics: medians resist the
+// noise of a shared machine better than the mean.
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
 
 // BenchmarkBatch64K writes 64 KiB batches, each with its fdatasync, keeping
@@ -45,11 +63,11 @@ func benchSyncAppend(b *testing.B, kind Kind, inline bool) {
 func BenchmarkBatch64K(b *testing.B) {
 	const size = 64 << 10
 	for _, kind := range backends(b) {
-		for _, depth := range []int{1, 4, 16} {
+		for _, depth := range []int{1, 4, 16, 64} {
 			if kind != IOUring && depth > 1 {
 				continue
 			}
-			b.Run(fmt.Sprintf("%s/depth=%d", kind, depth), func(b *testing.B) {
+			b.Run(fmt.Sprintf("backend=%s/depth=%d", kind, depth), func(b *testing.B) {
 				opts := DefaultOptions()
 				opts.MaxIO = depth
 				_, f := newFile(b, kind, opts, benchFileSize)
