@@ -65,6 +65,7 @@ func (c *Consumer) deliver(r *ref) {
 	if c.closed.Load() {
 		return // taken back by Close; it is in the queue again
 	}
+	c.sess.s.ctr.deliveries.Add(1)
 	c.handler(Delivery{ConsumerID: c.id, Message: r.msg, DeliveryCount: r.deliveries})
 }
 

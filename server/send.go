@@ -29,6 +29,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	if m.DuplicateID != "" && s.idCache > 0 {
 		if e := a.dup.lookup(m.DuplicateID); e != nil {
 			a.mu.Unlock()
+			s.ctr.dups.Add(1)
 			a.dup.wait(e, done)
 			return
 		}
@@ -43,6 +44,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	}
 	if len(entries) == 0 {
 		a.mu.Unlock()
+		s.ctr.in.Add(1)
 		enqueueRefs(refs)
 		if de != nil {
 			a.dup.complete(de, nil)
@@ -54,6 +56,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		if err != nil {
 			s.halt(err)
 		} else {
+			s.ctr.in.Add(1)
 			enqueueRefs(refs)
 		}
 		if de != nil {
@@ -135,6 +138,7 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 		done(err)
 		return
 	}
+	s.ctr.acks.Add(1)
 	if !r.durable() {
 		done(nil)
 		return
@@ -161,6 +165,7 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		done(err)
 		return
 	}
+	s.ctr.acks.Add(uint64(len(refs)))
 	var entries []journal.Entry
 	s.storeMu.Lock()
 	for _, r := range refs {

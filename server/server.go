@@ -87,6 +87,7 @@ type Server struct {
 	storeMu sync.Mutex
 
 	halted  atomic.Bool
+	ctr     counters
 	haltErr atomic.Pointer[error]
 
 	topoMu   sync.Mutex

@@ -42,6 +42,9 @@ func TestAnycastSendReceiveAck(t *testing.T) {
 	if err := ackSync(t, ss, ds[0]); !errors.Is(err, ErrUnknownDelivery) {
 		t.Fatalf("second ack: %v, want ErrUnknownDelivery", err)
 	}
+	if st := b.s.Stats(); st != (Stats{MessagesIn: 5, Deliveries: 5, Acks: 5}) {
+		t.Fatalf("stats %+v", st)
+	}
 	if qi, _ := b.s.Queue("orders"); qi.Depth != 0 || qi.Consumers != 1 {
 		t.Fatalf("queue after acks: %+v", qi)
 	}

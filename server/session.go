@@ -313,11 +313,14 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	var dups []dupDone
 	var refs []ref
 	var qbuf []*Queue
+	stored := 0
 	for i, ts := range sends {
 		a, m := addrs[i], ts.m
 		if m.DuplicateID != "" && s.idCache > 0 && a.dup.lookup(m.DuplicateID) != nil {
+			s.ctr.dups.Add(1)
 			continue // a duplicate: dropped, the rest of the transaction stands
 		}
+		stored++
 		qbuf = a.routeLocked(ts.r, qbuf[:0])
 		m.ID = s.nextID()
 		var de *dupEntry
@@ -337,6 +340,8 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	finish := func(err error) {
 		if err == nil {
+			s.ctr.in.Add(uint64(stored))
+			s.ctr.acks.Add(uint64(len(acks)))
 			enqueueRefs(refs)
 			for _, r := range acks {
 				r.q.delivering.Add(-1)

@@ -25,6 +25,7 @@ type Status struct {
 	Acceptors   []string    `json:"acceptors,omitempty"`
 	UptimeSec   float64     `json:"uptime_seconds"`
 	Halted      string      `json:"halted,omitempty"`
+	Stats       Stats       `json:"stats"`
 }
 
 // Status describes the running broker. The caller fills Acceptors and
@@ -33,7 +34,7 @@ func (s *Server) Status() Status {
 	st := Status{
 		NodeID: s.nodeID, Name: s.opts.Name, Version: Version, Policy: s.opts.Policy,
 		Role: s.opts.Role, State: "active", Epoch: s.epoch, Store: s.opts.Store,
-		CPUSeconds: CPUSeconds(), Queues: s.Queues(),
+		CPUSeconds: CPUSeconds(), Queues: s.Queues(), Stats: s.Stats(),
 	}
 	s.mu.RLock()
 	if s.closed {
