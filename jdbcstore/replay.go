@@ -70,7 +70,17 @@ func (p *replayer) finish() (*state, *journal.LoadResult, int64, []int64) {
 // sequence number, and the rows nothing needs any more (unfinished
 // transactions, commit rows left with nothing to commit).
 func replay(ctx context.Context, conn *pgx.Conn, table string) (*state, *journal.LoadResult, int64, []int64, error) {
-	rows, err := conn.Query(ctx, "SELECT seq, kind, id, tx_id, user_type, data, epoch, crc FROM "+ident(table)+" ORDER BY seq")
+	// statement_timeout bounds batches, not the replay of a large table:
+	// lift it for this read-only transaction only.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("jdbcstore: read %s: %w", table, err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("jdbcstore: read %s: %w", table, err)
+	}
+	rows, err := tx.Query(ctx, "SELECT seq, kind, id, tx_id, user_type, data, epoch, crc FROM "+ident(table)+" ORDER BY seq")
 	if err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("jdbcstore: read %s: %w", table, err)
 	}
@@ -96,6 +106,10 @@ func replay(ctx context.Context, conn *pgx.Conn, table string) (*state, *journal
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("jdbcstore: read %s after seq %d: %w", table, p.last, err)
+	}
+	rows.Close()
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("jdbcstore: read %s: %w", table, err)
 	}
 	st, res, last, garbage := p.finish()
 	return st, res, last, garbage, nil
