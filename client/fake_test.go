@@ -185,3 +185,42 @@ func TestStaleEpochRefused(t *testing.T) {
 		t.Fatalf("got %v, want a refusal for the older epoch", err)
 	}
 }
+
+// A broker that stops reading (a SIGSTOPped process) makes the client's
+// writes block; the heartbeat check must still declare it dead and end
+// the sends in flight with ErrUnknownOutcome.
+func TestStoppedBrokerWithBlockedWrites(t *testing.T) {
+	stop := make(chan struct{})
+	url := fakeServer(t, func(nc net.Conn, dec *wire.Decoder) {
+		welcome(nc)
+		if h, err := dec.Next(); err == nil && h.Type == wire.TypeCreateSession {
+			write(nc, h.Corr, &wire.Result{})
+		}
+		<-stop // read nothing more
+	})
+	defer close(stop)
+	c, err := Dial(testCtx(t), url+"?clientFailureCheckPeriod=300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := session(t, c).CreateProducer(Queue("q"), Window(64))
+	body := make([]byte, wire.MaxBodySize)
+	results := make(chan error, 64)
+	ctx := testCtx(t)
+	for i := 0; i < 64; i++ {
+		if err := p.SendAsync(ctx, &Message{Body: body}, func(err error) { results <- err }); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 64; i++ {
+		select {
+		case err := <-results:
+			if !errors.Is(err, ErrUnknownOutcome) {
+				t.Fatalf("send result %v, want ErrUnknownOutcome", err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of 64 sends ended", i)
+		}
+	}
+}

@@ -345,7 +345,7 @@ func (t *transport) pingLoop() {
 				t.fail(fmt.Errorf("no frame from %s for %v (clientFailureCheckPeriod)", t.addr, now.Sub(lastSeen).Round(time.Millisecond)))
 				return
 			}
-			_ = t.send(t.c.nextID(), &wire.Ping{}, nil)
+			t.queue(t.c.nextID(), &wire.Ping{}) // never blocks the check in a write
 		}
 	}
 }
