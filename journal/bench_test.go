@@ -7,10 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/aio"
 	"github.com/tandemmq/tandem/journal"
 )
+
+// TANDEM_BENCH_BUFFER_TIMEOUT sets journal-buffer-timeout (a duration).
 
 // benchKind selects the backend: TANDEM_BENCH_JOURNAL_TYPE=DIRECT|ASYNCIO|NIO.
 func benchKind(b *testing.B) aio.Kind {
@@ -28,7 +31,8 @@ func BenchmarkAppend(b *testing.B) {
 	for _, writers := range []int{1, 8, 64} {
 		for _, size := range []int{256, 1024, 16 << 10} {
 			b.Run(fmt.Sprintf("writers=%d/size=%d", writers, size), func(b *testing.B) {
-				j, err := journal.Open(journal.Options{Dir: b.TempDir(), FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet})
+				bt, _ := time.ParseDuration(os.Getenv("TANDEM_BENCH_BUFFER_TIMEOUT"))
+				j, err := journal.Open(journal.Options{Dir: b.TempDir(), FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet, BufferTimeout: bt})
 				if err != nil {
 					b.Fatal(err)
 				}

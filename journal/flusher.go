@@ -79,7 +79,10 @@ func (j *FileJournal) Stats() Stats {
 func (j *FileJournal) flushLoop() {
 	defer close(j.flusherExited)
 	var ops []op
-	var lastStart time.Time
+	lastTaken := 0
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		j.mu.Lock()
 		for len(j.waiters) == 0 && !j.closing {
@@ -92,14 +95,11 @@ func (j *FileJournal) flushLoop() {
 			j.drainInflight()
 			return
 		}
-		if t := j.opts.BufferTimeout; t > 0 && !j.closing && j.err == nil && j.pendingBytes < chunkSize {
-			if wait := t - time.Since(lastStart); wait > 0 {
-				j.mu.Unlock()
-				time.Sleep(wait)
-				j.mu.Lock()
-			}
+		if t := j.opts.BufferTimeout; t > 0 {
+			j.gatherLocked(t, lastTaken, timer)
 		}
 		waiters := j.waiters
+		lastTaken = len(waiters)
 		j.waiters = j.spareWaiters[:0]
 		j.spareWaiters = nil
 		if err := j.err; err != nil {
@@ -140,9 +140,31 @@ func (j *FileJournal) flushLoop() {
 		j.space.Broadcast()
 		j.mu.Unlock()
 
-		lastStart = time.Now()
 		j.inflight <- struct{}{}
 		j.execute(b, ops)
+	}
+}
+
+// gatherLocked is journal-buffer-timeout > 0: when fewer appends are
+// waiting than the last batch released, wait up to t for the released
+// appenders to come back, so that closed-loop writers share one fdatasync
+// instead of splitting into alternating cohorts. Without it (t = 0), the
+// flusher writes whatever is pending at once, as pebble's LogWriter does.
+func (j *FileJournal) gatherLocked(t time.Duration, want int, timer *time.Timer) {
+	deadline := time.Now().Add(t)
+	for len(j.waiters) < want && !j.closing && j.err == nil && j.pendingBytes < chunkSize {
+		rem := time.Until(deadline)
+		if rem <= 0 {
+			return
+		}
+		j.mu.Unlock()
+		timer.Reset(rem)
+		select {
+		case <-j.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+		j.mu.Lock()
 	}
 }
 

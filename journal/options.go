@@ -54,9 +54,11 @@ type Options struct {
 	PoolFiles int
 	// BufferTimeout is journal-buffer-timeout. Zero (the default) is
 	// adaptive group commit: the flusher writes whatever is pending as soon
-	// as the previous write is done, so batches grow with fsync latency.
-	// A positive value spaces synced writes at least that far apart,
-	// gathering more records per fdatasync at the cost of latency.
+	// as the previous write is done, so batches grow with fsync latency
+	// and no timer is involved. A positive value caps an extra wait: when
+	// fewer appends are pending than the previous batch held, the flusher
+	// waits up to BufferTimeout for the appenders it just released to
+	// append again, trading that much latency for fuller batches.
 	BufferTimeout time.Duration
 	// Epoch is written into every segment this journal starts.
 	Epoch uint64
