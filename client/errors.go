@@ -34,6 +34,7 @@ type ServerError struct {
 	Message string    // the broker's explanation
 }
 
+// Error returns "client: OP: broker: CODE: MESSAGE".
 func (e *ServerError) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("client: %s: broker: %v", e.Op, e.Code)

@@ -43,6 +43,7 @@ const (
 	EventFailed
 )
 
+// String returns "failing over", "failed over" or "failed".
 func (k EventKind) String() string {
 	switch k {
 	case EventFailingOver:

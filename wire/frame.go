@@ -96,6 +96,7 @@ type FrameError struct {
 	Reason string
 }
 
+// Error names the frame type (when known), the offset and the reason.
 func (e *FrameError) Error() string {
 	if e.Type != 0 {
 		return fmt.Sprintf("wire: bad %v frame at offset %d: %s", e.Type, e.Offset, e.Reason)
