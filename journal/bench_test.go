@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 	"github.com/tandemmq/tandem/journal"
 )
 
-// TANDEM_BENCH_BUFFER_TIMEOUT sets journal-buffer-timeout (a duration).
+// TANDEM_BENCH_BUFFER_TIMEOUT sets journal-buffer-timeout (a duration),
+// TANDEM_BENCH_MAX_INFLIGHT the batches in flight (io_uring).
 
 // benchKind selects the backend: TANDEM_BENCH_JOURNAL_TYPE=DIRECT|ASYNCIO|NIO.
 func benchKind(b *testing.B) aio.Kind {
@@ -32,7 +34,9 @@ func BenchmarkAppend(b *testing.B) {
 		for _, size := range []int{256, 1024, 16 << 10} {
 			b.Run(fmt.Sprintf("writers=%d/size=%d", writers, size), func(b *testing.B) {
 				bt, _ := time.ParseDuration(os.Getenv("TANDEM_BENCH_BUFFER_TIMEOUT"))
-				j, err := journal.Open(journal.Options{Dir: b.TempDir(), FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet, BufferTimeout: bt})
+				mif, _ := strconv.Atoi(os.Getenv("TANDEM_BENCH_MAX_INFLIGHT"))
+				j, err := journal.Open(journal.Options{Dir: b.TempDir(), FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet,
+					BufferTimeout: bt, MaxInFlight: mif})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -33,3 +33,9 @@ func TestFileConformanceNIO(t *testing.T) {
 func TestFileConformanceDirect(t *testing.T) {
 	journaltest.Run(t, fileFactory(aio.Direct, 256<<10))
 }
+
+// TestFileConformanceIOUring runs the suite on io_uring (several batches
+// in flight; the backend falls back to DIRECT where the kernel refuses).
+func TestFileConformanceIOUring(t *testing.T) {
+	journaltest.Run(t, fileFactory(aio.IOUring, 256<<10))
+}

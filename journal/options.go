@@ -24,8 +24,11 @@ const (
 	// floods; synced appenders never reach it in practice).
 	DefaultMaxPending = 64 << 20
 	// DefaultMaxInFlight bounds the batches submitted and not yet complete
-	// (only asynchronous backends have more than one).
-	DefaultMaxInFlight = 8
+	// (only asynchronous backends have more than one). Two lets the next
+	// batch's write and fdatasync start while the previous fdatasync runs;
+	// measured with 64 writers on io_uring, 8 split the load into batches
+	// a third as large and was 2-3x slower than 2.
+	DefaultMaxInFlight = 2
 	chunkSize          = 1 << 20
 )
 
