@@ -203,7 +203,7 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 			return serverError(w.cl.op, cc.Code, cc.Message)
 		}
 		if err := serverError(w.cl.op, cc.Code, cc.Message); err != nil {
-			c.log.Warn("consumer could not be re-created", "queue", w.k.queue, "err", err)
+			c.log.Warn("consumer could not be re-created", "queue", w.k.Queue(), "err", err)
 			w.k.closeWith(err)
 			continue
 		}
