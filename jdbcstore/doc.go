@@ -48,10 +48,12 @@
 // (holder, expiry by the database clock, epoch) and "state" (the Artemis
 // state letter and the node ID). Acquiring a lease is a conditional UPDATE
 // that bumps the epoch. A journal opened with Fence{Table, Group, Epoch}
-// starts every batch with a function that takes a FOR SHARE lock on the
-// group's primary row and raises SQLSTATE TF001 unless the epoch is still
-// the writer's: a takeover (which updates that row) waits for batches in
-// flight and every later batch of the old writer fails with ErrFenced. A
+// starts every batch with a function that takes a FOR KEY SHARE lock on
+// the group's primary row and raises SQLSTATE TF001 unless the epoch is
+// still the writer's: a takeover (which locks that row FOR UPDATE) waits
+// for batches in flight and every later batch of the old writer fails with
+// ErrFenced. Renewals take no lock that batches hold, so they never wait
+// for a batch. A
 // takeover that waits too long terminates the sessions blocking it (an
 // expired holder paused in the middle of a batch). Lease.Run renews every
 // renew period and closes Lost once less than one renew period of the

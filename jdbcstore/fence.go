@@ -21,10 +21,13 @@ const fencedCode = "TF001"
 func fenceFunc(table string) string { return ident(table + "_fence") }
 
 // fenceSQL is the statement every fenced batch runs first. The function
-// takes a FOR SHARE lock on the group's primary row, so a takeover (an
-// UPDATE of that row) waits for this transaction, and raises TF001 when
-// the epoch is not the writer's; the rest of the batch is then skipped and
-// nothing commits.
+// takes a FOR KEY SHARE lock on the group's primary row and raises TF001
+// when the epoch is not the writer's; the rest of the batch is then
+// skipped and nothing commits. A takeover locks the row FOR UPDATE before
+// bumping the epoch, so it waits for batches in flight, and batches after
+// it see the new epoch. Renewals only take the weaker NO KEY UPDATE lock,
+// which KEY SHARE does not block: a slow batch never delays a renewal, and
+// a stream of batches never starves one.
 func fenceSQL(table string) string { return "SELECT " + fenceFunc(table) + "($1, $2)" }
 
 // fenceError turns the fence function's error into ErrFenced.

@@ -81,18 +81,19 @@ func (l *Lease) Valid() bool {
 }
 
 // TryAcquire takes the lease if it is free (no holder, or expired by the
-// database's clock). Acquiring bumps the row's epoch, in the same
-// statement; for the primary lock that epoch fences the journals.
+// database's clock). Acquiring bumps the row's epoch; for the primary lock
+// that epoch fences the journals.
 //
-// The UPDATE waits for transactions that hold the row: a journal batch of
-// the previous holder holds it FOR SHARE until it commits. A previous
-// holder that was paused in the middle of sending a batch would hold it
-// forever, so when the UPDATE has waited longer than a grace period, the
+// It runs one transaction: lock the row FOR UPDATE if it is free, then
+// update it. The lock waits for the journal batches in flight (they hold
+// the row FOR KEY SHARE), so none of them can commit after the new epoch.
+// A previous holder paused in the middle of sending a batch would hold the
+// row forever, so when the lock has waited longer than a grace period, the
 // backends blocking it are terminated (pg_terminate_backend: the brokers'
 // database role needs that right over its own sessions, which PostgreSQL
-// grants by default). Only an expired or released lease's sessions can
-// block this UPDATE, so this never interrupts a holder in good standing;
-// their uncommitted batch fails and is never acknowledged.
+// grants by default). Only a free or expired lease is waited for, so this
+// never interrupts a holder in good standing; a terminated batch fails and
+// is never acknowledged.
 func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err error) {
 	start := time.Now()
 	m := l.m
@@ -107,13 +108,19 @@ func (l *Lease) TryAcquire(ctx context.Context) (epoch uint64, ok bool, err erro
 			l.breakBlockers(ctx, conn.PgConn().PID(), stop)
 		}()
 	}
+	const free = " WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < statement_timestamp())"
 	var e int64
 	var dbNow time.Time
-	err = conn.QueryRow(ctx, "UPDATE "+ident(m.table)+
-		" SET holder = $3, expiry = now() + make_interval(secs => $4), epoch = epoch + 1"+
-		" WHERE group_name = $1 AND lock_name = $2 AND (holder IS NULL OR expiry IS NULL OR expiry < now())"+
-		" RETURNING epoch, clock_timestamp()",
-		m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e, &dbNow)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, "SELECT 1 FROM "+ident(m.table)+free+" FOR UPDATE", m.opts.Group, string(l.name)).Scan(&one); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "UPDATE "+ident(m.table)+
+			" SET holder = $3, expiry = statement_timestamp() + make_interval(secs => $4), epoch = epoch + 1"+free+
+			" RETURNING epoch, clock_timestamp()",
+			m.opts.Group, string(l.name), l.holder, m.opts.LockExpiration.Seconds()).Scan(&e, &dbNow)
+	})
 	end := time.Now()
 	close(stop)
 	wg.Wait()

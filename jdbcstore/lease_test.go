@@ -269,3 +269,39 @@ func TestLeaseLossFailsJournal(t *testing.T) {
 		t.Fatalf("append after the loss: %v, want ErrLeaseLost", err)
 	}
 }
+
+// TestRenewNotBlockedByBatch: a journal batch holds the fence row (FOR KEY
+// SHARE) while its transaction is open; renewing the lease must not wait
+// for it (TestTakeoverBreaksStuckWriter shows that a takeover does).
+func TestRenewNotBlockedByBatch(t *testing.T) {
+	url := pgURL(t)
+	nm := uniqueName("nm")
+	dropAtCleanup(t, url, nm)
+	m := openNM(t, url, nm, "g", 20*time.Second, 4*time.Second)
+	l := m.Lease(LockPrimary)
+	epoch, err := l.Acquire(ctxT(t), 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := adminConn(t, url)
+	tx, err := batch.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctxT(t), fenceSQL(nm), "g", int64(epoch)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := l.Renew(rctx); err != nil {
+		t.Fatalf("renew while a batch holds the fence row: %v", err)
+	}
+	// The batch's transaction is still open and its fence lock still valid.
+	if _, err := tx.Exec(ctxT(t), "SELECT 1"); err != nil {
+		t.Fatalf("batch transaction broken by the renewal: %v", err)
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -104,7 +104,7 @@ func nodeManagerDDL(table string) []string {
 		`CREATE FUNCTION ` + fenceFunc(table) + `(g text, e bigint) RETURNS void LANGUAGE plpgsql AS $fn$
 		DECLARE cur bigint;
 		BEGIN
-			SELECT epoch INTO cur FROM ` + t + ` WHERE group_name = g AND lock_name = 'primary' FOR SHARE;
+			SELECT epoch INTO cur FROM ` + t + ` WHERE group_name = g AND lock_name = 'primary' FOR KEY SHARE;
 			IF cur IS DISTINCT FROM e THEN
 				RAISE EXCEPTION USING ERRCODE = '` + fencedCode + `',
 					MESSAGE = format('group %s is at epoch %s, this writer has epoch %s', g, coalesce(cur::text, 'none'), e);
