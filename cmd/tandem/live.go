@@ -113,8 +113,15 @@ func (l *live) stop(code wire.Code, reason string) error {
 func (l *live) status() server.Status {
 	st := l.srv.Status()
 	st.Acceptors = l.urls
-	for _, a := range l.accs {
-		st.Connections += a.Connections()
-	}
+	st.Connections = l.connections()
 	return st
+}
+
+// connections counts open client connections.
+func (l *live) connections() int {
+	n := 0
+	for _, a := range l.accs {
+		n += a.Connections()
+	}
+	return n
 }

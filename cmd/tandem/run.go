@@ -141,7 +141,9 @@ func serve(cfg *config.Config) int {
 		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status}),
+	metrics := server.MetricsHandler(server.MetricsOptions{
+		Server: func() *server.Server { return l.srv }, Connections: l.connections})
+	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status, Metrics: metrics}),
 		ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(hln)
 

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +33,17 @@ func TestRunBannerAndMemoryStore(t *testing.T) {
 	for _, want := range []string{"node ID:", "role:", "primary", "state:", "active", "store:", "memory", "acceptor:", b.URL(), "management:", "anonymous access allowed"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", b.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"tandem_messages_in_total", "tandem_connections", "go_gc_duration_seconds", "process_cpu_seconds_total"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics lacks %s", name)
 		}
 	}
 	st := b.status()

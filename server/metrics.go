@@ -1,0 +1,104 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandemmq/tandem/journal"
+)
+
+// journalStats is implemented by journals that count their work (the file
+// journal).
+type journalStats interface {
+	Stats() journal.Stats
+}
+
+// MetricsOptions configure MetricsHandler.
+type MetricsOptions struct {
+	// Server is the broker whose counters are exported; it may change
+	// (HA activation) through the function form below.
+	Server func() *Server
+	// Connections returns the number of open client connections.
+	Connections func() int
+}
+
+// MetricsHandler serves /metrics in the Prometheus text format: the
+// broker's counters (messages in, duplicates, deliveries, acks), queue
+// depths and consumers, connections, the journals' counters (appends,
+// batches, fdatasyncs, bytes: appends per batch is the group-commit batch
+// size), process CPU and memory, and the Go runtime and GC.
+func MetricsHandler(o MetricsOptions) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&brokerCollector{o: o},
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+var (
+	descIn         = prometheus.NewDesc("tandem_messages_in_total", "Messages stored (routed) by sends and commits.", nil, nil)
+	descDups       = prometheus.NewDesc("tandem_duplicates_total", "Sends dropped as duplicates of a stored duplicate ID.", nil, nil)
+	descDeliveries = prometheus.NewDesc("tandem_deliveries_total", "Messages handed to consumers, redeliveries included.", nil, nil)
+	descAcks       = prometheus.NewDesc("tandem_acks_total", "Acknowledgements applied.", nil, nil)
+	descConns      = prometheus.NewDesc("tandem_connections", "Open client connections.", nil, nil)
+	descDepth      = prometheus.NewDesc("tandem_queue_depth", "Messages in a queue, being delivered included.", []string{"address", "queue", "routing"}, nil)
+	descConsumers  = prometheus.NewDesc("tandem_queue_consumers", "Consumers attached to a queue.", []string{"address", "queue", "routing"}, nil)
+	descJAppends   = prometheus.NewDesc("tandem_journal_appends_total", "Append calls a journal accepted.", []string{"journal"}, nil)
+	descJBatches   = prometheus.NewDesc("tandem_journal_batches_total", "Group-commit batches a journal wrote.", []string{"journal"}, nil)
+	descJSyncs     = prometheus.NewDesc("tandem_journal_syncs_total", "Batches written with fdatasync.", []string{"journal"}, nil)
+	descJBytes     = prometheus.NewDesc("tandem_journal_bytes_total", "Bytes a journal wrote, padding included.", []string{"journal"}, nil)
+	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
+)
+
+// brokerCollector reads the broker's state at scrape time.
+type brokerCollector struct{ o MetricsOptions }
+
+func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descHalted} {
+		ch <- d
+	}
+}
+
+func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.o.Connections != nil {
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(c.o.Connections()))
+	}
+	var s *Server
+	if c.o.Server != nil {
+		s = c.o.Server()
+	}
+	if s == nil {
+		return
+	}
+	st := s.Stats()
+	ch <- prometheus.MustNewConstMetric(descIn, prometheus.CounterValue, float64(st.MessagesIn))
+	ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(st.Duplicates))
+	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(st.Deliveries))
+	ch <- prometheus.MustNewConstMetric(descAcks, prometheus.CounterValue, float64(st.Acks))
+	halted := 0.0
+	if s.Halted() != nil {
+		halted = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, halted)
+	for _, q := range s.Queues() {
+		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(q.Depth), q.Address, q.Name, q.Routing)
+		ch <- prometheus.MustNewConstMetric(descConsumers, prometheus.GaugeValue, float64(q.Consumers), q.Address, q.Name, q.Routing)
+	}
+	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+		js, ok := j.(journalStats)
+		if !ok {
+			continue
+		}
+		x := js.Stats()
+		ch <- prometheus.MustNewConstMetric(descJAppends, prometheus.CounterValue, float64(x.Appends), name)
+		ch <- prometheus.MustNewConstMetric(descJBatches, prometheus.CounterValue, float64(x.Batches), name)
+		ch <- prometheus.MustNewConstMetric(descJSyncs, prometheus.CounterValue, float64(x.Syncs), name)
+		ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(x.Bytes), name)
+	}
+}
