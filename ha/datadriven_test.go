@@ -27,8 +27,12 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	config role=primary|backup coordinator=file-lock|db-lease failover-on-shutdown=B
 //	       allow-failback=B restart-backup=B retry=D lease=D fence=D renew=D
 //	start | tick [D] | advance D
-//	done [ok=B] [state=L] [epoch=N] [err=TEXT]   result of the pending operation
-//	verified [state=L] [epoch=N] [start=D]       a good verification (default: now, our epoch)
+//	done [ok=B] [state=L] [waiting=B] [epoch=N] [err=TEXT]   result of the pending operation
+//	verified [state=L] [waiting=B] [epoch=N] [start=D]       a good verification (default: now, our epoch)
+//
+// waiting (default true) says whether a primary that wrote F holds the
+// failback lock.
+//
 //	lost TEXT | storage-error TEXT | stop [failover=B] | peer role=R epoch=N active=B
 //	can-ack [at=D]
 func TestTranscripts(t *testing.T) {
@@ -196,6 +200,9 @@ func (tr *transcript) run(f []string) error {
 		if s, ok := a["state"]; ok && len(s) == 1 {
 			ev.State = State(s[0])
 		}
+		if ev.Waiting, err = boolean("waiting", true); err != nil {
+			return err
+		}
 		if e, ok := a["epoch"]; ok {
 			if ev.Epoch, err = strconv.ParseUint(e, 10, 64); err != nil {
 				return err
@@ -207,6 +214,9 @@ func (tr *transcript) run(f []string) error {
 	case "verified":
 		ev.Kind, ev.Epoch, ev.Start, ev.State = EvVerified, tr.n.Epoch(), tr.now, lockfile.StateActive
 		var err error
+		if ev.Waiting, err = boolean("waiting", true); err != nil {
+			return err
+		}
 		if s, ok := a["state"]; ok && len(s) == 1 {
 			ev.State = State(s[0])
 		}

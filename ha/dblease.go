@@ -49,10 +49,11 @@ func (d *DBBackend) Describe() string {
 	return fmt.Sprintf("db-lease %s/%s holder %s", d.NM.Table(), d.NM.Group(), d.primary.Holder())
 }
 
-// ReadState implements Backend.
-func (d *DBBackend) ReadState(ctx context.Context) (State, error) {
+// ReadState implements Backend. The table has no failback lock, so an F
+// always counts as a primary waiting (Artemis's rule).
+func (d *DBBackend) ReadState(ctx context.Context) (State, bool, error) {
 	s, _, err := d.NM.ReadState(ctx)
-	return State(s), err
+	return State(s), true, err
 }
 
 // WriteState implements Backend.
@@ -60,16 +61,18 @@ func (d *DBBackend) WriteState(ctx context.Context, s State) error {
 	return d.NM.WriteState(ctx, jdbcstore.State(s))
 }
 
-func (d *DBBackend) lease(primary bool) *jdbcstore.Lease {
-	if primary {
-		return d.primary
+// TryAcquire implements Backend; the failback lock is granted at once.
+func (d *DBBackend) TryAcquire(ctx context.Context, l Lock) (bool, error) {
+	var lease *jdbcstore.Lease
+	switch l {
+	case LockPrimary:
+		lease = d.primary
+	case LockBackup:
+		lease = d.backup
+	default:
+		return true, nil
 	}
-	return d.backup
-}
-
-// TryAcquire implements Backend.
-func (d *DBBackend) TryAcquire(ctx context.Context, primary bool) (bool, error) {
-	_, ok, err := d.lease(primary).TryAcquire(ctx)
+	_, ok, err := lease.TryAcquire(ctx)
 	return ok, err
 }
 
@@ -86,8 +89,14 @@ func (d *DBBackend) BumpEpoch(ctx context.Context) (uint64, error) {
 }
 
 // Release implements Backend.
-func (d *DBBackend) Release(ctx context.Context, primary bool) error {
-	return d.lease(primary).Release(ctx)
+func (d *DBBackend) Release(ctx context.Context, l Lock) error {
+	switch l {
+	case LockPrimary:
+		return d.primary.Release(ctx)
+	case LockBackup:
+		return d.backup.Release(ctx)
+	}
+	return nil
 }
 
 // StartMonitor implements Backend: a lease is renewed, not monitored.
@@ -108,10 +117,10 @@ func (d *DBBackend) Renew(ctx context.Context, epoch uint64) (Verification, erro
 		}
 		return v, err
 	}
-	s, err := d.ReadState(ctx)
+	s, _, err := d.ReadState(ctx)
 	if err != nil {
 		return v, err
 	}
-	v.Epoch, v.State = d.primary.Epoch(), s
+	v.Epoch, v.State, v.FailbackWaiting = d.primary.Epoch(), s, true
 	return v, nil
 }

@@ -41,9 +41,14 @@
 //     verification is younger than the lease; a lost lock, a storage error
 //     or an expired lease halts the node (fail-stop, nothing retried).
 //
-// Known limitation shared with Artemis: a primary that crashes after
-// writing F (failing back) and before taking the lock leaves a backup
-// passive until the primary returns.
+// Failback: a starting primary takes the failback lock, writes F, waits
+// for the primary lock, and releases the failback lock once it has its
+// epoch. The live backup hands over only for an F whose primary holds the
+// failback lock; a waiting backup treats an F without it as stale (the
+// primary died while starting) and activates. Artemis has no such proof: a
+// primary that crashes after writing F leaves its backup passive until it
+// returns. The database lease keeps Artemis's rule (the table has no
+// failback lock), so the limitation remains there.
 //
 // This package never touches the store's data and never sleeps to
 // synchronise: time only enters as Event.Now.

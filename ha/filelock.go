@@ -47,20 +47,27 @@ func (f *FileBackend) Describe() string {
 }
 
 // ReadState implements Backend.
-func (f *FileBackend) ReadState(context.Context) (State, error) {
+func (f *FileBackend) ReadState(context.Context) (State, bool, error) {
 	r, err := f.M.ReadState()
-	return r.State, err
+	if err != nil {
+		return 0, false, err
+	}
+	waiting, err := f.M.FailbackWaiting()
+	return r.State, waiting, err
 }
 
 // WriteState implements Backend.
 func (f *FileBackend) WriteState(_ context.Context, s State) error { return f.M.WriteState(s) }
 
 // TryAcquire implements Backend.
-func (f *FileBackend) TryAcquire(_ context.Context, primary bool) (bool, error) {
-	if primary {
+func (f *FileBackend) TryAcquire(_ context.Context, l Lock) (bool, error) {
+	switch l {
+	case LockPrimary:
 		return f.M.TryAcquirePrimary()
+	case LockBackup:
+		return f.M.TryAcquireBackup()
 	}
-	return f.M.TryAcquireBackup()
+	return f.M.TryAcquireFailback()
 }
 
 // BumpEpoch implements Backend.
@@ -69,18 +76,21 @@ func (f *FileBackend) BumpEpoch(context.Context) (uint64, error) {
 }
 
 // Release implements Backend.
-func (f *FileBackend) Release(_ context.Context, primary bool) error {
-	if primary {
+func (f *FileBackend) Release(_ context.Context, l Lock) error {
+	switch l {
+	case LockPrimary:
 		return f.M.ReleasePrimary()
+	case LockBackup:
+		return f.M.ReleaseBackup()
 	}
-	return f.M.ReleaseBackup()
+	return f.M.ReleaseFailback()
 }
 
 // StartMonitor implements Backend with a lockfile.Monitor.
 func (f *FileBackend) StartMonitor(epoch uint64, report func(Verification, error)) (Verification, error) {
 	f.StopMonitor()
 	mo, err := f.M.StartMonitor(epoch, func(v lockfile.Verification, err error) {
-		report(Verification{Start: v.Start, Epoch: v.Epoch, State: v.State}, err)
+		report(Verification{Start: v.Start, Epoch: v.Epoch, State: v.State, FailbackWaiting: v.FailbackWaiting}, err)
 	})
 	if err != nil {
 		return Verification{}, err
@@ -89,7 +99,7 @@ func (f *FileBackend) StartMonitor(epoch uint64, report func(Verification, error
 	f.monitor = mo
 	f.mu.Unlock()
 	v := mo.Last()
-	return Verification{Start: v.Start, Epoch: v.Epoch, State: v.State}, nil
+	return Verification{Start: v.Start, Epoch: v.Epoch, State: v.State, FailbackWaiting: v.FailbackWaiting}, nil
 }
 
 // StopMonitor implements Backend.

@@ -15,6 +15,7 @@ type Phase int
 const (
 	PhaseInit           Phase = iota
 	PhaseReadingInitial       // primary: reading the state it will overwrite with F
+	PhaseWaitFailback         // primary: trying for the failback lock
 	PhaseAnnouncing           // primary: writing F
 	PhaseWaitBackup           // backup: trying for the backup lock
 	PhaseWaitPrimary          // trying for the primary lock
@@ -30,7 +31,7 @@ const (
 	PhaseHalted
 )
 
-var phaseNames = [...]string{"init", "reading-initial", "announcing-failback", "wait-backup-lock", "wait-primary-lock",
+var phaseNames = [...]string{"init", "reading-initial", "wait-failback-lock", "announcing-failback", "wait-backup-lock", "wait-primary-lock",
 	"checking-state", "bumping-epoch", "fencing", "loading", "verifying", "active", "restoring-state", "pausing",
 	"stopped", "halted"}
 
@@ -62,6 +63,7 @@ type Node struct {
 	initial    State  // primary: state before it wrote F
 	holdPri    bool
 	holdBak    bool
+	holdFbk    bool
 	monitoring bool
 	serving    bool
 	peers      map[Role]Peer
@@ -114,6 +116,9 @@ func (n *Node) String() string {
 	}
 	if n.holdBak {
 		s += " holds-backup"
+	}
+	if n.holdFbk {
+		s += " holds-failback"
 	}
 	if n.valid {
 		s += fmt.Sprintf(" valid-until=%v", n.validUntil)
@@ -192,6 +197,10 @@ func (n *Node) tick() {
 		if n.now >= n.retryAt {
 			n.emit(Action{Kind: ActTryAcquireBackup})
 		}
+	case PhaseWaitFailback:
+		if n.now >= n.retryAt {
+			n.emit(Action{Kind: ActTryAcquireFailback})
+		}
 	case PhaseWaitPrimary:
 		if n.now >= n.retryAt {
 			n.emit(Action{Kind: ActTryAcquirePrimary})
@@ -220,8 +229,8 @@ func (n *Node) renew() {
 func (n *Node) done(ev Event) {
 	if ev.Err != nil {
 		switch ev.Op {
-		case ActTryAcquirePrimary, ActTryAcquireBackup:
-			// Not holding anything yet: wait and try again.
+		case ActTryAcquirePrimary, ActTryAcquireBackup, ActTryAcquireFailback:
+			// Not holding the primary lock: wait and try again.
 			n.retryAt = n.now + n.cfg.RetryInterval
 		case ActRenewLease:
 			// Transient: the lease expiry decides.
@@ -240,13 +249,15 @@ func (n *Node) done(ev Event) {
 	case ActReadState:
 		if n.phase == PhaseReadingInitial {
 			n.initial = ev.State
-			n.phase = PhaseAnnouncing
-			n.emit(Action{Kind: ActWriteState, State: lockfile.StateFailingBack})
+			n.phase = PhaseWaitFailback
+			n.emit(Action{Kind: ActTryAcquireFailback})
 			return
 		}
 		// Backup holding the primary lock: activate only if the live died
-		// (or failed over on shutdown), which leaves L.
-		if ev.State == lockfile.StateActive {
+		// (or failed over on shutdown), which leaves L, or if an F is
+		// stale (the primary that wrote it is gone).
+		stale := ev.State == lockfile.StateFailingBack && !ev.Waiting
+		if ev.State == lockfile.StateActive || stale {
 			n.phase = PhaseBumping
 			n.emit(Action{Kind: ActBumpEpoch})
 			return
@@ -263,6 +274,14 @@ func (n *Node) done(ev Event) {
 		case PhasePausing, PhaseRestoring:
 			n.finishStop()
 		}
+	case ActTryAcquireFailback:
+		if !ev.Ok {
+			n.retryAt = n.now + n.cfg.RetryInterval
+			return
+		}
+		n.holdFbk = true
+		n.phase = PhaseAnnouncing
+		n.emit(Action{Kind: ActWriteState, State: lockfile.StateFailingBack})
 	case ActTryAcquireBackup:
 		if !ev.Ok {
 			n.retryAt = n.now + n.cfg.RetryInterval
@@ -293,6 +312,10 @@ func (n *Node) done(ev Event) {
 		if n.holdBak {
 			n.holdBak = false
 			n.out = append(n.out, Action{Kind: ActReleaseBackup})
+		}
+		if n.holdFbk {
+			n.holdFbk = false
+			n.out = append(n.out, Action{Kind: ActReleaseFailback})
 		}
 		n.phase = PhaseFencing
 		n.fenceUntil = n.now + n.cfg.FenceWait
@@ -335,7 +358,7 @@ func (n *Node) verified(ev Event) {
 		n.announce()
 		return
 	}
-	if ev.State == lockfile.StateFailingBack && n.cfg.Role == Backup && n.cfg.AllowFailback {
+	if ev.State == lockfile.StateFailingBack && ev.Waiting && n.cfg.Role == Backup && n.cfg.AllowFailback {
 		n.failback()
 	}
 }
@@ -361,6 +384,10 @@ func (n *Node) releaseAll() {
 	if n.holdBak {
 		n.holdBak = false
 		n.out = append(n.out, Action{Kind: ActReleaseBackup})
+	}
+	if n.holdFbk {
+		n.holdFbk = false
+		n.out = append(n.out, Action{Kind: ActReleaseFailback})
 	}
 }
 

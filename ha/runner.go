@@ -32,6 +32,22 @@ type Verification struct {
 	Start time.Time // when the check or renew request began (monotonic)
 	Epoch uint64    // the epoch the coordinator holds for us
 	State State     // the shared state letter
+	// FailbackWaiting: a primary that wrote F is alive and waiting.
+	FailbackWaiting bool
+}
+
+// Lock names a coordinator lock (or lease).
+type Lock int
+
+// Locks.
+const (
+	LockPrimary  Lock = iota // held by the live
+	LockBackup               // held by the one waiting backup
+	LockFailback             // held by a starting primary while its F is pending
+)
+
+func (l Lock) String() string {
+	return [...]string{"primary", "backup", "failback"}[l]
 }
 
 // ErrLost marks a Backend error that means the lock or lease is no longer
@@ -43,17 +59,19 @@ var ErrLost = errors.New("ha: lock or lease lost")
 // Runner's goroutine, one at a time, except that StartMonitor's report
 // callback runs on the backend's own goroutine.
 type Backend interface {
-	// ReadState and WriteState read and write the shared state letter.
-	ReadState(ctx context.Context) (State, error)
+	// ReadState reads the shared state letter and whether a primary that
+	// wrote F is alive and waiting (true if the coordinator cannot tell).
+	ReadState(ctx context.Context) (s State, failbackWaiting bool, err error)
+	// WriteState writes the shared state letter.
 	WriteState(ctx context.Context, s State) error
-	// TryAcquire tries once for the primary (or backup) lock or lease;
-	// false, nil means another holds it.
-	TryAcquire(ctx context.Context, primary bool) (bool, error)
+	// TryAcquire tries once for a lock or lease; false, nil means another
+	// holds it. A coordinator without a failback lock grants it at once.
+	TryAcquire(ctx context.Context, l Lock) (bool, error)
 	// BumpEpoch takes the next epoch and writes state L with it. The
 	// primary lock or lease is held.
 	BumpEpoch(ctx context.Context) (uint64, error)
-	// Release gives up the primary (or backup) lock or lease.
-	Release(ctx context.Context, primary bool) error
+	// Release gives up a lock or lease.
+	Release(ctx context.Context, l Lock) error
 	// StartMonitor (file lock) verifies the lock of epoch now, returns that
 	// verification, and keeps verifying until StopMonitor, calling report
 	// after each check (err wraps ErrLost or is a storage error: both are
@@ -170,7 +188,7 @@ func (r *Runner) step(ev Event) []Action {
 }
 
 func (r *Runner) verified(v Verification) Event {
-	return Event{Kind: EvVerified, Start: r.since(v.Start), Epoch: v.Epoch, State: v.State}
+	return Event{Kind: EvVerified, Start: r.since(v.Start), Epoch: v.Epoch, State: v.State, Waiting: v.FailbackWaiting}
 }
 
 // report returns the monitor callback for epoch (backend goroutine).
@@ -239,9 +257,13 @@ func (r *Runner) exec(ctx context.Context, a Action) (Event, bool) {
 	case ActWriteState:
 		ev.Err = r.b.WriteState(ctx, a.State)
 	case ActReadState:
-		ev.State, ev.Err = r.b.ReadState(ctx)
-	case ActTryAcquirePrimary, ActTryAcquireBackup:
-		ev.Ok, ev.Err = r.b.TryAcquire(ctx, a.Kind == ActTryAcquirePrimary)
+		ev.State, ev.Waiting, ev.Err = r.b.ReadState(ctx)
+	case ActTryAcquirePrimary:
+		ev.Ok, ev.Err = r.b.TryAcquire(ctx, LockPrimary)
+	case ActTryAcquireBackup:
+		ev.Ok, ev.Err = r.b.TryAcquire(ctx, LockBackup)
+	case ActTryAcquireFailback:
+		ev.Ok, ev.Err = r.b.TryAcquire(ctx, LockFailback)
 	case ActBumpEpoch:
 		ev.Epoch, ev.Err = r.b.BumpEpoch(ctx)
 		if ev.Err == nil {
@@ -282,8 +304,14 @@ func (r *Runner) exec(ctx context.Context, a Action) (Event, bool) {
 			r.hooks.Announce(a)
 		}
 		return ev, false
-	case ActReleasePrimary, ActReleaseBackup:
-		r.release(ctx, a.Kind == ActReleasePrimary)
+	case ActReleasePrimary:
+		r.release(ctx, LockPrimary)
+		return ev, false
+	case ActReleaseBackup:
+		r.release(ctx, LockBackup)
+		return ev, false
+	case ActReleaseFailback:
+		r.release(ctx, LockFailback)
 		return ev, false
 	default:
 		return ev, false
@@ -295,10 +323,10 @@ func (r *Runner) exec(ctx context.Context, a Action) (Event, bool) {
 // dead NFS mount fcntl can hang, and a halting broker must not hang with it
 // (its exit drops a file lock anyway). A release that does not return in
 // time is left to finish on its own goroutine.
-func (r *Runner) release(ctx context.Context, primary bool) {
-	which := map[bool]string{true: "primary", false: "backup"}[primary]
+func (r *Runner) release(ctx context.Context, l Lock) {
+	which := l.String()
 	done := make(chan error, 1)
-	go func() { done <- r.b.Release(ctx, primary) }()
+	go func() { done <- r.b.Release(ctx, l) }()
 	t := time.NewTimer(r.lease)
 	defer t.Stop()
 	select {

@@ -50,6 +50,7 @@ type world struct {
 
 	priHolders  map[int]bool // nodes that really hold the primary file lock
 	bakHolder   int
+	fbHolder    int // failback lock (file lock only)
 	leaseHolder int
 	leaseExpiry time.Duration
 	bakLease    int
@@ -63,7 +64,7 @@ type world struct {
 
 // newWorld makes a world with a primary and backups backup brokers.
 func newWorld(coord Coordinator, cfg func(Role) Config, b budget, backups int) *world {
-	w := &world{coord: coord, cfg: cfg, priHolders: map[int]bool{}, bakHolder: noHolder,
+	w := &world{coord: coord, cfg: cfg, priHolders: map[int]bool{}, bakHolder: noHolder, fbHolder: noHolder,
 		leaseHolder: noHolder, bakLease: noHolder, state: lockfile.StateFirstStart, budget: b}
 	roles := []Role{Primary}
 	for range backups {
@@ -118,14 +119,14 @@ func (w *world) key() string {
 		}
 	}
 	sort.Ints(hs)
-	fmt.Fprintf(&b, "P%v B%d L%d/%d BL%d S%c E%d M%d %v|", hs, w.bakHolder, w.leaseHolder, rel(w.leaseExpiry, w.now), w.bakLease,
+	fmt.Fprintf(&b, "P%v B%d F%d L%d/%d BL%d S%c E%d M%d %v|", hs, w.bakHolder, w.fbHolder, w.leaseHolder, rel(w.leaseExpiry, w.now), w.bakLease,
 		byte(w.state), w.epoch, w.maxServed, w.budget)
 	for _, sn := range w.nodes {
 		n := sn.n
-		fmt.Fprintf(&b, "%v %v %v %v|%d %d %d %d %d %v %v|%d %d %v %c %v %v %v %v|%v|",
+		fmt.Fprintf(&b, "%v %v %v %v|%d %d %d %d %d %v %v|%d %d %v %c %v %v %v %v %v|%v|",
 			sn.alive, sn.monitorOn, sn.lost, sn.serving,
 			n.phase, n.pending, rel(n.retryAt, w.now), rel(n.fenceUntil, w.now), rel(n.renewAt, w.now), n.valid, rel(n.validUntil, w.now),
-			n.epoch, n.maxEpoch, n.activated, byte(n.initial), n.holdPri, n.holdBak, n.monitoring, n.serving, sn.queue)
+			n.epoch, n.maxEpoch, n.activated, byte(n.initial), n.holdPri, n.holdBak, n.holdFbk, n.monitoring, n.serving, sn.queue)
 	}
 	return b.String()
 }
@@ -213,6 +214,15 @@ func (w *world) crash(i int) {
 	if w.bakHolder == i {
 		w.bakHolder = noHolder
 	}
+	if w.fbHolder == i {
+		w.fbHolder = noHolder
+	}
+}
+
+// failbackWaiting: a primary holds the failback lock (a database lease has
+// none: an F always counts).
+func (w *world) failbackWaiting() bool {
+	return w.coord == DBLease || w.fbHolder != noHolder
 }
 
 // verify is one check of the file-lock monitor (lockfile.Manager.Verify).
@@ -232,7 +242,7 @@ func (w *world) verify(i int) {
 		w.deliver(i, Event{Kind: EvLockLost, Err: &lockfile.EpochError{Ours: sn.n.epoch, Found: w.epoch}, Epoch: sn.n.epoch})
 		return
 	}
-	w.deliver(i, Event{Kind: EvVerified, Start: w.now, Epoch: w.epoch, State: w.state})
+	w.deliver(i, Event{Kind: EvVerified, Start: w.now, Epoch: w.epoch, State: w.state, Waiting: w.failbackWaiting()})
 }
 
 func (w *world) holdsLease(i int) bool {
@@ -249,7 +259,14 @@ func (w *world) exec(i int) error {
 	case ActWriteState:
 		w.state = a.State
 	case ActReadState:
-		done.State = w.state
+		done.State, done.Waiting = w.state, w.failbackWaiting()
+	case ActTryAcquireFailback:
+		if w.coord == DBLease || w.fbHolder == noHolder || w.fbHolder == i {
+			if w.coord == FileLock {
+				w.fbHolder = i
+			}
+			done.Ok = true
+		}
 	case ActTryAcquirePrimary:
 		if w.coord == FileLock {
 			others := len(w.priHolders) > 0 && !w.priHolders[i]
@@ -299,7 +316,7 @@ func (w *world) exec(i int) error {
 			return nil
 		}
 		w.leaseExpiry = w.now + simDBExpiry
-		w.deliver(i, Event{Kind: EvVerified, Start: w.now, Epoch: w.epoch, State: w.state})
+		w.deliver(i, Event{Kind: EvVerified, Start: w.now, Epoch: w.epoch, State: w.state, Waiting: w.failbackWaiting()})
 		return nil
 	case ActStartServing:
 		// It acknowledges from now on while its node says CanAck; a late
@@ -320,6 +337,11 @@ func (w *world) exec(i int) error {
 	case ActReleaseBackup:
 		if w.bakHolder == i {
 			w.bakHolder = noHolder
+		}
+		return nil
+	case ActReleaseFailback:
+		if w.fbHolder == i {
+			w.fbHolder = noHolder
 		}
 		return nil
 	default:

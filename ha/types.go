@@ -174,11 +174,15 @@ type Event struct {
 	// Now is the monotonic time of the event (any fixed origin).
 	Now time.Duration
 
-	Op       ActionKind    // EvDone: which operation
-	Ok       bool          // EvDone of a lock attempt: acquired
-	State    State         // EvDone of ReadState, EvVerified
-	Epoch    uint64        // EvDone of BumpEpoch, EvVerified, EvLockLost
-	Start    time.Duration // EvVerified: when the verification started
+	Op    ActionKind    // EvDone: which operation
+	Ok    bool          // EvDone of a lock attempt: acquired
+	State State         // EvDone of ReadState, EvVerified
+	Epoch uint64        // EvDone of BumpEpoch, EvVerified, EvLockLost
+	Start time.Duration // EvVerified: when the verification started
+	// Waiting (EvDone of ReadState, EvVerified): a primary that wrote F
+	// is alive and waiting (it holds the failback lock). An F without it
+	// is stale. Coordinators without a failback lock always say true.
+	Waiting  bool
 	Err      error
 	Failover Failover
 	Peer     Peer
@@ -193,15 +197,15 @@ func (e Event) String() string {
 		switch {
 		case e.Err != nil:
 			fmt.Fprintf(&b, " err=%q", e.Err.Error())
-		case e.Op == ActTryAcquirePrimary || e.Op == ActTryAcquireBackup:
+		case e.Op == ActTryAcquirePrimary || e.Op == ActTryAcquireBackup || e.Op == ActTryAcquireFailback:
 			fmt.Fprintf(&b, " ok=%v", e.Ok)
 		case e.Op == ActReadState:
-			fmt.Fprintf(&b, " state=%c", byte(e.State))
+			fmt.Fprintf(&b, " state=%c waiting=%v", byte(e.State), e.Waiting)
 		case e.Op == ActBumpEpoch:
 			fmt.Fprintf(&b, " epoch=%d", e.Epoch)
 		}
 	case EvVerified:
-		fmt.Fprintf(&b, " start=%v epoch=%d state=%c", e.Start, e.Epoch, byte(e.State))
+		fmt.Fprintf(&b, " start=%v epoch=%d state=%c waiting=%v", e.Start, e.Epoch, byte(e.State), e.Waiting)
 	case EvLockLost, EvStorageError:
 		fmt.Fprintf(&b, " err=%q", fmt.Sprint(e.Err))
 	case EvStop:
@@ -258,11 +262,17 @@ const (
 	ActHalt
 	// ActStopped: the clean stop is complete.
 	ActStopped
+	// ActTryAcquireFailback tries once for the failback lock, which a
+	// starting primary holds while its F is pending (op).
+	ActTryAcquireFailback
+	// ActReleaseFailback releases the failback lock.
+	ActReleaseFailback
 )
 
 var actionNames = [...]string{"none", "write-state", "try-acquire-primary", "try-acquire-backup", "read-state",
 	"bump-epoch", "load-store", "start-monitor", "stop-monitor", "renew-lease", "start-serving",
-	"stop-serving", "release-primary", "release-backup", "announce", "halt", "stopped"}
+	"stop-serving", "release-primary", "release-backup", "announce", "halt", "stopped",
+	"try-acquire-failback", "release-failback"}
 
 func (k ActionKind) String() string {
 	if int(k) < len(actionNames) {
@@ -274,7 +284,7 @@ func (k ActionKind) String() string {
 // IsOp reports whether the action answers with an EvDone.
 func (k ActionKind) IsOp() bool {
 	switch k {
-	case ActWriteState, ActTryAcquirePrimary, ActTryAcquireBackup, ActReadState, ActBumpEpoch, ActLoadStore, ActRenewLease:
+	case ActWriteState, ActTryAcquirePrimary, ActTryAcquireBackup, ActTryAcquireFailback, ActReadState, ActBumpEpoch, ActLoadStore, ActRenewLease:
 		return true
 	}
 	return false

@@ -17,6 +17,12 @@
 //     verification. Informational only; never read for safety.
 //   - backup.lock: whole-file write lock held by the one backup that waits
 //     for the primary lock (Artemis lets one backup wait at a time).
+//   - failback.lock: whole-file write lock held by a starting primary from
+//     before it writes F until it has the primary lock and its epoch. It
+//     tells an F written by a primary that is alive and waiting (the live
+//     backup hands over) from an F left by a primary that died while
+//     starting (a backup may then activate). Artemis has no such proof and
+//     stays passive forever in that case.
 //
 // The locks are open file description (OFD) locks (fcntl F_OFD_SETLK), so
 // they conflict between two Managers of the same process as well as between

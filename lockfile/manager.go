@@ -19,6 +19,9 @@ const (
 	StateFileName   = "server.lock"
 	PrimaryFileName = "primary.lock"
 	BackupFileName  = "backup.lock"
+	// FailbackFileName is locked by a primary that wrote F and waits for
+	// the primary lock: proof to the live backup that it is alive.
+	FailbackFileName = "failback.lock"
 )
 
 // Defaults for Options.
@@ -117,8 +120,10 @@ type Manager struct {
 	state       *os.File
 	primary     *os.File
 	backup      *os.File
+	failback    *os.File
 	holdPrimary bool
 	holdBackup  bool
+	holdFailbk  bool
 	nodeID      NodeID
 	closed      bool
 	hbSeq       uint64 // heartbeat sequence (stateMu)
@@ -150,7 +155,9 @@ func Open(dir string, opts Options) (*Manager, error) {
 	}
 	if m.state, err = open(StateFileName); err == nil {
 		if m.primary, err = open(PrimaryFileName); err == nil {
-			m.backup, err = open(BackupFileName)
+			if m.backup, err = open(BackupFileName); err == nil {
+				m.failback, err = open(FailbackFileName)
+			}
 		}
 	}
 	if err == nil && created {
@@ -207,7 +214,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	m.holdPrimary, m.holdBackup = false, false
+	m.holdPrimary, m.holdBackup, m.holdFailbk = false, false, false
 	m.stateMu.Lock()
 	defer m.stateMu.Unlock()
 	return m.closeFiles()
@@ -229,7 +236,7 @@ func (m *Manager) checkOpen(needPrimary bool) error {
 
 func (m *Manager) closeFiles() error {
 	var first error
-	for _, f := range []*os.File{m.state, m.primary, m.backup} {
+	for _, f := range []*os.File{m.state, m.primary, m.backup, m.failback} {
 		if f != nil {
 			if err := f.Close(); err != nil && first == nil {
 				first = fmt.Errorf("lockfile: %w", err)
@@ -241,23 +248,45 @@ func (m *Manager) closeFiles() error {
 
 func fdOf(f *os.File) int { return int(f.Fd()) }
 
+// lockKind names one of the three lock files.
+type lockKind int
+
+const (
+	kindPrimary lockKind = iota
+	kindBackup
+	kindFailback
+)
+
+// lockFile returns the file and the held flag of a lock. m.mu must be held.
+func (m *Manager) lockFile(k lockKind) (*os.File, *bool) {
+	switch k {
+	case kindPrimary:
+		return m.primary, &m.holdPrimary
+	case kindBackup:
+		return m.backup, &m.holdBackup
+	}
+	return m.failback, &m.holdFailbk
+}
+
 // TryAcquirePrimary tries once to take the primary lock. It returns false,
 // nil when another broker holds it.
-func (m *Manager) TryAcquirePrimary() (bool, error) { return m.tryAcquire(true) }
+func (m *Manager) TryAcquirePrimary() (bool, error) { return m.tryAcquire(kindPrimary) }
 
 // TryAcquireBackup tries once to take the backup lock.
-func (m *Manager) TryAcquireBackup() (bool, error) { return m.tryAcquire(false) }
+func (m *Manager) TryAcquireBackup() (bool, error) { return m.tryAcquire(kindBackup) }
 
-func (m *Manager) tryAcquire(primary bool) (bool, error) {
+// TryAcquireFailback tries once to take the failback lock, which a
+// starting primary holds from before it writes F until it has the primary
+// lock and a new epoch.
+func (m *Manager) TryAcquireFailback() (bool, error) { return m.tryAcquire(kindFailback) }
+
+func (m *Manager) tryAcquire(k lockKind) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return false, ErrClosed
 	}
-	f, held := m.backup, &m.holdBackup
-	if primary {
-		f, held = m.primary, &m.holdPrimary
-	}
+	f, held := m.lockFile(k)
 	busy, err := ofdSetlk(fdOf(f), unix.F_WRLCK)
 	if err != nil {
 		return false, &LockError{Op: "lock", File: f.Name(), Err: err}
@@ -267,6 +296,20 @@ func (m *Manager) tryAcquire(primary bool) (bool, error) {
 	}
 	*held = true
 	return true, nil
+}
+
+// FailbackWaiting reports whether another broker holds the failback lock:
+// a primary that wrote F is alive and waiting. An F in server.lock with
+// nobody waiting is stale (the primary died before it took over).
+func (m *Manager) FailbackWaiting() (bool, error) {
+	if err := m.checkOpen(false); err != nil {
+		return false, err
+	}
+	typ, _, err := ofdConflict(fdOf(m.failback), unix.F_WRLCK)
+	if err != nil {
+		return false, &LockError{Op: "getlk", File: m.failback.Name(), Err: err}
+	}
+	return typ != unix.F_UNLCK, nil
 }
 
 // AcquirePrimary polls for the primary lock every PollInterval until it is
@@ -299,21 +342,21 @@ func (m *Manager) poll(ctx context.Context, try func() (bool, error)) error {
 }
 
 // ReleasePrimary releases the primary lock (the file stays open).
-func (m *Manager) ReleasePrimary() error { return m.release(true) }
+func (m *Manager) ReleasePrimary() error { return m.release(kindPrimary) }
 
 // ReleaseBackup releases the backup lock (the file stays open).
-func (m *Manager) ReleaseBackup() error { return m.release(false) }
+func (m *Manager) ReleaseBackup() error { return m.release(kindBackup) }
 
-func (m *Manager) release(primary bool) error {
+// ReleaseFailback releases the failback lock (the file stays open).
+func (m *Manager) ReleaseFailback() error { return m.release(kindFailback) }
+
+func (m *Manager) release(k lockKind) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
-	f, held := m.backup, &m.holdBackup
-	if primary {
-		f, held = m.primary, &m.holdPrimary
-	}
+	f, held := m.lockFile(k)
 	*held = false
 	if _, err := ofdSetlk(fdOf(f), unix.F_UNLCK); err != nil {
 		return &LockError{Op: "unlock", File: f.Name(), Err: err}

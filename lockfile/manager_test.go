@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,7 +175,10 @@ func TestCorruptStateFile(t *testing.T) {
 	}
 }
 
-const childEnv = "TANDEM_LOCKFILE_CHILD_DIR"
+const (
+	childEnv         = "TANDEM_LOCKFILE_CHILD_DIR"
+	childFailbackEnv = "TANDEM_LOCKFILE_CHILD_FAILBACK" // hold the failback lock instead
+)
 
 // TestMain lets the test binary act as a child broker holding the primary
 // lock (re-exec with childEnv set).
@@ -194,13 +198,20 @@ func childHold(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := m.AcquirePrimary(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if _, err := m.BumpEpoch(StateActive); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	if os.Getenv(childFailbackEnv) != "" {
+		if ok, err := m.TryAcquireFailback(); !ok || err != nil {
+			fmt.Fprintln(os.Stderr, "failback lock:", ok, err)
+			return 1
+		}
+	} else {
+		if err := m.AcquirePrimary(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := m.BumpEpoch(StateActive); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	fmt.Println("locked")
 	select {} // hold until killed
@@ -210,21 +221,7 @@ func childHold(dir string) int {
 // lock and another Manager acquires it, seeing state L (crash: failover).
 func TestChildKilledReleasesLock(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		t.Fatalf("child said %q, %v", line, err)
-	}
+	cmd, _ := startChild(t, dir, false)
 	m := openT(t, dir, Options{PollInterval: time.Millisecond})
 	mustTry(t, m.TryAcquirePrimary, false)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -246,5 +243,86 @@ func TestChildKilledReleasesLock(t *testing.T) {
 	e, err := m.BumpEpoch(StateActive)
 	if err != nil || e != 2 {
 		t.Fatalf("bump after takeover: %d %v", e, err)
+	}
+}
+
+// A starting primary that holds the failback lock is seen as waiting; once
+// it is SIGKILLed, it is not (its F is stale).
+func TestChildKilledReleasesFailbackLock(t *testing.T) {
+	dir := t.TempDir()
+	cmd, _ := startChild(t, dir, true)
+	m := openT(t, dir, Options{})
+	if w, err := m.FailbackWaiting(); err != nil || !w {
+		t.Fatalf("waiting = %v, %v; want true", w, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		w, err := m.FailbackWaiting()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !w {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("failback lock still held 30 s after SIGKILL")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// startChild re-executes the test binary holding the primary lock (or the
+// failback lock) in dir, and waits until it says so.
+func startChild(t *testing.T, dir string, failback bool) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	if failback {
+		cmd.Env = append(cmd.Env, childFailbackEnv+"=1")
+	}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	return cmd, out
+}
+
+func TestFailbackLock(t *testing.T) {
+	dir := t.TempDir()
+	primary, live := openT(t, dir, Options{}), openT(t, dir, Options{})
+	if w, err := live.FailbackWaiting(); err != nil || w {
+		t.Fatalf("nobody waiting: %v %v", w, err)
+	}
+	mustTry(t, primary.TryAcquireFailback, true)
+	if w, err := live.FailbackWaiting(); err != nil || !w {
+		t.Fatalf("primary waiting: %v %v", w, err)
+	}
+	mustTry(t, live.TryAcquirePrimary, true)
+	e, err := live.BumpEpoch(StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := live.Verify(e)
+	if err != nil || !v.FailbackWaiting {
+		t.Fatalf("verification %+v %v: want FailbackWaiting", v, err)
+	}
+	if err := primary.ReleaseFailback(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := live.Verify(e); err != nil || v.FailbackWaiting {
+		t.Fatalf("verification %+v %v: want no FailbackWaiting", v, err)
 	}
 }

@@ -20,6 +20,8 @@ type Status struct {
 	// PrimaryLocked and BackupLocked report whether some process holds
 	// the primary and backup locks.
 	PrimaryLocked, BackupLocked bool
+	// FailbackLocked: a starting primary waits to fail back.
+	FailbackLocked bool
 }
 
 // Probe reads a lock directory without taking any lock: server.lock, the
@@ -41,6 +43,9 @@ func Probe(dir string) (Status, error) {
 		return st, err
 	}
 	if st.BackupLocked, err = locked(filepath.Join(dir, BackupFileName)); err != nil {
+		return st, err
+	}
+	if st.FailbackLocked, err = locked(filepath.Join(dir, FailbackFileName)); err != nil {
 		return st, err
 	}
 	return st, nil

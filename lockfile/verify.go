@@ -18,6 +18,9 @@ type Verification struct {
 	// verified against.
 	State State
 	Epoch uint64
+	// FailbackWaiting: a primary holds the failback lock (it wrote F and
+	// waits for the primary lock).
+	FailbackWaiting bool
 }
 
 // Verify re-checks that this Manager is still the live of epoch: the
@@ -45,6 +48,9 @@ func (m *Manager) Verify(epoch uint64) (Verification, error) {
 		if err := sameFile(f); err != nil {
 			return v, err
 		}
+	}
+	if v.FailbackWaiting, err = m.FailbackWaiting(); err != nil {
+		return v, err
 	}
 	m.stateMu.Lock()
 	defer m.stateMu.Unlock()
