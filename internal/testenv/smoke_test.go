@@ -74,6 +74,33 @@ func TestZKZnode(t *testing.T) {
 	}
 }
 
+// TestZKConnect checks the helper: a base znode of the test's own, and the
+// whole subtree gone after the test.
+func TestZKConnect(t *testing.T) {
+	var base string
+	t.Run("inner", func(t *testing.T) {
+		var conn *zk.Conn
+		conn, base = testenv.ZKConnect(t)
+		for _, p := range []string{base + "/a", base + "/a/b", base + "/c"} {
+			if _, err := conn.Create(p, []byte(p), 0, zk.WorldACL(zk.PermAll)); err != nil {
+				t.Fatalf("create %s: %v", p, err)
+			}
+		}
+		if _, err := conn.Create(base+"/e", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatalf("create ephemeral: %v", err)
+		}
+	})
+	conn, events, err := zk.Connect(testenv.ZKServers(t), 10*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitConnected(t, events)
+	if ok, _, err := conn.Exists(base); err != nil || ok {
+		t.Fatalf("exists %s after the test = %v, %v; want false", base, ok, err)
+	}
+}
+
 func waitConnected(t *testing.T, events <-chan zk.Event) {
 	t.Helper()
 	timeout := time.After(20 * time.Second)
