@@ -354,7 +354,7 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		err := cc.sess.CloseConsumer(cc.c.ID())
 		c.out.resultFrame(corr, codeOf(err), errText(err))
 	case *wire.Hello:
-		return c.protocolError(errors.New("Hello after the handshake"))
+		return c.protocolError(errors.New("second Hello after the handshake"))
 	default:
 		return c.protocolError(fmt.Errorf("unexpected %v frame from a client", fr.Type()))
 	}

@@ -83,10 +83,3 @@ func (c *Consumer) take(id uint64) (*ref, error) {
 	c.q.delivering.Add(-1)
 	return r, nil
 }
-
-// unacked returns the number of messages delivered and not acked.
-func (c *Consumer) unacked() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.delivered)
-}

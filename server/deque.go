@@ -48,10 +48,3 @@ func (d *refDeque) popFront() *ref {
 	}
 	return r
 }
-
-// each calls fn for every reference, front to back.
-func (d *refDeque) each(fn func(*ref)) {
-	for i := 0; i < d.n; i++ {
-		fn(d.buf[(d.head+i)%len(d.buf)])
-	}
-}

@@ -98,6 +98,3 @@ func (c *dupCache) complete(e *dupEntry, err error) {
 		w(err)
 	}
 }
-
-// len returns the number of cached IDs.
-func (c *dupCache) len() int { return len(c.m) }
