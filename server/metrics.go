@@ -58,6 +58,7 @@ var (
 // brokerCollector reads the broker's state at scrape time.
 type brokerCollector struct{ o MetricsOptions }
 
+// Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
 		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descHalted} {
@@ -65,6 +66,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// Collect reads the broker's state now.
 func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.o.Connections != nil {
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(c.o.Connections()))

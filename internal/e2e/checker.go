@@ -89,6 +89,7 @@ type Report struct {
 // unexpected or duplicated.
 func (r Report) OK() bool { return len(r.Lost)+len(r.Unexpected)+len(r.Duplicated) == 0 }
 
+// String summarises the report, listing at most ten IDs per class.
 func (r Report) String() string {
 	short := func(ids []string) string {
 		if len(ids) > 10 {
