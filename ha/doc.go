@@ -22,12 +22,20 @@
 // database Backend wraps jdbcstore's NodeManager and Lease the same way
 // (its Renew wraps ErrLost when the lease is gone).
 //
+// Options failover-on-shutdown (default false), allow-failback (default
+// true) and restart-backup (default true) mean what they mean in Artemis.
+//
 // Integration: the server calls CanAck before every acknowledgement (and
-// acknowledges nothing when it is false), reports journal errors with
-// StorageError, and exits with the "halted" status when Run returns a
-// *HaltError. Options failover-on-shutdown (default false),
-// allow-failback (default true) and restart-backup (default true) mean what
-// they mean in Artemis.
+// acknowledges nothing when it is false), writes the epoch given to
+// LoadStore into everything it writes, reports journal errors with
+// StorageError, shows Status in /status, and exits with the "halted"
+// status (3) when Run returns a *HaltError.
+//
+// Timing with the file lock (defaults: lock poll 100 ms, lease 1 s, fence
+// 1 s): failover after the live dies takes about poll + fence + the store
+// load (measured: BenchmarkFailoverSIGKILL, about 1.15 s with an empty
+// store). With the database lease a crashed live's lease must expire first
+// (jdbc-lock-expiration); a clean stop with failover releases it at once.
 //
 // Invariants (exhaustively checked in tests, see sim_test.go):
 //   - a new live takes a new, strictly larger epoch before it loads the

@@ -27,12 +27,13 @@
 // The locks are open file description (OFD) locks (fcntl F_OFD_SETLK), so
 // they conflict between two Managers of the same process as well as between
 // processes, and they are released by the kernel when the process dies. Each
-// Manager opens each file exactly once and keeps it open until Close: with
+// Manager opens each file exactly once and keeps it open until Close. With
 // classic POSIX (F_SETLK) locks any close(2) of the file anywhere in the
-// process drops the lock, and although OFD locks do not have that trap,
-// nothing else in the process may open and close these files either (a
-// reader should use ReadStateFile, which only reads server.lock without
-// locking). This package never deletes or renames its files.
+// process would drop the lock; OFD locks belong to the open file
+// description, so status readers (Probe, ReadStateFile) may open and close
+// the files, even inside a broker process (tested). Never switch these
+// locks to F_SETLK or flock without revisiting that. This package never
+// deletes or renames its files.
 //
 // # server.lock format (version 1, 52 bytes, big-endian)
 //
