@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/aio"
 	"github.com/tandemmq/tandem/aio/crashfs"
@@ -138,6 +139,8 @@ func TestCrashReplay(t *testing.T) {
 	}
 	for _, cfg := range crashCfgs {
 		t.Run(cfg.name, func(t *testing.T) {
+			reclaimed, torn := 0, 0
+			defer func() { t.Logf("%d segments reclaimed, %d torn tails", reclaimed, torn) }()
 			for it := range iters {
 				seed := uint64(it*7919 + 1)
 				fs := crashfs.New(crashfs.Options{Kind: cfg.kind, Alignment: cfg.align, SectorSize: cfg.sector})
@@ -150,8 +153,11 @@ func TestCrashReplay(t *testing.T) {
 						t.Fatalf("seed %d gen %d: load after crash: %v", seed, gen, err)
 					}
 					m.check(t, res)
+					torn += len(res.Warnings)
 					nextID = max(nextID, res.MaxID+1)
-					fs = runUntilCrash(t, j, fs, m, &nextID, seed*31+uint64(gen))
+					fs = runUntilCrash(t, j, fs, m, &nextID, seed*31+uint64(gen), it%2 == 1)
+					time.Sleep(time.Millisecond) // let the background reclaim run before the count
+					reclaimed += j.(*journal.FileJournal).Metrics().Reclaimed
 					j.Close()
 				}
 			}
@@ -161,7 +167,10 @@ func TestCrashReplay(t *testing.T) {
 
 // runUntilCrash runs 4 writers and snapshots the disk after a random
 // number of acknowledgements. It returns the snapshot.
-func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, nextID *uint64, seed uint64) *crashfs.FS {
+//
+// queue makes the workload a queue (add, delete the oldest), so segments
+// empty and are reclaimed and recycled while crashes happen.
+func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, nextID *uint64, seed uint64, queue bool) *crashfs.FS {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	crashAfter := int64(20 + rng.IntN(300))
 	var (
@@ -243,7 +252,11 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 				default:
 				}
 				sync := wr.IntN(5) != 0
-				switch op := wr.IntN(10); {
+				op := wr.IntN(10)
+				if queue {
+					op = []int{0, 0, 0, 0, 7, 7, 7, 7, 5, 9}[op]
+				}
+				switch {
 				case op < 4 || len(mine) == 0:
 					if len(fresh) == 0 {
 						return
@@ -272,6 +285,9 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 					}
 				case op < 8:
 					i := wr.IntN(len(mine))
+					if queue {
+						i = 0
+					}
 					id := mine[i]
 					mine = append(mine[:i], mine[i+1:]...)
 					m.mu.Lock()

@@ -122,7 +122,11 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 			return fmt.Errorf("journal: remove unused segment %s: %w", u.Path, err)
 		}
 	}
-	j.prep = newPreparer(fs, dir, j.nm, j.opts.SegmentSize, ready)
+	j.prep = newPreparer(fs, dir, j.nm, j.opts.SegmentSize, ready, j.opts.PoolFiles)
+	j.oldest = next
+	if len(sr.Segments) > 0 {
+		j.oldest = sr.Segments[0].Seq
+	}
 	upTo := next
 	if extra := j.opts.MinFiles - len(sr.Segments); extra > 1 {
 		upTo = next + uint64(extra) - 1

@@ -21,8 +21,8 @@ type op struct {
 type batch struct {
 	waiters []waiter
 	release []*chunk
+	reclaim []string // segments to reclaim once this batch is durable
 	sync    bool
-	records int
 
 	mu  sync.Mutex
 	err error // first error of a write that did not complete the batch
@@ -113,6 +113,11 @@ func (j *FileJournal) flushLoop() {
 		b := &batch{waiters: waiters}
 		for _, w := range waiters {
 			b.sync = b.sync || w.sync
+		}
+		if b.sync {
+			// Everything appended so far is in this batch: once it is
+			// durable, so are the deletes that emptied these segments.
+			b.reclaim = j.reclaimableLocked()
 		}
 		ops = ops[:0]
 		keep := j.pending[:0]
@@ -290,6 +295,9 @@ func (j *FileJournal) finishBatch(b *batch, err error) {
 	}
 	j.cq.pushWaiters(b.waiters, err)
 	clear(b.waiters)
+	if err == nil && len(b.reclaim) > 0 {
+		j.prep.reclaimFiles(b.reclaim)
+	}
 	j.mu.Lock()
 	if j.spareWaiters == nil {
 		j.spareWaiters = b.waiters[:0]

@@ -51,9 +51,10 @@ type Options struct {
 	// MinFiles is journal-min-files: segment files that exist (used or
 	// prepared) from the first open on (default DefaultMinFiles).
 	MinFiles int
-	// PoolFiles is journal-pool-files: prepared (zero-filled, unused)
-	// segment files kept for reuse; -1 means no limit. The journal always
-	// keeps one prepared ahead so rotation never waits.
+	// PoolFiles is journal-pool-files: reclaimed segment files kept
+	// (recycled as prepared files) beyond the next segment, which is always
+	// prepared so rotation never waits; more are removed. -1 (and 0, the
+	// zero value) mean no limit.
 	PoolFiles int
 	// BufferTimeout is journal-buffer-timeout. Zero (the default) is
 	// adaptive group commit: the flusher writes whatever is pending as soon

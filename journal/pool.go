@@ -25,15 +25,21 @@ type preparer struct {
 	cond    sync.Cond
 	ready   uint64 // every sequence up to ready has a prepared or used file
 	want    uint64
+	cur     uint64   // the segment the writer appends to
+	poolMax int      // journal-pool-files (-1: no limit)
+	reclaim []string // reclaimed segment files to recycle or remove, oldest first
 	err     error
 	stopped bool
 	exited  chan struct{}
 
-	created int // files created (metrics, tests)
+	created  int   // files created (metrics, tests)
+	recycled int   // reclaimed files turned into prepared ones
+	removed  int   // reclaimed files removed (pool full)
+	rbytes   int64 // bytes of reclaimed files
 }
 
-func newPreparer(fs aio.FS, dir string, nm Naming, size int64, ready uint64) *preparer {
-	p := &preparer{fs: fs, dir: dir, nm: nm, size: size, ready: ready, want: ready}
+func newPreparer(fs aio.FS, dir string, nm Naming, size int64, ready uint64, poolMax int) *preparer {
+	p := &preparer{fs: fs, dir: dir, nm: nm, size: size, ready: ready, want: ready, poolMax: poolMax}
 	p.cond.L = &p.mu
 	return p
 }
@@ -43,9 +49,11 @@ func (p *preparer) start() {
 	go p.loop()
 }
 
-// request asks for files up to sequence upTo.
+// request asks for files up to sequence upTo; the writer appends to
+// upTo-1.
 func (p *preparer) request(upTo uint64) {
 	p.mu.Lock()
+	p.cur = max(p.cur, upTo-1)
 	if upTo > p.want {
 		p.want = upTo
 		p.cond.Broadcast()
@@ -75,11 +83,34 @@ func (p *preparer) loop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		for !p.stopped && p.err == nil && p.ready >= p.want {
+		for !p.stopped && p.err == nil && p.ready >= p.want && len(p.reclaim) == 0 {
 			p.cond.Wait()
 		}
 		if p.stopped || p.err != nil {
 			return
+		}
+		if len(p.reclaim) > 0 {
+			path := p.reclaim[0]
+			p.reclaim = p.reclaim[1:]
+			// The next segment is always prepared; journal-pool-files
+			// more are kept from reclaim.
+			recycle := p.poolMax < 0 || int(p.ready-p.cur) <= p.poolMax
+			seq := p.ready + 1
+			p.mu.Unlock()
+			recycled, err := p.recycleOrRemove(path, recycle, seq)
+			p.mu.Lock()
+			switch {
+			case err != nil:
+				p.err = err
+			case recycled:
+				p.ready = seq
+				p.recycled++
+			default:
+				p.removed++
+			}
+			p.rbytes += p.size
+			p.cond.Broadcast()
+			continue
 		}
 		seq := p.ready + 1
 		p.mu.Unlock()
@@ -107,6 +138,63 @@ func (p *preparer) prepareNow(upTo uint64) error {
 	}
 	p.want = max(p.want, p.ready)
 	return nil
+}
+
+// reclaimFiles queues reclaimed segment files (all their records are
+// deleted and durable) for recycling or removal.
+func (p *preparer) reclaimFiles(paths []string) {
+	p.mu.Lock()
+	p.reclaim = append(p.reclaim, paths...)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// recycleOrRemove turns a reclaimed segment into the prepared file of seq
+// (rename, directory fsync, then its header zeroed and synced: a crash in
+// between leaves a file whose header names another sequence, which load
+// treats as an unused file after the last segment), or removes it.
+// A file of another size (journal-file-size changed) is removed.
+func (p *preparer) recycleOrRemove(path string, recycle bool, seq uint64) (bool, error) {
+	if recycle {
+		f, err := p.fs.Open(path)
+		if err != nil {
+			return false, fmt.Errorf("journal: recycle segment: %w", err)
+		}
+		size, err := f.Size()
+		f.Close()
+		if err != nil {
+			return false, fmt.Errorf("journal: recycle segment: %w", err)
+		}
+		recycle = size == p.size
+	}
+	if !recycle {
+		if err := p.fs.Remove(path); err != nil {
+			return false, fmt.Errorf("journal: remove reclaimed segment: %w", err)
+		}
+		if err := p.fs.SyncDir(p.dir); err != nil {
+			return false, fmt.Errorf("journal: remove reclaimed segment: %w", err)
+		}
+		return false, nil
+	}
+	final := filepath.Join(p.dir, SegmentName(p.nm.Prefix, p.nm.Ext, seq))
+	if err := p.fs.Rename(path, final); err != nil {
+		return false, fmt.Errorf("journal: recycle segment: %w", err)
+	}
+	if err := p.fs.SyncDir(p.dir); err != nil {
+		return false, fmt.Errorf("journal: recycle segment: %w", err)
+	}
+	f, err := p.fs.Open(final)
+	if err != nil {
+		return false, fmt.Errorf("journal: recycle segment: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(zeroBlock[:SegmentHeaderSize], 0); err != nil {
+		return false, fmt.Errorf("journal: recycle segment: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("journal: recycle segment: %w", err)
+	}
+	return true, nil
 }
 
 func (p *preparer) stop() {

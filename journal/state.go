@@ -32,6 +32,7 @@ type txOp struct {
 
 type txState struct {
 	prepared bool
+	firstSeg uint64 // segment of the first entry: the transaction pins it
 	ops      []txOp
 }
 
@@ -61,15 +62,33 @@ type undo struct {
 //
 // apply is all-or-nothing: when an entry fails, the effects of the earlier
 // entries of the same call are undone.
+//
+// It also counts, per segment, the live records added there and the open
+// transactions that started there (pins): reclaim removes the oldest
+// segments while they pin nothing. Updates, deletes and transaction ends
+// never need a pin: they are in the record's add segment or later, and
+// reclaim only ever removes the oldest segment.
 type validator struct {
 	live  map[uint64]recLoc
 	txs   map[uint64]*txState
+	pins  map[uint64]int
 	undo  []undo
 	maxID uint64
 }
 
+func (v *validator) pin(seg uint64, d int) {
+	if v.pins == nil {
+		v.pins = make(map[uint64]int)
+	}
+	if n := v.pins[seg] + d; n != 0 {
+		v.pins[seg] = n
+	} else {
+		delete(v.pins, seg)
+	}
+}
+
 func newValidator() *validator {
-	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState)}
+	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState), pins: make(map[uint64]int)}
 }
 
 // apply validates entries in order against the current state and applies
@@ -96,9 +115,12 @@ func (v *validator) rollback() {
 		switch u.k {
 		case undoLiveAdded:
 			delete(v.live, u.id)
+			v.pin(u.loc.seg, -1)
 		case undoLiveDeleted:
 			v.live[u.id] = u.loc
+			v.pin(u.loc.seg, +1)
 		case undoTxCreated:
+			v.pin(v.txs[u.id].firstSeg, -1)
 			delete(v.txs, u.id)
 		case undoTxOps:
 			u.tx.ops = u.tx.ops[:u.n]
@@ -106,6 +128,7 @@ func (v *validator) rollback() {
 			u.tx.prepared = false
 		case undoTxRemoved:
 			v.txs[u.id] = u.tx
+			v.pin(u.tx.firstSeg, +1)
 		}
 	}
 	v.undo = v.undo[:0]
@@ -113,24 +136,27 @@ func (v *validator) rollback() {
 
 func (v *validator) setLive(id uint64, loc recLoc) {
 	v.live[id] = loc
-	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id})
+	v.pin(loc.seg, +1)
+	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id, loc: loc})
 }
 
 func (v *validator) delLive(id uint64) {
 	loc := v.live[id]
 	delete(v.live, id)
+	v.pin(loc.seg, -1)
 	v.undo = append(v.undo, undo{k: undoLiveDeleted, id: id, loc: loc})
 }
 
 // openTx returns the transaction txID, creating it when create is true.
-func (v *validator) openTx(txID uint64, create bool) (*txState, error) {
+func (v *validator) openTx(txID uint64, create bool, seg uint64) (*txState, error) {
 	tx := v.txs[txID]
 	if tx == nil {
 		if !create {
 			return nil, ErrUnknownTx
 		}
-		tx = &txState{}
+		tx = &txState{firstSeg: seg}
 		v.txs[txID] = tx
+		v.pin(seg, +1)
 		v.undo = append(v.undo, undo{k: undoTxCreated, id: txID})
 	}
 	return tx, nil
@@ -138,6 +164,7 @@ func (v *validator) openTx(txID uint64, create bool) (*txState, error) {
 
 func (v *validator) removeTx(txID uint64, tx *txState) {
 	delete(v.txs, txID)
+	v.pin(tx.firstSeg, -1)
 	v.undo = append(v.undo, undo{k: undoTxRemoved, id: txID, tx: tx})
 }
 
@@ -177,7 +204,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		}
 		v.delLive(e.ID)
 	case KindAddTx, KindUpdateTx, KindDeleteTx:
-		tx, _ := v.openTx(e.TxID, true)
+		tx, _ := v.openTx(e.TxID, true, seg)
 		if tx.prepared {
 			return fmt.Errorf("%w: %s", ErrUnknownTx, msgPrepared)
 		}
@@ -191,7 +218,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		v.undo = append(v.undo, undo{k: undoTxOps, tx: tx, n: len(tx.ops)})
 		tx.ops = append(tx.ops, txOp{kind: e.Kind, id: e.ID, seg: seg})
 	case KindPrepare:
-		tx, err := v.openTx(e.TxID, false)
+		tx, err := v.openTx(e.TxID, false, 0)
 		if err != nil {
 			return err
 		}
@@ -201,7 +228,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		tx.prepared = true
 		v.undo = append(v.undo, undo{k: undoTxPrepared, tx: tx})
 	case KindCommit:
-		tx, err := v.openTx(e.TxID, false)
+		tx, err := v.openTx(e.TxID, false, 0)
 		if err != nil {
 			return err
 		}
@@ -228,7 +255,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		}
 		v.removeTx(e.TxID, tx)
 	case KindRollback:
-		tx, err := v.openTx(e.TxID, false)
+		tx, err := v.openTx(e.TxID, false, 0)
 		if err != nil {
 			return err
 		}
@@ -394,7 +421,10 @@ func (l *loader) apply(e *Entry, seg uint64) {
 // which the caller must roll back by appending rollback entries.
 func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 	res := &LoadResult{MaxID: l.maxID}
-	v := &validator{live: l.index, txs: make(map[uint64]*txState), maxID: l.maxID}
+	v := &validator{live: l.index, txs: make(map[uint64]*txState), pins: make(map[uint64]int), maxID: l.maxID}
+	for _, loc := range l.index {
+		v.pins[loc.seg]++
+	}
 	if l.ndead == 0 {
 		res.Records = l.recs
 	} else {
@@ -412,7 +442,8 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 			continue
 		}
 		res.Prepared = append(res.Prepared, PendingTx{TxID: id, Data: tx.data, Entries: tx.entries})
-		ts := &txState{prepared: true, ops: make([]txOp, len(tx.entries))}
+		ts := &txState{prepared: true, firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
+		v.pins[ts.firstSeg]++
 		for i := range tx.entries {
 			ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
 		}
@@ -423,7 +454,8 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 		if !tx.prepared {
 			unfinished = append(unfinished, id)
 			// Known to the validator until the caller's rollback ends it.
-			ts := &txState{ops: make([]txOp, len(tx.entries))}
+			ts := &txState{firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
+			v.pins[ts.firstSeg]++
 			for i := range tx.entries {
 				ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
 			}

@@ -1,0 +1,65 @@
+package journal
+
+// Reclaim (issue 4, item 1). The validator counts, per segment, the live
+// records added there and the open transactions that began there. The
+// oldest segments that pin nothing, up to the current one, are reclaimed
+// once a synced batch covering every append so far is durable: their
+// files are recycled into the pool of prepared files (journal-pool-files)
+// or removed. Only the oldest segment is ever reclaimed, so a delete never
+// outlives the add it cancels and a transaction's end never outlives its
+// entries: replay of what remains gives the same state. Segments a record
+// stream subscriber still needs are kept (see stream.go).
+
+// reclaimableLocked returns the paths of the oldest segments that pin
+// nothing and advances j.oldest past them.
+func (j *FileJournal) reclaimableLocked() []string {
+	var out []string
+	limit := j.seg.hdr.seq
+	if s := j.streamFloorLocked(); s < limit {
+		limit = s
+	}
+	for j.oldest < limit && j.v.pins[j.oldest] == 0 {
+		out = append(out, j.segPath(j.oldest))
+		j.oldest++
+	}
+	return out
+}
+
+// Metrics are the journal's figures an operator can act on.
+type Metrics struct {
+	Stats
+	SegmentsInUse int   // segments from the oldest kept to the current one
+	PoolFiles     int   // prepared files ahead of the current segment
+	Reclaimed     int   // segments reclaimed (recycled or removed)
+	Recycled      int   // reclaimed segments turned into prepared files
+	BytesReclaim  int64 // bytes of reclaimed segments
+	Created       int   // segment files created by zero-filling
+	LiveRecords   int
+	OpenTxs       int
+	Subscribers   int
+	MaxStreamLag  int64 // bytes the slowest subscriber is behind the durable end
+}
+
+// Metrics returns a snapshot of the journal's metrics.
+func (j *FileJournal) Metrics() Metrics {
+	m := Metrics{Stats: j.Stats()}
+	j.mu.Lock()
+	if j.loaded {
+		m.SegmentsInUse = int(j.seg.hdr.seq - j.oldest + 1)
+		m.LiveRecords = len(j.v.live)
+		m.OpenTxs = len(j.v.txs)
+	}
+	m.Subscribers, m.MaxStreamLag = j.streamMetricsLocked()
+	prep := j.prep
+	j.mu.Unlock()
+	if prep != nil {
+		prep.mu.Lock()
+		m.PoolFiles = int(prep.ready - prep.cur)
+		m.Reclaimed = prep.recycled + prep.removed
+		m.Recycled = prep.recycled
+		m.BytesReclaim = prep.rbytes
+		m.Created = prep.created
+		prep.mu.Unlock()
+	}
+	return m
+}

@@ -1,0 +1,117 @@
+package journal_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tandemmq/tandem/aio"
+	"github.com/tandemmq/tandem/journal"
+)
+
+// TestReclaimSteadyQueue runs a queue in steady state (add, and delete
+// the oldest) through many segments: the directory stays bounded, the
+// reclaimed files are recycled, and a reload gives the live set.
+func TestReclaimSteadyQueue(t *testing.T) {
+	for _, pool := range []int{-1, 1} {
+		dir := t.TempDir()
+		j, err := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, PoolFiles: pool, Logger: quiet,
+			FS: aio.OS(aio.NIO, aio.DefaultOptions())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		data := bytes.Repeat([]byte{3}, 900)
+		const depth = 100 // about 1.5 segments of live data
+		maxFiles := 0
+		for i := 1; i <= 3000; i++ {
+			entries := []journal.Entry{{Kind: journal.KindAdd, ID: uint64(i), Data: data}}
+			if i > depth {
+				entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: uint64(i - depth)})
+			}
+			if err := journal.AppendSync(ctx, j, entries...); err != nil {
+				t.Fatal(err)
+			}
+			ents, _ := os.ReadDir(dir)
+			maxFiles = max(maxFiles, len(ents))
+		}
+		m := waitReclaimed(j, 30)
+		if m.Reclaimed < 30 || m.SegmentsInUse > 4 {
+			t.Fatalf("pool %d: reclaimed %d segments, %d in use; want most of ~45 reclaimed", pool, m.Reclaimed, m.SegmentsInUse)
+		}
+		if maxFiles > 8 {
+			t.Fatalf("pool %d: the directory reached %d files", pool, maxFiles)
+		}
+		if m.Created > 8 {
+			t.Fatalf("pool %d: %d files created by zero-filling: reclaimed files were not recycled", pool, m.Created)
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		j2, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, PoolFiles: pool, Logger: quiet})
+		res, err := j2.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Records) != depth || res.Records[0].ID != 3000-depth+1 {
+			t.Fatalf("reload: %d records, first %d", len(res.Records), res.Records[0].ID)
+		}
+		j2.Close()
+	}
+}
+
+// TestReclaimPinned: a live record, or an open transaction, keeps its
+// segment and every later one.
+func TestReclaimPinned(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet})
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: 1, Data: []byte("long-lived")})
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAddTx, TxID: 2, ID: 3, Data: []byte("open tx")})
+	data := make([]byte, 900)
+	for i := uint64(10); i < 1000; i++ {
+		journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: i, Data: data}, journal.Entry{Kind: journal.KindDelete, ID: i})
+	}
+	if m := j.Metrics(); m.Reclaimed != 0 {
+		t.Fatalf("reclaimed %d segments while record 1 is live", m.Reclaimed)
+	}
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindDelete, ID: 1})
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: 5000})
+	if m := j.Metrics(); m.Reclaimed != 0 {
+		t.Fatalf("reclaimed %d segments while transaction 2 is open", m.Reclaimed)
+	}
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindRollback, TxID: 2})
+	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: 5001})
+	if m := waitReclaimed(j, 10); m.Reclaimed < 10 {
+		t.Fatalf("reclaimed %d segments after the pins went", m.Reclaimed)
+	}
+	j.Close()
+	j2, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet})
+	res, err := j2.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 2 || res.RolledBack != 0 || len(res.Prepared) != 0 {
+		t.Fatalf("reload: %d records, %d rolled back, %d prepared", len(res.Records), res.RolledBack, len(res.Prepared))
+	}
+	j2.Close()
+}
+
+// waitReclaimed waits (up to 5 s) for the background reclaim to reach n.
+func waitReclaimed(j *journal.FileJournal, n int) journal.Metrics {
+	for range 500 {
+		if m := j.Metrics(); m.Reclaimed >= n {
+			return m
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return j.Metrics()
+}
