@@ -286,7 +286,7 @@ type loader struct {
 	// size the loader after its first segment.
 	firstSeg, curSeg uint64
 	segs1            int
-	ndead   int
+	ndead            int
 }
 
 type loadTx struct {

@@ -68,7 +68,7 @@ type FileJournal struct {
 	pendingBytes int
 	free         []*chunk
 
-	oldest        uint64 // oldest segment not reclaimed
+	oldest        uint64        // oldest segment not reclaimed
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
 	wake          chan struct{}
 	inflight      chan struct{}
