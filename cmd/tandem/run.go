@@ -124,7 +124,17 @@ func serve(cfg *config.Config) int {
 		}
 		log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
 	}
-	l, err := loadLive(ctx, cfg, log, liveOptions{Policy: "none", Role: "primary"})
+	lock, err := lockSingle(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	lo := liveOptions{Policy: "none", Role: "primary"}
+	if lock != nil {
+		lo.NodeID, lo.Epoch = lock.nodeID(), lock.epoch
+		defer lock.release()
+	}
+	l, err := loadLive(ctx, cfg, log, lo)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot

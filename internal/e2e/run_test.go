@@ -107,3 +107,31 @@ func TestRunUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRunDataDirectoryLocked: a second broker on the same data directory
+// refuses to start (exit 1) while the first runs; the node ID (server.lock)
+// and a growing epoch survive restarts.
+func TestRunDataDirectoryLocked(t *testing.T) {
+	b := newBrokerProc(t)
+	b.start()
+	st := b.status()
+	node, epoch := st["node_id"], st["epoch"].(float64)
+	if epoch < 1 {
+		t.Fatalf("epoch %v, want >= 1", epoch)
+	}
+	cmd := exec.Command(b.bin, "run", "--data", b.data, "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
+		"--http", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "another broker is active") {
+		t.Fatalf("second broker on the same data: %v\n%s", err, out)
+	}
+	if code := b.stop(); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	b.start()
+	st = b.status()
+	if st["node_id"] != node || st["epoch"].(float64) <= epoch {
+		t.Fatalf("after restart node %v epoch %v; before %v %v", st["node_id"], st["epoch"], node, epoch)
+	}
+}
