@@ -60,16 +60,22 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 
 // BenchmarkBatch64K writes 64 KiB batches, each with its fdatasync, keeping
 // up to depth of them in flight (the synchronous backends have one at most).
-func BenchmarkBatch64K(b *testing.B) {
-	const size = 64 << 10
+func BenchmarkBatch64K(b *testing.B) { benchBatches(b, 64<<10, []int{1, 4, 16, 64}) }
+
+// BenchmarkBatch8K is the same with 8 KiB batches: what a journal under
+// many writers submits when every batch in flight is small.
+func BenchmarkBatch8K(b *testing.B) { benchBatches(b, 8<<10, []int{1, 8}) }
+
+func benchBatches(b *testing.B, size int, depths []int) {
 	for _, kind := range backends(b) {
-		for _, depth := range []int{1, 4, 16, 64} {
+		for _, depth := range depths {
 			if kind != IOUring && depth > 1 {
 				continue
 			}
 			b.Run(fmt.Sprintf("backend=%s/depth=%d", kind, depth), func(b *testing.B) {
 				opts := DefaultOptions()
 				opts.MaxIO = depth
+				opts.MaxSyncs = depth
 				_, f := newFile(b, kind, opts, benchFileSize)
 				bufs := make([][]byte, depth)
 				for i := range bufs {
@@ -77,14 +83,14 @@ func BenchmarkBatch64K(b *testing.B) {
 				}
 				errs := make(chan error, b.N)
 				cb := func(err error) { errs <- err }
-				b.SetBytes(size)
+				b.SetBytes(int64(size))
 				off := int64(0)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					// Submit blocks while depth batches are in flight, so
 					// buffer i%depth is free again by the time it is reused.
 					f.Submit(bufs[i%depth], off, true, cb)
-					off = (off + size) % benchFileSize
+					off = (off + int64(size)) % benchFileSize
 				}
 				for i := 0; i < b.N; i++ {
 					if err := <-errs; err != nil {

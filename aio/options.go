@@ -8,6 +8,13 @@ type Options struct {
 	// means DefaultMaxIO. The synchronous backends have at most one write
 	// in flight and ignore it; io_uring clamps it to what its ring holds.
 	MaxIO int
+	// MaxSyncs caps the synced requests (write + fdatasync) in flight on
+	// one io_uring File; Submit blocks beyond it, so the caller's next
+	// batch grows instead. Concurrent fdatasyncs of one file wait for the
+	// device's cache flushes, which the block layer coalesces: with one
+	// flush running and one queued, a third fdatasync in flight only makes
+	// every batch smaller. Zero means DefaultMaxSyncs.
+	MaxSyncs int
 	// Logger receives the backend's warnings (a fallback from io_uring to
 	// DIRECT, for instance). Nil means slog.Default().
 	Logger *slog.Logger
@@ -25,10 +32,14 @@ type Options struct {
 // DefaultMaxIO is the in-flight cap used when Options.MaxIO is zero.
 const DefaultMaxIO = 64
 
+// DefaultMaxSyncs is the cap on synced requests in flight used when
+// Options.MaxSyncs is zero.
+const DefaultMaxSyncs = 2
+
 // DefaultOptions returns the options production uses: fdatasync on, the
 // default in-flight cap, slog.Default().
 func DefaultOptions() Options {
-	return Options{MaxIO: DefaultMaxIO, Datasync: true}
+	return Options{MaxIO: DefaultMaxIO, MaxSyncs: DefaultMaxSyncs, Datasync: true}
 }
 
 func (o Options) logger() *slog.Logger {
@@ -36,6 +47,13 @@ func (o Options) logger() *slog.Logger {
 		return o.Logger
 	}
 	return slog.Default()
+}
+
+func (o Options) maxSyncs() int {
+	if o.MaxSyncs <= 0 {
+		return DefaultMaxSyncs
+	}
+	return o.MaxSyncs
 }
 
 func (o Options) maxIO() int {

@@ -32,7 +32,8 @@ type uringFile struct {
 	ring     *ring
 	log      *slog.Logger
 
-	sem chan struct{} // one token per request not yet delivered
+	sem     chan struct{} // one token per request not yet delivered
+	syncSem chan struct{} // one token per synced request not yet delivered
 
 	sqMu sync.Mutex // the SQ ring: SQE filling, tail, io_uring_enter(submit)
 
@@ -56,15 +57,16 @@ type uringFile struct {
 // uringReq is one Submit until its done is called. p keeps the buffer
 // referenced while the kernel may still read it.
 type uringReq struct {
-	used     bool
-	p        []byte
-	off      int64
-	sync     bool
-	done     func(error)
-	cqes     int   // CQEs still expected
-	err      error // rejected before submission
-	writeErr error
-	syncErr  error
+	used      bool
+	p         []byte
+	off       int64
+	sync      bool
+	holdsSync bool // holds a syncSem token
+	done      func(error)
+	cqes      int   // CQEs still expected
+	err       error // rejected before submission
+	writeErr  error
+	syncErr   error
 }
 
 // setupRing creates a File's ring; tests replace it to make setup fail.
@@ -116,6 +118,7 @@ func openURing(name string, opts Options) (File, error) {
 		ring:     rg,
 		log:      opts.logger(),
 		sem:      make(chan struct{}, maxIO),
+		syncSem:  make(chan struct{}, opts.maxSyncs()),
 		slots:    make([]uringReq, maxIO),
 		exited:   make(chan struct{}),
 	}
@@ -131,9 +134,14 @@ func (f *uringFile) ReadAt(p []byte, off int64) (int, error) { return f.reader.R
 
 // Submit queues a write (and, when sync and Options.Datasync, a linked
 // fdatasync) and returns once the kernel has it; done runs later on the
-// reaper goroutine. It blocks while MaxIO requests are undelivered. done
-// must not block on this File (no Submit or Close from inside it).
+// reaper goroutine. It blocks while MaxIO requests, or MaxSyncs synced
+// ones, are undelivered. done must not block on this File (no Submit or
+// Close from inside it).
 func (f *uringFile) Submit(p []byte, off int64, sync bool, done func(error)) {
+	holdsSync := sync && f.datasync
+	if holdsSync {
+		f.syncSem <- struct{}{}
+	}
 	f.sem <- struct{}{}
 	f.sqMu.Lock()
 	defer f.sqMu.Unlock()
@@ -142,13 +150,16 @@ func (f *uringFile) Submit(p []byte, off int64, sync bool, done func(error)) {
 	if f.reaperGone {
 		f.mu.Unlock()
 		<-f.sem
+		if holdsSync {
+			<-f.syncSem
+		}
 		done(ErrClosed)
 		return
 	}
 	seq := f.seq
 	f.seq++
 	r := &f.slots[seq%uint64(len(f.slots))]
-	*r = uringReq{used: true, p: p, off: off, sync: sync, done: done}
+	*r = uringReq{used: true, p: p, off: off, sync: sync, holdsSync: holdsSync, done: done}
 	switch {
 	case f.closing:
 		r.err = ErrClosed
@@ -336,6 +347,9 @@ func (f *uringFile) reaper() {
 				deliveredErr = err
 			}
 			<-f.sem
+			if r.holdsSync {
+				<-f.syncSem
+			}
 			r.done(err)
 			ready[i] = uringReq{}
 		}
