@@ -16,6 +16,12 @@ type journalStats interface {
 	Stats() journal.Stats
 }
 
+// journalMetrics is implemented by journals with segment figures (the file
+// journal).
+type journalMetrics interface {
+	Metrics() journal.Metrics
+}
+
 // MetricsOptions configure MetricsHandler.
 type MetricsOptions struct {
 	// Server is the broker whose counters are exported; it may change
@@ -52,6 +58,9 @@ var (
 	descJBatches   = prometheus.NewDesc("tandem_journal_batches_total", "Group-commit batches a journal wrote.", []string{"journal"}, nil)
 	descJSyncs     = prometheus.NewDesc("tandem_journal_syncs_total", "Batches written with fdatasync.", []string{"journal"}, nil)
 	descJBytes     = prometheus.NewDesc("tandem_journal_bytes_total", "Bytes a journal wrote, padding included.", []string{"journal"}, nil)
+	descJSegments  = prometheus.NewDesc("tandem_journal_segments", "Segments from the oldest kept to the current one.", []string{"journal"}, nil)
+	descJLive      = prometheus.NewDesc("tandem_journal_live_records", "Records a journal holds live.", []string{"journal"}, nil)
+	descJReclaimed = prometheus.NewDesc("tandem_journal_reclaimed_segments_total", "Segments reclaimed (recycled or removed).", []string{"journal"}, nil)
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
 )
 
@@ -61,7 +70,7 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descHalted} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted} {
 		ch <- d
 	}
 }
@@ -102,5 +111,11 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJBatches, prometheus.CounterValue, float64(x.Batches), name)
 		ch <- prometheus.MustNewConstMetric(descJSyncs, prometheus.CounterValue, float64(x.Syncs), name)
 		ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(x.Bytes), name)
+		if jm, ok := j.(journalMetrics); ok {
+			m := jm.Metrics()
+			ch <- prometheus.MustNewConstMetric(descJSegments, prometheus.GaugeValue, float64(m.SegmentsInUse), name)
+			ch <- prometheus.MustNewConstMetric(descJLive, prometheus.GaugeValue, float64(m.LiveRecords), name)
+			ch <- prometheus.MustNewConstMetric(descJReclaimed, prometheus.CounterValue, float64(m.Reclaimed), name)
+		}
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tandemmq/tandem/aio"
@@ -57,6 +59,13 @@ func TestFileStoreRestore(t *testing.T) {
 
 	st, s = open()
 	defer func() { s.Close(); st.Close() }()
+	rec := httptest.NewRecorder()
+	MetricsHandler(MetricsOptions{Server: func() *Server { return s }}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, name := range []string{`tandem_journal_syncs_total{journal="messages"}`, `tandem_journal_segments{journal="messages"}`} {
+		if !strings.Contains(rec.Body.String(), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 	if s.NodeID() != node {
 		t.Fatalf("node ID %s, want %s", s.NodeID(), node)
 	}
