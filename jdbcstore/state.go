@@ -95,6 +95,10 @@ func (s *state) apply(e *journal.Entry, seq int64, dels *[]int64, u *undoLog) (k
 	if !e.Kind.Valid() {
 		return false, fmt.Errorf("%w: %d", journal.ErrInvalidEntry, uint8(e.Kind))
 	}
+	if s.replay {
+		// Every row counts, even one replay finds no use for.
+		s.noteIDs(e, nil)
+	}
 	switch e.Kind {
 	case journal.KindAdd:
 		if s.live[e.ID] != nil {
@@ -188,6 +192,15 @@ func (s *state) apply(e *journal.Entry, seq int64, dels *[]int64, u *undoLog) (k
 		}
 		s.forget(e.TxID, tx, dels, u)
 	}
+	if !s.replay {
+		s.noteIDs(e, u)
+	}
+	return keep, nil
+}
+
+// noteIDs raises maxID to the entry's record and transaction IDs, as the
+// journal package counts them.
+func (s *state) noteIDs(e *journal.Entry, u *undoLog) {
 	if e.Kind.Transactional() {
 		s.noteID(e.TxID, u)
 	}
@@ -195,7 +208,6 @@ func (s *state) apply(e *journal.Entry, seq int64, dels *[]int64, u *undoLog) (k
 	case journal.KindAdd, journal.KindUpdate, journal.KindDelete, journal.KindAddTx, journal.KindUpdateTx, journal.KindDeleteTx:
 		s.noteID(e.ID, u)
 	}
-	return keep, nil
 }
 
 // stage applies one Append's entries, numbering their rows from seq, and
