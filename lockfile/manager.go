@@ -459,9 +459,11 @@ func (m *Manager) WriteState(s State) error {
 
 // BumpEpoch takes the next epoch: it reads server.lock, adds one to the
 // epoch, sets the state, writes and fsyncs (file and directory), and returns
-// the new epoch. The primary lock must be held (and not released by
-// another goroutine meanwhile). A new live calls it before it loads the
-// store.
+// the new epoch, which it also writes as the first heartbeat into
+// primary.lock. The new epoch is one more than the larger of server.lock's
+// and the last heartbeat's. The primary lock must be held (and not
+// released by another goroutine meanwhile). A new live calls it before it
+// loads the store.
 func (m *Manager) BumpEpoch(s State) (uint64, error) {
 	if !s.Valid() {
 		return 0, fmt.Errorf("lockfile: invalid state %s", s)
@@ -480,17 +482,39 @@ func (m *Manager) BumpEpoch(s State) (uint64, error) {
 		if r.NodeID != m.nodeID {
 			return &EpochError{File: m.state.Name(), NodeChanged: true}
 		}
+		// The last live's heartbeat in primary.lock also carries its
+		// epoch: take the larger, so an epoch written back over a newer
+		// one in server.lock (a writer whose lock on it was lost) is
+		// never handed out twice.
+		if hb, ok := m.readHeartbeat(); ok && hb.NodeID == m.nodeID && hb.Epoch > r.Epoch {
+			r.Epoch = hb.Epoch
+		}
 		r.Epoch++
 		r.State = s
 		epoch = r.Epoch
-		return m.writeLocked(r)
+		if err := m.writeLocked(r); err != nil {
+			return err
+		}
+		return m.writeHeartbeat(epoch)
 	})
 	return epoch, err
 }
 
-// ReadStateFile reads server.lock at path without locking and without
-// keeping it open, for status tools. Never use it inside a broker process
-// that holds the locks of that directory.
+// readHeartbeat reads primary.lock's heartbeat record, if a valid one is
+// there (it is informational: any error means none).
+func (m *Manager) readHeartbeat() (Record, bool) {
+	var buf [RecordSize + 1]byte
+	n, err := m.primary.ReadAt(buf[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Record{}, false
+	}
+	r, err := DecodeRecord(m.primary.Name(), buf[:n])
+	return r, err == nil && n > 0
+}
+
+// ReadStateFile reads a record file (server.lock, or the heartbeat in
+// primary.lock) at path without locking and without keeping it open, for
+// status tools.
 func ReadStateFile(path string) (Record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

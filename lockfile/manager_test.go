@@ -326,3 +326,29 @@ func TestFailbackLock(t *testing.T) {
 		t.Fatalf("verification %+v %v: want no FailbackWaiting", v, err)
 	}
 }
+
+// An epoch written back over a newer one in server.lock (a writer whose
+// lock on it was lost) is never handed out again: the last live's
+// heartbeat in primary.lock carries its epoch.
+func TestBumpEpochSurvivesRegression(t *testing.T) {
+	dir := t.TempDir()
+	m := openT(t, dir, Options{})
+	mustTry(t, m.TryAcquirePrimary, true)
+	for range 3 {
+		if _, err := m.BumpEpoch(StateActive); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, StateFileName)
+	r, err := ReadStateFile(p)
+	if err != nil || r.Epoch != 3 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r.Epoch, r.State = 1, StateFailingBack
+	if err := os.WriteFile(p, r.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := m.BumpEpoch(StateActive); err != nil || e != 4 {
+		t.Fatalf("bump after regression: %d %v, want 4", e, err)
+	}
+}

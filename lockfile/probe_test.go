@@ -25,7 +25,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err = Probe(dir)
-	if err != nil || !st.PrimaryLocked || !st.BackupLocked || st.State.Epoch != e || st.Heartbeat.Epoch != e || st.Heartbeat.Seq != 1 {
+	if err != nil || !st.PrimaryLocked || !st.BackupLocked || st.State.Epoch != e || st.Heartbeat.Epoch != e || st.Heartbeat.Seq != 2 {
 		t.Fatalf("live: %+v %v", st, err)
 	}
 	// Probing opened and closed the lock files in this process: the OFD
