@@ -145,6 +145,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	}
 	j.startSegmentLocked(next)
 	j.seg.file = f
+	j.stream.advance(next, 0) // earlier segments are sealed and durable
 	return nil
 }
 
@@ -198,6 +199,7 @@ func (j *FileJournal) Close() error {
 	j.mu.Unlock()
 	j.signal()
 	<-j.flusherExited
+	j.stream.close()
 	j.prep.stop()
 	j.cq.stop()
 	j.mu.Lock()

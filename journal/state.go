@@ -282,10 +282,9 @@ type loader struct {
 	prepSeq []uint64 // transaction IDs in the order of their prepares
 	slab    []Update // first updates of records are carved from here
 	maxID   uint64
-	// firstSeg, curSeg and segs1 (records in the first segment) let replay
-	// size the loader after its first segment.
+	// firstSeg and curSeg let replay size the loader after its first
+	// segment.
 	firstSeg, curSeg uint64
-	segs1            int
 	ndead            int
 }
 

@@ -69,6 +69,8 @@ type FileJournal struct {
 	free         []*chunk
 
 	oldest        uint64        // oldest segment not reclaimed
+	subs          map[*Subscription]struct{}
+	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
 	wake          chan struct{}
 	inflight      chan struct{}
@@ -180,6 +182,7 @@ func (j *FileJournal) syncedFor(seq uint64) uint32 {
 
 func (j *FileJournal) setDurable(seq uint64, off int64) {
 	j.durable.Store(seq<<32 | uint64(off)&0xffffffff)
+	j.stream.advance(seq, off)
 }
 
 // reserveLocked returns n bytes at the append position, moving to a new
