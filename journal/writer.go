@@ -68,7 +68,7 @@ type FileJournal struct {
 	pendingBytes int
 	free         []*chunk
 
-	oldest        uint64        // oldest segment not reclaimed
+	oldest        uint64 // oldest segment not reclaimed
 	subs          map[*Subscription]struct{}
 	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
