@@ -186,3 +186,32 @@ func TestStartMonitorWithoutLock(t *testing.T) {
 		t.Fatalf("got %v, want ErrNotHeld", err)
 	}
 }
+
+// A newer epoch in primary.lock's heartbeat (a new live's bump) is a loss
+// even when server.lock shows ours (written back over by a writer whose
+// lock on it was lost).
+func TestMonitorNewerHeartbeatEpoch(t *testing.T) {
+	dir := t.TempDir()
+	m, mo := startLive(t, dir)
+	// The new live rewrites its heartbeat every check, as the old one
+	// does: keep writing it until the old one notices.
+	hb := Record{State: StateActive, NodeID: m.NodeID(), Epoch: mo.Epoch() + 1, Seq: 1}
+	deadline := time.After(30 * time.Second)
+	for lost := false; !lost; {
+		if err := os.WriteFile(filepath.Join(dir, PrimaryFileName), hb.Encode(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-mo.Lost():
+			lost = true
+		case <-time.After(time.Millisecond):
+		case <-deadline:
+			t.Fatal("not lost within 30 s")
+		}
+	}
+	err := waitLost(t, mo)
+	var ee *EpochError
+	if !errors.As(err, &ee) || ee.Found != mo.Epoch()+1 {
+		t.Fatalf("got %v, want EpochError found %d", err, mo.Epoch()+1)
+	}
+}

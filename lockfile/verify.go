@@ -68,6 +68,11 @@ func (m *Manager) Verify(epoch uint64) (Verification, error) {
 	if r.Epoch != epoch {
 		return v, &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch}
 	}
+	// A newer live writes its epoch into primary.lock at its bump: seen
+	// here even if server.lock's epoch was written back over.
+	if hb, ok := m.readHeartbeat(); ok && hb.Epoch > epoch {
+		return v, &EpochError{File: m.primary.Name(), Ours: epoch, Found: hb.Epoch}
+	}
 	v.State, v.Epoch = r.State, r.Epoch
 	return v, m.writeHeartbeat(epoch)
 }
