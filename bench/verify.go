@@ -18,7 +18,6 @@ func (b bitset) set(i uint64) bool {
 	return b[w].Or(m)&m != 0
 }
 
-func (b bitset) has(i uint64) bool { return b[i/64].Load()&(uint64(1)<<(i%64)) != 0 }
 
 func grow(b bitset, bitsWanted uint64) bitset {
 	words := (bitsWanted + 63) / 64
@@ -122,9 +121,10 @@ func SplitID(id string) (prefix string, seq uint64, ok bool) {
 	return id[:i], seq, true
 }
 
-// maxOpenSeq bounds the sequence numbers an open Checker tracks (a bitmap
-// of 2^32 bits is 512 MiB): larger ones count as Foreign.
-const maxOpenSeq = 1 << 32
+// maxOpenSeq bounds the sequence numbers an open Checker tracks, so that
+// one odd ID cannot make it allocate much (2^27 bits are 16 MiB): larger
+// ones count as Foreign.
+const maxOpenSeq = 1 << 27
 
 // Consumed records a consumed message by its ID and says what it was.
 func (c *Checker) Consumed(id string) Outcome {

@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestSplitID(t *testing.T) {
 	tests := []struct {
@@ -131,4 +134,26 @@ func BenchmarkCheckerConsumed(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		c.Consumed(ids[i%len(ids)])
 	}
+}
+
+// FuzzSplitID: SplitID never panics, and what it accepts is PREFIX-SEQ
+// with SEQ > 0; a Checker takes any ID without panicking.
+func FuzzSplitID(f *testing.F) {
+	for _, s := range []string{"run.1-5", "a-b-17", "P-0", "-5", "P-", "x-18446744073709551615", "x-4294967297", "x-134217728", "x-134217729"} {
+		f.Add(s)
+	}
+	open, closed := NewChecker(false), NewChecker(true)
+	closed.Register("run.1", 10)
+	f.Fuzz(func(t *testing.T, id string) {
+		p, seq, ok := SplitID(id)
+		if ok && (p == "" || seq == 0 || !strings.HasPrefix(id, p+"-")) {
+			t.Fatalf("SplitID(%q) = %q, %d", id, p, seq)
+		}
+		for _, c := range []*Checker{open, closed} {
+			out := c.Consumed(id)
+			if !ok && out != Foreign {
+				t.Fatalf("unparsable %q counted as %v", id, out)
+			}
+		}
+	})
 }
