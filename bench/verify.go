@@ -18,7 +18,6 @@ func (b bitset) set(i uint64) bool {
 	return b[w].Or(m)&m != 0
 }
 
-
 func grow(b bitset, bitsWanted uint64) bitset {
 	words := (bitsWanted + 63) / 64
 	if uint64(len(b)) >= words {
