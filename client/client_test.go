@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -375,4 +377,51 @@ func TestHeartbeatsKeepIdleConnection(t *testing.T) {
 	if err := s.CreateProducer(Queue("hb")).Send(testCtx(t), &Message{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Close stops every goroutine the client started (reader, writer, pinger,
+// failover, listener).
+func TestCloseStopsGoroutines(t *testing.T) {
+	b := newTestBroker(t)
+	c, err := Dial(testCtx(t), b.url()+"?reconnectAttempts=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, c)
+	k := consumer(t, s, Queue("gr"))
+	k.Listen(func(*Message) {})
+	if err := s.CreateProducer(Queue("gr")).Send(testCtx(t), &Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := clientGoroutines(); n == 0 {
+		t.Fatal("no client goroutines while connected: the count is broken")
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, dump := clientGoroutines()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d client goroutines after Close:\n%s", n, dump)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// clientGoroutines counts goroutines running this package's code (other
+// than tests).
+func clientGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "tandem/client.(*") && !strings.Contains(g, "tandem/client.Test") {
+			n++
+			out = append(out, g)
+		}
+	}
+	return n, strings.Join(out, "\n\n")
 }

@@ -337,6 +337,16 @@ func (c *Conn) Close() error {
 		t.wg.Wait()
 	}
 	c.wg.Wait()
+	c.failConsumers(ErrClosed) // ends Receive and listeners
+	c.cmu.RLock()
+	ks := make([]*Consumer, 0, len(c.consumers))
+	for _, k := range c.consumers {
+		ks = append(ks, k)
+	}
+	c.cmu.RUnlock()
+	for _, k := range ks {
+		k.lwg.Wait()
+	}
 	return nil
 }
 
