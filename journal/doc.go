@@ -1,9 +1,46 @@
 // Package journal defines the journal interface every store implements
 // (the record model, Load, Append with durable completions, Close) and the
-// file journal: segments, group commit, replay, reclaim and compaction, and
-// the record stream that replication subscribes to.
+// file journal: segments, group commit, replay, reclaim, and the record
+// stream that replication subscribes to.
 //
 // It owns the on-disk format and the decision of what is durable. It must
 // never acknowledge a record before it is durable, never retry a failed
 // write or fsync, and never drop a valid record that follows a bad one.
+//
+// Files, one job each:
+//
+//	journal.go    the Journal interface, entries, LoadResult, errors
+//	state.go      the validator (append-side state: live IDs, open
+//	              transactions, segment pins) and the loader (replay-side
+//	              state machine building the LoadResult); every
+//	              implementation uses both, so they agree on meaning
+//	memory.go     the memory journal (persistence disabled, tests)
+//	completer.go  runs done callbacks in order on one goroutine
+//	format.go     segment header, record framing, CRC32C, entry encoding
+//	segment.go    segment file names, listing, reading
+//	options.go    Options and defaults (journal-file-size, -min-files,
+//	              -pool-files, -buffer-timeout)
+//	file.go       Open, Load (replay + preparing the files), Close
+//	writer.go     Append: validate, encode into aligned chunks, rotate
+//	flusher.go    the one flusher: one write + fdatasync per batch
+//	pool.go       the preparer: zero-filled segments ahead of the writer,
+//	              recycling of reclaimed ones
+//	replay.go     Scan: torn tail vs corruption, in sequence order
+//	repair.go     Repair (tandem data repair)
+//	reclaim.go    reclaim of the oldest dead segments, Metrics
+//	stream.go     the record stream (Subscribe, ApplyBatch)
+//
+// The conformance suite every implementation runs is journaltest.Run.
+//
+// # Durability
+//
+// An Append with sync completes after the fdatasync (through aio.File's
+// Submit) that covers it. With aio.Options.Datasync false
+// (journal-datasync=false) that fdatasync is skipped: acknowledged
+// records then survive a process crash but not a power loss or a kernel
+// crash. Each record carries the segment's durable watermark at the time it
+// was encoded; replay uses it, and the rule that a segment is durable
+// before the next one is written, to tell a torn tail (truncated with a
+// warning, never an acknowledged record) from corruption (a
+// *CorruptionError naming the file and offset; the load stops).
 package journal

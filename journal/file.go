@@ -57,6 +57,9 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 		return nil, err
 	}
 	res.Epoch = sr.Epoch
+	res.MaxID = max(res.MaxID, sr.MaxID)
+	v.maxID = res.MaxID
+	j.v = v
 	res.Warnings = sr.Warnings
 	for _, w := range sr.Warnings {
 		j.log.Warn("journal load", "dir", j.opts.Dir, "warning", w)
@@ -64,7 +67,6 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 	if err := j.prepareFiles(sr); err != nil {
 		return nil, err
 	}
-	j.v = v
 	if len(unfinished) > 0 {
 		rb := make([]Entry, len(unfinished))
 		for i, id := range unfinished {

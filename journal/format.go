@@ -19,7 +19,9 @@ import (
 //	 32  segment size (u64)
 //	 40  alignment (u32) the writer padded its flushes to
 //	 44  flags (u32), zero
-//	 48  reserved (12 bytes), zero
+//	 48  max ID (u64): the largest record or transaction ID appended
+//	     before the segment began, so MaxID survives reclaim
+//	 56  reserved (4 bytes), zero
 //	 60  CRC32C of bytes 0..59 (u32)
 //	records, one per Append call (a batch), each:
 //	  0  CRC32C (u32), seeded with the segment's sequence and salt, over
@@ -66,6 +68,7 @@ type segHeader struct {
 	salt    uint64
 	size    uint64
 	align   uint32
+	maxID   uint64
 	version uint16
 }
 
@@ -90,6 +93,7 @@ func (h *segHeader) encode(b []byte) {
 	binary.LittleEndian.PutUint64(b[24:], h.salt)
 	binary.LittleEndian.PutUint64(b[32:], h.size)
 	binary.LittleEndian.PutUint32(b[40:], h.align)
+	binary.LittleEndian.PutUint64(b[48:], h.maxID)
 	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
 }
 
@@ -144,6 +148,7 @@ func decodeSegHeader(b []byte) (segHeader, error) {
 	h.salt = binary.LittleEndian.Uint64(b[24:])
 	h.size = binary.LittleEndian.Uint64(b[32:])
 	h.align = binary.LittleEndian.Uint32(b[40:])
+	h.maxID = binary.LittleEndian.Uint64(b[48:])
 	if h.size < SegmentHeaderSize+RecordHeaderSize || h.size > MaxSegmentSize {
 		return h, fmt.Errorf("%w: segment size %d out of range", errHeaderBad, h.size)
 	}

@@ -20,6 +20,9 @@ type ScanResult struct {
 	Segments []SegmentInfo
 	// Epoch is the largest epoch in a used segment's header.
 	Epoch uint64
+	// MaxID is the largest max ID in a used segment's header: IDs used
+	// before reclaimed segments.
+	MaxID uint64
 	// Warnings are repaired or harmless conditions (a torn tail).
 	Warnings []string
 	// Bytes is the number of bytes read.
@@ -90,6 +93,7 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 		}
 		res.Segments = append(res.Segments, SegmentInfo{Path: s.path, Seq: s.seq, Epoch: s.hdr.epoch, Size: s.size, Align: int(s.hdr.align)})
 		res.Epoch = max(res.Epoch, s.hdr.epoch)
+		res.MaxID = max(res.MaxID, s.hdr.maxID)
 		buf, err := readAll(fs, s.path, int64(s.hdr.size))
 		if err != nil {
 			return res, err

@@ -254,6 +254,7 @@ func (j *FileJournal) startSegmentLocked(seq uint64) {
 		hdr: segHeader{
 			seq: seq, epoch: j.opts.Epoch, salt: rand.Uint64(),
 			size: uint64(j.opts.SegmentSize), align: uint32(j.align), version: formatVersion,
+			maxID: j.v.maxID,
 		},
 		path:  j.segPath(seq),
 		limit: segLimit(j.opts.SegmentSize, j.align),

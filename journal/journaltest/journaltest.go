@@ -1,13 +1,3 @@
-// Package journaltest is the conformance suite of the journal.Journal
-// interface. Every implementation (the memory journal, the file journal,
-// the PostgreSQL store) runs it from its own tests:
-//
-//	func TestConformance(t *testing.T) {
-//		journaltest.Run(t, func(t *testing.T, reopen bool) journal.Journal { ... })
-//	}
-//
-// It owns the written-down meaning of the interface. It must never depend
-// on one implementation's details (file names, tables, timing).
 package journaltest
 
 import (
