@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strings"
 
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/server"
@@ -85,9 +88,34 @@ func (l *live) serve() error {
 		return errors.New("no tcp acceptor configured")
 	}
 	o := l.srv.Options()
-	members := []server.Member{{NodeID: l.srv.NodeID(), Role: o.Role, State: "active", URL: l.urls[0], Epoch: l.srv.Epoch()}}
+	members := []server.Member{{NodeID: l.srv.NodeID(), Role: o.Role, State: "active", URL: l.announceURL(), Epoch: l.srv.Epoch()}}
 	l.srv.SetTopology(server.Topology{Epoch: l.srv.Epoch(), Members: members})
 	return nil
+}
+
+// announceURL is the address clients learn from the topology: the
+// connector the first cluster connection names (Artemis's connector-ref),
+// else the first acceptor, with a wildcard host replaced by this host's
+// name.
+func (l *live) announceURL() string {
+	for _, cc := range l.cfg.ClusterConnections {
+		for _, c := range l.cfg.Connectors {
+			if cc.ConnectorRef != "" && c.Name == cc.ConnectorRef && c.Scheme == "tcp" {
+				return "tcp://" + c.Address()
+			}
+		}
+	}
+	u := l.urls[0]
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(u, "tcp://"))
+	if err != nil {
+		return u
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			return "tcp://" + net.JoinHostPort(h, port)
+		}
+	}
+	return u
 }
 
 func (l *live) closeAcceptors(code wire.Code, reason string) {
