@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemmq/tandem/wire"
@@ -29,6 +30,8 @@ type Acceptor struct {
 	s    *Server
 	ln   net.Listener
 	opts NetOptions
+
+	stopping atomic.Bool // Close has begun
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -121,6 +124,7 @@ func (a *Acceptor) Close(code wire.Code, reason string) error {
 		return nil
 	}
 	a.closed = true
+	a.stopping.Store(true)
 	cs := make([]*conn, 0, len(a.conns))
 	for c := range a.conns {
 		cs = append(cs, c)

@@ -58,6 +58,9 @@ type connConsumer struct {
 
 var connIDs atomic.Uint64
 
+// errStopping ends connections when their acceptor closes.
+var errStopping = errors.New("acceptor closing")
+
 func newConn(a *Acceptor, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
@@ -82,7 +85,7 @@ func (c *conn) serve() {
 // temporary queues, flushes and closes the socket.
 func (c *conn) shutdown(reason error) {
 	c.closeOnce.Do(func() {
-		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) {
+		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping {
 			c.log.Info("connection closed", "reason", reason)
 		} else {
 			c.log.Debug("connection closed")
@@ -153,6 +156,8 @@ func (c *conn) read() error {
 			switch {
 			case errors.As(err, &fe):
 				return c.protocolError(err)
+			case errors.As(err, &ne) && ne.Timeout() && c.acc.stopping.Load():
+				return errStopping
 			case errors.As(err, &ne) && ne.Timeout():
 				c.out.frame(0, &wire.Disconnect{Code: wire.CodeTimeout, Message: "no traffic within the connection TTL"})
 				return fmt.Errorf("nothing received for the connection TTL (%v)", c.ttl)
