@@ -13,6 +13,9 @@
 // "id" property (non-durable sends, which get no duplicate ID so that the
 // broker's duplicate cache is not involved).
 //
+// shapes.sh runs issue 8's five shapes against fresh `tandem run`s and
+// prints the medians.
+//
 // It owns nothing in the broker and never changes broker state except by
 // sending and consuming messages (and auto-creating the destination's
 // queue as any client does). It reports what it saw: it never retries a
