@@ -137,6 +137,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	defer cancelConsumers()
 	var consWG sync.WaitGroup
 	var consumers []*client.Consumer
+	// A consumer gets its first credit's worth of messages as soon as it
+	// exists: a drain is timed from before the consumers are created.
+	consumeStart := r.now()
 	for _, c := range consConns {
 		k, err := r.openConsumer(ctx, c)
 		if err != nil {
@@ -230,7 +233,10 @@ loop:
 		_ = k.Close(cl)
 		cancel()
 	}
-	res := r.result(time.Duration(produceEnd-start), time.Duration(r.lastAck.Load()-start))
+	if cfg.Phase != PhaseConsume {
+		consumeStart = start
+	}
+	res := r.result(time.Duration(produceEnd-start), time.Duration(r.lastAck.Load()-consumeStart))
 	if cfg.Progress != nil {
 		cfg.Progress(r.progress(start, true))
 	}
