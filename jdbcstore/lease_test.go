@@ -114,16 +114,17 @@ func TestLeaseLostBeforeExpiry(t *testing.T) {
 	url := pgURL(t)
 	nm := uniqueName("nm")
 	dropAtCleanup(t, url, nm)
-	m := openNM(t, url, nm, "g", 3*time.Second, 500*time.Millisecond)
+	m := openNM(t, url, nm, "g", 4*time.Second, time.Second)
 	l := m.Lease(LockPrimary)
 	if _, err := l.Acquire(ctxT(t), 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+	checker := adminConn(t, url) // connected before the race below
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- l.Run(ctx) }()
-	time.Sleep(700 * time.Millisecond) // a renewal or two succeed
+	time.Sleep(1500 * time.Millisecond) // a renewal succeeds
 
 	admin := adminConn(t, url)
 	tx, err := admin.Begin(ctxT(t))
@@ -140,7 +141,6 @@ func TestLeaseLostBeforeExpiry(t *testing.T) {
 		t.Fatal("lease not declared lost while renewals hang")
 	}
 	// At this moment the database must still consider the lease held.
-	checker := adminConn(t, url)
 	var stillHeld bool
 	if err := checker.QueryRow(ctxT(t), "SELECT expiry > now() FROM "+ident(nm)+" WHERE group_name = 'g' AND lock_name = 'primary'").Scan(&stillHeld); err != nil {
 		t.Fatal(err)
@@ -225,8 +225,9 @@ func TestLeaseLossFailsJournal(t *testing.T) {
 	url := pgURL(t)
 	nm, table := uniqueName("nm"), uniqueName("leasej")
 	dropAtCleanup(t, url, table, nm)
-	m := openNM(t, url, nm, "g", 3*time.Second, 500*time.Millisecond)
+	m := openNM(t, url, nm, "g", 4*time.Second, time.Second)
 	l := m.Lease(LockPrimary)
+	checker := adminConn(t, url) // connected before the race below
 	epoch, err := l.Acquire(ctxT(t), 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ func TestLeaseLossFailsJournal(t *testing.T) {
 		t.Fatalf("Err() = %v, want ErrLeaseLost", j.Err())
 	}
 	var stillHeld bool
-	if err := adminConn(t, url).QueryRow(ctxT(t), "SELECT expiry > now() FROM "+ident(nm)+" WHERE group_name = 'g' AND lock_name = 'primary'").Scan(&stillHeld); err != nil {
+	if err := checker.QueryRow(ctxT(t), "SELECT expiry > now() FROM "+ident(nm)+" WHERE group_name = 'g' AND lock_name = 'primary'").Scan(&stillHeld); err != nil {
 		t.Fatal(err)
 	}
 	if !stillHeld {
