@@ -36,7 +36,7 @@ type Result struct {
 	Foreign    int64    `json:"foreign"`          // consumed messages that were not this run's (phase both)
 	Unacked    int64    `json:"unacked_consumed"` // consumed although the send reported an error
 	ProduceSec float64  `json:"produce_seconds"`  // first send to last acknowledgement
-	ConsumeSec float64  `json:"consume_seconds"`  // consumers ready to last confirmed ack
+	ConsumeSec float64  `json:"consume_seconds"`  // from the first send (both) or from creating the consumers (consume) to the last confirmed ack
 	Error      string   `json:"error,omitempty"`  // the first failure, if any
 }
 
