@@ -25,11 +25,11 @@ type SyncSubmitter interface {
 // Kinds lists every backend, for tests and benchmarks that run on each.
 func Kinds() []Kind { return []Kind{NIO, Direct, IOUring} }
 
-// TestKinds returns the backends a test suite should run on: every one, or
+// KindsFromEnv returns the backends a test suite should run on: every one, or
 // those listed in the environment variable TANDEM_TEST_JOURNAL_TYPES
 // (journal-type names separated by commas, e.g. "DIRECT" or "NIO,ASYNCIO"),
 // so a CI lane can run a whole suite through one backend.
-func TestKinds() ([]Kind, error) {
+func KindsFromEnv() ([]Kind, error) {
 	v := strings.TrimSpace(os.Getenv("TANDEM_TEST_JOURNAL_TYPES"))
 	if v == "" {
 		return Kinds(), nil

@@ -14,7 +14,7 @@ import (
 // then falls back and the tests run on DIRECT.
 func backends(t testing.TB) []Kind {
 	t.Helper()
-	k, err := TestKinds()
+	k, err := KindsFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxURingWrite is the largest write one SQE carries: Linux transfers at
+// most MAX_RW_COUNT (2 GiB - 4 KiB) per call; larger would come back short.
+const maxURingWrite = 1 << 30
+
 // maxRingEntries bounds the SQ ring; a File keeps at most half of it in
 // flight (a write and its fdatasync take two SQEs), so MaxIO above 2048 is
 // clamped.
@@ -165,6 +169,9 @@ func (f *uringFile) Submit(p []byte, off int64, sync bool, done func(error)) {
 		r.err = ErrClosed
 	case f.err != nil:
 		r.err = &stickyError{file: f.name, err: f.err}
+	case len(p) > maxURingWrite:
+		r.err = fmt.Errorf("aio: %s: write of %d bytes at offset %d: larger than one io_uring write (%d bytes)", f.name, len(p), off, maxURingWrite)
+		f.err = r.err
 	default:
 		if err := checkAligned(f.name, p, off, f.align); err != nil {
 			r.err = err
