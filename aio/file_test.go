@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -484,4 +485,52 @@ func TestIOUringRingSetupFallback(t *testing.T) {
 	if err := submitWait(t, f, p, 0, true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCloseWhileSubmitting closes a File while goroutines keep submitting:
+// every done is called exactly once, with nil or ErrClosed, and Close does
+// not hang.
+func TestCloseWhileSubmitting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, kind Kind) {
+		opts := DefaultOptions()
+		opts.MaxIO = 8
+		_, f := newFile(t, kind, opts, 1<<20)
+		var calls, submitted atomic.Int64
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := pattern(4096, f.Alignment(), byte(w))
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					submitted.Add(1)
+					var once atomic.Bool
+					f.Submit(p, int64((w*64+i%64)*4096), i%2 == 0, func(err error) {
+						if once.Swap(true) {
+							t.Errorf("done called twice")
+						}
+						if err != nil && !errors.Is(err, ErrClosed) {
+							t.Errorf("write: %v", err)
+						}
+						calls.Add(1)
+					})
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		if calls.Load() != submitted.Load() {
+			t.Fatalf("%d submits, %d completions", submitted.Load(), calls.Load())
+		}
+	})
 }
