@@ -348,3 +348,26 @@ func TestAcceptorCloseDisconnects(t *testing.T) {
 		t.Fatalf("got %+v, want Disconnect shutting down", d)
 	}
 }
+
+func TestCodeOf(t *testing.T) {
+	tests := []struct {
+		err  error
+		want wire.Code
+	}{
+		{nil, wire.CodeOK},
+		{ErrMessageTooLarge, wire.CodeTooLarge},
+		{fmt.Errorf("x: %w", ErrNoSuchQueue), wire.CodeNotFound},
+		{ErrUnknownDelivery, wire.CodeNotFound},
+		{fmt.Errorf("%w: EIO", ErrHalted), wire.CodeUnavailable},
+		{ErrNotActive, wire.CodeUnavailable},
+		{ErrClosed, wire.CodeShuttingDown},
+		{ErrQueueExists, wire.CodeExists},
+		{ErrQueueInUse, wire.CodeInvalid},
+		{errors.New("other"), wire.CodeInternal},
+	}
+	for _, tc := range tests {
+		if got := codeOf(tc.err); got != tc.want {
+			t.Errorf("codeOf(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
