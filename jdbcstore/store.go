@@ -202,7 +202,7 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	if already {
 		<-j.stopped
-		return nil
+		return j.Err()
 	}
 	if loaded {
 		<-j.stopped
@@ -211,7 +211,7 @@ func (j *Journal) Close() error {
 		close(j.stopped)
 	}
 	_ = j.conn.Close(context.Background())
-	return nil
+	return j.Err()
 }
 
 // fail records the sticky error, closes Failed and wakes the writer, which
