@@ -69,6 +69,7 @@ func BenchmarkAppend(b *testing.B) {
 				st := j.Stats()
 				if syncs := st.Syncs - st0.Syncs; syncs > 0 {
 					b.ReportMetric(float64(b.N)/float64(syncs), "records/fsync")
+					b.ReportMetric(float64((st.WriteSyncTime-st0.WriteSyncTime).Microseconds())/float64(st.Batches-st0.Batches), "us/write+sync")
 				}
 				j.Close()
 			})

@@ -51,6 +51,7 @@ type stats struct {
 	syncs     atomic.Int64
 	bytes     atomic.Int64
 	rotations atomic.Int64
+	busyNanos atomic.Int64 // from a batch's last Submit to its completion
 }
 
 // Stats is a snapshot of a file journal's counters.
@@ -60,6 +61,10 @@ type Stats struct {
 	Syncs     int64 // batches written with fdatasync
 	Bytes     int64 // bytes written, padding included
 	Rotations int64 // segments sealed by rotation
+	// WriteSyncTime is the total time from a batch's last write being
+	// submitted to its completion (write + fdatasync): divided by Batches,
+	// the mean I/O latency per batch.
+	WriteSyncTime time.Duration
 }
 
 // Stats returns the journal's counters.
@@ -67,6 +72,7 @@ func (j *FileJournal) Stats() Stats {
 	return Stats{
 		Appends: j.stats.appends.Load(), Batches: j.stats.batches.Load(), Syncs: j.stats.syncs.Load(),
 		Bytes: j.stats.bytes.Load(), Rotations: j.stats.rotations.Load(),
+		WriteSyncTime: time.Duration(j.stats.busyNanos.Load()),
 	}
 }
 
@@ -219,7 +225,9 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 			f.Submit(p, off, false, b.noteErr)
 		default:
 			sync := b.sync
+			t0 := time.Now()
 			f.Submit(p, off, sync, func(err error) {
+				j.stats.busyNanos.Add(int64(time.Since(t0)))
 				if err == nil {
 					err = b.firstErr()
 				}

@@ -18,10 +18,11 @@ func (j *FileJournal) reclaimableLocked() []string {
 	if s := j.streamFloorLocked(); s < limit {
 		limit = s
 	}
-	for j.oldest < limit && j.v.pins[j.oldest] == 0 {
+	for j.oldest < limit && j.v.pins.get(j.oldest) == 0 {
 		out = append(out, j.segPath(j.oldest))
 		j.oldest++
 	}
+	j.v.pins.trim(j.oldest)
 	return out
 }
 

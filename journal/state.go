@@ -71,24 +71,54 @@ type undo struct {
 type validator struct {
 	live  map[uint64]recLoc
 	txs   map[uint64]*txState
-	pins  map[uint64]int
+	pins  pinCounts
 	undo  []undo
 	maxID uint64
 }
 
-func (v *validator) pin(seg uint64, d int) {
-	if v.pins == nil {
-		v.pins = make(map[uint64]int)
+func (v *validator) pin(seg uint64, d int) { v.pins.add(seg, d) }
+
+// pinCounts counts pins per segment. Segment sequences are dense, so a
+// slice indexed from the oldest segment beats a map on the append path.
+type pinCounts struct {
+	base   uint64
+	counts []int32
+}
+
+func (p *pinCounts) add(seg uint64, d int) {
+	if len(p.counts) == 0 {
+		p.base = seg
 	}
-	if n := v.pins[seg] + d; n != 0 {
-		v.pins[seg] = n
-	} else {
-		delete(v.pins, seg)
+	if seg < p.base {
+		grow := make([]int32, int(p.base-seg)+len(p.counts))
+		copy(grow[p.base-seg:], p.counts)
+		p.counts, p.base = grow, seg
+	}
+	i := int(seg - p.base)
+	for i >= len(p.counts) {
+		p.counts = append(p.counts, 0)
+	}
+	p.counts[i] += int32(d)
+}
+
+func (p *pinCounts) get(seg uint64) int {
+	if seg < p.base || seg-p.base >= uint64(len(p.counts)) {
+		return 0
+	}
+	return int(p.counts[seg-p.base])
+}
+
+// trim forgets the counts of segments before seg (all zero: reclaimed).
+func (p *pinCounts) trim(seg uint64) {
+	if seg > p.base {
+		n := min(int(seg-p.base), len(p.counts))
+		p.counts = p.counts[n:]
+		p.base += uint64(n)
 	}
 }
 
 func newValidator() *validator {
-	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState), pins: make(map[uint64]int)}
+	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState)}
 }
 
 // apply validates entries in order against the current state and applies
@@ -420,9 +450,9 @@ func (l *loader) apply(e *Entry, seg uint64) {
 // which the caller must roll back by appending rollback entries.
 func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 	res := &LoadResult{MaxID: l.maxID}
-	v := &validator{live: l.index, txs: make(map[uint64]*txState), pins: make(map[uint64]int), maxID: l.maxID}
+	v := &validator{live: l.index, txs: make(map[uint64]*txState), maxID: l.maxID}
 	for _, loc := range l.index {
-		v.pins[loc.seg]++
+		v.pins.add(loc.seg, 1)
 	}
 	if l.ndead == 0 {
 		res.Records = l.recs
@@ -442,7 +472,7 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 		}
 		res.Prepared = append(res.Prepared, PendingTx{TxID: id, Data: tx.data, Entries: tx.entries})
 		ts := &txState{prepared: true, firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
-		v.pins[ts.firstSeg]++
+		v.pins.add(ts.firstSeg, 1)
 		for i := range tx.entries {
 			ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
 		}
@@ -454,7 +484,7 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 			unfinished = append(unfinished, id)
 			// Known to the validator until the caller's rollback ends it.
 			ts := &txState{firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
-			v.pins[ts.firstSeg]++
+			v.pins.add(ts.firstSeg, 1)
 			for i := range tx.entries {
 				ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
 			}

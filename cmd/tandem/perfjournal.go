@@ -83,6 +83,7 @@ func perfJournalMain(args []string, stdout, stderr io.Writer) int {
 	clean := fset.Bool("clean", false, "remove the journal's segment files afterwards")
 	segSize := fset.Int64("journal-file-size", journal.DefaultSegmentSize, "segment size in bytes")
 	baseline := fset.Duration("baseline-duration", 2*time.Second, "how long each raw baseline runs")
+	bufTimeout := fset.Duration("journal-buffer-timeout", 0, "0: adaptive group commit; > 0 caps an extra wait for fuller batches")
 	if err := fset.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -124,7 +125,7 @@ func perfJournalMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tandem perf-journal: baseline: %v\n", err)
 			return exitCannot
 		}
-		fj, err := journal.Open(journal.Options{Dir: *dir, FS: fs, SegmentSize: *segSize})
+		fj, err := journal.Open(journal.Options{Dir: *dir, FS: fs, SegmentSize: *segSize, BufferTimeout: *bufTimeout})
 		if err != nil {
 			fmt.Fprintf(stderr, "tandem perf-journal: %v\n", err)
 			return exitCannot
