@@ -109,6 +109,12 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 	return nil
 }
 
+// haRun runs the broker under an HA policy: the HA integration sets it
+// (in a file of its own, e.g. cmd/tandem/ha_run.go), driving loadLive,
+// live.serve and live.stop from its activation hooks. While it is nil a
+// backup role is refused and other policies run as a single broker.
+var haRun func(cfg *config.Config, log *slog.Logger) int
+
 // serve runs the broker until a signal (exit 0) or a storage error (exit 3).
 func serve(cfg *config.Config) int {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,6 +122,9 @@ func serve(cfg *config.Config) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
+		if haRun != nil {
+			return haRun(cfg, log)
+		}
 		if cfg.HA.Role == config.RoleBackup {
 			// Running a backup as a live broker on a shared store would
 			// be split brain: refuse until HA activation is wired in.
