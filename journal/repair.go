@@ -15,6 +15,9 @@ type RepairAction struct {
 	Offset  int64  // where it now ends (or was extended from)
 	Damaged string // the copy of the file as it was
 	What    string
+	// Dropped counts the valid batch records after Offset in this segment
+	// that the truncation took out of the journal (they stay in Damaged).
+	Dropped int
 }
 
 // ErrUnrepairable wraps the corruption Repair cannot fix by truncating a
@@ -79,16 +82,61 @@ func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
 			if err != nil {
 				return actions, err
 			}
+			dropped, err := countValidAfter(fs, ce.File, ce.Offset)
+			if err != nil {
+				return actions, err
+			}
 			if err := writeSeal(fs, ce.File, ce.Offset); err != nil {
 				return actions, err
 			}
-			actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c,
-				What: "truncated at the first bad record (" + ce.Reason + "); later records of this segment are only in the copy"})
+			actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c, Dropped: dropped,
+				What: fmt.Sprintf("truncated at the first bad record (%s); %d valid records after it are only in the copy", ce.Reason, dropped)})
 		default:
 			return actions, fmt.Errorf("%w: %w", ErrUnrepairable, ce)
 		}
 	}
 	return actions, fmt.Errorf("journal: repair of %s did not converge", dir)
+}
+
+// countValidAfter counts the valid batch records after off in a segment.
+func countValidAfter(fs aio.FS, path string, off int64) (int, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	size, err := f.Size()
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	buf, err := readAll(fs, path, size)
+	if err != nil {
+		return 0, err
+	}
+	h, err := decodeSegHeader(buf)
+	if err != nil {
+		return 0, err
+	}
+	seed := h.seed()
+	n := 0
+	for q := int(off) + 1; q+RecordHeaderSize <= len(buf); {
+		nz := nextNonZero(buf, q)
+		if nz < 0 {
+			break
+		}
+		next := nz + 1
+		for c := max(q, nz-RecordHeaderSize+1); c <= nz && c+RecordHeaderSize <= len(buf); c++ {
+			if rh, err := decodeRecord(buf[c:], c, seed); err == nil {
+				if rh.kind == recBatch {
+					n++
+				}
+				next = c + RecordHeaderSize + int(rh.length)
+				break
+			}
+		}
+		q = next
+	}
+	return n, nil
 }
 
 // checkEntries is a RecordVisitor that decodes every entry.
