@@ -141,7 +141,16 @@ func TestPerfJournalSmoke(t *testing.T) {
 	if code := perfJournalMain([]string{"--dir", dir, "--count", "10"}, &out, &errb); code != exitCannot {
 		t.Fatalf("non-journal DIR accepted: %d", code)
 	}
-	if code := perfJournalMain([]string{"--store", "jdbc", "--url", "postgres://x"}, &out, &errb); code != exitCannot || !strings.Contains(errb.String(), "not built yet") {
-		t.Fatalf("jdbc: %d %s", code, errb.String())
+	errb.Reset()
+	code = perfJournalMain([]string{"--store", "jdbc", "--url", "postgres://nowhere.invalid/x", "--baseline-duration", "10ms"}, &out, &errb)
+	if _, registered := perfStores["jdbc"]; !registered && (code != exitCannot || !strings.Contains(errb.String(), "not built yet")) {
+		t.Fatalf("jdbc before jdbcstore registers: %d %s", code, errb.String())
+	}
+	if code != exitCannot {
+		t.Fatalf("jdbc with an unreachable URL: exit %d, want %d", code, exitCannot)
+	}
+	errb.Reset()
+	if code := perfJournalMain([]string{"--store", "nosuch", "--url", "x"}, &out, &errb); code != exitCannot || !strings.Contains(errb.String(), "unknown --store") {
+		t.Fatalf("unknown store: %d %s", code, errb.String())
 	}
 }
