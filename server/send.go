@@ -52,7 +52,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		done(nil)
 		return
 	}
-	err = s.msgs.Append(entries, true, func(err error) {
+	err = s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
 			s.halt(err)
 		} else {
@@ -145,7 +145,7 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 	}
 	s.storeMu.Lock()
 	e := s.ackEntryLocked(r)
-	err := s.msgs.Append([]journal.Entry{e}, true, func(err error) {
+	err := s.msgs.Append([]journal.Entry{e}, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
 			s.halt(err)
 		}
@@ -181,7 +181,7 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		done(nil)
 		return
 	}
-	err := s.msgs.Append(entries, true, func(err error) {
+	err := s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
 			s.halt(err)
 		}

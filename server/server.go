@@ -56,6 +56,11 @@ type Options struct {
 	Epoch        uint64
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// NoSyncNonTransactional and NoSyncTransactional are Artemis's
+	// journal-sync-non-transactional=false and journal-sync-transactional
+	// =false: sends and acks (or commits) are confirmed once written, not
+	// once fdatasynced. Unsafe: a power loss can lose confirmed work.
+	NoSyncNonTransactional, NoSyncTransactional bool
 	// CanAck, when set, is asked before every confirmation (stored send,
 	// durable ack, commit): false turns the confirmation into
 	// ErrNotActive. HA sets it to the activation's lease check, so a live

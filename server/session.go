@@ -354,7 +354,7 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	var err error
 	if len(entries) > 0 {
-		err = s.msgs.Append(entries, true, func(err error) {
+		err = s.msgs.Append(entries, !s.opts.NoSyncTransactional, func(err error) {
 			if err != nil {
 				s.halt(err)
 			}

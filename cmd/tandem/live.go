@@ -48,6 +48,7 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 	srv := server.New(server.Options{
 		Name: cfg.Name, NodeID: o.NodeID, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
 		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
+		NoSyncNonTransactional: !cfg.Journal.SyncNonTransactional, NoSyncTransactional: !cfg.Journal.SyncTransactional,
 		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
 	})
 	if err := srv.Start(ctx); err != nil {
