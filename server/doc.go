@@ -4,7 +4,12 @@
 // redelivery, local transactions and duplicate detection, persisted
 // through two journals (bindings and messages); plus the network layer
 // (acceptors and connections speaking package wire) and the management
-// HTTP endpoint (/status, /debug/pprof/).
+// HTTP endpoint (/status, /metrics, /debug/pprof/).
+//
+// HA activation drives it from outside: open a Store and New+Start under
+// the activation's epoch (and node ID), Listen to serve, SetTopology to
+// announce, Acceptor.Close and Close to stop; Options.CanAck is consulted
+// before every confirmation.
 //
 // Durability rules it keeps: a persistent send is confirmed only once its
 // journal records are durable; an ack is confirmed only once its record is
