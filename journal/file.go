@@ -259,5 +259,42 @@ func replay(fs aio.FS, dir string, nm Naming) (*ScanResult, *LoadResult, *valida
 		return nil, nil, nil, nil, err
 	}
 	res, v, unfinished := l.finish()
+	detachData(res, sr.Bytes)
 	return sr, res, v, unfinished, nil
+}
+
+// detachData copies the loaded data out of the segment read buffers into
+// one arena when the live data is under a quarter of what was read, so
+// mostly-dead segments do not stay in memory for the life of the result.
+// Otherwise the data keeps aliasing the read buffers (no copy at all).
+func detachData(res *LoadResult, read int64) {
+	var live int64
+	each := func(f func(*[]byte)) {
+		for i := range res.Records {
+			r := &res.Records[i]
+			f(&r.Data)
+			for k := range r.Updates {
+				f(&r.Updates[k].Data)
+			}
+		}
+		for i := range res.Prepared {
+			p := &res.Prepared[i]
+			f(&p.Data)
+			for k := range p.Entries {
+				f(&p.Entries[k].Data)
+			}
+		}
+	}
+	each(func(b *[]byte) { live += int64(len(*b)) })
+	if live == 0 || live >= read/4 {
+		return
+	}
+	arena := make([]byte, 0, live)
+	each(func(b *[]byte) {
+		if len(*b) > 0 {
+			start := len(arena)
+			arena = append(arena, *b...)
+			*b = arena[start:len(arena):len(arena)]
+		}
+	})
 }
