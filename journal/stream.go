@@ -270,12 +270,12 @@ func (s *Subscription) fromLive(off int64) (StreamBatch, error) {
 
 // advance moves pos to end, or to the next segment after a seal.
 func (s *Subscription) advance(sealed bool, end int) {
-	if !sealed {
+	s.j.mu.Lock() // reclaim and metrics read pos under it
+	if sealed {
+		s.pos = Position{Seq: s.pos.Seq + 1}
+	} else {
 		s.pos.Offset = int64(end)
-		return
 	}
-	s.j.mu.Lock()
-	s.pos = Position{Seq: s.pos.Seq + 1}
 	s.j.mu.Unlock()
 }
 
