@@ -140,7 +140,8 @@ func (j *FileJournal) Subscribe(from Position) (*Subscription, error) {
 func (s *Subscription) Position() Position { return s.pos }
 
 // Next returns the next durable range, waiting for one. After the journal
-// closes it returns what remains, then ErrClosed.
+// closes it returns what remains, then ErrClosed; after it fails, its
+// fatal error.
 func (s *Subscription) Next(ctx context.Context) (StreamBatch, error) {
 	j := s.j
 	for {
@@ -166,6 +167,8 @@ func (s *Subscription) Next(ctx context.Context) (StreamBatch, error) {
 		}
 		select {
 		case <-ch:
+		case <-j.failed:
+			return StreamBatch{}, j.Err()
 		case <-ctx.Done():
 			return StreamBatch{}, ctx.Err()
 		}
