@@ -47,8 +47,24 @@ type conn struct {
 }
 
 // lone reports whether the request just read is alone: nothing else
-// outstanding and nothing more received. Its answer is then urgent.
+// outstanding on the connection and nothing more received.
 func (c *conn) lone() bool { return c.br.Buffered() == 0 && c.inflight.Load() == 0 }
+
+// begin counts a request awaiting a durable answer.
+func (c *conn) begin() {
+	c.inflight.Add(1)
+	c.s.inflight.Add(1)
+}
+
+// end uncounts it and reports whether it was the last one outstanding on
+// the connection and in the whole broker: only then is its answer written
+// inline (urgent). With other requests in flight anywhere, answers go
+// through the writer goroutines, which run in parallel instead of
+// serialising socket writes on the journal's callback goroutine.
+func (c *conn) end() bool {
+	last := c.inflight.Add(-1) == 0
+	return c.s.inflight.Add(-1) == 0 && last
+}
 
 type connConsumer struct {
 	sess *Session
@@ -405,9 +421,9 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 	}
 	out := c.out
 	lone := c.lone()
-	c.inflight.Add(1)
+	c.begin()
 	ss.Send(c.ctx, dest, m, func(err error) {
-		urgent := c.inflight.Add(-1) == 0 && lone
+		urgent := c.end() && lone
 		out.sendResultFrame(corr, codeOf(err), errText(err), err == nil && m.ID == 0, urgent)
 	})
 }
@@ -423,7 +439,7 @@ func (c *conn) handleAck(corr uint64, f *wire.Ack) {
 	out := c.out
 	lone := c.lone()
 	if corr != 0 {
-		c.inflight.Add(1)
+		c.begin()
 	}
 	if len(f.MessageIDs) == 1 {
 		id := f.MessageIDs[0]
@@ -431,7 +447,7 @@ func (c *conn) handleAck(corr uint64, f *wire.Ack) {
 			if corr == 0 {
 				return
 			}
-			urgent := c.inflight.Add(-1) == 0 && lone
+			urgent := c.end() && lone
 			switch {
 			case err == nil:
 				out.ackConfirmFrame(corr, wire.CodeOK, "", nil, urgent)
@@ -445,7 +461,7 @@ func (c *conn) handleAck(corr uint64, f *wire.Ack) {
 	}
 	cc.sess.AckMany(cc.c.ID(), f.MessageIDs, func(failed []uint64, err error) {
 		if corr != 0 {
-			urgent := c.inflight.Add(-1) == 0 && lone
+			urgent := c.end() && lone
 			out.ackConfirmFrame(corr, codeOf(err), errText(err), failed, urgent)
 		}
 	})

@@ -91,9 +91,11 @@ type Server struct {
 	// its Append, so an ack's update never follows the message's delete.
 	storeMu sync.Mutex
 
-	halted  atomic.Bool
-	ctr     counters
-	haltErr atomic.Pointer[error]
+	halted atomic.Bool
+	ctr    counters
+	// inflight counts client requests awaiting a durable answer (conn).
+	inflight atomic.Int64
+	haltErr  atomic.Pointer[error]
 
 	topoMu   sync.Mutex
 	topology Topology
