@@ -256,3 +256,32 @@ func TestRunGracefulStopAndRestart(t *testing.T) {
 		t.Fatal(r)
 	}
 }
+
+// TestStopDuringDurableProduce: SIGTERM during a pipelined durable producer
+// run: the broker exits 0, and after a restart (with the unknown sends
+// resent) nothing acknowledged is lost and nothing is stored twice.
+func TestStopDuringDurableProduce(t *testing.T) {
+	b := newBrokerProc(t)
+	b.start()
+	b.requireFileStore()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := NewLedger()
+	done := make(chan error, 1)
+	go func() { done <- produce(ctx, b.URL(), "e2e", "term", 200000, 64, l) }()
+	time.Sleep(time.Duration(50+rand.IntN(300)) * time.Millisecond)
+	if code := b.stop(); code != 0 {
+		t.Fatalf("SIGTERM under load: exit %d, want 0", code)
+	}
+	<-done
+	b.start()
+	resend(ctx, t, b.URL(), "e2e", l.Unknown(), l)
+	if _, err := drain(ctx, b.URL(), "e2e", 2*time.Second, 0, l); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	r := l.Check()
+	t.Log(r)
+	if !r.OK() {
+		t.Fatal(r)
+	}
+}
