@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -100,6 +101,14 @@ func (s *Server) load(ctx context.Context) error {
 				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
 			}
 			m.ID = rec.ID
+			// Replay's data may alias a whole segment's read buffer: copy
+			// what stays, so a few old messages never pin whole segments.
+			m.Body = bytes.Clone(m.Body)
+			for i := range m.Properties {
+				if b := m.Properties[i].Bytes; b != nil {
+					m.Properties[i].Bytes = bytes.Clone(b)
+				}
+			}
 			rs, err := s.restoreRefsLocked(m, rec.Updates)
 			if err != nil {
 				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
