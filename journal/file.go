@@ -49,6 +49,9 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 	case j.loaded:
 		return nil, errLoadTwice
 	}
+	if err := finishCompaction(j.fs, j.opts.Dir, j.nm); err != nil {
+		return nil, fmt.Errorf("journal: finish an interrupted compaction: %w", err)
+	}
 	sr, res, v, unfinished, err := replay(j.fs, j.opts.Dir, j.nm)
 	if err != nil {
 		return nil, err
@@ -81,6 +84,7 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 	j.inflight = make(chan struct{}, j.opts.MaxInFlight)
 	j.flusherExited = make(chan struct{})
 	j.loaded = true
+	j.bgCtx, j.bgCancel = context.WithCancel(context.Background())
 	j.prep.start()
 	go j.flushLoop()
 	return res, nil
@@ -200,7 +204,9 @@ func (j *FileJournal) Close() error {
 	j.space.Broadcast()
 	j.mu.Unlock()
 	j.signal()
+	j.bgCancel()
 	<-j.flusherExited
+	j.bg.Wait()
 	j.stream.close()
 	j.prep.stop()
 	j.cq.stop()

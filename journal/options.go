@@ -30,6 +30,10 @@ const (
 	// a third as large and was 2-3x slower than 2.
 	DefaultMaxInFlight = 2
 	chunkSize          = 1 << 20
+	// DefaultCompactMinFiles and DefaultCompactPercentage are Artemis's
+	// journal-compact-min-files and journal-compact-percentage defaults.
+	DefaultCompactMinFiles   = 10
+	DefaultCompactPercentage = 30
 )
 
 // Options configures a file journal.
@@ -64,6 +68,14 @@ type Options struct {
 	// waits up to BufferTimeout for the appenders it just released to
 	// append again, trading that much latency for fuller batches.
 	BufferTimeout time.Duration
+	// CompactMinFiles is journal-compact-min-files: compaction is
+	// considered once this many segments are in use (default
+	// DefaultCompactMinFiles; negative disables automatic compaction).
+	CompactMinFiles int
+	// CompactPercentage is journal-compact-percentage: a prefix is
+	// rewritten only when its live state is under this share of its size
+	// (default DefaultCompactPercentage).
+	CompactPercentage int
 	// Epoch is written into every segment this journal starts.
 	Epoch uint64
 	// MaxPending and MaxInFlight: see DefaultMaxPending and
@@ -97,6 +109,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.PoolFiles == 0 {
 		o.PoolFiles = DefaultPoolFiles
+	}
+	if o.CompactMinFiles == 0 {
+		o.CompactMinFiles = DefaultCompactMinFiles
+	}
+	if o.CompactPercentage <= 0 || o.CompactPercentage > 100 {
+		o.CompactPercentage = DefaultCompactPercentage
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending

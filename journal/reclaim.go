@@ -1,5 +1,10 @@
 package journal
 
+import (
+	"context"
+	"errors"
+)
+
 // Reclaim (issue 4, item 1). The validator counts, per segment, the live
 // records added there and the open transactions that began there. The
 // oldest segments that pin nothing, up to the current one, are reclaimed
@@ -13,6 +18,9 @@ package journal
 // reclaimableLocked returns the paths of the oldest segments that pin
 // nothing and advances j.oldest past them.
 func (j *FileJournal) reclaimableLocked() []string {
+	if j.compacting {
+		return nil
+	}
 	var out []string
 	limit := j.seg.hdr.seq
 	if s := j.streamFloorLocked(); s < limit {
@@ -23,7 +31,31 @@ func (j *FileJournal) reclaimableLocked() []string {
 		j.oldest++
 	}
 	j.v.pins.trim(j.oldest)
+	j.maybeCompactLocked()
 	return out
+}
+
+// maybeCompactLocked starts an automatic compaction when the segments in
+// use reach journal-compact-min-files; after one that did not pay, it
+// waits for that many more segments.
+func (j *FileJournal) maybeCompactLocked() {
+	n := j.opts.CompactMinFiles
+	if n < 0 || j.compacting || j.closing || j.seg.hdr.seq < j.compactRetry || j.seg.hdr.seq-j.oldest < uint64(n) {
+		return
+	}
+	j.compactRetry = j.seg.hdr.seq + uint64(n)
+	j.bg.Add(1)
+	go func() {
+		defer j.bg.Done()
+		res, err := j.Compact(j.bgCtx)
+		switch {
+		case err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled):
+			j.log.Error("journal compaction failed", "dir", j.opts.Dir, "err", err)
+		case err == nil && res.NewSegs > 0:
+			j.log.Info("journal compacted", "dir", j.opts.Dir, "from", res.From, "to", res.To,
+				"segments", res.NewSegs, "live_bytes", res.LiveBytes)
+		}
+	}()
 }
 
 // Metrics are the journal's figures an operator can act on.
@@ -32,6 +64,7 @@ type Metrics struct {
 	SegmentsInUse int   // segments from the oldest kept to the current one
 	PoolFiles     int   // prepared files ahead of the current segment
 	Reclaimed     int   // segments reclaimed (recycled or removed)
+	Compactions   int   // compactions that rewrote a prefix
 	Recycled      int   // reclaimed segments turned into prepared files
 	BytesReclaim  int64 // bytes of reclaimed segments
 	Created       int   // segment files created by zero-filling
@@ -49,6 +82,7 @@ func (j *FileJournal) Metrics() Metrics {
 		m.SegmentsInUse = int(j.seg.hdr.seq - j.oldest + 1)
 		m.LiveRecords = len(j.v.live)
 		m.OpenTxs = len(j.v.txs)
+		m.Compactions = j.compactions
 	}
 	m.Subscribers, m.MaxStreamLag = j.streamMetricsLocked()
 	prep := j.prep

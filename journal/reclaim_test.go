@@ -69,7 +69,7 @@ func TestReclaimSteadyQueue(t *testing.T) {
 // segment and every later one.
 func TestReclaimPinned(t *testing.T) {
 	dir := t.TempDir()
-	j, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet})
+	j, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
 	ctx := context.Background()
 	if _, err := j.Load(ctx); err != nil {
 		t.Fatal(err)

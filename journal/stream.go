@@ -125,6 +125,9 @@ func (j *FileJournal) Subscribe(from Position) (*Subscription, error) {
 	if from.Seq < j.oldest {
 		return nil, fmt.Errorf("%w: segment %d was reclaimed (oldest kept: %d)", ErrResyncNeeded, from.Seq, j.oldest)
 	}
+	if j.compacting && from.Seq < j.compactS1 {
+		return nil, fmt.Errorf("journal: subscribe at %v: %w (retry)", from, ErrCompactBusy)
+	}
 	if from.Seq > j.seg.hdr.seq {
 		return nil, fmt.Errorf("journal: subscribe at %v: beyond the current segment %d", from, j.seg.hdr.seq)
 	}

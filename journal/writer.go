@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,13 @@ type FileJournal struct {
 	free         []*chunk
 
 	oldest        uint64 // oldest segment not reclaimed
+	compacting    bool   // a compaction owns the prefix below compactS1
+	compactS1     uint64
+	compactions   int
+	compactRetry  uint64 // automatic compaction waits for this segment
+	bg            sync.WaitGroup
+	bgCtx         context.Context
+	bgCancel      context.CancelFunc
 	subs          map[*Subscription]struct{}
 	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
