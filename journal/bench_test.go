@@ -78,13 +78,31 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkSteadyQueue is a queue in steady state: 8 writers each add a
-// 1 KiB record and delete the one they added depth appends earlier.
-// Reclaim recycles the emptied segments: the "segments" metric (the most
-// segment files seen in the directory) stays bounded whatever b.N, and
-// throughput is comparable to BenchmarkAppend/writers=8/size=1024.
+// 1 KiB record and delete the one they added depth appends earlier; in
+// the "long-lived" variants one record stays for the whole run, pinning
+// every segment unless compaction rewrites the prefix. The "segments"
+// metric (the most segment files in use or pooled at once) stays bounded
+// whatever b.N with reclaim and compaction; compare ns/op between the
+// variants and with BenchmarkAppend/writers=8/size=1024.
 func BenchmarkSteadyQueue(b *testing.B) {
+	for _, tc := range []struct {
+		name       string
+		longLived  bool
+		minCompact int
+	}{
+		{"reclaim", false, -1},
+		{"reclaim+compaction", false, 0},
+		{"long-lived/no-compaction", true, -1},
+		{"long-lived/compaction", true, 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) { steadyQueue(b, tc.longLived, tc.minCompact) })
+	}
+}
+
+func steadyQueue(b *testing.B, longLived bool, minCompact int) {
 	dir := b.TempDir()
-	j, err := journal.Open(journal.Options{Dir: dir, FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet, SegmentSize: 1 << 20})
+	j, err := journal.Open(journal.Options{Dir: dir, FS: aio.OS(benchKind(b), aio.DefaultOptions()), Logger: quiet,
+		SegmentSize: 1 << 20, CompactMinFiles: minCompact, PoolFiles: 4})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,6 +110,9 @@ func BenchmarkSteadyQueue(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer j.Close()
+	if longLived {
+		journal.AppendSync(context.Background(), j, journal.Entry{Kind: journal.KindAdd, ID: 1, Data: []byte("stays")})
+	}
 	const writers, depth = 8, 200
 	data := make([]byte, 1024)
 	var left atomic.Int64
@@ -104,7 +125,7 @@ func BenchmarkSteadyQueue(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := uint64(w) << 40
+			id := uint64(w+1) << 40
 			for n := 0; left.Add(-1) >= 0; n++ {
 				id++
 				entries := []journal.Entry{{Kind: journal.KindAdd, ID: id, Data: data}}
@@ -125,6 +146,8 @@ func BenchmarkSteadyQueue(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	m := j.Metrics()
 	b.ReportMetric(float64(maxSegs.Load()), "segments")
-	b.ReportMetric(float64(j.Metrics().Reclaimed), "reclaimed")
+	b.ReportMetric(float64(m.Reclaimed), "reclaimed")
+	b.ReportMetric(float64(m.Compactions), "compactions")
 }
