@@ -389,3 +389,23 @@ func TestNonDurableNamedSubscription(t *testing.T) {
 		t.Fatal("non-durable queue restored")
 	}
 }
+
+func TestNodeIDAndEpochFromOptions(t *testing.T) {
+	b := newBroker(t, Options{})
+	stored := b.s.NodeID()
+	b.stop()
+	b.opts = Options{NodeID: "11111111-2222-4333-8444-555555555555", Epoch: 7, Logger: b.opts.Logger}
+	b.start()
+	if b.s.NodeID() != b.opts.NodeID || b.s.Epoch() != 7 {
+		t.Fatalf("node %s epoch %d", b.s.NodeID(), b.s.Epoch())
+	}
+	if st := b.s.Status(); st.NodeID != b.opts.NodeID || st.Epoch != 7 || st.State != "active" {
+		t.Fatalf("status %+v", st)
+	}
+	b.stop()
+	b.opts = Options{Logger: b.opts.Logger}
+	b.start()
+	if b.s.NodeID() != stored {
+		t.Fatalf("stored node ID %s replaced by %s", stored, b.s.NodeID())
+	}
+}
