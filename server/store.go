@@ -38,7 +38,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, so StoreOptions) (*Store
 	}
 	switch {
 	case !cfg.PersistenceEnabled:
-		return &Store{Kind: "memory", Messages: journal.NewMemory(), Bindings: journal.NewMemory(),
+		return &Store{Kind: "memory", Messages: newDiscardJournal(), Bindings: newDiscardJournal(),
 			Where: "persistence-enabled=false: nothing survives a restart"}, nil
 	case cfg.Store != nil:
 		db := cfg.Store

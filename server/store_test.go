@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tandemmq/tandem/aio"
@@ -83,5 +84,51 @@ func TestFileStoreRestore(t *testing.T) {
 	}
 	if extra := col.settle(); len(extra) != 200 {
 		t.Fatalf("%d deliveries, want 200 (the duplicate must be dropped)", len(extra))
+	}
+}
+
+// TestMemoryStoreKeepsNothing: persistence-enabled=false serves from a
+// journal that keeps nothing, confirms in order, and starts empty again.
+func TestMemoryStoreKeepsNothing(t *testing.T) {
+	cfg := config.Default()
+	cfg.PersistenceEnabled = false
+	log := slog.New(slog.DiscardHandler)
+	for round := 0; round < 2; round++ {
+		st, err := OpenStore(context.Background(), cfg, StoreOptions{Logger: log})
+		if err != nil || st.Kind != "memory" {
+			t.Fatalf("store %v %v", st, err)
+		}
+		s := New(Options{Messages: st.Messages, Bindings: st.Bindings, Store: st.Kind, Logger: log})
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if qs := s.Queues(); len(qs) != 0 {
+			t.Fatalf("round %d starts with queues %v", round, qs)
+		}
+		ss := s.NewSession(false)
+		var order []int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			ss.Send(context.Background(), queueDest("q"), &Message{Durable: true, DuplicateID: fmt.Sprint(i), Body: []byte("x")}, func(err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				order = append(order, i)
+				mu.Unlock()
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		if !slices.IsSorted(order) {
+			t.Fatalf("confirmations out of order: %v", order)
+		}
+		if qi, _ := s.Queue("q"); qi.Depth != 100 {
+			t.Fatalf("depth %d", qi.Depth)
+		}
+		s.Close()
+		st.Close()
 	}
 }
