@@ -18,7 +18,7 @@ import (
 type state struct {
 	live      map[uint64]*liveRec
 	open      map[uint64]*openTx
-	committed map[uint64]*committedTx
+	committed map[int64]*committedTx // by the seq of the commit row
 	maxID     uint64
 
 	// Replay only: the records' contents and the order they became live.
@@ -26,11 +26,13 @@ type state struct {
 	records []*liveRec // in the order they became live, dead ones included
 }
 
-// rowRef is a row that is part of a live record; tx is the committed
-// transaction it came from (0 for a plain add or update).
+// rowRef is a row that is part of a live record; commit is the seq of the
+// commit row of the transaction it came from (0 for a plain add or
+// update). A transaction ID may come back after its transaction ended, so
+// the commit row, not the ID, names a committed transaction.
 type rowRef struct {
-	seq int64
-	tx  uint64
+	seq    int64
+	commit int64
 }
 
 type liveRec struct {
@@ -63,7 +65,7 @@ func newState(replay bool) *state {
 	return &state{
 		live:      make(map[uint64]*liveRec),
 		open:      make(map[uint64]*openTx),
-		committed: make(map[uint64]*committedTx),
+		committed: make(map[int64]*committedTx),
 		replay:    replay,
 	}
 }
@@ -301,8 +303,8 @@ func (s *state) addRef(rec *liveRec, ref rowRef, e *journal.Entry, u *undoLog) {
 	if s.replay {
 		rec.rec.Updates = append(rec.rec.Updates, journal.Update{Type: e.Type, Data: e.Data})
 	}
-	if ref.tx != 0 {
-		s.countTx(ref.tx, 1, dropsNone, u)
+	if ref.commit != 0 {
+		s.countTx(ref.commit, 1, dropsNone, u)
 	}
 }
 
@@ -311,8 +313,8 @@ var dropsNone *[]int64
 
 // countTx changes the number of rows a committed transaction still has in
 // the table; at zero its commit row goes too.
-func (s *state) countTx(txID uint64, delta int, dels *[]int64, u *undoLog) {
-	c := s.committed[txID]
+func (s *state) countTx(commitSeq int64, delta int, dels *[]int64, u *undoLog) {
+	c := s.committed[commitSeq]
 	if c == nil {
 		return
 	}
@@ -320,8 +322,8 @@ func (s *state) countTx(txID uint64, delta int, dels *[]int64, u *undoLog) {
 	u.add(func() { c.remaining -= delta })
 	if c.remaining == 0 && !c.committing && dels != nil {
 		*dels = append(*dels, c.commitSeq)
-		delete(s.committed, txID)
-		u.add(func() { s.committed[txID] = c })
+		delete(s.committed, commitSeq)
+		u.add(func() { s.committed[commitSeq] = c })
 	}
 }
 
@@ -331,8 +333,8 @@ func (s *state) drop(id uint64, rec *liveRec, dels *[]int64, u *undoLog) {
 	u.add(func() { s.live[id] = rec })
 	for _, ref := range rec.refs {
 		*dels = append(*dels, ref.seq)
-		if ref.tx != 0 {
-			s.countTx(ref.tx, -1, dels, u)
+		if ref.commit != 0 {
+			s.countTx(ref.commit, -1, dels, u)
 		}
 	}
 }
@@ -343,8 +345,8 @@ func (s *state) commit(txID uint64, tx *openTx, seq int64, dels *[]int64, u *und
 	delete(s.open, txID)
 	u.add(func() { s.open[txID] = tx })
 	c := &committedTx{commitSeq: seq, committing: true}
-	s.committed[txID] = c
-	u.add(func() { delete(s.committed, txID) })
+	s.committed[seq] = c
+	u.add(func() { delete(s.committed, seq) })
 	for i, op := range tx.ops {
 		var e *journal.Entry
 		if s.replay {
@@ -356,7 +358,7 @@ func (s *state) commit(txID uint64, tx *openTx, seq int64, dels *[]int64, u *und
 				*dels = append(*dels, op.seq)
 				continue
 			}
-			s.makeLive(op.id, rowRef{seq: op.seq, tx: txID}, e, u)
+			s.makeLive(op.id, rowRef{seq: op.seq, commit: seq}, e, u)
 			c.remaining++ // the undo of the whole committed entry covers this
 		case journal.KindUpdateTx:
 			rec := s.live[op.id]
@@ -364,7 +366,7 @@ func (s *state) commit(txID uint64, tx *openTx, seq int64, dels *[]int64, u *und
 				*dels = append(*dels, op.seq)
 				continue
 			}
-			s.addRef(rec, rowRef{seq: op.seq, tx: txID}, e, u)
+			s.addRef(rec, rowRef{seq: op.seq, commit: seq}, e, u)
 		case journal.KindDeleteTx:
 			*dels = append(*dels, op.seq)
 			if rec := s.live[op.id]; rec != nil {
@@ -376,7 +378,7 @@ func (s *state) commit(txID uint64, tx *openTx, seq int64, dels *[]int64, u *und
 	c.committing = false
 	u.add(func() { c.committing = true })
 	if c.remaining == 0 {
-		delete(s.committed, txID)
+		delete(s.committed, seq)
 		return false
 	}
 	return true
