@@ -1,7 +1,7 @@
 // Package journal defines the journal interface every store implements
 // (the record model, Load, Append with durable completions, Close) and the
-// file journal: segments, group commit, replay, reclaim, and the record
-// stream that replication subscribes to.
+// file journal: segments, group commit, replay, reclaim, compaction, and
+// the record stream that replication subscribes to.
 //
 // It owns the on-disk format and the decision of what is durable. It must
 // never acknowledge a record before it is durable, never retry a failed
@@ -28,6 +28,7 @@
 //	replay.go     Scan: torn tail vs corruption, in sequence order
 //	repair.go     Repair (tandem data repair)
 //	reclaim.go    reclaim of the oldest dead segments, Metrics
+//	compact.go    compaction of the sealed prefix, crash-safe switch
 //	stream.go     the record stream (Subscribe, ApplyBatch)
 //
 // The conformance suite every implementation runs is journaltest.Run.
