@@ -62,8 +62,9 @@ type Options struct {
 	PoolFiles int
 	// BufferTimeout is journal-buffer-timeout. Zero (the default) is
 	// adaptive group commit: the flusher writes whatever is pending as soon
-	// as the previous write is done, so batches grow with fsync latency
-	// and no timer is involved. A positive value caps an extra wait: when
+	// as the previous write is done (after letting appenders that are
+	// still arriving join), so batches grow with fsync latency and no
+	// timer is involved. A positive value caps an extra wait: when
 	// fewer appends are pending than the previous batch held, the flusher
 	// waits up to BufferTimeout for the appenders it just released to
 	// append again, trading that much latency for fuller batches.
