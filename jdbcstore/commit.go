@@ -30,7 +30,7 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 		r := &b.rows[0]
 		nc := j.conn.PgConn().Conn()
 		_ = nc.SetDeadline(time.Now().Add(j.opts.BatchTimeout))
-		_, err := j.conn.Exec(ctx, j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.sum()))
+		_, err := j.conn.Exec(ctx, j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.crc))
 		_ = nc.SetDeadline(time.Time{})
 		if err != nil {
 			return err
@@ -45,7 +45,7 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 	}
 	if len(b.rows) == 1 {
 		r := &b.rows[0]
-		pb.Queue(j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.sum()))
+		pb.Queue(j.sqlInsertOne, r.seq, int16(r.kind), int64(r.id), int64(r.txID), int16(r.userType), r.data, int64(r.epoch), int64(r.crc))
 	} else if n := len(b.rows); n > 1 {
 		seqs := make([]int64, n)
 		kinds := make([]int16, n)
@@ -58,7 +58,7 @@ func (j *Journal) commit(ctx context.Context, b *batch) error {
 		for i := range b.rows {
 			r := &b.rows[i]
 			seqs[i], kinds[i], ids[i], txs[i] = r.seq, int16(r.kind), int64(r.id), int64(r.txID)
-			types[i], datas[i], epochs[i], crcs[i] = int16(r.userType), r.data, int64(r.epoch), int64(r.sum())
+			types[i], datas[i], epochs[i], crcs[i] = int16(r.userType), r.data, int64(r.epoch), int64(r.crc)
 		}
 		pb.Queue(j.sqlInsert, seqs, kinds, ids, txs, types, datas, epochs, crcs)
 	}

@@ -44,7 +44,7 @@ func encodeCopy(buf *bytes.Buffer, rows []row) {
 			buf.Write(r.data)
 		}
 		i64(int64(r.epoch))
-		i64(int64(r.sum()))
+		i64(int64(r.crc))
 	}
 	buf.Write([]byte{0xff, 0xff}) // trailer
 }

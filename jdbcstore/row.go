@@ -19,6 +19,7 @@ type row struct {
 	userType uint8
 	data     []byte
 	epoch    uint64
+	crc      uint32 // sum(), computed by Append on the caller's goroutine
 }
 
 // sum is the row's CRC32C: over seq, kind, id, tx_id, user_type, epoch, the

@@ -239,6 +239,7 @@ func (s *state) stage(entries []journal.Entry, seq int64, epoch uint64, p *pendi
 			if len(e.Data) > 0 {
 				r.data = append([]byte(nil), e.Data...)
 			}
+			r.crc = r.sum()
 			p.rows = append(p.rows, r)
 		}
 		seq++
