@@ -33,11 +33,18 @@ type liveOptions struct {
 	Policy string      // for /status; "" = none
 	Role   string      // "" = primary
 	CanAck func() bool // nil = always
+	// OpenStore opens the journals instead of server.OpenStore (HA on a
+	// database store opens them fenced by the activation's epoch).
+	OpenStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 }
 
 // loadLive opens the store the configuration selects and loads it.
 func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveOptions) (*live, error) {
-	store, err := server.OpenStore(ctx, cfg, server.StoreOptions{Logger: log, Epoch: o.Epoch})
+	open := o.OpenStore
+	if open == nil {
+		open = server.OpenStore
+	}
+	store, err := open(ctx, cfg, server.StoreOptions{Logger: log, Epoch: o.Epoch})
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +73,11 @@ func (l *live) serve() error {
 	if !cfg.AnonymousAllowed() {
 		for _, u := range cfg.Users {
 			users[u.Name] = u.Password
+		}
+		// Brokers of a pair probe each other with the cluster credentials
+		// (see runha.go); a configured user of that name wins.
+		if _, ok := users[cfg.ClusterUser]; !ok && cfg.ClusterUser != "" {
+			users[cfg.ClusterUser] = cfg.ClusterPassword
 		}
 	}
 	netOpts := server.NetOptions{Users: users}
