@@ -40,6 +40,7 @@ type haOpts struct {
 	journalType        string // default NIO
 	failoverOnShutdown bool   // primary's failover-on-shutdown
 	noFailback         bool   // backup's allow-failback=false
+	noRestartBackup    bool   // backup's restart-backup=false
 	shared             string // shared directory (default a temp dir)
 	store              string // a <store> element (database store) instead of the shared directory
 }
@@ -78,7 +79,8 @@ func newHAPair(t *testing.T, o haOpts) *haPair {
 		m.cfg = writeConfig(t, core)
 	}
 	write(p.primary, p.backup, fmt.Sprintf("<primary><failover-on-shutdown>%v</failover-on-shutdown></primary>", o.failoverOnShutdown))
-	write(p.backup, p.primary, fmt.Sprintf("<backup><allow-failback>%v</allow-failback></backup>", !o.noFailback))
+	write(p.backup, p.primary, fmt.Sprintf("<backup><allow-failback>%v</allow-failback><restart-backup>%v</restart-backup></backup>",
+		!o.noFailback, !o.noRestartBackup))
 	return p
 }
 
