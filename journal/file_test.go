@@ -11,6 +11,10 @@ import (
 // fileFactory returns a conformance factory for file journals on fs kind,
 // with small segments so rotation happens often.
 func fileFactory(kind aio.Kind, segSize int64) journaltest.Open {
+	return fileFactoryInFlight(kind, segSize, 0)
+}
+
+func fileFactoryInFlight(kind aio.Kind, segSize int64, inflight int) journaltest.Open {
 	dirs := map[*testing.T]string{}
 	return func(t *testing.T, reopen bool) journal.Journal {
 		dir, ok := dirs[t]
@@ -18,7 +22,7 @@ func fileFactory(kind aio.Kind, segSize int64) journaltest.Open {
 			dir = t.TempDir()
 			dirs[t] = dir
 		}
-		j, err := journal.Open(journal.Options{Dir: dir, FS: aio.OS(kind, aio.DefaultOptions()), SegmentSize: segSize})
+		j, err := journal.Open(journal.Options{Dir: dir, FS: aio.OS(kind, aio.DefaultOptions()), SegmentSize: segSize, MaxInFlight: inflight})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,4 +42,10 @@ func TestFileConformanceDirect(t *testing.T) {
 // in flight; the backend falls back to DIRECT where the kernel refuses).
 func TestFileConformanceIOUring(t *testing.T) {
 	journaltest.Run(t, fileFactory(aio.IOUring, 256<<10))
+}
+
+// TestFileConformanceIOUringPipelined runs the suite with four batches in
+// flight.
+func TestFileConformanceIOUringPipelined(t *testing.T) {
+	journaltest.Run(t, fileFactoryInFlight(aio.IOUring, 256<<10, 4))
 }

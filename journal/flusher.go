@@ -102,6 +102,12 @@ func (j *FileJournal) flushLoop() {
 			j.drainInflight()
 			return
 		}
+		// Take an in-flight slot before taking the batch: while every slot
+		// is busy (one, with a synchronous backend), appends keep gathering
+		// into the next batch.
+		j.mu.Unlock()
+		j.inflight <- struct{}{}
+		j.mu.Lock()
 		if t := j.opts.BufferTimeout; t > 0 {
 			j.gatherLocked(t, lastTaken, timer)
 		} else {
@@ -115,6 +121,7 @@ func (j *FileJournal) flushLoop() {
 			// Failed: nothing more is written. Earlier batches complete
 			// first, so callbacks stay in order.
 			j.mu.Unlock()
+			<-j.inflight
 			j.drainInflight()
 			j.cq.pushWaiters(waiters, err)
 			continue
@@ -154,7 +161,6 @@ func (j *FileJournal) flushLoop() {
 		j.space.Broadcast()
 		j.mu.Unlock()
 
-		j.inflight <- struct{}{}
 		j.execute(b, ops)
 	}
 }
