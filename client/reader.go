@@ -102,6 +102,17 @@ func (t *transport) onAckConfirm(corr uint64, ac *wire.AckConfirm) {
 	if cl == nil || cl.kind != callAck {
 		return
 	}
+	if unavailable(ac.Code) {
+		// The broker did not confirm (an HA live that may no longer
+		// acknowledge, or a stopping one) but may have made the ack
+		// durable: its outcome is unknown. Fail over like a send does.
+		se := &ServerError{Op: "ack", Code: ac.Code, Message: ac.Message}
+		for _, op := range cl.acks {
+			op.done(fmt.Errorf("client: ack: %w (%w)", ErrUnknownOutcome, se))
+		}
+		t.fail(se)
+		return
+	}
 	err := serverError("ack", ac.Code, ac.Message)
 	for _, op := range cl.acks {
 		e := err

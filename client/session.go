@@ -111,6 +111,11 @@ func (s *Session) Commit(ctx context.Context) error {
 	if err == nil {
 		err = result("commit", resp)
 	}
+	if se := (*ServerError)(nil); errors.As(err, &se) && unavailable(se.Code) {
+		// not confirmed by a broker that may have committed it (an HA
+		// live that lost its lease, or a stopping one)
+		err = fmt.Errorf("client: commit: %w (%w)", ErrUnknownOutcome, err)
+	}
 	s.mu.Lock()
 	s.txWork = false
 	if errors.Is(err, ErrUnknownOutcome) {
