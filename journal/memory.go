@@ -6,17 +6,19 @@ import (
 	"sync"
 )
 
-// MemoryStore is the "disk" of a memory journal: the batches appended so
-// far. Open several journals on one store in turn to simulate restarts
-// (a store has no crash model: everything appended is kept).
+// MemoryStore is the "disk" of a memory journal: the state its appends
+// left (live records, open transactions), kept by the replay state
+// machine itself, so it holds what is live rather than every record ever
+// appended. Open several journals on one store in turn to simulate
+// restarts (a store has no crash model: everything appended is kept).
 type MemoryStore struct {
-	mu      sync.Mutex
-	batches [][]Entry
-	epoch   uint64
+	mu    sync.Mutex
+	l     *loader
+	epoch uint64
 }
 
 // NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
+func NewMemoryStore() *MemoryStore { return &MemoryStore{l: newLoader()} }
 
 // SetEpoch sets the epoch that Load reports.
 func (s *MemoryStore) SetEpoch(epoch uint64) {
@@ -47,7 +49,10 @@ func (s *MemoryStore) append(entries []Entry) {
 		}
 	}
 	s.mu.Lock()
-	s.batches = append(s.batches, cp)
+	for i := range cp {
+		s.l.apply(&cp[i], 0)
+	}
+	s.l.compactDead()
 	s.mu.Unlock()
 }
 
@@ -89,15 +94,9 @@ func (m *Memory) Load(ctx context.Context) (*LoadResult, error) {
 	}
 	s := m.store
 	s.mu.Lock()
-	l := newLoader()
-	for _, b := range s.batches {
-		for i := range b {
-			l.apply(&b[i], 0)
-		}
-	}
+	res, v, unfinished := s.l.snapshot()
 	epoch := s.epoch
 	s.mu.Unlock()
-	res, v, unfinished := l.finish()
 	res.Epoch = epoch
 	if len(unfinished) > 0 {
 		rb := make([]Entry, len(unfinished))

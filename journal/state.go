@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -448,13 +449,23 @@ func (l *loader) apply(e *Entry, seg uint64) {
 // finish builds the LoadResult, the validator that continues from it, and
 // the IDs of the unfinished transactions (entries, no prepare, no end),
 // which the caller must roll back by appending rollback entries.
-func (l *loader) finish() (*LoadResult, *validator, []uint64) {
+func (l *loader) finish() (*LoadResult, *validator, []uint64) { return l.build(true) }
+
+// snapshot is finish without consuming the loader: the memory store keeps
+// applying entries to it afterwards.
+func (l *loader) snapshot() (*LoadResult, *validator, []uint64) { return l.build(false) }
+
+func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 	res := &LoadResult{MaxID: l.maxID}
-	v := &validator{live: l.index, txs: make(map[uint64]*txState), maxID: l.maxID}
+	live := l.index
+	if !consume {
+		live = maps.Clone(l.index)
+	}
+	v := &validator{live: live, txs: make(map[uint64]*txState), maxID: l.maxID}
 	for _, loc := range l.index {
 		v.pins.add(loc.seg, 1)
 	}
-	if l.ndead == 0 {
+	if l.ndead == 0 && consume {
 		res.Records = l.recs
 	} else {
 		res.Records = make([]Record, 0, len(l.recs)-l.ndead)
@@ -464,13 +475,19 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 			}
 		}
 	}
-	l.recs, l.dead, l.index = nil, nil, nil
+	if consume {
+		l.recs, l.dead, l.index = nil, nil, nil
+	}
 	for _, id := range l.prepSeq {
 		tx := l.txs[id]
 		if tx == nil || !tx.prepared {
 			continue
 		}
-		res.Prepared = append(res.Prepared, PendingTx{TxID: id, Data: tx.data, Entries: tx.entries})
+		entries := tx.entries
+		if !consume {
+			entries = slices.Clone(entries)
+		}
+		res.Prepared = append(res.Prepared, PendingTx{TxID: id, Data: tx.data, Entries: entries})
 		ts := &txState{prepared: true, firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
 		v.pins.add(ts.firstSeg, 1)
 		for i := range tx.entries {
@@ -497,3 +514,30 @@ func (l *loader) finish() (*LoadResult, *validator, []uint64) {
 }
 
 var errLoadTwice = errors.New("journal: Load called twice")
+
+// compactDead drops deleted records from the loader's list once they are
+// most of it, and forgets ended prepares (the memory store, which keeps
+// its loader for ever, calls it after each append).
+func (l *loader) compactDead() {
+	if l.ndead > 1024 && l.ndead > len(l.recs)/2 {
+		recs := make([]Record, 0, len(l.recs)-l.ndead)
+		for i := range l.recs {
+			if !l.dead[i] {
+				loc := l.index[l.recs[i].ID]
+				loc.idx = int32(len(recs))
+				l.index[l.recs[i].ID] = loc
+				recs = append(recs, l.recs[i])
+			}
+		}
+		l.recs, l.dead, l.ndead = recs, make([]bool, len(recs)), 0
+	}
+	if len(l.prepSeq) > 64 && len(l.prepSeq) > 2*len(l.txs) {
+		keep := l.prepSeq[:0]
+		for _, id := range l.prepSeq {
+			if tx := l.txs[id]; tx != nil && tx.prepared {
+				keep = append(keep, id)
+			}
+		}
+		l.prepSeq = keep
+	}
+}
