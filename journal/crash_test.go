@@ -139,8 +139,10 @@ func TestCrashReplay(t *testing.T) {
 	}
 	for _, cfg := range crashCfgs {
 		t.Run(cfg.name, func(t *testing.T) {
-			reclaimed, torn := 0, 0
-			defer func() { t.Logf("%d segments reclaimed, %d torn tails", reclaimed, torn) }()
+			reclaimed, torn, compactions := 0, 0, 0
+			defer func() {
+				t.Logf("%d segments reclaimed, %d compactions, %d torn tails", reclaimed, compactions, torn)
+			}()
 			for it := range iters {
 				seed := uint64(it*7919 + 1)
 				fs := crashfs.New(crashfs.Options{Kind: cfg.kind, Alignment: cfg.align, SectorSize: cfg.sector})
@@ -157,7 +159,9 @@ func TestCrashReplay(t *testing.T) {
 					nextID = max(nextID, res.MaxID+1)
 					fs = runUntilCrash(t, j, fs, m, &nextID, seed*31+uint64(gen), it%2 == 1)
 					time.Sleep(time.Millisecond) // let the background reclaim run before the count
-					reclaimed += j.(*journal.FileJournal).Metrics().Reclaimed
+					m := j.(*journal.FileJournal).Metrics()
+					reclaimed += m.Reclaimed
+					compactions += m.Compactions
 					j.Close()
 				}
 			}
