@@ -107,8 +107,14 @@ func TestReclaimPinned(t *testing.T) {
 
 // waitReclaimed waits (up to 5 s) for the background reclaim to reach n.
 func waitReclaimed(j *journal.FileJournal, n int) journal.Metrics {
+	return waitMetrics(j, func(m journal.Metrics) bool { return m.Reclaimed >= n })
+}
+
+// waitMetrics waits (up to 5 s) for the journal's background work to meet
+// ok, and returns the metrics it ended with.
+func waitMetrics(j *journal.FileJournal, ok func(journal.Metrics) bool) journal.Metrics {
 	for range 500 {
-		if m := j.Metrics(); m.Reclaimed >= n {
+		if m := j.Metrics(); ok(m) {
 			return m
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -143,7 +149,7 @@ func TestMaxIDSurvivesReclaim(t *testing.T) {
 	}
 	journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindDelete, ID: 50})
 	journal.AppendSync(ctx, j) // a synced batch: the reclaim of every older segment follows
-	waitReclaimed(j, 10)
+	waitMetrics(j, func(m journal.Metrics) bool { return m.SegmentsInUse <= 2 })
 	j.Close()
 	j = open()
 	defer j.Close()
