@@ -23,6 +23,7 @@ type batch struct {
 	waiters []waiter
 	release []*chunk
 	reclaim []string // segments to reclaim once this batch is durable
+	inUse   int      // segments in use after that reclaim
 	sync    bool
 
 	mu  sync.Mutex
@@ -134,6 +135,7 @@ func (j *FileJournal) flushLoop() {
 			// Everything appended so far is in this batch: once it is
 			// durable, so are the deletes that emptied these segments.
 			b.reclaim = j.reclaimableLocked()
+			b.inUse = int(j.seg.hdr.seq - j.oldest + 1)
 		}
 		ops = ops[:0]
 		keep := j.pending[:0]
@@ -333,7 +335,7 @@ func (j *FileJournal) finishBatch(b *batch, err error) {
 	j.cq.pushWaiters(b.waiters, err)
 	clear(b.waiters)
 	if err == nil && len(b.reclaim) > 0 {
-		j.prep.reclaimFiles(b.reclaim)
+		j.prep.reclaimFiles(b.reclaim, b.inUse)
 	}
 	j.mu.Lock()
 	if j.spareWaiters == nil {

@@ -54,7 +54,8 @@ type Options struct {
 	// a multiple of 4096 (default DefaultSegmentSize).
 	SegmentSize int64
 	// MinFiles is journal-min-files: segment files that exist (used or
-	// prepared) from the first open on (default DefaultMinFiles).
+	// prepared) from the first open on, and that reclaim keeps (default
+	// DefaultMinFiles).
 	MinFiles int
 	// PoolFiles is journal-pool-files: reclaimed segment files kept
 	// (recycled as prepared files) beyond the next segment, which is always

@@ -27,6 +27,8 @@ type preparer struct {
 	want    uint64
 	cur     uint64   // the segment the writer appends to
 	poolMax int      // journal-pool-files (-1: no limit)
+	minFile int      // journal-min-files: reclaim never removes below it
+	inUse   int      // segments in use, as of the last reclaim
 	reclaim []string // reclaimed segment files to recycle or remove, oldest first
 	err     error
 	stopped bool
@@ -94,7 +96,8 @@ func (p *preparer) loop() {
 			p.reclaim = p.reclaim[1:]
 			// The next segment is always prepared; journal-pool-files
 			// more are kept from reclaim.
-			recycle := p.poolMax < 0 || int(p.ready-p.cur) <= p.poolMax
+			pool := int(p.ready - p.cur)
+			recycle := p.poolMax < 0 || pool <= p.poolMax || p.inUse+pool < p.minFile
 			seq := p.ready + 1
 			p.mu.Unlock()
 			recycled, err := p.recycleOrRemove(path, recycle, seq)
@@ -142,8 +145,9 @@ func (p *preparer) prepareNow(upTo uint64) error {
 
 // reclaimFiles queues reclaimed segment files (all their records are
 // deleted and durable) for recycling or removal.
-func (p *preparer) reclaimFiles(paths []string) {
+func (p *preparer) reclaimFiles(paths []string, inUse int) {
 	p.mu.Lock()
+	p.inUse = inUse
 	p.reclaim = append(p.reclaim, paths...)
 	p.cond.Broadcast()
 	p.mu.Unlock()

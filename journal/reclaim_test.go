@@ -161,3 +161,29 @@ func TestMaxIDSurvivesReclaim(t *testing.T) {
 		t.Fatalf("after reclaim: MaxID %d, want 1000", res.MaxID)
 	}
 }
+
+// TestReclaimKeepsMinFiles: with journal-pool-files 1 and
+// journal-min-files 6, reclaim recycles rather than removes while fewer
+// than 6 files would remain.
+func TestReclaimKeepsMinFiles(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet, PoolFiles: 1, MinFiles: 6, CompactMinFiles: -1})
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	data := make([]byte, 900)
+	for i := uint64(1); i < 2000; i++ {
+		journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: i, Data: data}, journal.Entry{Kind: journal.KindDelete, ID: i})
+		if i%100 == 0 {
+			m := waitMetrics(j, func(m journal.Metrics) bool { return m.SegmentsInUse+m.PoolFiles >= 6 })
+			if m.SegmentsInUse+m.PoolFiles < 6 {
+				t.Fatalf("after %d appends: %d in use + %d pooled < journal-min-files 6", i, m.SegmentsInUse, m.PoolFiles)
+			}
+		}
+	}
+	if m := j.Metrics(); m.Reclaimed == 0 {
+		t.Fatal("nothing reclaimed")
+	}
+}
