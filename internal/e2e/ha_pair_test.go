@@ -60,7 +60,20 @@ func newHAPair(t *testing.T, o haOpts) *haPair {
 	p.primary = &haMember{brokerProc: newBrokerProc(t), name: "primary"}
 	p.backup = &haMember{brokerProc: newBrokerProc(t), name: "backup"}
 	write := func(m, peer *haMember, policy string) {
-		core := fmt.Sprintf(`<name>%s</name>
+		m.cfg = writeConfig(t, haCoreXML(m.name, o, p.storeXML(o), m.port, peer.port, policy))
+	}
+	write(p.primary, p.backup, fmt.Sprintf("<primary><failover-on-shutdown>%v</failover-on-shutdown></primary>", o.failoverOnShutdown))
+	write(p.backup, p.primary, fmt.Sprintf("<backup><allow-failback>%v</allow-failback><restart-backup>%v</restart-backup></backup>",
+		!o.noFailback, !o.noRestartBackup))
+	return p
+}
+
+// haCoreXML is the <core> of one broker of a pair: its store, an
+// acceptor and the "artemis" connector on port, a "peer" connector on
+// peerPort, a cluster connection announcing artemis and probing peer, and
+// the shared-store policy element.
+func haCoreXML(name string, o haOpts, store string, port, peerPort int, policy string) string {
+	return fmt.Sprintf(`<name>%s</name>
   <journal-type>%s</journal-type>
   %s
   <acceptors><acceptor name="artemis">tcp://127.0.0.1:%d</acceptor></acceptors>
@@ -75,13 +88,7 @@ func newHAPair(t *testing.T, o haOpts) *haPair {
       <static-connectors><connector-ref>peer</connector-ref></static-connectors>
     </cluster-connection>
   </cluster-connections>
-  <ha-policy><shared-store>%s</shared-store></ha-policy>`, m.name, o.journalType, p.storeXML(o), m.port, m.port, peer.port, policy)
-		m.cfg = writeConfig(t, core)
-	}
-	write(p.primary, p.backup, fmt.Sprintf("<primary><failover-on-shutdown>%v</failover-on-shutdown></primary>", o.failoverOnShutdown))
-	write(p.backup, p.primary, fmt.Sprintf("<backup><allow-failback>%v</allow-failback><restart-backup>%v</restart-backup></backup>",
-		!o.noFailback, !o.noRestartBackup))
-	return p
+  <ha-policy><shared-store>%s</shared-store></ha-policy>`, name, o.journalType, store, port, port, peerPort, policy)
 }
 
 func (p *haPair) storeXML(o haOpts) string {
