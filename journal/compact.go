@@ -413,6 +413,7 @@ func (j *FileJournal) compactAdopt(p *compactPlan) {
 	var pins pinCounts
 	for _, loc := range j.v.live {
 		pins.add(loc.seg, 1)
+		pins.addBytes(loc.seg, int64(loc.size))
 	}
 	for _, tx := range j.v.txs {
 		pins.add(tx.firstSeg, 1)

@@ -18,8 +18,9 @@ const msgPrepared = "transaction is prepared: only commit or rollback may follow
 // (0 for the memory journal). Reclaim and compaction use it to count the
 // live records of each segment.
 type recLoc struct {
-	seg uint64
-	idx int32 // during replay: index of the record in the loader's list
+	seg  uint64
+	idx  int32  // during replay: index of the record in the loader's list
+	size uint32 // encoded size of the add: live bytes per segment
 }
 
 // txOp is one transactional entry of an open transaction, as the validator
@@ -29,6 +30,7 @@ type txOp struct {
 	kind Kind
 	id   uint64
 	seg  uint64
+	size uint32
 }
 
 type txState struct {
@@ -84,22 +86,43 @@ func (v *validator) pin(seg uint64, d int) { v.pins.add(seg, d) }
 type pinCounts struct {
 	base   uint64
 	counts []int32
+	bytes  []int64 // live add bytes per segment (compaction's estimate)
 }
 
 func (p *pinCounts) add(seg uint64, d int) {
+	p.counts[p.slot(seg)] += int32(d)
+}
+
+func (p *pinCounts) addBytes(seg uint64, d int64) {
+	p.bytes[p.slot(seg)] += d
+}
+
+// slot returns seg's index, growing the slices to hold it.
+func (p *pinCounts) slot(seg uint64) int {
 	if len(p.counts) == 0 {
 		p.base = seg
 	}
 	if seg < p.base {
-		grow := make([]int32, int(p.base-seg)+len(p.counts))
-		copy(grow[p.base-seg:], p.counts)
-		p.counts, p.base = grow, seg
+		n := int(p.base - seg)
+		p.counts = append(make([]int32, n, n+len(p.counts)), p.counts...)
+		p.bytes = append(make([]int64, n, n+len(p.bytes)), p.bytes...)
+		p.base = seg
 	}
 	i := int(seg - p.base)
 	for i >= len(p.counts) {
 		p.counts = append(p.counts, 0)
+		p.bytes = append(p.bytes, 0)
 	}
-	p.counts[i] += int32(d)
+	return i
+}
+
+// liveBytes sums the live add bytes of segments [from, to).
+func (p *pinCounts) liveBytes(from, to uint64) int64 {
+	var n int64
+	for seg := max(from, p.base); seg < to && seg-p.base < uint64(len(p.bytes)); seg++ {
+		n += p.bytes[seg-p.base]
+	}
+	return n
 }
 
 func (p *pinCounts) get(seg uint64) int {
@@ -114,6 +137,7 @@ func (p *pinCounts) trim(seg uint64) {
 	if seg > p.base {
 		n := min(int(seg-p.base), len(p.counts))
 		p.counts = p.counts[n:]
+		p.bytes = p.bytes[n:]
 		p.base += uint64(n)
 	}
 }
@@ -147,9 +171,11 @@ func (v *validator) rollback() {
 		case undoLiveAdded:
 			delete(v.live, u.id)
 			v.pin(u.loc.seg, -1)
+			v.pins.addBytes(u.loc.seg, -int64(u.loc.size))
 		case undoLiveDeleted:
 			v.live[u.id] = u.loc
 			v.pin(u.loc.seg, +1)
+			v.pins.addBytes(u.loc.seg, int64(u.loc.size))
 		case undoTxCreated:
 			v.pin(v.txs[u.id].firstSeg, -1)
 			delete(v.txs, u.id)
@@ -168,6 +194,7 @@ func (v *validator) rollback() {
 func (v *validator) setLive(id uint64, loc recLoc) {
 	v.live[id] = loc
 	v.pin(loc.seg, +1)
+	v.pins.addBytes(loc.seg, int64(loc.size))
 	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id, loc: loc})
 }
 
@@ -175,6 +202,7 @@ func (v *validator) delLive(id uint64) {
 	loc := v.live[id]
 	delete(v.live, id)
 	v.pin(loc.seg, -1)
+	v.pins.addBytes(loc.seg, -int64(loc.size))
 	v.undo = append(v.undo, undo{k: undoLiveDeleted, id: id, loc: loc})
 }
 
@@ -224,7 +252,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		if _, ok := v.live[e.ID]; ok {
 			return ErrDuplicateRecord
 		}
-		v.setLive(e.ID, recLoc{seg: seg})
+		v.setLive(e.ID, recLoc{seg: seg, size: uint32(entrySize(e))})
 	case KindUpdate:
 		if _, ok := v.live[e.ID]; !ok {
 			return ErrUnknownRecord
@@ -247,7 +275,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 			return ErrUnknownRecord
 		}
 		v.undo = append(v.undo, undo{k: undoTxOps, tx: tx, n: len(tx.ops)})
-		tx.ops = append(tx.ops, txOp{kind: e.Kind, id: e.ID, seg: seg})
+		tx.ops = append(tx.ops, txOp{kind: e.Kind, id: e.ID, seg: seg, size: uint32(entrySize(e))})
 	case KindPrepare:
 		tx, err := v.openTx(e.TxID, false, 0)
 		if err != nil {
@@ -276,7 +304,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 			switch op.kind {
 			case KindAddTx:
 				if _, ok := v.live[op.id]; !ok {
-					v.setLive(op.id, recLoc{seg: op.seg})
+					v.setLive(op.id, recLoc{seg: op.seg, size: op.size})
 				}
 			case KindDeleteTx:
 				if _, ok := v.live[op.id]; ok {
@@ -333,7 +361,7 @@ func newLoader() *loader {
 func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64) {
 	// One map operation: insert, and detect a duplicate by the length.
 	n := len(l.index)
-	l.index[id] = recLoc{seg: seg, idx: int32(len(l.recs))}
+	l.index[id] = recLoc{seg: seg, idx: int32(len(l.recs)), size: uint32(2 + uvarintLen(id) + 2 + uvarintLen(uint64(len(data))) + len(data))}
 	if len(l.index) == n {
 		// A second add of a live ID (the validator never writes one):
 		// the first add stays. Find it to restore its location.
@@ -464,6 +492,7 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 	v := &validator{live: live, txs: make(map[uint64]*txState), maxID: l.maxID}
 	for _, loc := range l.index {
 		v.pins.add(loc.seg, 1)
+		v.pins.addBytes(loc.seg, int64(loc.size))
 	}
 	if l.ndead == 0 && consume {
 		res.Records = l.recs
@@ -491,7 +520,7 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 		ts := &txState{prepared: true, firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
 		v.pins.add(ts.firstSeg, 1)
 		for i := range tx.entries {
-			ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
+			ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i], size: uint32(entrySize(&tx.entries[i]))}
 		}
 		v.txs[id] = ts
 	}
@@ -503,7 +532,7 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 			ts := &txState{firstSeg: tx.segs[0], ops: make([]txOp, len(tx.entries))}
 			v.pins.add(ts.firstSeg, 1)
 			for i := range tx.entries {
-				ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i]}
+				ts.ops[i] = txOp{kind: tx.entries[i].Kind, id: tx.entries[i].ID, seg: tx.segs[i], size: uint32(entrySize(&tx.entries[i]))}
 			}
 			v.txs[id] = ts
 		}
