@@ -33,6 +33,8 @@ type haBroker struct {
 	// openStore opens the journals (nil: server.OpenStore).
 	openStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 
+	pubMu sync.Mutex // serialises publish: topology pushes in order
+
 	mu          sync.Mutex
 	l           *live // loaded (and maybe serving) store
 	serving     bool
@@ -229,6 +231,8 @@ func (h *haBroker) topology() server.Topology {
 // publish pushes the topology to the clients of a serving broker when it
 // changed.
 func (h *haBroker) publish() {
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
 	t := h.topology()
 	h.mu.Lock()
 	l, serving := h.l, h.serving
