@@ -183,3 +183,63 @@ func loadSnapshot(t *testing.T, fs *crashfs.FS) *journal.LoadResult {
 	}
 	return res
 }
+
+// TestCompactPreparedAgain: a transaction ID prepared, rolled back and
+// prepared again in the compacted prefix is rewritten once (its entries
+// and one prepare), so its commit after the compaction applies each entry
+// once.
+func TestCompactPreparedAgain(t *testing.T) {
+	fs := crashfs.New(crashfs.Options{Kind: aio.NIO, Alignment: 1, SectorSize: 512})
+	open := func() *journal.FileJournal {
+		j, err := journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	ctx := context.Background()
+	must := func(j journal.Journal, entries ...journal.Entry) {
+		t.Helper()
+		if err := journal.AppendSync(ctx, j, entries...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := open()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must(j, journal.Entry{Kind: journal.KindAdd, ID: 1 << 40, Data: []byte("one")})
+	must(j, journal.Entry{Kind: journal.KindUpdateTx, TxID: 9, ID: 1 << 40, Data: []byte("u-a")}, journal.Entry{Kind: journal.KindPrepare, TxID: 9})
+	must(j, journal.Entry{Kind: journal.KindRollback, TxID: 9})
+	must(j, journal.Entry{Kind: journal.KindUpdateTx, TxID: 9, ID: 1 << 40, Data: []byte("u-b")}, journal.Entry{Kind: journal.KindPrepare, TxID: 9})
+	churn(t, j, 600, 5)
+	res, err := j.Compact(ctx)
+	if err != nil || res.NewSegs == 0 {
+		t.Fatalf("compact: %+v, %v", res, err)
+	}
+	j.Close()
+	j = open()
+	lr, err := j.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []journal.PendingTx
+	for _, p := range lr.Prepared {
+		if p.TxID == 9 {
+			ours = append(ours, p)
+		}
+	}
+	if len(ours) != 1 || len(ours[0].Entries) != 1 || string(ours[0].Entries[0].Data) != "u-b" {
+		t.Fatalf("after compaction, tx 9 is prepared %d times: %+v", len(ours), ours)
+	}
+	must(j, journal.Entry{Kind: journal.KindCommit, TxID: 9})
+	j.Close()
+	j = open()
+	defer j.Close()
+	if lr, err = j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := lr.Records[0]; r.ID != 1<<40 || len(r.Updates) != 1 || string(r.Updates[0].Data) != "u-b" {
+		t.Fatalf("record 1<<40 after the commit: %d updates %+v, want the one update u-b", len(r.Updates), r.Updates)
+	}
+}

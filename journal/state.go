@@ -352,6 +352,10 @@ type loadTx struct {
 	segs     []uint64
 	prepared bool
 	data     []byte
+	// prepAt is the index in prepSeq of this transaction's prepare. A
+	// transaction ID can be prepared, ended and prepared again, so prepSeq
+	// may name an ID more than once: only the entry at prepAt counts.
+	prepAt int
 }
 
 func newLoader() *loader {
@@ -451,6 +455,7 @@ func (l *loader) apply(e *Entry, seg uint64) {
 		}
 		tx.prepared = true
 		tx.data = e.Data
+		tx.prepAt = len(l.prepSeq)
 		l.prepSeq = append(l.prepSeq, e.TxID)
 	case KindCommit:
 		tx := l.txs[e.TxID]
@@ -507,10 +512,10 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 	if consume {
 		l.recs, l.dead, l.index = nil, nil, nil
 	}
-	for _, id := range l.prepSeq {
+	for i, id := range l.prepSeq {
 		tx := l.txs[id]
-		if tx == nil || !tx.prepared {
-			continue
+		if tx == nil || !tx.prepared || tx.prepAt != i {
+			continue // ended, or prepared again later (listed there)
 		}
 		entries := tx.entries
 		if !consume {
@@ -562,8 +567,9 @@ func (l *loader) compactDead() {
 	}
 	if len(l.prepSeq) > 64 && len(l.prepSeq) > 2*len(l.txs) {
 		keep := l.prepSeq[:0]
-		for _, id := range l.prepSeq {
-			if tx := l.txs[id]; tx != nil && tx.prepared {
+		for i, id := range l.prepSeq {
+			if tx := l.txs[id]; tx != nil && tx.prepared && tx.prepAt == i {
+				tx.prepAt = len(keep)
 				keep = append(keep, id)
 			}
 		}

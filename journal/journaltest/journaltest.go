@@ -49,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"TxRollback", testTxRollback},
 		{"TxErrors", testTxErrors},
 		{"PreparedSurvivesReopen", testPreparedSurvivesReopen},
+		{"PrepareAgainAfterEnd", testPrepareAgainAfterEnd},
 		{"UnfinishedRolledBack", testUnfinishedRolledBack},
 		{"CallbackOrder", testCallbackOrder},
 		{"ConcurrentAppenders", testConcurrentAppenders},
@@ -407,6 +408,54 @@ func testPreparedSurvivesReopen(t *testing.T, open Open) {
 	if len(res.Prepared) != 0 {
 		t.Fatalf("%d prepared after commit and rollback", len(res.Prepared))
 	}
+}
+
+// testPrepareAgainAfterEnd: a transaction ID that is prepared, rolled back
+// (or committed) and then used and prepared again is one prepared
+// transaction, listed once, in the order of its last prepare.
+func testPrepareAgainAfterEnd(t *testing.T, open Open) {
+	j, _ := load(t, open, false)
+	mustSync(t, j, add(1, 1, "one"))
+	// Tx 40: prepared, rolled back, prepared again with other entries.
+	mustSync(t, j, txe(journal.KindAddTx, 40, 2, 1, "first try"), ctl(journal.KindPrepare, 40, "xid-40a"))
+	mustSync(t, j, ctl(journal.KindRollback, 40, ""))
+	// Tx 41 is prepared in between: it comes before 40's second prepare.
+	mustSync(t, j, txe(journal.KindAddTx, 41, 3, 1, "three"), ctl(journal.KindPrepare, 41, "xid-41"))
+	mustSync(t, j, txe(journal.KindAddTx, 40, 4, 1, "second try"), ctl(journal.KindPrepare, 40, "xid-40b"))
+	// Tx 42: prepared, committed, then reused and prepared again.
+	mustSync(t, j, txe(journal.KindUpdateTx, 42, 1, 2, "u"), ctl(journal.KindPrepare, 42, "xid-42a"))
+	mustSync(t, j, ctl(journal.KindCommit, 42, ""))
+	mustSync(t, j, txe(journal.KindDeleteTx, 42, 1, 0, ""), ctl(journal.KindPrepare, 42, "xid-42b"))
+	check := func(what string, res *journal.LoadResult) {
+		t.Helper()
+		checkRecords(t, res, []rec{{id: 1, typ: 1, data: "one", updates: []string{"2:u"}}})
+		var got []string
+		for _, p := range res.Prepared {
+			got = append(got, fmt.Sprintf("%d:%s:%d", p.TxID, p.Data, len(p.Entries)))
+		}
+		want := []string{"41:xid-41:1", "40:xid-40b:1", "42:xid-42b:1"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: prepared (tx:xid:entries) %q, want %q: each transaction once, in the order of its last prepare", what, got, want)
+		}
+		for _, p := range res.Prepared {
+			if p.TxID == 40 && (p.Entries[0].ID != 4 || string(p.Entries[0].Data) != "second try") {
+				t.Fatalf("%s: tx 40 entries %+v, want only the add of 4 made after the rollback", what, p.Entries)
+			}
+		}
+		if res.RolledBack != 0 {
+			t.Fatalf("%s: rolled back %d, want 0", what, res.RolledBack)
+		}
+	}
+	j, res := reload(t, open, j)
+	check("reopen", res)
+	j, res = reload(t, open, j)
+	check("second reopen", res)
+	mustSync(t, j, ctl(journal.KindCommit, 40, ""), ctl(journal.KindRollback, 41, ""), ctl(journal.KindRollback, 42, ""))
+	_, res = reload(t, open, j)
+	if len(res.Prepared) != 0 {
+		t.Fatalf("%d prepared after every transaction ended", len(res.Prepared))
+	}
+	checkRecords(t, res, []rec{{id: 1, typ: 1, data: "one", updates: []string{"2:u"}}, {id: 4, typ: 1, data: "second try"}})
 }
 
 func testUnfinishedRolledBack(t *testing.T, open Open) {
