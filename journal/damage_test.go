@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -225,7 +226,17 @@ func unseal(t *testing.T, path string) {
 
 // TestRecycledBytesNeverPass puts an old segment's bytes into the next
 // (unused) segment file, header zeroed: none of them may come back.
+//
+// With keepHeader the old header stays too, as after a crash between the
+// recycling rename and the zeroing of the header: the file is an unused
+// leftover (a warning), not a damaged segment.
 func TestRecycledBytesNeverPass(t *testing.T) {
+	for _, keepHeader := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepHeader=%v", keepHeader), func(t *testing.T) { testRecycledBytes(t, keepHeader) })
+	}
+}
+
+func testRecycledBytes(t *testing.T, keepHeader bool) {
 	dir := t.TempDir()
 	writeJournal(t, dir, 200)
 	segs := segments(t, dir)
@@ -237,13 +248,19 @@ func TestRecycledBytesNeverPass(t *testing.T) {
 	if err != nil || len(res.Unused) == 0 {
 		t.Fatalf("scan: %v, %d unused files", err, len(res.Unused))
 	}
-	clear(old[:journal.SegmentHeaderSize])
+	if !keepHeader {
+		clear(old[:journal.SegmentHeaderSize])
+	}
 	if err := os.WriteFile(res.Unused[0].Path, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	j := openDir(t, dir, 1)
-	if _, err := j.Load(context.Background()); err != nil {
+	lr0, err := j.Load(context.Background())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if keepHeader && (len(lr0.Warnings) != 1 || !strings.Contains(lr0.Warnings[0], "never acknowledged")) {
+		t.Fatalf("warnings %q, want one about the leftover header", lr0.Warnings)
 	}
 	if err := journal.AppendSync(context.Background(), j, journal.Entry{Kind: journal.KindAdd, ID: 1000, Data: []byte("new")}); err != nil {
 		t.Fatal(err)
@@ -292,5 +309,35 @@ func TestTooLarge(t *testing.T) {
 	// The refused add left no trace; an add that fills most of a segment works.
 	if err := journal.AppendSync(context.Background(), j, journal.Entry{Kind: journal.KindAdd, ID: 1, Data: make([]byte, dmgSeg-1024)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDamagedHeaderOfLastSegment: a bit flip in the header of the last
+// used segment (or of the only one) is corruption, never "a segment that
+// was never written": its records were acknowledged, and taking it for an
+// unused file would drop them and recycle the file over them.
+func TestDamagedHeaderOfLastSegment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		at   int // header byte flipped
+	}{
+		{"only segment, epoch byte", 5, 20},
+		{"only segment, checksum byte", 5, 61},
+		{"last of several, sequence byte", 200, 9},
+		{"last of several, magic byte", 200, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeJournal(t, dir, tc.n)
+			last := lastUsed(t, dir, segments(t, dir))
+			mutate(t, last, func(b []byte) []byte { b[tc.at] ^= 0x40; return b })
+			_, err := load(t, dir)
+			wantCorruption(t, err, last, 0, "header")
+			// Nothing was recycled over it: the bytes are still there.
+			if _, err := load(t, dir); err == nil {
+				t.Fatal("second load succeeded: the damaged segment was reused")
+			}
+		})
 	}
 }

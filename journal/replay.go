@@ -73,10 +73,18 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 	}
 	for i := last + 1; i < len(segs); i++ {
 		s := &segs[i]
-		res.Unused = append(res.Unused, SegmentInfo{Path: s.path, Seq: s.seq, Size: s.size})
 		if !errors.Is(s.hdrErr, errHeaderZero) {
+			at, err := recordsUnderBadHeader(fs, s)
+			if err != nil {
+				return res, err
+			}
+			if at > 0 {
+				return res, &CorruptionError{File: s.path, Offset: 0, Reason: fmt.Sprintf(
+					"damaged segment header (%v) of a written segment: it holds a valid record at offset %d", s.hdrErr, at)}
+			}
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s:0: segment header torn (%v): the segment was never acknowledged, ignored", s.path, s.hdrErr))
 		}
+		res.Unused = append(res.Unused, SegmentInfo{Path: s.path, Seq: s.seq, Size: s.size})
 	}
 	for i := 0; i <= last; i++ {
 		s := &segs[i]
@@ -112,6 +120,31 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 		}
 	}
 	return res, nil
+}
+
+// recordsUnderBadHeader looks for a valid record of segment s (sequence
+// from its name, salt as stored in its bad header) and returns its offset,
+// or 0. A file after the last used segment whose header is not zero but
+// bad is either left from an interrupted recycling (its header, valid,
+// names the file's previous sequence; its records carry that sequence) or
+// a written segment whose header was damaged later: its records, seeded
+// with this sequence and the salt, are still valid. A torn first write
+// leaves the header zero (the header and the first record share a
+// sector, written at once), so it never gets here.
+func recordsUnderBadHeader(fs aio.FS, s *segFile) (int, error) {
+	size := min(s.size, MaxSegmentSize)
+	if size <= SegmentHeaderSize {
+		return 0, nil
+	}
+	buf, err := readAll(fs, s.path, size)
+	if err != nil {
+		return 0, err
+	}
+	_, at, found := scanAhead(buf, SegmentHeaderSize, recordSeed(s.seq, s.rawSalt))
+	if !found {
+		return 0, nil
+	}
+	return at, nil
 }
 
 type segScan struct {

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -70,6 +71,10 @@ type segFile struct {
 	size   int64
 	hdr    segHeader
 	hdrErr error // nil: a used segment; errHeaderZero: unused; else bad
+	// rawSalt is the header's salt field as stored, even when the header
+	// is bad: replay uses it to tell a damaged header of a written segment
+	// from a never-written one.
+	rawSalt uint64
 }
 
 func (s *segFile) used() bool { return s.hdrErr == nil }
@@ -123,6 +128,9 @@ func readSegHeader(fs aio.FS, sf *segFile) error {
 		return fmt.Errorf("journal: read header of %s: %w", sf.path, err)
 	}
 	sf.hdr, sf.hdrErr = decodeSegHeader(b[:n])
+	if n >= 32 {
+		sf.rawSalt = binary.LittleEndian.Uint64(b[24:])
+	}
 	if sf.hdrErr == nil && sf.hdr.seq != sf.seq {
 		sf.hdrErr = fmt.Errorf("%w: header sequence %d in the file of segment %d", errHeaderBad, sf.hdr.seq, sf.seq)
 	}
