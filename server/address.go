@@ -1,6 +1,10 @@
 package server
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/tandemmq/tandem/journal"
+)
 
 // address is a named destination with the queues bound to it.
 type address struct {
@@ -16,6 +20,8 @@ type address struct {
 	queues []*Queue
 	rr     int
 	dup    *dupCache
+	// entries is send's journal entry buffer, reused under mu.
+	entries []journal.Entry
 }
 
 // route picks the queues a message sent with routing r goes to: one

@@ -36,7 +36,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	}
 	qs := a.routeLocked(r, qbuf[:0])
 	m.ID = s.nextID()
-	entries, de := s.sendEntriesLocked(a, m, qs, nil)
+	entries, de := s.sendEntriesLocked(a, m, qs, a.entries[:0])
 	m.own()
 	refs := make([]ref, len(qs))
 	for i, q := range qs {
@@ -67,6 +67,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	if err != nil && de != nil {
 		a.dup.forget(m.DuplicateID, de)
 	}
+	a.entries = reuseEntries(entries) // Append copied them
 	a.mu.Unlock()
 	if err != nil {
 		s.storageError(err)
@@ -123,6 +124,17 @@ func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries 
 	return entries, de
 }
 
+// reuseEntries returns entries emptied for the next append under the same
+// lock (Append copies its entries): references to record data are
+// cleared, and a buffer grown unusually large is dropped.
+func reuseEntries(entries []journal.Entry) []journal.Entry {
+	if cap(entries) > 64 {
+		return nil
+	}
+	clear(entries)
+	return entries[:0]
+}
+
 func enqueueRefs(refs []ref) {
 	for i := range refs {
 		refs[i].q.enqueue(&refs[i])
@@ -144,13 +156,14 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 		return
 	}
 	s.storeMu.Lock()
-	e := s.ackEntryLocked(r)
-	err := s.msgs.Append([]journal.Entry{e}, !s.opts.NoSyncNonTransactional, func(err error) {
+	entries := append(s.ackEntries[:0], s.ackEntryLocked(r))
+	err := s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
 			s.halt(err)
 		}
 		done(err)
 	})
+	s.ackEntries = reuseEntries(entries)
 	s.storeMu.Unlock()
 	if err != nil {
 		s.storageError(err)
@@ -166,13 +179,10 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		return
 	}
 	s.ctr.acks.Add(uint64(len(refs)))
-	var entries []journal.Entry
 	s.storeMu.Lock()
+	entries := s.ackEntries[:0]
 	for _, r := range refs {
 		if r.durable() {
-			if entries == nil {
-				entries = make([]journal.Entry, 0, len(refs))
-			}
 			entries = append(entries, s.ackEntryLocked(r))
 		}
 	}
@@ -187,6 +197,7 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		}
 		done(err)
 	})
+	s.ackEntries = reuseEntries(entries)
 	s.storeMu.Unlock()
 	if err != nil {
 		s.storageError(err)

@@ -90,6 +90,8 @@ type Server struct {
 	// storeMu serialises the decision "is this the last reference" with
 	// its Append, so an ack's update never follows the message's delete.
 	storeMu sync.Mutex
+	// ackEntries is the acks' journal entry buffer, reused under storeMu.
+	ackEntries []journal.Entry
 
 	halted atomic.Bool
 	ctr    counters
