@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -128,15 +130,29 @@ func openOn(t *testing.T, fs aio.FS, dir string) journal.Journal {
 	return j
 }
 
+// crashIters is the number of randomized crash iterations: def, 3 with
+// -short, or TANDEM_CRASH_ITERS (for long runs: the seeds continue, so a
+// longer run covers the short one and more).
+func crashIters(t *testing.T, def int) int {
+	if v := os.Getenv("TANDEM_CRASH_ITERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("TANDEM_CRASH_ITERS=%q: want a positive number", v)
+		}
+		return n
+	}
+	if testing.Short() {
+		return 3
+	}
+	return def
+}
+
 // TestCrashReplay runs a concurrent workload, takes a crash snapshot at a
 // random moment while appends are in flight, and loads the snapshot: no
 // corruption may be reported and every acknowledged record must be there.
 // Several generations run on the same simulated disk.
 func TestCrashReplay(t *testing.T) {
-	iters := 8
-	if testing.Short() {
-		iters = 3
-	}
+	iters := crashIters(t, 8)
 	for _, cfg := range crashCfgs {
 		t.Run(cfg.name, func(t *testing.T) {
 			reclaimed, torn, compactions := 0, 0, 0
@@ -201,12 +217,18 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 	// snapshot taken elsewhere would be a false "must survive").
 	crash := func() { fs.CrashAt(crashfs.OpSync, 1, seed, take) }
 	// Mostly crash inside a synced write (after the write, before its
-	// fdatasync), sometimes between operations.
-	switch rng.IntN(3) {
-	case 0:
+	// fdatasync), sometimes between operations, or inside the background
+	// work: segment preparation and recycling (directory syncs, plain
+	// writes and syncs), reclaim, compaction.
+	switch rng.IntN(6) {
+	case 0, 1:
 		fs.CrashAt(crashfs.OpSync, 1+rng.IntN(int(crashAfter)), seed, take)
-	case 1:
+	case 2:
 		fs.CrashAt(crashfs.OpWrite, 1+rng.IntN(int(crashAfter)), seed, take)
+	case 3:
+		fs.CrashAt(crashfs.OpSyncDir, 1+rng.IntN(12), seed, take)
+	case 4:
+		fs.CrashAt(crashfs.OpPlainSync, 1+rng.IntN(12), seed, take)
 	}
 	onAck := func() {
 		m.mu.Lock()
