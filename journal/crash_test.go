@@ -113,17 +113,31 @@ type crashCfg struct {
 	kind   aio.Kind
 	align  int
 	sector int
+	// async > 0: asynchronous Files (as io_uring) and inflight batches in
+	// flight.
+	async, inflight int
 }
 
 var crashCfgs = []crashCfg{
-	{"nio-512", aio.NIO, 1, 512},
-	{"direct-4096", aio.Direct, 4096, 4096},
-	{"direct-512", aio.Direct, 4096, 512},
+	{"nio-512", aio.NIO, 1, 512, 0, 0},
+	{"direct-4096", aio.Direct, 4096, 4096, 0, 0},
+	{"direct-512", aio.Direct, 4096, 512, 0, 0},
+	{"direct-512-async-inflight4", aio.IOUring, 4096, 512, 8, 4},
+	{"nio-512-async-inflight2", aio.NIO, 1, 512, 4, 2},
+}
+
+func (c crashCfg) fs() *crashfs.FS {
+	return crashfs.New(crashfs.Options{Kind: c.kind, Alignment: c.align, SectorSize: c.sector, Async: c.async})
 }
 
 func openOn(t *testing.T, fs aio.FS, dir string) journal.Journal {
 	t.Helper()
-	j, err := journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: 64 << 10, Logger: quiet})
+	return openInFlight(t, fs, dir, 0)
+}
+
+func openInFlight(t *testing.T, fs aio.FS, dir string, inflight int) journal.Journal {
+	t.Helper()
+	j, err := journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: 64 << 10, Logger: quiet, MaxInFlight: inflight})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,11 +175,11 @@ func TestCrashReplay(t *testing.T) {
 			}()
 			for it := range iters {
 				seed := uint64(it*7919 + 1)
-				fs := crashfs.New(crashfs.Options{Kind: cfg.kind, Alignment: cfg.align, SectorSize: cfg.sector})
+				fs := cfg.fs()
 				m := &model{recs: map[uint64]*mrec{}}
 				nextID := uint64(1)
 				for gen := range 4 {
-					j := openOn(t, fs, "/j")
+					j := openInFlight(t, fs, "/j", cfg.inflight)
 					res, err := j.Load(context.Background())
 					if err != nil {
 						t.Fatalf("seed %d gen %d: load after crash: %v", seed, gen, err)
@@ -364,93 +378,105 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 // every later append fail, Failed is closed, nothing is acknowledged after
 // the error, and the acknowledged records survive a crash.
 func TestFaultInjection(t *testing.T) {
-	for _, op := range []crashfs.Op{crashfs.OpWrite, crashfs.OpSync} {
-		for _, errno := range []error{syscall.EIO, syscall.ENOSPC} {
-			for _, n := range []int{1, 5, 40} {
-				t.Run(fmt.Sprintf("op%d-%v-%d", op, errno, n), func(t *testing.T) {
-					fs := crashfs.New(crashfs.Options{Kind: aio.Direct, Alignment: 4096, SectorSize: 512})
-					j := openOn(t, fs, "/j")
-					if _, err := j.Load(context.Background()); err != nil {
-						t.Fatal(err)
-					}
-					fs.Inject(op, n, errno)
-					var (
-						mu       sync.Mutex
-						acked    []uint64
-						failedAt = -1
-						order    int
-						bad      bool
-						wg       sync.WaitGroup
-					)
-				waves:
-					for i := range 5000 {
-						if i%50 == 0 {
-							wg.Wait() // in waves, so there are many batches
-							select {
-							case <-j.Failed():
-								break waves
-							default:
-							}
-						}
-						id := uint64(i + 1)
-						wg.Add(1)
-						err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: id, Data: bytes.Repeat([]byte{7}, 500)}}, true, func(err error) {
-							mu.Lock()
-							if err != nil && failedAt < 0 {
-								failedAt = order
-							}
-							if err == nil {
-								if failedAt >= 0 {
-									bad = true
-								}
-								acked = append(acked, id)
-							}
-							order++
-							mu.Unlock()
-							wg.Done()
-						})
-						if err != nil {
-							wg.Done()
-							if j.Err() == nil {
-								t.Fatalf("append %d refused (%v) but Err is nil", i, err)
-							}
-							break waves
-						}
-					}
-					wg.Wait()
-					if bad {
-						t.Fatal("an append was acknowledged after an earlier one failed")
-					}
-					select {
-					case <-j.Failed():
-					default:
-						t.Fatal("Failed not closed after an injected error")
-					}
-					if !errors.Is(j.Err(), errno) {
-						t.Fatalf("Err = %v, want %v", j.Err(), errno)
-					}
-					if err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: 9999}}, true, func(error) { t.Error("done after failure") }); !errors.Is(err, errno) {
-						t.Fatalf("append after failure: %v", err)
-					}
-					j.Close()
-					crashed := fs.Crash(uint64(n))
-					j2 := openOn(t, crashed, "/j")
-					res, err := j2.Load(context.Background())
-					if err != nil {
-						t.Fatalf("load after failure and crash: %v", err)
-					}
-					live := map[uint64]bool{}
-					for _, r := range res.Records {
-						live[r.ID] = true
-					}
-					for _, id := range acked {
-						if !live[id] {
-							t.Fatalf("acknowledged record %d lost", id)
-						}
-					}
-					j2.Close()
-				})
+	for _, inflight := range []int{1, 4} {
+		for _, op := range []crashfs.Op{crashfs.OpWrite, crashfs.OpSync} {
+			for _, errno := range []error{syscall.EIO, syscall.ENOSPC} {
+				for _, n := range []int{1, 5, 40} {
+					t.Run(fmt.Sprintf("inflight%d-op%d-%v-%d", inflight, op, errno, n), func(t *testing.T) {
+						testFault(t, inflight, op, errno, n)
+					})
+				}
 			}
 		}
 	}
+}
+
+// testFault fails the nth op with errno. With inflight > 1 the Files are
+// asynchronous and that many batches are in flight.
+func testFault(t *testing.T, inflight int, op crashfs.Op, errno error, n int) {
+	async := 0
+	if inflight > 1 {
+		async = 2 * inflight
+	}
+	fs := crashfs.New(crashfs.Options{Kind: aio.Direct, Alignment: 4096, SectorSize: 512, Async: async})
+	j := openInFlight(t, fs, "/j", inflight)
+	if _, err := j.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs.Inject(op, n, errno)
+	var (
+		mu       sync.Mutex
+		acked    []uint64
+		failedAt = -1
+		order    int
+		bad      bool
+		wg       sync.WaitGroup
+	)
+waves:
+	for i := range 5000 {
+		if i%50 == 0 {
+			wg.Wait() // in waves, so there are many batches
+			select {
+			case <-j.Failed():
+				break waves
+			default:
+			}
+		}
+		id := uint64(i + 1)
+		wg.Add(1)
+		err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: id, Data: bytes.Repeat([]byte{7}, 500)}}, true, func(err error) {
+			mu.Lock()
+			if err != nil && failedAt < 0 {
+				failedAt = order
+			}
+			if err == nil {
+				if failedAt >= 0 {
+					bad = true
+				}
+				acked = append(acked, id)
+			}
+			order++
+			mu.Unlock()
+			wg.Done()
+		})
+		if err != nil {
+			wg.Done()
+			if j.Err() == nil {
+				t.Fatalf("append %d refused (%v) but Err is nil", i, err)
+			}
+			break waves
+		}
+	}
+	wg.Wait()
+	if bad {
+		t.Fatal("an append was acknowledged after an earlier one failed")
+	}
+	select {
+	case <-j.Failed():
+	default:
+		t.Fatal("Failed not closed after an injected error")
+	}
+	if !errors.Is(j.Err(), errno) {
+		t.Fatalf("Err = %v, want %v", j.Err(), errno)
+	}
+	if err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: 9999}}, true, func(error) { t.Error("done after failure") }); !errors.Is(err, errno) {
+		t.Fatalf("append after failure: %v", err)
+	}
+	j.Close()
+	crashed := fs.Crash(uint64(n))
+	j2 := openOn(t, crashed, "/j")
+	res, err := j2.Load(context.Background())
+	if err != nil {
+		t.Fatalf("load after failure and crash: %v", err)
+	}
+	live := map[uint64]bool{}
+	for _, r := range res.Records {
+		live[r.ID] = true
+	}
+	for _, id := range acked {
+		if !live[id] {
+			t.Fatalf("acknowledged record %d lost", id)
+		}
+	}
+	j2.Close()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/tandemmq/tandem/aio/crashfs"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -17,8 +16,8 @@ func TestSyncBarrierMakesEarlierDurable(t *testing.T) {
 	for _, cfg := range crashCfgs {
 		t.Run(cfg.name, func(t *testing.T) {
 			for seed := uint64(1); seed <= 16; seed++ {
-				fs := crashfs.New(crashfs.Options{Kind: cfg.kind, Alignment: cfg.align, SectorSize: cfg.sector})
-				j := openOn(t, fs, "/j")
+				fs := cfg.fs()
+				j := openInFlight(t, fs, "/j", cfg.inflight)
 				ctx := context.Background()
 				if _, err := j.Load(ctx); err != nil {
 					t.Fatal(err)

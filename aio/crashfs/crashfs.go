@@ -22,6 +22,12 @@ type Options struct {
 	Alignment int
 	// SectorSize is the crash granularity: 512 (default) or 4096.
 	SectorSize int
+	// Async makes File.Submit asynchronous, as the io_uring backend is:
+	// up to Async requests queue (Submit blocks beyond), and one goroutine
+	// per File, started by OpenAppend and stopped by Close, carries them
+	// out in submission order and calls each done. A crash loses the
+	// requests still queued. Zero: Submit completes before it returns.
+	Async int
 }
 
 // Op is a kind of operation faults are injected into.
@@ -325,7 +331,13 @@ func (fs *FS) OpenAppend(name string) (aio.File, error) {
 	if !ok {
 		return nil, fs.pathErr("open", name, ErrNotExist)
 	}
-	return &appendFile{fs: fs, name: name, ino: ino}, nil
+	f := &appendFile{fs: fs, name: name, ino: ino}
+	if fs.opts.Async > 0 {
+		f.queue = make(chan asyncReq, fs.opts.Async)
+		f.exited = make(chan struct{})
+		go f.loop()
+	}
+	return f, nil
 }
 
 // Rename renames oldname to newname (replacing it).
@@ -426,20 +438,51 @@ func readAt(ino *inode, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// appendFile is an aio.File. Submit completes before returning.
+// appendFile is an aio.File. Submit completes before returning, or, with
+// Options.Async, on the File's goroutine.
 type appendFile struct {
 	fs     *FS
 	name   string
 	ino    *inode
 	err    error
 	closed bool
+
+	qmu     sync.Mutex // Submit and Close of an asynchronous File
+	qclosed bool
+	queue   chan asyncReq
+	exited  chan struct{}
+}
+
+type asyncReq struct {
+	p    []byte
+	off  int64
+	sync bool
+	done func(error)
 }
 
 func (f *appendFile) Name() string   { return f.name }
 func (f *appendFile) Alignment() int { return f.fs.opts.Alignment }
 
 func (f *appendFile) Submit(p []byte, off int64, sync bool, done func(error)) {
-	done(f.submit(p, off, sync))
+	if f.queue == nil {
+		done(f.submit(p, off, sync))
+		return
+	}
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	if f.qclosed {
+		done(aio.ErrClosed)
+		return
+	}
+	f.queue <- asyncReq{p: p, off: off, sync: sync, done: done}
+}
+
+// loop carries out an asynchronous File's requests in order.
+func (f *appendFile) loop() {
+	defer close(f.exited)
+	for r := range f.queue {
+		r.done(f.submit(r.p, r.off, r.sync))
+	}
 }
 
 func (f *appendFile) submit(p []byte, off int64, sync bool) error {
@@ -493,6 +536,17 @@ func (f *appendFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *appendFile) Close() error {
+	if f.queue != nil {
+		f.qmu.Lock()
+		if f.qclosed {
+			f.qmu.Unlock()
+			return aio.ErrClosed
+		}
+		f.qclosed = true
+		close(f.queue)
+		f.qmu.Unlock()
+		<-f.exited // the requests already queued complete first
+	}
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if f.closed {

@@ -138,3 +138,50 @@ func TestInjectAndSticky(t *testing.T) {
 		t.Fatalf("plain write: %v, want ENOSPC", err)
 	}
 }
+
+// TestAsyncInOrder: an asynchronous File completes requests in submission
+// order on its goroutine, Close waits for the queued ones, and Submit after
+// Close fails with aio.ErrClosed.
+func TestAsyncInOrder(t *testing.T) {
+	fs := New(Options{SectorSize: 512, Async: 4})
+	if err := fs.MkdirAll("/d"); err != nil {
+		t.Fatal(err)
+	}
+	pf, _ := fs.Create("/d/f")
+	pf.WriteAt(make([]byte, 64<<10), 0)
+	pf.Sync()
+	fs.SyncDir("/d")
+	f, err := fs.OpenAppend("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []int
+	for i := range 20 {
+		f.Submit(bytes.Repeat([]byte{byte(i + 1)}, 512), int64(i)*512, i%5 == 4, func(err error) {
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+			}
+			order = append(order, i) // one goroutine: no lock needed
+		})
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 20 {
+		t.Fatalf("Close returned with %d of 20 requests complete", len(order))
+	}
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("completion %d was request %d", i, v)
+		}
+	}
+	got, _ := fs.ReadFile("/d/f")
+	if got[19*512] != 20 {
+		t.Fatalf("last write not applied: %d", got[19*512])
+	}
+	var closedErr error
+	f.Submit(make([]byte, 512), 0, false, func(err error) { closedErr = err })
+	if !errors.Is(closedErr, aio.ErrClosed) {
+		t.Fatalf("Submit after Close: %v, want aio.ErrClosed", closedErr)
+	}
+}
