@@ -3,8 +3,10 @@ package journal_test
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 
+	"github.com/tandemmq/tandem/aio/crashfs"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -54,5 +56,78 @@ func TestSyncBarrierMakesEarlierDurable(t *testing.T) {
 				j2.Close()
 			}
 		})
+	}
+}
+
+// TestLoadSyncsPreparedNames: a prepared segment file whose rename the
+// preparer made but whose directory fsync a kill prevented is named but
+// not durably. The next process appends to it: Load must make the names
+// it uses durable first, or a power loss takes the file, and the
+// acknowledged records in it, back to its temporary name (which the next
+// load removes).
+func TestLoadSyncsPreparedNames(t *testing.T) {
+	ctx := context.Background()
+	const dir = "/j"
+	seg := func(seq uint64) string {
+		return dir + "/" + journal.SegmentName(journal.DefaultPrefix, journal.DefaultExt, seq)
+	}
+	for seed := uint64(1); seed <= 8; seed++ {
+		// A first process writes segment 1 and is killed: its disk as it
+		// was (segment 1 unsealed, segment 2 prepared).
+		fsA := crashfs.New(crashfs.Options{})
+		a := openOn(t, fsA, dir)
+		if _, err := a.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := journal.AppendSync(ctx, a, journal.Entry{Kind: journal.KindAdd, ID: 1, Data: []byte("a")}); err != nil {
+			t.Fatal(err)
+		}
+		fs := fsA.Crash(seed)
+		a.Close()
+		// Its preparer had just renamed segment 2 into place, without the
+		// directory fsync that follows.
+		if err := fs.Remove(seg(2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.SyncDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		tmp, err := fs.Create(seg(2) + ".tmp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp.WriteAt(make([]byte, 64<<10), 0)
+		tmp.Sync()
+		if err := fs.SyncDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Rename(seg(2)+".tmp", seg(2)); err != nil {
+			t.Fatal(err)
+		}
+		// The next process appends into segment 2; then the power fails.
+		// Its own preparer fails (the second plain sync: the first is
+		// Load's seal of segment 1), so that no directory fsync of the
+		// preparer's covers the rename by chance before the crash.
+		fs.Inject(crashfs.OpPlainSync, 2, syscall.EIO)
+		b := openOn(t, fs, dir)
+		if _, err := b.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for id := uint64(2); id <= 5; id++ {
+			if err := journal.AppendSync(ctx, b, journal.Entry{Kind: journal.KindAdd, ID: id, Data: []byte("b")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crashed := fs.Crash(seed)
+		b.Close()
+		c := openOn(t, crashed, dir)
+		res, err := c.Load(ctx)
+		if err != nil {
+			t.Fatalf("seed %d: load after power loss: %v", seed, err)
+		}
+		if len(res.Records) != 5 {
+			t.Fatalf("seed %d: %d records after power loss, want the 5 acknowledged", seed, len(res.Records))
+		}
+		c.Close()
 	}
 }

@@ -141,6 +141,14 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	if err := j.prep.prepareNow(upTo); err != nil {
 		return err
 	}
+	// A previous process may have been killed between renaming a file
+	// into place (preparation, recycling) and the directory fsync that
+	// follows: the name exists but is not durable, and appends are about
+	// to go into that file. Make every name in the directory durable
+	// before anything is acknowledged.
+	if err := fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("journal: sync directory %s: %w", dir, err)
+	}
 	f, err := fs.OpenAppend(j.segPath(next))
 	if err != nil {
 		return fmt.Errorf("journal: open segment: %w", err)
