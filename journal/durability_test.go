@@ -131,3 +131,47 @@ func TestLoadSyncsPreparedNames(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestLoadSyncsLastSegment: a process killed between writing a segment's
+// seal record and its fdatasync leaves a seal that the next process reads
+// (from the page cache) but that is not durable. The next process appends
+// to the following segment; after a power loss the first segment must
+// not come back as a sealed segment without its seal (corruption): Load
+// makes the last segment durable before appending after it.
+func TestLoadSyncsLastSegment(t *testing.T) {
+	ctx := context.Background()
+	for seed := uint64(1); seed <= 8; seed++ {
+		fs := crashfs.New(crashfs.Options{})
+		a := openOn(t, fs, "/j")
+		if _, err := a.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := journal.AppendSync(ctx, a, journal.Entry{Kind: journal.KindAdd, ID: 1, Data: []byte("a")}); err != nil {
+			t.Fatal(err)
+		}
+		// Close writes the seal; its fdatasync never happens (the kill).
+		fs.Inject(crashfs.OpSync, 1, syscall.EIO)
+		if err := a.Close(); err == nil {
+			t.Fatal("Close succeeded despite the failed fdatasync")
+		}
+		b := openOn(t, fs, "/j")
+		res, err := b.Load(ctx)
+		if err != nil || len(res.Records) != 1 {
+			t.Fatalf("restart: %v, %+v", err, res)
+		}
+		if err := journal.AppendSync(ctx, b, journal.Entry{Kind: journal.KindAdd, ID: 2, Data: []byte("b")}); err != nil {
+			t.Fatal(err)
+		}
+		crashed := fs.Crash(seed)
+		b.Close()
+		c := openOn(t, crashed, "/j")
+		res, err = c.Load(ctx)
+		if err != nil {
+			t.Fatalf("seed %d: load after power loss: %v", seed, err)
+		}
+		if len(res.Records) != 2 {
+			t.Fatalf("seed %d: %d records after power loss, want 2", seed, len(res.Records))
+		}
+		c.Close()
+	}
+}

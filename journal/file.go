@@ -112,6 +112,11 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 			if err := writeSeal(fs, last.Path, sr.LastEnd); err != nil {
 				return err
 			}
+		} else if err := syncFile(fs, last.Path); err != nil {
+			// A process killed between writing the seal and its
+			// fdatasync left a seal this load read from the page cache:
+			// make it durable before appending after it.
+			return err
 		}
 	} else if len(sr.Unused) > 0 {
 		next = sr.Unused[0].Seq
@@ -187,6 +192,19 @@ func writeSeal(fs aio.FS, path string, off int64) error {
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("journal: seal %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(fs aio.FS, path string) error {
+	f, err := fs.Open(path)
+	if err != nil {
+		return fmt.Errorf("journal: sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("journal: sync %s: %w", path, err)
 	}
 	return nil
 }
