@@ -169,9 +169,9 @@ func TestCrashReplay(t *testing.T) {
 	iters := crashIters(t, 8)
 	for _, cfg := range crashCfgs {
 		t.Run(cfg.name, func(t *testing.T) {
-			reclaimed, torn, compactions := 0, 0, 0
+			reclaimed, torn, compactions, kills := 0, 0, 0, 0
 			defer func() {
-				t.Logf("%d segments reclaimed, %d compactions, %d torn tails", reclaimed, compactions, torn)
+				t.Logf("%d segments reclaimed, %d compactions, %d torn tails, %d kills", reclaimed, compactions, torn, kills)
 			}()
 			for it := range iters {
 				seed := uint64(it*7919 + 1)
@@ -187,7 +187,14 @@ func TestCrashReplay(t *testing.T) {
 					m.check(t, res)
 					torn += len(res.Warnings)
 					nextID = max(nextID, res.MaxID+1)
-					fs = runUntilCrash(t, j, fs, m, &nextID, seed*31+uint64(gen), it%2 == 1)
+					// Mostly a power loss; every third generation a kill
+					// (the next one loads what the killed process left,
+					// durable or not, and a later power loss follows).
+					kill := (it+gen)%3 == 2
+					if kill {
+						kills++
+					}
+					fs = runUntilCrash(t, j, fs, m, &nextID, seed*31+uint64(gen), it%2 == 1, kill)
 					time.Sleep(time.Millisecond) // let the background reclaim run before the count
 					m := j.(*journal.FileJournal).Metrics()
 					reclaimed += m.Reclaimed
@@ -200,11 +207,12 @@ func TestCrashReplay(t *testing.T) {
 }
 
 // runUntilCrash runs 4 writers and snapshots the disk after a random
-// number of acknowledgements. It returns the snapshot.
+// number of acknowledgements. It returns the snapshot: a power loss, or
+// with kill what a killed process leaves (a crashfs Fork).
 //
 // queue makes the workload a queue (add, delete the oldest), so segments
 // empty and are reclaimed and recycled while crashes happen.
-func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, nextID *uint64, seed uint64, queue bool) *crashfs.FS {
+func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, nextID *uint64, seed uint64, queue, kill bool) *crashfs.FS {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	crashAfter := int64(20 + rng.IntN(300))
 	var (
@@ -229,20 +237,27 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 	// A crash at the next synced write, so that the snapshot and the
 	// model's "crashed" mark are one step (an ack recorded after a
 	// snapshot taken elsewhere would be a false "must survive").
-	crash := func() { fs.CrashAt(crashfs.OpSync, 1, seed, take) }
+	at := func(op crashfs.Op, n int) {
+		if kill {
+			fs.KillAt(op, n, take)
+		} else {
+			fs.CrashAt(op, n, seed, take)
+		}
+	}
+	crash := func() { at(crashfs.OpSync, 1) }
 	// Mostly crash inside a synced write (after the write, before its
 	// fdatasync), sometimes between operations, or inside the background
 	// work: segment preparation and recycling (directory syncs, plain
 	// writes and syncs), reclaim, compaction.
 	switch rng.IntN(6) {
 	case 0, 1:
-		fs.CrashAt(crashfs.OpSync, 1+rng.IntN(int(crashAfter)), seed, take)
+		at(crashfs.OpSync, 1+rng.IntN(int(crashAfter)))
 	case 2:
-		fs.CrashAt(crashfs.OpWrite, 1+rng.IntN(int(crashAfter)), seed, take)
+		at(crashfs.OpWrite, 1+rng.IntN(int(crashAfter)))
 	case 3:
-		fs.CrashAt(crashfs.OpSyncDir, 1+rng.IntN(12), seed, take)
+		at(crashfs.OpSyncDir, 1+rng.IntN(12))
 	case 4:
-		fs.CrashAt(crashfs.OpPlainSync, 1+rng.IntN(12), seed, take)
+		at(crashfs.OpPlainSync, 1+rng.IntN(12))
 	}
 	onAck := func() {
 		m.mu.Lock()
@@ -370,7 +385,11 @@ func runUntilCrash(t *testing.T, j journal.Journal, fs *crashfs.FS, m *model, ne
 	}
 	wg.Wait()
 	// The workload ended first: nothing is in flight, crash now.
-	take(fs.Crash(seed))
+	if kill {
+		take(fs.Fork())
+	} else {
+		take(fs.Crash(seed))
+	}
 	return snap
 }
 

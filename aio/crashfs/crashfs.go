@@ -79,6 +79,7 @@ type fault struct {
 type hook struct {
 	n    int64
 	seed uint64
+	kill bool // a Fork, not a Crash
 	f    func(*FS)
 }
 
@@ -140,7 +141,11 @@ func (fs *FS) count(op Op) error {
 	for i, h := range fs.hooks[op] {
 		if h.n == fs.counts[op] {
 			fs.hooks[op] = slices.Delete(fs.hooks[op], i, i+1)
-			h.f(fs.crashLocked(h.seed))
+			if h.kill {
+				h.f(fs.forkLocked())
+			} else {
+				h.f(fs.crashLocked(h.seed))
+			}
 			break
 		}
 	}
@@ -151,6 +156,59 @@ func (fs *FS) count(op Op) error {
 		}
 	}
 	return nil
+}
+
+// KillAt is CrashAt for a process kill: f receives a Fork taken just
+// before the nth operation of kind op from now on.
+func (fs *FS) KillAt(op Op, n int, f func(*FS)) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.hooks[op] = append(fs.hooks[op], hook{n: fs.counts[op] + int64(n), kill: true, f: f})
+}
+
+// Fork returns a new FS in the state a killed process leaves behind: the
+// current files and names, with what is not durable yet (dirty sectors,
+// directory operations not synced) still not durable, so that a later
+// Crash of the fork can lose it. The fork is independent: operations on
+// fs (the killed process's goroutines winding down) do not reach it.
+// Faults and hooks are not copied.
+func (fs *FS) Fork() *FS {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.forkLocked()
+}
+
+func (fs *FS) forkLocked() *FS {
+	out := New(fs.opts)
+	for d := range fs.dirs {
+		out.dirs[d] = true
+	}
+	copies := map[*inode]*inode{}
+	cp := func(ino *inode) *inode {
+		if ino == nil {
+			return nil
+		}
+		if c, ok := copies[ino]; ok {
+			return c
+		}
+		c := &inode{data: slices.Clone(ino.data), durable: slices.Clone(ino.durable), dirty: make(map[int64]struct{}, len(ino.dirty))}
+		for s := range ino.dirty {
+			c.dirty[s] = struct{}{}
+		}
+		copies[ino] = c
+		return c
+	}
+	for n, ino := range fs.names {
+		out.names[n] = cp(ino)
+	}
+	for n, ino := range fs.durable {
+		out.durable[n] = cp(ino)
+	}
+	for _, op := range fs.pending {
+		op.ino = cp(op.ino)
+		out.pending = append(out.pending, op)
+	}
+	return out
 }
 
 // Crash returns a new FS holding what a power cut at this instant would

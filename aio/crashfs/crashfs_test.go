@@ -185,3 +185,42 @@ func TestAsyncInOrder(t *testing.T) {
 		t.Fatalf("Submit after Close: %v, want aio.ErrClosed", closedErr)
 	}
 }
+
+// TestForkKeepsWhatIsNotDurable: a fork sees every current byte and name,
+// and a crash of the fork can still lose what was not durable.
+func TestForkKeepsWhatIsNotDurable(t *testing.T) {
+	fs := New(Options{SectorSize: 512})
+	fs.MkdirAll("/d")
+	pf, _ := fs.Create("/d/f")
+	pf.WriteAt(bytes.Repeat([]byte{1}, 512), 0)
+	pf.Sync()
+	fs.SyncDir("/d")
+	pf.WriteAt(bytes.Repeat([]byte{2}, 512), 512) // not synced
+	fs.Rename("/d/f", "/d/g")                     // not synced
+	fork := fs.Fork()
+	pf.WriteAt(bytes.Repeat([]byte{3}, 512), 1024) // after the kill: not in the fork
+	got, err := fork.ReadFile("/d/g")
+	if err != nil || len(got) != 1024 || got[512] != 2 {
+		t.Fatalf("fork: %d bytes, %v", len(got), err)
+	}
+	lostData, lostName := false, false
+	for seed := uint64(0); seed < 32; seed++ {
+		c := fork.Crash(seed)
+		b, err := c.ReadFile("/d/g")
+		if err != nil {
+			lostName = true
+			if b, err = c.ReadFile("/d/f"); err != nil {
+				t.Fatalf("seed %d: file gone under both names", seed)
+			}
+		}
+		if b[0] != 1 {
+			t.Fatalf("seed %d: synced sector lost", seed)
+		}
+		if len(b) < 1024 || b[512] != 2 {
+			lostData = true
+		}
+	}
+	if !lostData || !lostName {
+		t.Fatalf("crashes of the fork never lost the unsynced write (%v) or rename (%v)", lostData, lostName)
+	}
+}
