@@ -10,6 +10,11 @@
 // only a suffix), and the directory operations made durable plus a random
 // prefix of the later ones, all decided by a seed.
 //
+// Fork (and KillAt) give the state a killed process leaves: every current
+// byte and name, with what is not durable yet still losable by a later
+// Crash of the fork. Options.Async makes File.Submit complete on a
+// goroutine, in order, as the io_uring backend does.
+//
 // Inject makes the Nth write or sync fail with a chosen error (EIO,
 // ENOSPC); a File's error is sticky, as in the real backends.
 //
