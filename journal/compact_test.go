@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/tandemmq/tandem/aio"
@@ -241,5 +242,32 @@ func TestCompactPreparedAgain(t *testing.T) {
 	}
 	if r := lr.Records[0]; r.ID != 1<<40 || len(r.Updates) != 1 || string(r.Updates[0].Data) != "u-b" {
 		t.Fatalf("record 1<<40 after the commit: %d updates %+v, want the one update u-b", len(r.Updates), r.Updates)
+	}
+}
+
+// TestScanWarnsOfPendingCompaction: Scan (tandem data print, verify,
+// repair) never writes, so it cannot finish an interrupted compaction; it
+// says that one is pending.
+func TestScanWarnsOfPendingCompaction(t *testing.T) {
+	fs := crashfs.New(crashfs.Options{})
+	j, err := journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
+	res, err := journal.Scan(fs, "/j", nm, nil)
+	if err != nil || len(res.Warnings) != 0 {
+		t.Fatalf("clean scan: %v, warnings %q", err, res.Warnings)
+	}
+	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte("tandem-compact 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	res, err = journal.Scan(fs, "/j", nm, nil)
+	if err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "interrupted compaction") {
+		t.Fatalf("scan with a control file: %v, warnings %q", err, res.Warnings)
 	}
 }

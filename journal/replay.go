@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 
 	"github.com/tandemmq/tandem/aio"
 )
@@ -65,6 +67,10 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 		return nil, err
 	}
 	res := &ScanResult{}
+	if names, err := fs.List(dir); err == nil && slices.Contains(names, nm.Prefix+".compact") {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: an interrupted compaction is pending; the next load finishes it (until then the segments mix old and rewritten records)",
+			filepath.Join(dir, nm.Prefix+".compact")))
+	}
 	last := -1
 	for i := range segs {
 		if segs[i].used() {
@@ -132,7 +138,10 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 // leaves the header zero (the header and the first record share a
 // sector, written at once), so it never gets here.
 func recordsUnderBadHeader(fs aio.FS, s *segFile) (int, error) {
-	size := min(s.size, MaxSegmentSize)
+	// The first record of a written segment follows the header; look a
+	// little further in case it is damaged too, but never read a huge
+	// stray file whole.
+	size := min(s.size, badHeaderScan)
 	if size <= SegmentHeaderSize {
 		return 0, nil
 	}
@@ -146,6 +155,10 @@ func recordsUnderBadHeader(fs aio.FS, s *segFile) (int, error) {
 	}
 	return at, nil
 }
+
+// badHeaderScan bounds how much of a file with a bad header replay reads
+// looking for its records.
+const badHeaderScan = 16 << 20
 
 type segScan struct {
 	end    int64 // offset after the last valid record (of the seal when sealed)
