@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
@@ -34,6 +35,9 @@ type haBroker struct {
 	openStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 
 	pubMu sync.Mutex // serialises publish: topology pushes in order
+	// transition: loading the store, or closing it on a failback or stop,
+	// while this broker holds the lock but is not serving (see mayWrite).
+	transition atomic.Bool
 
 	mu          sync.Mutex
 	l           *live // loaded (and maybe serving) store
@@ -77,6 +81,11 @@ func haAnnounceURL(cfg *config.Config) string {
 
 func (h *haBroker) canAck() bool { return h.runner.CanAck() }
 
+// mayWrite gates writes to a shared file store (ha_fence.go): while
+// serving, only within the lease (CanAck); while loading or closing the
+// store during an orderly transition, always (the lock is held).
+func (h *haBroker) mayWrite() bool { return h.transition.Load() || h.runner.CanAck() }
+
 func (h *haBroker) setStopping() {
 	h.mu.Lock()
 	h.stopping = true
@@ -86,9 +95,11 @@ func (h *haBroker) setStopping() {
 // loadStore is the LoadStore hook: open and replay the store under epoch.
 func (h *haBroker) loadStore(ctx context.Context, epoch uint64) error {
 	h.log.Info("loading the store", "epoch", epoch)
+	h.transition.Store(true)
 	l, err := loadLive(ctx, h.cfg, h.baseLog, liveOptions{Epoch: epoch, NodeID: h.nodeID, Policy: string(config.PolicySharedStore),
 		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore})
 	if err != nil {
+		h.transition.Store(false)
 		return err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -112,6 +123,7 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	l := h.l
 	h.mu.Unlock()
+	defer h.transition.Store(false) // from now on writes need the lease
 	if l == nil {
 		h.runner.StorageError(fmt.Errorf("start serving epoch %d: no store loaded", epoch))
 		return
@@ -142,6 +154,8 @@ func (h *haBroker) stopServing() {
 		cancel()
 	}
 	halted := h.runner.Phase() == hasm.PhaseHalted
+	h.transition.Store(!halted) // an orderly close may flush; a halted broker writes nothing more
+	defer h.transition.Store(false)
 	if l != nil {
 		switch {
 		case halted:
@@ -171,6 +185,7 @@ func (h *haBroker) announce(hasm.Action) { h.publish() }
 // abandon drops a halted broker's store without closing it (a write could
 // hang or fail on the broken storage; the process exits next).
 func (h *haBroker) abandon() {
+	h.transition.Store(false)
 	h.mu.Lock()
 	l, cancel := h.l, h.watchCancel
 	h.l, h.serving, h.watchCancel = nil, false, nil
@@ -197,6 +212,8 @@ func (h *haBroker) shutdown() error {
 	if l == nil {
 		return nil
 	}
+	h.transition.Store(true)
+	defer h.transition.Store(false)
 	return l.stop(wire.CodeShuttingDown, "broker stopping")
 }
 

@@ -117,6 +117,9 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 			return exitCannot
 		}
 		h.runner, h.nodeID = c.Runner, mgr.NodeID().String()
+		h.openStore = func(_ context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error) {
+			return openFencedFileStore(cfg, so, h.mayWrite)
+		}
 		h.storeKind = "file"
 		h.storeWhere = fmt.Sprintf("journal %s, bindings %s (shared; lock directory %s)", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.NodeManagerLock)
 		closeCoord = mgr.Close

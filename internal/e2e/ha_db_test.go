@@ -61,6 +61,7 @@ func TestHADBLeaseZombie(t *testing.T) {
 	})
 	t.Logf("SIGSTOP after %v, backup active %v later (jdbc-lock-expiration 3s); %v", at, took.Round(time.Millisecond), r)
 	p.primary.requireHalt(t, "")
+	p.replayCheck(t, "dz", true)
 	p.checkEpochs()
 }
 

@@ -69,6 +69,7 @@ func TestHAStorageFaults(t *testing.T) {
 			})
 			t.Logf("fault after %v; %v", at, r)
 			p.primary.requireHalt(t, f.halt)
+			p.replayCheck(t, "x", f.fault.Lock != faultfs.LockLose)
 			p.checkEpochs()
 		})
 	}
@@ -99,7 +100,15 @@ func TestHAZombieLostLock(t *testing.T) {
 		}
 	})
 	t.Logf("SIGSTOP after %v; %v", at, r)
+	fenced := 0
+	for _, l := range readLines(t, p.primary.logs.Name()) {
+		if strings.Contains(l, "write to the shared store refused") {
+			fenced++
+		}
+	}
+	t.Logf("the resumed zombie logged %d refused writes", fenced)
 	p.primary.requireHalt(t, "")
+	p.replayCheck(t, "z", false)
 	p.checkEpochs()
 }
 
@@ -117,4 +126,30 @@ func (m *haMember) requireHalt(t *testing.T, want string) {
 		}
 	}
 	t.Fatalf("%s: no halting line in its log", m.name)
+}
+
+// replayCheck restarts the halted primary, which takes over again: it
+// replays the whole shared journal, including anything the old live wrote
+// after the takeover. The queue was drained: it must stay empty (a record
+// the old live wrote late must not bring a consumed message back, nor
+// corrupt the store). With realLock the backup hands back (failback);
+// after a LockLose fault the backup's own lock was only simulated, so the
+// returning primary really gets the lock, takes a newer epoch, and the
+// backup halts on seeing it (exit 3), which is right too.
+func (p *haPair) replayCheck(t *testing.T, prefix string, realLock bool) {
+	t.Helper()
+	p.primary.start()
+	p.primary.waitState(t, "active")
+	if realLock {
+		p.backup.waitState(t, "waiting")
+	} else if code := p.backup.waitExit(t); code != 3 {
+		t.Fatalf("backup exit %d after the primary took a newer epoch, want 3", code)
+	}
+	c, ids := p.consumer("ha-"+prefix, prefix+"-replay", time.Second)
+	if code := c.wait(t, "replay drain", 60*time.Second); code != 0 {
+		t.Fatalf("replay drain exit %d:\n%s", code, c.errText())
+	}
+	if got := readLines(t, ids); len(got) > 0 {
+		t.Fatalf("after a replay of the shared journal %d consumed messages came back: %v", len(got), got[:min(len(got), 10)])
+	}
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandemmq/tandem/aio"
+	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/server"
+)
+
+// errFenced fails a write to the shared file store by a broker that may
+// no longer write: its lock verification is older than the lease (it was
+// paused, or lost its lock). The journal treats it as fatal and the broker
+// halts.
+var errFenced = errors.New("write to the shared store refused: the HA lease is no longer valid")
+
+// fencedFS gates every write of the shared file journal on may(): a
+// database store is fenced by its epoch in each transaction, a shared
+// directory has no such check, so a live that was paused (SIGSTOP, a VM
+// freeze) and resumes after its backup took over could otherwise write
+// batches it had queued into segments the new live already sealed (found
+// by TestHAZombieLostLock: the seal was overwritten and the next load
+// refused the store). With the gate the window shrinks to a pause between
+// the check and the write system call.
+type fencedFS struct {
+	aio.FS
+	may func() bool
+}
+
+func (f *fencedFS) check(op, name string) error {
+	if f.may() {
+		return nil
+	}
+	return fmt.Errorf("%s %s: %w", op, name, errFenced)
+}
+
+func (f *fencedFS) OpenAppend(name string) (aio.File, error) {
+	if err := f.check("open", name); err != nil {
+		return nil, err
+	}
+	fl, err := f.FS.OpenAppend(name)
+	if err != nil {
+		return nil, err
+	}
+	return &fencedFile{File: fl, fs: f}, nil
+}
+
+func (f *fencedFS) Create(name string) (aio.PlainFile, error) {
+	if err := f.check("create", name); err != nil {
+		return nil, err
+	}
+	p, err := f.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &fencedPlain{PlainFile: p, fs: f}, nil
+}
+
+func (f *fencedFS) Open(name string) (aio.PlainFile, error) {
+	p, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &fencedPlain{PlainFile: p, fs: f}, nil
+}
+
+func (f *fencedFS) Rename(oldname, newname string) error {
+	if err := f.check("rename", oldname); err != nil {
+		return err
+	}
+	return f.FS.Rename(oldname, newname)
+}
+
+func (f *fencedFS) Remove(name string) error {
+	if err := f.check("remove", name); err != nil {
+		return err
+	}
+	return f.FS.Remove(name)
+}
+
+// fencedFile checks before every submitted write.
+type fencedFile struct {
+	aio.File
+	fs *fencedFS
+}
+
+func (f *fencedFile) Submit(p []byte, off int64, sync bool, done func(error)) {
+	if err := f.fs.check("write", f.Name()); err != nil {
+		done(err)
+		return
+	}
+	f.File.Submit(p, off, sync, done)
+}
+
+// fencedPlain checks before writes and truncations.
+type fencedPlain struct {
+	aio.PlainFile
+	fs *fencedFS
+}
+
+func (f *fencedPlain) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fs.check("write", f.Name()); err != nil {
+		return 0, err
+	}
+	return f.PlainFile.WriteAt(p, off)
+}
+
+func (f *fencedPlain) Truncate(size int64) error {
+	if err := f.fs.check("truncate", f.Name()); err != nil {
+		return err
+	}
+	return f.PlainFile.Truncate(size)
+}
+
+// openFencedFileStore is server's file store with every write gated on
+// may (same options as server.OpenStore's file journal).
+func openFencedFileStore(cfg *config.Config, so server.StoreOptions, may func() bool) (*server.Store, error) {
+	aopts := aio.DefaultOptions()
+	aopts.Logger = so.Logger
+	if cfg.Journal.MaxIO > 0 {
+		aopts.MaxIO = cfg.Journal.MaxIO
+	}
+	aopts.Datasync = cfg.Journal.Datasync
+	fs := &fencedFS{FS: aio.OS(cfg.Journal.Backend, aopts), may: may}
+	open := func(dir string, size int64) (*journal.FileJournal, error) {
+		return journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: cfg.Journal.MinFiles,
+			PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger})
+	}
+	m, err := open(cfg.Dirs.Journal, cfg.Journal.FileSize)
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", cfg.Dirs.Journal, err)
+	}
+	b, err := open(cfg.Dirs.Bindings, 1<<20) // as server's: bindings change rarely
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("open bindings journal %s: %w", cfg.Dirs.Bindings, err)
+	}
+	return &server.Store{Kind: "file", Messages: m, Bindings: b,
+		Where: fmt.Sprintf("journal %s, bindings %s", cfg.Dirs.Journal, cfg.Dirs.Bindings)}, nil
+}
