@@ -2,9 +2,11 @@ package journal_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/aio/crashfs"
 	"github.com/tandemmq/tandem/journal"
@@ -85,30 +87,29 @@ func TestLoadSyncsPreparedNames(t *testing.T) {
 		fs := fsA.Crash(seed)
 		a.Close()
 		// Its preparer had just renamed segment 2 into place, without the
-		// directory fsync that follows.
+		// directory fsync that follows. Segment 3 is prepared too, so the
+		// next process's preparer has nothing to do (its directory fsync
+		// would cover the rename by chance before the power fails).
 		if err := fs.Remove(seg(2)); err != nil {
 			t.Fatal(err)
 		}
-		if err := fs.SyncDir(dir); err != nil {
-			t.Fatal(err)
+		zero := func(name string) {
+			f, err := fs.Create(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(make([]byte, 64<<10), 0)
+			f.Sync()
+			if err := fs.SyncDir(dir); err != nil {
+				t.Fatal(err)
+			}
 		}
-		tmp, err := fs.Create(seg(2) + ".tmp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmp.WriteAt(make([]byte, 64<<10), 0)
-		tmp.Sync()
-		if err := fs.SyncDir(dir); err != nil {
-			t.Fatal(err)
-		}
+		zero(seg(3))
+		zero(seg(2) + ".tmp")
 		if err := fs.Rename(seg(2)+".tmp", seg(2)); err != nil {
 			t.Fatal(err)
 		}
 		// The next process appends into segment 2; then the power fails.
-		// Its own preparer fails (the second plain sync: the first is
-		// Load's seal of segment 1), so that no directory fsync of the
-		// preparer's covers the rename by chance before the crash.
-		fs.Inject(crashfs.OpPlainSync, 2, syscall.EIO)
 		b := openOn(t, fs, dir)
 		if _, err := b.Load(ctx); err != nil {
 			t.Fatal(err)
@@ -173,5 +174,39 @@ func TestLoadSyncsLastSegment(t *testing.T) {
 			t.Fatalf("seed %d: %d records after power loss, want 2", seed, len(res.Records))
 		}
 		c.Close()
+	}
+}
+
+// TestPreparerErrorIsFatal: an fsync (or write) error while preparing the
+// next segment fails the journal at once, as any storage error does; it
+// does not wait for the rotation that needs the file.
+func TestPreparerErrorIsFatal(t *testing.T) {
+	ctx := context.Background()
+	fs := crashfs.New(crashfs.Options{})
+	j := openOn(t, fs, "/j")
+	defer j.Close()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Load prepared segments 1 and 2; the preparer makes 3 once the
+	// journal moves to 2. Its fsync fails.
+	fs.Inject(crashfs.OpPlainSync, 1, syscall.EIO)
+	data := make([]byte, 8<<10)
+	for id := uint64(1); j.Err() == nil && id <= 10; id++ {
+		err := journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: id, Data: data})
+		if err != nil && !errors.Is(err, syscall.EIO) {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-j.Failed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the journal did not fail after the preparer's fsync error")
+	}
+	if !errors.Is(j.Err(), syscall.EIO) {
+		t.Fatalf("Err = %v, want EIO", j.Err())
+	}
+	if err := j.Append([]journal.Entry{{Kind: journal.KindAdd, ID: 100}}, true, func(error) { t.Error("done called") }); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append after the failure: %v", err)
 	}
 }

@@ -135,6 +135,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	}
 	j.prep = newPreparer(fs, dir, j.nm, j.opts.SegmentSize, ready, j.opts.PoolFiles)
 	j.prep.minFile = j.opts.MinFiles
+	j.prep.onErr = j.fail
 	j.oldest = next
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq

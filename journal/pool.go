@@ -33,6 +33,9 @@ type preparer struct {
 	err     error
 	stopped bool
 	exited  chan struct{}
+	// onErr receives the preparer's storage error (called once, without
+	// p.mu held): the journal fails at once, as for any storage error.
+	onErr func(error)
 
 	created  int   // files created (metrics, tests)
 	recycled int   // reclaimed files turned into prepared ones
@@ -87,6 +90,12 @@ func (p *preparer) loop() {
 	for {
 		for !p.stopped && p.err == nil && p.ready >= p.want && len(p.reclaim) == 0 {
 			p.cond.Wait()
+		}
+		if p.err != nil && p.onErr != nil {
+			err := p.err
+			p.mu.Unlock()
+			p.onErr(err)
+			p.mu.Lock()
 		}
 		if p.stopped || p.err != nil {
 			return
