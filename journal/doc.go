@@ -44,4 +44,12 @@
 // before the next one is written, to tell a torn tail (truncated with a
 // warning, never an acknowledged record) from corruption (a
 // *CorruptionError naming the file and offset; the load stops).
+//
+// Load reads what a killed process left in the page cache, durable or
+// not, so before it appends it makes that durable: the last segment
+// (sealed by the load, or already sealed) and the directory are fsynced.
+// A bad header of the last written segment is corruption, not an unused
+// file: a file after the last segment counts as never written only when
+// no valid record of its sequence follows its header. A storage error of
+// the background preparer fails the journal at once.
 package journal
