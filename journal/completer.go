@@ -66,16 +66,6 @@ func (c *completer) loop() {
 	}
 }
 
-// drain waits until every callback pushed so far has run. It must not be
-// called from a callback.
-func (c *completer) drain() {
-	c.mu.Lock()
-	for len(c.queue) > 0 || c.running {
-		c.cond.Wait()
-	}
-	c.mu.Unlock()
-}
-
 // stop runs the remaining callbacks and ends the goroutine.
 func (c *completer) stop() {
 	c.mu.Lock()

@@ -53,10 +53,6 @@ const (
 	recBatch uint8 = 1
 	recSeal  uint8 = 2
 	recPad   uint8 = 3
-
-	// maxEntryHeader is the largest encoded entry header: kind, type and
-	// three uvarints of at most 10 bytes.
-	maxEntryHeader = 2 + 3*binary.MaxVarintLen64
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

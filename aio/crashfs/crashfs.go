@@ -63,12 +63,11 @@ const (
 
 // nsOp is a directory operation not yet made durable.
 type nsOp struct {
-	kind     nsKind
-	dir      string
-	name     string // full path
-	newname  string // full path (rename)
-	ino      *inode
-	replaced bool
+	kind    nsKind
+	dir     string
+	name    string // full path
+	newname string // full path (rename)
+	ino     *inode
 }
 
 type fault struct {
