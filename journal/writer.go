@@ -128,7 +128,9 @@ func (j *FileJournal) Append(entries []Entry, sync bool, done func(error)) error
 	if size > j.maxBatch() {
 		return fmt.Errorf("%w: %d bytes, a segment of %d bytes holds at most %d", ErrTooLarge, size, j.opts.SegmentSize, j.maxBatch())
 	}
-	for j.pendingBytes > j.opts.MaxPending && j.usableLocked() == nil {
+	// No back-pressure inside a callback run inline by the flusher: it
+	// would wait for the flusher it blocks.
+	for j.pendingBytes > j.opts.MaxPending && j.usableLocked() == nil && !j.cq.inline.Load() {
 		j.space.Wait()
 	}
 	if err := j.usableLocked(); err != nil {
