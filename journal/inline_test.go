@@ -11,8 +11,7 @@ import (
 
 // TestCallbackAppendsPastMaxPending: a done callback (run inline by the
 // flusher when its batch is small) appends beyond MaxPending; it must not
-// wait for the flusher it is running on. (MaxPending must exceed the
-// segment header, which is pending with no waiter to flush it.)
+// wait for the flusher it is running on.
 func TestCallbackAppendsPastMaxPending(t *testing.T) {
 	for _, kind := range aio.Kinds() {
 		t.Run(kind.String(), func(t *testing.T) {

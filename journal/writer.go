@@ -66,6 +66,10 @@ type FileJournal struct {
 	pending      []*chunk // chunks with bytes the flusher has not finished, in order
 	waiters      []waiter
 	spareWaiters []waiter
+	// pendingBytes counts the bytes of appends the flusher has not taken
+	// (not segment headers and seals: they have no waiter, and the flusher
+	// only wakes for waiters, so counting them let an Append wait for a
+	// flush that never came).
 	pendingBytes int
 	free         []*chunk
 
@@ -128,9 +132,10 @@ func (j *FileJournal) Append(entries []Entry, sync bool, done func(error)) error
 	if size > j.maxBatch() {
 		return fmt.Errorf("%w: %d bytes, a segment of %d bytes holds at most %d", ErrTooLarge, size, j.opts.SegmentSize, j.maxBatch())
 	}
-	// No back-pressure inside a callback run inline by the flusher: it
-	// would wait for the flusher it blocks.
-	for j.pendingBytes > j.opts.MaxPending && j.usableLocked() == nil && !j.cq.inline.Load() {
+	// Wait only while the flusher has appends to take (it wakes for
+	// nothing else), and never inside a callback run inline by the flusher:
+	// it would wait for the flusher it blocks.
+	for j.pendingBytes > j.opts.MaxPending && len(j.waiters) > 0 && j.usableLocked() == nil && !j.cq.inline.Load() {
 		j.space.Wait()
 	}
 	if err := j.usableLocked(); err != nil {
@@ -245,7 +250,6 @@ func (j *FileJournal) sealLocked() {
 	encodeSeal(b, j.syncedFor(j.seg.hdr.seq), j.seg.seed)
 	j.cur.full = true
 	j.cur.seals = true
-	j.pendingBytes += RecordHeaderSize
 }
 
 // rotateLocked seals the current segment and starts the next one. The
@@ -274,7 +278,6 @@ func (j *FileJournal) startSegmentLocked(seq uint64) {
 	c := j.newChunkLocked(seg, 0, SegmentHeaderSize)
 	seg.hdr.encode(c.buf[:SegmentHeaderSize])
 	c.written = SegmentHeaderSize
-	j.pendingBytes += SegmentHeaderSize
 	if j.prep != nil {
 		j.prep.request(seq + 1)
 	}
