@@ -57,12 +57,17 @@ type URL struct {
 
 // URL defaults (Artemis's, see research/artemis-digest.md section 8).
 const (
-	DefaultRetryInterval            = 2000 * time.Millisecond
-	DefaultRetryIntervalMultiplier  = 1.0
-	DefaultMaxRetryInterval         = 2000 * time.Millisecond
-	DefaultConnectionTTL            = 60000 * time.Millisecond
-	DefaultClientFailureCheckPeriod = 30000 * time.Millisecond
-	DefaultCallTimeout              = 30000 * time.Millisecond
+	DefaultRetryInterval           = 2000 * time.Millisecond
+	DefaultRetryIntervalMultiplier = 1.0
+	DefaultMaxRetryInterval        = 2000 * time.Millisecond
+	// Under ha=true Tandem starts retrying after 200 ms and backs off by 1.5x
+	// up to MaxRetryInterval (Artemis: a fixed 2 s). Documented in CLI.md's
+	// spirit: Tandem's HA defaults differ where failover is faster.
+	DefaultHARetryInterval           = 200 * time.Millisecond
+	DefaultHARetryIntervalMultiplier = 1.5
+	DefaultConnectionTTL             = 60000 * time.Millisecond
+	DefaultClientFailureCheckPeriod  = 30000 * time.Millisecond
+	DefaultCallTimeout               = 30000 * time.Millisecond
 )
 
 // ParseURL parses a connection URL. Errors name the part that is wrong.
@@ -116,6 +121,15 @@ func ParseURL(s string) (*URL, error) {
 	}
 	if _, ok := u.Params["reconnectAttempts"]; !ok && u.HA {
 		u.ReconnectAttempts = -1
+	}
+	// Under ha=true the first retry comes sooner than Artemis's 2 s: a
+	// shared-store backup serves about 1.2 s after the live dies, and a
+	// client waiting a fixed 2 s would double the pause. Explicit values win.
+	if _, ok := u.Params["retryInterval"]; !ok && u.HA {
+		u.RetryInterval = DefaultHARetryInterval
+		if _, ok := u.Params["retryIntervalMultiplier"]; !ok {
+			u.RetryIntervalMultiplier = DefaultHARetryIntervalMultiplier
+		}
 	}
 	return u, nil
 }

@@ -26,11 +26,14 @@ func TestParseURL(t *testing.T) {
 			}
 			return check(u.Addrs, []string{"a:61616", "b:61617"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, 500*time.Millisecond)
 		}},
-		{in: "(tcp://a:1,tcp://b:2)?ha=true", cmp: func(u *URL) string { // Tandem default under HA
-			return check(u.Addrs, []string{"a:1", "b:2"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, 2*time.Second)
+		{in: "(tcp://a:1,tcp://b:2)?ha=true", cmp: func(u *URL) string { // Tandem defaults under HA
+			if u.RetryIntervalMultiplier != DefaultHARetryIntervalMultiplier {
+				return "multiplier"
+			}
+			return check(u.Addrs, []string{"a:1", "b:2"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, DefaultHARetryInterval)
 		}},
 		{in: "(tcp://a:1,tcp://b:2)?ha=true&reconnectAttempts=3", cmp: func(u *URL) string {
-			return check(u.Addrs, []string{"a:1", "b:2"}, u.HA, true, u.ReconnectAttempts, 3, u.RetryInterval, 2*time.Second)
+			return check(u.Addrs, []string{"a:1", "b:2"}, u.HA, true, u.ReconnectAttempts, 3, u.RetryInterval, DefaultHARetryInterval)
 		}},
 		{in: "tcp://h:5?reconnectAttempts=5&callTimeout=100&clientFailureCheckPeriod=200&connectionTTL=300&user=u&password=p&foo=bar", cmp: func(u *URL) string {
 			if u.CallTimeout != 100*time.Millisecond || u.ClientFailureCheckPeriod != 200*time.Millisecond || u.ConnectionTTL != 300*time.Millisecond {
@@ -42,7 +45,13 @@ func TestParseURL(t *testing.T) {
 			return check(u.Addrs, []string{"h:5"}, u.HA, false, u.ReconnectAttempts, 5, u.RetryInterval, 2*time.Second)
 		}},
 		{in: "(tcp://[::1]:61616?ha=true)", cmp: func(u *URL) string {
-			return check(u.Addrs, []string{"[::1]:61616"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, 2*time.Second)
+			return check(u.Addrs, []string{"[::1]:61616"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, DefaultHARetryInterval)
+		}},
+		{in: "(tcp://a:1,tcp://b:2)?ha=true&retryInterval=2000", cmp: func(u *URL) string { // an explicit value wins
+			if u.RetryIntervalMultiplier != DefaultRetryIntervalMultiplier {
+				return "multiplier"
+			}
+			return check(u.Addrs, []string{"a:1", "b:2"}, u.HA, true, u.ReconnectAttempts, -1, u.RetryInterval, 2*time.Second)
 		}},
 	}
 	for _, tt := range tests {
