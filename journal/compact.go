@@ -382,16 +382,15 @@ func parseControl(text string) (removes, renames []uint64, err error) {
 // compactAdopt points the validator at the new segments (j.mu held).
 func (j *FileJournal) compactAdopt(p *compactPlan) {
 	first := p.s1 - uint64(p.m)
-	for id, loc := range j.v.live {
+	j.v.live.each(func(id uint64, loc *recLoc) {
 		if loc.seg < p.s1 {
 			seg, ok := p.recSeg[id]
 			if !ok {
 				seg = first // cannot happen; the oldest kept segment is safe
 			}
 			loc.seg = seg
-			j.v.live[id] = loc
 		}
-	}
+	})
 	for id, tx := range j.v.txs {
 		segs := p.txSegs[id]
 		for i := range tx.ops {
@@ -411,10 +410,7 @@ func (j *FileJournal) compactAdopt(p *compactPlan) {
 		}
 	}
 	var pins pinCounts
-	for _, loc := range j.v.live {
-		pins.add(loc.seg, 1)
-		pins.addBytes(loc.seg, int64(loc.size))
-	}
+	j.v.live.each(func(_ uint64, loc *recLoc) { pins.addLive(loc.seg, 1, int64(loc.size)) })
 	for _, tx := range j.v.txs {
 		pins.add(tx.firstSeg, 1)
 	}

@@ -14,6 +14,7 @@
 //	              transactions, segment pins) and the loader (replay-side
 //	              state machine building the LoadResult); every
 //	              implementation uses both, so they agree on meaning
+//	idmap.go      the hash table of live record IDs (validator, loader)
 //	memory.go     the memory journal (persistence disabled, tests)
 //	completer.go  runs done callbacks in order on one goroutine
 //	format.go     segment header, record framing, CRC32C, entry encoding

@@ -86,7 +86,7 @@ func (j *FileJournal) Metrics() Metrics {
 	j.mu.Lock()
 	if j.loaded {
 		m.SegmentsInUse = int(j.seg.hdr.seq - j.oldest + 1)
-		m.LiveRecords = len(j.v.live)
+		m.LiveRecords = j.v.live.len()
 		m.OpenTxs = len(j.v.txs)
 		m.Compactions = j.compactions
 	}

@@ -3,7 +3,6 @@ package journal
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 )
 
@@ -72,7 +71,7 @@ type undo struct {
 // never need a pin: they are in the record's add segment or later, and
 // reclaim only ever removes the oldest segment.
 type validator struct {
-	live  map[uint64]recLoc
+	live  idMap
 	txs   map[uint64]*txState
 	pins  pinCounts
 	undo  []undo
@@ -80,6 +79,9 @@ type validator struct {
 }
 
 func (v *validator) pin(seg uint64, d int) { v.pins.add(seg, d) }
+
+// count adds d live records of loc's size to loc's segment.
+func (v *validator) count(loc recLoc, d int) { v.pins.addLive(loc.seg, d, int64(d)*int64(loc.size)) }
 
 // pinCounts counts pins per segment. Segment sequences are dense, so a
 // slice indexed from the oldest segment beats a map on the append path.
@@ -93,8 +95,11 @@ func (p *pinCounts) add(seg uint64, d int) {
 	p.counts[p.slot(seg)] += int32(d)
 }
 
-func (p *pinCounts) addBytes(seg uint64, d int64) {
-	p.bytes[p.slot(seg)] += d
+// addLive is add and addBytes with one slot lookup.
+func (p *pinCounts) addLive(seg uint64, d int, bytes int64) {
+	i := p.slot(seg)
+	p.counts[i] += int32(d)
+	p.bytes[i] += bytes
 }
 
 // slot returns seg's index, growing the slices to hold it.
@@ -143,7 +148,7 @@ func (p *pinCounts) trim(seg uint64) {
 }
 
 func newValidator() *validator {
-	return &validator{live: make(map[uint64]recLoc), txs: make(map[uint64]*txState)}
+	return &validator{txs: make(map[uint64]*txState)}
 }
 
 // apply validates entries in order against the current state and applies
@@ -169,13 +174,11 @@ func (v *validator) rollback() {
 		u := &v.undo[i]
 		switch u.k {
 		case undoLiveAdded:
-			delete(v.live, u.id)
-			v.pin(u.loc.seg, -1)
-			v.pins.addBytes(u.loc.seg, -int64(u.loc.size))
+			v.live.remove(u.id)
+			v.count(u.loc, -1)
 		case undoLiveDeleted:
-			v.live[u.id] = u.loc
-			v.pin(u.loc.seg, +1)
-			v.pins.addBytes(u.loc.seg, int64(u.loc.size))
+			v.live.set(u.id, u.loc)
+			v.count(u.loc, +1)
 		case undoTxCreated:
 			v.pin(v.txs[u.id].firstSeg, -1)
 			delete(v.txs, u.id)
@@ -191,19 +194,26 @@ func (v *validator) rollback() {
 	v.undo = v.undo[:0]
 }
 
-func (v *validator) setLive(id uint64, loc recLoc) {
-	v.live[id] = loc
-	v.pin(loc.seg, +1)
-	v.pins.addBytes(loc.seg, int64(loc.size))
+// addLive makes id live at loc unless it is live already, and reports
+// whether it did.
+func (v *validator) addLive(id uint64, loc recLoc) bool {
+	if !v.live.insert(id, loc) {
+		return false
+	}
+	v.count(loc, +1)
 	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id, loc: loc})
+	return true
 }
 
-func (v *validator) delLive(id uint64) {
-	loc := v.live[id]
-	delete(v.live, id)
-	v.pin(loc.seg, -1)
-	v.pins.addBytes(loc.seg, -int64(loc.size))
+// delLive removes id from the live set, and reports whether it was live.
+func (v *validator) delLive(id uint64) bool {
+	loc, ok := v.live.remove(id)
+	if !ok {
+		return false
+	}
+	v.count(loc, -1)
 	v.undo = append(v.undo, undo{k: undoLiveDeleted, id: id, loc: loc})
+	return true
 }
 
 // openTx returns the transaction txID, creating it when create is true.
@@ -249,25 +259,23 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 	}
 	switch e.Kind {
 	case KindAdd:
-		if _, ok := v.live[e.ID]; ok {
+		if !v.addLive(e.ID, recLoc{seg: seg, size: uint32(entrySize(e))}) {
 			return ErrDuplicateRecord
 		}
-		v.setLive(e.ID, recLoc{seg: seg, size: uint32(entrySize(e))})
 	case KindUpdate:
-		if _, ok := v.live[e.ID]; !ok {
+		if !v.live.has(e.ID) {
 			return ErrUnknownRecord
 		}
 	case KindDelete:
-		if _, ok := v.live[e.ID]; !ok {
+		if !v.delLive(e.ID) {
 			return ErrUnknownRecord
 		}
-		v.delLive(e.ID)
 	case KindAddTx, KindUpdateTx, KindDeleteTx:
 		tx, _ := v.openTx(e.TxID, true, seg)
 		if tx.prepared {
 			return fmt.Errorf("%w: %s", ErrUnknownTx, msgPrepared)
 		}
-		_, live := v.live[e.ID]
+		live := v.live.has(e.ID)
 		switch {
 		case e.Kind == KindAddTx && (live || addedIn(tx, e.ID)):
 			return ErrDuplicateRecord
@@ -295,7 +303,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		// changing it, so a conflicting commit is refused as a unit.
 		for _, op := range tx.ops {
 			if op.kind == KindAddTx {
-				if _, ok := v.live[op.id]; ok {
+				if v.live.has(op.id) {
 					return fmt.Errorf("%w: commit adds record %d", ErrDuplicateRecord, op.id)
 				}
 			}
@@ -303,13 +311,9 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 		for _, op := range tx.ops {
 			switch op.kind {
 			case KindAddTx:
-				if _, ok := v.live[op.id]; !ok {
-					v.setLive(op.id, recLoc{seg: op.seg, size: op.size})
-				}
+				v.addLive(op.id, recLoc{seg: op.seg, size: op.size})
 			case KindDeleteTx:
-				if _, ok := v.live[op.id]; ok {
-					v.delLive(op.id)
-				}
+				v.delLive(op.id)
 			}
 		}
 		v.removeTx(e.TxID, tx)
@@ -336,7 +340,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 type loader struct {
 	recs    []Record
 	dead    []bool
-	index   map[uint64]recLoc
+	index   idMap
 	txs     map[uint64]*loadTx
 	prepSeq []uint64 // transaction IDs in the order of their prepares
 	slab    []Update // first updates of records are carved from here
@@ -359,48 +363,33 @@ type loadTx struct {
 }
 
 func newLoader() *loader {
-	return &loader{index: make(map[uint64]recLoc), txs: make(map[uint64]*loadTx)}
+	return &loader{txs: make(map[uint64]*loadTx)}
 }
 
 func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64) {
-	// One map operation: insert, and detect a duplicate by the length.
-	n := len(l.index)
-	l.index[id] = recLoc{seg: seg, idx: int32(len(l.recs)), size: uint32(2 + uvarintLen(id) + 2 + uvarintLen(uint64(len(data))) + len(data))}
-	if len(l.index) == n {
-		// A second add of a live ID (the validator never writes one):
-		// the first add stays. Find it to restore its location.
-		for i := len(l.recs) - 1; i >= 0; i-- {
-			if l.recs[i].ID == id && !l.dead[i] {
-				l.index[id] = recLoc{seg: l.segOf(id, i), idx: int32(i)}
-				return
-			}
-		}
+	// A second add of a live ID (the validator never writes one) is
+	// ignored: the first add stays, with its location.
+	if !l.index.insert(id, recLoc{seg: seg, idx: int32(len(l.recs)), size: uint32(2 + uvarintLen(id) + 2 + uvarintLen(uint64(len(data))) + len(data))}) {
+		return
 	}
 	l.recs = append(l.recs, Record{ID: id, Type: typ, Data: data})
 	l.dead = append(l.dead, false)
 }
-
-// segOf is the segment of record i (the duplicate-add path only: the
-// location was overwritten, so the record's segment is unknown; the first
-// segment is a safe answer for accounting, which only delays reclaim).
-func (l *loader) segOf(uint64, int) uint64 { return l.firstSeg }
 
 // reserve sizes the loader for about n records.
 func (l *loader) reserve(n int) {
 	if n <= len(l.recs) || n > 1<<26 {
 		return
 	}
-	idx := make(map[uint64]recLoc, n)
-	for k, v := range l.index {
-		idx[k] = v
-	}
+	idx := newIDMap(n)
+	l.index.each(func(id uint64, loc *recLoc) { idx.insert(id, *loc) })
 	l.index = idx
 	l.recs = append(make([]Record, 0, n), l.recs...)
 	l.dead = append(make([]bool, 0, n), l.dead...)
 }
 
 func (l *loader) update(id uint64, typ uint8, data []byte) {
-	loc, ok := l.index[id]
+	loc, ok := l.index.get(id)
 	if !ok {
 		return
 	}
@@ -416,8 +405,7 @@ func (l *loader) update(id uint64, typ uint8, data []byte) {
 }
 
 func (l *loader) delete(id uint64) {
-	if loc, ok := l.index[id]; ok {
-		delete(l.index, id)
+	if loc, ok := l.index.remove(id); ok {
 		l.dead[loc.idx] = true
 		l.recs[loc.idx] = Record{}
 		l.ndead++
@@ -492,13 +480,10 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 	res := &LoadResult{MaxID: l.maxID}
 	live := l.index
 	if !consume {
-		live = maps.Clone(l.index)
+		live = l.index.clone()
 	}
 	v := &validator{live: live, txs: make(map[uint64]*txState), maxID: l.maxID}
-	for _, loc := range l.index {
-		v.pins.add(loc.seg, 1)
-		v.pins.addBytes(loc.seg, int64(loc.size))
-	}
+	live.each(func(_ uint64, loc *recLoc) { v.count(*loc, +1) })
 	if l.ndead == 0 && consume {
 		res.Records = l.recs
 	} else {
@@ -510,7 +495,7 @@ func (l *loader) build(consume bool) (*LoadResult, *validator, []uint64) {
 		}
 	}
 	if consume {
-		l.recs, l.dead, l.index = nil, nil, nil
+		l.recs, l.dead, l.index = nil, nil, idMap{}
 	}
 	for i, id := range l.prepSeq {
 		tx := l.txs[id]
@@ -557,9 +542,9 @@ func (l *loader) compactDead() {
 		recs := make([]Record, 0, len(l.recs)-l.ndead)
 		for i := range l.recs {
 			if !l.dead[i] {
-				loc := l.index[l.recs[i].ID]
+				loc, _ := l.index.get(l.recs[i].ID)
 				loc.idx = int32(len(recs))
-				l.index[l.recs[i].ID] = loc
+				l.index.set(l.recs[i].ID, loc)
 				recs = append(recs, l.recs[i])
 			}
 		}

@@ -71,7 +71,7 @@ func FuzzStateMachines(f *testing.F) {
 				ids[rec.ID] = true
 			}
 			if !maps.Equal(ids, keysOf(v.live)) {
-				t.Fatalf("%s: live %v, the validator has %v", r.name, slices.Sorted(maps.Keys(ids)), slices.Sorted(maps.Keys(v.live)))
+				t.Fatalf("%s: live %v, the validator has %v", r.name, slices.Sorted(maps.Keys(ids)), slices.Sorted(maps.Keys(keysOf(v.live))))
 			}
 			prep := map[uint64]bool{}
 			for _, p := range r.res.Prepared {
@@ -109,10 +109,8 @@ func FuzzStateMachines(f *testing.F) {
 	})
 }
 
-func keysOf(m map[uint64]recLoc) map[uint64]bool {
-	out := make(map[uint64]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
+func keysOf(m idMap) map[uint64]bool {
+	out := make(map[uint64]bool, m.len())
+	m.each(func(k uint64, _ *recLoc) { out[k] = true })
 	return out
 }
