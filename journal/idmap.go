@@ -104,6 +104,29 @@ func (m *idMap) get(key uint64) (recLoc, bool) {
 	}
 }
 
+// ref returns a pointer to key's location, valid until the next insert,
+// set or remove, or nil when key is missing.
+func (m *idMap) ref(key uint64) *recLoc {
+	if key == 0 {
+		if m.zero {
+			return &m.zeroLo
+		}
+		return nil
+	}
+	if m.n == 0 {
+		return nil
+	}
+	for i := m.home(key); ; i = (i + 1) & m.mask {
+		s := &m.slots[i]
+		if s.key == key {
+			return &s.loc
+		}
+		if s.key == 0 {
+			return nil
+		}
+	}
+}
+
 // has reports whether key is present.
 func (m *idMap) has(key uint64) bool {
 	_, ok := m.get(key)

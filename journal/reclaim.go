@@ -44,8 +44,10 @@ func (j *FileJournal) maybeCompactLocked() {
 		return
 	}
 	j.compactRetry = j.seg.hdr.seq + uint64(n)
-	// Estimate from the validator (live adds, without their updates) before
-	// reading anything: an append-mostly journal is never read for nothing.
+	// Estimate from the validator (live adds and their updates) before
+	// reading anything: an append-mostly journal, or one whose few live
+	// records pile up updates (all live: compaction keeps every update of a
+	// live record), is never read for nothing.
 	prefix := int64(j.seg.hdr.seq-j.oldest) * j.opts.SegmentSize
 	if j.v.pins.liveBytes(j.oldest, j.seg.hdr.seq)*100 > int64(j.opts.CompactPercentage)*prefix {
 		return

@@ -17,9 +17,19 @@ const msgPrepared = "transaction is prepared: only commit or rollback may follow
 // (0 for the memory journal). Reclaim and compaction use it to count the
 // live records of each segment.
 type recLoc struct {
-	seg  uint64
-	idx  int32  // during replay: index of the record in the loader's list
-	size uint32 // encoded size of the add: live bytes per segment
+	seg uint64
+	idx int32 // during replay: index of the record in the loader's list
+	// size is the encoded size of the add and of every update since
+	// (saturating): the record's live bytes, counted in its add's segment.
+	size uint32
+}
+
+// grow adds n update bytes to loc's size, saturating, and returns how many
+// it added.
+func (loc *recLoc) grow(n int) uint32 {
+	d := uint32(min(uint64(n), uint64(^uint32(0)-loc.size)))
+	loc.size += d
+	return d
 }
 
 // txOp is one transactional entry of an open transaction, as the validator
@@ -47,6 +57,7 @@ const (
 	undoTxOps                       // ops were appended: truncate to n
 	undoTxPrepared                  // prepared was set: clear it
 	undoTxRemoved                   // a transaction was removed: restore tx
+	undoLiveGrown                   // update bytes were counted: take n back
 )
 
 type undo struct {
@@ -189,6 +200,10 @@ func (v *validator) rollback() {
 		case undoTxRemoved:
 			v.txs[u.id] = u.tx
 			v.pin(u.tx.firstSeg, +1)
+		case undoLiveGrown:
+			loc := v.live.ref(u.id)
+			loc.size -= uint32(u.n)
+			v.pins.addLive(loc.seg, 0, -int64(u.n))
 		}
 	}
 	v.undo = v.undo[:0]
@@ -202,6 +217,20 @@ func (v *validator) addLive(id uint64, loc recLoc) bool {
 	}
 	v.count(loc, +1)
 	v.undo = append(v.undo, undo{k: undoLiveAdded, id: id, loc: loc})
+	return true
+}
+
+// updLive counts an update of n bytes into live record id's bytes, and
+// reports whether id is live.
+func (v *validator) updLive(id uint64, n int) bool {
+	loc := v.live.ref(id)
+	if loc == nil {
+		return false
+	}
+	if d := loc.grow(n); d > 0 {
+		v.pins.addLive(loc.seg, 0, int64(d))
+		v.undo = append(v.undo, undo{k: undoLiveGrown, id: id, n: int(d)})
+	}
 	return true
 }
 
@@ -263,7 +292,7 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 			return ErrDuplicateRecord
 		}
 	case KindUpdate:
-		if !v.live.has(e.ID) {
+		if !v.updLive(e.ID, entrySize(e)) {
 			return ErrUnknownRecord
 		}
 	case KindDelete:
@@ -312,6 +341,8 @@ func (v *validator) applyOne(e *Entry, seg uint64) error {
 			switch op.kind {
 			case KindAddTx:
 				v.addLive(op.id, recLoc{seg: op.seg, size: op.size})
+			case KindUpdateTx:
+				v.updLive(op.id, int(op.size))
 			case KindDeleteTx:
 				v.delLive(op.id)
 			}
@@ -366,10 +397,11 @@ func newLoader() *loader {
 	return &loader{txs: make(map[uint64]*loadTx)}
 }
 
-func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64) {
+// add applies an add (size: its encoded size).
+func (l *loader) add(id uint64, typ uint8, data []byte, seg uint64, size int) {
 	// A second add of a live ID (the validator never writes one) is
 	// ignored: the first add stays, with its location.
-	if !l.index.insert(id, recLoc{seg: seg, idx: int32(len(l.recs)), size: uint32(2 + uvarintLen(id) + 2 + uvarintLen(uint64(len(data))) + len(data))}) {
+	if !l.index.insert(id, recLoc{seg: seg, idx: int32(len(l.recs)), size: uint32(size)}) {
 		return
 	}
 	l.recs = append(l.recs, Record{ID: id, Type: typ, Data: data})
@@ -388,11 +420,13 @@ func (l *loader) reserve(n int) {
 	l.dead = append(make([]bool, 0, n), l.dead...)
 }
 
-func (l *loader) update(id uint64, typ uint8, data []byte) {
-	loc, ok := l.index.get(id)
-	if !ok {
+// update applies an update (size: its encoded size).
+func (l *loader) update(id uint64, typ uint8, data []byte, size int) {
+	loc := l.index.ref(id)
+	if loc == nil {
 		return
 	}
+	loc.grow(size)
 	r := &l.recs[loc.idx]
 	if r.Updates == nil {
 		if len(l.slab) == 0 {
@@ -423,9 +457,9 @@ func (l *loader) apply(e *Entry, seg uint64) {
 	}
 	switch e.Kind {
 	case KindAdd:
-		l.add(e.ID, e.Type, e.Data, seg)
+		l.add(e.ID, e.Type, e.Data, seg, entrySize(e))
 	case KindUpdate:
-		l.update(e.ID, e.Type, e.Data)
+		l.update(e.ID, e.Type, e.Data, entrySize(e))
 	case KindDelete:
 		l.delete(e.ID)
 	case KindAddTx, KindUpdateTx, KindDeleteTx:
@@ -455,9 +489,9 @@ func (l *loader) apply(e *Entry, seg uint64) {
 			te := &tx.entries[i]
 			switch te.Kind {
 			case KindAddTx:
-				l.add(te.ID, te.Type, te.Data, tx.segs[i])
+				l.add(te.ID, te.Type, te.Data, tx.segs[i], entrySize(te))
 			case KindUpdateTx:
-				l.update(te.ID, te.Type, te.Data)
+				l.update(te.ID, te.Type, te.Data, entrySize(te))
 			case KindDeleteTx:
 				l.delete(te.ID)
 			}

@@ -99,6 +99,10 @@ func FuzzStateMachines(f *testing.F) {
 			if !maps.Equal(keysOf(r.v.live), keysOf(v.live)) || len(r.v.txs) != len(v.txs) || r.v.maxID != v.maxID {
 				t.Fatalf("%s: rebuilt validator differs", r.name)
 			}
+			// Live bytes (adds and updates) per segment agree too.
+			if got, want := r.v.pins.liveBytes(0, 2), v.pins.liveBytes(0, 2); got != want {
+				t.Fatalf("%s: rebuilt validator counts %d live bytes, the original %d", r.name, got, want)
+			}
 			for id, tx := range v.txs {
 				tx2 := r.v.txs[id]
 				if tx2 == nil || tx2.prepared != tx.prepared || len(tx2.ops) != len(tx.ops) {
