@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -84,6 +85,7 @@ func perfJournalMain(args []string, stdout, stderr io.Writer) int {
 	segSize := fset.Int64("journal-file-size", journal.DefaultSegmentSize, "segment size in bytes")
 	baseline := fset.Duration("baseline-duration", 2*time.Second, "how long each raw baseline runs")
 	bufTimeout := fset.Duration("journal-buffer-timeout", 0, "0: adaptive group commit; > 0 caps an extra wait for fuller batches")
+	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the measured appends (not the baselines) to this file")
 	if err := fset.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -169,7 +171,24 @@ func perfJournalMain(args []string, stdout, stderr io.Writer) int {
 			return exitCannot
 		}
 	}
+	var stopProfile func()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "tandem perf-journal: %v\n", err)
+			return exitCannot
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "tandem perf-journal: cpu profile: %v\n", err)
+			return exitCannot
+		}
+		stopProfile = pprof.StopCPUProfile
+	}
 	err := runPerf(ctx, j, *writers, *size, *duration, *count, &res)
+	if stopProfile != nil {
+		stopProfile()
+	}
 	if cerr := j.Close(); err == nil {
 		err = cerr
 	}
