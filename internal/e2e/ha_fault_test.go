@@ -38,8 +38,10 @@ func faultPair(t *testing.T) (*haPair, *faultfs.Mount) {
 //     backup (an NFS lease that expired): the backup takes a new epoch and
 //     the live sees it at its next verification.
 //
-// The fault is cleared once the live has exited, before the backup's
-// fence ends (it too would halt on the broken storage otherwise).
+// The I/O faults hit only the live's process (its mount of the shared
+// storage died, the backup's did not): the backup may take the lock as
+// soon as the live lets go of it, before the live's process is gone.
+// Every fault is cleared once the live has exited.
 func TestHAStorageFaults(t *testing.T) {
 	faults := []struct {
 		name    string
@@ -57,7 +59,11 @@ func TestHAStorageFaults(t *testing.T) {
 			at := time.Duration(100+rand.IntN(400)) * time.Millisecond
 			r := p.haLoad(t, "x", 400, func() {
 				time.Sleep(at)
-				if err := m.Faults.Set(f.pattern, f.fault); err != nil {
+				ft := f.fault
+				if ft.Lock == faultfs.LockNormal {
+					ft.PID = p.primary.cmd.Process.Pid
+				}
+				if err := m.Faults.Set(f.pattern, ft); err != nil {
 					t.Fatal(err)
 				}
 				code := p.primary.waitExit(t)

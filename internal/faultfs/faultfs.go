@@ -41,6 +41,11 @@ type Fault struct {
 	// HangFsync makes fsync block until the rule is replaced or cleared
 	// (or the file system unmounted).
 	HangFsync bool
+	// PID, when not 0, limits the rule to requests made by that process
+	// (any of its threads): the fault hits one host's view of shared
+	// storage, as when the live's NFS mount dies and the backup's does
+	// not. Lock modes ignore it.
+	PID int
 }
 
 // FS is the fault configuration of one mount. Its methods are safe for
@@ -94,15 +99,28 @@ func (x *FS) wakeLocked() {
 	x.hang = make(chan struct{})
 }
 
-// fault returns the merged fault for a base name (later-set fields of any
-// matching rule win; errors are not combined).
-func (x *FS) fault(name string) (Fault, chan struct{}) {
+// fault returns the merged fault for a base name and the caller in ctx
+// (later-set fields of any matching rule win; errors are not combined).
+func (x *FS) fault(ctx context.Context, name string) (Fault, chan struct{}) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out Fault
+	caller := -1 // resolved on the first rule limited to a process
 	for pat, f := range x.rules {
 		if ok, _ := filepath.Match(pat, name); !ok {
 			continue
+		}
+		if f.PID != 0 {
+			if caller == -1 {
+				caller = callerProcess(ctx)
+			}
+			if caller != f.PID {
+				// Only the lock mode applies to every process.
+				if f.Lock != LockNormal {
+					out.Lock = f.Lock
+				}
+				continue
+			}
 		}
 		if f.WriteErr != 0 {
 			out.WriteErr = f.WriteErr
@@ -119,6 +137,30 @@ func (x *FS) fault(name string) (Fault, chan struct{}) {
 		out.HangFsync = out.HangFsync || f.HangFsync
 	}
 	return out, x.hang
+}
+
+// callerProcess is the process (thread group) that made the FUSE request
+// in ctx, or 0 when unknown. The kernel puts the calling thread's ID in
+// the request; /proc/TID/status names its thread group.
+func callerProcess(ctx context.Context) int {
+	c, ok := fuse.FromContext(ctx)
+	if !ok || c.Pid == 0 {
+		return 0
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return int(c.Pid)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Tgid:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return n
+			}
+		}
+	}
+	return int(c.Pid)
 }
 
 // node wraps every loopback node so that opened files are faultFiles.
@@ -181,7 +223,7 @@ type faultFile struct {
 func (f *faultFile) PassthroughFd() (int, bool) { return 0, false }
 
 func (f *faultFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if ft, _ := f.x.fault(f.name); ft.WriteErr != 0 {
+	if ft, _ := f.x.fault(ctx, f.name); ft.WriteErr != 0 {
 		return 0, ft.WriteErr
 	}
 	return f.LoopbackFile.Write(ctx, data, off)
@@ -189,7 +231,7 @@ func (f *faultFile) Write(ctx context.Context, data []byte, off int64) (uint32, 
 
 func (f *faultFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	for {
-		ft, wake := f.x.fault(f.name)
+		ft, wake := f.x.fault(ctx, f.name)
 		if ft.FsyncErr != 0 {
 			return ft.FsyncErr
 		}
@@ -205,7 +247,7 @@ func (f *faultFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (f *faultFile) Flush(ctx context.Context) syscall.Errno {
-	if ft, _ := f.x.fault(f.name); ft.FlushErr != 0 {
+	if ft, _ := f.x.fault(ctx, f.name); ft.FlushErr != 0 {
 		return ft.FlushErr
 	}
 	return f.LoopbackFile.Flush(ctx)
@@ -219,7 +261,7 @@ func (f *faultFile) Release(ctx context.Context) syscall.Errno {
 }
 
 func (f *faultFile) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	switch ft, _ := f.x.fault(f.name); ft.Lock {
+	switch ft, _ := f.x.fault(ctx, f.name); ft.Lock {
 	case LockENOLCK:
 		return syscall.ENOLCK
 	case LockLose:
@@ -238,7 +280,7 @@ func (f *faultFile) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock,
 }
 
 func (f *faultFile) setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, wait bool) syscall.Errno {
-	switch ft, _ := f.x.fault(f.name); ft.Lock {
+	switch ft, _ := f.x.fault(ctx, f.name); ft.Lock {
 	case LockENOLCK:
 		return syscall.ENOLCK
 	case LockLose:

@@ -70,4 +70,23 @@ func TestFaults(t *testing.T) {
 	if _, err := f.WriteAt([]byte("ok"), 0); err != nil {
 		t.Fatalf("unmatched rule applied: %v", err)
 	}
+
+	// A rule limited to a process hits only that process's requests
+	// (from any of its threads; Go writes from whichever thread runs).
+	m.Faults.Clear()
+	m.Faults.Set("*.lock", Fault{WriteErr: syscall.EIO, FsyncErr: syscall.EIO, PID: os.Getppid()})
+	for range 20 {
+		if _, err := f.WriteAt([]byte("ok"), 0); err != nil {
+			t.Fatalf("rule for another process applied: %v", err)
+		}
+	}
+	m.Faults.Set("*.lock", Fault{WriteErr: syscall.EIO, FsyncErr: syscall.EIO, PID: os.Getpid()})
+	for range 20 {
+		if _, err := f.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("write by the faulted process: %v, want EIO", err)
+		}
+	}
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("fsync by the faulted process: %v, want EIO", err)
+	}
 }
