@@ -360,15 +360,18 @@ func TestCreateDeleteQueue(t *testing.T) {
 	}
 }
 
-// With a short TTL and check period, an idle connection stays up: the
-// client's pings keep the broker's TTL from expiring and the broker's
-// answers keep the client's check from firing.
+// With a short TTL and check period, an idle connection stays up for
+// more than two of them: the client's pings keep the broker's TTL from
+// expiring and the broker's answers keep the client's check from firing.
+// The TTL is 3 s, not less: pings go every TTL/2, and a process stalled
+// for a few hundred ms on a loaded 2-core CI machine missed a 300 ms TTL
+// (4 times in 60 runs with two test binaries sharing one core).
 func TestHeartbeatsKeepIdleConnection(t *testing.T) {
 	b := newTestBroker(t)
 	events := make(chan Event, 4)
-	c := dial(t, b.url()+"?connectionTTL=300&clientFailureCheckPeriod=300", WithFailureListener(func(e Event) { events <- e }))
+	c := dial(t, b.url()+"?connectionTTL=3000&clientFailureCheckPeriod=3000", WithFailureListener(func(e Event) { events <- e }))
 	s := session(t, c)
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(7 * time.Second)
 	select {
 	case e := <-events:
 		t.Fatalf("idle connection failed: %v %v", e.Kind, e.Err)
