@@ -67,9 +67,12 @@ type File interface {
 	// Submit writes p at off and, when sync is true, makes p and every write
 	// submitted before it durable (fdatasync). done is called exactly once,
 	// in submission order. p must not be modified or reused until done is
-	// called. Synchronous backends call done before Submit returns; the
-	// io_uring backend calls it from its completion goroutine.
-	// Submit may block when the backend's in-flight limit is reached.
+	// called. The pwrite backends write before Submit returns and, for a
+	// synced Submit, run the fdatasync on a goroutine of the File, calling
+	// done there (an unsynced one completes before Submit returns unless an
+	// earlier request is still syncing); the io_uring backend calls done
+	// from its completion goroutine. Submit may block when the backend's
+	// in-flight limit (Options.MaxIO, Options.MaxSyncs) is reached.
 	Submit(p []byte, off int64, sync bool, done func(error))
 	// ReadAt reads through the page cache or, for O_DIRECT files, through an
 	// ordinary descriptor (replay and the record stream read this way).

@@ -7,7 +7,12 @@
 //
 // OS(kind, opts) is the real file system. Its backends for OpenAppend:
 //
-//   - NIO: buffered pwrite, then fdatasync when a Submit asks for sync.
+//   - NIO: buffered pwrite on the caller's goroutine, then, when a Submit
+//     asks for sync, fdatasync on a goroutine of the File: the caller can
+//     write the next batch while it runs. Up to Options.MaxSyncs
+//     fdatasyncs run at once, each on its own descriptor (writeback errors
+//     are reported once per open file description), completions in order.
+//     SubmitSync writes and syncs on the caller, for a lone request.
 //   - Direct: the same with O_DIRECT. Alignment comes from statx
 //     STATX_DIOALIGN, at least 4096 (MinDirectAlign). A file system that
 //     refuses O_DIRECT makes OpenAppend fail with ErrDirectUnsupported;

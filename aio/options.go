@@ -9,7 +9,8 @@ type Options struct {
 	// in flight and ignore it; io_uring clamps it to what its ring holds.
 	MaxIO int
 	// MaxSyncs caps the synced requests (write + fdatasync) in flight on
-	// one io_uring File; Submit blocks beyond it, so the caller's next
+	// one File (io_uring, and the pwrite backends' fdatasync goroutines);
+	// Submit blocks beyond it, so the caller's next
 	// batch grows instead. Concurrent fdatasyncs of one file wait for the
 	// device's cache flushes, which the block layer coalesces: with one
 	// flush running and one queued, a third fdatasync in flight only makes

@@ -49,3 +49,14 @@ func TestFileConformanceIOUring(t *testing.T) {
 func TestFileConformanceIOUringPipelined(t *testing.T) {
 	journaltest.Run(t, fileFactoryInFlight(aio.IOUring, 256<<10, 4))
 }
+
+// TestFileConformancePipelined runs the suite on the pwrite backends with
+// four batches in flight (their fdatasyncs run on goroutines of the File,
+// several at once).
+func TestFileConformancePipelined(t *testing.T) {
+	for _, kind := range []aio.Kind{aio.NIO, aio.Direct} {
+		t.Run(kind.String(), func(t *testing.T) {
+			journaltest.Run(t, fileFactoryInFlight(kind, 256<<10, 4))
+		})
+	}
+}

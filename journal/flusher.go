@@ -273,7 +273,7 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 			// CPU and latency than pwrite + fdatasync. Only this flusher
 			// adds inflight tokens, so len 1 is this batch's own. While it
 			// syncs, appends gather for the next batch.
-			if ss, ok := f.(aio.SyncSubmitter); ok && len(j.inflight) == 1 {
+			if ss, ok := f.(aio.SyncSubmitter); ok && len(j.inflight) == 1 && (cap(j.inflight) == 1 || len(b.waiters) <= inlineMax) {
 				ss.SubmitSync(p, off, sync, complete)
 			} else {
 				f.Submit(p, off, sync, complete)
