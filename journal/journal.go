@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Kind is the kind of a journal entry, as in Artemis's journal: plain
@@ -164,17 +165,33 @@ var (
 // ctx is done. When ctx ends first the outcome is unknown: the entries may
 // still become durable.
 func AppendSync(ctx context.Context, j Journal, entries ...Entry) error {
-	ch := make(chan error, 1)
-	if err := j.Append(entries, true, func(err error) { ch <- err }); err != nil {
+	w := syncWaiters.Get().(*syncWaiter)
+	if err := j.Append(entries, true, w.done); err != nil {
+		syncWaiters.Put(w)
 		return err
 	}
 	select {
-	case err := <-ch:
+	case err := <-w.ch:
+		syncWaiters.Put(w) // empty again: reusable
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // w is dropped: its done may still send
 	}
 }
+
+// syncWaiter is AppendSync's completion channel with its callback, reused
+// through a pool: a channel and a closure per call were ~5% of the CPU of
+// perf-journal at 64 writers.
+type syncWaiter struct {
+	ch   chan error
+	done func(error)
+}
+
+var syncWaiters = sync.Pool{New: func() any {
+	w := &syncWaiter{ch: make(chan error, 1)}
+	w.done = func(err error) { w.ch <- err }
+	return w
+}}
 
 // CorruptionError reports damage that replay must not repair by itself: a
 // bad record that a later record says was durable, any bad record in a
