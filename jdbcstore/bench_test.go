@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,9 +170,15 @@ func BenchmarkInterleaved1(b *testing.B) {
 	b.ReportMetric(jRate/rawRate, "ratio")
 }
 
-// BenchmarkInterleaved64 alternates a COPY of 6400 rows (one transaction)
-// with 64 journal writers appending 100 records each, all 1 KiB, and
-// reports both row rates and journal/COPY.
+// BenchmarkInterleaved64 alternates, on one machine at one time, three
+// ways of writing 6400 rows of 1 KiB: one COPY in one transaction (the
+// raw_bw baseline's shape), 64 journal writers appending 100 records each
+// (each waiting for its append), and 100 COPYs of 64 rows, one transaction
+// each, on one connection (raw64: what one-transaction-per-batch costs
+// without the journal, the ceiling for 64 waiting writers). It reports the
+// three row rates, ratio = journal/COPY (issue 6's goal), ceiling =
+// raw64/COPY and efficiency = journal/raw64, and the journal's batch size,
+// commit time per batch and client CPU per append.
 func BenchmarkInterleaved64(b *testing.B) {
 	url := pgURL(b)
 	table, raw := uniqueName("bint"), uniqueName("bintraw")
@@ -188,27 +195,32 @@ func BenchmarkInterleaved64(b *testing.B) {
 	cols := []string{"seq", "kind", "id", "tx_id", "user_type", "data", "epoch", "crc"}
 	data := make([]byte, 1024)
 	const writers, per = 64, 100
-	var tRaw, tJ time.Duration
-	var nRaw, nJ int
+	var tRaw, tJ, t64, cpuJ time.Duration
+	var nRaw, nJ, n64 int
 	var next atomic.Uint64
 	seq := int64(0)
-	b.ResetTimer()
-	for nRaw+nJ < b.N {
-		t0 := time.Now()
+	copyRows := func(n int) (int64, error) {
 		i := 0
-		n, err := conn.CopyFrom(ctx, pgx.Identifier{raw}, cols, pgx.CopyFromFunc(func() ([]any, error) {
-			if i == writers*per {
+		return conn.CopyFrom(ctx, pgx.Identifier{raw}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i == n {
 				return nil, nil
 			}
 			i++
 			seq++
 			return rawRow(seq, data), nil
 		}))
+	}
+	b.ResetTimer()
+	for nRaw+nJ+n64 < b.N {
+		t0 := time.Now()
+		n, err := copyRows(writers * per)
 		if err != nil {
 			b.Fatal(err)
 		}
 		tRaw += time.Since(t0)
 		nRaw += int(n)
+
+		c0 := cpuTime()
 		t0 = time.Now()
 		var wg sync.WaitGroup
 		for range writers {
@@ -230,15 +242,41 @@ func BenchmarkInterleaved64(b *testing.B) {
 		}
 		wg.Wait()
 		tJ += time.Since(t0)
+		cpuJ += cpuTime() - c0
 		nJ += writers * per
+
+		t0 = time.Now()
+		for range per {
+			n, err := copyRows(writers)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n64 += int(n)
+		}
+		t64 += time.Since(t0)
 	}
 	b.StopTimer()
-	rawRate, jRate := float64(nRaw)/tRaw.Seconds(), float64(nJ)/tJ.Seconds()
+	rawRate, jRate, rate64 := float64(nRaw)/tRaw.Seconds(), float64(nJ)/tJ.Seconds(), float64(n64)/t64.Seconds()
 	b.ReportMetric(rawRate, "copy-rows/s")
 	b.ReportMetric(jRate, "append/s")
+	b.ReportMetric(rate64, "raw64-rows/s")
 	b.ReportMetric(jRate/rawRate, "ratio")
+	b.ReportMetric(rate64/rawRate, "ceiling")
+	b.ReportMetric(jRate/rate64, "efficiency")
 	st := j.Stats()
-	b.ReportMetric(float64(st.Appends)/float64(max(st.Batches, 1)), "appends/batch")
+	batches := float64(max(st.Batches, 1))
+	b.ReportMetric(float64(st.Appends)/batches, "appends/batch")
+	b.ReportMetric(float64(st.WriteSyncTime.Microseconds())/batches, "commit-us/batch")
+	b.ReportMetric(float64(cpuJ.Nanoseconds())/1e3/float64(max(nJ, 1)), "client-cpu-us/append")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkLoad measures replay (a backup's activation reads the whole

@@ -99,7 +99,9 @@ func (j *Journal) Table() string { return j.table }
 
 // Stats returns the writer's counters, as the file journal reports them:
 // Appends acknowledged, Batches committed (each one transaction and one
-// WAL flush, so Syncs equals Batches), Bytes of row data inserted.
+// WAL flush, so Syncs equals Batches), Bytes of row data inserted, and
+// WriteSyncTime, the time from sending each committed batch to its
+// commit's reply (divided by Batches: the mean commit latency).
 func (j *Journal) Stats() journal.Stats {
 	j.statsMu.Lock()
 	defer j.statsMu.Unlock()

@@ -104,7 +104,9 @@ func (j *Journal) writer() {
 		}
 		j.mu.Unlock()
 
+		t0 := time.Now()
 		err := j.commit(context.Background(), batchOf(ps, nil, 0))
+		took := time.Since(t0)
 		if err != nil {
 			j.settle(err)
 			err = fmt.Errorf("jdbcstore: %s: batch of %d appends not committed: %w", j.table, len(ps), err)
@@ -122,6 +124,7 @@ func (j *Journal) writer() {
 		}
 		j.statsMu.Lock()
 		j.stats.Appends += int64(len(ps))
+		j.stats.WriteSyncTime += took
 		j.statsMu.Unlock()
 		for _, p := range ps {
 			p.done(nil)
