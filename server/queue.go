@@ -18,7 +18,10 @@ type ref struct {
 func (r *ref) durable() bool { return r.msg.Durable && r.q.durable }
 
 // Queue is a queue bound to an address. Messages wait in it until a
-// consumer with credit takes them; a goroutine per queue delivers.
+// consumer with credit takes them. A goroutine per queue delivers what
+// credit and consumers make deliverable; what a send makes deliverable is
+// delivered by the enqueuing goroutine itself when no delivery is running
+// (see enqueue).
 type Queue struct {
 	id          uint64
 	name        string
@@ -37,9 +40,15 @@ type Queue struct {
 	deleted   bool
 
 	delivering atomic.Int64 // delivered, not acked
-	kick       chan struct{}
-	stop       chan struct{}
-	stopped    chan struct{}
+	// dispatching is set while a goroutine (the delivery goroutine or an
+	// enqueuer) takes messages out under mu and hands them to consumers
+	// outside it: one at a time, so deliveries keep queue order. It
+	// rechecks under mu before clearing it, so nothing made deliverable
+	// meanwhile is left behind.
+	dispatching bool
+	kick        chan struct{}
+	stop        chan struct{}
+	stopped     chan struct{}
 }
 
 // QueueInfo describes a queue for /status.
@@ -85,22 +94,57 @@ func (q *Queue) wake() {
 	}
 }
 
-// enqueue appends references (already durable when they need to be).
-func (q *Queue) enqueue(rs ...*ref) {
+// push appends r (already durable when it needs to be). It returns true
+// when the caller must then call deliverClaimed: consumers are attached and
+// no delivery was running, so the caller claimed the delivery. The caller
+// (a journal completion or a connection reader, whose consumers' handlers
+// only encode frames) thus delivers itself, saving the delivery
+// goroutine's wake-up per send; otherwise the running delivery takes r.
+func (q *Queue) push(r *ref) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.deleted {
+		return false
+	}
+	q.seq++
+	r.seq = q.seq
+	q.msgs.pushBack(r)
+	if len(q.consumers) == 0 || q.dispatching {
+		return false
+	}
+	q.dispatching = true
+	return true
+}
+
+// deliverClaimed delivers what is deliverable after a push that returned
+// true.
+func (q *Queue) deliverClaimed() {
+	var buf [inlineDeliveries]delivery
+	q.mu.Lock()
+	q.deliverLocked(buf[:0])
+}
+
+// inlineDeliveries is the batch an enqueuer delivers at a time.
+const inlineDeliveries = 8
+
+// deliverLocked delivers until nothing more is deliverable, in batches of
+// cap(batch). Caller holds q.mu and has set dispatching (or found it
+// clear); it returns with q.mu released and dispatching clear.
+func (q *Queue) deliverLocked(batch []delivery) {
+	q.dispatching = true
+	for {
+		batch = q.dispatchLocked(batch[:0])
+		if len(batch) == 0 {
+			q.dispatching = false
+			q.mu.Unlock()
+			return
+		}
 		q.mu.Unlock()
-		return
-	}
-	for _, r := range rs {
-		q.seq++
-		r.seq = q.seq
-		q.msgs.pushBack(r)
-	}
-	hasConsumers := len(q.consumers) > 0
-	q.mu.Unlock()
-	if hasConsumers {
-		q.wake()
+		for i, d := range batch {
+			d.c.deliver(d.r)
+			batch[i] = delivery{}
+		}
+		q.mu.Lock()
 	}
 }
 
@@ -175,18 +219,12 @@ func (q *Queue) run() {
 		case <-q.stop:
 			return
 		}
-		for {
-			q.mu.Lock()
-			batch = q.dispatchLocked(batch[:0])
+		q.mu.Lock()
+		if q.dispatching { // its recheck under mu sees what woke us
 			q.mu.Unlock()
-			if len(batch) == 0 {
-				break
-			}
-			for i, d := range batch {
-				d.c.deliver(d.r)
-				batch[i] = delivery{}
-			}
+			continue
 		}
+		q.deliverLocked(batch)
 	}
 }
 

@@ -45,11 +45,10 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	if len(entries) == 0 {
 		a.mu.Unlock()
 		s.ctr.in.Add(1)
-		enqueueRefs(refs)
 		if de != nil {
 			a.dup.complete(de, nil)
 		}
-		done(nil)
+		enqueueRefs(refs, done)
 		return
 	}
 	err = s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
@@ -57,12 +56,15 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			s.halt(err)
 		} else {
 			s.ctr.in.Add(1)
-			enqueueRefs(refs)
 		}
 		if de != nil {
 			a.dup.complete(de, err)
 		}
-		done(err)
+		if err != nil {
+			done(err)
+			return
+		}
+		enqueueRefs(refs, done)
 	})
 	if err != nil && de != nil {
 		a.dup.forget(m.DuplicateID, de)
@@ -135,9 +137,21 @@ func reuseEntries(entries []journal.Entry) []journal.Entry {
 	return entries[:0]
 }
 
-func enqueueRefs(refs []ref) {
+// enqueueRefs puts refs in their queues, calls done(nil), and then
+// delivers what the pushes claimed: the message is in its queues when done
+// runs, and the sender's answer goes out before the deliveries this
+// goroutine makes.
+func enqueueRefs(refs []ref, done func(error)) {
+	var buf [4]*Queue
+	claimed := buf[:0]
 	for i := range refs {
-		refs[i].q.enqueue(&refs[i])
+		if q := refs[i].q; q.push(&refs[i]) {
+			claimed = append(claimed, q)
+		}
+	}
+	done(nil)
+	for _, q := range claimed {
+		q.deliverClaimed()
 	}
 }
 

@@ -342,7 +342,6 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		if err == nil {
 			s.ctr.in.Add(uint64(stored))
 			s.ctr.acks.Add(uint64(len(acks)))
-			enqueueRefs(refs)
 			for _, r := range acks {
 				r.q.delivering.Add(-1)
 			}
@@ -350,7 +349,11 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		for _, d := range dups {
 			d.a.dup.complete(d.e, err)
 		}
-		done(err)
+		if err != nil {
+			done(err)
+			return
+		}
+		enqueueRefs(refs, done)
 	}
 	var err error
 	if len(entries) > 0 {
