@@ -57,6 +57,39 @@ const (
 	PerfRawTable = "perf_raw"
 )
 
+// perfLockKey is the advisory lock that serialises perf-journal runs on
+// one database ("tandempf").
+const perfLockKey = 0x74616e64656d7066
+
+// PerfLock takes the database's perf-journal lock on a connection of its
+// own, waiting while another run (another tandem perf-journal, a test)
+// holds it, and returns the function that releases it. Runs share the
+// perf_ tables: two at once would drop each other's tables, and each would
+// measure the other's load as its own. The lock is a session advisory
+// lock, so a process that dies releases it with its connection.
+func PerfLock(ctx context.Context, url string, log *slog.Logger) (release func(), err error) {
+	conn, err := connect(ctx, url, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(perfLockKey)).Scan(&ok); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("jdbcstore: perf: lock: %w", err)
+	}
+	if !ok {
+		if log != nil {
+			log.Info("jdbcstore: perf: another perf-journal run is using this database; waiting for it to finish")
+		}
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(perfLockKey)); err != nil {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("jdbcstore: perf: wait for the lock: %w", err)
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { conn.Close(context.Background()) }) }, nil
+}
+
 // PerfOpen returns a journal, not yet loaded, on perf-journal's own table
 // (perf_messages, dropped and created again) and a cleanup function that
 // drops it. It takes no lease (no fencing).
@@ -159,6 +192,11 @@ func PerfJournal(ctx context.Context, o PerfOptions) (*PerfResult, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	release, err := PerfLock(ctx, o.URL, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	res := &PerfResult{Backend: "jdbc", Writers: o.Writers, Size: o.Size}
 	data := perfData(o.Size)
 	var rs rawSyncStats
@@ -166,7 +204,7 @@ func PerfJournal(ctx context.Context, o PerfOptions) (*PerfResult, error) {
 	var lat []time.Duration
 	var elapsed time.Duration
 	var st journal.Stats
-	err := withRawTable(ctx, o.URL, func(admin *pgx.Conn) error {
+	err = withRawTable(ctx, o.URL, func(admin *pgx.Conn) error {
 		baselines := func() error {
 			if err := rs.run(ctx, admin, data, o.Baseline/2); err != nil {
 				return err
