@@ -33,6 +33,12 @@ type outq struct {
 	raw      syscall.RawConn
 	onError  func(error)
 
+	// rawWrite's state, owned by the goroutine that set writing.
+	writeFn func(uintptr) bool // o.writeFd, made once
+	wbuf    []byte
+	wn      int
+	werr    error
+
 	// Reused frames; encoded under mu.
 	sendResult wire.SendResult
 	deliver    wire.Deliver
@@ -42,6 +48,7 @@ type outq struct {
 
 func newOutq(nc net.Conn, onError func(error)) *outq {
 	o := &outq{signal: make(chan struct{}, 1), onError: onError}
+	o.writeFn = o.writeFd
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			o.raw = raw
@@ -99,31 +106,40 @@ func (o *outq) release(wasEmpty, urgent bool) {
 	}
 }
 
-// rawWrite writes what the socket takes now, without waiting.
+// rawWrite writes what the socket takes now, without waiting. Only the
+// goroutine that set writing calls it, so the write's state lives in the
+// outq and the callback is made once (a closure per call cost three
+// allocations per inline answer).
 func (o *outq) rawWrite(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := o.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
-			if err == syscall.EINTR {
-				continue
-			}
-			if err == syscall.EAGAIN {
-				break
-			}
-			if err != nil {
-				werr = err
-				break
-			}
-			n += m
-		}
-		return true // never wait: the writer goroutine takes the rest
-	})
+	o.wbuf, o.wn, o.werr = b, 0, nil
+	err := o.raw.Write(o.writeFn)
+	n, werr := o.wn, o.werr
+	o.wbuf, o.werr = nil, nil
 	if werr == nil {
 		werr = err
 	}
 	return n, werr
+}
+
+// writeFd is rawWrite's callback: it writes o.wbuf[o.wn:] to fd until the
+// socket would block.
+func (o *outq) writeFd(fd uintptr) bool {
+	b := o.wbuf
+	for o.wn < len(b) {
+		m, err := syscall.Write(int(fd), b[o.wn:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil {
+			o.werr = err
+			break
+		}
+		o.wn += m
+	}
+	return true // never wait: the writer goroutine takes the rest
 }
 
 // frame queues any frame.
