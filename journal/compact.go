@@ -15,21 +15,33 @@ import (
 
 // Compaction (issue 4, item 2). Reclaim only removes the oldest segment, so
 // one long-lived record (or prepared transaction) pins every later
-// segment. Compaction rewrites the prefix [S0, S1) of sealed segments, S0
-// the oldest, S1 the segment being appended to when it starts, as the
-// state it holds: its live records (add and updates), its open
+// segment. Compaction rewrites a prefix [S0, S1) of sealed segments, S0
+// the oldest, S1 at most the segment being appended to when it starts, as
+// the state it holds: its live records (add and updates), its open
 // transactions (entries and prepare). The state goes into m < S1-S0 new
 // segments numbered S1-m..S1-1, so the sequence stays contiguous and every
 // later record still replays after it; S0..S1-m-1 are removed. Appends
-// continue meanwhile (they go to S1 and later).
+// continue meanwhile (they go to the current segment and later).
+//
+// What it costs, for a queue whose one long-lived record pins everything
+// (issue 4, item 5): S1 is chosen so that the queue's recent records,
+// which are about to be deleted, are not rewritten; the state is read
+// from the segments holding the live records' adds only, when none was
+// updated and no transaction is open in the prefix (else every segment
+// is replayed); a new segment is only as long as its state (a page for
+// one record, its header giving its size), and the removed segments'
+// files are recycled into the pool as reclaimed ones are, so compaction
+// zero-fills nothing and saves the preparer that work.
 //
 // The switch is crash-safe: the new segments are written as NAME.cmp and
 // fsynced; a control file (PREFIX.compact: the renames and removals, with
 // a CRC) is written to a temporary name, fsynced, renamed and the
 // directory fsynced; only then are the .cmp files renamed over their
-// segments and the old ones removed, the directory fsynced and the control
-// file removed. Load finishes a switch whose control file exists, and
-// deletes .cmp files that have none.
+// segments and the old ones renamed to NAME.free (at load: removed), the
+// directory fsynced and the control file removed. The preparer then
+// recycles or removes the .free files. Load finishes a switch whose
+// control file exists, and deletes .cmp files that have none and every
+// .free file.
 
 // ErrCompactBusy is returned by Compact when a compaction is running.
 var ErrCompactBusy = errors.New("journal: compaction already running")
@@ -41,14 +53,25 @@ type CompactResult struct {
 	LiveBytes  int64  // bytes of the rewritten state
 	PrefixSize int64  // bytes of the prefix's segments
 	Skipped    string // why nothing was done, when nothing was
+	// SegmentsRead is how many of the prefix's segments were read: only
+	// those holding its live records' adds when none of them was updated
+	// and no transaction began in the prefix; else every one.
+	SegmentsRead int
 }
 
 func (j *FileJournal) controlPath() string {
 	return filepath.Join(j.opts.Dir, j.nm.Prefix+".compact")
 }
 
-// Compact compacts the prefix of sealed segments when its live state fits
-// in fewer segments and under journal-compact-percentage of its size.
+// Compact compacts a prefix [S0, E) of the sealed segments when its live
+// state fits in fewer segments and under journal-compact-percentage of
+// its size. E is chosen from the validator's live bytes per segment (see
+// compactEndLocked): the oldest segments, up to where rewriting more live
+// data would free less than it costs, so a queue's few long-lived records
+// are moved and its recent records (about to be deleted) are not. Segments
+// a stream subscriber still reads are never part of the prefix. The
+// removed segments' files go to the preparer's pool (journal-pool-files),
+// as reclaimed ones do.
 func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 	j.mu.Lock()
 	if err := j.usableLocked(); err != nil {
@@ -60,22 +83,30 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		return CompactResult{}, ErrCompactBusy
 	}
 	s0, s1 := j.oldest, j.seg.hdr.seq
-	if f := j.streamFloorLocked(); f < s1 {
+	limit := min(s1, j.streamFloorLocked())
+	if limit < s1 && limit-s0 < 2 {
 		j.mu.Unlock()
 		return CompactResult{From: s0, To: s1, Skipped: "a stream subscriber still reads the prefix"}, nil
 	}
+	e := j.compactEndLocked(s0, limit)
+	if e == 0 {
+		e = limit // nothing pays by the estimate: let the replay say why
+	}
+	snap := j.compactSnapshotLocked(s0, e)
 	j.compacting = true // reclaim leaves the prefix alone meanwhile
-	j.compactS1 = s1
+	j.compactS1 = e
 	j.mu.Unlock()
-	res, plan, err := j.compactPrepare(ctx, s0, s1)
+	res, plan, err := j.compactPrepare(ctx, s0, e, snap)
+	var free []string
 	if err == nil && plan != nil {
-		err = j.compactSwitch(plan)
+		free, err = j.compactSwitch(plan)
 	}
 	j.mu.Lock()
 	j.compacting = false
 	if err == nil && plan != nil {
 		j.compactAdopt(plan)
 	}
+	inUse := int(j.seg.hdr.seq - j.oldest + 1)
 	j.mu.Unlock()
 	if err != nil {
 		// The prefix files are untouched until the control file is
@@ -85,7 +116,37 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		}
 		return res, err
 	}
+	if len(free) > 0 {
+		j.prep.reclaimFiles(free, inUse)
+	}
 	return res, nil
+}
+
+// compactEndLocked chooses the end E of the prefix [s0, E) to compact,
+// s0+2 <= E <= limit, from the validator's live bytes per segment (adds
+// and their updates; open transactions are not counted, the replay
+// checks the real figure): among the prefixes whose live share is under
+// journal-compact-percentage and whose live data fits in fewer segments,
+// the one that frees the most bytes net of the live bytes it rewrites.
+// 0 means none pays.
+func (j *FileJournal) compactEndLocked(s0, limit uint64) uint64 {
+	size := j.opts.SegmentSize
+	usable := segLimit(size, 1) - SegmentHeaderSize
+	pct := int64(j.opts.CompactPercentage)
+	var live, bestGain int64
+	var best uint64
+	for e := s0 + 1; e <= limit; e++ {
+		live += j.v.pins.liveBytes(e-1, e)
+		n := int64(e - s0)
+		m := max(1, (live+usable-1)/usable)
+		if m >= n || live*100 > pct*n*size {
+			continue
+		}
+		if gain := (n-m)*size - live; gain > bestGain {
+			best, bestGain = e, gain
+		}
+	}
+	return best
 }
 
 // compactPlan is a prepared compaction.
@@ -97,9 +158,11 @@ type compactPlan struct {
 	switching bool
 }
 
-// compactPrepare replays the prefix, writes its state into .cmp files and
-// returns the plan, or a nil plan when compaction would not pay.
-func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (CompactResult, *compactPlan, error) {
+// compactPrepare reads the prefix's state (only the segments holding
+// its live records when snap allows, else a replay of every segment),
+// writes it into .cmp files and returns the plan, or a nil plan when
+// compaction would not pay.
+func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap map[uint64]recLoc) (CompactResult, *compactPlan, error) {
 	res := CompactResult{From: s0, To: s1}
 	if s1-s0 < 2 {
 		res.Skipped = "fewer than two sealed segments"
@@ -109,42 +172,25 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 	if err := AppendSync(ctx, j); err != nil {
 		return res, nil, err
 	}
-	l := newLoader()
-	var epoch, maxID uint64
-	var e Entry
-	for seq := s0; seq < s1; seq++ {
-		if err := ctx.Err(); err != nil {
-			return res, nil, err
-		}
-		sf := segFile{path: j.segPath(seq), seq: seq}
-		if err := readSegHeader(j.fs, &sf); err != nil {
-			return res, nil, err
-		}
-		if sf.hdrErr != nil {
-			return res, nil, &CorruptionError{File: sf.path, Reason: sf.hdrErr.Error()}
-		}
-		buf, err := readAll(j.fs, sf.path, int64(sf.hdr.size))
-		if err != nil {
-			return res, nil, err
-		}
-		res.PrefixSize += int64(len(buf))
-		epoch, maxID = max(epoch, sf.hdr.epoch), max(maxID, sf.hdr.maxID)
-		_, err = scanSegment(buf, &sf, true, func(_ string, seq uint64, _ int64, payload []byte) error {
-			r := entryReader{p: payload}
-			for {
-				ok, err := r.next(&e)
-				if err != nil || !ok {
-					return err
-				}
-				l.apply(&e, seq)
-			}
-		})
-		if err != nil {
-			return res, nil, err
-		}
+	hdrs, err := j.prefixHeaders(s0, s1)
+	if err != nil {
+		return res, nil, err
 	}
-	lr, _, unfinished := l.finish()
-	maxID = max(maxID, lr.MaxID)
+	var epoch, maxID uint64
+	for _, h := range hdrs {
+		res.PrefixSize += int64(h.size)
+		epoch, maxID = max(epoch, h.epoch), max(maxID, h.maxID)
+	}
+	st, read, err := j.readLive(ctx, s0, hdrs, snap)
+	if err == nil && read < 0 {
+		st, err = j.replayPrefix(ctx, s0, hdrs)
+		read = len(hdrs)
+	}
+	res.SegmentsRead = read
+	if err != nil {
+		return res, nil, err
+	}
+	maxID = max(maxID, st.maxID)
 	// The state as a stream of entries, tagged by what they belong to.
 	type tagged struct {
 		e    Entry
@@ -153,24 +199,18 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 		txOp bool // a transaction entry (not its prepare)
 	}
 	var stream []tagged
-	for _, r := range lr.Records {
+	for _, r := range st.records {
 		stream = append(stream, tagged{e: Entry{Kind: KindAdd, ID: r.ID, Type: r.Type, Data: r.Data}, rec: r.ID})
 		for _, u := range r.Updates {
 			stream = append(stream, tagged{e: Entry{Kind: KindUpdate, ID: r.ID, Type: u.Type, Data: u.Data}, rec: r.ID})
 		}
 	}
-	txOrder := make([]uint64, 0, len(lr.Prepared)+len(unfinished))
-	for _, p := range lr.Prepared {
-		txOrder = append(txOrder, p.TxID)
-	}
-	txOrder = append(txOrder, unfinished...)
-	for _, id := range txOrder {
-		tx := l.txs[id]
+	for _, tx := range st.txs {
 		for _, te := range tx.entries {
-			stream = append(stream, tagged{e: te, tx: id, txOp: true})
+			stream = append(stream, tagged{e: te, tx: tx.id, txOp: true})
 		}
 		if tx.prepared {
-			stream = append(stream, tagged{e: Entry{Kind: KindPrepare, TxID: id, Data: tx.data}, tx: id})
+			stream = append(stream, tagged{e: Entry{Kind: KindPrepare, TxID: tx.id, Data: tx.data}, tx: tx.id})
 		}
 	}
 	// Pack: batches of up to 64 KiB, segments of the current size.
@@ -179,6 +219,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 	batchMax := min(int64(64<<10), limit-SegmentHeaderSize)
 	type placed struct{ seg, from, to int } // stream[from:to] is one batch in new segment seg
 	var batches []placed
+	segEnd := []int64{SegmentHeaderSize} // where each new segment's seal goes
 	seg, pos := 0, int64(SegmentHeaderSize)
 	from, bsize := 0, int64(RecordHeaderSize)
 	flush := func(to int) {
@@ -190,6 +231,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 		}
 		batches = append(batches, placed{seg: seg, from: from, to: to})
 		pos += bsize
+		segEnd = append(segEnd[:seg], pos)
 		res.LiveBytes += bsize
 		from, bsize = to, RecordHeaderSize
 	}
@@ -217,13 +259,18 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 	plan := &compactPlan{s0: s0, s1: s1, m: m, recSeg: map[uint64]uint64{}, txSegs: map[uint64][]uint64{}}
 	first := s1 - uint64(m)
 	bufs := make([][]byte, m)
-	hdrs := make([]segHeader, m)
+	newHdrs := make([]segHeader, m)
 	ends := make([]int64, m)
 	for i := range bufs {
-		hdrs[i] = segHeader{seq: first + uint64(i), epoch: epoch, salt: rand.Uint64(), size: uint64(size), align: 1,
+		// A new segment is as long as its state and seal, in whole
+		// pages: the header says its size, and rewriting one long-lived
+		// record does not write (and fsync) a whole segment of zeros.
+		// When it is reclaimed, the pool removes it (not its size).
+		n := min(size, (segEnd[i]+RecordHeaderSize+4095)&^4095)
+		newHdrs[i] = segHeader{seq: first + uint64(i), epoch: epoch, salt: rand.Uint64(), size: uint64(n), align: 1,
 			version: formatVersion, maxID: maxID}
-		bufs[i] = make([]byte, size)
-		hdrs[i].encode(bufs[i])
+		bufs[i] = make([]byte, n)
+		newHdrs[i].encode(bufs[i])
 		ends[i] = SegmentHeaderSize
 	}
 	entries := make([]Entry, 0, 64)
@@ -240,11 +287,11 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 			}
 		}
 		n := batchSize(entries)
-		encodeBatch(bufs[b.seg][ends[b.seg]:ends[b.seg]+int64(n)], entries, uint32(ends[b.seg]), hdrs[b.seg].seed())
+		encodeBatch(bufs[b.seg][ends[b.seg]:ends[b.seg]+int64(n)], entries, uint32(ends[b.seg]), newHdrs[b.seg].seed())
 		ends[b.seg] += int64(n)
 	}
 	for i := range bufs {
-		encodeSeal(bufs[i][ends[i]:ends[i]+RecordHeaderSize], uint32(ends[i]), hdrs[i].seed())
+		encodeSeal(bufs[i][ends[i]:ends[i]+RecordHeaderSize], uint32(ends[i]), newHdrs[i].seed())
 		if err := writeFileSync(j.fs, j.segPath(first+uint64(i))+".cmp", bufs[i]); err != nil {
 			return res, nil, fmt.Errorf("journal: compaction: %w", err)
 		}
@@ -253,8 +300,184 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64) (Compac
 	return res, plan, nil
 }
 
-// compactSwitch makes the compaction durable and visible.
-func (j *FileJournal) compactSwitch(p *compactPlan) error {
+// prefixState is the state a prefix of segments leaves: its live records
+// (in the order of their adds, with their updates) and its open
+// transactions (prepared ones first, in the order replay gives).
+type prefixState struct {
+	records []Record
+	txs     []prefixTx
+	maxID   uint64
+}
+
+type prefixTx struct {
+	id       uint64
+	entries  []Entry
+	prepared bool
+	data     []byte
+}
+
+// prefixHeaders reads and checks the headers of segments [s0, s1).
+func (j *FileJournal) prefixHeaders(s0, s1 uint64) ([]segHeader, error) {
+	hdrs := make([]segHeader, 0, s1-s0)
+	for seq := s0; seq < s1; seq++ {
+		sf := segFile{path: j.segPath(seq), seq: seq}
+		if err := readSegHeader(j.fs, &sf); err != nil {
+			return nil, err
+		}
+		if sf.hdrErr != nil {
+			return nil, &CorruptionError{File: sf.path, Reason: sf.hdrErr.Error()}
+		}
+		hdrs = append(hdrs, sf.hdr)
+	}
+	return hdrs, nil
+}
+
+// scanPrefixSegment reads segment seq (its header hdr) and calls fn for
+// each entry of its valid records, in order.
+func (j *FileJournal) scanPrefixSegment(seq uint64, hdr segHeader, fn func(e *Entry)) error {
+	sf := segFile{path: j.segPath(seq), seq: seq, hdr: hdr}
+	buf, err := readAll(j.fs, sf.path, int64(hdr.size))
+	if err != nil {
+		return err
+	}
+	var e Entry
+	_, err = scanSegment(buf, &sf, true, func(_ string, _ uint64, _ int64, payload []byte) error {
+		r := entryReader{p: payload}
+		for {
+			ok, err := r.next(&e)
+			if err != nil || !ok {
+				return err
+			}
+			fn(&e)
+		}
+	})
+	return err
+}
+
+// replayPrefix replays every segment of the prefix.
+func (j *FileJournal) replayPrefix(ctx context.Context, s0 uint64, hdrs []segHeader) (prefixState, error) {
+	l := newLoader()
+	for i, h := range hdrs {
+		if err := ctx.Err(); err != nil {
+			return prefixState{}, err
+		}
+		seq := s0 + uint64(i)
+		if err := j.scanPrefixSegment(seq, h, func(e *Entry) { l.apply(e, seq) }); err != nil {
+			return prefixState{}, err
+		}
+	}
+	lr, _, unfinished := l.finish()
+	st := prefixState{records: lr.Records, maxID: lr.MaxID}
+	order := make([]uint64, 0, len(lr.Prepared)+len(unfinished))
+	for _, p := range lr.Prepared {
+		order = append(order, p.TxID)
+	}
+	order = append(order, unfinished...)
+	for _, id := range order {
+		tx := l.txs[id]
+		st.txs = append(st.txs, prefixTx{id: id, entries: tx.entries, prepared: tx.prepared, data: tx.data})
+	}
+	return st, nil
+}
+
+// liveSnapshotMax bounds the live records compactSnapshotLocked copies
+// (under the journal's lock); beyond it compaction replays the prefix.
+const liveSnapshotMax = 1 << 16
+
+// compactSnapshotLocked returns the live records whose adds are in the
+// prefix [s0, e) (where, and their bytes), for readLive; nil when an open
+// transaction began in the prefix or too many records are live, and the
+// prefix must be replayed.
+func (j *FileJournal) compactSnapshotLocked(s0, e uint64) map[uint64]recLoc {
+	if j.v.live.len() > liveSnapshotMax {
+		return nil
+	}
+	for _, tx := range j.v.txs {
+		if tx.firstSeg < e {
+			return nil
+		}
+	}
+	snap := map[uint64]recLoc{}
+	j.v.live.each(func(id uint64, loc *recLoc) {
+		if loc.seg >= s0 && loc.seg < e {
+			snap[id] = *loc
+		}
+	})
+	return snap
+}
+
+// readLive builds the prefix's state from the segments holding the adds
+// of snap's records only: segments whose records are all dead are not
+// read. The state is snap's records as added, which is right when none of
+// them was updated since (its bytes are its add's: updates would count)
+// and no transaction touched them (a transactional entry in a segment read
+// gives up). It returns the number of segments read, or -1 when the
+// prefix must be replayed. Records of snap deleted since are still part
+// of the state: their deletes follow it.
+func (j *FileJournal) readLive(ctx context.Context, s0 uint64, hdrs []segHeader, snap map[uint64]recLoc) (st prefixState, read int, err error) {
+	if snap == nil {
+		return st, -1, nil
+	}
+	segs := map[uint64]bool{}
+	for _, loc := range snap {
+		segs[loc.seg] = true
+	}
+	found := make(map[uint64]int, len(snap)) // ID -> index in st.records
+	var dead []bool                          // st.records[i] was added again later
+	for i, h := range hdrs {
+		seq := s0 + uint64(i)
+		if !segs[seq] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, -1, err
+		}
+		read++
+		tx := false
+		err := j.scanPrefixSegment(seq, h, func(e *Entry) {
+			switch {
+			case e.Kind.Transactional():
+				tx = true
+			case e.Kind == KindAdd && snap[e.ID].seg == seq:
+				if k, dup := found[e.ID]; dup {
+					dead[k] = true // an earlier add of the ID, deleted since
+				}
+				found[e.ID] = len(st.records)
+				st.records = append(st.records, Record{ID: e.ID, Type: e.Type, Data: e.Data})
+				dead = append(dead, false)
+			}
+		})
+		if err != nil {
+			return st, -1, err
+		}
+		if tx {
+			return st, -1, nil
+		}
+	}
+	if len(found) != len(snap) {
+		return st, -1, nil
+	}
+	live := st.records[:0]
+	for i, r := range st.records {
+		if dead[i] {
+			continue
+		}
+		e := Entry{Kind: KindAdd, ID: r.ID, Type: r.Type, Data: r.Data}
+		if entrySize(&e) != int(snap[r.ID].size) {
+			return st, -1, nil // updated since its add: replay
+		}
+		live = append(live, r)
+	}
+	st.records = live
+	for _, r := range st.records {
+		st.maxID = max(st.maxID, r.ID)
+	}
+	return st, read, nil
+}
+
+// compactSwitch makes the compaction durable and visible. It returns the
+// removed segments' files, renamed to NAME.free, for the pool.
+func (j *FileJournal) compactSwitch(p *compactPlan) ([]string, error) {
 	var b strings.Builder
 	b.WriteString("tandem-compact 1\n")
 	first := p.s1 - uint64(p.m)
@@ -267,50 +490,77 @@ func (j *FileJournal) compactSwitch(p *compactPlan) error {
 	fmt.Fprintf(&b, "crc %08x\n", crc32.Checksum([]byte(b.String()), castagnoli))
 	ctl := j.controlPath()
 	if err := writeFileSync(j.fs, ctl+".tmp", []byte(b.String())); err != nil {
-		return fmt.Errorf("journal: compaction control file: %w", err)
+		return nil, fmt.Errorf("journal: compaction control file: %w", err)
 	}
 	if err := j.fs.Rename(ctl+".tmp", ctl); err != nil {
-		return fmt.Errorf("journal: compaction control file: %w", err)
+		return nil, fmt.Errorf("journal: compaction control file: %w", err)
 	}
 	p.switching = true // from here on the control file may be durable
 	if err := j.fs.SyncDir(j.opts.Dir); err != nil {
-		return fmt.Errorf("journal: compaction control file: %w", err)
+		return nil, fmt.Errorf("journal: compaction control file: %w", err)
 	}
-	return finishCompaction(j.fs, j.opts.Dir, j.nm)
+	return switchCompaction(j.fs, j.opts.Dir, j.nm, true)
 }
 
-// finishCompaction carries out the control file in dir, if any (again
-// after a crash: every step is idempotent), and removes stray .cmp files.
+// freeSuffix names a removed segment's file between a compaction's switch
+// and the pool recycling it: no longer a segment, not yet a prepared file.
+const freeSuffix = ".free"
+
+// finishCompaction finishes, at load, a compaction interrupted by a crash
+// (see switchCompaction).
 func finishCompaction(fs aio.FS, dir string, nm Naming) error {
+	_, err := switchCompaction(fs, dir, nm, false)
+	return err
+}
+
+// switchCompaction carries out the control file in dir, if any (again
+// after a crash: every step is idempotent). At load (live false) the
+// segments to remove are removed, and stray .cmp files (a compaction that
+// never reached its control file) and .free files (removed segments the
+// pool never took) too. During a live compaction the segments to remove
+// are renamed to NAME.free instead and returned, for the pool to recycle;
+// .free files the pool has not taken yet are left alone.
+func switchCompaction(fs aio.FS, dir string, nm Naming, live bool) ([]string, error) {
 	ctl := filepath.Join(dir, nm.Prefix+".compact")
 	names, err := fs.List(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	have := map[string]bool{}
 	for _, n := range names {
 		have[n] = true
 	}
-	if !have[filepath.Base(ctl)] {
+	if !live {
 		for _, n := range names {
-			if base, ok := strings.CutSuffix(n, ".cmp"); ok {
-				if _, ok := parseSegmentName(nm.Prefix, nm.Ext, base); ok {
-					if err := fs.Remove(filepath.Join(dir, n)); err != nil {
-						return err
-					}
+			for _, suf := range []string{".cmp", freeSuffix} {
+				base, ok := strings.CutSuffix(n, suf)
+				if !ok {
+					continue
+				}
+				if _, ok := parseSegmentName(nm.Prefix, nm.Ext, base); !ok {
+					continue
+				}
+				// A .cmp file is kept when the control file names it.
+				if suf == ".cmp" && have[filepath.Base(ctl)] {
+					continue
+				}
+				if err := fs.Remove(filepath.Join(dir, n)); err != nil {
+					return nil, err
 				}
 			}
 		}
+	}
+	if !have[filepath.Base(ctl)] {
 		if have[filepath.Base(ctl)+".tmp"] {
 			if err := fs.Remove(ctl + ".tmp"); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
+		return nil, nil
 	}
 	f, err := fs.Open(ctl)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	size, err := f.Size()
 	var text []byte
@@ -320,35 +570,43 @@ func finishCompaction(fs aio.FS, dir string, nm Naming) error {
 	}
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("journal: read %s: %w", ctl, err)
+		return nil, fmt.Errorf("journal: read %s: %w", ctl, err)
 	}
 	removes, renames, err := parseControl(string(text))
 	if err != nil {
-		return &CorruptionError{File: ctl, Reason: err.Error()}
+		return nil, &CorruptionError{File: ctl, Reason: err.Error()}
 	}
 	for _, seq := range renames {
 		name := SegmentName(nm.Prefix, nm.Ext, seq)
 		if have[name+".cmp"] {
 			if err := fs.Rename(filepath.Join(dir, name+".cmp"), filepath.Join(dir, name)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
+	var free []string
 	for _, seq := range removes {
 		name := SegmentName(nm.Prefix, nm.Ext, seq)
-		if have[name] {
-			if err := fs.Remove(filepath.Join(dir, name)); err != nil {
-				return err
+		if !have[name] {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if live {
+			if err := fs.Rename(path, path+freeSuffix); err != nil {
+				return nil, err
 			}
+			free = append(free, path+freeSuffix)
+		} else if err := fs.Remove(path); err != nil {
+			return nil, err
 		}
 	}
 	if err := fs.SyncDir(dir); err != nil {
-		return err
+		return nil, err
 	}
 	if err := fs.Remove(ctl); err != nil {
-		return err
+		return nil, err
 	}
-	return fs.SyncDir(dir)
+	return free, fs.SyncDir(dir)
 }
 
 func parseControl(text string) (removes, renames []uint64, err error) {

@@ -3,6 +3,7 @@ package journal_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -62,6 +63,34 @@ func churn(t *testing.T, j journal.Journal, n, keep int) {
 		entries := []journal.Entry{{Kind: journal.KindAdd, ID: uint64(i), Data: data}}
 		if i%50 == 0 {
 			entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: 1, Data: fmt.Appendf(nil, "u%d", i)})
+		}
+		if i >= 100+keep {
+			entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: uint64(i - keep)})
+		}
+		must(entries...)
+	}
+}
+
+// plainQueue writes records that stay (one re-added after a delete in
+// the same segment) among many that are added and deleted keep appends
+// later, with no update and no transaction: compaction then reads only the
+// segments holding the live records.
+func plainQueue(t *testing.T, j journal.Journal, n, keep int) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(entries ...journal.Entry) {
+		if err := journal.AppendSync(ctx, j, entries...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(journal.Entry{Kind: journal.KindAdd, ID: 1, Type: 7, Data: []byte("first")})
+	must(journal.Entry{Kind: journal.KindDelete, ID: 1})
+	must(journal.Entry{Kind: journal.KindAdd, ID: 1, Type: 8, Data: []byte("long-lived, added again")})
+	data := bytes.Repeat([]byte{9}, 900)
+	for i := 100; i < 100+n; i++ {
+		entries := []journal.Entry{{Kind: journal.KindAdd, ID: uint64(i), Data: data}}
+		if i == 100+n/3 {
+			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: 2, Data: []byte("another that stays")})
 		}
 		if i >= 100+keep {
 			entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: uint64(i - keep)})
@@ -133,10 +162,12 @@ func TestCompactLongLived(t *testing.T) {
 // state as before the compaction.
 func TestCompactCrashAtEveryStep(t *testing.T) {
 	for _, tc := range []struct {
-		op   crashfs.Op
-		keep int
-	}{{crashfs.OpPlainSync, 10}, {crashfs.OpSyncDir, 10}, {crashfs.OpPlainWrite, 10},
-		{crashfs.OpPlainSync, 150}, {crashfs.OpSyncDir, 150}, {crashfs.OpPlainWrite, 150}} {
+		op    crashfs.Op
+		keep  int
+		queue bool // plainQueue instead of churn: the state is read from the live records' segments only
+	}{{crashfs.OpPlainSync, 10, false}, {crashfs.OpSyncDir, 10, false}, {crashfs.OpPlainWrite, 10, false},
+		{crashfs.OpPlainSync, 150, false}, {crashfs.OpSyncDir, 150, false}, {crashfs.OpPlainWrite, 150, false},
+		{crashfs.OpPlainSync, 150, true}, {crashfs.OpSyncDir, 150, true}, {crashfs.OpPlainWrite, 150, true}} {
 		op := tc.op
 		for k := 1; ; k++ {
 			fs := crashfs.New(crashfs.Options{Kind: aio.NIO, Alignment: 1, SectorSize: 512})
@@ -148,7 +179,11 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 			if _, err := j.Load(ctx); err != nil {
 				t.Fatal(err)
 			}
-			churn(t, j, 1200, tc.keep)
+			if tc.queue {
+				plainQueue(t, j, 1200, tc.keep)
+			} else {
+				churn(t, j, 1200, tc.keep)
+			}
 			before := loadSnapshot(t, fs.Crash(1))
 			var snap *crashfs.FS
 			fs.CrashAt(op, k, uint64(k), func(s *crashfs.FS) { snap = s })
@@ -158,6 +193,9 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 			}
 			if res.NewSegs == 0 {
 				t.Fatalf("compaction skipped: %s", res.Skipped)
+			}
+			if prefix := int(res.To - res.From); tc.queue != (res.SegmentsRead < prefix) {
+				t.Fatalf("queue %v: compaction read %d of the prefix's %d segments: %+v", tc.queue, res.SegmentsRead, prefix, res)
 			}
 			j.Close()
 			if snap == nil {
@@ -181,6 +219,15 @@ func loadSnapshot(t *testing.T, fs *crashfs.FS) *journal.LoadResult {
 	res, err := j.Load(context.Background())
 	if err != nil {
 		t.Fatalf("load: %v", err)
+	}
+	names, err := fs.List("/j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, ".free") || strings.HasSuffix(n, ".cmp") || strings.HasSuffix(n, ".compact") {
+			t.Fatalf("load left %s behind", n)
+		}
 	}
 	return res
 }
@@ -269,5 +316,163 @@ func TestScanWarnsOfPendingCompaction(t *testing.T) {
 	res, err = journal.Scan(fs, "/j", nm, nil)
 	if err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "interrupted compaction") {
 		t.Fatalf("scan with a control file: %v, warnings %q", err, res.Warnings)
+	}
+}
+
+// TestCompactSteadyQueueBounded: a queue in steady state with one
+// long-lived record, compacted every few segments, keeps its directory
+// bounded (the long-lived record is moved, the segments it pinned go to
+// the pool or are removed), leaves no compaction files behind and loads
+// the live set. Compaction is called explicitly so that the bound does not
+// depend on timing: after a compaction the files are the segments in use,
+// the pool, and the freed segments the preparer has not taken yet.
+func TestCompactSteadyQueueBounded(t *testing.T) {
+	for _, updated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("updated=%v", updated), func(t *testing.T) { compactSteadyQueue(t, updated) })
+	}
+}
+
+// compactSteadyQueue: with updated, the long-lived record has an update
+// and compaction replays the whole prefix; without, it reads only the
+// segment holding the record.
+func compactSteadyQueue(t *testing.T, updated bool) {
+	const seg, pool = 64 << 10, 2
+	dir := t.TempDir()
+	open := func() *journal.FileJournal {
+		j, err := journal.Open(journal.Options{Dir: dir, SegmentSize: seg, PoolFiles: pool, Logger: quiet, CompactMinFiles: -1,
+			FS: aio.OS(aio.NIO, aio.DefaultOptions())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	j := open()
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must := func(entries ...journal.Entry) {
+		t.Helper()
+		if err := journal.AppendSync(ctx, j, entries...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(journal.Entry{Kind: journal.KindAdd, ID: 1, Data: []byte("long-lived")})
+	if updated {
+		must(journal.Entry{Kind: journal.KindUpdate, ID: 1, Data: []byte("its update")})
+	}
+	data := bytes.Repeat([]byte{5}, 900)
+	const depth, perRound, rounds = 20, 300, 6 // a round is about 4.4 segments
+	// Between compactions: the segments of a round, those kept by the
+	// last compaction (at most 3), the pool (pool+1) and the freed
+	// segments not yet recycled or removed (at most a round's), and one
+	// file being zero-filled.
+	const bound = (5 + 3 + pool + 1 + 5 + 1) * seg
+	maxDir, id := int64(0), uint64(100)
+	for r := range rounds {
+		for range perRound {
+			id++
+			entries := []journal.Entry{{Kind: journal.KindAdd, ID: id, Data: data}}
+			if id > 100+depth {
+				entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: id - depth})
+			}
+			must(entries...)
+			maxDir = max(maxDir, dirSize(dir))
+		}
+		res, err := j.Compact(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.NewSegs != 1 {
+			t.Fatalf("round %d: compaction of [%d, %d) wrote %d segments (%s), want the live state in one", r, res.From, res.To, res.NewSegs, res.Skipped)
+		}
+		if prefix := int(res.To - res.From); updated != (res.SegmentsRead == prefix) {
+			t.Fatalf("round %d: compaction read %d of the prefix's %d segments", r, res.SegmentsRead, prefix)
+		}
+		if m := j.Metrics(); m.SegmentsInUse > 3 {
+			t.Fatalf("round %d: %d segments in use after compacting [%d, %d)", r, m.SegmentsInUse, res.From, res.To)
+		}
+		maxDir = max(maxDir, dirSize(dir))
+	}
+	t.Logf("%d appends through about %d segments: the directory reached %d KiB (bound %d KiB)",
+		rounds*perRound, rounds*perRound*950/seg, maxDir>>10, bound>>10)
+	if maxDir > bound {
+		t.Fatalf("the directory reached %d bytes, over the bound %d", maxDir, bound)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = open()
+	defer j.Close()
+	res, err := j.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != depth+1 || res.Records[0].ID != 1 || (len(res.Records[0].Updates) == 1) != updated || res.Records[1].ID != id-depth+1 {
+		t.Fatalf("reload: %d records, want the long-lived one and %d queued", len(res.Records), depth)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".free") || strings.HasSuffix(e.Name(), ".cmp") || strings.HasSuffix(e.Name(), ".compact") {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
+// TestCompactBelowSubscriber: a subscriber reading from the middle of the
+// journal keeps every segment from its position on: compaction rewrites
+// only the prefix below it, and the subscriber reads on without a gap or
+// an error. A position in the removed segments then needs a resync.
+func TestCompactBelowSubscriber(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1,
+		FS: aio.OS(aio.NIO, aio.DefaultOptions())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	plainQueue(t, j, 1200, 20) // about 17 segments, the first 16 mostly dead
+	const from = 8
+	sub, err := j.Subscribe(journal.Position{Seq: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	res, err := j.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NewSegs == 0 || res.From != 1 || res.To > from {
+		t.Fatalf("compacted [%d, %d) into %d segments (%s), want a prefix below the subscriber at %d", res.From, res.To, res.NewSegs, res.Skipped, from)
+	}
+	if _, err := j.Subscribe(journal.Position{Seq: 1}); !errors.Is(err, journal.ErrResyncNeeded) {
+		t.Fatalf("subscribe at a compacted segment: %v, want ErrResyncNeeded", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next, n := journal.Position{Seq: from}, 0
+	for {
+		b, err := sub.Next(ctx)
+		if errors.Is(err, journal.ErrClosed) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d batches: %v", n, err)
+		}
+		if b.Pos != next {
+			t.Fatalf("batch %d at %v, want %v", n, b.Pos, next)
+		}
+		next = b.End()
+		if b.Sealed {
+			next = journal.Position{Seq: b.Pos.Seq + 1}
+		}
+		n++
+	}
+	if next.Seq < 17 {
+		t.Fatalf("the subscriber stopped at %v", next)
 	}
 }

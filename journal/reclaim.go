@@ -36,8 +36,12 @@ func (j *FileJournal) reclaimableLocked() []string {
 }
 
 // maybeCompactLocked starts an automatic compaction when the segments in
-// use reach journal-compact-min-files; after one that did not pay, it
-// waits for that many more segments.
+// use reach journal-compact-min-files and the validator's estimate finds
+// a prefix worth compacting (compactEndLocked). It runs at most once per
+// journal-compact-min-files segments appended, whether or not the last
+// one paid: its cost (reading the live records' segments, a page per
+// moved record, a few fsyncs) is then spread over that many segments of
+// appends.
 func (j *FileJournal) maybeCompactLocked() {
 	n := j.opts.CompactMinFiles
 	if n < 0 || j.compacting || j.closing || j.seg.hdr.seq < j.compactRetry || j.seg.hdr.seq-j.oldest < uint64(n) {
@@ -48,8 +52,7 @@ func (j *FileJournal) maybeCompactLocked() {
 	// reading anything: an append-mostly journal, or one whose few live
 	// records pile up updates (all live: compaction keeps every update of a
 	// live record), is never read for nothing.
-	prefix := int64(j.seg.hdr.seq-j.oldest) * j.opts.SegmentSize
-	if j.v.pins.liveBytes(j.oldest, j.seg.hdr.seq)*100 > int64(j.opts.CompactPercentage)*prefix {
+	if j.compactEndLocked(j.oldest, min(j.seg.hdr.seq, j.streamFloorLocked())) == 0 {
 		return
 	}
 	j.bg.Add(1)
