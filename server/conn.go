@@ -56,15 +56,23 @@ func (c *conn) begin() {
 	c.s.inflight.Add(1)
 }
 
-// end uncounts it and reports whether it was the last one outstanding on
-// the connection and in the whole broker: only then is its answer written
-// inline (urgent). With other requests in flight anywhere, answers go
-// through the writer goroutines, which run in parallel instead of
-// serialising socket writes on the journal's callback goroutine.
+// end uncounts it and reports whether its answer is urgent (written
+// inline by the goroutine completing it): it was the last one outstanding
+// on the connection, and at most inlineOthers requests remain in flight in
+// the whole broker. A synchronous producer next to a consumer (whose ack
+// is often in flight) is answered without a writer goroutine hand-off;
+// with many requests in flight, answers go through the writer goroutines,
+// which run in parallel instead of serialising socket writes on the
+// journal's callback goroutine.
 func (c *conn) end() bool {
 	last := c.inflight.Add(-1) == 0
-	return c.s.inflight.Add(-1) == 0 && last
+	return c.s.inflight.Add(-1) <= inlineOthers && last
 }
+
+// inlineOthers is how many other requests in flight in the broker still
+// let an answer be written inline: one, the consumer's ack beside a
+// synchronous producer's send.
+const inlineOthers = 1
 
 type connConsumer struct {
 	sess *Session
