@@ -170,11 +170,19 @@ func AppendSync(ctx context.Context, j Journal, entries ...Entry) error {
 		syncWaiters.Put(w)
 		return err
 	}
+	cancel := ctx.Done()
+	if cancel == nil {
+		// A context that never ends: a plain receive, cheaper than a select
+		// (selectgo was 9% of the CPU at 64 writers).
+		err := <-w.ch
+		syncWaiters.Put(w)
+		return err
+	}
 	select {
 	case err := <-w.ch:
 		syncWaiters.Put(w) // empty again: reusable
 		return err
-	case <-ctx.Done():
+	case <-cancel:
 		return ctx.Err() // w is dropped: its done may still send
 	}
 }
