@@ -6,7 +6,10 @@
 #   bench/shapes.sh [TANDEM_BINARY] [RUNS]      (needs jq)
 #
 # Ports 47101 (clients) and 47102 (management) must be free. Set CONFIG to
-# run the brokers with a broker.xml (e.g. <journal-type>NIO</journal-type>).
+# run the brokers with a broker.xml (e.g. <journal-type>NIO</journal-type>),
+# BROKER_ENV to run them with environment settings (e.g. GOMAXPROCS=1).
+# Each run also prints the messages journal's appends per fdatasync (from
+# /metrics): how much the group commit gathered.
 set -u
 BIN=${1:-./tandem}
 RUNS=${2:-3}
@@ -16,12 +19,16 @@ OUT=$(mktemp -d /tmp/tandem-shapes-XXXX)
 
 broker() { # starts a fresh broker; sets BP and D
 	D=$(mktemp -d /tmp/tandem-shape-broker-XXXX)
-	"$BIN" run ${CONFIG:+--config "$CONFIG"} --data "$D/data" --listen "tcp://$PORT" --http "$HTTP" >"$D/broker.log" 2>&1 &
+	${BROKER_ENV:+env $BROKER_ENV} "$BIN" run ${CONFIG:+--config "$CONFIG"} --data "$D/data" --listen "tcp://$PORT" --http "$HTTP" >"$D/broker.log" 2>&1 &
 	BP=$!
 	for _ in $(seq 1 200); do grep -q 'management:' "$D/broker.log" && break; sleep 0.05; done
 	grep 'store:' "$D/broker.log" | head -1 >&2
 }
 stop() { kill "$BP"; wait "$BP" 2>/dev/null; rm -rf "$D"; sleep 1; }
+batch() { # the messages journal's appends per fdatasync so far
+	curl -s "http://$HTTP/metrics" | awk '/^tandem_journal_appends_total\{journal="messages"\}/ {a=$2}
+		/^tandem_journal_syncs_total\{journal="messages"\}/ {s=$2} END {if (s > 0) printf "%.2f", a/s; else print "null"}'
+}
 
 shape() { # NAME bench-args...
 	local name=$1
@@ -36,7 +43,8 @@ shape() { # NAME bench-args...
 		else
 			"$BIN" bench --url "tcp://$PORT" --json --http "$HTTP" "$@" >"$OUT/$name.$i.json"
 		fi
-		echo "$name run $i (exit $?): $(cat "$OUT/$name.$i.json")"
+		rc=$?
+		echo "$name run $i (exit $rc): $(cat "$OUT/$name.$i.json") appends_per_sync=$(batch)"
 		stop
 	done
 	echo -n "$name median:"
