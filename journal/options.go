@@ -23,12 +23,14 @@ const (
 	// flusher; appenders wait beyond it (back-pressure for sync=false
 	// floods; synced appenders never reach it in practice).
 	DefaultMaxPending = 64 << 20
-	// DefaultMaxInFlight bounds the batches submitted and not yet complete
-	// (only asynchronous backends can have more than one). Measured with
-	// 64 closed-loop writers on io_uring here: 1 gathers 56 records per
-	// fdatasync, 2 splits them into batches of 37 and was slower, 8 into
-	// batches of 7 and 2-3x slower. More may pay on devices whose
-	// fdatasyncs overlap; MaxInFlight raises it.
+	// DefaultMaxInFlight bounds the batches submitted and not yet complete.
+	// Every OS backend can have more than one (io_uring in its ring, NIO
+	// and DIRECT with their fdatasyncs on goroutines of the File). Measured
+	// with 64 closed-loop writers on io_uring here: 1 gathers 56 records
+	// per fdatasync, 2 splits them into batches of 37 and was slower, 8
+	// into batches of 7 and 2-3x slower; on NIO and DIRECT, 2 was within
+	// the noise of 1 (this VM's disk runs one cache flush at a time). More
+	// may pay on devices whose flushes overlap; MaxInFlight raises it.
 	DefaultMaxInFlight = 1
 	chunkSize          = 1 << 20
 	// DefaultCompactMinFiles and DefaultCompactPercentage are Artemis's
