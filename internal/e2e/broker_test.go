@@ -63,6 +63,7 @@ func freePort(t *testing.T) int {
 type brokerProc struct {
 	t        *testing.T
 	bin      string
+	dir      string // its own directory: working directory and log
 	data     string
 	port     int
 	httpPort int
@@ -80,7 +81,7 @@ func newBrokerProc(t *testing.T) *brokerProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &brokerProc{t: t, bin: tandemBinary(t), data: filepath.Join(dir, "data"),
+	b := &brokerProc{t: t, bin: tandemBinary(t), dir: dir, data: filepath.Join(dir, "data"),
 		port: freePort(t), httpPort: freePort(t), logs: logs}
 	t.Cleanup(func() {
 		b.kill()
@@ -109,7 +110,14 @@ func (b *brokerProc) start(extra ...string) {
 	args := append([]string{"run", "--data", b.data, "--listen", b.URL(),
 		"--http", fmt.Sprintf("127.0.0.1:%d", b.httpPort)}, extra...)
 	cmd := exec.Command(b.bin, args...)
-	cmd.Dir = filepath.Dir(b.data) // no ./etc/broker.xml there
+	// The broker's own directory (no ./etc/broker.xml there), never the
+	// data directory's parent: a test may put the data on a faultfs mount
+	// served by this process, and a child that touches the mount before
+	// its exec (a chdir there) deadlocks the test binary: Go's fork holds
+	// a P in vfork until the child execs, a stop-the-world (GC) then waits
+	// for that P, and the FUSE server goroutines that would answer the
+	// child's request get none (seen: TestHaltOnFsyncError hung 20 min).
+	cmd.Dir = b.dir
 	cmd.Stderr = b.logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {

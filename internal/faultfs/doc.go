@@ -12,6 +12,16 @@
 //
 // Tests call New (it skips the test unless running as root with /dev/fuse);
 // the mount is removed in t.Cleanup, and stale mounts of dead test
-// processes are cleared first. This package never touches files outside its
+// processes are cleared first.
+//
+// The mount is served by the test process itself, so that process must
+// never start a child that touches the mount before its exec: a working
+// directory (exec.Cmd.Dir) or executable on the mount, or an inherited
+// open file of it (closed at exec, which sends a FUSE flush). Go's fork
+// holds a P in vfork until the child execs; a stop-the-world (a GC) then
+// waits for that P while the child waits for a FUSE answer that no
+// goroutine can run to give: the test binary hangs until its timeout.
+// Children that only use the mount after their exec (brokers whose
+// journal is on it) are fine. This package never touches files outside its
 // backing directory and must never be imported by non-test code.
 package faultfs
