@@ -20,8 +20,8 @@ func (r *ref) durable() bool { return r.msg.Durable && r.q.durable }
 // Queue is a queue bound to an address. Messages wait in it until a
 // consumer with credit takes them. A goroutine per queue delivers what
 // credit and consumers make deliverable; what a send makes deliverable is
-// delivered by the enqueuing goroutine itself when no delivery is running
-// (see enqueue).
+// delivered by the send's completion itself, up to a batch, when no
+// delivery is running (see push).
 type Queue struct {
 	id          uint64
 	name        string
@@ -46,6 +46,7 @@ type Queue struct {
 	// rechecks under mu before clearing it, so nothing made deliverable
 	// meanwhile is left behind.
 	dispatching bool
+	idle        sync.Cond // on mu: broadcast when dispatching clears
 	kick        chan struct{}
 	stop        chan struct{}
 	stopped     chan struct{}
@@ -67,6 +68,7 @@ func newQueue(id uint64, name string, a *address, routing Routing, durable, temp
 		temporary: temporary, autoCreated: auto, refData: encodeQueueID(id),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
+	q.idle.L = &q.mu
 	return q
 }
 
@@ -116,26 +118,43 @@ func (q *Queue) push(r *ref) bool {
 	return true
 }
 
-// deliverClaimed delivers what is deliverable after a push that returned
-// true.
+// deliverClaimed delivers after a push that returned true: one batch of
+// at most inlineDeliveries, so a journal completion never works through a
+// backlog; whatever is still waiting then is left to the delivery
+// goroutine.
 func (q *Queue) deliverClaimed() {
 	var buf [inlineDeliveries]delivery
+	batch := buf[:0]
 	q.mu.Lock()
-	q.deliverLocked(buf[:0])
+	batch = q.dispatchLocked(batch)
+	q.mu.Unlock()
+	for i, d := range batch {
+		d.c.deliver(d.r)
+		batch[i] = delivery{}
+	}
+	q.mu.Lock()
+	q.dispatching = false
+	q.idle.Broadcast()
+	more := q.msgs.len() > 0 && len(q.consumers) > 0 && !q.deleted
+	q.mu.Unlock()
+	if more {
+		q.wake()
+	}
 }
 
-// inlineDeliveries is the batch an enqueuer delivers at a time.
+// inlineDeliveries is the most a send's completion delivers itself.
 const inlineDeliveries = 8
 
 // deliverLocked delivers until nothing more is deliverable, in batches of
-// cap(batch). Caller holds q.mu and has set dispatching (or found it
-// clear); it returns with q.mu released and dispatching clear.
+// cap(batch). Caller holds q.mu and has found dispatching clear; it
+// returns with q.mu released and dispatching clear.
 func (q *Queue) deliverLocked(batch []delivery) {
 	q.dispatching = true
 	for {
 		batch = q.dispatchLocked(batch[:0])
 		if len(batch) == 0 {
 			q.dispatching = false
+			q.idle.Broadcast()
 			q.mu.Unlock()
 			return
 		}
@@ -179,8 +198,12 @@ type delivery struct {
 }
 
 // dispatchLocked hands waiting messages to consumers with credit, round
-// robin, at most len(out) cap of them. Caller holds q.mu.
+// robin, at most len(out) cap of them; none once the queue is shut down.
+// Caller holds q.mu.
 func (q *Queue) dispatchLocked(out []delivery) []delivery {
+	if q.deleted {
+		return out
+	}
 	n := len(q.consumers)
 	for q.msgs.len() > 0 && len(out) < cap(out) && n > 0 {
 		var c *Consumer
@@ -263,10 +286,15 @@ func (q *Queue) removeConsumer(c *Consumer) (cancelled []*ref, left int) {
 	return cancelled, left
 }
 
-// shutdown stops the delivery goroutine and waits for it.
+// shutdown stops delivering: it waits for a delivery in progress (the
+// goroutine's or a send completion's) and stops the delivery goroutine;
+// nothing is delivered once it returns.
 func (q *Queue) shutdown() {
 	q.mu.Lock()
 	q.deleted = true
+	for q.dispatching {
+		q.idle.Wait()
+	}
 	q.mu.Unlock()
 	select {
 	case <-q.stop:
