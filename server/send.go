@@ -53,7 +53,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	}
 	err = s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
-			s.halt(err)
+			err = s.halt(err)
 		} else {
 			s.ctr.in.Add(1)
 		}
@@ -173,7 +173,7 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 	entries := append(s.ackEntries[:0], s.ackEntryLocked(r))
 	err := s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
-			s.halt(err)
+			err = s.halt(err)
 		}
 		done(err)
 	})
@@ -207,7 +207,7 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 	}
 	err := s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
-			s.halt(err)
+			err = s.halt(err)
 		}
 		done(err)
 	})

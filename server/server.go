@@ -191,12 +191,17 @@ func (s *Server) Halted() error {
 }
 
 // halt stops confirming anything: called when a journal reports an error.
-func (s *Server) halt(err error) {
+// It returns err wrapped in ErrHalted, which an operation whose append
+// failed reports (CodeUnavailable: an unknown outcome to the client, which
+// resends a send with its duplicate ID): a write whose sync failed may
+// still have reached storage, where a backup taking over reads it.
+func (s *Server) halt(err error) error {
 	if s.halted.CompareAndSwap(false, true) {
 		e := fmt.Errorf("%w: %w", ErrHalted, err)
 		s.haltErr.Store(&e)
 		s.log.Error("storage error: broker halted, nothing more is acknowledged", "err", err)
 	}
+	return fmt.Errorf("%w: %w", ErrHalted, err)
 }
 
 // guard wraps a confirmation callback with the CanAck check.

@@ -359,7 +359,7 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	if len(entries) > 0 {
 		err = s.msgs.Append(entries, !s.opts.NoSyncTransactional, func(err error) {
 			if err != nil {
-				s.halt(err)
+				err = s.halt(err)
 			}
 			finish(err)
 		})
