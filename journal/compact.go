@@ -94,7 +94,13 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 	}
 	snap := j.compactSnapshotLocked(s0, e)
 	j.compacting = true // reclaim leaves the prefix alone meanwhile
-	j.compactS1 = e
+	// compactS1 is the end of the prefix being rewritten, then of the
+	// last one rewritten: a subscriber resuming at a position below it
+	// would get a rewritten segment's bytes after the old ones it holds,
+	// so Subscribe refuses it (ErrCompactBusy meanwhile, ErrResyncNeeded
+	// after). A compaction that rewrites nothing restores it.
+	prevS1 := j.compactS1
+	j.compactS1 = max(prevS1, e) // an earlier compaction may have rewritten more
 	j.mu.Unlock()
 	res, plan, err := j.compactPrepare(ctx, s0, e, snap)
 	var free []string
@@ -105,6 +111,8 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 	j.compacting = false
 	if err == nil && plan != nil {
 		j.compactAdopt(plan)
+	} else if plan == nil || !plan.switching {
+		j.compactS1 = prevS1 // nothing was rewritten
 	}
 	inUse := int(j.seg.hdr.seq - j.oldest + 1)
 	j.mu.Unlock()
@@ -193,16 +201,16 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 	maxID = max(maxID, st.maxID)
 	// The state as a stream of entries, tagged by what they belong to.
 	type tagged struct {
-		e    Entry
-		rec  uint64 // live record ID (0: a transaction entry)
-		tx   uint64
-		txOp bool // a transaction entry (not its prepare)
+		e     Entry
+		isRec bool // a live record's add or update (else a transaction's)
+		tx    uint64
+		txOp  bool // a transaction entry (not its prepare)
 	}
 	var stream []tagged
 	for _, r := range st.records {
-		stream = append(stream, tagged{e: Entry{Kind: KindAdd, ID: r.ID, Type: r.Type, Data: r.Data}, rec: r.ID})
+		stream = append(stream, tagged{e: Entry{Kind: KindAdd, ID: r.ID, Type: r.Type, Data: r.Data}, isRec: true})
 		for _, u := range r.Updates {
-			stream = append(stream, tagged{e: Entry{Kind: KindUpdate, ID: r.ID, Type: u.Type, Data: u.Data}, rec: r.ID})
+			stream = append(stream, tagged{e: Entry{Kind: KindUpdate, ID: r.ID, Type: u.Type, Data: u.Data}, isRec: true})
 		}
 	}
 	for _, tx := range st.txs {
@@ -280,8 +288,8 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 		for _, t := range stream[b.from:b.to] {
 			entries = append(entries, t.e)
 			switch {
-			case t.rec != 0 && t.e.Kind == KindAdd:
-				plan.recSeg[t.rec] = seq
+			case t.isRec && t.e.Kind == KindAdd: // record ID 0 included
+				plan.recSeg[t.e.ID] = seq
 			case t.txOp:
 				plan.txSegs[t.tx] = append(plan.txSegs[t.tx], seq)
 			}

@@ -72,7 +72,7 @@ func churn(t *testing.T, j journal.Journal, n, keep int) {
 }
 
 // plainQueue writes records that stay (one re-added after a delete in
-// the same segment) among many that are added and deleted keep appends
+// the same segment, one with ID 0) among many that are added and deleted keep appends
 // later, with no update and no transaction: compaction then reads only the
 // segments holding the live records.
 func plainQueue(t *testing.T, j journal.Journal, n, keep int) {
@@ -86,6 +86,7 @@ func plainQueue(t *testing.T, j journal.Journal, n, keep int) {
 	must(journal.Entry{Kind: journal.KindAdd, ID: 1, Type: 7, Data: []byte("first")})
 	must(journal.Entry{Kind: journal.KindDelete, ID: 1})
 	must(journal.Entry{Kind: journal.KindAdd, ID: 1, Type: 8, Data: []byte("long-lived, added again")})
+	must(journal.Entry{Kind: journal.KindAdd, ID: 0, Data: []byte("record ID 0 stays too")})
 	data := bytes.Repeat([]byte{9}, 900)
 	for i := 100; i < 100+n; i++ {
 		entries := []journal.Entry{{Kind: journal.KindAdd, ID: uint64(i), Data: data}}
@@ -422,7 +423,9 @@ func compactSteadyQueue(t *testing.T, updated bool) {
 // TestCompactBelowSubscriber: a subscriber reading from the middle of the
 // journal keeps every segment from its position on: compaction rewrites
 // only the prefix below it, and the subscriber reads on without a gap or
-// an error. A position in the removed segments then needs a resync.
+// an error. A position in the removed or rewritten segments then needs a
+// resync; a subscriber starting from the oldest segment reads the
+// rewritten ones.
 func TestCompactBelowSubscriber(t *testing.T) {
 	j, err := journal.Open(journal.Options{Dir: t.TempDir(), SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1,
 		FS: aio.OS(aio.NIO, aio.DefaultOptions())})
@@ -448,8 +451,15 @@ func TestCompactBelowSubscriber(t *testing.T) {
 	if res.NewSegs == 0 || res.From != 1 || res.To > from {
 		t.Fatalf("compacted [%d, %d) into %d segments (%s), want a prefix below the subscriber at %d", res.From, res.To, res.NewSegs, res.Skipped, from)
 	}
-	if _, err := j.Subscribe(journal.Position{Seq: 1}); !errors.Is(err, journal.ErrResyncNeeded) {
-		t.Fatalf("subscribe at a compacted segment: %v, want ErrResyncNeeded", err)
+	for _, seq := range []uint64{1, res.To - 1} { // removed, rewritten
+		if _, err := j.Subscribe(journal.Position{Seq: seq}); !errors.Is(err, journal.ErrResyncNeeded) {
+			t.Fatalf("subscribe at compacted segment %d: %v, want ErrResyncNeeded", seq, err)
+		}
+	}
+	if s, err := j.Subscribe(journal.Position{}); err != nil {
+		t.Fatalf("subscribe from the oldest segment: %v", err)
+	} else {
+		s.Close()
 	}
 	if err := j.Close(); err != nil {
 		t.Fatal(err)

@@ -119,7 +119,8 @@ func (j *FileJournal) Subscribe(from Position) (*Subscription, error) {
 	if err := j.usableLocked(); err != nil {
 		return nil, err
 	}
-	if from.Seq == 0 {
+	resume := from.Seq != 0
+	if !resume {
 		from = Position{Seq: j.oldest}
 	}
 	if from.Seq < j.oldest {
@@ -127,6 +128,13 @@ func (j *FileJournal) Subscribe(from Position) (*Subscription, error) {
 	}
 	if j.compacting && from.Seq < j.compactS1 {
 		return nil, fmt.Errorf("journal: subscribe at %v: %w (retry)", from, ErrCompactBusy)
+	}
+	// Segments below compactS1 were rewritten by compaction (compact.go):
+	// a position in them is in bytes the resuming subscriber never had.
+	// compactS1 is not persistent: a segment an earlier process rewrote is
+	// not detected here.
+	if resume && from.Seq < j.compactS1 {
+		return nil, fmt.Errorf("%w: segment %d was rewritten by compaction", ErrResyncNeeded, from.Seq)
 	}
 	if from.Seq > j.seg.hdr.seq {
 		return nil, fmt.Errorf("journal: subscribe at %v: beyond the current segment %d", from, j.seg.hdr.seq)
