@@ -6,7 +6,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/aio"
 	"github.com/tandemmq/tandem/journal"
@@ -30,7 +32,8 @@ import (
 // Disk use: "segments" is the most segment files in use or pooled at
 // once, "dir-MiB" the largest size of the journal directory seen (every
 // file: segments, pool, compaction leftovers); both stay bounded whatever
-// b.N with reclaim or compaction and grow with b.N without. "created" is
+// b.N with reclaim or compaction and grow with b.N without. cpu-ns/op is
+// the process's CPU time per append. "created" is
 // the segment files zero-filled (the rest were recycled), "reclaimed" the
 // files reclaim and compaction freed (recycled or removed).
 //
@@ -77,6 +80,7 @@ func steadyQueue(b *testing.B, longLived bool, minCompact int) {
 	left.Store(int64(b.N))
 	var maxSegs, maxDir atomic.Int64
 	b.SetBytes(1024)
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -109,12 +113,25 @@ func steadyQueue(b *testing.B, longLived bool, minCompact int) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	m := j.Metrics()
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(maxSegs.Load()), "segments")
 	b.ReportMetric(float64(maxDir.Load())/(1<<20), "dir-MiB")
 	b.ReportMetric(float64(m.Reclaimed), "reclaimed")
 	b.ReportMetric(float64(m.Created), "created")
 	b.ReportMetric(float64(m.Compactions), "compactions")
+}
+
+// cpuTime is the CPU time (user and system) the process has used: less
+// disturbed than ns/op by other processes' fdatasyncs on a shared disk, it
+// shows the CPU and system-call cost compaction adds.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dirSize is the sum of the sizes of the files in dir (0 when it cannot
