@@ -97,11 +97,11 @@ func (q *Queue) wake() {
 }
 
 // push appends r (already durable when it needs to be). It returns true
-// when the caller must then call deliverClaimed: consumers are attached and
-// no delivery was running, so the caller claimed the delivery. The caller
-// (a journal completion or a connection reader, whose consumers' handlers
-// only encode frames) thus delivers itself, saving the delivery
-// goroutine's wake-up per send; otherwise the running delivery takes r.
+// when consumers are attached: the caller (a send's completion, whose
+// consumers' handlers only encode frames) then calls deliverInline once it
+// has answered the sender, saving the delivery goroutine's wake-up per
+// send. Nothing is claimed here: the sender's done may do anything,
+// closing the consumer and deleting the queue included.
 func (q *Queue) push(r *ref) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -111,22 +111,22 @@ func (q *Queue) push(r *ref) bool {
 	q.seq++
 	r.seq = q.seq
 	q.msgs.pushBack(r)
-	if len(q.consumers) == 0 || q.dispatching {
-		return false
-	}
-	q.dispatching = true
-	return true
+	return len(q.consumers) > 0
 }
 
-// deliverClaimed delivers after a push that returned true: one batch of
-// at most inlineDeliveries, so a journal completion never works through a
+// deliverInline delivers one batch of at most inlineDeliveries when no
+// delivery is running, so a send's completion never works through a
 // backlog; whatever is still waiting then is left to the delivery
-// goroutine.
-func (q *Queue) deliverClaimed() {
+// goroutine. A running delivery takes the pushed messages itself.
+func (q *Queue) deliverInline() {
 	var buf [inlineDeliveries]delivery
-	batch := buf[:0]
 	q.mu.Lock()
-	batch = q.dispatchLocked(batch)
+	if q.dispatching || q.deleted {
+		q.mu.Unlock()
+		return
+	}
+	q.dispatching = true
+	batch := q.dispatchLocked(buf[:0])
 	q.mu.Unlock()
 	for i, d := range batch {
 		d.c.deliver(d.r)

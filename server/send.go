@@ -138,20 +138,20 @@ func reuseEntries(entries []journal.Entry) []journal.Entry {
 }
 
 // enqueueRefs puts refs in their queues, calls done(nil), and then
-// delivers what the pushes claimed: the message is in its queues when done
-// runs, and the sender's answer goes out before the deliveries this
+// delivers what it can (deliverInline): the message is in its queues when
+// done runs, and the sender's answer goes out before the deliveries this
 // goroutine makes.
 func enqueueRefs(refs []ref, done func(error)) {
 	var buf [4]*Queue
-	claimed := buf[:0]
+	consumed := buf[:0]
 	for i := range refs {
 		if q := refs[i].q; q.push(&refs[i]) {
-			claimed = append(claimed, q)
+			consumed = append(consumed, q)
 		}
 	}
 	done(nil)
-	for _, q := range claimed {
-		q.deliverClaimed()
+	for _, q := range consumed {
+		q.deliverInline()
 	}
 }
 
