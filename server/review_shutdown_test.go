@@ -11,10 +11,10 @@ import (
 
 // TestReviewCloseConsumerInSendCallback: an in-process sender closes its
 // consumer from the send's done callback (the last consumer of a
-// temporary queue: the queue is deleted). The send's completion claimed
-// the queue's delivery before calling done (push, then done, then
-// deliverClaimed), so a shutdown that waits for that delivery to finish
-// must not be waited for by the very goroutine that will finish it.
+// temporary queue: the queue is deleted). In 383abe4 the send's
+// completion claimed the queue's delivery before calling done, and the
+// queue's shutdown waited for that delivery, which the same goroutine
+// would only make after done returned: a deadlock.
 func TestReviewCloseConsumerInSendCallback(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		name := "non-durable"
@@ -35,8 +35,9 @@ func TestReviewCloseConsumerInSendCallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			returned := make(chan error, 1)
-			// Non-durable: done runs inside Send, on the sending goroutine.
-			ss.Send(context.Background(), topicDest("t"), &Message{Durable: durable, Body: []byte("m")}, func(err error) {
+			// On a goroutine: for a non-durable message done runs inside Send,
+			// so a deadlock would hang this goroutine, not the test.
+			go ss.Send(context.Background(), topicDest("t"), &Message{Durable: durable, Body: []byte("m")}, func(err error) {
 				if err != nil {
 					returned <- err
 					return
