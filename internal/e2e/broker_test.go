@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandemmq/tandem/internal/testenv"
 )
 
 // The tandem binary, built once per test run.
@@ -48,14 +50,11 @@ func tandemBinary(t *testing.T) string {
 	return binPath
 }
 
+// freePort is testenv.FreePort: never a port handed out before in this
+// process (a broker's acceptor and HTTP ports got the same one once).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testenv.FreePort(t)
 }
 
 // brokerProc is a `tandem run` process on fixed ports and a data

@@ -7,22 +7,47 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment
-// ago. Another process may still take it before the caller binds it; tests
-// that can, should listen on port 0 and read the address instead.
+// ago and that this process never handed out before. Another process may
+// still take it before the caller binds it; tests that can, should listen
+// on port 0 and read the address instead.
+//
+// The kernel may give the same free port to two calls in a row (the first
+// listener is closed at once), so a broker asking for its acceptor and its
+// HTTP port got the same one and failed with "address already in use" (CI,
+// TestKillDuringTransactions); a port reserved for a broker that starts
+// later, or restarts on it, could also be handed to another broker.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv.FreePort: %v", err)
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv.FreePort: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedOutMu.Lock()
+		seen := handedOut[port]
+		handedOut[port] = true
+		handedOutMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("testenv.FreePort: every free port the kernel offered was handed out before")
+	return 0
 }
+
+// Ports FreePort handed out in this process.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
 
 // FreeAddr returns "127.0.0.1:PORT" with PORT from FreePort.
 func FreeAddr(t testing.TB) string {
