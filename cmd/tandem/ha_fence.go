@@ -88,17 +88,31 @@ type fencedFile struct {
 
 func (f *fencedFile) Submit(p []byte, off int64, sync bool, done func(error)) {
 	if err := f.fs.check("write", f.Name()); err != nil {
-		done(err)
+		f.refuse(p, off, err, done)
 		return
 	}
 	f.File.Submit(p, off, sync, done)
+}
+
+// refuse reports err for a request the fence stopped, in submission
+// order: earlier requests may still wait for their fdatasync (the
+// pwrite backends sync on a goroutine, io_uring completes later), and an
+// aio.File completes in order. A zero-length write goes through the
+// backend's queue instead of the refused bytes; nothing reaches the file.
+func (f *fencedFile) refuse(p []byte, off int64, err error, done func(error)) {
+	f.File.Submit(p[:0], off, false, func(e error) {
+		if e == nil {
+			e = err
+		}
+		done(e)
+	})
 }
 
 // SubmitSync keeps the backend's synchronous fast path (the journal
 // asserts aio.SyncSubmitter), gated like Submit.
 func (f *fencedFile) SubmitSync(p []byte, off int64, sync bool, done func(error)) {
 	if err := f.fs.check("write", f.Name()); err != nil {
-		done(err)
+		f.refuse(p, off, err, done)
 		return
 	}
 	if ss, ok := f.File.(aio.SyncSubmitter); ok {
