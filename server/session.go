@@ -97,8 +97,12 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 
 // CreateConsumer attaches a consumer to dest: the queue of that name for
 // anycast (auto-created), a subscription queue on the address for
-// multicast. handler is called from the queue's delivery goroutine and must
-// not block for long.
+// multicast. handler is called from the goroutine making the delivery
+// (the queue's delivery goroutine, or the one completing a send: the
+// journal's completion, flusher or aio goroutine, or a connection reader)
+// and must not block for long. It must not close its own consumer or
+// session itself (a queue's shutdown waits for the delivery in progress):
+// hand that to another goroutine.
 func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts ConsumerOptions, handler func(Delivery)) (*Consumer, error) {
 	if err := ss.s.checkUsable(); err != nil {
 		return nil, err
