@@ -228,6 +228,9 @@ func (c *Conn) requestOn(ctx context.Context, op string, f wire.Frame, lost lost
 		if err := t.send(c.nextID(), f, cl); err != nil {
 			if errors.Is(err, errTransportDead) {
 				c.awaitReplacement(ctx, t)
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("client: %s: waiting for a connection: %w", op, ctx.Err())
+				}
 				continue
 			}
 			return nil, fmt.Errorf("client: %s: %w", op, err)

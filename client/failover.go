@@ -13,6 +13,7 @@ import (
 // transportLost is called by a transport's reader when it ends.
 func (c *Conn) transportLost(t *transport, cause error) {
 	c.mu.Lock()
+	t.lost = true
 	current := c.cur.Load() == t
 	if current {
 		c.cur.Store(nil)
@@ -132,7 +133,8 @@ func (c *Conn) candidates(lost string) []string {
 
 // restore re-creates sessions and consumers on t, then resends what was in
 // flight and installs t. An error means t is unusable (try another broker);
-// pend is untouched then.
+// pend is untouched then, except when t died after the resends: pend is
+// empty then (its calls were resent on t and completed by t's loss).
 func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 	t.start()
 	ctx, cancel := withTimeout(c.ctx, c.url.CallTimeout)
@@ -259,17 +261,32 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 	if resent > 0 {
 		c.log.Info("resent in-flight sends with their duplicate IDs", "count", resent, "addr", t.addr)
 	}
+	if testHookResent != nil {
+		testHookResent(t)
+	}
+	clear(pend) // every call was resent on t or completed
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		t.fail(ErrClosed)
 		return nil
 	}
+	if t.lost {
+		// t died after the resends: its reader found it not current and
+		// completed what was resent on it (outcome unknown), so nobody
+		// would fail over from it. Try the next broker (pend is empty).
+		c.mu.Unlock()
+		return fmt.Errorf("connection lost while restoring: %w", t.failErr)
+	}
 	c.cur.Store(t)
 	c.closeReadyLocked()
 	c.mu.Unlock()
 	return nil
 }
+
+// testHookResent, when set by a test, runs in restore after the resends
+// and before t is installed.
+var testHookResent func(t *transport)
 
 // shutdown closes the Conn after a loss it will not recover from.
 func (c *Conn) shutdown(err error, pend map[uint64]*call) {

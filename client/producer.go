@@ -173,6 +173,10 @@ func (p *Producer) submit(ctx context.Context, op *sendOp) error {
 			return fmt.Errorf("client: send: %w", err)
 		}
 		c.awaitReplacement(ctx, t) // nothing was sent; wait for the next connection
+		if ctx.Err() != nil {
+			<-p.slots
+			return fmt.Errorf("client: send: waiting for a connection: %w", ctx.Err())
+		}
 	}
 }
 

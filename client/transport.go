@@ -90,6 +90,7 @@ type transport struct {
 	failOnce sync.Once
 	failErr  error
 	dead     chan struct{} // closed by fail
+	lost     bool          // its reader reported the loss (guarded by Conn.mu)
 	recv     atomic.Uint64 // frames received, for the heartbeat check
 	wg       sync.WaitGroup
 }
