@@ -216,12 +216,16 @@ func TestFailoverProduceAndConsume(t *testing.T) {
 		mu.Lock()
 		complete := len(acked) == n && len(consumed) >= n
 		mu.Unlock()
-		select {
-		case <-done:
-			if complete {
+		if complete {
+			// every send was acknowledged (its callback ran) and consumed:
+			// the callbacks' sends.Done follow at once; wait for them
+			// rather than for a message that will not come
+			select {
+			case <-done:
 				goto drained
+			case <-ctx.Done():
+				t.Fatal("sends not done after every send was acknowledged")
 			}
-		default:
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		m, err := k.Receive(rctx)
