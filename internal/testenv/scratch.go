@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -22,14 +23,31 @@ import (
 // HTTP port got the same one and failed with "address already in use" (CI,
 // TestKillDuringTransactions); a port reserved for a broker that starts
 // later, or restarts on it, could also be handed to another broker.
+//
+// The port comes from 10000-19999, below Linux's ephemeral range (read from
+// /proc/sys/net/ipv4/ip_local_port_range) and below the 20000-32767 that
+// scripts/test-services gives PostgreSQL and ZooKeeper. A port the kernel
+// hands out for port 0 is one it also picks as the source port of outgoing
+// connections, and the suite opens hundreds of those: one could take the
+// port between this check and the broker's bind. Ports outside the
+// ephemeral range are only ever taken by an explicit bind. Where the
+// ephemeral range starts too low for that, the kernel picks (port 0).
 func FreePort(t testing.TB) int {
 	t.Helper()
+	lo, hi := fixedPortRange()
 	for range 1000 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("testenv.FreePort: %v", err)
+		port := 0
+		if hi > lo {
+			port = lo + mrand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			if port == 0 {
+				t.Fatalf("testenv.FreePort: %v", err)
+			}
+			continue // in use
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		handedOutMu.Lock()
 		seen := handedOut[port]
@@ -39,8 +57,27 @@ func FreePort(t testing.TB) int {
 			return port
 		}
 	}
-	t.Fatal("testenv.FreePort: every free port the kernel offered was handed out before")
+	t.Fatal("testenv.FreePort: every free port tried was in use or handed out before")
 	return 0
+}
+
+// fixedPortRange is [lo, hi) for FreePort, or lo == hi when the ephemeral
+// range leaves too little room below it.
+func fixedPortRange() (lo, hi int) {
+	lo, hi = 10000, 20000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var ephLo, ephHi int
+	if _, err := fmt.Sscan(string(b), &ephLo, &ephHi); err != nil {
+		return 0, 0
+	}
+	hi = min(hi, ephLo)
+	if hi-lo < 1000 {
+		return 0, 0
+	}
+	return lo, hi
 }
 
 // Ports FreePort handed out in this process.

@@ -1,6 +1,7 @@
 package testenv_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,21 @@ func TestFreePortBindable(t *testing.T) {
 	port := testenv.FreePort(t)
 	if port <= 0 || port > 65535 {
 		t.Fatalf("FreePort = %d", port)
+	}
+	// Below the ephemeral range, where outgoing connections never take it.
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo >= 11000 && (port < 10000 || port >= min(lo, 20000)) {
+			t.Fatalf("FreePort = %d: want 10000-%d (ephemeral range %d-%d)", port, min(lo, 20000)-1, lo, hi)
+		}
+	}
+	seen := map[int]bool{port: true}
+	for range 200 {
+		p := testenv.FreePort(t)
+		if seen[p] {
+			t.Fatalf("FreePort handed out %d twice", p)
+		}
+		seen[p] = true
 	}
 	l, err := net.Listen("tcp", testenv.FreeAddr(t))
 	if err != nil {
