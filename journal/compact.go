@@ -276,7 +276,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 		// When it is reclaimed, the pool removes it (not its size).
 		n := min(size, (segEnd[i]+RecordHeaderSize+4095)&^4095)
 		newHdrs[i] = segHeader{seq: first + uint64(i), epoch: epoch, salt: rand.Uint64(), size: uint64(n), align: 1,
-			version: formatVersion, maxID: maxID}
+			flags: segFlagCompacted, version: formatVersion, maxID: maxID}
 		bufs[i] = make([]byte, n)
 		newHdrs[i].encode(bufs[i])
 		ends[i] = SegmentHeaderSize

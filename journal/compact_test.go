@@ -420,6 +420,61 @@ func compactSteadyQueue(t *testing.T, updated bool) {
 	}
 }
 
+// TestCompactResyncAfterRestart: a journal restarted after a compaction
+// still refuses a stream resume inside the rewritten prefix (the
+// compacted segments say so in their header), and accepts one after it.
+// Before the header flag, only the process that compacted knew.
+func TestCompactResyncAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func() *journal.FileJournal {
+		t.Helper()
+		j, err := journal.Open(journal.Options{Dir: dir, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1,
+			FS: aio.OS(aio.NIO, aio.DefaultOptions())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	j := open()
+	plainQueue(t, j, 1200, 20) // about 17 segments, the first 16 mostly dead
+	res, err := j.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NewSegs == 0 || res.To < 3 {
+		t.Fatalf("compaction %+v rewrote nothing: the scenario needs it", res)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, restarts := range []int{1, 2} { // the flag survives a restart that does not compact
+		j = open()
+		for _, tc := range []struct {
+			pos  journal.Position
+			want bool // ErrResyncNeeded
+		}{
+			{journal.Position{Seq: res.To - 1}, true},               // a rewritten segment's start
+			{journal.Position{Seq: res.To - 1, Offset: 4096}, true}, // inside it
+			{journal.Position{Seq: res.To}, false},                  // the first segment after the prefix
+		} {
+			s, err := j.Subscribe(tc.pos)
+			if got := errors.Is(err, journal.ErrResyncNeeded); got != tc.want {
+				t.Errorf("restart %d: Subscribe(%v) = %v, want ErrResyncNeeded %v", restarts, tc.pos, err, tc.want)
+			}
+			if err == nil {
+				s.Close()
+			}
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestCompactBelowSubscriber: a subscriber reading from the middle of the
 // journal keeps every segment from its position on: compaction rewrites
 // only the prefix below it, and the subscriber reads on without a gap or

@@ -3,8 +3,10 @@ package journal_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,6 +123,14 @@ func TestDamage(t *testing.T) {
 		{"bit flip in a sealed segment's header", func(t *testing.T, dir string, segs []string) (string, int64, string, int) {
 			mutate(t, segs[0], func(b []byte) []byte { b[20] ^= 1; return b })
 			return segs[0], 0, "bad segment header", 0
+		}},
+		{"unknown header flag (a newer format) in a sealed segment", func(t *testing.T, dir string, segs []string) (string, int64, string, int) {
+			mutate(t, segs[0], func(b []byte) []byte {
+				b[44] |= 0x80 // flags, with a valid header checksum
+				binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], crc32.MakeTable(crc32.Castagnoli)))
+				return b
+			})
+			return segs[0], 0, "unknown flags", 0
 		}},
 		{"bit flip vouched for by a later record", func(t *testing.T, dir string, segs []string) (string, int64, string, int) {
 			last := lastUsed(t, dir, segs)

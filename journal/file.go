@@ -140,6 +140,13 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq
 	}
+	// A stream resume below the end of a prefix an earlier process
+	// compacted is refused, as in the process that compacted it.
+	for _, si := range sr.Segments {
+		if si.Compacted {
+			j.compactS1 = max(j.compactS1, si.Seq+1)
+		}
+	}
 	upTo := next
 	if extra := j.opts.MinFiles - len(sr.Segments); extra > 1 {
 		upTo = next + uint64(extra) - 1

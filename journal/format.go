@@ -18,7 +18,11 @@ import (
 //	 24  salt (u64), random per use of the file
 //	 32  segment size (u64)
 //	 40  alignment (u32) the writer padded its flushes to
-//	 44  flags (u32), zero
+//	 44  flags (u32): bit 0 = written by compaction (the segment holds
+//	     part of a rewritten prefix's live state; the rewritten prefix
+//	     ended right after the last segment so marked, which is how a
+//	     restarted journal still refuses a stream resume inside it);
+//	     other bits zero (a header with an unknown bit is refused)
 //	 48  max ID (u64): the largest record or transaction ID appended
 //	     before the segment began, so MaxID survives reclaim
 //	 56  reserved (4 bytes), zero
@@ -50,6 +54,9 @@ const (
 	formatVersion     = 1
 	segMagic          = "TNDJ"
 
+	segFlagCompacted uint32 = 1 << 0
+	segFlagsKnown           = segFlagCompacted
+
 	recBatch uint8 = 1
 	recSeal  uint8 = 2
 	recPad   uint8 = 3
@@ -64,6 +71,7 @@ type segHeader struct {
 	salt    uint64
 	size    uint64
 	align   uint32
+	flags   uint32
 	maxID   uint64
 	version uint16
 }
@@ -89,6 +97,7 @@ func (h *segHeader) encode(b []byte) {
 	binary.LittleEndian.PutUint64(b[24:], h.salt)
 	binary.LittleEndian.PutUint64(b[32:], h.size)
 	binary.LittleEndian.PutUint32(b[40:], h.align)
+	binary.LittleEndian.PutUint32(b[44:], h.flags)
 	binary.LittleEndian.PutUint64(b[48:], h.maxID)
 	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
 }
@@ -144,7 +153,11 @@ func decodeSegHeader(b []byte) (segHeader, error) {
 	h.salt = binary.LittleEndian.Uint64(b[24:])
 	h.size = binary.LittleEndian.Uint64(b[32:])
 	h.align = binary.LittleEndian.Uint32(b[40:])
+	h.flags = binary.LittleEndian.Uint32(b[44:])
 	h.maxID = binary.LittleEndian.Uint64(b[48:])
+	if unknown := h.flags &^ segFlagsKnown; unknown != 0 {
+		return h, fmt.Errorf("%w: unknown flags %#x (written by a newer format?)", errHeaderBad, unknown)
+	}
 	if h.size < SegmentHeaderSize+RecordHeaderSize || h.size > MaxSegmentSize {
 		return h, fmt.Errorf("%w: segment size %d out of range", errHeaderBad, h.size)
 	}

@@ -52,6 +52,9 @@ type SegmentInfo struct {
 	Epoch uint64
 	Size  int64 // file size
 	Align int
+	// Compacted is set for a segment written by compaction: the rewritten
+	// prefix ended right after the last such segment.
+	Compacted bool
 }
 
 // Scan reads the journal named nm in dir in sequence order, calls visit
@@ -105,7 +108,8 @@ func Scan(fs aio.FS, dir string, nm Naming, visit RecordVisitor) (*ScanResult, e
 			return res, &CorruptionError{File: s.path, Offset: s.size,
 				Reason: fmt.Sprintf("short segment: %d bytes, its header says %d", s.size, s.hdr.size)}
 		}
-		res.Segments = append(res.Segments, SegmentInfo{Path: s.path, Seq: s.seq, Epoch: s.hdr.epoch, Size: s.size, Align: int(s.hdr.align)})
+		res.Segments = append(res.Segments, SegmentInfo{Path: s.path, Seq: s.seq, Epoch: s.hdr.epoch, Size: s.size, Align: int(s.hdr.align),
+			Compacted: s.hdr.flags&segFlagCompacted != 0})
 		res.Epoch = max(res.Epoch, s.hdr.epoch)
 		res.MaxID = max(res.MaxID, s.hdr.maxID)
 		buf, err := readAll(fs, s.path, int64(s.hdr.size))

@@ -131,8 +131,8 @@ func (j *FileJournal) Subscribe(from Position) (*Subscription, error) {
 	}
 	// Segments below compactS1 were rewritten by compaction (compact.go):
 	// a position in them is in bytes the resuming subscriber never had.
-	// compactS1 is not persistent: a segment an earlier process rewrote is
-	// not detected here.
+	// A restarted journal knows compactS1 from the compacted segments'
+	// header flag (Load).
 	if resume && from.Seq < j.compactS1 {
 		return nil, fmt.Errorf("%w: segment %d was rewritten by compaction", ErrResyncNeeded, from.Seq)
 	}
