@@ -3,12 +3,14 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"unicode"
 )
@@ -42,10 +44,10 @@ func FreePort(t testing.TB) int {
 		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			if port == 0 {
+			if port == 0 || !errors.Is(err, syscall.EADDRINUSE) {
 				t.Fatalf("testenv.FreePort: %v", err)
 			}
-			continue // in use
+			continue
 		}
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
@@ -73,8 +75,11 @@ func fixedPortRange() (lo, hi int) {
 	if _, err := fmt.Sscan(string(b), &ephLo, &ephHi); err != nil {
 		return 0, 0
 	}
-	hi = min(hi, ephLo)
-	if hi-lo < 1000 {
+	switch {
+	case ephHi < lo: // the ephemeral range is all below 10000
+	case ephLo >= lo+1000:
+		hi = min(hi, ephLo)
+	default:
 		return 0, 0
 	}
 	return lo, hi
