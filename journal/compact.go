@@ -83,6 +83,15 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		return CompactResult{}, ErrCompactBusy
 	}
 	s0, s1 := j.oldest, j.seg.hdr.seq
+	if j.replicaSubscribedLocked() {
+		// A replica holds byte copies of the sealed segments and removes
+		// the ones this journal reclaims (package replication): rewriting
+		// them here would make its copies of the rewritten range differ
+		// from ours, and a later reclaim could then remove live records
+		// from its copy. Compaction waits until no replica is attached.
+		j.mu.Unlock()
+		return CompactResult{From: s0, To: s1, Skipped: "a replica is attached"}, nil
+	}
 	limit := min(s1, j.streamFloorLocked())
 	if limit < s1 && limit-s0 < 2 {
 		j.mu.Unlock()

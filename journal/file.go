@@ -242,6 +242,12 @@ func (j *FileJournal) Close() error {
 	j.bgCancel()
 	<-j.flusherExited
 	j.bg.Wait()
+	j.mu.Lock()
+	g := j.gate
+	j.mu.Unlock()
+	if g != nil {
+		g.Fail(ErrNotReplicated)
+	}
 	j.stream.close()
 	j.prep.stop()
 	j.cq.stop()

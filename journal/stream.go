@@ -108,6 +108,39 @@ type Subscription struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	replica bool // SubscribeReplica: compaction waits while it is attached
+}
+
+// SubscribeReplica is Subscribe for a replica that keeps byte copies of
+// the segments and removes those this journal reclaims (package
+// replication): while it is attached, compaction does not run (see
+// Compact).
+func (j *FileJournal) SubscribeReplica(from Position) (*Subscription, error) {
+	s, err := j.Subscribe(from)
+	if err == nil {
+		j.mu.Lock()
+		s.replica = true
+		j.mu.Unlock()
+	}
+	return s, err
+}
+
+func (j *FileJournal) replicaSubscribedLocked() bool {
+	for s := range j.subs {
+		if s.replica {
+			return true
+		}
+	}
+	return false
+}
+
+// Oldest returns the oldest segment the journal keeps: a replica may
+// remove its copies of older ones.
+func (j *FileJournal) Oldest() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.oldest
 }
 
 // Subscribe attaches a subscriber at from (the zero Position means the

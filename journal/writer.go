@@ -82,6 +82,7 @@ type FileJournal struct {
 	bgCtx         context.Context
 	bgCancel      context.CancelFunc
 	subs          map[*Subscription]struct{}
+	gate          *Gate // holds completions for a replica (gate.go)
 	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
 	wake          chan struct{}
