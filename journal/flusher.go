@@ -25,7 +25,7 @@ type batch struct {
 	reclaim []string // segments to reclaim once this batch is durable
 	end     Position // durable end of a synced batch (set by execute)
 	hasEnd  bool
-	inUse   int      // segments in use after that reclaim
+	inUse   int // segments in use after that reclaim
 	sync    bool
 
 	mu  sync.Mutex
