@@ -143,6 +143,17 @@ func (j *FileJournal) Oldest() uint64 {
 	return j.oldest
 }
 
+// DurableEnd returns the end of the durable bytes: what a subscriber that
+// caught up has received (a position in a new, still empty segment after
+// a seal).
+func (j *FileJournal) DurableEnd() Position {
+	seq, off, _, _ := j.stream.snapshot()
+	return Position{Seq: seq, Offset: off}
+}
+
+// SegmentSize returns the size of new segments (journal-file-size).
+func (j *FileJournal) SegmentSize() int64 { return j.opts.SegmentSize }
+
 // Subscribe attaches a subscriber at from (the zero Position means the
 // oldest segment kept). from must be a record boundary the journal gave
 // out (a StreamBatch end, or offset 0).
