@@ -245,6 +245,7 @@ func (r *Replica) ping(ctx context.Context, c *fconn) {
 // receive applies frames until the link ends.
 func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result, error) {
 	var dirty [2]bool
+	unacked := 0
 	flush := func() error {
 		for i, d := range dirs {
 			if !dirty[i] {
@@ -336,8 +337,13 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 			return Result{Synced: r.isSynced()}, fmt.Errorf("replication: unexpected %v frame from the live", h.Type)
 		}
 		// Acknowledge once nothing more is waiting to be read: one
-		// fdatasync and one ack per burst, not per frame.
-		if br.Buffered() < wire.HeaderSize {
+		// fdatasync and one ack per burst, not per frame; and at least
+		// every ackEvery bytes while a burst goes on.
+		if data, ok := f.(*wire.ReplicaData); ok {
+			unacked += len(data.Data)
+		}
+		if br.Buffered() < wire.HeaderSize || unacked >= ackEvery {
+			unacked = 0
 			if err := flush(); err != nil {
 				return Result{Synced: r.isSynced()}, err
 			}
@@ -350,6 +356,10 @@ func (r *Replica) isSynced() bool {
 	defer r.mu.Unlock()
 	return r.synced
 }
+
+// ackEvery bounds the bytes a replica receives between two
+// acknowledgements while the live keeps sending.
+const ackEvery = 1 << 20
 
 // frameSeq returns the activation sequence a live frame carries.
 func frameSeq(f wire.Frame) (uint64, bool) {

@@ -398,10 +398,14 @@ func (l *link) check(now time.Time) error {
 				return nil
 			}
 		}
+		// Order: package ha learns that this replica may hold a complete
+		// copy, then a drop counts as losing a synced replica, then the
+		// replica is told. A drop before the send releases the gates
+		// (the replica cannot activate); a drop after it needs the bump.
+		o.BackupSynced()
 		l.mu.Lock()
 		l.synced = true
 		l.mu.Unlock()
-		o.BackupSynced() // before the replica can know it is synced
 		seq := o.Seq()
 		if err := l.c.send(0, &wire.ReplicaSynced{Seq: seq, NodeID: o.NodeID}); err != nil {
 			return err
