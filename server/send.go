@@ -36,7 +36,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	}
 	qs := a.routeLocked(r, qbuf[:0])
 	m.ID = s.nextID()
-	entries, de := s.sendEntriesLocked(a, m, qs, a.entries[:0])
+	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
 	m.own()
 	refs := make([]ref, len(qs))
 	for i, q := range qs {
@@ -67,7 +67,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		enqueueRefs(refs, done)
 	})
 	if err != nil && de != nil {
-		a.dup.forget(m.DuplicateID, de)
+		a.dup.undo(undo)
 	}
 	a.entries = reuseEntries(entries) // Append copied them
 	a.mu.Unlock()
@@ -83,9 +83,10 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 // sendEntriesLocked appends to entries the journal records of sending m
 // to qs: the message and a reference per durable queue when m is
 // persistent, and its duplicate ID (with the eviction of the oldest). It
-// registers the duplicate ID, pending, and returns its entry. Caller holds
-// a.mu.
-func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry) {
+// registers the duplicate ID, pending, and returns its entry and what
+// takes the registration back (dupCache.undo) should the append be
+// refused. Caller holds a.mu.
+func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry, dupUndo) {
 	if m.Durable {
 		var n int32
 		for _, q := range qs {
@@ -113,17 +114,19 @@ func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries 
 		}
 	}
 	var de *dupEntry
+	undo := dupUndo{pos: -1}
 	if m.DuplicateID != "" && s.idCache > 0 {
 		de = &dupEntry{pending: true}
 		if m.Durable && !s.opts.NoPersistIDCache {
 			de.recID = s.nextID()
 			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: de.recID, Type: RecDuplicateID, Data: encodeDuplicateID(a.name, m.DuplicateID)})
 		}
-		if ev := a.dup.add(m.DuplicateID, de); ev != 0 {
+		var ev uint64
+		if ev, undo = a.dup.add(m.DuplicateID, de); ev != 0 {
 			entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: ev})
 		}
 	}
-	return entries, de
+	return entries, de, undo
 }
 
 // reuseEntries returns entries emptied for the next append under the same
