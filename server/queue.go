@@ -37,7 +37,8 @@ type Queue struct {
 	seq       uint64
 	consumers []*Consumer
 	rr        int
-	deleted   bool
+	deleted   bool // delivery has stopped; what is pushed now is dropped
+	deleting  bool // DeleteQueue has begun: no consumer may attach
 
 	delivering atomic.Int64 // delivered, not acked
 	// dispatching is set while a goroutine (the delivery goroutine or an
@@ -254,7 +255,7 @@ func (q *Queue) run() {
 // addConsumer attaches c.
 func (q *Queue) addConsumer(c *Consumer) bool {
 	q.mu.Lock()
-	if q.deleted {
+	if q.deleted || q.deleting {
 		q.mu.Unlock()
 		return false
 	}
