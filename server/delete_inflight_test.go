@@ -143,3 +143,63 @@ func TestDeleteQueueWithSendInFlight(t *testing.T) {
 		})
 	}
 }
+
+// liveRecords returns the live records of type typ in b's messages store
+// as the broker left them (b is stopped first, and restarted after).
+func liveRecords(t *testing.T, b *broker, typ uint8) []uint64 {
+	t.Helper()
+	b.stop()
+	defer b.start()
+	j := b.ms.Open()
+	defer j.Close()
+	res, err := j.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, r := range res.Records {
+		if r.Type == typ {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
+}
+
+// TestDeleteQueueWithAckInFlight: a durable queue deleted while one of its
+// messages is out of it, acked in an open transaction (or delivered to a
+// consumer that is closing). When the transaction rolls back, the
+// reference comes back to a deleted queue: the message goes with the
+// queue, its record deleted, not left live until a restart.
+func TestDeleteQueueWithAckInFlight(t *testing.T) {
+	b := newBroker(t, Options{})
+	ctx := context.Background()
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "q", Routing: Anycast, Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	ss := b.s.NewSession(true)
+	mustSend(t, ss, queueDest("q"), msg("m", true))
+	if err := commitSync(t, ss); err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector()
+	c, err := ss.CreateConsumer(ctx, queueDest("q"), ConsumerOptions{Credit: 1}, col.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := col.wait(t, 1)[0]
+	if err := ackSync(t, ss, d); err != nil { // held by the transaction
+		t.Fatal(err)
+	}
+	if err := ss.CloseConsumer(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.DeleteQueue(ctx, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := liveRecords(t, b, RecMessage); len(ids) != 0 {
+		t.Fatalf("message records %v still live after their queue was deleted", ids)
+	}
+}

@@ -234,6 +234,9 @@ func (s *Server) ackEntryLocked(r *ref) journal.Entry {
 
 // cancel returns deliveries of one queue to its head, persisting their
 // delivery counts (not synced: they ride with the next synced append).
+// When the queue was deleted meanwhile (DeleteQueue deletes only what is
+// in it), the references go with it: their acks are appended, so the
+// messages' durable counts reach zero and their records are deleted.
 func (s *Server) cancel(q *Queue, refs []*ref) {
 	if len(refs) == 0 {
 		return
@@ -254,5 +257,34 @@ func (s *Server) cancel(q *Queue, refs []*ref) {
 		s.storeMu.Unlock()
 		s.storageError(err)
 	}
-	q.requeue(refs)
+	if !q.requeue(refs) {
+		s.dropRefs(refs)
+	}
+}
+
+// dropRefs acks durable references that their deleted queue no longer
+// holds. Not synced: they only reclaim the records; a replay keeps
+// references only to queues whose bindings record is live, which
+// DeleteQueue's own delete of that record decides.
+func (s *Server) dropRefs(refs []*ref) {
+	if s.checkUsable() != nil {
+		return
+	}
+	s.storeMu.Lock()
+	var entries []journal.Entry
+	for _, r := range refs {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	var err error
+	if len(entries) > 0 {
+		err = s.msgs.Append(entries, false, func(err error) {
+			if err != nil {
+				s.halt(err)
+			}
+		})
+	}
+	s.storeMu.Unlock()
+	s.storageError(err)
 }
