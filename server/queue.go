@@ -37,7 +37,8 @@ type Queue struct {
 	seq       uint64
 	consumers []*Consumer
 	rr        int
-	deleted   bool
+	deleted   bool // delivery has stopped; what is pushed now is dropped
+	deleting  bool // DeleteQueue has begun: no consumer may attach
 
 	delivering atomic.Int64 // delivered, not acked
 	// dispatching is set while a goroutine (the delivery goroutine or an
@@ -167,10 +168,12 @@ func (q *Queue) deliverLocked(batch []delivery) {
 	}
 }
 
-// requeue puts cancelled deliveries back at the head, in queue order.
-func (q *Queue) requeue(rs []*ref) {
+// requeue puts cancelled deliveries back at the head, in queue order. It
+// returns false when the queue was deleted: the references were dropped,
+// and the caller acks the durable ones (Server.cancel).
+func (q *Queue) requeue(rs []*ref) bool {
 	if len(rs) == 0 {
-		return
+		return true
 	}
 	slices.SortFunc(rs, func(a, b *ref) int {
 		switch {
@@ -182,7 +185,8 @@ func (q *Queue) requeue(rs []*ref) {
 		return 0
 	})
 	q.mu.Lock()
-	if !q.deleted {
+	live := !q.deleted
+	if live {
 		for i := len(rs) - 1; i >= 0; i-- {
 			q.msgs.pushFront(rs[i])
 		}
@@ -190,6 +194,7 @@ func (q *Queue) requeue(rs []*ref) {
 	q.mu.Unlock()
 	q.delivering.Add(-int64(len(rs)))
 	q.wake()
+	return live
 }
 
 type delivery struct {
@@ -254,7 +259,7 @@ func (q *Queue) run() {
 // addConsumer attaches c.
 func (q *Queue) addConsumer(c *Consumer) bool {
 	q.mu.Lock()
-	if q.deleted {
+	if q.deleted || q.deleting {
 		q.mu.Unlock()
 		return false
 	}

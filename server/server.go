@@ -415,6 +415,14 @@ func (s *Server) addQueueLocked(q *Queue) {
 
 // deleteQueue removes a non-durable queue (a temporary subscription).
 func (s *Server) deleteQueue(q *Queue) {
+	s.unbindQueue(q)
+	q.shutdown()
+}
+
+// unbindQueue takes q out of the server's and its address's queues: once
+// it returns no send or commit routes to q (they route under the address
+// mutex and append before releasing it).
+func (s *Server) unbindQueue(q *Queue) {
 	s.mu.Lock()
 	if s.queues[q.name] == q {
 		delete(s.queues, q.name)
@@ -430,7 +438,6 @@ func (s *Server) deleteQueue(q *Queue) {
 		}
 	}
 	a.mu.Unlock()
-	q.shutdown()
 }
 
 // storageError halts the broker when err comes from a failed journal.
