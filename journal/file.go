@@ -140,6 +140,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq
 	}
+	j.prep.gone = j.oldest
 	// A stream resume below the end of a prefix an earlier process
 	// compacted is refused, as in the process that compacted it.
 	for _, si := range sr.Segments {

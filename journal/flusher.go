@@ -22,8 +22,8 @@ type op struct {
 type batch struct {
 	waiters []waiter
 	release []*chunk
-	reclaim []string // segments to reclaim once this batch is durable
-	inUse   int      // segments in use after that reclaim
+	reclaim []reclaimItem // segments to reclaim once this batch is durable
+	inUse   int           // segments in use after that reclaim
 	sync    bool
 
 	mu  sync.Mutex

@@ -154,10 +154,12 @@ func FuzzScanSegment(f *testing.F) {
 
 // FuzzParseControl feeds arbitrary text to the compaction control file
 // parser: no panic, and what it accepts has a valid checksum line and
-// only remove and rename lines.
+// only remove and rename lines (with a salt each in version 2, none in
+// version 1).
 func FuzzParseControl(f *testing.F) {
 	good := "tandem-compact 1\nremove 3\nrename 4\n"
 	f.Add(good + fmt.Sprintf("crc %08x\n", crc32.Checksum([]byte(good), castagnoli)))
+	f.Add(encodeControl(3, 5, 7, []uint64{1, 1 << 63}))
 	f.Add("tandem-compact 1\ncrc 00000000\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, text string) {
@@ -165,13 +167,24 @@ func FuzzParseControl(f *testing.F) {
 		if err != nil {
 			return
 		}
+		version := "1"
+		if strings.HasPrefix(text, "tandem-compact 2\n") {
+			version = "2"
+		}
 		var b strings.Builder
-		b.WriteString("tandem-compact 1\n")
+		b.WriteString("tandem-compact " + version + "\n")
 		for _, s := range removes {
 			fmt.Fprintf(&b, "remove %d\n", s)
 		}
-		for _, s := range renames {
-			fmt.Fprintf(&b, "rename %d\n", s)
+		for _, r := range renames {
+			if r.hasSalt != (version == "2") {
+				t.Fatalf("version %s accepted rename %+v", version, r)
+			}
+			if r.hasSalt {
+				fmt.Fprintf(&b, "rename %d %016x\n", r.seq, r.salt)
+			} else {
+				fmt.Fprintf(&b, "rename %d\n", r.seq)
+			}
 		}
 		body := b.String()
 		r2, n2, err := parseControl(body + fmt.Sprintf("crc %08x\n", crc32.Checksum([]byte(body), castagnoli)))
