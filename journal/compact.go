@@ -372,12 +372,14 @@ func (j *FileJournal) prefixHeaders(s0, s1 uint64) ([]segHeader, error) {
 // each entry of its valid records, in order.
 func (j *FileJournal) scanPrefixSegment(seq uint64, hdr segHeader, fn func(e *Entry)) error {
 	sf := segFile{path: j.segPath(seq), seq: seq, hdr: hdr}
-	buf, err := readAll(j.fs, sf.path, int64(hdr.size))
+	f, err := j.fs.Open(sf.path)
 	if err != nil {
-		return err
+		return fmt.Errorf("journal: open %s: %w", sf.path, err)
 	}
+	defer f.Close()
 	var e Entry
-	_, err = scanSegment(buf, &sf, true, func(_ string, _ uint64, _ int64, payload []byte) error {
+	// The state keeps the entries' data: read into retained buffers.
+	_, err = newScanner(true).segment(f, &sf, true, func(_ string, _ uint64, _ int64, payload []byte) error {
 		r := entryReader{p: payload}
 		for {
 			ok, err := r.next(&e)
@@ -633,31 +635,9 @@ func switchCompaction(fs aio.FS, dir string, nm Naming, live bool) ([]string, er
 		}
 		return nil, nil
 	}
-	f, err := fs.Open(ctl)
+	removes, renames, err := readControl(fs, dir, nm, have)
 	if err != nil {
 		return nil, err
-	}
-	size, err := f.Size()
-	var text []byte
-	if err == nil {
-		text = make([]byte, size)
-		_, err = f.ReadAt(text, 0)
-	}
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("journal: read %s: %w", ctl, err)
-	}
-	removes, renames, err := parseControl(string(text))
-	if err != nil {
-		return nil, &CorruptionError{File: ctl, Reason: err.Error()}
-	}
-	// Check every rewritten segment before touching anything: the switch
-	// removes the prefix, so a missing or foreign one would lose its
-	// records silently.
-	for _, r := range renames {
-		if err := checkRewritten(fs, dir, nm, ctl, have, r); err != nil {
-			return nil, err
-		}
 	}
 	for _, r := range renames {
 		name := SegmentName(nm.Prefix, nm.Ext, r.seq)
@@ -690,6 +670,48 @@ func switchCompaction(fs aio.FS, dir string, nm Naming, live bool) ([]string, er
 		return nil, err
 	}
 	return free, fs.SyncDir(dir)
+}
+
+// maxControlSize bounds the control file read: a compaction's has a line
+// per segment of its prefix.
+const maxControlSize = 16 << 20
+
+// readControl reads and parses the control file of the journal nm in dir
+// (have: the directory's names) and checks every rewritten segment it
+// names (checkRewritten), before a switch touches anything: the switch
+// removes the prefix, so a missing or foreign one would lose its records
+// silently. Scan runs the same checks, so verify reports what the next
+// load would refuse.
+func readControl(fs aio.FS, dir string, nm Naming, have map[string]bool) (removes []uint64, renames []controlRename, err error) {
+	ctl := filepath.Join(dir, nm.Prefix+".compact")
+	f, err := fs.Open(ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, err := f.Size()
+	var text []byte
+	if err == nil && size > maxControlSize {
+		f.Close()
+		return nil, nil, &CorruptionError{File: ctl, Reason: fmt.Sprintf("compaction control file of %d bytes, more than any compaction writes", size)}
+	}
+	if err == nil {
+		text = make([]byte, size)
+		_, err = f.ReadAt(text, 0)
+	}
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal: read %s: %w", ctl, err)
+	}
+	removes, renames, err = parseControl(string(text))
+	if err != nil {
+		return nil, nil, &CorruptionError{File: ctl, Reason: err.Error()}
+	}
+	for _, r := range renames {
+		if err := checkRewritten(fs, dir, nm, ctl, have, r); err != nil {
+			return nil, nil, err
+		}
+	}
+	return removes, renames, nil
 }
 
 // checkRewritten checks, before a switch, the file a control file's

@@ -323,13 +323,21 @@ func TestScanWarnsOfPendingCompaction(t *testing.T) {
 	if err != nil || len(res.Warnings) != 0 {
 		t.Fatalf("clean scan: %v, warnings %q", err, res.Warnings)
 	}
-	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte("tandem-compact 1\n")); err != nil {
+	body := "tandem-compact 1\n"
+	ctl := fmt.Sprintf("%scrc %08x\n", body, crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte(ctl)); err != nil {
 		t.Fatal(err)
 	}
 	res, err = journal.Scan(fs, "/j", nm, nil)
 	if err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "interrupted compaction") {
 		t.Fatalf("scan with a control file: %v, warnings %q", err, res.Warnings)
 	}
+	// A control file the next load would refuse, verify reports.
+	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = journal.Scan(fs, "/j", nm, nil)
+	wantCorruption(t, err, "/j/"+journal.DefaultPrefix+".compact", 0, "malformed")
 }
 
 // TestCompactSteadyQueueBounded: a queue in steady state with one
@@ -666,6 +674,11 @@ func TestCompactSwitchRefusesBadControl(t *testing.T) {
 			var ce *journal.CorruptionError
 			if !errors.As(err, &ce) || ce.File != tc.file || !strings.Contains(ce.Reason, tc.reason) {
 				t.Fatalf("load: %v; want a CorruptionError naming %s about %q", err, tc.file, tc.reason)
+			}
+			// Verify (a scan, which never writes) reports the same.
+			_, err = journal.Scan(fs, "/j", journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}, nil)
+			if !errors.As(err, &ce) || ce.File != tc.file || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("scan: %v; want a CorruptionError naming %s about %q", err, tc.file, tc.reason)
 			}
 			// Nothing was switched: the control file and the prefix are
 			// still there, and the load refuses again.

@@ -8,3 +8,15 @@ func SetCompactWaitHook(j *FileJournal, f func()) {
 	j.testCompactWait = f
 	j.mu.Unlock()
 }
+
+// SetMaxPending sets how many candidate records a scan keeps waiting at
+// once, and returns a function restoring it (tests only).
+func SetMaxPending(n int) (restore func()) {
+	old := maxPending
+	maxPending = n
+	return func() { maxPending = old }
+}
+
+// BuildScanTables builds the checksum tables a scan builds on first use
+// (tests that measure a scan's allocations call it first).
+func BuildScanTables() { shiftTables() }

@@ -2,9 +2,11 @@ package journal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -104,8 +106,9 @@ func FuzzDecodeRecord(f *testing.F) {
 }
 
 // FuzzScanSegment replays arbitrary segment bytes after a valid header,
-// as the last and as a sealed segment: no panic, and any error is a
-// *CorruptionError naming the file.
+// as the last and as a sealed segment: no panic, any error is a
+// *CorruptionError naming the file, and the scan stays within its time
+// and memory budget for the input's size (checkScanBudget).
 func FuzzScanSegment(f *testing.F) {
 	h := segHeader{seq: 3, epoch: 1, salt: 42, size: 4096, align: 1, version: formatVersion}
 	seed := h.seed()
@@ -115,6 +118,10 @@ func FuzzScanSegment(f *testing.F) {
 	f.Add(two)
 	f.Add(append(bytes.Clone(two), make([]byte, 16)...))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0})
+	// A bad record, then candidates every 16 bytes claiming the rest of
+	// the segment (once quadratic), and then a valid record.
+	f.Add(fakeHeaders(8<<10, 16, seed, encodeForTest([]Entry{{Kind: KindAdd, ID: 2, Data: []byte("b")}}, 64, seed)))
+	shiftTables() // built once per process: not the input's cost
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) > 1<<16 {
 			return
@@ -126,7 +133,8 @@ func FuzzScanSegment(f *testing.F) {
 		sf := &segFile{path: "seg", seq: h.seq, hdr: h}
 		for _, closed := range []bool{false, true} {
 			l := newLoader()
-			out, err := scanSegment(buf, sf, closed, func(_ string, seq uint64, _ int64, payload []byte) error {
+			sc := newScanner(true)
+			out, err := sc.segment(bytes.NewReader(buf), sf, closed, func(_ string, seq uint64, _ int64, payload []byte) error {
 				r := entryReader{p: payload}
 				for {
 					var e Entry
@@ -137,6 +145,7 @@ func FuzzScanSegment(f *testing.F) {
 					l.apply(&e, seq)
 				}
 			})
+			checkScanBudget(t, sc.work, int64(len(buf)))
 			if err != nil {
 				var ce *CorruptionError
 				if !errors.As(err, &ce) || ce.File != "seg" || ce.Reason == "" {
@@ -149,7 +158,65 @@ func FuzzScanSegment(f *testing.F) {
 			}
 			l.finish()
 		}
+		// Memory: a scan without a visitor allocates its windows (each at
+		// most the segment) and the waiting candidates, nothing more.
+		allocs := allocated(func() {
+			_, _ = newScanner(false).segment(bytes.NewReader(buf), sf, false, nil)
+		})
+		if limit := scanMemBudget(int64(len(buf))); allocs > limit {
+			t.Fatalf("a scan of %d bytes allocated %d bytes, over its budget %d", len(buf), allocs, limit)
+		}
 	})
+}
+
+// fakeHeaders returns a segment body of n bytes: a bad record, then fake
+// batch record headers every spacing bytes, each claiming a payload to
+// the end of the body and carrying a wrong checksum, then tail.
+func fakeHeaders(n, spacing int, seed uint32, tail []byte) []byte {
+	b := make([]byte, n)
+	copy(b, "not a record header")
+	for off := 32; off+RecordHeaderSize <= n-len(tail); off += spacing {
+		binary.LittleEndian.PutUint32(b[off:], 0xdeadbeef)
+		binary.LittleEndian.PutUint32(b[off+4:], uint32(n-off-RecordHeaderSize))
+		b[off+12] = recBatch
+	}
+	copy(b[n-len(tail):], tail)
+	return b
+}
+
+// checkScanBudget fails t when a scan of n bytes did more work than a
+// linear scan may: reads and checksums a bounded number of times each
+// byte, a candidate at most every 4 bytes (a plausible header's last
+// four bytes exclude the next three offsets), a shift per candidate.
+func checkScanBudget(t testing.TB, w ScanWork, n int64) {
+	t.Helper()
+	switch {
+	case w.BytesRead > 6*n+4*mainWindow:
+		t.Fatalf("a scan of %d bytes read %d bytes, over 6 times its size", n, w.BytesRead)
+	case w.CRCBytes > 24*n:
+		t.Fatalf("a scan of %d bytes checksummed %d bytes, over 24 times its size", n, w.CRCBytes)
+	case w.Candidates > n/4+1:
+		t.Fatalf("a scan of %d bytes tried %d candidates, more than one per 4 bytes", n, w.Candidates)
+	case w.Shifts > w.Candidates:
+		t.Fatalf("%d shifts for %d candidates", w.Shifts, w.Candidates)
+	}
+}
+
+// scanMemBudget is what a scan of a segment of n bytes may allocate: its
+// three windows (none larger than the segment) and the waiting
+// candidates (16 bytes each, one per 4 bytes at most, twice for the
+// slice's growth), plus a constant.
+func scanMemBudget(n int64) uint64 {
+	return uint64(min(n, mainWindow)+2*min(n, aheadWindow)+8*n) + 64<<10
+}
+
+// allocated returns the bytes f allocated on the heap.
+func allocated(f func()) uint64 {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	f()
+	runtime.ReadMemStats(&m1)
+	return m1.TotalAlloc - m0.TotalAlloc
 }
 
 // FuzzParseControl feeds arbitrary text to the compaction control file
