@@ -6,7 +6,7 @@ import (
 )
 
 // CRC32C arithmetic for checking a record's checksum at the end of its
-// bytes without keeping them (see scanAhead).
+// bytes without keeping them (see scanner.ahead in replay.go).
 //
 // crc32.Update(c, castagnoli, d) is ^raw(^c, d), where raw is the
 // register update without the inversions. raw is linear over GF(2):

@@ -344,7 +344,7 @@ func (sc *scanner) checkRecord(src io.ReaderAt, path string, p, end int64, seed 
 	return h, nil, nil
 }
 
-// aheadResult is what scanAhead found after a bad or zeroed record.
+// aheadResult is what ahead found after a bad or zeroed record.
 type aheadResult struct {
 	found bool
 	first int64  // offset of the first valid record found
