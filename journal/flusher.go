@@ -22,10 +22,10 @@ type op struct {
 type batch struct {
 	waiters []waiter
 	release []*chunk
-	reclaim []string // segments to reclaim once this batch is durable
-	end     Position // durable end of a synced batch (set by execute)
+	reclaim []reclaimItem // segments to reclaim once this batch is durable
+	inUse   int           // segments in use after that reclaim
+	end     Position      // durable end of a synced batch (set by execute)
 	hasEnd  bool
-	inUse   int // segments in use after that reclaim
 	sync    bool
 
 	mu  sync.Mutex

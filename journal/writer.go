@@ -91,6 +91,10 @@ type FileJournal struct {
 	cq            *completer
 	flusherExited chan struct{}
 	stats         stats
+	// testCompactWait, set by tests only, is called when a compaction
+	// starts waiting for the preparer to remove or recycle the segments
+	// reclaimed before its prefix.
+	testCompactWait func()
 }
 
 // maxBatchLocked is the largest encoded batch a segment holds.
