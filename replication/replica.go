@@ -55,6 +55,23 @@ type ReplicaOptions struct {
 	Synced func(seq uint64, nodeID string)
 }
 
+// StorageError wraps a failure of this broker's own storage while
+// replicating (a write, fsync, create or remove of its copy, or recording
+// its local sequence): fatal for the broker, unlike a lost connection.
+type StorageError struct{ Err error }
+
+func (e *StorageError) Error() string { return "replication: storage error: " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *StorageError) Unwrap() error { return e.Err }
+
+func storageErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StorageError{Err: err}
+}
+
 // Result is how a replication ended without an error of its own.
 type Result struct {
 	// Handover: the live handed over (failback): it stopped serving, this
@@ -182,13 +199,13 @@ func (r *Replica) Run(ctx context.Context) (Result, error) {
 	// From here on the local copy is incomplete until ReplicaSynced: say
 	// so durably before touching a file.
 	if err := r.opts.SetLocal(0, start.NodeID); err != nil {
-		return Result{}, fmt.Errorf("replication: reset the local activation sequence: %w", err)
+		return Result{}, storageErr(fmt.Errorf("reset the local activation sequence: %w", err))
 	}
 	var dirs [2]*copyDir
 	for i, jd := range r.opts.Journals {
 		where, err := setAside(jd.Dir, r.opts.MaxSaved, r.log)
 		if err != nil {
-			return Result{}, err
+			return Result{}, storageErr(err)
 		}
 		if where != "" {
 			r.log.Info("a new sync starts: the previous journal files were moved aside", "dir", jd.Dir, "to", where,
@@ -255,7 +272,7 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 			if r.opts.AckLevel == AckDurable {
 				var err error
 				if p, err = d.sync(); err != nil {
-					return err
+					return storageErr(err)
 				}
 			}
 			if err := c.send(0, &wire.ReplicaAck{Journal: uint8(i), Segment: p.Seq, Offset: uint64(p.Offset)}); err != nil {
@@ -268,7 +285,7 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 	syncAll := func() error {
 		for _, d := range dirs {
 			if _, err := d.sync(); err != nil {
-				return err
+				return storageErr(err)
 			}
 		}
 		return nil
@@ -292,10 +309,10 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 		case *wire.ReplicaData:
 			d := dirs[f.Journal]
 			if err := d.write(f.Segment, int64(f.Offset), int64(f.SegmentSize), f.Data, f.Sealed); err != nil {
-				return Result{Synced: r.isSynced()}, err
+				return Result{Synced: r.isSynced()}, storageErr(err)
 			}
 			if err := d.dropBelow(f.Oldest); err != nil {
-				return Result{Synced: r.isSynced()}, err
+				return Result{Synced: r.isSynced()}, storageErr(err)
 			}
 			dirty[f.Journal] = true
 			r.mu.Lock()
@@ -306,7 +323,7 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 				return Result{}, err
 			}
 			if err := r.opts.SetLocal(f.Seq, f.NodeID); err != nil {
-				return Result{}, fmt.Errorf("replication: record the completed sync: %w", err)
+				return Result{}, storageErr(fmt.Errorf("record the completed sync: %w", err))
 			}
 			r.mu.Lock()
 			r.synced, r.since = true, time.Now()
