@@ -91,14 +91,15 @@ func (s *Server) RegisterProtocol(h ProtocolHandler) {
 }
 
 // ParseProtocols parses an acceptor's protocols= value (Artemis's syntax:
-// names separated by commas, case-insensitive) against the known names;
-// an empty value means every known protocol. The error names an unknown
-// protocol.
-func ParseProtocols(v string, known []string) ([]string, error) {
+// names separated by commas, case-insensitive) against the names of the
+// registered handlers: it returns the names this broker serves and, apart,
+// the ones it does not know (Artemis's MQTT, OPENWIRE, HORNETQ), which
+// the caller warns about. An empty value means every protocol (nil). The
+// error says that the list names no protocol this broker serves.
+func ParseProtocols(v string, known []string) (serve, unknown []string, err error) {
 	if strings.TrimSpace(v) == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var out []string
 	for _, p := range strings.Split(v, ",") {
 		p = strings.ToUpper(strings.TrimSpace(p))
 		if p == "" {
@@ -108,15 +109,16 @@ func ParseProtocols(v string, known []string) ([]string, error) {
 		for _, k := range known {
 			ok = ok || strings.ToUpper(k) == p
 		}
-		if !ok {
-			return nil, fmt.Errorf("protocols=%s: unknown protocol %q (this broker serves %s)", v, p, strings.Join(append([]string{CoreProtocol}, known...), ","))
+		if ok {
+			serve = append(serve, p)
+		} else {
+			unknown = append(unknown, p)
 		}
-		out = append(out, p)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("protocols=%s names no protocol", v)
+	if len(serve) == 0 {
+		return nil, unknown, fmt.Errorf("protocols=%s names no protocol this broker serves (%s)", v, strings.Join(append([]string{CoreProtocol}, known...), ","))
 	}
-	return out, nil
+	return serve, unknown, nil
 }
 
 // acceptorProtocols returns the handlers acceptor opts serve and whether

@@ -124,9 +124,9 @@ func TestProtocolsParam(t *testing.T) {
 	b.s.RegisterProtocol(echoProto{"ECHO", "ECHO"})
 	names := []string{"ECHO"}
 
-	ps, err := ParseProtocols("echo", names)
-	if err != nil {
-		t.Fatal(err)
+	ps, unknown, err := ParseProtocols("echo,MQTT", names)
+	if err != nil || len(unknown) != 1 || unknown[0] != "MQTT" {
+		t.Fatalf("ParseProtocols: %v %v %v", ps, unknown, err)
 	}
 	only := listen(t, b, NetOptions{Protocols: ps})
 	if _, br := dialLine(t, only, "ECHO 1\n"); true {
@@ -140,7 +140,7 @@ func TestProtocolsParam(t *testing.T) {
 		t.Fatalf("CORE on an ECHO-only acceptor answered %+v", f)
 	}
 
-	ps, _ = ParseProtocols("CORE", names)
+	ps, _, _ = ParseProtocols("CORE", names)
 	coreOnly := listen(t, b, NetOptions{Protocols: ps})
 	if _, br := dialLine(t, coreOnly, "ECHO 1\n"); true {
 		if _, err := br.ReadString('\n'); err == nil {
@@ -149,8 +149,8 @@ func TestProtocolsParam(t *testing.T) {
 	}
 	dial(t, coreOnly, "", "")
 
-	for _, bad := range []string{"CORE,MQTT", ",", "AMQP"} {
-		if _, err := ParseProtocols(bad, names); err == nil {
+	for _, bad := range []string{"MQTT,OPENWIRE", ",", "AMQP"} {
+		if _, _, err := ParseProtocols(bad, names); err == nil {
 			t.Errorf("ParseProtocols(%q) accepted", bad)
 		}
 	}
