@@ -26,6 +26,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //
 //	config role=primary|backup coordinator=file-lock|db-lease failover-on-shutdown=B
 //	       allow-failback=B restart-backup=B retry=D lease=D fence=D renew=D
+//	       (without fence=, the file-lock fence is the lease plus FenceMargin)
 //	start | tick [D] | advance D
 //	done [ok=B] [state=L] [waiting=B] [epoch=N] [err=TEXT]   result of the pending operation
 //	verified [state=L] [waiting=B] [epoch=N] [start=D]       a good verification (default: now, our epoch)
@@ -157,6 +158,9 @@ func (tr *transcript) run(f []string) error {
 			if *p.d, err = dur(p.k, *p.d); err != nil {
 				return err
 			}
+		}
+		if _, ok := a["fence"]; !ok && coord == FileLock {
+			c.FenceWait = c.Lease + FenceMargin(c.Lease)
 		}
 		n, err := NewNode(c)
 		if err != nil {

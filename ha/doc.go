@@ -32,17 +32,19 @@
 // status (3) when Run returns a *HaltError.
 //
 // Timing with the file lock (defaults: lock poll 100 ms, lease 1 s, fence
-// 1 s): failover after the live dies takes about poll + fence + the store
-// load (measured: BenchmarkFailoverSIGKILL, about 1.15 s with an empty
-// store). With the database lease a crashed live's lease must expire first
+// 1.2 s: the lease plus FenceMargin, a tenth of the lease plus 100 ms, for
+// clock-rate drift between hosts and the time between a check and its
+// effect): failover after the live dies takes about poll + fence + the
+// store load (BenchmarkFailoverSIGKILL measured about 1.15 s with an empty
+// store and the former 1 s fence). With the database lease a crashed live's lease must expire first
 // (jdbc-lock-expiration); a clean stop with failover releases it at once.
 //
 // Invariants (exhaustively checked in tests, see sim_test.go):
 //   - a new live takes a new, strictly larger epoch before it loads the
 //     store, and starts serving only after a verification of its lock or
 //     lease made after that;
-//   - with the file lock it waits one lease (the fence) after the epoch
-//     bump before it loads: a previous live that lost its lock silently
+//   - with the file lock it waits one lease plus FenceMargin (the fence)
+//     after the epoch bump before it loads: a previous live that lost its lock silently
 //     then acknowledges nothing any more, because its last verification
 //     that could still see the old epoch is older than its lease;
 //   - CanAck is true only while active and while the last good

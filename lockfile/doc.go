@@ -79,7 +79,9 @@
 // been lost silently, as NFS can) must wait one lease after its BumpEpoch
 // before it acknowledges: by then the old live's last verification that
 // could have seen the old epoch is older than the lease, so it acknowledges
-// nothing more. package ha does that wait (the fence).
+// nothing more. package ha does that wait (the fence), plus a margin for
+// clock-rate drift between hosts and the time between a check and its
+// effect (ha.FenceMargin).
 //
 // # NFS
 //
