@@ -35,7 +35,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 // failback lock.
 //
 //	lost TEXT | storage-error TEXT | stop [failover=B] | peer role=R epoch=N active=B
-//	can-ack [at=D]
+//	can-ack [at=D] | may-write [at=D]
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(files) == 0 {
@@ -259,6 +259,13 @@ func (tr *transcript) run(f []string) error {
 			return err
 		}
 		fmt.Fprintf(&tr.out, "= can-ack at %v: %v\n", at, tr.n.CanAck(at))
+		return nil
+	case "may-write":
+		at, err := dur("at", tr.now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&tr.out, "= may-write at %v: %v\n", at, tr.n.MayWrite(at))
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", cmd)

@@ -252,7 +252,10 @@ type ActionKind int
 // kind; the others answer nothing.
 const (
 	ActNone ActionKind = iota
-	// ActWriteState writes Action.State (op).
+	// ActWriteState writes Action.State (op). When Action.Epoch is not 0
+	// the write is conditional: it fails unless the coordinator's epoch is
+	// still Action.Epoch (a live writing P at its stop must not write over
+	// the state of a successor it does not know about).
 	ActWriteState
 	// ActTryAcquirePrimary tries once for the primary lock or lease (op).
 	ActTryAcquirePrimary
@@ -322,7 +325,7 @@ func (k ActionKind) IsOp() bool {
 type Action struct {
 	Kind   ActionKind
 	State  State  // ActWriteState
-	Epoch  uint64 // ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing, ActAnnounce
+	Epoch  uint64 // ActWriteState (0: unconditional), ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing, ActAnnounce
 	Active bool   // ActAnnounce
 	Peers  []Peer // ActAnnounce
 	Err    error  // ActHalt
@@ -333,6 +336,9 @@ func (a Action) String() string {
 	switch a.Kind {
 	case ActWriteState:
 		s += fmt.Sprintf(" %c", byte(a.State))
+		if a.Epoch != 0 {
+			s += fmt.Sprintf(" if-epoch=%d", a.Epoch)
+		}
 	case ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing:
 		s += fmt.Sprintf(" epoch=%d", a.Epoch)
 	case ActAnnounce:
