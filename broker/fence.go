@@ -22,8 +22,22 @@ var errFenced = errors.New("write to the shared store refused: the HA lease is n
 // freeze) and resumes after its backup took over could otherwise write
 // batches it had queued into segments the new live already sealed (found
 // by TestHAZombieLostLock: the seal was overwritten and the next load
-// refused the store). With the gate the window shrinks to a pause between
-// the check and the write system call.
+// refused the store), or seal and flush them when it is then stopped
+// (TestStopAfterLostLockLeavesStore).
+//
+// The gate checks when a write starts, not when the storage applies it.
+// What remains (docs/ha-shared-store.md, "The in-flight window"): a write
+// that passed the check while the proof was valid can still land later,
+// (1) when the process is paused between the check and the system call
+// (the same hole as an acknowledgement checked with CanAck and sent after
+// a pause), and (2) for as long as the kernel and the storage hold a
+// submitted request: an io_uring request in the device queue, a pwrite or
+// fdatasync retrying on an NFS mount (soft: at most about timeo x
+// (retrans+1)(retrans+2)/2 with the linear backoff; hard: without a
+// bound). The fence is safe when that time stays below its margin
+// (hasm.FenceMargin); a shared directory cannot do better, as it has no
+// write fencing of its own (an NFSv4 server does refuse WRITEs under a
+// state it revoked, but nothing here depends on that).
 type fencedFS struct {
 	aio.FS
 	may func() bool
@@ -145,13 +159,23 @@ func (f *fencedPlain) Truncate(size int64) error {
 // openFencedFileStore is server's file store with every write gated on
 // may (same options as server.OpenStore's file journal).
 func openFencedFileStore(cfg *config.Config, so server.StoreOptions, may func() bool) (*server.Store, error) {
+	return openFileStoreOn(cfg, so, fencedOS(cfg, so, may))
+}
+
+// fencedOS is the configured journal backend with every write gated on
+// may.
+func fencedOS(cfg *config.Config, so server.StoreOptions, may func() bool) aio.FS {
 	aopts := aio.DefaultOptions()
 	aopts.Logger = so.Logger
 	if cfg.Journal.MaxIO > 0 {
 		aopts.MaxIO = cfg.Journal.MaxIO
 	}
 	aopts.Datasync = cfg.Journal.Datasync
-	fs := &fencedFS{FS: aio.OS(cfg.Journal.Backend, aopts), may: may}
+	return &fencedFS{FS: aio.OS(cfg.Journal.Backend, aopts), may: may}
+}
+
+// openFileStoreOn opens the messages and bindings journals on fs.
+func openFileStoreOn(cfg *config.Config, so server.StoreOptions, fs aio.FS) (*server.Store, error) {
 	open := func(dir string, size int64) (*journal.FileJournal, error) {
 		return journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: cfg.Journal.MinFiles,
 			PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger})

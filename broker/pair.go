@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
@@ -35,9 +34,6 @@ type haBroker struct {
 	openStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 
 	pubMu sync.Mutex // serialises publish: topology pushes in order
-	// transition: loading the store, or closing it on a failback or stop,
-	// while this broker holds the lock but is not serving (see mayWrite).
-	transition atomic.Bool
 
 	mu          sync.Mutex
 	l           *live // loaded (and maybe serving) store
@@ -81,10 +77,13 @@ func haAnnounceURL(cfg *config.Config) string {
 
 func (h *haBroker) canAck() bool { return h.runner.CanAck() }
 
-// mayWrite gates writes to a shared file store (ha_fence.go): while
-// serving, only within the lease (CanAck); while loading or closing the
-// store during an orderly transition, always (the lock is held).
-func (h *haBroker) mayWrite() bool { return h.transition.Load() || h.runner.CanAck() }
+// mayWrite gates writes to a shared file store (ha_fence.go): allowed
+// while this broker loads the store under the epoch it has just taken,
+// and otherwise only while it can prove it holds the lock (a good
+// verification younger than the lease), also while it closes the store
+// on a stop or failback (hasm.Node.MayWrite). A broker paused past its
+// lease, then stopped, writes nothing: its successor may own the store.
+func (h *haBroker) mayWrite() bool { return h.runner.MayWrite() }
 
 func (h *haBroker) setStopping() {
 	h.mu.Lock()
@@ -95,11 +94,9 @@ func (h *haBroker) setStopping() {
 // loadStore is the LoadStore hook: open and replay the store under epoch.
 func (h *haBroker) loadStore(ctx context.Context, epoch uint64) error {
 	h.log.Info("loading the store", "epoch", epoch)
-	h.transition.Store(true)
 	l, err := loadLive(ctx, h.cfg, h.baseLog, liveOptions{Epoch: epoch, NodeID: h.nodeID, Policy: string(config.PolicySharedStore),
 		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore})
 	if err != nil {
-		h.transition.Store(false)
 		return err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -123,7 +120,6 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	l := h.l
 	h.mu.Unlock()
-	defer h.transition.Store(false) // from now on writes need the lease
 	if l == nil {
 		h.runner.StorageError(fmt.Errorf("start serving epoch %d: no store loaded", epoch))
 		return
@@ -142,9 +138,11 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.printBanner()
 }
 
-// stopServing is the StopServing hook: close client connections and (on a
-// failback) the store, then refuse clients again. After a halt the store
-// is left alone: the process exits without another write.
+// stopServing is the StopServing hook: close client connections and the
+// store (on a stop or failback), then refuse clients again (failback).
+// After a halt, or when this broker cannot prove it still holds the lock
+// (mayWrite), the store is left alone: no seal, no flush; the process
+// exits without another write and the next load handles the torn tail.
 func (h *haBroker) stopServing() {
 	h.mu.Lock()
 	l, stopping, cancel := h.l, h.stopping, h.watchCancel
@@ -154,13 +152,19 @@ func (h *haBroker) stopServing() {
 		cancel()
 	}
 	halted := h.runner.Phase() == hasm.PhaseHalted
-	h.transition.Store(!halted) // an orderly close may flush; a halted broker writes nothing more
-	defer h.transition.Store(false)
 	if l != nil {
 		switch {
 		case halted:
 			l.closeAcceptors(wire.CodeUnavailable, "broker halted")
 			l.srv.Close()
+		case !h.mayWrite():
+			// The node halts on a stop without proof; this covers the
+			// rest (the proof ran out since the node decided). Every
+			// write is fenced anyway: this only saves the attempt.
+			l.closeAcceptors(wire.CodeUnavailable, "broker halted")
+			l.srv.Close()
+			halted = true
+			h.runner.StorageError(fmt.Errorf("closing the store: %w", errFenced))
 		case stopping:
 			if err := l.stop(wire.CodeShuttingDown, "broker stopping"); err != nil {
 				h.runner.StorageError(err)
@@ -185,7 +189,6 @@ func (h *haBroker) announce(hasm.Action) { h.publish() }
 // abandon drops a halted broker's store without closing it (a write could
 // hang or fail on the broken storage; the process exits next).
 func (h *haBroker) abandon() {
-	h.transition.Store(false)
 	h.mu.Lock()
 	l, cancel := h.l, h.watchCancel
 	h.l, h.serving, h.watchCancel = nil, false, nil
@@ -212,9 +215,8 @@ func (h *haBroker) shutdown() error {
 	if l == nil {
 		return nil
 	}
-	h.transition.Store(true)
-	defer h.transition.Store(false)
-	return l.stop(wire.CodeShuttingDown, "broker stopping")
+	return l.stop(wire.CodeShuttingDown, "broker stopping") // fenced by mayWrite like any write
+
 }
 
 // self is this broker's own topology member.

@@ -86,41 +86,30 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 	if cfg.HA.Role == config.RoleBackup {
 		role = hasm.Backup
 	}
-	h := newHABroker(cfg, log, role)
-	hooks := hasm.Hooks{LoadStore: h.loadStore, StartServing: h.startServing, StopServing: h.stopServing,
-		Announce: h.announce, Logger: log}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var closeCoord func() error
+	var (
+		h          *haBroker
+		closeCoord func() error
+		err        error
+	)
 	if cfg.Store != nil {
-		c, err := h.openDBLease(ctx, hooks)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-			return exitCannot
+		h = newHABroker(cfg, log, role)
+		closeCoord, err = h.openDBLease(ctx, h.hooks())
+		if err == nil {
+			h.log = log.With("node_id", h.nodeID, "role", role.String())
 		}
-		closeCoord = c
 	} else {
-		mgr, err := lockfile.Open(cfg.Dirs.NodeManagerLock, lockfile.Options{Logger: log})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-			return exitCannot
+		var mgr *lockfile.Manager
+		if h, mgr, err = newFileLockHA(cfg, log, role); err == nil {
+			closeCoord = mgr.Close
 		}
-		c, err := hasm.NewFileLockCoordinator(mgr, haOptions(hasm.DefaultConfig(role, hasm.FileLock), cfg.HA), hooks)
-		if err != nil {
-			mgr.Close()
-			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-			return exitCannot
-		}
-		h.runner, h.nodeID = c.Runner, mgr.NodeID().String()
-		h.openStore = func(_ context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error) {
-			return openFencedFileStore(cfg, so, h.mayWrite)
-		}
-		h.storeKind = "file"
-		h.storeWhere = fmt.Sprintf("journal %s, bindings %s (shared; lock directory %s)", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.NodeManagerLock)
-		closeCoord = mgr.Close
 	}
-	h.log = log.With("node_id", h.nodeID, "role", role.String())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
 
 	if err := h.openRefuser(); err != nil {
 		closeCoord()
@@ -192,6 +181,36 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 	}
 	h.log.Info("stopped")
 	return exitOK
+}
+
+// hooks are the broker's hooks for its hasm.Runner.
+func (h *haBroker) hooks() hasm.Hooks {
+	return hasm.Hooks{LoadStore: h.loadStore, StartServing: h.startServing, StopServing: h.stopServing,
+		Announce: h.announce, Logger: h.baseLog}
+}
+
+// newFileLockHA is a shared-store broker on a lock directory: the
+// lockfile.Manager, the activation over it and the journals fenced by
+// mayWrite. Closing the Manager closes the lock files.
+func newFileLockHA(cfg *config.Config, log *slog.Logger, role hasm.Role) (*haBroker, *lockfile.Manager, error) {
+	h := newHABroker(cfg, log, role)
+	mgr, err := lockfile.Open(cfg.Dirs.NodeManagerLock, lockfile.Options{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := hasm.NewFileLockCoordinator(mgr, haOptions(hasm.DefaultConfig(role, hasm.FileLock), cfg.HA), h.hooks())
+	if err != nil {
+		mgr.Close()
+		return nil, nil, err
+	}
+	h.runner, h.nodeID = c.Runner, mgr.NodeID().String()
+	h.openStore = func(_ context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error) {
+		return openFencedFileStore(cfg, so, h.mayWrite)
+	}
+	h.storeKind = "file"
+	h.storeWhere = fmt.Sprintf("journal %s, bindings %s (shared; lock directory %s)", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.NodeManagerLock)
+	h.log = log.With("node_id", h.nodeID, "role", role.String())
+	return h, mgr, nil
 }
 
 // closeWithin runs close, giving up after d.

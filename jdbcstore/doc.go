@@ -97,7 +97,10 @@
 // still the writer's: a takeover (which locks that row FOR UPDATE) waits
 // for batches in flight and every later batch of the old writer fails with
 // ErrFenced. Renewals take no lock that batches hold, so they never wait
-// for a batch. A
+// for a batch. A journal's Close writes nothing but the batches still
+// queued, each fenced the same way, so an old live stopped after a
+// takeover changes nothing; NodeManager.WriteStateAt (the P of a clean
+// stop) takes the same lock and writes only under the writer's epoch. A
 // takeover that waits too long terminates the sessions blocking it (an
 // expired holder paused in the middle of a batch). Lease.Run renews every
 // renew period and closes Lost once less than one renew period of the

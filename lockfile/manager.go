@@ -457,6 +457,41 @@ func (m *Manager) WriteState(s State) error {
 	})
 }
 
+// WriteStateAt is WriteState for the live of epoch: it writes only while
+// server.lock still names this node and epoch, and no newer epoch was
+// written into primary.lock's heartbeat, checked and written under the
+// same lock on server.lock as BumpEpoch, so a live whose lock was lost
+// silently cannot write its state (P at a clean stop) over the one a
+// successor wrote with its new epoch. A superseded epoch is an
+// *EpochError.
+func (m *Manager) WriteStateAt(s State, epoch uint64) error {
+	if !s.Valid() {
+		return fmt.Errorf("lockfile: invalid state %s", s)
+	}
+	if err := m.checkOpen(false); err != nil {
+		return err
+	}
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	return m.withStateLock(unix.F_WRLCK, func() error {
+		r, err := m.readLocked()
+		if err != nil {
+			return err
+		}
+		if r.NodeID != m.nodeID {
+			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch, NodeChanged: true}
+		}
+		if r.Epoch != epoch {
+			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch}
+		}
+		if hb, ok := m.readHeartbeat(); ok && hb.Epoch > epoch {
+			return &EpochError{File: m.primary.Name(), Ours: epoch, Found: hb.Epoch}
+		}
+		r.State = s
+		return m.writeLocked(r)
+	})
+}
+
 // BumpEpoch takes the next epoch: it reads server.lock, adds one to the
 // epoch, sets the state, writes and fsyncs (file and directory), and returns
 // the new epoch, which it also writes as the first heartbeat into

@@ -26,8 +26,16 @@ type QueueConfig struct {
 }
 
 // CreateQueue creates a queue bound to an address (creating the address).
-// Creating a queue that exists with the same routing succeeds.
+// Creating a queue that exists with the same routing succeeds. Like every
+// answer a client takes as done, success is checked against
+// Options.CanAck: without it the error is ErrNotActive (the outcome is
+// unknown to the client) and the queue, which may exist, is returned too.
 func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error) {
+	q, err := s.createQueueAnswer(ctx, qc)
+	return q, s.confirmed(err)
+}
+
+func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue, error) {
 	if qc.Address == "" {
 		qc.Address = qc.Name
 	}
@@ -53,8 +61,13 @@ func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error
 // on that queue in the journal). It waits for the sends and commits
 // already routed to a durable queue (see unbindQueue) whatever ctx says:
 // they complete once the journal has taken them, or fails or closes, and
-// leaving them would leave their messages live with no queue.
+// leaving them would leave their messages live with no queue. Success is
+// checked against Options.CanAck like CreateQueue's.
 func (s *Server) DeleteQueue(ctx context.Context, name string) error {
+	return s.confirmed(s.deleteQueueNamed(ctx, name))
+}
+
+func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 	s.mu.RLock()
 	q := s.queues[name]
 	s.mu.RUnlock()

@@ -369,7 +369,7 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 	case *wire.CreateQueue:
 		q, err := c.s.CreateQueue(c.ctx, QueueConfig{Address: f.Address, Name: f.Queue, Routing: routingOf(f.Routing, Anycast),
 			Durable: f.Durable, Temporary: f.Temporary})
-		if err == nil && f.Temporary {
+		if q != nil && f.Temporary { // also when its answer is ErrNotActive: it may exist
 			c.tempQs = append(c.tempQs, q)
 		}
 		c.out.resultFrame(corr, codeOf(err), errText(err))

@@ -62,8 +62,8 @@ type Options struct {
 	// once fdatasynced. Unsafe: a power loss can lose confirmed work.
 	NoSyncNonTransactional, NoSyncTransactional bool
 	// CanAck, when set, is asked before every confirmation (stored send,
-	// durable ack, commit): false turns the confirmation into
-	// ErrNotActive. HA sets it to the activation's lease check, so a live
+	// durable ack, commit, queue created or deleted): false turns the
+	// confirmation into ErrNotActive. HA sets it to the activation's lease check, so a live
 	// that lost its lease acknowledges nothing.
 	CanAck func() bool
 }
@@ -220,6 +220,16 @@ func (s *Server) guard(done func(error)) func(error) {
 		}
 		done(err)
 	}
+}
+
+// confirmed is the CanAck check for an answer given without a callback
+// (queue management): success becomes ErrNotActive while the HA
+// activation does not allow acknowledging.
+func (s *Server) confirmed(err error) error {
+	if err == nil && s.opts.CanAck != nil && !s.opts.CanAck() {
+		return ErrNotActive
+	}
+	return err
 }
 
 // checkUsable returns an error when the server cannot take work.
