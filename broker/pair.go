@@ -16,15 +16,18 @@ import (
 	"github.com/tandemmq/tandem/wire"
 )
 
-// haBroker is one broker of a shared-store pair: the hasm.Runner's hooks
-// (load, serve, stop, announce), the refusing listener while not active,
-// the peer table the cluster-connection probes fill, and /status.
+// haBroker is one broker of an HA pair: the refusing listener while not
+// active, the peer table the cluster-connection probes fill, the topology,
+// /status and the banner (for every policy, through act), and the
+// shared-store activation's hooks (load, serve, stop, announce: runner).
 type haBroker struct {
 	cfg        *config.Config
 	log        *slog.Logger // with node_id and role
 	baseLog    *slog.Logger
 	role       hasm.Role
-	runner     *hasm.Runner
+	policy     config.Policy
+	act        activation   // the policy's activation, for status and topology
+	runner     *hasm.Runner // shared store: the activation runner
 	nodeID     string
 	storeKind  string
 	storeWhere string
@@ -46,7 +49,16 @@ type haBroker struct {
 }
 
 func newHABroker(cfg *config.Config, log *slog.Logger, role hasm.Role) *haBroker {
-	return &haBroker{cfg: cfg, log: log, baseLog: log, role: role, selfURL: haAnnounceURL(cfg), peers: map[string]server.Member{}}
+	return &haBroker{cfg: cfg, log: log, baseLog: log, role: role, policy: cfg.HA.Policy, selfURL: haAnnounceURL(cfg),
+		peers: map[string]server.Member{}}
+}
+
+// activation is what the policy-independent parts of a pair (topology,
+// /status, the banner, the refuser) need from the activation runner.
+type activation interface {
+	Status() hasm.Status
+	Epoch() uint64
+	PeerAnnounced(hasm.Peer)
 }
 
 // haAnnounceURL is the URL this broker announces: the connector its first
@@ -221,13 +233,14 @@ func (h *haBroker) shutdown() error {
 
 // self is this broker's own topology member.
 func (h *haBroker) self() server.Member {
-	st := h.runner.Status()
+	st := h.act.Status()
 	return server.Member{NodeID: h.nodeID, Role: st.Role, State: st.State, URL: h.selfURL, Epoch: st.Epoch}
 }
 
 // members is the topology: this broker first (the probe convention), then
-// the peers in address order.
-func (h *haBroker) members() []server.Member {
+// the peers in address order; with down, also the peers that did not
+// answer their last probe (state "down").
+func (h *haBroker) members(down bool) []server.Member {
 	ms := []server.Member{h.self()}
 	h.mu.Lock()
 	keys := make([]string, 0, len(h.peers))
@@ -236,15 +249,22 @@ func (h *haBroker) members() []server.Member {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		ms = append(ms, h.peers[k])
+		if m := h.peers[k]; down || m.State != stateDown {
+			ms = append(ms, m)
+		}
 	}
 	h.mu.Unlock()
 	return ms
 }
 
-// topology is what this broker announces: its members under its epoch.
+// stateDown is the state /status and cluster status show for a peer that
+// does not answer.
+const stateDown = "down"
+
+// topology is what this broker announces to clients: its members that
+// answer, under its epoch.
 func (h *haBroker) topology() server.Topology {
-	return server.Topology{Epoch: h.runner.Epoch(), Members: h.members()}
+	return server.Topology{Epoch: h.act.Epoch(), Members: h.members(false)}
 }
 
 // publish pushes the topology to the clients of a serving broker when it
@@ -270,13 +290,17 @@ func (h *haBroker) publish() {
 func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 	h.mu.Lock()
 	old, had := h.peers[addr]
-	if ok {
-		h.peers[addr] = m
-	} else {
-		delete(h.peers, addr)
+	if !ok {
+		// Keep what it was, shown as down.
+		m = old
+		if !had {
+			m = server.Member{URL: "tcp://" + addr}
+		}
+		m.State = stateDown
 	}
+	h.peers[addr] = m
 	h.mu.Unlock()
-	if ok == had && (!ok || old == m) {
+	if had && old == m {
 		return
 	}
 	if ok {
@@ -289,7 +313,7 @@ func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 		if m.Role == hasm.Backup.String() {
 			r = hasm.Backup
 		}
-		h.runner.PeerAnnounced(hasm.Peer{Role: r, Epoch: m.Epoch, Active: true})
+		h.act.PeerAnnounced(hasm.Peer{Role: r, Epoch: m.Epoch, Active: true})
 	}
 	h.publish()
 }
@@ -328,26 +352,26 @@ func (h *haBroker) status() server.Status {
 	if l != nil && serving {
 		st = l.status()
 	} else {
-		st = server.Status{NodeID: h.nodeID, Name: h.cfg.Name, Version: server.Version, Policy: string(config.PolicySharedStore),
+		st = server.Status{NodeID: h.nodeID, Name: h.cfg.Name, Version: server.Version, Policy: string(h.policy),
 			Role: h.role.String(), Store: h.storeKind, CPUSeconds: server.CPUSeconds(), Queues: []server.QueueInfo{},
 			Acceptors: accs}
 	}
 	if !slices.Contains(st.Acceptors, h.selfURL) {
 		st.Acceptors = append(st.Acceptors, h.selfURL) // the announced address: cluster status marks this row
 	}
-	rs := h.runner.Status()
+	rs := h.act.Status()
 	if st.Halted == "" {
 		st.State = rs.State
 	}
 	st.Epoch = rs.Epoch
-	st.Peers = h.members()
+	st.Peers = h.members(true)
 	return st
 }
 
 // printBanner prints the banner: at start (waiting, or about to activate)
 // and again on every activation.
 func (h *haBroker) printBanner() {
-	rs := h.runner.Status()
+	rs := h.act.Status()
 	h.mu.Lock()
 	var urls []string
 	if h.l != nil && h.serving {
@@ -360,7 +384,7 @@ func (h *haBroker) printBanner() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
 	fmt.Fprintf(&b, "  node ID:     %s\n", h.nodeID)
-	fmt.Fprintf(&b, "  role:        %s (policy shared-store, epoch %d)\n", rs.Role, rs.Epoch)
+	fmt.Fprintf(&b, "  role:        %s (policy %s, epoch %d)\n", rs.Role, h.policy, rs.Epoch)
 	fmt.Fprintf(&b, "  state:       %s (%s)\n", rs.State, rs.Phase)
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", h.storeKind, h.storeWhere)
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)

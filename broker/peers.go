@@ -126,7 +126,7 @@ func (r *refuser) answer(nc net.Conn) {
 	}
 	if !core { // another protocol: refused its own way (docs/protocols.md)
 		if rf, ok := ph.(server.ProtocolRefuser); ok {
-			st := r.h.runner.Status()
+			st := r.h.act.Status()
 			rf.Refuse(nc, br, fmt.Sprintf("%s %s is not active (%s): connect to the live broker", st.Role, r.h.selfURL, st.Phase))
 		}
 		return
@@ -148,7 +148,7 @@ func (r *refuser) answer(nc net.Conn) {
 			Topology: toWire(t)}
 		corr = hdr.Corr
 	} else {
-		st := h.runner.Status()
+		st := h.act.Status()
 		out = &wire.Error{Code: wire.CodeUnavailable,
 			Message: fmt.Sprintf("%s %s is not active (%s): connect to the live broker", st.Role, h.selfURL, st.Phase)}
 	}

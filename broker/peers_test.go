@@ -73,7 +73,7 @@ func TestHARefuserAndProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.runner, h.nodeID = c.Runner, mgr.NodeID().String()
+	h.runner, h.act, h.nodeID = c.Runner, c.Runner, mgr.NodeID().String()
 	if err := h.openRefuser(); err != nil {
 		t.Fatal(err)
 	}

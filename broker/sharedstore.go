@@ -203,7 +203,7 @@ func newFileLockHA(cfg *config.Config, log *slog.Logger, role hasm.Role) (*haBro
 		mgr.Close()
 		return nil, nil, err
 	}
-	h.runner, h.nodeID = c.Runner, mgr.NodeID().String()
+	h.runner, h.act, h.nodeID = c.Runner, c.Runner, mgr.NodeID().String()
 	h.openStore = func(_ context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error) {
 		return openFencedFileStore(cfg, so, h.mayWrite)
 	}
@@ -255,7 +255,7 @@ func (h *haBroker) openDBLease(ctx context.Context, hooks hasm.Hooks) (func() er
 		nm.Close()
 		return nil, err
 	}
-	h.runner, h.nodeID = r, id
+	h.runner, h.act, h.nodeID = r, r, id
 	h.storeKind = "jdbc"
 	h.storeWhere = fmt.Sprintf("tables %s and %s (shared; lease in %s, group %s)", db.MessageTable, db.BindingsTable, nm.Table(), nm.Group())
 	h.openStore = func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error) {
