@@ -23,6 +23,7 @@ type parser struct {
 	warns []Warning
 
 	maxIOSet   bool
+	maxAddrSet bool
 	haNode     *node
 	storeNode  *node
 	connectors map[string]bool
@@ -174,7 +175,8 @@ var coreSettings = []string{
 	"create-journal-dir", "create-bindings-dir", "acceptors", "connectors", "cluster-connections",
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
-	"management-http-address", "ha-policy",
+	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
+	"max-queues", "max-addresses",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -288,6 +290,15 @@ func (p *parser) core(n *node) {
 		case "ha-policy":
 			p.haNode = e
 			p.haPolicy(e)
+		case "address-settings":
+			p.addressSettings(e)
+		case "address-queue-scan-period":
+			p.millis(e, &c.AddressQueueScanPeriod, -1)
+		case "max-queues":
+			p.limit(e, &c.MaxQueues)
+		case "max-addresses":
+			p.limit(e, &c.MaxAddresses)
+			p.maxAddrSet = true
 		default:
 			if unsupportedCore[e.name] {
 				p.unsupported(e)
@@ -334,6 +345,9 @@ func (p *parser) finish() {
 	c := p.cfg
 	if !p.maxIOSet && c.Journal.Backend != aio.IOUring {
 		c.Journal.MaxIO = 1
+	}
+	if !p.maxAddrSet {
+		c.MaxAddresses = c.MaxQueues
 	}
 	p.finishHA()
 	p.checkRefs()
