@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,6 +39,12 @@ type Status struct {
 	// (set by Server.Status; nil when the caller made its own Status).
 	listQueues func(QueueQuery) ([]QueueInfo, int)
 }
+
+// statusConcurrency is how many GET /status requests build their answer
+// at once (half the Go processors, at least one); the others wait, so that
+// many clients polling /status cannot take the processors from the
+// broker's clients.
+func statusConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // DefaultStatusQueues is how many queues /status lists unless asked for
 // more: a broker may hold 100 000, and /status must stay cheap.
@@ -133,10 +140,18 @@ type ManagementOptions struct {
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
 	started := time.Now()
+	// turns admits statusConcurrency requests at a time to build their
+	// answer (into a buffer: a slow reader does not keep its turn).
+	turns := make(chan struct{}, statusConcurrency())
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		qq, err := parseQueueQuery(r.URL.Query())
 		if err != nil {
 			http.Error(w, "GET /status: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case turns <- struct{}{}:
+		case <-r.Context().Done():
 			return
 		}
 		st := opts.Status()
@@ -147,10 +162,14 @@ func ManagementHandler(opts ManagementOptions) http.Handler {
 			st.Queues = []QueueInfo{}
 		}
 		st.UptimeSec = time.Since(started).Seconds()
+		body, err := json.MarshalIndent(st, "", "  ")
+		<-turns
+		if err != nil {
+			http.Error(w, "GET /status: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(st)
+		w.Write(append(body, '\n'))
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 )
 
 func TestStatusHTTP(t *testing.T) {
@@ -135,4 +137,49 @@ func BenchmarkStatus16kQueues(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestStatusConcurrencyBounded: concurrent GET /status requests build
+// their answers at most statusConcurrency at a time; the others wait
+// without using CPU. Before, 50 clients polling /status on a broker with
+// 16 000 queues kept every processor busy and a client's round trip took
+// 28 s.
+func TestStatusConcurrencyBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var inside, most atomic.Int32
+		release := make(chan struct{})
+		h := ManagementHandler(ManagementOptions{Status: func() Status {
+			n := inside.Add(1)
+			for {
+				m := most.Load()
+				if n <= m || most.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			<-release
+			inside.Add(-1)
+			return Status{Queues: []QueueInfo{}}
+		}})
+		const clients = 20
+		codes := make(chan int, clients)
+		for range clients {
+			go func() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+				codes <- rec.Code
+			}()
+		}
+		synctest.Wait() // every request is in Status or waits its turn
+		n := inside.Load()
+		close(release)
+		for range clients {
+			if code := <-codes; code != http.StatusOK {
+				t.Errorf("HTTP %d", code)
+			}
+		}
+		if n < 1 || int(most.Load()) > statusConcurrency() {
+			t.Fatalf("%d of %d requests built their answer at once (%d at the most), want 1 to %d",
+				n, clients, most.Load(), statusConcurrency())
+		}
+	})
 }
