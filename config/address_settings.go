@@ -289,11 +289,6 @@ func (p *parser) addressSetting(n *node) (AddressSetting, bool) {
 		p.boolean(e, &b)
 		return &b
 	}
-	delay := func(e *node) *time.Duration {
-		var d time.Duration
-		p.millis(e, &d, 0)
-		return &d
-	}
 	for _, e := range p.children(n) {
 		if !p.once(seen, e, "address-setting") {
 			continue
@@ -306,16 +301,20 @@ func (p *parser) addressSetting(n *node) (AddressSetting, bool) {
 		case "auto-delete-queues":
 			s.AutoDeleteQueues = boolean(e)
 		case "auto-delete-queues-delay":
-			s.AutoDeleteQueuesDelay = delay(e)
+			var d time.Duration
+			p.millis(e, &d)
+			s.AutoDeleteQueuesDelay = &d
 		case "auto-delete-queues-message-count":
-			var v int64
-			if p.int64v(e, &v, -1) {
-				s.AutoDeleteQueuesMessageCount = &v
-			}
+			var v int
+			p.integer(e, &v)
+			n := int64(v)
+			s.AutoDeleteQueuesMessageCount = &n
 		case "auto-delete-addresses":
 			s.AutoDeleteAddresses = boolean(e)
 		case "auto-delete-addresses-delay":
-			s.AutoDeleteAddressesDelay = delay(e)
+			var d time.Duration
+			p.millis(e, &d)
+			s.AutoDeleteAddressesDelay = &d
 		default:
 			if addressSettingsKnown[e.name] {
 				p.warnf(e, "<%s> in <address-setting> not supported yet, ignored", e.name)
@@ -337,15 +336,12 @@ func mapKeys(m map[string]bool) []string {
 	return out
 }
 
-// limit parses a count limit: -1 (no limit) or at least 1.
-func (p *parser) limit(n *node, dst *int) {
-	v := *dst
-	p.integer(n, &v, -1)
+// notZero refuses 0 for a count limit (max-queues, max-addresses), whose
+// range allows -1 (no limit) and 1 up: 0 would refuse everything.
+func (p *parser) notZero(n *node, v int) {
 	if v == 0 {
 		p.errorf(n, "<%s>: 0 would refuse everything (want -1 for no limit, or at least 1)", n.name)
-		return
 	}
-	*dst = v
 }
 
 // addressSettingsView renders the settings for `tandem config check`: each

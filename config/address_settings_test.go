@@ -182,11 +182,11 @@ func TestAddressSettingsErrors(t *testing.T) {
 		{"typo", core(`<address-settings><address-setting match="#">`, `<auto-delete-queue>true</auto-delete-queue>`, `</address-setting></address-settings>`), 4, "did you mean <auto-delete-queues>"},
 		{"bad child", core(`<address-settings>`, `<address-settting match="#"/>`, `</address-settings>`), 4, "did you mean <address-setting>"},
 		{"bad boolean", core(`<address-settings><address-setting match="#">`, `<auto-create-queues>maybe</auto-create-queues>`, `</address-setting></address-settings>`), 4, "not a boolean"},
-		{"negative delay", core(`<address-settings><address-setting match="#">`, `<auto-delete-queues-delay>-5</auto-delete-queues-delay>`, `</address-setting></address-settings>`), 4, "less than 0"},
-		{"message count", core(`<address-settings><address-setting match="#">`, `<auto-delete-queues-message-count>-2</auto-delete-queues-message-count>`, `</address-setting></address-settings>`), 4, "less than -1"},
+		{"negative delay", core(`<address-settings><address-setting match="#">`, `<auto-delete-queues-delay>-5</auto-delete-queues-delay>`, `</address-setting></address-settings>`), 4, "auto-delete-queues-delay -5 out of range [0, 2592000000] ms"},
+		{"message count", core(`<address-settings><address-setting match="#">`, `<auto-delete-queues-message-count>-2</auto-delete-queues-message-count>`, `</address-setting></address-settings>`), 4, "auto-delete-queues-message-count -2 out of range [-1, 1000000000]"},
 		{"twice", core(`<address-settings><address-setting match="#">`, `<auto-create-queues>true</auto-create-queues>`, `<auto-create-queues>false</auto-create-queues>`, `</address-setting></address-settings>`), 5, "appears twice"},
 		{"max-queues 0", core(`<max-queues>0</max-queues>`), 3, "0 would refuse everything"},
-		{"max-addresses -2", core(`<max-addresses>-2</max-addresses>`), 3, "less than -1"},
+		{"max-addresses -2", core(`<max-addresses>-2</max-addresses>`), 3, "max-addresses -2 out of range [-1, 1000000]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := parseString(t, tc.doc)

@@ -40,6 +40,13 @@
 // of the etc/ directory holding broker.xml (as `artemis create` lays it
 // out), or else the directory holding the file.
 //
+// Every numeric element (and ZooKeeper <manager> property) is checked
+// against one table of ranges (ranges.go; RangeOf): a value outside is an
+// error "FILE:LINE: NAME VALUE out of range [MIN, MAX] UNIT". Quantities
+// derived from several elements are bounded too: the segments the journal
+// preallocates or keeps for reuse take at most MaxJournalDisk.
+// docs/configuration.md lists the ranges.
+//
 // Use: Load(path) or Parse(name, r) returns the Config and the warnings
 // (print them; they do not stop the broker) or an error whose text is one
 // "FILE:LINE: message" per line (errors.As finds the first *Error).

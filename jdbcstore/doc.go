@@ -29,6 +29,17 @@
 // schema version (a newer one is refused) and the largest ID and epoch,
 // which deleted rows take with them.
 //
+// # Durable commits
+//
+// Every connection the store opens sends synchronous_commit=on as a
+// startup parameter, which outranks the server's, the database's and the
+// role's defaults and the URL's own settings (options=-c ..., a
+// synchronous_commit parameter), and reads it back before use: a session
+// where it is not on is refused, since its commits would be confirmed
+// before their WAL is flushed. fsync cannot be set per session: with fsync
+// off the store runs but logs an error at open (commits are then not
+// durable against a crash of the database server).
+//
 // # Group commit
 //
 // One writer goroutine takes everything pending when the previous

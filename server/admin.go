@@ -50,7 +50,10 @@ func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error
 }
 
 // DeleteQueue deletes a queue without consumers and its messages (acked
-// on that queue in the journal).
+// on that queue in the journal). It waits for the sends and commits
+// already routed to a durable queue (see unbindQueueLocked) whatever ctx says:
+// they complete once the journal has taken them, or fails or closes, and
+// leaving them would leave their messages live with no queue.
 func (s *Server) DeleteQueue(ctx context.Context, name string) error {
 	s.mu.RLock()
 	q := s.queues[name]
@@ -59,17 +62,46 @@ func (s *Server) DeleteQueue(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: %q", ErrNoSuchQueue, name)
 	}
 	q.mu.Lock()
-	if len(q.consumers) > 0 {
+	switch {
+	case q.deleting || q.deleted:
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNoSuchQueue, name)
+	case len(q.consumers) > 0:
 		q.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrQueueInUse, name)
 	}
-	q.deleted = true
+	q.deleting = true // no consumer attaches from now on
+	q.mu.Unlock()
+	s.mu.Lock()
+	a, empty := s.unbindQueueLocked(q)
+	s.mu.Unlock()
+	if q.durable {
+		// A send or commit routed to q before unbindQueueLocked took the
+		// address mutex has made its append already: an empty append
+		// after it completes once their callbacks have put their
+		// references in q, to be deleted with the others below. Without
+		// it such a reference met a deleted queue and was dropped with
+		// its message's durable count held: a live record, pinning its
+		// segment, until a restart.
+		ch := make(chan error, 1)
+		if err := s.msgs.Append(nil, false, func(err error) { ch <- err }); err != nil {
+			s.storageError(err)
+			return fmt.Errorf("server: delete queue %q: %w", name, err)
+		}
+		if err := <-ch; err != nil {
+			return fmt.Errorf("server: delete queue %q: %w", name, s.halt(err))
+		}
+	}
+	q.shutdown()
+	q.mu.Lock()
 	var refs []*ref
 	for q.msgs.len() > 0 {
 		refs = append(refs, q.msgs.popFront())
 	}
 	q.mu.Unlock()
-	s.deleteQueue(q)
+	if empty {
+		defer s.addressIdle(a, true)
+	}
 	if !q.durable {
 		return nil
 	}

@@ -27,6 +27,10 @@ import (
 // the queue's (no consumer attaches); a send routed before and not pushed
 // yet (Queue.routed) postpones it. A send or consumer holding the deleted
 // queue or address looks it up again (lockedAddressFor, CreateConsumer).
+// DeleteQueue decides under the same server mutex (a queue it deletes is
+// marked deleting and unbound in one hold, and is never auto-deleted
+// after), and a delivery or transactional ack that comes back to a queue
+// deleted either way is acked in the journal (Server.cancel, dropRefs).
 
 // setQueuePolicy decides from the address settings whether q is deleted
 // when idle. Only anycast queues a client created are: a subscription
@@ -107,7 +111,7 @@ func (s *Server) tryDeleteIdleQueue(q *Queue, now time.Time) (again bool) {
 	a.mu.Lock()
 	q.mu.Lock()
 	switch {
-	case q.deleted || len(q.consumers) > 0:
+	case q.deleted || q.deleting || len(q.consumers) > 0:
 		q.mu.Unlock()
 		a.mu.Unlock()
 		s.mu.Unlock()
@@ -190,32 +194,6 @@ func (s *Server) tryDeleteIdleAddress(a *address, now time.Time) (again bool) {
 	s.mu.Unlock()
 	s.log.Debug("address auto-deleted", "address", a.name)
 	return false
-}
-
-// dropRefs acknowledges the references of a deleted queue in the messages
-// journal, so their messages go once no other queue holds them. Not
-// synced: after a crash, replay drops references to a deleted queue anyway.
-func (s *Server) dropRefs(refs []*ref) {
-	if len(refs) == 0 || s.checkUsable() != nil {
-		return
-	}
-	s.storeMu.Lock()
-	var entries []journal.Entry
-	for _, r := range refs {
-		if r.durable() {
-			entries = append(entries, s.ackEntryLocked(r))
-		}
-	}
-	var err error
-	if len(entries) > 0 {
-		err = s.msgs.Append(entries, false, func(err error) {
-			if err != nil {
-				s.halt(err)
-			}
-		})
-	}
-	s.storeMu.Unlock()
-	s.storageError(err)
 }
 
 // reaper checks the reap sets every period until Close.

@@ -109,7 +109,7 @@ func (c *conn) serve() {
 // temporary queues, flushes and closes the socket.
 func (c *conn) shutdown(reason error) {
 	c.closeOnce.Do(func() {
-		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping {
+		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping && reason != errHandedOff {
 			c.log.Info("connection closed", "reason", reason)
 		} else {
 			c.log.Debug("connection closed")
@@ -201,6 +201,9 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnsupportedVersion,
 			Message: fmt.Sprintf("client speaks versions %d-%d, broker %d-%d", hello.MinVersion, hello.MaxVersion, wire.MinVersion, wire.Version)})
 		return fmt.Errorf("no common protocol version with client %d-%d", hello.MinVersion, hello.MaxVersion)
+	}
+	if hello.ClientID == wire.ReplicaClientID {
+		return c.handOffReplica(h, hello)
 	}
 	if !c.acc.authenticate(hello.User, hello.Password) {
 		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})

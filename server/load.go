@@ -142,7 +142,7 @@ func (s *Server) load(ctx context.Context) error {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
 				continue
 			}
-			if ev := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
+			if ev, _ := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: ev})
 			}
 		default:

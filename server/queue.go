@@ -52,7 +52,8 @@ type Queue struct {
 	seq       uint64
 	consumers []*Consumer
 	rr        int
-	deleted   bool
+	deleted   bool      // delivery has stopped; what is pushed now is dropped
+	deleting  bool      // DeleteQueue has begun: no consumer may attach, no auto-delete
 	idleSince time.Time // when its last consumer left (or it was loaded); zero: never idle
 
 	delivering atomic.Int64 // delivered, not acked
@@ -164,6 +165,10 @@ func (q *Queue) drain() {
 // frames) then calls deliverInline once it has answered the sender, saving
 // a delivery goroutine per send. Nothing is claimed here: the sender's done
 // may do anything, closing the consumer and deleting the queue included.
+// A reference pushed to a deleted queue is dropped: only a non-durable
+// one can be, because neither deletion leaves a send in flight to a
+// durable queue (an auto-delete waits for routed to fall to zero,
+// DeleteQueue for its barrier).
 func (q *Queue) push(r *ref) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -209,10 +214,12 @@ func (q *Queue) deliverInline() {
 // inlineDeliveries is the most a send's completion delivers itself.
 const inlineDeliveries = 8
 
-// requeue puts cancelled deliveries back at the head, in queue order.
-func (q *Queue) requeue(rs []*ref) {
+// requeue puts cancelled deliveries back at the head, in queue order. It
+// returns false when the queue was deleted: the references were dropped,
+// and the caller acks the durable ones (Server.cancel).
+func (q *Queue) requeue(rs []*ref) bool {
 	if len(rs) == 0 {
-		return
+		return true
 	}
 	slices.SortFunc(rs, func(a, b *ref) int {
 		switch {
@@ -224,7 +231,8 @@ func (q *Queue) requeue(rs []*ref) {
 		return 0
 	})
 	q.mu.Lock()
-	if !q.deleted {
+	live := !q.deleted
+	if live {
 		for i := len(rs) - 1; i >= 0; i-- {
 			q.msgs.pushFront(rs[i])
 		}
@@ -232,6 +240,7 @@ func (q *Queue) requeue(rs []*ref) {
 	q.mu.Unlock()
 	q.delivering.Add(-int64(len(rs)))
 	q.wake()
+	return live
 }
 
 type delivery struct {
@@ -277,7 +286,7 @@ func (q *Queue) dispatchLocked(out []delivery) []delivery {
 // addConsumer attaches c.
 func (q *Queue) addConsumer(c *Consumer) bool {
 	q.mu.Lock()
-	if q.deleted {
+	if q.deleted || q.deleting {
 		q.mu.Unlock()
 		return false
 	}

@@ -93,6 +93,7 @@ type Options struct {
 
 // Server is the broker core. Create it with New, then Start it.
 type Server struct {
+	replica atomic.Pointer[ReplicaHandler] // replica.go
 	opts    Options
 	log     *slog.Logger
 	msgs    journal.Journal
@@ -591,17 +592,31 @@ func (s *Server) addQueueLocked(q *Queue) {
 	q.addr.mu.Unlock()
 }
 
-// deleteQueue removes a queue from memory: a temporary subscription, or
-// one management deletes (DeleteQueue writes the journal). Its address
-// goes too when auto-delete allows.
+// deleteQueue removes a temporary (never durable) queue from memory: a
+// subscription whose last consumer left, or one its connection created
+// and closed with. Nothing of it is in the journal, and what a send still
+// in flight pushes to it is dropped (not durable either). Its address goes
+// too when auto-delete allows.
 func (s *Server) deleteQueue(q *Queue) {
 	s.mu.Lock()
+	a, empty := s.unbindQueueLocked(q)
+	s.mu.Unlock()
+	q.shutdown()
+	if empty {
+		s.addressIdle(a, true)
+	}
+}
+
+// unbindQueueLocked takes q out of the server's and its address's queues:
+// once it returns no send or commit routes to q (they route under the
+// address mutex and append before releasing it). It returns q's address
+// and whether no queue is bound to it any more. Caller holds s.mu.
+func (s *Server) unbindQueueLocked(q *Queue) (a *address, empty bool) {
 	if s.queues[q.name] == q {
 		delete(s.queues, q.name)
 		delete(s.queueByID, q.id)
 	}
-	s.mu.Unlock()
-	a := q.addr
+	a = q.addr
 	a.mu.Lock()
 	for i, x := range a.queues {
 		if x == q {
@@ -609,15 +624,12 @@ func (s *Server) deleteQueue(q *Queue) {
 			break
 		}
 	}
-	empty := len(a.queues) == 0
+	empty = len(a.queues) == 0
 	if empty {
 		a.emptySince = time.Now()
 	}
 	a.mu.Unlock()
-	q.shutdown()
-	if empty {
-		s.addressIdle(a, true)
-	}
+	return a, empty
 }
 
 // storageError halts the broker when err comes from a failed journal.

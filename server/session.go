@@ -316,9 +316,9 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	var entries []journal.Entry
 	type dupDone struct {
-		a  *address
-		id string
-		e  *dupEntry
+		a    *address
+		e    *dupEntry
+		undo dupUndo
 	}
 	var dups []dupDone
 	var refs []ref
@@ -335,9 +335,10 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		routed(qbuf)
 		m.ID = s.nextID()
 		var de *dupEntry
-		entries, de = s.sendEntriesLocked(a, m, qbuf, entries)
+		var undo dupUndo
+		entries, de, undo = s.sendEntriesLocked(a, m, qbuf, entries)
 		if de != nil {
-			dups = append(dups, dupDone{a, m.DuplicateID, de})
+			dups = append(dups, dupDone{a, de, undo})
 		}
 		for _, q := range qbuf {
 			refs = append(refs, ref{msg: m, q: q})
@@ -377,8 +378,9 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	s.storeMu.Unlock()
 	if err != nil {
-		for _, d := range dups {
-			d.a.dup.forget(d.id, d.e)
+		// Refused: the duplicate ID caches as they were, last add first.
+		for i := len(dups) - 1; i >= 0; i-- {
+			dups[i].a.dup.undo(dups[i].undo)
 		}
 		// Refused (too large, or the journal failed): undo the acks'
 		// reference counting so the messages can be acked again.

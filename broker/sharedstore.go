@@ -1,4 +1,4 @@
-package main
+package broker
 
 // Shared-store HA for `tandem run`: the activation state machine of
 // package ha drives loadLive, live.serve and live.stop.
@@ -51,10 +51,6 @@ import (
 	"github.com/tandemmq/tandem/server"
 )
 
-func init() {
-	haRun = runHA
-}
-
 // runHA runs the broker under its HA policy. Only shared store is
 // implemented; for the others a primary runs as a single broker (with a
 // warning) and a backup is refused, as before.
@@ -69,7 +65,7 @@ func runHA(cfg *config.Config, log *slog.Logger) int {
 	log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
 	single := *cfg
 	single.HA.Policy = config.PolicyNone
-	return serve(&single)
+	return serve(&single, log)
 }
 
 // haOptions applies the <shared-store> options to a node configuration.

@@ -1,4 +1,4 @@
-package main
+package broker
 
 import (
 	"context"
@@ -81,7 +81,7 @@ func (l *live) serve() error {
 			users[u.Name] = u.Password
 		}
 		// Brokers of a pair probe each other with the cluster credentials
-		// (see runha.go); a configured user of that name wins.
+		// (see sharedstore.go); a configured user of that name wins.
 		if _, ok := users[cfg.ClusterUser]; !ok && cfg.ClusterUser != "" {
 			users[cfg.ClusterUser] = cfg.ClusterPassword
 		}

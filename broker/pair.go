@@ -1,4 +1,4 @@
-package main
+package broker
 
 import (
 	"context"
@@ -363,7 +363,7 @@ func (h *haBroker) printBanner() {
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", h.storeKind, h.storeWhere)
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)
 	fmt.Fprintf(&b, "  management:  http://%s/status\n", h.mgmt)
-	fmt.Fprintf(&b, "  cpu:         %s\n", procsNote)
+	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
 	if cfg.AnonymousAllowed() {
 		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
 	} else {
