@@ -53,6 +53,90 @@ func (r *recordJournal) watch(name string, skip uint64) <-chan struct{} {
 	return r.created
 }
 
+// TestDeleteQueueThenAutoCreate: a durable queue is deleted while a send
+// routed to it is in flight (DeleteQueue waits in its barrier), and a
+// client's send auto-creates a durable queue of the same name meanwhile.
+// The new queue's record must not precede the old one's delete in the
+// bindings journal: a crash right after the new record would leave both
+// live, and the broker would refuse to start ("queue defined twice").
+// DeleteQueue freed the name before its bindings delete, which came after
+// the barrier and the acks; auto-delete already made its delete durable
+// first.
+func TestDeleteQueueThenAutoCreate(t *testing.T) {
+	ctx := context.Background()
+	ms, bs := journal.NewMemoryStore(), journal.NewMemoryStore()
+	mj, bj := ms.Open(), bs.Open()
+	hj := newHoldJournal(mj)
+	rj := &recordJournal{Journal: bj}
+	s := New(Options{Messages: hj, Bindings: rj, Logger: slog.New(slog.DiscardHandler)})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close(); mj.Close(); bj.Close() }()
+	old, err := s.CreateQueue(ctx, QueueConfig{Name: "q", Routing: Anycast, Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := rj.watch("q", old.id)
+	ss := s.NewSession(false)
+	hj.arm()
+	sent := make(chan error, 2)
+	ss.Send(ctx, queueDest("q"), msg("in flight", true), func(err error) { sent <- err })
+	<-hj.held
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.DeleteQueue(ctx, "q") }()
+	select {
+	case <-hj.later: // DeleteQueue unbound q and waits in its barrier
+	case err := <-deleted:
+		t.Fatalf("DeleteQueue returned (%v) while a send routed to the queue is in flight", err)
+	}
+	// A client's send finds the name free and auto-creates the queue.
+	ss.Send(ctx, queueDest("q"), msg("to the new queue", true), func(err error) { sent <- err })
+	select {
+	case <-created:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the send did not auto-create a new queue q")
+	}
+	close(hj.release)
+	for range 2 {
+		if err := <-sent; err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	if err := <-deleted; err != nil {
+		t.Fatalf("DeleteQueue: %v", err)
+	}
+	if qi, ok := s.Queue("q"); !ok || qi.Depth != 1 {
+		t.Fatalf("the new queue q: %+v %v, want 1 message", qi, ok)
+	}
+
+	// A broker restarted on the bindings journal as a crash right after
+	// the new queue's record leaves it.
+	rs := journal.NewMemoryStore()
+	j := rs.Open()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rj.mu.Lock()
+	snapshot := rj.snapshot
+	rj.mu.Unlock()
+	if err := journal.AppendSync(ctx, j, snapshot...); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	rb, rm := rs.Open(), journal.NewMemory()
+	defer rb.Close()
+	defer rm.Close()
+	s2 := New(Options{Messages: rm, Bindings: rb, Logger: slog.New(slog.DiscardHandler)})
+	if err := s2.Start(ctx); err != nil {
+		t.Fatalf("restart after a crash right after the new queue's record: %v", err)
+	}
+	defer s2.Close()
+	if _, ok := s2.Queue("q"); !ok {
+		t.Fatal("queue q missing after the restart")
+	}
+}
+
 // TestAutoDeleteWithAckInFlight: an auto-created durable queue whose
 // settings delete it whatever it holds (auto-delete-queues-message-count
 // -1) goes when its last consumer closes, while that consumer's message
