@@ -151,6 +151,15 @@ func (j *FileJournal) DurableEnd() Position {
 	return Position{Seq: seq, Offset: off}
 }
 
+// SetEpoch sets the epoch written into the segments the journal starts
+// from now on (a replication live's activation sequence moved on after
+// it lost its replica).
+func (j *FileJournal) SetEpoch(e uint64) {
+	j.mu.Lock()
+	j.opts.Epoch = e
+	j.mu.Unlock()
+}
+
 // SegmentSize returns the size of new segments (journal-file-size).
 func (j *FileJournal) SegmentSize() int64 { return j.opts.SegmentSize }
 

@@ -492,6 +492,19 @@ func (s *Source) ReleaseHeld() {
 	}
 }
 
+// FailHeld completes the answers held for a lost replica with an error
+// (outcome unknown): the broker stopped serving without the activation
+// sequence moving on, so they must never be confirmed.
+func (s *Source) FailHeld() {
+	s.mu.Lock()
+	gates := s.heldGates
+	s.heldGates = nil
+	s.mu.Unlock()
+	for _, g := range gates {
+		g.Fail(nil)
+	}
+}
+
 // Handover ends a failback: with the broker no longer serving, it waits
 // until the replica acknowledged every durable byte of both journals,
 // tells it to take over, and ends the link without a new activation

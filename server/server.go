@@ -132,6 +132,9 @@ type Server struct {
 	stopReap   chan struct{} // closed by Close
 	reapDone   chan struct{} // closed when reaper returns
 
+	protoMu   sync.Mutex
+	protocols []ProtocolHandler // protocol.go
+
 	topoMu   sync.Mutex
 	topology Topology
 	topoSubs map[int]func(Topology)

@@ -33,11 +33,28 @@ type Status struct {
 	Acceptors   []string    `json:"acceptors,omitempty"`
 	UptimeSec   float64     `json:"uptime_seconds"`
 	Halted      string      `json:"halted,omitempty"`
-	Stats       Stats       `json:"stats"`
+	// Replication is set for the replication policy: on the live its
+	// replica's state, on a replica its own.
+	Replication *ReplicationStatus `json:"replication,omitempty"`
+	// ActivationSequence is the local activation sequence (replication).
+	ActivationSequence *uint64 `json:"activation_sequence,omitempty"`
+	// CoordinatedSequence is the coordinated one as last seen (ZooKeeper;
+	// negative while claimed).
+	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
+	Stats               Stats  `json:"stats"`
 
 	// listQueues pages the queues for a request other than the default
 	// (set by Server.Status; nil when the caller made its own Status).
 	listQueues func(QueueQuery) ([]QueueInfo, int)
+}
+
+// ReplicationStatus is /status's replication object (docs/cli.md).
+type ReplicationStatus struct {
+	State      string  `json:"state"` // none, syncing or synced
+	Peer       *string `json:"peer"`  // the other side's URL, null when none
+	LagRecords int     `json:"lag_records"`
+	LagBytes   int64   `json:"lag_bytes"`
+	Since      string  `json:"since"` // RFC 3339: when state last changed
 }
 
 // statusConcurrency is how many GET /status requests build their answer
