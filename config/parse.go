@@ -23,6 +23,7 @@ type parser struct {
 	warns []Warning
 
 	maxIOSet   bool
+	maxAddrSet bool
 	numbers    map[string]*node // the numeric elements read, by name (the last one)
 	haNode     *node
 	storeNode  *node
@@ -175,7 +176,8 @@ var coreSettings = []string{
 	"create-journal-dir", "create-bindings-dir", "acceptors", "connectors", "cluster-connections",
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
-	"management-http-address", "ha-policy",
+	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
+	"max-queues", "max-addresses",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -284,6 +286,17 @@ func (p *parser) core(n *node) {
 		case "ha-policy":
 			p.haNode = e
 			p.haPolicy(e)
+		case "address-settings":
+			p.addressSettings(e)
+		case "address-queue-scan-period":
+			p.millis(e, &c.AddressQueueScanPeriod)
+		case "max-queues":
+			p.integer(e, &c.MaxQueues)
+			p.notZero(e, c.MaxQueues)
+		case "max-addresses":
+			p.integer(e, &c.MaxAddresses)
+			p.notZero(e, c.MaxAddresses)
+			p.maxAddrSet = true
 		default:
 			if unsupportedCore[e.name] {
 				p.unsupported(e)
@@ -330,6 +343,9 @@ func (p *parser) finish() {
 	c := p.cfg
 	if !p.maxIOSet && c.Journal.Backend != aio.IOUring {
 		c.Journal.MaxIO = 1
+	}
+	if !p.maxAddrSet {
+		c.MaxAddresses = c.MaxQueues
 	}
 	p.finishHA()
 	p.checkRefs()

@@ -297,7 +297,7 @@ func TestErrors(t *testing.T) {
 // TestWarnings checks elements Artemis allows but Tandem does not implement.
 func TestWarnings(t *testing.T) {
 	c, warns, err := parseString(t, core(
-		`<address-settings><address-setting match="#"/></address-settings>`,
+		`<address-settings><address-setting match="#"><dead-letter-address>DLQ</dead-letter-address></address-setting></address-settings>`,
 		`<security-settings/>`,
 		`<addresses/>`,
 		`<global-max-size>100M</global-max-size>`,
@@ -311,7 +311,7 @@ func TestWarnings(t *testing.T) {
 		t.Error("MAPPED is not run as NIO")
 	}
 	want := []string{
-		"broker.xml:3: warning: <address-settings> not supported yet, ignored",
+		"broker.xml:3: warning: <dead-letter-address> in <address-setting> not supported yet, ignored",
 		"broker.xml:4: warning: <security-settings> not supported yet, ignored",
 		"broker.xml:5: warning: <addresses> not supported yet, ignored",
 		"broker.xml:6: warning: <global-max-size> not supported yet, ignored",

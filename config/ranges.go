@@ -64,6 +64,15 @@ var ranges = map[string]Range{
 	// <core>: connections and duplicate detection.
 	"connection-ttl-override": {-1, dayMs, Millis}, // -1: the client's TTL
 	"id-cache-size":           {0, 1_000_000, Count},
+	// <core>: queues and addresses. An idle queue costs about 1 KiB. 0 is
+	// in the range of the limits but refused by the parser (notZero).
+	"max-queues":                {-1, 1_000_000, Count}, // -1: no limit
+	"max-addresses":             {-1, 1_000_000, Count}, // -1: no limit
+	"address-queue-scan-period": {-1, dayMs, Millis},    // -1 or 0: never
+	// <address-settings><address-setting>.
+	"auto-delete-queues-delay":         {0, 30 * dayMs, Millis},
+	"auto-delete-queues-message-count": {-1, 1_000_000_000, Count}, // -1: any number
+	"auto-delete-addresses-delay":      {0, 30 * dayMs, Millis},
 
 	// <ha-policy> options.
 	"failback-delay":                     {0, dayMs, Millis},

@@ -159,7 +159,7 @@ func init() {
 	}
 	for _, n := range []string{"journal-file-size", "journal-min-files", "journal-pool-files", "journal-buffer-timeout",
 		"journal-buffer-size", "journal-max-io", "journal-compact-percentage", "journal-compact-min-files",
-		"connection-ttl-override", "id-cache-size"} {
+		"connection-ttl-override", "id-cache-size", "max-queues", "max-addresses", "address-queue-scan-period"} {
 		rangeContexts[n] = inCore(n)
 	}
 	in := func(before, after string) func(name string) func(string) (string, int) {
@@ -195,6 +195,10 @@ func init() {
 	rangeContexts["broadcast-period"] = in(`<broadcast-groups><broadcast-group name="b">`, `</broadcast-group></broadcast-groups>`)("broadcast-period")
 	rangeContexts["group-port"] = in(`<broadcast-groups><broadcast-group name="b">`, `</broadcast-group></broadcast-groups>`)("group-port")
 	rangeContexts["refresh-timeout"] = in(`<discovery-groups><discovery-group name="d">`, `</discovery-group></discovery-groups>`)("refresh-timeout")
+	setting := in(`<address-settings><address-setting match="#">`, `</address-setting></address-settings>`)
+	for _, n := range []string{"auto-delete-queues-delay", "auto-delete-queues-message-count", "auto-delete-addresses-delay"} {
+		rangeContexts[n] = setting(n)
+	}
 	store := in(`<store><database-store><jdbc-connection-url>jdbc:postgresql://h/d</jdbc-connection-url>`, `</database-store></store>`)
 	for _, n := range []string{"jdbc-lock-expiration", "jdbc-lock-renew-period", "jdbc-network-timeout",
 		"jdbc-lock-acquisition-timeout", "jdbc-allowed-time-diff", "jdbc-journal-sync-period"} {

@@ -276,6 +276,8 @@ func codeOf(err error) wire.Code {
 		return wire.CodeInvalid
 	case errors.Is(err, ErrQueueExists):
 		return wire.CodeExists
+	case errors.Is(err, ErrLimit):
+		return wire.CodeLimit
 	}
 	return wire.CodeInternal
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // dupCache is one address's duplicate ID cache: the last size IDs, in
-// insertion order (a ring), each with the journal record that persists it.
+// insertion order (a ring, grown as IDs come until it holds size), each
+// with the journal record that persists it.
 // The owning address's mutex guards the index and ring; waitMu guards the
 // pending state of entries, because journal callbacks complete entries and
 // must never take the address mutex (it is held across Append).
@@ -21,7 +22,7 @@ import (
 type dupCache struct {
 	size  int
 	seed  maphash.Seed
-	index []dupRef // len a power of two, at least 2*size; nil until the first add
+	index []dupRef // len a power of two, at least 2*len(ring); nil until the first add
 	ring  []dupSlot
 	next  int // ring slot of the next insert (the oldest when full)
 	full  bool
@@ -115,6 +116,15 @@ func (c *dupCache) remove(i int) {
 	}
 }
 
+// len returns the number of IDs in the window (an ID re-added counts
+// once per add).
+func (c *dupCache) len() int {
+	if c.full {
+		return c.size
+	}
+	return c.next
+}
+
 // lookup returns the entry for id, or nil.
 func (c *dupCache) lookup(id string) *dupEntry {
 	if i := c.find(id, c.hash(id)); i >= 0 {
@@ -131,9 +141,8 @@ func (c *dupCache) add(id string, e *dupEntry) (evicted uint64, u dupUndo) {
 	if c.size <= 0 {
 		return 0, dupUndo{pos: -1}
 	}
-	if c.ring == nil {
-		c.ring = make([]dupSlot, c.size)
-		c.index = make([]dupRef, 1<<bits.Len(uint(2*c.size-1)))
+	if !c.full && c.next == len(c.ring) {
+		c.grow()
 	}
 	u = dupUndo{pos: c.next, old: c.ring[c.next], full: c.full}
 	if c.full {
@@ -161,6 +170,26 @@ func (c *dupCache) add(id string, e *dupEntry) (evicted uint64, u dupUndo) {
 		c.full = true
 	}
 	return evicted, u
+}
+
+// grow doubles the ring (from 16 slots, up to size) and keeps the index
+// at least twice as large, so a cache takes memory as IDs come. Called
+// before the ring is full: its first next slots hold the IDs in order, and
+// ring positions stay valid, so a dupUndo taken before a grow still names
+// the slot it changed (an undo after a grow leaves the ring larger, which
+// changes no lookup and no eviction).
+func (c *dupCache) grow() {
+	n := min(max(2*len(c.ring), 16), c.size)
+	ring := make([]dupSlot, n)
+	copy(ring, c.ring)
+	c.ring = ring
+	old := c.index
+	c.index = make([]dupRef, 1<<bits.Len(uint(2*n-1)))
+	for _, r := range old {
+		if r.pos != 0 {
+			c.insert(r)
+		}
+	}
 }
 
 // insert puts ref in the first empty index slot of its probe run.

@@ -19,13 +19,12 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		done(err)
 		return
 	}
-	a, err := s.addressFor(ctx, m.Address, r)
+	a, err := s.lockedAddressFor(ctx, m.Address, r)
 	if err != nil {
 		done(err)
 		return
 	}
 	var qbuf [4]*Queue
-	a.mu.Lock()
 	if m.DuplicateID != "" && s.idCache > 0 {
 		if e := a.dup.lookup(m.DuplicateID); e != nil {
 			a.mu.Unlock()
@@ -35,6 +34,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		}
 	}
 	qs := a.routeLocked(r, qbuf[:0])
+	routed(qs)
 	m.ID = s.nextID()
 	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
 	m.own()
@@ -61,6 +61,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			a.dup.complete(de, err)
 		}
 		if err != nil {
+			unroute(refs)
 			done(err)
 			return
 		}
@@ -72,6 +73,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	a.entries = reuseEntries(entries) // Append copied them
 	a.mu.Unlock()
 	if err != nil {
+		unroute(refs)
 		s.storageError(err)
 		if de != nil {
 			a.dup.complete(de, err)
@@ -138,6 +140,21 @@ func reuseEntries(entries []journal.Entry) []journal.Entry {
 	}
 	clear(entries)
 	return entries[:0]
+}
+
+// routed counts a send in flight to each of qs (see Queue.routed): push
+// or unroute uncounts it. Caller holds the queues' address's mutex.
+func routed(qs []*Queue) {
+	for _, q := range qs {
+		q.routed.Add(1)
+	}
+}
+
+// unroute uncounts refs that will not be pushed.
+func unroute(refs []ref) {
+	for i := range refs {
+		refs[i].q.routed.Add(-1)
+	}
 }
 
 // enqueueRefs puts refs in their queues, calls done(nil), and then
@@ -262,12 +279,13 @@ func (s *Server) cancel(q *Queue, refs []*ref) {
 	}
 }
 
-// dropRefs acks durable references that their deleted queue no longer
-// holds. Not synced: they only reclaim the records; a replay keeps
-// references only to queues whose bindings record is live, which
-// DeleteQueue's own delete of that record decides.
+// dropRefs acks durable references that their deleted queue (by
+// DeleteQueue or an auto-delete) no longer holds, so their messages go
+// once no other queue holds them. Not synced: they only reclaim the
+// records; a replay keeps references only to queues whose bindings record
+// is live, and both deletions make that record's delete durable first.
 func (s *Server) dropRefs(refs []*ref) {
-	if s.checkUsable() != nil {
+	if len(refs) == 0 || s.checkUsable() != nil {
 		return
 	}
 	s.storeMu.Lock()

@@ -14,11 +14,15 @@ import (
 	"github.com/tandemmq/tandem/wire"
 )
 
+// depth returns the number of messages in queue q. An absent queue holds
+// nothing: the queues these tests use are
+// auto-created, and auto-deleted (address settings' defaults, as in
+// Artemis) once their last consumer has left and they are empty.
 func depth(t *testing.T, b *broker, q string) int64 {
 	t.Helper()
 	info, ok := b.s.Queue(q)
 	if !ok {
-		t.Fatalf("no queue %q", q)
+		return 0
 	}
 	return info.Depth
 }
