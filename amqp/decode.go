@@ -736,7 +736,13 @@ func (d *decoder) valueAs(c byte) any {
 		}
 		return string(b)
 	case codeSym8, codeSym32:
-		return Symbol(d.take(size))
+		b := d.take(size)
+		if !utf8.Valid(b) {
+			d.off -= size
+			d.fail("symbol is not valid UTF-8")
+			return nil
+		}
+		return Symbol(b)
 	case codeList8, codeList32:
 		count := d.count(w, end)
 		if count > end-d.off {

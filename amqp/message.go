@@ -97,8 +97,10 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 			needKeep = true
 			kept = append(kept, payload[start:d.off]...)
 		case descProperties:
-			decodeProperties(d, in)
-			needKeep = true
+			// Only "to" and creation-time, which the broker sends again
+			// from the message's address and timestamp, need no keeping.
+			simple := decodeProperties(d, in)
+			needKeep = needKeep || !simple
 			kept = append(kept, payload[start:d.off]...)
 		case descApplicationProperties:
 			exact := decodeAppProperties(d, m)
@@ -164,10 +166,15 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 }
 
 // decodeProperties reads the properties section's fields the broker
-// uses: message-id, to and creation-time.
-func decodeProperties(d *decoder, in *inMessage) {
+// uses: message-id, to and creation-time. It reports whether no other
+// field is set.
+func decodeProperties(d *decoder, in *inMessage) (simple bool) {
+	simple = true
 	n, end := d.list()
 	for i := 0; i < n && d.err == nil; i++ {
+		if i != 2 && i != 8 && d.peek() != codeNull {
+			simple = false
+		}
 		switch i {
 		case 0:
 			in.messageID = d.value()
@@ -195,6 +202,7 @@ func decodeProperties(d *decoder, in *inMessage) {
 		}
 	}
 	d.endList(end)
+	return simple
 }
 
 // decodeAppProperties maps the application-properties onto broker
