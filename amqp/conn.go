@@ -50,6 +50,9 @@ type config struct {
 	// refuse, when set, refuses the connection the AMQP way (open, then
 	// close with amqp:connection:forced and this description).
 	refuse string
+	// writeTimeout closes the connection when a write makes no progress
+	// for this long (0: writeTimeout).
+	writeTimeout time.Duration
 }
 
 // connError ends a connection with a close frame carrying it.
@@ -108,7 +111,11 @@ func serve(ctx context.Context, cfg config, nc net.Conn, br *bufio.Reader) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.w = newWriter(nc, writeTimeout)
+	wt := cfg.writeTimeout
+	if wt <= 0 {
+		wt = writeTimeout
+	}
+	c.w = newWriter(nc, wt)
 	c.w.drained = c.drained
 	err := c.run()
 	c.finish(err)

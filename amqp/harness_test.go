@@ -28,6 +28,8 @@ type testBroker struct {
 	wg    sync.WaitGroup
 	users map[string]string
 	idle  time.Duration
+	// writeTimeout is the connections' write timeout (0: the default).
+	writeTimeout time.Duration
 }
 
 func newTestBroker(t testing.TB, opts server.Options, users map[string]string) *testBroker {
@@ -79,7 +81,7 @@ func (b *testBroker) accept() {
 			defer b.wg.Done()
 			defer nc.Close()
 			serve(b.ctx, config{srv: b.srv, authenticate: b.authenticate, log: b.srv.Options().Logger,
-				idleTimeout: b.idle, handshake: 5 * time.Second}, nc, nil)
+				idleTimeout: b.idle, handshake: 5 * time.Second, writeTimeout: b.writeTimeout}, nc, nil)
 		}()
 	}
 }
@@ -126,4 +128,30 @@ func isAMQPError(err error, cond goamqp.ErrCond) bool {
 		return true
 	}
 	return false
+}
+
+// dialRefuser connects go-amqp to a listener that refuses every
+// connection the way a broker that is not live does.
+func dialRefuser(t testing.TB, reason string) (*goamqp.Conn, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		serve(context.Background(), config{authenticate: func(string, string) bool { return false }, log: testLogger(),
+			handshake: 5 * time.Second, refuse: reason}, nc, nil)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return goamqp.Dial(ctx, "amqp://"+ln.Addr().String(), &goamqp.ConnOptions{SASLType: goamqp.SASLTypeAnonymous()})
 }

@@ -51,7 +51,6 @@ type link struct {
 	consumer       *server.Consumer
 	sendCredit     uint32 // link-credit; guarded by s.mu
 	sendCount      uint32 // delivery-count; guarded by s.mu
-	drain          bool   // guarded by s.mu
 	draining       bool   // Consumer.Drain running; guarded by s.mu
 	outstanding    int    // credit given to the consumer, not delivered; guarded by s.mu
 	pending        []server.Delivery
@@ -92,6 +91,7 @@ func (c *conn) parseAddress(addr string, caps []Symbol) (server.Destination, err
 // detach with the error follows (part 2, section 2.6.3).
 func (s *session) refuseAttach(a *Attach, cond Symbol, desc string) error {
 	s.c.log.Info("AMQP link refused", "link", a.Name, "condition", cond, "reason", desc)
+	s.detaching[a.Handle] = true
 	s.mu.Lock()
 	s.putLocked(&Attach{Name: a.Name, Handle: a.Handle, Role: !a.Role})
 	s.putLocked(&Detach{Handle: a.Handle, Closed: true, Error: &Error{Condition: cond, Description: desc}})
@@ -103,7 +103,7 @@ func (s *session) attach(a *Attach) error {
 	if a.Handle > handleMax {
 		return closeWith(ErrFramingError, "handle %d above handle-max %d", a.Handle, handleMax)
 	}
-	if _, ok := s.links[a.Handle]; ok {
+	if _, ok := s.links[a.Handle]; ok || s.detaching[a.Handle] {
 		return endWith(ErrHandleInUse, fmt.Sprintf("handle %d is attached", a.Handle))
 	}
 	if !a.Role { // the client sends
@@ -441,6 +441,7 @@ func (l *link) detachWith(cond Symbol, desc string) error {
 	s := l.s
 	s.c.log.Warn("detaching AMQP link", "link", l.name, "condition", cond, "reason", desc)
 	delete(s.links, l.handle)
+	s.detaching[l.handle] = true
 	l.release(false)
 	s.mu.Lock()
 	s.putLocked(&Detach{Handle: l.handle, Closed: true, Error: &Error{Condition: cond, Description: desc}})
@@ -503,36 +504,49 @@ func (l *link) flow(f *Flow) error {
 	} else {
 		l.sendCredit = f.LinkCredit
 	}
-	l.drain = f.Drain
 	l.pumpLocked()
-	n := l.topupLocked()
-	drain := l.drain && l.sendCredit > 0
+	// More coming from the queue than the client now wants: take the
+	// consumer's credit back (and top it up again to what is wanted).
+	excess := l.outstanding > 0 && l.outstanding+len(l.pending) > int(min(l.sendCredit, 1<<30))
+	n := 0
+	if !excess {
+		n = l.topupLocked()
+	}
+	drain := f.Drain && l.sendCredit > 0
 	if drain {
 		l.draining = true
 	}
 	s.mu.Unlock()
 	s.flushAcks()
+	if excess {
+		took := l.consumer.TakeCredit()
+		s.mu.Lock()
+		l.outstanding = max(l.outstanding-took, 0)
+		n = l.topupLocked()
+		s.mu.Unlock()
+	}
 	if n > 0 {
 		l.consumer.Credit(n)
 	}
 	if drain {
+		// Deliver what is waiting now, then take the rest back.
 		left := l.consumer.Drain()
 		s.mu.Lock()
 		l.draining = false
-		l.outstanding -= left
-		if l.outstanding < 0 {
-			l.outstanding = 0
-		}
+		l.outstanding = max(l.outstanding-left, 0)
 		l.pumpLocked()
-		if l.drain {
-			l.sendCount += l.sendCredit
-			l.sendCredit = 0
-			l.drain = false
-			s.putLocked(l.sendFlowLocked(true))
-			f.Echo = false
-		}
 		s.mu.Unlock()
 		s.flushAcks()
+	}
+	if f.Drain {
+		// Whatever credit is left is used up by advancing the
+		// delivery-count, and the client learns it (part 2, 2.6.7).
+		s.mu.Lock()
+		l.sendCount += l.sendCredit
+		l.sendCredit = 0
+		s.putLocked(l.sendFlowLocked(true))
+		s.mu.Unlock()
+		return nil
 	}
 	if f.Echo {
 		s.mu.Lock()
@@ -660,9 +674,6 @@ func (l *link) pumpLocked() {
 		}
 		s.unsettled[id] = &outDelivery{l: l, msgID: d.Message.ID}
 		l.unsettledCount++
-	}
-	if l.drain && len(l.pending) == 0 && l.sendCredit == 0 {
-		l.drain = false
 	}
 }
 

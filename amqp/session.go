@@ -18,6 +18,9 @@ type session struct {
 
 	// Reader-owned.
 	links map[uint32]*link // by handle (the broker uses the client's)
+	// detaching are handles the broker detached (a refused attach, a
+	// link error) whose client detach has not come yet.
+	detaching map[uint32]bool
 
 	mu    sync.Mutex
 	ended bool
@@ -59,7 +62,7 @@ type outDelivery struct {
 
 func newSession(c *conn, ch uint16, b *Begin) *session {
 	return &session{
-		c: c, channel: ch, ss: c.srv.NewSession(false), links: map[uint32]*link{},
+		c: c, channel: ch, ss: c.srv.NewSession(false), links: map[uint32]*link{}, detaching: map[uint32]bool{},
 		nextIncomingID: b.NextOutgoingID, incomingWindow: sessionWindow,
 		remoteIncomingWindow: b.IncomingWindow,
 		unsettled:            map[uint32]*outDelivery{},
@@ -191,6 +194,10 @@ func (s *session) flow(f *Flow) error {
 		return nil
 	}
 	l := s.links[f.Handle]
+	if l == nil && s.detaching[f.Handle] {
+		s.mu.Unlock()
+		return nil
+	}
 	if l == nil {
 		s.mu.Unlock()
 		return endWith(ErrUnattachedHandle, "flow for a handle that is not attached")
@@ -221,6 +228,9 @@ func (s *session) transfer(t *Transfer, payload []byte) error {
 	}
 	s.mu.Unlock()
 	l := s.links[t.Handle]
+	if l == nil && s.detaching[t.Handle] {
+		return nil // sent before the client saw the broker's detach
+	}
 	if l == nil {
 		return endWith(ErrUnattachedHandle, "transfer for a handle that is not attached")
 	}
@@ -325,6 +335,10 @@ func (s *session) disposition(di *Disposition) error {
 }
 
 func (s *session) detach(de *Detach) error {
+	if s.detaching[de.Handle] {
+		delete(s.detaching, de.Handle) // the answer to the broker's detach
+		return nil
+	}
 	l := s.links[de.Handle]
 	if l == nil {
 		return endWith(ErrUnattachedHandle, "detach of a handle that is not attached")

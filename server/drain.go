@@ -44,3 +44,15 @@ func (c *Consumer) Drain() int {
 	}
 	return int(min(left, 1<<31-1))
 }
+
+// TakeCredit takes back the credit c has not used and returns it:
+// nothing more is delivered to c until Credit. Deliveries already made
+// (their credit used) may still reach c's handler after it returns.
+func (c *Consumer) TakeCredit() int {
+	q := c.q
+	q.mu.Lock()
+	left := c.credit
+	c.credit = 0
+	q.mu.Unlock()
+	return int(min(left, 1<<31-1))
+}
