@@ -115,10 +115,15 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 		if len(a.Params) > 0 {
 			keys := make([]string, 0, len(a.Params))
 			for k := range a.Params {
+				if kind == "acceptor" && acceptorParams[k] {
+					continue
+				}
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored (Tandem speaks its own protocol only)", kind, name, strings.Join(keys, ", "))
+			if len(keys) > 0 {
+				p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
+			}
 		}
 		if kind == "connector" {
 			p.connectors[name] = true
@@ -127,6 +132,11 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 	}
 	return out
 }
+
+// acceptorParams are the acceptor URL parameters the broker uses
+// (docs/protocols.md): which protocols it serves, Artemis's routing
+// prefixes and STOMP's connection TTL.
+var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl")
 
 var clusterIgnored = setOf("min-large-message-size", "confirmation-window-size",
 	"producer-window-size", "call-failover-timeout", "notification-interval",

@@ -301,7 +301,7 @@ func TestWarnings(t *testing.T) {
 		`<security-settings/>`,
 		`<addresses/>`,
 		`<global-max-size>100M</global-max-size>`,
-		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP</acceptor></acceptors>`,
+		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP;useEpoll=true</acceptor></acceptors>`,
 		`<journal-type>MAPPED</journal-type>`,
 	))
 	if err != nil {
@@ -315,7 +315,7 @@ func TestWarnings(t *testing.T) {
 		"broker.xml:4: warning: <security-settings> not supported yet, ignored",
 		"broker.xml:5: warning: <addresses> not supported yet, ignored",
 		"broker.xml:6: warning: <global-max-size> not supported yet, ignored",
-		"broker.xml:7: warning: acceptor \"a\": URL parameters protocols not supported yet, ignored",
+		"broker.xml:7: warning: acceptor \"a\": URL parameters useEpoll not supported yet, ignored",
 		"broker.xml:8: warning: journal-type MAPPED",
 	}
 	if len(warns) != len(want) {

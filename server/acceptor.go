@@ -23,6 +23,11 @@ type NetOptions struct {
 	TTLOverride time.Duration
 	// HandshakeTimeout bounds the wait for Hello (default 10 s).
 	HandshakeTimeout time.Duration
+	// Protocols restricts what the acceptor serves (protocols=, see
+	// ParseProtocols); empty serves CORE and every registered protocol.
+	Protocols []string
+	// Params are the acceptor URL's parameters, for protocol handlers.
+	Params map[string]string
 }
 
 // Acceptor accepts client connections on one listener.
@@ -32,6 +37,7 @@ type Acceptor struct {
 	opts NetOptions
 
 	stopping atomic.Bool // Close has begun
+	proto    protoState  // protocol.go
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -96,7 +102,7 @@ func (a *Acceptor) accept() {
 		a.mu.Unlock()
 		go func() {
 			defer a.wg.Done()
-			c.serve()
+			a.serveConn(c)
 		}()
 	}
 }
@@ -132,6 +138,7 @@ func (a *Acceptor) Close(code wire.Code, reason string) error {
 	a.mu.Unlock()
 	err := a.ln.Close()
 	<-a.done
+	a.cancelProtocols()
 	for _, c := range cs {
 		c.out.frame(0, &wire.Disconnect{Code: code, Message: reason})
 		c.out.close()

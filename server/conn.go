@@ -144,7 +144,9 @@ func (c *conn) protocolError(err error) error {
 
 // read runs the handshake and then dispatches frames until an error.
 func (c *conn) read() error {
-	c.br = bufio.NewReaderSize(c.nc, 64<<10)
+	if c.br == nil { // else the acceptor read the first bytes (protocol.go)
+		c.br = bufio.NewReaderSize(c.nc, 64<<10)
+	}
 	dec := wire.NewDecoder(c.br)
 	c.nc.SetReadDeadline(time.Now().Add(c.acc.opts.HandshakeTimeout))
 	h, err := dec.Next()

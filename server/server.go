@@ -100,6 +100,9 @@ type Server struct {
 	inflight atomic.Int64
 	haltErr  atomic.Pointer[error]
 
+	protoMu   sync.Mutex
+	protocols []ProtocolHandler // protocol.go
+
 	topoMu   sync.Mutex
 	topology Topology
 	topoSubs map[int]func(Topology)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,10 +23,11 @@ const haProbeClientID = "tandem-ha-probe"
 // Hello with CodeUnavailable (the client moves on to the live) and a
 // probe's with this broker's topology.
 type refuser struct {
-	lns  []net.Listener
-	wg   sync.WaitGroup
-	h    *haBroker
-	stop chan struct{}
+	lns       []net.Listener
+	protocols []server.ProtocolHandler // refused their own way
+	wg        sync.WaitGroup
+	h         *haBroker
+	stop      chan struct{}
 }
 
 // openRefuser binds every tcp acceptor of the configuration.
@@ -35,7 +37,7 @@ func (h *haBroker) openRefuser() error {
 	if h.ref != nil {
 		return nil
 	}
-	r := &refuser{h: h, stop: make(chan struct{})}
+	r := &refuser{h: h, stop: make(chan struct{}), protocols: protocolHandlers()}
 	for _, ac := range h.cfg.Acceptors {
 		if ac.Scheme != "tcp" {
 			continue
@@ -117,7 +119,19 @@ func (r *refuser) accept(ln net.Listener) {
 func (r *refuser) answer(nc net.Conn) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
-	hdr, f, err := wire.NewDecoder(nc).Read()
+	br := bufio.NewReader(nc)
+	ph, core, err := server.Detect(br, r.protocols, true)
+	if err != nil {
+		return
+	}
+	if !core { // another protocol: refused its own way (docs/protocols.md)
+		if rf, ok := ph.(server.ProtocolRefuser); ok {
+			st := r.h.runner.Status()
+			rf.Refuse(nc, br, fmt.Sprintf("%s %s is not active (%s): connect to the live broker", st.Role, r.h.selfURL, st.Phase))
+		}
+		return
+	}
+	hdr, f, err := wire.NewDecoder(br).Read()
 	if err != nil {
 		return
 	}

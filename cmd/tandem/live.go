@@ -84,11 +84,21 @@ func (l *live) serve() error {
 	if cfg.ConnectionTTLOverride > 0 {
 		netOpts.TTLOverride = cfg.ConnectionTTLOverride
 	}
+	hs := protocolHandlers()
+	for _, h := range hs {
+		l.srv.RegisterProtocol(h)
+	}
 	for _, ac := range cfg.Acceptors {
 		if ac.Scheme != "tcp" {
 			l.log.Warn("acceptor scheme not supported, skipped", "acceptor", ac.Name, "url", ac.URL)
 			continue
 		}
+		ps, err := acceptorProtocols(l.log, ac, hs)
+		if err != nil {
+			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
+			return fmt.Errorf("acceptor %s: %w", ac.Name, err)
+		}
+		netOpts.Protocols, netOpts.Params = ps, ac.Params
 		a, err := l.srv.Listen(ac.Address(), netOpts)
 		if err != nil {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")

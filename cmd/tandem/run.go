@@ -115,7 +115,7 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 	if !ok || !strings.EqualFold(scheme, "tcp") {
 		return fmt.Errorf("%q: want tcp://host:port", url)
 	}
-	hostport, _, _ := strings.Cut(rest, "?")
+	hostport, query, _ := strings.Cut(rest, "?")
 	host, port, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/"))
 	if err != nil {
 		return fmt.Errorf("%q: %v", url, err)
@@ -125,6 +125,10 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 		return fmt.Errorf("%q: bad port %q", url, port)
 	}
 	a := config.Acceptor{Name: "artemis", URL: url, Scheme: "tcp", Host: host, Port: n, Params: map[string]string{}}
+	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == ';' || r == '&' }) {
+		k, v, _ := strings.Cut(kv, "=")
+		a.Params[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
 	if len(cfg.Acceptors) == 0 {
 		cfg.Acceptors = []config.Acceptor{a}
 	} else {
