@@ -53,6 +53,9 @@ type config struct {
 	// writeTimeout closes the connection when a write makes no progress
 	// for this long (0: writeTimeout).
 	writeTimeout time.Duration
+	// anycastPrefix and multicastPrefix are the acceptor's address
+	// prefixes for routing (besides queue:// and topic://).
+	anycastPrefix, multicastPrefix string
 }
 
 // connError ends a connection with a close frame carrying it.

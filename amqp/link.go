@@ -67,6 +67,12 @@ type link struct {
 // capabilities, then the address's existing routing (anycast for a new
 // one).
 func (c *conn) parseAddress(addr string, caps []Symbol) (server.Destination, error) {
+	if a, ok := trimPrefix(addr, c.cfg.anycastPrefix); ok {
+		return server.Destination{Name: a, Routing: server.Anycast}, nil
+	}
+	if a, ok := trimPrefix(addr, c.cfg.multicastPrefix); ok {
+		return server.Destination{Name: a, Routing: server.Multicast}, nil
+	}
 	switch {
 	case strings.HasPrefix(addr, "queue://"):
 		return server.Destination{Name: addr[len("queue://"):], Routing: server.Anycast}, nil
