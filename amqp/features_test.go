@@ -401,3 +401,67 @@ func TestRefuse(t *testing.T) {
 		t.Fatalf("refusal: %v, want amqp:connection:forced", err)
 	}
 }
+
+// TestAcceptorPrefixes: the acceptor's anycastPrefix and multicastPrefix
+// (comma-separated lists) choose the routing and are stripped.
+func TestAcceptorPrefixes(t *testing.T) {
+	b := newTestBroker(t, server.Options{}, nil)
+	b.anycastPrefix, b.multicastPrefix = "anycast://,/queue/", "/topic/"
+	s := openSession(t, b.dial(t, nil))
+	r1 := receiver(t, s, "/topic/prices", &goamqp.ReceiverOptions{Credit: 5})
+	r2 := receiver(t, s, "/topic/prices", &goamqp.ReceiverOptions{Credit: 5})
+	send(t, sender(t, s, "/topic/prices", nil), durable("p"))
+	for _, r := range []*goamqp.Receiver{r1, r2} {
+		if got := string(recv(t, r).GetData()); got != "p" {
+			t.Fatalf("subscriber got %q", got)
+		}
+	}
+	send(t, sender(t, s, "/queue/orders", nil), durable("o"))
+	send(t, sender(t, s, "anycast://orders", nil), durable("o2"))
+	if info, ok := b.srv.Queue("orders"); !ok || info.Routing != "anycast" || info.Depth != 2 {
+		t.Fatalf("queue orders: %+v %v", info, ok)
+	}
+}
+
+// TestDrainDeliversWaiting: a flow with drain and credit delivers what the
+// queue holds, then answers with the delivery-count advanced by the credit
+// left and no credit.
+func TestDrainDeliversWaiting(t *testing.T) {
+	b := newTestBroker(t, server.Options{}, nil)
+	s := openSession(t, b.dial(t, nil))
+	snd := sender(t, s, "dw", nil)
+	for i := 0; i < 3; i++ {
+		send(t, snd, durable(fmt.Sprint(i)))
+	}
+	c := dialRaw(t, b)
+	c.open()
+	c.write(appendFrame(nil, frameAMQP, 0, &Begin{IncomingWindow: 1000, OutgoingWindow: 1000}, nil))
+	c.write(appendFrame(nil, frameAMQP, 0, &Attach{Name: "r", Handle: 0, Role: roleReceiver, Source: &Terminus{Address: "dw", HasAddress: true}}, nil))
+	c.write(appendFrame(nil, frameAMQP, 0, &Flow{IncomingWindow: 1000, OutgoingWindow: 1000, HasHandle: true, Handle: 0, LinkCredit: 10, Drain: true}, nil))
+	transfers := 0
+	for {
+		f, err := c.fr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.body) == 0 {
+			continue
+		}
+		d := newDecoder(f.body)
+		switch code, _ := d.descriptor(); code {
+		case descTransfer:
+			transfers++
+		case descFlow:
+			var fl Flow
+			fl.decode(d)
+			if !fl.HasHandle {
+				continue
+			}
+			if transfers != 3 || !fl.Drain || fl.LinkCredit != 0 || fl.DeliveryCount != 10 {
+				t.Fatalf("after %d transfers: flow drain %v credit %d delivery-count %d; want 3 transfers, then drain with credit 0 and count 10",
+					transfers, fl.Drain, fl.LinkCredit, fl.DeliveryCount)
+			}
+			return
+		}
+	}
+}

@@ -55,10 +55,13 @@ func (h *Handler) Refuse(nc net.Conn, r *bufio.Reader, reason string) {
 		log: nil}, nc, r)
 }
 
-// trimPrefix cuts p from addr when p is set and addr starts with it.
-func trimPrefix(addr, p string) (string, bool) {
-	if p == "" || !strings.HasPrefix(addr, p) {
-		return addr, false
+// trimPrefix cuts from addr the first of the comma-separated prefixes ps
+// it starts with.
+func trimPrefix(addr, ps string) (string, bool) {
+	for _, p := range strings.Split(ps, ",") {
+		if p = strings.TrimSpace(p); p != "" && strings.HasPrefix(addr, p) {
+			return addr[len(p):], true
+		}
 	}
-	return addr[len(p):], true
+	return addr, false
 }

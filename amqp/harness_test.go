@@ -26,10 +26,13 @@ type testBroker struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
+	once  sync.Once
 	users map[string]string
 	idle  time.Duration
 	// writeTimeout is the connections' write timeout (0: the default).
 	writeTimeout time.Duration
+	// anycastPrefix and multicastPrefix are the acceptor's parameters.
+	anycastPrefix, multicastPrefix string
 }
 
 func newTestBroker(t testing.TB, opts server.Options, users map[string]string) *testBroker {
@@ -48,10 +51,18 @@ func newTestBroker(t testing.TB, opts server.Options, users map[string]string) *
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &testBroker{t: t, srv: srv, ln: ln, ctx: ctx, stop: cancel, users: users, idle: time.Minute}
-	b.wg.Add(1)
-	go b.accept()
 	t.Cleanup(b.close)
 	return b
+}
+
+// addr starts accepting (once: a test sets the broker's fields before
+// its first connection) and returns the listening address.
+func (b *testBroker) addr() string {
+	b.once.Do(func() {
+		b.wg.Add(1)
+		go b.accept()
+	})
+	return b.ln.Addr().String()
 }
 
 func testLogger() *slog.Logger {
@@ -81,7 +92,8 @@ func (b *testBroker) accept() {
 			defer b.wg.Done()
 			defer nc.Close()
 			serve(b.ctx, config{srv: b.srv, authenticate: b.authenticate, log: b.srv.Options().Logger,
-				idleTimeout: b.idle, handshake: 5 * time.Second, writeTimeout: b.writeTimeout}, nc, nil)
+				idleTimeout: b.idle, handshake: 5 * time.Second, writeTimeout: b.writeTimeout,
+				anycastPrefix: b.anycastPrefix, multicastPrefix: b.multicastPrefix}, nc, nil)
 		}()
 	}
 }
@@ -93,7 +105,7 @@ func (b *testBroker) close() {
 	b.srv.Close()
 }
 
-func (b *testBroker) url() string { return "amqp://" + b.ln.Addr().String() }
+func (b *testBroker) url() string { return "amqp://" + b.addr() }
 
 // dial connects go-amqp to the broker.
 func (b *testBroker) dial(t testing.TB, opts *goamqp.ConnOptions) *goamqp.Conn {

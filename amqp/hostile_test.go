@@ -25,7 +25,7 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, b *testBroker) *rawClient {
 	t.Helper()
-	nc, err := net.Dial("tcp", b.ln.Addr().String())
+	nc, err := net.Dial("tcp", b.addr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	goamqp "github.com/Azure/go-amqp"
 
 	"github.com/tandemmq/tandem/internal/testenv"
+	"github.com/tandemmq/tandem/server"
 )
 
 // Process tests: `tandem run` as a real process, driven by the third-party
@@ -576,5 +577,91 @@ func TestHostileProcess(t *testing.T) {
 	}
 	if broker.Exited() {
 		t.Fatalf("broker died:\n%s", broker.Tail(30))
+	}
+}
+
+// txScript drives local transactions with Qpid Proton's coordinator
+// support: 10 transactional sends aborted, 10 committed, then 5 received
+// and accepted in a transaction that is aborted (they come again), then 10
+// received and accepted in a committed one. It prints each step's result.
+const txScript = `
+import os, sys
+from proton import Message
+from proton.handlers import MessagingHandler, TransactionHandler
+from proton.reactor import Container
+
+url = os.environ["AMQP_URL"]
+
+class Tx(MessagingHandler, TransactionHandler):
+    def __init__(self):
+        super().__init__(prefetch=0, auto_accept=False)
+        self.step, self.got = 0, []
+    def on_start(self, event):
+        self.container = event.container
+        self.conn = event.container.connect(url, reconnect=False)
+        self.sender = event.container.create_sender(self.conn, "txq")
+        self.container.declare_transaction(self.conn, handler=self)
+    def on_transaction_declared(self, event):
+        self.txn = event.transaction
+        if self.step in (0, 1):
+            for i in range(10):
+                self.txn.send(self.sender, Message(body="s%d-%d" % (self.step, i), durable=True))
+            if self.step == 0:
+                self.txn.abort()
+            else:
+                self.txn.commit()
+        else:
+            self.want = 5 if self.step == 2 else 10
+            self.got = []
+            if not hasattr(self, "receiver"):
+                self.receiver = event.container.create_receiver(self.conn, "txq")
+            self.receiver.flow(self.want)
+    def on_message(self, event):
+        self.got.append(event.message.body)
+        self.txn.accept(event.delivery)
+        if len(self.got) == self.want:
+            if self.step == 2:
+                self.txn.abort()
+            else:
+                self.txn.commit()
+    def on_transaction_aborted(self, event):
+        print("step", self.step, "aborted", len(self.got))
+        self.next()
+    def on_transaction_committed(self, event):
+        print("step", self.step, "committed", len(self.got), " ".join(self.got))
+        self.next()
+    def on_transaction_declare_failed(self, event):
+        print("declare failed")
+        self.conn.close()
+    def on_transaction_commit_failed(self, event):
+        print("commit failed")
+        self.conn.close()
+    def next(self):
+        self.step += 1
+        if self.step == 4:
+            self.conn.close()
+            return
+        self.container.declare_transaction(self.conn, handler=self)
+
+Container(Tx()).run()
+`
+
+// TestTransactionsPython: Qpid Proton's local transactions: an aborted
+// transaction stores nothing and its accepts are undone; a committed one
+// stores its sends and acks its accepts.
+func TestTransactionsPython(t *testing.T) {
+	python(t)
+	b := newTestBroker(t, server.Options{}, nil)
+	out := runClient(t, "python", clientCmd(t, "python", txScript, b.addr()), 120*time.Second)
+	for _, want := range []string{"step 0 aborted", "step 1 committed", "step 2 aborted 5", "step 3 committed 10"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "s0-") {
+		t.Fatalf("a message of the aborted transaction was received:\n%s", out)
+	}
+	if info, _ := b.srv.Queue("txq"); info.Depth != 0 {
+		t.Fatalf("depth %d after the committed accepts", info.Depth)
 	}
 }
