@@ -47,8 +47,8 @@ type config struct {
 	log          *slog.Logger
 	idleTimeout  time.Duration // the idle-time-out announced (0: none)
 	handshake    time.Duration
-	// refuse, when set, refuses the connection the AMQP way (open, then
-	// close with amqp:connection:forced and this description).
+	// refuse, when set, refuses the connection: it ends after the
+	// client's open, unanswered (conn.refuse); this is the reason logged.
 	refuse string
 	// writeTimeout closes the connection when a write makes no progress
 	// for this long (0: writeTimeout).
@@ -371,13 +371,15 @@ func (c *conn) failoverList() []any {
 	return out
 }
 
-// refuse answers a client of a broker that is not live: open, then close
-// with amqp:connection:forced, so that the client's reconnect moves on.
+// refuse answers a client of a broker that is not live: it reads the
+// client's open and ends the connection without opening, so that the
+// client's reconnect moves on to the next address (a client that got an
+// open counts the broker as reached and, as Qpid Proton does, starts its
+// address list from the beginning again).
 func (c *conn) refuse() error {
 	if _, err := c.readOpen(); err != nil {
 		return err
 	}
-	c.sendOpen()
 	return closeWith(ErrConnectionForced, "%s", c.cfg.refuse)
 }
 
@@ -521,7 +523,15 @@ func (c *conn) finish(err error) {
 		} else {
 			c.log.Warn("closing AMQP connection", "condition", ce.e.Condition, "reason", ce.e.Description)
 		}
-		c.w.put(frameAMQP, 0, closePerf{&ce.e}, nil)
+		if ce.e.Condition != ErrConnectionForced {
+			c.w.put(frameAMQP, 0, closePerf{&ce.e}, nil)
+		}
+		// A forced close (broker stopping, failing over or not live)
+		// ends the connection without a close frame: Qpid Proton's
+		// reactor reconnects after a transport error, but a close with
+		// amqp:connection:forced leaves its connection half-closed and
+		// its reconnect never starts. Every client library treats the
+		// lost connection as "try the next address".
 	case errors.Is(err, errClientClosed):
 		c.w.put(frameAMQP, 0, closePerf{}, nil)
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):

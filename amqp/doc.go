@@ -23,7 +23,7 @@
 //   - Settle a send before the server reports it durable, or settle an
 //     accept before its ack is durable; tell a client "rejected" when the
 //     outcome is unknown (a halted broker, a lost lease): the connection
-//     is closed instead, so the client resends.
+//     is ended instead, so the client resends.
 //   - Buffer without bound for a client that does not read: deliveries
 //     are pulled from queues only while the connection's output is below
 //     a limit, the reader stops reading above it, and a write that makes

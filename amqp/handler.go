@@ -46,10 +46,11 @@ func (h *Handler) Serve(ctx context.Context, pc server.ProtocolConn) {
 	}, pc.Conn, pc.Reader)
 }
 
-// Refuse answers a client of a broker that is not live the AMQP way: its
-// SASL exchange succeeds (whatever the credentials), then open and close
-// with amqp:connection:forced and reason, so that the client's reconnect
-// moves on to the next address of its list.
+// Refuse answers a client of a broker that is not live: its SASL exchange
+// succeeds (whatever the credentials) and the connection ends after the
+// client's open, with no open of the broker's, so that the client's
+// reconnect moves on to the next address of its list (docs/amqp.md,
+// Failover). reason is logged by the caller.
 func (h *Handler) Refuse(nc net.Conn, r *bufio.Reader, reason string) {
 	serve(context.Background(), config{authenticate: func(string, string) bool { return false }, refuse: reason,
 		log: nil}, nc, r)

@@ -665,3 +665,164 @@ func TestTransactionsPython(t *testing.T) {
 		t.Fatalf("depth %d after the committed accepts", info.Depth)
 	}
 }
+
+// haScript is the client of TestHAPairPython: Qpid Proton with the pair's
+// two URLs as its reconnect list. "produce N OUT" sends N durable messages
+// (at most 50 unsettled) and appends each ID the broker settled as accepted
+// to OUT, resending after a reconnect what had no outcome; "consume OUT
+// IDLE" receives and accepts until nothing arrives for IDLE seconds.
+const haScript = `
+import os, sys
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+urls = os.environ["AMQP_URLS"].split(",")
+mode, out = sys.argv[1], open(sys.argv[2], "a", buffering=1)
+
+class Produce(MessagingHandler):
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.next, self.inflight, self.retry, self.done = n, 0, {}, [], 0
+    def on_start(self, event):
+        self.conn = event.container.connect(urls=urls)
+        self.sender = event.container.create_sender(self.conn, "ha")
+    def on_sendable(self, event):
+        s = self.sender
+        while s.credit and len(self.inflight) < 50 and (self.retry or self.next < self.n):
+            if self.retry:
+                mid = self.retry.pop()
+            else:
+                mid = "m%d" % self.next
+                self.next += 1
+            d = s.send(Message(body=mid, durable=True, properties={"_AMQ_DUPL_ID": mid}))
+            self.inflight[d] = mid
+    def on_accepted(self, event):
+        mid = self.inflight.pop(event.delivery, None)
+        if mid is None:
+            return
+        out.write(mid + "\n")
+        self.done += 1
+        if self.done == self.n:
+            self.conn.close()
+            return
+        self.on_sendable(event)
+    def on_disconnected(self, event):
+        # No outcome for what was in flight: resend it (its duplicate ID
+        # keeps it from being stored twice).
+        print("disconnected; resending", len(self.inflight))
+        self.retry.extend(self.inflight.values())
+        self.inflight = {}
+
+class Consume(MessagingHandler):
+    def __init__(self, idle):
+        super().__init__(prefetch=100)
+        self.idle = idle
+    def on_start(self, event):
+        self.conn = event.container.connect(urls=urls)
+        event.container.create_receiver(self.conn, "ha")
+        self.timer = event.container.schedule(self.idle, self)
+    def on_message(self, event):
+        out.write(event.message.body + "\n")
+        self.timer.cancel()
+        self.timer = event.container.schedule(self.idle, self)
+    def on_timer_task(self, event):
+        self.conn.close()
+
+h = Produce(int(sys.argv[3])) if mode == "produce" else Consume(float(sys.argv[3]))
+Container(h).run()
+`
+
+// haConfig is one broker of a shared-store pair: an acceptor on port, a
+// cluster connection probing peer, and the policy.
+func haConfig(t *testing.T, name, shared string, port, peer string, policy string) string {
+	t.Helper()
+	xml := fmt.Sprintf(`<configuration xmlns="urn:activemq"><core xmlns="urn:activemq:core">
+  <name>%s</name>
+  <journal-directory>%[2]s/journal</journal-directory>
+  <bindings-directory>%[2]s/bindings</bindings-directory>
+  <paging-directory>%[2]s/paging</paging-directory>
+  <large-messages-directory>%[2]s/large-messages</large-messages-directory>
+  <acceptors><acceptor name="artemis">tcp://%[3]s</acceptor></acceptors>
+  <connectors>
+    <connector name="artemis">tcp://%[3]s</connector>
+    <connector name="peer">tcp://%[4]s</connector>
+  </connectors>
+  <cluster-connections>
+    <cluster-connection name="c">
+      <connector-ref>artemis</connector-ref>
+      <retry-interval>200</retry-interval>
+      <static-connectors><connector-ref>peer</connector-ref></static-connectors>
+    </cluster-connection>
+  </cluster-connections>
+  <ha-policy><shared-store>%[5]s</shared-store></ha-policy>
+</core></configuration>`, name, shared, port, peer, policy)
+	p := filepath.Join(testenv.TempDir(t, name+"-cfg"), "broker.xml")
+	if err := os.WriteFile(p, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestHAPairPython: a shared-store pair and a Qpid Proton producer with
+// both URLs as its reconnect list: the primary is SIGKILLed mid-stream,
+// the client's own reconnect moves on (the waiting backup refuses it
+// until it is live), and every send the client saw accepted is consumed
+// from the backup.
+func TestHAPairPython(t *testing.T) {
+	python(t)
+	bin := testenv.BuildTandem(t)
+	shared := testenv.TempDir(t, "shared")
+	a, b := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	primary := testenv.Start(t, "primary", bin, "run", "--config", haConfig(t, "primary", shared, a, b, "<primary/>"), "--http", testenv.FreeAddr(t))
+	testenv.WaitListening(t, primary, a, 60*time.Second)
+	backup := testenv.Start(t, "backup", bin, "run", "--config", haConfig(t, "backup", shared, b, a, "<backup/>"), "--http", testenv.FreeAddr(t))
+	testenv.WaitListening(t, backup, b, 60*time.Second)
+	urls := "AMQP_URLS=amqp://" + a + ",amqp://" + b
+	dir := t.TempDir()
+	sent, got := filepath.Join(dir, "sent"), filepath.Join(dir, "got")
+	const n = 3000
+	pcmd := clientCmd(t, "python", haScript, a, "produce", sent, fmt.Sprint(n))
+	pcmd.Env = append(pcmd.Env, urls)
+	prod := testenv.StartCmd(t, "producer", pcmd)
+	target := 200 + rand.IntN(800)
+	deadline := time.Now().Add(120 * time.Second)
+	for len(readIDs(t, sent)) < target {
+		if time.Now().After(deadline) || prod.Exited() {
+			t.Fatalf("before the kill: %d sends accepted\n%s", len(readIDs(t, sent)), prod.Tail(20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := prod.Wait(180 * time.Second); err != nil || code != 0 {
+		t.Fatalf("producer: exit %d, %v\n%s\nbackup:\n%s", code, err, prod.Tail(30), backup.Tail(30))
+	}
+	ccmd := clientCmd(t, "python", haScript, b, "consume", got, "3")
+	ccmd.Env = append(ccmd.Env, urls)
+	runClient(t, "consumer", ccmd, 180*time.Second)
+	s, g := readIDs(t, sent), readIDs(t, got)
+	if len(s) != n {
+		t.Fatalf("%d sends accepted, want %d", len(s), n)
+	}
+	seen := map[string]int{}
+	for _, id := range g {
+		seen[id]++
+	}
+	for _, id := range s {
+		if seen[id] == 0 {
+			t.Errorf("%s: accepted, never consumed", id)
+		}
+	}
+	dups := 0
+	for _, c := range seen {
+		if c > 1 {
+			dups++
+		}
+	}
+	t.Logf("%d accepted, %d consumed, %d duplicated", len(s), len(g), dups)
+	if dups > 0 {
+		t.Errorf("%d messages consumed more than once despite their duplicate IDs", dups)
+	}
+}
