@@ -3,6 +3,7 @@ module github.com/tandemmq/tandem
 go 1.26.0
 
 require (
+	github.com/Azure/go-amqp v1.7.0
 	github.com/go-zookeeper/zk v1.0.4
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/jackc/pgx/v5 v5.12.0

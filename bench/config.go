@@ -138,8 +138,12 @@ func (c *Config) check() error {
 		if _, err := stompAddr(c.URL); err != nil {
 			return fmt.Errorf("--url: %w", err)
 		}
+	case ProtocolAMQP:
+		if _, err := amqpAddr(c.URL); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
 	default:
-		return fmt.Errorf("--protocol %q: want %s or %s", c.Protocol, ProtocolTandem, ProtocolStomp)
+		return fmt.Errorf("--protocol %q: want %s, %s or %s", c.Protocol, ProtocolTandem, ProtocolStomp, ProtocolAMQP)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/amqp"
 	"github.com/tandemmq/tandem/client"
 	"github.com/tandemmq/tandem/stomp"
 )
@@ -88,11 +89,16 @@ func (r *runner) dial(ctx context.Context, role string, i int) (*client.Conn, er
 type conn struct {
 	tandem *client.Conn
 	stomp  *stomp.Client
+	amqp   *amqp.Client
 }
 
 func (c conn) close() {
 	if c.tandem != nil {
 		c.tandem.Close()
+		return
+	}
+	if c.amqp != nil {
+		c.amqp.Close()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -105,6 +111,10 @@ func (r *runner) connect(ctx context.Context, role string, i int) (conn, error) 
 		c, err := r.dialStomp(ctx)
 		return conn{stomp: c}, err
 	}
+	if r.cfg.Protocol == ProtocolAMQP {
+		c, err := r.dialAMQP(ctx)
+		return conn{amqp: c}, err
+	}
 	c, err := r.dial(ctx, role, i)
 	return conn{tandem: c}, err
 }
@@ -114,6 +124,8 @@ type consumer struct {
 	tandem *client.Consumer
 	c      *stomp.Client
 	msgs   <-chan *stomp.Frame
+	a      *amqp.Client
+	amsgs  <-chan *amqp.ClientMessage
 }
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
@@ -179,6 +191,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		if c.stomp != nil {
 			k.c = c.stomp
 			k.msgs, err = r.openStompConsumer(ctx, c.stomp)
+		} else if c.amqp != nil {
+			k.a = c.amqp
+			k.amsgs, err = r.openAMQPConsumer(ctx, c.amqp)
 		} else {
 			k.tandem, err = r.openConsumer(ctx, c.tandem)
 		}
@@ -200,6 +215,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 				r.consumeStomp(cctx, k.c, k.msgs)
 				return
 			}
+			if k.a != nil {
+				r.consumeAMQP(cctx, k.a, k.amsgs)
+				return
+			}
 			r.consume(cctx, k.tandem)
 		}()
 	}
@@ -210,6 +229,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			defer prodWG.Done()
 			if c.stomp != nil {
 				r.produceStomp(ctx, c.stomp, r.streams[i], r.hists[i])
+				return
+			}
+			if c.amqp != nil {
+				r.produceAMQP(ctx, c.amqp, r.streams[i], r.hists[i])
 				return
 			}
 			r.produce(ctx, c.tandem, r.streams[i], r.hists[i])

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemmq/tandem/amqp"
 	"github.com/tandemmq/tandem/client"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/server"
@@ -23,6 +24,7 @@ func memBroker(t *testing.T) string {
 		t.Fatal(err)
 	}
 	s.RegisterProtocol(stomp.New(stomp.Options{}))
+	s.RegisterProtocol(amqp.New())
 	a, err := s.Listen("127.0.0.1:0", server.NetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +51,7 @@ func TestRunShapes(t *testing.T) {
 		{"non-durable", Config{Count: 300, Window: 8, NonDurable: true}},
 		{"empty bodies", Config{Count: 50, Window: 4, Size: 0}},
 	}
-	for _, proto := range []string{ProtocolTandem, ProtocolStomp} {
+	for _, proto := range []string{ProtocolTandem, ProtocolStomp, ProtocolAMQP} {
 		for i, tc := range tests {
 			t.Run(proto+"/"+tc.name, func(t *testing.T) {
 				cfg := tc.cfg

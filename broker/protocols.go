@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/tandemmq/tandem/amqp"
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/server"
 	"github.com/tandemmq/tandem/stomp"
@@ -13,7 +14,7 @@ import (
 // (CORE) on every acceptor whose protocols= list does not leave them out
 // (docs/protocols.md).
 func protocolHandlers() []server.ProtocolHandler {
-	return []server.ProtocolHandler{stomp.New(stomp.Options{})}
+	return []server.ProtocolHandler{stomp.New(stomp.Options{}), amqp.New()}
 }
 
 // acceptorProtocols parses an acceptor's protocols= parameter against the

@@ -26,11 +26,11 @@ func init() {
 // runBench is `tandem bench --url URL [--destination queue://NAME]
 // [--producers P] [--window W] [--consumers C] [--size BYTES] [--count N]
 // [--phase produce|consume|both] [--non-durable] [--http ADDR] [--json]
-// [--protocol tandem|stomp]`.
+// [--protocol tandem|stomp|amqp]`.
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	url := fs.String("url", "tcp://localhost:61616", "broker URL: tcp://host:port or (tcp://a:p,tcp://b:p)?ha=true&...")
-	protocol := fs.String("protocol", bench.ProtocolTandem, "tandem (the broker's own) or stomp (receipted sends, client-individual acks with receipts)")
+	protocol := fs.String("protocol", bench.ProtocolTandem, "tandem (the broker's own), stomp (receipted sends, client-individual acks with receipts) or amqp (unsettled sends, accepts settled once durable)")
 	destFlag := fs.String("destination", "queue://bench", "queue://NAME (or topic://NAME with --phase both)")
 	producers := fs.Int("producers", 1, "producers, each on its own connection")
 	window := fs.Int("window", 1, "sends in flight per producer (1 = each send waits for its acknowledgement)")
