@@ -128,7 +128,6 @@ type ZKCoordinator struct {
 	ownerMu                 sync.Mutex
 	owner                   int64 // session that created our lock znode; 0 when not holding
 	closeOnce               sync.Once
-	sessionShrunk           atomic.Bool
 	monitorRunning          atomic.Bool
 }
 
@@ -352,11 +351,6 @@ func (l zkLogger) Printf(format string, args ...any) {
 
 func (z *ZKCoordinator) authenticated(timeout time.Duration) {
 	z.negotiated.Store(timeout.Milliseconds())
-	if z.effective > 0 && timeout < z.effective {
-		// A new session (after an expiry) got a shorter timeout than the
-		// lease was derived from: the lease is not safe any more.
-		z.sessionShrunk.Store(true)
-	}
 	z.firstOnce.Do(func() { close(z.firstSession) })
 }
 
@@ -713,8 +707,10 @@ func (z *ZKCoordinator) VerifyLock(ctx context.Context) (time.Time, error) {
 		return start, fmt.Errorf("%w: the lock znode %s belongs to session %#x, ours was %#x", ErrLost, z.lockPath, st.EphemeralOwner, owner)
 	case z.conn.SessionID() != owner:
 		return start, fmt.Errorf("%w: our ZooKeeper session changed (%#x -> %#x)", ErrLost, owner, z.conn.SessionID())
-	case z.sessionShrunk.Load():
-		return start, fmt.Errorf("%w: a new ZooKeeper session negotiated a timeout shorter than the lease was derived from", ErrLost)
+	case z.Negotiated() < z.effective:
+		// A new session (after an expiry) got a shorter timeout than the
+		// lease was derived from: the lease is not safe any more.
+		return start, fmt.Errorf("%w: a new ZooKeeper session negotiated %v, shorter than the %v the lease was derived from", ErrLost, z.Negotiated(), z.effective)
 	}
 	return start, nil
 }
@@ -724,7 +720,9 @@ func (z *ZKCoordinator) VerifyLock(ctx context.Context) (time.Time, error) {
 // the monitor's goroutine. One Monitor at a time.
 func (z *ZKCoordinator) Monitor(ctx context.Context, report func(CoordEvent)) {
 	if !z.monitorRunning.CompareAndSwap(false, true) {
-		panic("ha: ZKCoordinator.Monitor called twice")
+		// A second monitor would steal the first one's session events.
+		z.log.Error("ha: ZKCoordinator.Monitor is already running; this one reports nothing")
+		return
 	}
 	defer z.monitorRunning.Store(false)
 	t := time.NewTicker(z.verifyEvery)
