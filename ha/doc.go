@@ -74,6 +74,19 @@
 // returns. The database lease keeps Artemis's rule (the table has no
 // failback lock), so the limitation remains there.
 //
+// Replication coordinated by ZooKeeper (<replication> with <manager>,
+// Artemis's pluggable lock manager): ReplNode is the pure machine
+// (repl_node.go: the local and coordinated activation sequences, claim and
+// commit, classification, failback), ZKCoordinator the ZooKeeper adapter
+// (zk.go: the lock as an ephemeral znode, the coordinated sequence as a
+// compare-and-set znode, the lease from the negotiated session timeout,
+// ZKLease), ReplRunner runs them against the broker's ReplHooks
+// (repl_runner.go). The explorer (repl_explore_test.go, repl_sim_test.go)
+// checks I1, I4 and I9 over every interleaving of two brokers, ZooKeeper,
+// the replicated data and a fault budget, and its self-check finds seeded
+// bugs; testdata/repl/ holds the transcripts. Users' documentation:
+// docs/ha-replication-zookeeper.md.
+//
 // This package never touches the store's data and never sleeps to
 // synchronise: time only enters as Event.Now.
 package ha

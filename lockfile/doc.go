@@ -129,5 +129,15 @@
 // lock to the backup meanwhile. The epoch check and the fence wait cover the
 // window in which the old live has not yet noticed.
 //
+// # Replication
+//
+// With replication coordinated by ZooKeeper each broker has its own lock
+// directory (never shared). It holds the primary lock for its whole life
+// (one process per data directory) and keeps its local activation
+// sequence in server.lock's epoch field with WriteLocal (0 = no valid
+// data), together with the pair's node ID, which a backup adopts from the
+// live at sync. package ha reads and writes it; `tandem activation`
+// shows and sets it.
+//
 // This package never decides roles or failover: that is package ha.
 package lockfile

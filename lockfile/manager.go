@@ -124,7 +124,8 @@ type Manager struct {
 	holdPrimary bool
 	holdBackup  bool
 	holdFailbk  bool
-	nodeID      NodeID
+	nodeID      NodeID     // written under stateMu and idMu
+	idMu        sync.Mutex // a leaf lock: NodeID() reads under it
 	closed      bool
 	hbSeq       uint64 // heartbeat sequence (stateMu)
 }
@@ -202,8 +203,13 @@ func (m *Manager) Dir() string { return m.dir }
 // Options returns the options in effect (with defaults filled in).
 func (m *Manager) Options() Options { return m.opts }
 
-// NodeID returns the pair's node ID (created with server.lock).
-func (m *Manager) NodeID() NodeID { return m.nodeID }
+// NodeID returns the pair's node ID (created with server.lock, or the
+// one adopted with WriteLocal).
+func (m *Manager) NodeID() NodeID {
+	m.idMu.Lock()
+	defer m.idMu.Unlock()
+	return m.nodeID
+}
 
 // Close closes the files, which releases any lock held. It waits for a
 // state-file operation in progress.
