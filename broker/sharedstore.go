@@ -55,8 +55,11 @@ import (
 // implemented; for the others a primary runs as a single broker (with a
 // warning) and a backup is refused, as before.
 func runHA(cfg *config.Config, log *slog.Logger) int {
-	if cfg.HA.Policy == config.PolicySharedStore {
+	switch {
+	case cfg.HA.Policy == config.PolicySharedStore:
 		return runSharedStore(cfg, log)
+	case cfg.HA.Policy == config.PolicyReplication:
+		return runReplication(cfg, log)
 	}
 	if cfg.HA.Role == config.RoleBackup {
 		fmt.Fprintf(os.Stderr, "tandem run: HA %s backup is not supported by this build yet (it would serve as a second live broker)\n", cfg.HA.Policy)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tandemmq/tandem/broker"
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/lockfile"
@@ -147,18 +148,7 @@ func loadActivationConfig(file string, stderr io.Writer) (*config.Config, error)
 // replZKOptions maps a configuration's <manager> properties and
 // group-name to the ZooKeeper adapter's options (the broker uses the same
 // mapping, so both find the same znodes).
-func replZKOptions(cfg *config.Config) (hasm.ZKOptions, error) {
-	m := cfg.HA.Manager
-	if cfg.HA.Policy != config.PolicyReplication || m == nil {
-		where := cfg.File
-		if where == "" {
-			where = "the default configuration"
-		}
-		return hasm.ZKOptions{}, fmt.Errorf("%s has no <replication> policy with a <manager>: there is no coordinated activation sequence (give --config FILE)", where)
-	}
-	return hasm.ZKOptions{ConnectString: m.ConnectString, SessionTimeout: m.SessionTimeout,
-		ConnectTimeout: m.ConnectionTimeout, Namespace: m.Namespace, Group: cfg.HA.GroupName}, nil
-}
+func replZKOptions(cfg *config.Config) (hasm.ZKOptions, error) { return broker.ZKOptions(cfg) }
 
 func zkOpTimeout(cfg *config.Config) time.Duration {
 	if m := cfg.HA.Manager; m != nil && m.SessionTimeout > 0 {
