@@ -303,10 +303,11 @@ func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 	if had && old == m {
 		return
 	}
-	if ok {
+	switch {
+	case ok:
 		h.log.Info("peer", "peer_url", m.URL, "peer_role", m.Role, "peer_state", m.State, "peer_epoch", m.Epoch)
-	} else {
-		h.log.Info("peer gone", "peer_addr", addr, "peer_was", old.State)
+	case had:
+		h.log.Info("peer not answering", "peer_addr", addr, "peer_was", old.State)
 	}
 	if ok && m.State == "active" {
 		r := hasm.Primary

@@ -129,7 +129,9 @@ func (c *conn) shutdown(reason error) {
 		case <-c.writerErr:
 		case <-time.After(2 * time.Second):
 		}
-		c.nc.Close()
+		if reason != errHandedOff { // the replication handler owns the socket now
+			c.nc.Close()
+		}
 		c.acc.forget(c)
 	})
 }

@@ -14,8 +14,9 @@ import (
 // ReplicaHandler takes over replication connections (issue 13): a Hello
 // with wire.ReplicaClientID and the cluster credentials hands its
 // connection to Serve, which then owns the conversation (package
-// replication's live side). Serve runs on the connection's goroutine and
-// returns when the replication ends; the connection is closed after it.
+// replication's live side). Serve runs on a goroutine of its own, outside
+// the acceptor (closing the acceptor does not end it), and returns when
+// the replication ends; the connection is closed after it.
 type ReplicaHandler struct {
 	// User and Password are the cluster credentials a replica must give.
 	User, Password string
@@ -54,7 +55,14 @@ func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
 	c.writerErr <- nil // shutdown reads it once more
 	c.nc.SetReadDeadline(time.Time{})
 	c.log.Info("replication connection", "user", clipUser(hello.User))
-	rh.Serve(c.nc, c.br, hello, h.Corr)
+	// The handler owns the socket from now on, beyond this acceptor: a
+	// failback stops serving clients (closing the acceptors) and still
+	// needs the replication connection for its handover.
+	nc, br, corr := c.nc, c.br, h.Corr
+	go func() {
+		defer nc.Close()
+		rh.Serve(nc, br, hello, corr)
+	}()
 	return errHandedOff
 }
 
