@@ -29,6 +29,8 @@ type MetricsOptions struct {
 	Server func() *Server
 	// Connections returns the number of open client connections.
 	Connections func() int
+	// Extra are more collectors (an HA policy's, for instance).
+	Extra []prometheus.Collector
 }
 
 // MetricsHandler serves /metrics in the Prometheus text format: the
@@ -43,6 +45,7 @@ func MetricsHandler(o MetricsOptions) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&brokerCollector{o: o},
 	)
+	reg.MustRegister(o.Extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 
