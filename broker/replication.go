@@ -411,12 +411,16 @@ func (b *replBroker) startReplica(url string) {
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
 	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
+	ack := replication.AckDurable
+	if cfg.HA.ReplicationAck == "received" {
+		ack = replication.AckReceived
+	}
 	st := b.repl.Status()
 	rep := replication.NewReplica(replication.ReplicaOptions{
 		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
 		Journals: [2]replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
-		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, TTL: ttl, Logger: h.log,
+		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
 		SetLocal: func(seq uint64, node string) error {
 			id, err := parseNodeID(node)
 			if err != nil {
