@@ -51,8 +51,11 @@ help:
 	@echo 'make services       start the test services; then: . .scratch/services/env'
 	@echo 'make services-stop  stop them'
 
+# The commit for `tandem version` when go's own VCS stamp is off.
+COMMIT = $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+
 build:
-	$(GO) build -o bin/tandem ./cmd/tandem
+	$(GO) build -ldflags "-X main.buildCommit=$(COMMIT)" -o bin/tandem ./cmd/tandem
 
 run: build
 	./bin/tandem run $(RUN_ARGS)

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Status is what GET /status returns (CLI.md's keys and a few more).
+// Status is what GET /status returns (docs/cli.md's keys and a few more).
 // Queues lists DefaultStatusQueues queues (by address, then name) unless
 // the request asks for others (see QueueQuery); QueuesTotal counts the
 // queues the request selects, whatever the page.
