@@ -64,6 +64,7 @@ func (s *Server) Serve(ln net.Listener, opts NetOptions) *Acceptor {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
 	a := &Acceptor{s: s, ln: ln, opts: opts, conns: map[*conn]struct{}{}, done: make(chan struct{})}
+	s.trackAcceptor(a)
 	go a.accept()
 	return a
 }

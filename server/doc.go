@@ -4,7 +4,14 @@
 // redelivery, local transactions and duplicate detection, persisted
 // through two journals (bindings and messages); plus the network layer
 // (acceptors and connections speaking package wire) and the management
-// HTTP endpoint (/status, /metrics, /debug/pprof/).
+// HTTP endpoint (/status, /metrics, /debug/pprof/, the management API
+// under /api/ and the web console at /, embedded from console/).
+//
+// Management operations (manage.go, manageapi.go: create and delete
+// addresses and queues, purge, pause and resume, browse, move, list
+// connections and consumers) go through one dispatcher, Server.Manage,
+// which the HTTP API (mgmthttp.go) and the wire protocol's Manage frame
+// both call; each change is journaled before it is answered.
 //
 // HA activation drives it from outside: open a Store and New+Start under
 // the activation's epoch (and node ID), Listen to serve, SetTopology to
@@ -20,8 +27,8 @@
 // (RecAddRef), an Update per ack (RecAckRef), a Delete once no queue holds
 // it any more. Duplicate IDs are Add records of type RecDuplicateID,
 // deleted when evicted from the per-address cache. The bindings journal
-// holds queues (RecQueue), addresses (RecAddress) and the node ID
-// (RecNodeID).
+// holds queues (RecQueue), addresses (RecAddress), the node ID
+// (RecNodeID) and paused queues (RecQueuePaused, deleted on resume).
 //
 // Local transactions are buffered in memory and written as ONE Append at
 // commit: an Append is atomic, so the transaction's sends and acks become

@@ -66,7 +66,7 @@ func (o *createOptions) Data() string {
 	return "data"
 }
 
-// runCreate implements `tandem create DIR` (CLI.md).
+// runCreate implements `tandem create DIR` (docs/cli.md).
 func runCreate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
