@@ -103,10 +103,10 @@ func TestMessageMapping(t *testing.T) {
 	p = appendDescriptor(p, descProperties)
 	p, c = startList(p)
 	p = appendString(c.field(p), "id-1")
-	for i := 0; i < 7; i++ {
+	for i := 0; i < 8; i++ { // user-id ... absolute-expiry-time
 		c.null()
 	}
-	p = appendTimestamp(c.field(p), 1700000000123)
+	p = appendTimestamp(c.field(p), 1700000000123) // creation-time
 	p = c.end(p)
 	p = appendDescriptor(p, descApplicationProperties)
 	p, _ = appendValue(p, Map{{"s", "v"}, {"n", int32(5)}, {"d", 1.5}, {DuplicateIDProperty, "dup-7"}})

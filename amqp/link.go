@@ -178,6 +178,24 @@ func (l *link) creditFlowLocked() *Flow {
 	return f
 }
 
+// selectorFilter returns the selector of a source filter entry that is
+// a JMS selector filter (described by apache.org:selector-filter:string
+// or its code 0x0000468C00000004, holding a string).
+func selectorFilter(v any) (string, bool) {
+	d, ok := v.(Described)
+	if !ok {
+		return "", false
+	}
+	s, isString := d.Value.(string)
+	switch desc := d.Descriptor.(type) {
+	case Symbol:
+		return s, isString && desc == "apache.org:selector-filter:string"
+	case uint64:
+		return s, isString && desc == 0x0000468C00000004
+	}
+	return "", false
+}
+
 // attachSending attaches a link on which the client receives: a
 // consumer on a queue, a topic subscription (durable when the source
 // asks to outlive the link), or a new temporary queue (dynamic source).
@@ -187,14 +205,19 @@ func (s *session) attachSending(a *Attach) error {
 	if src == nil {
 		return s.refuseAttach(a, ErrInvalidField, "receiver link without a source")
 	}
-	if len(src.Filter) > 0 {
-		c.log.Info("AMQP link asks for filters; none are applied", "link", a.Name)
-	}
 	l := &link{s: s, handle: a.Handle, name: a.Name}
 	var dest server.Destination
 	opts := server.ConsumerOptions{}
 	out := *src
 	out.Filter = nil
+	for _, e := range src.Filter {
+		if sel, ok := selectorFilter(e.Value); ok && opts.Selector == "" {
+			opts.Selector = sel
+			out.Filter = Map{e} // applied: the answer lists it
+			continue
+		}
+		c.log.Info("AMQP link asks for a filter that is not applied", "link", a.Name, "filter", e.Key)
+	}
 	switch {
 	case src.Dynamic:
 		name := "amqp.tmp." + randomID()

@@ -56,13 +56,18 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 	if scan <= 0 {
 		scan = -1 // as in Artemis, 0 and -1 turn the scan off
 	}
+	expiryScan := cfg.MessageExpiryScanPeriod
+	if expiryScan <= 0 {
+		expiryScan = -1
+	}
 	srv := server.New(server.Options{
 		Name: cfg.Name, NodeID: o.NodeID, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
 		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
 		NoSyncNonTransactional: !cfg.Journal.SyncNonTransactional, NoSyncTransactional: !cfg.Journal.SyncTransactional,
 		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
 		AddressSettings: cfg.AddressSettings, MaxQueues: cfg.MaxQueues, MaxAddresses: cfg.MaxAddresses,
-		AddressQueueScanPeriod: scan,
+		AddressQueueScanPeriod: scan, Addresses: cfg.Addresses,
+		MessageExpiryScanPeriod: expiryScan,
 	})
 	if err := srv.Start(ctx); err != nil {
 		store.Close()

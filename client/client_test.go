@@ -428,3 +428,38 @@ func clientGoroutines() (int, string) {
 	}
 	return n, strings.Join(out, "\n\n")
 }
+
+// TestSelectorAndTimeToLive: a consumer's selector goes to the broker
+// (only matching messages arrive; a bad one fails CreateConsumer with
+// CodeInvalid), and a producer's TimeToLive gives messages an expiration
+// that comes back on delivery.
+func TestSelectorAndTimeToLive(t *testing.T) {
+	b := newTestBroker(t)
+	c := dial(t, b.url())
+	s := session(t, c)
+	p := s.CreateProducer(Queue("paints"), TimeToLive(time.Hour))
+	for i, color := range []string{"red", "blue", "red"} {
+		m := &Message{Body: []byte(fmt.Sprintf("%s%d", color, i)), Properties: []Property{wire.StringProp("color", color)}}
+		if err := p.Send(testCtx(t), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := consumer(t, s, Queue("paints"), Selector("color = 'red'"))
+	for _, want := range []string{"red0", "red2"} {
+		m, err := k.Receive(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Body) != want {
+			t.Fatalf("got %q, want %q", m.Body, want)
+		}
+		if d := time.Until(time.Unix(0, m.Expiration)); d < 50*time.Minute || d > time.Hour {
+			t.Fatalf("%s: expiration in %v, want about an hour", m.Body, d)
+		}
+	}
+	_, err := s.CreateConsumer(testCtx(t), Queue("paints"), Selector("color ="))
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != wire.CodeInvalid {
+		t.Fatalf("bad selector: %v, want CodeInvalid", err)
+	}
+}

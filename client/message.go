@@ -56,6 +56,11 @@ type Message struct {
 	DuplicateID string
 	// Timestamp is the send time in Unix nanoseconds (set by Send when 0).
 	Timestamp int64
+	// Expiration is when the message expires, in Unix nanoseconds (0:
+	// never, unless the producer has a TimeToLive or the address an
+	// expiry-delay). An expired message is not delivered: the broker moves
+	// it to the address's expiry-address, or drops it.
+	Expiration int64
 
 	// Set on received messages.
 	Address       string

@@ -142,6 +142,7 @@ func (t *transport) onDeliver(d *wire.Deliver) {
 		Properties:    slices.Clone(d.Properties), // d's slice is reused
 		DuplicateID:   d.DuplicateID,
 		Timestamp:     d.Timestamp,
+		Expiration:    d.Expiration,
 		Address:       d.Address,
 		Durable:       d.Durable,
 		ID:            d.MessageID,

@@ -79,6 +79,18 @@ type Config struct {
 	// MaxAddresses (Tandem's <max-addresses>, default: MaxQueues) caps the
 	// number of addresses likewise.
 	MaxAddresses int
+	// Addresses are the <addresses> the broker creates at start.
+	Addresses []AddressDef
+	// GlobalMaxSize (<global-max-size>, bytes; -1, the default, is half of
+	// the memory the process may use, worked out when the broker starts)
+	// bounds the memory all addresses' messages take together: beyond it
+	// every address applies its address-full-policy.
+	GlobalMaxSize int64
+	// MessageExpiryScanPeriod (<message-expiry-scan-period>, ms, default
+	// 30000; 0 or -1 never scans) is how often queues are checked for
+	// expired messages (a message is also expired when it would be
+	// delivered).
+	MessageExpiryScanPeriod time.Duration
 
 	// HA is the high-availability policy (<ha-policy>).
 	HA HA

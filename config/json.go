@@ -77,6 +77,9 @@ type configView struct {
 	AddressQueueScanPeriod   int64            `json:"address-queue-scan-period"`
 	MaxQueues                int              `json:"max-queues"`
 	MaxAddresses             int              `json:"max-addresses"`
+	Addresses                []map[string]any `json:"addresses"`
+	GlobalMaxSize            int64            `json:"global-max-size"`
+	MessageExpiryScanPeriod  int64            `json:"message-expiry-scan-period"`
 	HA                       map[string]any   `json:"ha"`
 }
 
@@ -117,7 +120,9 @@ func (c *Config) view() configView {
 		AddressSettings:        addressSettingsView(c.AddressSettings),
 		AddressQueueScanPeriod: ms(c.AddressQueueScanPeriod),
 		MaxQueues:              c.MaxQueues, MaxAddresses: c.MaxAddresses,
-		HA: haView(&c.HA, c.Store),
+		Addresses: addressesView(c.Addresses), GlobalMaxSize: c.GlobalMaxSize,
+		MessageExpiryScanPeriod: ms(c.MessageExpiryScanPeriod),
+		HA:                      haView(&c.HA, c.Store),
 	}
 	if j.BufferTimeout > 0 {
 		v.JournalBufferMode = "adaptive, capped by journal-buffer-timeout"

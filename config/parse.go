@@ -177,7 +177,7 @@ var coreSettings = []string{
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
 	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
-	"max-queues", "max-addresses",
+	"max-queues", "max-addresses", "addresses", "global-max-size", "message-expiry-scan-period",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -293,6 +293,15 @@ func (p *parser) core(n *node) {
 		case "max-queues":
 			p.integer(e, &c.MaxQueues)
 			p.notZero(e, c.MaxQueues)
+		case "addresses":
+			p.addresses(e)
+		case "global-max-size":
+			p.byteSize(e, &c.GlobalMaxSize)
+			if c.GlobalMaxSize == 0 {
+				p.errorf(e, "<global-max-size>: 0 would page every message (want -1 for half of the memory, or a size)")
+			}
+		case "message-expiry-scan-period":
+			p.millis(e, &c.MessageExpiryScanPeriod)
 		case "max-addresses":
 			p.integer(e, &c.MaxAddresses)
 			p.notZero(e, c.MaxAddresses)

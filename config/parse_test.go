@@ -297,10 +297,10 @@ func TestErrors(t *testing.T) {
 // TestWarnings checks elements Artemis allows but Tandem does not implement.
 func TestWarnings(t *testing.T) {
 	c, warns, err := parseString(t, core(
-		`<address-settings><address-setting match="#"><dead-letter-address>DLQ</dead-letter-address></address-setting></address-settings>`,
+		`<address-settings><address-setting match="#"><slow-consumer-policy>KILL</slow-consumer-policy></address-setting></address-settings>`,
 		`<security-settings/>`,
-		`<addresses/>`,
-		`<global-max-size>100M</global-max-size>`,
+		`<diverts/>`,
+		`<global-max-messages>100</global-max-messages>`,
 		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP;useEpoll=true</acceptor></acceptors>`,
 		`<journal-type>MAPPED</journal-type>`,
 	))
@@ -311,10 +311,10 @@ func TestWarnings(t *testing.T) {
 		t.Error("MAPPED is not run as NIO")
 	}
 	want := []string{
-		"broker.xml:3: warning: <dead-letter-address> in <address-setting> not supported yet, ignored",
+		"broker.xml:3: warning: <slow-consumer-policy> in <address-setting> not supported yet, ignored",
 		"broker.xml:4: warning: <security-settings> not supported yet, ignored",
-		"broker.xml:5: warning: <addresses> not supported yet, ignored",
-		"broker.xml:6: warning: <global-max-size> not supported yet, ignored",
+		"broker.xml:5: warning: <diverts> not supported yet, ignored",
+		"broker.xml:6: warning: <global-max-messages> not supported yet, ignored",
 		"broker.xml:7: warning: acceptor \"a\": URL parameters useEpoll not supported yet, ignored",
 		"broker.xml:8: warning: journal-type MAPPED",
 	}

@@ -73,6 +73,18 @@ var ranges = map[string]Range{
 	"auto-delete-queues-delay":         {0, 30 * dayMs, Millis},
 	"auto-delete-queues-message-count": {-1, 1_000_000_000, Count}, // -1: any number
 	"auto-delete-addresses-delay":      {0, 30 * dayMs, Millis},
+	"max-delivery-attempts":            {-1, 1_000_000, Count},     // -1: for ever
+	"expiry-delay":                     {-1, 3650 * dayMs, Millis}, // -1: none
+	"redelivery-delay":                 {0, 30 * dayMs, Millis},
+	"max-redelivery-delay":             {0, 30 * dayMs, Millis},
+	"redelivery-delay-multiplier":      {1, 1000, Ratio},
+	"max-size-bytes":                   {-1, 1 << 50, Bytes}, // -1: no limit of its own
+	// A page segment is read in windows; records never cross it, so it
+	// bounds the largest paged message (as journal-file-size does).
+	"page-size-bytes": {64 << 10, 1 << 30, Bytes},
+	// <core>: memory and expiry.
+	"global-max-size":            {-1, 1 << 50, Bytes}, // -1: half of the memory
+	"message-expiry-scan-period": {-1, dayMs, Millis},  // -1 or 0: never
 
 	// <ha-policy> options.
 	"failback-delay":                     {0, dayMs, Millis},

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -19,6 +20,9 @@ type address struct {
 	autoCreated bool
 	autoDelete  bool
 	deleteDelay time.Duration
+	// policy is the address's settings (config <address-settings>),
+	// worked out when it is created or loaded.
+	policy config.AddressPolicy
 
 	// mu guards queues, rr and dup, and orders this address's journal
 	// appends: a duplicate ID's add is appended before its eviction's
@@ -37,14 +41,23 @@ type address struct {
 	emptySince time.Time
 }
 
-// route picks the queues a message sent with routing r goes to: one
-// anycast queue (round robin) or every multicast queue. Caller holds a.mu.
-func (a *address) routeLocked(r Routing, out []*Queue) []*Queue {
+// stampExpiry gives m, sent without an expiration, the address's
+// expiry-delay.
+func (a *address) stampExpiry(m *Message) {
+	if d := a.policy.ExpiryDelay; d > 0 && m.Expiration == 0 {
+		m.Expiration = time.Now().Add(d).UnixNano()
+	}
+}
+
+// routeLocked picks the queues m, sent with routing r, goes to: one
+// anycast queue (round robin) or every multicast queue, among those whose
+// filter accepts it (m nil: any). Caller holds a.mu.
+func (a *address) routeLocked(r Routing, m *Message, out []*Queue) []*Queue {
 	if r == Anycast {
 		n := len(a.queues)
 		for i := 0; i < n; i++ {
 			q := a.queues[(a.rr+i)%n]
-			if q.routing == Anycast {
+			if q.routing == Anycast && (m == nil || q.accepts(m)) {
 				a.rr = (a.rr + i + 1) % n
 				return append(out, q)
 			}
@@ -52,7 +65,7 @@ func (a *address) routeLocked(r Routing, out []*Queue) []*Queue {
 		return out
 	}
 	for _, q := range a.queues {
-		if q.routing == Multicast {
+		if q.routing == Multicast && (m == nil || q.accepts(m)) {
 			out = append(out, q)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -23,6 +24,9 @@ type QueueConfig struct {
 	Routing   Routing
 	Durable   bool
 	Temporary bool
+	// Filter is the queue's filter (a selector): only matching messages
+	// are routed to it. "" is none.
+	Filter string
 }
 
 // CreateQueue creates a queue bound to an address (creating the address).
@@ -45,6 +49,10 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 	if qc.Routing != Anycast && qc.Routing != Multicast {
 		qc.Routing = Anycast
 	}
+	filter, err := parseSelector(qc.Filter)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	q := s.queues[qc.Name]
 	s.mu.RUnlock()
@@ -54,7 +62,7 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 		}
 		return q, nil
 	}
-	return s.createQueue(ctx, qc.Address, qc.Name, qc.Routing, qc.Durable && !qc.Temporary, qc.Temporary, false)
+	return s.createQueue(ctx, qc.Address, qc.Name, qc.Routing, qc.Durable && !qc.Temporary, qc.Temporary, false, filter)
 }
 
 // DeleteQueue deletes a queue without consumers and its messages (acked
@@ -163,16 +171,35 @@ func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 	return nil
 }
 
-// defaultRouting resolves wire.RoutingDefault: the address's routing when
-// it has only one, else anycast.
+// defaultRouting resolves wire.RoutingDefault for a send: the address's
+// routing when it exists with only one, else its
+// default-address-routing-type, else anycast.
 func (s *Server) defaultRouting(addr string, r wire.RoutingType) Routing {
+	return s.resolveRouting(addr, r, func(p config.AddressPolicy) string { return p.DefaultAddressRoutingType })
+}
+
+// defaultQueueRouting is defaultRouting for a consumer, whose queue a
+// missing address gets: default-queue-routing-type decides.
+func (s *Server) defaultQueueRouting(addr string, r wire.RoutingType) Routing {
+	return s.resolveRouting(addr, r, func(p config.AddressPolicy) string { return p.DefaultQueueRoutingType })
+}
+
+func (s *Server) resolveRouting(addr string, r wire.RoutingType, setting func(config.AddressPolicy) string) Routing {
 	switch r {
 	case wire.RoutingAnycast:
 		return Anycast
 	case wire.RoutingMulticast:
 		return Multicast
 	}
-	if a := s.lookupAddress(addr); a != nil && a.multicast && !a.anycast {
+	if a := s.lookupAddress(addr); a != nil {
+		if a.multicast && !a.anycast {
+			return Multicast
+		}
+		if a.anycast || a.multicast {
+			return Anycast
+		}
+	}
+	if setting(s.opts.AddressSettings.For(addr)) == config.RoutingMulticast {
 		return Multicast
 	}
 	return Anycast

@@ -278,7 +278,7 @@ func codeOf(err error) wire.Code {
 		return wire.CodeUnavailable
 	case errors.Is(err, ErrClosed):
 		return wire.CodeShuttingDown
-	case errors.Is(err, ErrNotTransacted), errors.Is(err, ErrQueueInUse), errors.Is(err, ErrWrongRouting):
+	case errors.Is(err, ErrNotTransacted), errors.Is(err, ErrQueueInUse), errors.Is(err, ErrWrongRouting), errors.Is(err, ErrBadSelector):
 		return wire.CodeInvalid
 	case errors.Is(err, ErrQueueExists):
 		return wire.CodeExists
@@ -425,7 +425,7 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 		return
 	}
 	wm := &f.Message
-	m := &Message{Durable: wm.Durable, DuplicateID: wm.DuplicateID, Timestamp: wm.Timestamp}
+	m := &Message{Durable: wm.Durable, DuplicateID: wm.DuplicateID, Timestamp: wm.Timestamp, Expiration: wm.Expiration}
 	if len(wm.Properties) > 0 {
 		m.Properties = make([]Property, len(wm.Properties))
 		copy(m.Properties, wm.Properties)
@@ -504,17 +504,13 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 		fail(wire.CodeExists, fmt.Sprintf("consumer %d exists", f.Consumer))
 		return
 	}
-	if f.Filter != "" {
-		fail(wire.CodeInvalid, "filters are not supported yet")
-		return
-	}
 	addr := f.Address
 	if addr == "" {
 		addr = f.Queue
 	}
-	routing := c.s.defaultRouting(addr, f.Routing)
+	routing := c.s.defaultQueueRouting(addr, f.Routing)
 	dest := Destination{Name: addr, Routing: routing}
-	opts := ConsumerOptions{NonDurable: f.AutoCreate && !f.Durable}
+	opts := ConsumerOptions{NonDurable: f.AutoCreate && !f.Durable, Selector: f.Filter}
 	if routing == Multicast && f.Queue != "" && f.Queue != addr {
 		opts.Subscription = f.Queue
 	}

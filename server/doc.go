@@ -30,6 +30,15 @@
 // holds queues (RecQueue), addresses (RecAddress), the node ID
 // (RecNodeID) and paused queues (RecQueuePaused, deleted on resume).
 //
+// Address settings apply per address (address.policy): a delivery that
+// ends unacknowledged max-delivery-attempts times moves the message to
+// the dead-letter address, an expired one goes to the expiry address
+// (deadletter.go: a copy and the original's ack in one append, as a
+// transaction), a redelivered one waits its redelivery delay in its
+// queue's deque. Queue filters (<addresses>) and consumer selectors are
+// package selector's; dispatch looks past the head only when a consumer
+// has a selector or a message is delayed (Queue.scanLocked).
+//
 // Local transactions are buffered in memory and written as ONE Append at
 // commit: an Append is atomic, so the transaction's sends and acks become
 // durable together or not at all, replay needs no transaction records, and

@@ -81,6 +81,10 @@ func (s *Server) load(ctx context.Context) error {
 				a.multicast = true
 			}
 			q := newQueue(rec.ID, qr.Name, a, qr.Routing, qr.Durable, false, qr.AutoCreated)
+			if q.filter, err = parseSelector(qr.Filter); err != nil {
+				return fmt.Errorf("server: bindings record %d: queue %q: %w", rec.ID, qr.Name, err)
+			}
+			q.srv = s
 			s.queues[q.name] = q
 			s.queueByID[q.id] = q
 			a.queues = append(a.queues, q)
@@ -194,7 +198,7 @@ func (s *Server) load(ctx context.Context) error {
 func (s *Server) loadAddressLocked(name string) *address {
 	a := s.addresses[name]
 	if a == nil {
-		a = &address{name: name, dup: newDupCache(s.idCache)}
+		a = &address{name: name, dup: newDupCache(s.idCache), policy: s.opts.AddressSettings.For(name)}
 		s.addresses[name] = a
 	}
 	return a

@@ -58,6 +58,10 @@ type Message struct {
 	DuplicateID string
 	// Timestamp is the send time in Unix nanoseconds (set by the sender).
 	Timestamp int64
+	// Expiration is when the message expires, in Unix nanoseconds; 0:
+	// never. An expired message is not delivered: it goes to its
+	// address's expiry-address, or is dropped.
+	Expiration int64
 	// Properties are the application properties.
 	Properties []Property
 	// Body is the payload.
@@ -109,11 +113,18 @@ func (m *Message) check() error {
 	return nil
 }
 
-const messageFormat = 1
+// Message record formats: 2 adds the expiration after the timestamp, and
+// is written only for a message that expires (so a message without one
+// stays readable by a version that knows format 1 only).
+const (
+	messageFormat       = 1
+	messageFormatExpiry = 2
+)
 
 // encodeMessage encodes m for the messages journal:
-// format(1) flags(1) timestamp(8) address dupID nprops (key value)* body,
-// strings and the body prefixed with their uvarint length.
+// format(1) flags(1) timestamp(8) [expiration(8), format 2] address dupID
+// nprops (key value)* body, strings and the body prefixed with their
+// uvarint length.
 func encodeMessage(m *Message) []byte {
 	n := 2 + 8 + 3*binary.MaxVarintLen32 + len(m.Address) + len(m.DuplicateID) + len(m.Body) + binary.MaxVarintLen32
 	for i := range m.Properties {
@@ -127,8 +138,14 @@ func encodeMessage(m *Message) []byte {
 	if m.Routing == Multicast {
 		flags |= 2
 	}
-	b = append(b, messageFormat, flags)
-	b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+	if m.Expiration != 0 {
+		b = append(b, messageFormatExpiry, flags)
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Expiration))
+	} else {
+		b = append(b, messageFormat, flags)
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+	}
 	b = appendString(b, m.Address)
 	b = appendString(b, m.DuplicateID)
 	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
@@ -154,7 +171,8 @@ func encodeMessage(m *Message) []byte {
 // input; errors name the offset.
 func decodeMessage(b []byte) (*Message, error) {
 	d := decoder{b: b}
-	if f := d.byte(); f != messageFormat {
+	f := d.byte()
+	if f != messageFormat && f != messageFormatExpiry {
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -168,6 +186,9 @@ func decodeMessage(b []byte) (*Message, error) {
 		m.Routing = Multicast
 	}
 	m.Timestamp = int64(d.uint64())
+	if f == messageFormatExpiry {
+		m.Expiration = int64(d.uint64())
+	}
 	m.Address = d.string()
 	m.DuplicateID = d.string()
 	np := d.uvarint()

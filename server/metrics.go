@@ -65,6 +65,8 @@ var (
 	descJLive      = prometheus.NewDesc("tandem_journal_live_records", "Records a journal holds live.", []string{"journal"}, nil)
 	descJReclaimed = prometheus.NewDesc("tandem_journal_reclaimed_segments_total", "Segments reclaimed (recycled or removed).", []string{"journal"}, nil)
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
+	descDead       = prometheus.NewDesc("tandem_messages_dead_lettered_total", "Messages that reached max-delivery-attempts (moved to their dead-letter address, or dropped).", nil, nil)
+	descExpired    = prometheus.NewDesc("tandem_messages_expired_total", "Messages that expired (moved to their expiry address, or dropped).", nil, nil)
 )
 
 // brokerCollector reads the broker's state at scrape time.
@@ -73,7 +75,7 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted, descDead, descExpired} {
 		ch <- d
 	}
 }
@@ -95,6 +97,8 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(st.Duplicates))
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(st.Deliveries))
 	ch <- prometheus.MustNewConstMetric(descAcks, prometheus.CounterValue, float64(st.Acks))
+	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(st.DeadLettered))
+	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.CounterValue, float64(st.Expired))
 	halted := 0.0
 	if s.Halted() != nil {
 		halted = 1

@@ -208,7 +208,7 @@ func (o *outq) deliverFrame(consumer uint64, d Delivery) {
 	f.Consumer, f.MessageID, f.DeliveryCount = consumer, m.ID, d.DeliveryCount
 	f.Message = wire.Message{
 		Address: m.Address, Routing: wire.RoutingType(m.Routing), Durable: m.Durable,
-		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Properties: m.Properties, Body: m.Body,
+		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration, Properties: m.Properties, Body: m.Body,
 	}
 	err := o.pending.Encode(0, f)
 	f.Message = wire.Message{}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tandemmq/tandem/wire"
 )
 
 // CoreProtocol is the name of Tandem's own protocol on an acceptor's
@@ -275,13 +277,10 @@ func (a *Acceptor) unknownProtocol(c *conn, err error) {
 }
 
 // DefaultRouting is how a send or consumer on addr routes when the client
-// names no routing type: the address's routing when it has only one, else
-// anycast.
+// names no routing type: the address's routing when it exists with only
+// one, else its default-address-routing-type, else anycast.
 func (s *Server) DefaultRouting(addr string) Routing {
-	if a := s.lookupAddress(addr); a != nil && a.multicast && !a.anycast {
-		return Multicast
-	}
-	return Anycast
+	return s.defaultRouting(addr, wire.RoutingDefault)
 }
 
 // AckInto moves the acknowledgement of message msgID, delivered to

@@ -33,7 +33,8 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			return
 		}
 	}
-	qs := a.routeLocked(r, qbuf[:0])
+	a.stampExpiry(m)
+	qs := a.routeLocked(r, m, qbuf[:0])
 	routed(qs)
 	m.ID = s.nextID()
 	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
@@ -259,6 +260,13 @@ func (s *Server) ackEntryLocked(r *ref) journal.Entry {
 // in it), the references go with it: their acks are appended, so the
 // messages' durable counts reach zero and their records are deleted.
 func (s *Server) cancel(q *Queue, refs []*ref) {
+	if len(refs) == 0 {
+		return
+	}
+	refs, dead := s.redeliveryPolicy(q, refs)
+	if len(dead) > 0 {
+		s.deadLetter(q, dead)
+	}
 	if len(refs) == 0 {
 		return
 	}

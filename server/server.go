@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/selector"
 )
 
 // Version is the broker's version as /status reports it.
@@ -74,6 +75,14 @@ type Options struct {
 	// be auto-deleted are checked (config <address-queue-scan-period>): 0
 	// means config.DefaultAddressQueueScanPeriod; negative never.
 	AddressQueueScanPeriod time.Duration
+	// MessageExpiryScanPeriod is how often queues are scanned for expired
+	// messages (config <message-expiry-scan-period>): 0 means
+	// config.DefaultMessageExpiryScanPeriod; negative never (a message
+	// still expires when dispatch meets it).
+	MessageExpiryScanPeriod time.Duration
+	// Addresses are created at Start when missing, with their queues
+	// (config <addresses>).
+	Addresses []config.AddressDef
 	// Policy, Role and Epoch are reported by /status and in topology.
 	Policy, Role string
 	Epoch        uint64
@@ -145,6 +154,14 @@ type Server struct {
 
 	stopWatch chan struct{} // closed by Close
 	watchDone chan struct{} // closed when watchStore returns
+
+	stopExpiry chan struct{} // closed by Close
+	expiryDone chan struct{} // closed when expiryScanner returns
+	// bg counts the goroutines moving expired messages; bgMu and
+	// bgStopped keep one from starting once Close waits for them.
+	bgMu      sync.Mutex
+	bgStopped bool
+	bg        sync.WaitGroup
 }
 
 // watchStore halts the broker as soon as either journal fails, so nothing
@@ -188,6 +205,9 @@ func New(opts Options) *Server {
 	if opts.AddressQueueScanPeriod == 0 {
 		opts.AddressQueueScanPeriod = config.DefaultAddressQueueScanPeriod
 	}
+	if opts.MessageExpiryScanPeriod == 0 {
+		opts.MessageExpiryScanPeriod = config.DefaultMessageExpiryScanPeriod
+	}
 	return &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
 		idCache:   size,
@@ -219,6 +239,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.load(ctx); err != nil {
 		return err
 	}
+	if err := s.predefine(ctx); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
@@ -229,6 +252,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.stopReap = make(chan struct{})
 		s.reapDone = make(chan struct{})
 		go s.reaper(p)
+	}
+	if p := s.opts.MessageExpiryScanPeriod; p > 0 {
+		s.stopExpiry = make(chan struct{})
+		s.expiryDone = make(chan struct{})
+		go s.expiryScanner(p)
 	}
 	s.log = s.log.With("node_id", s.nodeID, "role", s.opts.Role)
 	s.log.Info("broker started", "queues", len(s.queues), "epoch", s.epoch)
@@ -306,6 +334,10 @@ func (s *Server) Close() error {
 		close(s.stopReap)
 		defer func() { <-s.reapDone }()
 	}
+	if s.stopExpiry != nil {
+		close(s.stopExpiry)
+		defer func() { <-s.expiryDone }()
+	}
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
 		qs = append(qs, q)
@@ -314,6 +346,10 @@ func (s *Server) Close() error {
 	for _, q := range qs {
 		q.shutdown()
 	}
+	s.bgMu.Lock()
+	s.bgStopped = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	return nil
 }
 
@@ -493,7 +529,7 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 	if a != nil && a.hasRouting(r) {
 		return a, false, nil
 	}
-	if s.opts.NoAutoCreate {
+	if s.opts.NoAutoCreate && auto {
 		return nil, false, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
 	}
 	var pol config.AddressPolicy
@@ -537,7 +573,7 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 
 // newAddressLocked registers a new address in memory. Caller holds s.mu.
 func (s *Server) newAddressLocked(name string, auto bool, pol config.AddressPolicy) *address {
-	a := &address{name: name, dup: newDupCache(s.idCache), autoCreated: auto}
+	a := &address{name: name, dup: newDupCache(s.idCache), autoCreated: auto, policy: pol}
 	if auto && pol.AutoDeleteAddresses {
 		a.autoDelete, a.deleteDelay = true, pol.AutoDeleteAddressesDelay
 	}
@@ -562,12 +598,13 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	if r == Anycast && !s.opts.AddressSettings.For(addrName).AutoCreateQueues {
 		return nil, fmt.Errorf("%w: %q (auto-create-queues is false for address %q)", ErrNoSuchQueue, name, addrName)
 	}
-	return s.createQueue(ctx, addrName, name, r, durable, temporary, true)
+	return s.createQueue(ctx, addrName, name, r, durable, temporary, true, nil)
 }
 
 // createQueue creates a queue unless one of that name exists, which it
 // returns; auto tells a client's (auto-created) queue from management's.
-func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool) (*Queue, error) {
+// filter, when not nil, is the queue's filter (persisted with it).
+func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool, filter *selector.Selector) (*Queue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.queues[name]; q != nil {
@@ -586,6 +623,9 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 	id := s.nextID()
 	if durable {
 		rec := queueRecord{Name: name, Address: addrName, Routing: r, Durable: true, AutoCreated: auto}
+		if filter != nil {
+			rec.Filter = filter.Text()
+		}
 		err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindAdd, ID: id, Type: RecQueue, Data: encodeQueue(rec)})
 		if err != nil {
 			s.storageError(err)
@@ -593,6 +633,7 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 		}
 	}
 	q := newQueue(id, name, a, r, durable, temporary, auto)
+	q.filter = filter
 	s.setQueuePolicy(q)
 	s.addQueueLocked(q)
 	s.log.Debug("queue created", "queue", name, "address", addrName, "routing", r, "durable", durable)
@@ -601,6 +642,7 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 
 // addQueueLocked registers q. Caller holds s.mu.
 func (s *Server) addQueueLocked(q *Queue) {
+	q.srv = s
 	s.queues[q.name] = q
 	s.queueByID[q.id] = q
 	q.addr.mu.Lock()

@@ -34,6 +34,10 @@ type ConsumerOptions struct {
 	// non-durable; a non-durable subscription is deleted when its last
 	// consumer closes.
 	NonDurable bool
+	// Selector, when set, is a message selector (package selector): the
+	// consumer receives only the messages it matches; the others wait in
+	// the queue for other consumers.
+	Selector string
 }
 
 // Session is a client's unit of work: its consumers, and in a transacted
@@ -109,6 +113,10 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 	if err := ss.s.checkUsable(); err != nil {
 		return nil, err
 	}
+	sel, err := parseSelector(opts.Selector)
+	if err != nil {
+		return nil, err
+	}
 	temp := dest.Routing != Anycast && (opts.Subscription == "" || opts.NonDurable)
 	ss.mu.Lock()
 	ss.nextCons++
@@ -125,7 +133,7 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 		if q.routing != dest.Routing {
 			return nil, fmt.Errorf("server: queue %q routes %s, not %s", q.name, q.routing, dest.Routing)
 		}
-		c = &Consumer{id: id, q: q, sess: ss, handler: handler, temp: temp, delivered: make(map[uint64]*ref)}
+		c = &Consumer{id: id, q: q, sess: ss, handler: handler, temp: temp, sel: sel, delivered: make(map[uint64]*ref)}
 		ss.mu.Lock()
 		if ss.closed {
 			ss.mu.Unlock()
@@ -290,19 +298,23 @@ func (s *Server) cancelAcks(acks []*ref) {
 		byQueue[r.q] = append(byQueue[r.q], r)
 	}
 	for q, rs := range byQueue {
-		if q.temporary {
-			q.requeue(rs)
-			continue
-		}
 		s.cancel(q, rs)
 	}
 }
 
 // commit writes a transaction as one Append.
 func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done func(error)) {
+	s.commitWith(ctx, sends, acks, s.cancelAcks, done)
+}
+
+// commitWith is commit, with what takes back the acks when the commit
+// fails (refused or not durable): unacked, they go back to their queues
+// (cancelAcks for a client's transaction; a plain requeue for a move to a
+// dead-letter or expiry address, which must not loop into another move).
+func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, unack func([]*ref), done func(error)) {
 	done = s.guard(done)
 	if err := s.checkUsable(); err != nil {
-		s.cancelAcks(acks)
+		unack(acks)
 		done(err)
 		return
 	}
@@ -312,7 +324,7 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	addrs, locked, err := s.lockCommitAddresses(ctx, sends)
 	if err != nil {
-		s.cancelAcks(acks)
+		unack(acks)
 		done(fmt.Errorf("server: commit: %w", err))
 		return
 	}
@@ -333,7 +345,8 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			continue // a duplicate: dropped, the rest of the transaction stands
 		}
 		stored++
-		qbuf = a.routeLocked(ts.r, qbuf[:0])
+		a.stampExpiry(m)
+		qbuf = a.routeLocked(ts.r, m, qbuf[:0])
 		routed(qbuf)
 		m.ID = s.nextID()
 		var de *dupEntry
@@ -399,11 +412,11 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		a.mu.Unlock()
 	}
 	if err != nil {
+		// The acks are still counted as being delivered: unack's requeue
+		// uncounts them (uncounting them here too made the queues' depth
+		// go down by one per ack).
 		s.storageError(err)
-		for _, r := range acks {
-			r.q.delivering.Add(-1)
-		}
-		s.cancelAcks(acks)
+		unack(acks)
 		finish(fmt.Errorf("server: commit: %w", err))
 		return
 	}

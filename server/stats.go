@@ -14,15 +14,22 @@ type Stats struct {
 	Deliveries uint64 `json:"deliveries"`
 	// Acks counts acknowledgements applied.
 	Acks uint64 `json:"acks"`
+	// DeadLettered counts messages that reached max-delivery-attempts
+	// (moved to their dead-letter address, or dropped without one).
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Expired counts messages that expired (moved to their expiry
+	// address, or dropped without one).
+	Expired uint64 `json:"expired"`
 }
 
 // counters are the live Stats.
 type counters struct {
-	in, dups, deliveries, acks atomic.Uint64
+	in, dups, deliveries, acks, deadLettered, expired atomic.Uint64
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	return Stats{MessagesIn: s.ctr.in.Load(), Duplicates: s.ctr.dups.Load(),
-		Deliveries: s.ctr.deliveries.Load(), Acks: s.ctr.acks.Load()}
+		Deliveries: s.ctr.deliveries.Load(), Acks: s.ctr.acks.Load(),
+		DeadLettered: s.ctr.deadLettered.Load(), Expired: s.ctr.expired.Load()}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -468,7 +469,7 @@ func (c *conn) resolve(f *Frame, routingHeader string) (server.Destination, erro
 var reserved = map[string]bool{
 	"destination": true, "receipt": true, "transaction": true, "content-length": true,
 	"persistent": true, "destination-type": true, dupHeader: true, "message-id": true,
-	"subscription": true, "ack": true, "timestamp": true, "redelivered": true,
+	"subscription": true, "ack": true, "timestamp": true, "redelivered": true, "expires": true,
 }
 
 // dupHeader is Artemis's duplicate ID property, used as a header.
@@ -484,6 +485,13 @@ func (c *conn) handleSend(f *Frame) error {
 		DuplicateID: f.Value(dupHeader),
 		Timestamp:   time.Now().UnixNano(),
 		Body:        f.Body,
+	}
+	if v := f.Value("expires"); v != "" && v != "0" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+			return errorf(f, "bad expires header", "expires %q: want milliseconds since the epoch (0: never)", v)
+		}
+		m.Expiration = ms * int64(time.Millisecond)
 	}
 	if len(m.Body) > server.MaxBodySize {
 		return errorf(f, "message too large", "a body of %d bytes; the limit is %d", len(m.Body), server.MaxBodySize)

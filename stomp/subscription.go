@@ -158,6 +158,10 @@ func (s *subscription) appendMessage(b []byte, d server.Delivery, esc bool) []by
 		b = append(b, "\ntimestamp:"...)
 		b = strconv.AppendInt(b, m.Timestamp/1e6, 10)
 	}
+	if m.Expiration != 0 {
+		b = append(b, "\nexpires:"...)
+		b = strconv.AppendInt(b, m.Expiration/1e6, 10)
+	}
 	for i := range m.Properties {
 		p := &m.Properties[i]
 		if reserved[p.Key] || p.Key == "" {
@@ -228,14 +232,11 @@ func (c *conn) handleSubscribe(f *Frame) error {
 	if !ok {
 		return errorf(f, "bad ack header", "ack %q: want auto, client or client-individual", f.Value("ack"))
 	}
-	if f.Value("selector") != "" {
-		return errorf(f, "selectors are not supported", "SUBSCRIBE with selector %q: message filters are not supported yet", f.Value("selector"))
-	}
 	dest, err := c.resolve(f, "subscription-type")
 	if err != nil {
 		return err
 	}
-	var opts server.ConsumerOptions
+	opts := server.ConsumerOptions{Selector: f.Value("selector")}
 	durName := durableName(f)
 	if durName != "" && dest.Routing == server.Multicast {
 		if c.clientID == "" {

@@ -424,7 +424,7 @@ type CreateConsumer struct {
 	Routing       RoutingType
 	AutoCreate    bool
 	Durable       bool
-	Filter        string // reserved: must be "" until filters exist
+	Filter        string // a message selector (SQL-92 subset, as Artemis's); "" = every message
 	InitialCredit uint32 // messages
 }
 

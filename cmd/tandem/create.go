@@ -327,6 +327,31 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
 
       <!-- The management HTTP listener (/status, /metrics, /debug/pprof/); the http option of "tandem run" overrides it. -->
       <management-http-address>{{xml .HTTP}}</management-http-address>
+
+      <!-- Per-address settings (docs/address-settings.md): a message delivered 10 times without
+           an acknowledgement goes to DLQ, an expired one to ExpiryQueue; past global-max-size of
+           messages in memory (default: half of the memory) an address pages to disk. -->
+      <address-settings>
+         <address-setting match="#">
+            <dead-letter-address>DLQ</dead-letter-address>
+            <expiry-address>ExpiryQueue</expiry-address>
+            <redelivery-delay>0</redelivery-delay>
+            <max-delivery-attempts>10</max-delivery-attempts>
+            <address-full-policy>PAGE</address-full-policy>
+            <auto-create-queues>true</auto-create-queues>
+            <auto-create-addresses>true</auto-create-addresses>
+         </address-setting>
+      </address-settings>
+
+      <!-- Addresses and queues created at start. -->
+      <addresses>
+         <address name="DLQ">
+            <anycast><queue name="DLQ"/></anycast>
+         </address>
+         <address name="ExpiryQueue">
+            <anycast><queue name="ExpiryQueue"/></anycast>
+         </address>
+      </addresses>
 {{- if .Policy}}
 
       <!-- How other brokers and HA clients reach this broker ("artemis") and its peers. Put an
