@@ -279,8 +279,10 @@ func condition(err error) Symbol {
 	switch {
 	case errors.Is(err, server.ErrNoSuchQueue):
 		return ErrNotFound
-	case errors.Is(err, server.ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge):
+	case errors.Is(err, server.ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrAddressFull):
 		return ErrResourceLimit
+	case errors.Is(err, server.ErrBadSelector):
+		return ErrInvalidField
 	case errors.Is(err, server.ErrWrongRouting), errors.Is(err, server.ErrQueueExists), errors.Is(err, server.ErrQueueInUse):
 		return ErrNotAllowed
 	}
@@ -294,7 +296,7 @@ func condition(err error) Symbol {
 func definite(err error) bool {
 	switch {
 	case errors.Is(err, server.ErrNoSuchQueue), errors.Is(err, server.ErrMessageTooLarge),
-		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting):
+		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting), errors.Is(err, server.ErrAddressFull):
 		return true
 	}
 	return false

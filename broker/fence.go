@@ -189,6 +189,12 @@ func openFileStoreOn(cfg *config.Config, so server.StoreOptions, fs aio.FS) (*se
 		m.Close()
 		return nil, fmt.Errorf("open bindings journal %s: %w", cfg.Dirs.Bindings, err)
 	}
-	return &server.Store{Kind: "file", Messages: m, Bindings: b,
-		Where: fmt.Sprintf("journal %s, bindings %s", cfg.Dirs.Journal, cfg.Dirs.Bindings)}, nil
+	p, err := server.OpenPageLog(cfg, fs, so) // fenced like the others
+	if err != nil {
+		m.Close()
+		b.Close()
+		return nil, err
+	}
+	return &server.Store{Kind: "file", Messages: m, Bindings: b, Pages: p,
+		Where: fmt.Sprintf("journal %s, bindings %s, paging %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging)}, nil
 }

@@ -42,7 +42,6 @@ import (
 
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
-	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/lockfile"
 	"github.com/tandemmq/tandem/replication"
 	"github.com/tandemmq/tandem/server"
@@ -229,15 +228,14 @@ func (b *replBroker) loadStore(ctx context.Context, epoch uint64) error {
 	if err != nil {
 		return err
 	}
-	bj, ok1 := l.store.Bindings.(*journal.FileJournal)
-	mj, ok2 := l.store.Messages.(*journal.FileJournal)
-	if !ok1 || !ok2 {
+	journals := l.store.Journals()
+	if journals == nil {
 		l.stop(wire.CodeShuttingDown, "not a file store")
 		return errors.New("replication needs the file journal")
 	}
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
-	src := replication.NewSource([]*journal.FileJournal{bj, mj}, replication.SourceOptions{
+	src := replication.NewSource(journals, replication.SourceOptions{
 		NodeID: h.nodeID, Group: cfg.HA.GroupName, Seq: b.repl.Epoch,
 		SyncTimeout: cfg.HA.InitialReplicationSyncTimeout, CallTimeout: clusterCallTimeout(cfg), TTL: ttl,
 		Logger: h.log, BackupSynced: b.repl.BackupSynced, BackupLost: b.repl.BackupLost, FailbackRequested: b.repl.FailbackRequested,
@@ -410,7 +408,6 @@ func (b *replBroker) startReplica(url string) {
 	}
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
-	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
 	ack := replication.AckDurable
 	if cfg.HA.ReplicationAck == "received" {
 		ack = replication.AckReceived
@@ -419,7 +416,7 @@ func (b *replBroker) startReplica(url string) {
 	rep := replication.NewReplica(replication.ReplicaOptions{
 		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
-		Journals: []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
+		Journals: replicaJournals(cfg),
 		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
 		SetLocal: func(seq uint64, node string) error {
 			id, err := parseNodeID(node)

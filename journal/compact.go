@@ -88,6 +88,10 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		j.mu.Unlock()
 		return CompactResult{}, err
 	}
+	if j.opts.Log {
+		j.mu.Unlock()
+		return CompactResult{Skipped: "a log-mode journal is never compacted (positions given out stay valid)"}, nil
+	}
 	if j.compacting {
 		j.mu.Unlock()
 		return CompactResult{}, ErrCompactBusy

@@ -35,6 +35,10 @@
 //	reclaim.go    reclaim of the oldest dead segments, Metrics
 //	compact.go    compaction of the sealed prefix, crash-safe switch
 //	stream.go     the record stream (Subscribe, ApplyBatch)
+//	log.go        log mode (paging): adds tracked by position, LoadLog,
+//	              a floor for reclaim, no compaction
+//	logread.go    LogReader and ReadRecord: records read back by
+//	              position, checked, through a bounded window
 //
 // The conformance suite every implementation runs is journaltest.Run.
 //

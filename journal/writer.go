@@ -74,6 +74,7 @@ type FileJournal struct {
 	free         []*chunk
 
 	oldest        uint64 // oldest segment not reclaimed
+	floor         uint64 // log mode: segments below it may be reclaimed (SetFloor)
 	compacting    bool   // a compaction owns the prefix below compactS1
 	compactS1     uint64
 	compactions   int
@@ -169,7 +170,11 @@ func (j *FileJournal) appendLocked(entries []Entry, size int, sync bool, done fu
 	if rotate {
 		seq++
 	}
-	if err := j.v.apply(entries, seq); err != nil {
+	if j.opts.Log {
+		if err := j.v.applyLog(entries); err != nil {
+			return err
+		}
+	} else if err := j.v.apply(entries, seq); err != nil {
 		return err
 	}
 	if rotate {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemmq/tandem/config"
@@ -39,6 +40,14 @@ type address struct {
 	// emptySince is when its last queue went (or it was created or loaded
 	// without queues); guarded by mu.
 	emptySince time.Time
+
+	// mem is the memory of its messages held in memory (paging.go);
+	// pagedInflight counts its paged sends not complete yet.
+	mem, pagedInflight atomic.Int64
+	// paging: new messages go to the paging journal (guarded by mu).
+	paging bool
+	// parked are the sends BLOCK holds, in order (guarded by mu).
+	parked []parkedSend
 }
 
 // stampExpiry gives m, sent without an expiration, the address's

@@ -139,16 +139,20 @@ func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 	if empty {
 		defer s.addressIdle(a, true)
 	}
+	s.releaseAll(refs)
 	if !q.durable {
+		s.dropPageState(q)
 		return nil
 	}
+	pdel := s.pageRecordsOf(q)
 	s.storeMu.Lock()
 	var entries []journal.Entry
 	for _, r := range refs {
-		if r.durable() {
+		if r.durable() && r.pt == nil { // the paged ones go with the queue's page records
 			entries = append(entries, s.ackEntryLocked(r))
 		}
 	}
+	entries = append(entries, pdel...)
 	ch := make(chan error, 1)
 	var err error
 	if len(entries) > 0 {

@@ -282,7 +282,7 @@ func codeOf(err error) wire.Code {
 		return wire.CodeInvalid
 	case errors.Is(err, ErrQueueExists):
 		return wire.CodeExists
-	case errors.Is(err, ErrLimit):
+	case errors.Is(err, ErrLimit), errors.Is(err, ErrAddressFull):
 		return wire.CodeLimit
 	}
 	return wire.CodeInternal

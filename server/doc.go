@@ -39,6 +39,14 @@
 // package selector's; dispatch looks past the head only when a consumer
 // has a selector or a message is delayed (Queue.scanLocked).
 //
+// Paging (paging.go, pageload.go, pagerecords.go, pagestatus.go): past
+// max-size-bytes or global-max-size an address applies its
+// address-full-policy; PAGE writes new messages to a third journal in log
+// mode (Options.Pages), read back in order by the pager goroutine;
+// acknowledgements and per-queue cursors are records in the messages
+// journal (RecPageAck, RecPageCursor), a paging transaction's commit a
+// RecPageTx record. Memory is charged per message (charge, release).
+//
 // Local transactions are buffered in memory and written as ONE Append at
 // commit: an Append is atomic, so the transaction's sends and acks become
 // durable together or not at all, replay needs no transaction records, and

@@ -117,6 +117,7 @@ func (s *Server) load(ctx context.Context) error {
 	}
 
 	var mdel []journal.Entry
+	pl := newPageLoad()
 	messages, refs := 0, 0
 	for i := range mr.Records {
 		rec := &mr.Records[i]
@@ -144,6 +145,7 @@ func (s *Server) load(ctx context.Context) error {
 				continue
 			}
 			m.durableRefs = int32(len(rs))
+			s.charge(rs[0].q.addr, m, len(rs))
 			messages++
 			for _, r := range rs {
 				r.q.seq++
@@ -164,9 +166,16 @@ func (s *Server) load(ctx context.Context) error {
 			if ev, _ := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: ev})
 			}
+		case RecPageCursor, RecPageAck, RecPageTx:
+			if err := pl.record(s, rec, &mdel); err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
 		default:
 			return fmt.Errorf("server: messages record %d: unknown type %d", rec.ID, rec.Type)
 		}
+	}
+	if err := s.loadPages(ctx, pl, &mdel); err != nil {
+		return err
 	}
 	if len(mdel) > 0 {
 		if err := journal.AppendSync(ctx, s.msgs, mdel...); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -70,6 +71,11 @@ type Message struct {
 	// durableRefs counts durable queues still holding the message
 	// (guarded by Server.storeMu).
 	durableRefs int32
+	// refs counts the references to the message held in memory, and acct
+	// is the address its memory is charged to (paging.go: charge,
+	// release).
+	refs atomic.Int32
+	acct *address
 	// borrowed: Body aliases a buffer the sender reuses once Send
 	// returns (the connection's decode buffer); the server copies it,
 	// into the journal record when it encodes one.

@@ -67,6 +67,17 @@ var (
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
 	descDead       = prometheus.NewDesc("tandem_messages_dead_lettered_total", "Messages that reached max-delivery-attempts (moved to their dead-letter address, or dropped).", nil, nil)
 	descExpired    = prometheus.NewDesc("tandem_messages_expired_total", "Messages that expired (moved to their expiry address, or dropped).", nil, nil)
+	descPagedTotal = prometheus.NewDesc("tandem_messages_paged_total", "Messages written to the paging journal.", nil, nil)
+	descBlocked    = prometheus.NewDesc("tandem_sends_blocked_total", "Sends held because their address was full (address-full-policy BLOCK).", nil, nil)
+	descDropped    = prometheus.NewDesc("tandem_messages_dropped_total", "Messages dropped because their address was full (address-full-policy DROP).", nil, nil)
+	descMem        = prometheus.NewDesc("tandem_memory_bytes", "Memory messages held in memory take, as counted against global-max-size.", nil, nil)
+	descGlobalMax  = prometheus.NewDesc("tandem_global_max_size_bytes", "global-max-size (0: none).", nil, nil)
+	descAddrMem    = prometheus.NewDesc("tandem_address_memory_bytes", "Memory an address's messages take (addresses that page or hold paged messages).", []string{"address"}, nil)
+	descAddrPaging = prometheus.NewDesc("tandem_address_paging", "1 while new messages of the address go to the paging journal.", []string{"address"}, nil)
+	descAddrPaged  = prometheus.NewDesc("tandem_address_paged_messages", "Paged messages of an address's queues not read into memory yet.", []string{"address"}, nil)
+	descAddrPagedB = prometheus.NewDesc("tandem_address_paged_bytes", "Bytes of an address's queues' paged messages not read yet.", []string{"address"}, nil)
+	descAddrFiles  = prometheus.NewDesc("tandem_address_page_files", "Paging journal segment files an address's paged messages span.", []string{"address"}, nil)
+	descAddrBlock  = prometheus.NewDesc("tandem_address_blocked_sends", "Sends an address holds now (BLOCK).", []string{"address"}, nil)
 )
 
 // brokerCollector reads the broker's state at scrape time.
@@ -75,7 +86,8 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted, descDead, descExpired} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted, descDead, descExpired, descPagedTotal, descBlocked, descDropped, descMem, descGlobalMax,
+		descAddrMem, descAddrPaging, descAddrPaged, descAddrPagedB, descAddrFiles, descAddrBlock} {
 		ch <- d
 	}
 }
@@ -99,6 +111,24 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAcks, prometheus.CounterValue, float64(st.Acks))
 	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(st.DeadLettered))
 	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.CounterValue, float64(st.Expired))
+	ch <- prometheus.MustNewConstMetric(descPagedTotal, prometheus.CounterValue, float64(st.Paged))
+	ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.CounterValue, float64(st.Blocked))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ps := s.Paging()
+	ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(ps.MemoryBytes))
+	ch <- prometheus.MustNewConstMetric(descGlobalMax, prometheus.GaugeValue, float64(ps.GlobalMaxSize))
+	for _, a := range ps.Addresses {
+		paging := 0.0
+		if a.Paging {
+			paging = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAddrMem, prometheus.GaugeValue, float64(a.MemoryBytes), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPaging, prometheus.GaugeValue, paging, a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPaged, prometheus.GaugeValue, float64(a.PagedMessages), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPagedB, prometheus.GaugeValue, float64(a.PagedBytes), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrFiles, prometheus.GaugeValue, float64(a.PageFiles), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrBlock, prometheus.GaugeValue, float64(a.BlockedSends), a.Address)
+	}
 	halted := 0.0
 	if s.Halted() != nil {
 		halted = 1
@@ -108,7 +138,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(q.Depth), q.Address, q.Name, q.Routing)
 		ch <- prometheus.MustNewConstMetric(descConsumers, prometheus.GaugeValue, float64(q.Consumers), q.Address, q.Name, q.Routing)
 	}
-	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+	for name, j := range s.journalsByName() {
 		js, ok := j.(journalStats)
 		if !ok {
 			continue
@@ -150,7 +180,7 @@ type JournalInfo struct {
 // journalInfo describes the journals that keep metrics (nil when none).
 func (s *Server) journalInfo() map[string]JournalInfo {
 	var out map[string]JournalInfo
-	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+	for name, j := range s.journalsByName() {
 		jm, ok := j.(journalMetrics)
 		if !ok {
 			continue
@@ -168,4 +198,13 @@ func (s *Server) journalInfo() map[string]JournalInfo {
 		out[name] = ji
 	}
 	return out
+}
+
+// journalsByName are the server's journals by /status and /metrics name.
+func (s *Server) journalsByName() map[string]journal.Journal {
+	m := map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds}
+	if s.pages != nil {
+		m["paging"] = s.pages
+	}
+	return m
 }

@@ -19,6 +19,9 @@ type ref struct {
 	// (redelivery-delay). It changes only while the reference is out of
 	// its queue's deque (the deque counts the delayed ones).
 	notBefore int64
+	// pt is set for a depaged message: its place in the queue's page
+	// tracking (its ack is a RecPageAck record).
+	pt *pageTrack
 }
 
 // durable reports whether acking the reference writes to the journal.
@@ -93,6 +96,9 @@ type Queue struct {
 	// expired are messages dispatch found expired, for the server to
 	// expire (takeExpiredLocked). Guarded by mu.
 	expired []*ref
+	// pgp is the queue's paged messages (paging.go), nil until something
+	// of it was paged.
+	pgp atomic.Pointer[pageState]
 }
 
 // QueueInfo describes a queue for /status.
@@ -106,6 +112,9 @@ type QueueInfo struct {
 	// Delivering counts messages delivered and not acknowledged yet
 	// (part of Depth).
 	Delivering int64 `json:"delivering"`
+	// Paged counts messages in the paging journal not read into memory
+	// yet (part of Depth).
+	Paged int64 `json:"paged"`
 	// Enqueued and Acknowledged count messages added to the queue and
 	// acknowledged (purged or moved away included) since the broker
 	// started.
@@ -144,9 +153,10 @@ func (q *Queue) Info() QueueInfo {
 	}
 	q.mu.Unlock()
 	delivering := q.delivering.Load()
+	paged := q.pagedDepth()
 	qi := QueueInfo{
 		Address: q.addr.name, Name: q.name, Routing: q.routing.String(), Durable: q.durable,
-		Depth: depth + delivering, Consumers: nc, Delivering: delivering,
+		Depth: depth + delivering + paged, Paged: paged, Consumers: nc, Delivering: delivering,
 		Enqueued: q.enqueued.Load(), Acknowledged: q.acked.Load(), Paused: paused,
 		Temporary: q.temporary, AutoCreated: q.autoCreated,
 	}
@@ -233,6 +243,9 @@ func (q *Queue) push(r *ref) bool {
 	defer q.mu.Unlock()
 	q.routed.Add(-1)
 	if q.deleted {
+		if q.srv != nil {
+			q.srv.release(r)
+		}
 		return false
 	}
 	q.seq++
@@ -347,6 +360,9 @@ func (q *Queue) dispatchLocked(out []delivery) []delivery {
 	}
 	if len(out) > 0 {
 		q.delivering.Add(int64(len(out)))
+	}
+	if pg := q.pg(); pg != nil && pg.pending.Load() > 0 && q.msgs.len() < depageLowWater && q.srv != nil {
+		q.srv.pager.want(q) // read more of its paged messages
 	}
 	return out
 }
@@ -482,6 +498,9 @@ func (q *Queue) addConsumer(c *Consumer) bool {
 	q.consumers = append(q.consumers, c)
 	q.mu.Unlock()
 	q.wake()
+	if pg := q.pg(); pg != nil && pg.pending.Load() > 0 && q.srv != nil {
+		q.srv.pager.want(q)
+	}
 	return true
 }
 

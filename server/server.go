@@ -83,6 +83,14 @@ type Options struct {
 	// Addresses are created at Start when missing, with their queues
 	// (config <addresses>).
 	Addresses []config.AddressDef
+	// Pages is the paging journal (a journal.FileJournal opened in log
+	// mode), loaded by Start and closed by the caller; nil: no paging (an
+	// address-full-policy PAGE then holds sends as BLOCK does).
+	Pages PageLog
+	// GlobalMaxSize bounds the memory all addresses' messages take
+	// together (config <global-max-size>, resolved by the caller); 0 or
+	// less: no global bound.
+	GlobalMaxSize int64
 	// Policy, Role and Epoch are reported by /status and in topology.
 	Policy, Role string
 	Epoch        uint64
@@ -155,6 +163,25 @@ type Server struct {
 	stopWatch chan struct{} // closed by Close
 	watchDone chan struct{} // closed when watchStore returns
 
+	// Paging (paging.go): the paging journal (nil: none; PAGE then
+	// blocks), the memory of messages held and its limit.
+	pages      PageLog
+	mem        atomic.Int64
+	globalMax  int64
+	pager      *pager
+	pgAppendMu sync.Mutex
+	pgInflight pageInflight
+	pgTxMu     sync.Mutex
+	pgTx       map[uint64]*pageTx
+	// pageBoot is the paging journal's durable end at load: what is before
+	// it was written by earlier runs. pageFloor is the floor last set.
+	pageBoot  journal.Position
+	pageFloor uint64
+	// blocked counts addresses holding parked sends (blockedAddrs).
+	blocked      atomic.Int64
+	blockedMu    sync.Mutex
+	blockedAddrs map[*address]struct{}
+
 	stopExpiry chan struct{} // closed by Close
 	expiryDone chan struct{} // closed when expiryScanner returns
 	// bg counts the goroutines moving expired messages; bgMu and
@@ -168,11 +195,17 @@ type Server struct {
 // (not even a non-persistent send) is confirmed afterwards.
 func (s *Server) watchStore() {
 	defer close(s.watchDone)
+	var pages <-chan struct{} // nil: never
+	if s.pages != nil {
+		pages = s.pages.Failed()
+	}
 	select {
 	case <-s.msgs.Failed():
 		s.halt(fmt.Errorf("messages journal: %w", s.msgs.Err()))
 	case <-s.binds.Failed():
 		s.halt(fmt.Errorf("bindings journal: %w", s.binds.Err()))
+	case <-pages:
+		s.halt(fmt.Errorf("paging journal: %w", s.pages.Err()))
 	case <-s.stopWatch:
 	}
 }
@@ -208,13 +241,17 @@ func New(opts Options) *Server {
 	if opts.MessageExpiryScanPeriod == 0 {
 		opts.MessageExpiryScanPeriod = config.DefaultMessageExpiryScanPeriod
 	}
-	return &Server{
+	s := &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
-		idCache:   size,
-		addresses: make(map[string]*address), queues: make(map[string]*Queue),
+		pages: opts.Pages, globalMax: opts.GlobalMaxSize, pgTx: map[uint64]*pageTx{},
+		blockedAddrs: map[*address]struct{}{},
+		idCache:      size,
+		addresses:    make(map[string]*address), queues: make(map[string]*Queue),
 		queueByID: make(map[uint64]*Queue), topoSubs: make(map[int]func(Topology)),
 		reapQueues: make(map[*Queue]struct{}), reapAddrs: make(map[*address]struct{}),
 	}
+	s.pager = newPager(s)
+	return s
 }
 
 // nextID returns a new record ID, unique in both journals.
@@ -245,6 +282,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
+	s.pager.start()
+	s.pager.kick() // the first floor
 	s.stopWatch = make(chan struct{})
 	s.watchDone = make(chan struct{})
 	go s.watchStore()
@@ -338,6 +377,10 @@ func (s *Server) Close() error {
 		close(s.stopExpiry)
 		defer func() { <-s.expiryDone }()
 	}
+	s.mu.Unlock()
+	s.pager.close()
+	s.failParked(ErrClosed)
+	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
 		qs = append(qs, q)
@@ -660,6 +703,14 @@ func (s *Server) deleteQueue(q *Queue) {
 	a, empty := s.unbindQueueLocked(q)
 	s.mu.Unlock()
 	q.shutdown()
+	q.mu.Lock()
+	var refs []*ref
+	for q.msgs.len() > 0 {
+		refs = append(refs, q.msgs.popFront())
+	}
+	q.mu.Unlock()
+	s.releaseAll(refs)
+	s.dropPageState(q)
 	if empty {
 		s.addressIdle(a, true)
 	}
@@ -695,7 +746,7 @@ func (s *Server) storageError(err error) {
 	if err == nil {
 		return
 	}
-	if s.msgs.Err() != nil || s.binds.Err() != nil {
+	if s.msgs.Err() != nil || s.binds.Err() != nil || s.pages != nil && s.pages.Err() != nil {
 		s.halt(err)
 	}
 }

@@ -202,6 +202,7 @@ func (ss *Session) closeConsumer(c *Consumer) {
 	if c.temp && left == 0 {
 		ss.s.deleteQueue(c.q)
 		c.q.delivering.Add(-int64(len(refs)))
+		ss.s.releaseAll(refs)
 		return
 	}
 	ss.s.cancel(c.q, refs)
@@ -312,7 +313,15 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 // (cancelAcks for a client's transaction; a plain requeue for a move to a
 // dead-letter or expiry address, which must not loop into another move).
 func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, unack func([]*ref), done func(error)) {
-	done = s.guard(done)
+	s.commitResumable(ctx, sends, acks, unack, s.guard(done), false)
+}
+
+// commitResumable is commitWith; resumed is set for a commit BLOCK held,
+// taking its turn (done is guarded already). A transaction whose sends go
+// to paging addresses writes them to the paging journal first (with its
+// ID), then, once they are durable, the rest of it with a RecPageTx
+// record in one append (commitPaged).
+func (s *Server) commitResumable(ctx context.Context, sends []txSend, acks []*ref, unack func([]*ref), done func(error), resumed bool) {
 	if err := s.checkUsable(); err != nil {
 		unack(acks)
 		done(err)
@@ -328,6 +337,45 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 		done(fmt.Errorf("server: commit: %w", err))
 		return
 	}
+	unlock := func() {
+		for _, a := range locked {
+			a.mu.Unlock()
+		}
+	}
+	// Where each send goes, before anything changes: a full address may
+	// hold or refuse the whole transaction.
+	qss := make([][]*Queue, len(sends))
+	adm := make([]admission, len(sends))
+	paged := false
+	for i, ts := range sends {
+		a, m := addrs[i], ts.m
+		if m.DuplicateID != "" && s.idCache > 0 && a.dup.lookup(m.DuplicateID) != nil {
+			continue // a duplicate (dropped below)
+		}
+		a.stampExpiry(m)
+		qss[i] = a.routeLocked(ts.r, m, nil)
+		if len(qss[i]) == 0 {
+			continue
+		}
+		switch adm[i] = s.admitLocked(a, resumed); adm[i] {
+		case admitPage:
+			paged = true
+		case admitBlock:
+			for _, ts := range sends {
+				ts.m.own()
+			}
+			s.parkLocked(a, parkedSend{ctx: ctx,
+				retry: func() { s.commitResumable(ctx, sends, acks, unack, done, true) },
+				fail:  func(err error) { unack(acks); done(err) }}, resumed)
+			unlock()
+			return
+		case admitFail:
+			unlock()
+			unack(acks)
+			done(fmt.Errorf("server: commit: %w: %q holds its max-size-bytes or the broker its global-max-size (address-full-policy FAIL)", ErrAddressFull, a.name))
+			return
+		}
+	}
 	var entries []journal.Entry
 	type dupDone struct {
 		a    *address
@@ -335,8 +383,16 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 		undo dupUndo
 	}
 	var dups []dupDone
+	var ddups []*deferredDup
 	var refs []ref
-	var qbuf []*Queue
+	var pageEntries []journal.Entry
+	type pagedSend struct {
+		qs   []*Queue
+		size int64
+		a    *address
+	}
+	var pagedSends []pagedSend
+	var txID uint64
 	stored := 0
 	for i, ts := range sends {
 		a, m := addrs[i], ts.m
@@ -344,25 +400,48 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 			s.ctr.dups.Add(1)
 			continue // a duplicate: dropped, the rest of the transaction stands
 		}
+		if adm[i] == admitDrop {
+			s.ctr.dropped.Add(1)
+			continue
+		}
 		stored++
-		a.stampExpiry(m)
-		qbuf = a.routeLocked(ts.r, m, qbuf[:0])
-		routed(qbuf)
+		qs := qss[i]
 		m.ID = s.nextID()
-		var de *dupEntry
-		var undo dupUndo
-		entries, de, undo = s.sendEntriesLocked(a, m, qbuf, entries)
-		if de != nil {
-			dups = append(dups, dupDone{a, de, undo})
+		if adm[i] == admitPage {
+			if txID == 0 {
+				txID = s.nextID()
+			}
+			data := encodePaged(m, qs)
+			pageEntries = append(pageEntries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, TxID: txID, Type: RecPagedMessage, Data: data})
+			pagedSends = append(pagedSends, pagedSend{qs: qs, size: int64(len(data)), a: a})
+			for _, q := range qs {
+				q.pageStateOf(s.pages)
+			}
+			if dd := s.dupDeferredLocked(a, m); dd != nil {
+				ddups = append(ddups, dd)
+			}
+			continue
 		}
-		for _, q := range qbuf {
+		routed(qs)
+		if paged {
+			// Its duplicate ID is journaled with the rest of the
+			// transaction, once the paged part is durable.
+			entries = s.msgEntriesLocked(m, qs, entries)
+			if dd := s.dupDeferredLocked(a, m); dd != nil {
+				ddups = append(ddups, dd)
+			}
+		} else {
+			var de *dupEntry
+			var undo dupUndo
+			entries, de, undo = s.sendEntriesLocked(a, m, qs, entries)
+			if de != nil {
+				dups = append(dups, dupDone{a, de, undo})
+			}
+		}
+		m.own()
+		s.charge(a, m, len(qs))
+		for _, q := range qs {
 			refs = append(refs, ref{msg: m, q: q})
-		}
-	}
-	s.storeMu.Lock()
-	for _, r := range acks {
-		if r.durable() {
-			entries = append(entries, s.ackEntryLocked(r))
 		}
 	}
 	finish := func(err error) {
@@ -372,17 +451,44 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 			for _, r := range acks {
 				r.q.delivering.Add(-1)
 				r.q.acked.Add(1)
+				s.release(r)
+			}
+			for _, p := range pagedSends {
+				for _, q := range p.qs {
+					q.pagedConfirmed(p.size)
+				}
+				s.ctr.paged.Add(1)
 			}
 		}
 		for _, d := range dups {
 			d.a.dup.complete(d.e, err)
 		}
+		for _, d := range ddups {
+			d.a.dup.complete(d.de, err)
+		}
 		if err != nil {
-			unroute(refs)
+			s.unrouteRefs(refs)
 			done(err)
 			return
 		}
 		enqueueRefs(refs, done)
+	}
+	if len(pageEntries) > 0 {
+		paddrs := make([]*address, len(pagedSends))
+		var pqs []*Queue
+		for i, p := range pagedSends {
+			paddrs[i] = p.a
+			pqs = append(pqs, p.qs...)
+		}
+		s.commitPaged(txID, pageEntries, entries, acks, ddups, paddrs, pqs, unack, finish)
+		unlock()
+		return
+	}
+	s.storeMu.Lock()
+	for _, r := range acks {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
 	}
 	if len(entries) > 0 {
 		err = s.msgs.Append(entries, !s.opts.NoSyncTransactional, func(err error) {
@@ -391,6 +497,11 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 			}
 			finish(err)
 		})
+		if err != nil {
+			// Refused (too large, or the journal failed): undo the acks'
+			// counting so the messages can be acked again.
+			s.unackEntriesLocked(acks)
+		}
 	}
 	s.storeMu.Unlock()
 	if err != nil {
@@ -398,19 +509,8 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 		for i := len(dups) - 1; i >= 0; i-- {
 			dups[i].a.dup.undo(dups[i].undo)
 		}
-		// Refused (too large, or the journal failed): undo the acks'
-		// reference counting so the messages can be acked again.
-		s.storeMu.Lock()
-		for _, r := range acks {
-			if r.durable() {
-				r.msg.durableRefs++
-			}
-		}
-		s.storeMu.Unlock()
 	}
-	for _, a := range locked {
-		a.mu.Unlock()
-	}
+	unlock()
 	if err != nil {
 		// The acks are still counted as being delivered: unack's requeue
 		// uncounts them (uncounting them here too made the queues' depth
@@ -422,6 +522,22 @@ func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, un
 	}
 	if len(entries) == 0 {
 		finish(nil)
+	}
+}
+
+// unackEntriesLocked takes back what ackEntryLocked counted for acks
+// whose append was refused. Caller holds storeMu.
+func (s *Server) unackEntriesLocked(acks []*ref) {
+	for _, r := range acks {
+		if !r.durable() {
+			continue
+		}
+		if r.pt != nil {
+			r.pt.acked.Store(false)
+			r.pt.ackRec.Store(0)
+			continue
+		}
+		r.msg.durableRefs++
 	}
 }
 

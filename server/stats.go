@@ -20,16 +20,25 @@ type Stats struct {
 	// Expired counts messages that expired (moved to their expiry
 	// address, or dropped without one).
 	Expired uint64 `json:"expired"`
+	// Paged counts messages written to the paging journal.
+	Paged uint64 `json:"paged"`
+	// Blocked counts sends held because their address was full (BLOCK).
+	Blocked uint64 `json:"blocked"`
+	// Dropped counts messages dropped because their address was full
+	// (DROP).
+	Dropped uint64 `json:"dropped"`
 }
 
 // counters are the live Stats.
 type counters struct {
 	in, dups, deliveries, acks, deadLettered, expired atomic.Uint64
+	paged, blocked, dropped                           atomic.Uint64
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	return Stats{MessagesIn: s.ctr.in.Load(), Duplicates: s.ctr.dups.Load(),
 		Deliveries: s.ctr.deliveries.Load(), Acks: s.ctr.acks.Load(),
-		DeadLettered: s.ctr.deadLettered.Load(), Expired: s.ctr.expired.Load()}
+		DeadLettered: s.ctr.deadLettered.Load(), Expired: s.ctr.expired.Load(),
+		Paged: s.ctr.paged.Load(), Blocked: s.ctr.blocked.Load(), Dropped: s.ctr.dropped.Load()}
 }

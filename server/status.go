@@ -42,10 +42,13 @@ type Status struct {
 	// negative while claimed).
 	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
 	Stats               Stats  `json:"stats"`
-	// Journals describes the file journals ("messages", "bindings"):
-	// segments, bytes, group commit and compaction; absent for other
-	// stores.
+	// Journals describes the file journals ("messages", "bindings",
+	// "paging"): segments, bytes, group commit and compaction; absent for
+	// other stores.
 	Journals map[string]JournalInfo `json:"journals,omitempty"`
+	// Paging is the memory messages take, the paging journal and the
+	// addresses that page (absent while not serving).
+	Paging *PagingStatus `json:"paging,omitempty"`
 
 	// srv is the server behind the status (nil when not serving): the
 	// management API's operations go to it.
@@ -124,6 +127,8 @@ func (s *Server) Status() Status {
 		CPUSeconds: CPUSeconds(), Stats: s.Stats(), listQueues: s.ListQueues, srv: s,
 		Journals: s.journalInfo(),
 	}
+	ps := s.Paging()
+	st.Paging = &ps
 	st.Queues, st.QueuesTotal = s.ListQueues(QueueQuery{})
 	s.mu.RLock()
 	if s.closed {

@@ -32,6 +32,25 @@ func openFileStore(cfg *config.Config, so StoreOptions) (*Store, error) {
 		m.Close()
 		return nil, fmt.Errorf("server: open bindings journal %s: %w", cfg.Dirs.Bindings, err)
 	}
-	return &Store{Kind: "file", Messages: m, Bindings: b,
-		Where: fmt.Sprintf("journal %s, bindings %s", cfg.Dirs.Journal, cfg.Dirs.Bindings)}, nil
+	p, err := OpenPageLog(cfg, fs, so)
+	if err != nil {
+		m.Close()
+		b.Close()
+		return nil, err
+	}
+	return &Store{Kind: "file", Messages: m, Bindings: b, Pages: p,
+		Where: fmt.Sprintf("journal %s, bindings %s, paging %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging)}, nil
+}
+
+// OpenPageLog opens the paging journal in paging-directory on fs: a
+// log-mode journal whose segments are page-size-bytes (the largest any
+// address setting gives).
+func OpenPageLog(cfg *config.Config, fs aio.FS, so StoreOptions) (*journal.FileJournal, error) {
+	p, err := journal.Open(journal.Options{Dir: cfg.Dirs.Paging, FS: fs, Log: true, Prefix: journal.PagePrefix, Ext: journal.PageExt,
+		SegmentSize: cfg.AddressSettings.PageSegmentSize(), MinFiles: 2, PoolFiles: cfg.Journal.PoolFiles,
+		BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger, MaxPending: 16 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("server: open paging journal %s: %w", cfg.Dirs.Paging, err)
+	}
+	return p, nil
 }
