@@ -629,6 +629,14 @@ func (l *link) topupLocked() int {
 // send's completion, or Consumer.Drain on the reader) hands a message.
 func (l *link) deliver(d server.Delivery) {
 	s := l.s
+	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+		m, err := s.c.srv.Materialize(d.Message)
+		if err != nil {
+			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
+			return // its consumer's close gives it back to the queue
+		}
+		d.Message = m
+	}
 	s.mu.Lock()
 	l.outstanding--
 	if l.detached || s.ended {

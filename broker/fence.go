@@ -195,6 +195,13 @@ func openFileStoreOn(cfg *config.Config, so server.StoreOptions, fs aio.FS) (*se
 		b.Close()
 		return nil, err
 	}
-	return &server.Store{Kind: "file", Messages: m, Bindings: b, Pages: p,
-		Where: fmt.Sprintf("journal %s, bindings %s, paging %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging)}, nil
+	l, err := server.OpenLargeLog(cfg, fs, so)
+	if err != nil {
+		m.Close()
+		b.Close()
+		p.Close()
+		return nil, err
+	}
+	return &server.Store{Kind: "file", Messages: m, Bindings: b, Pages: p, Large: l,
+		Where: fmt.Sprintf("journal %s, bindings %s, paging %s, large messages %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging, cfg.Dirs.LargeMessages)}, nil
 }

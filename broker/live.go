@@ -67,7 +67,7 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
 		AddressSettings: cfg.AddressSettings, MaxQueues: cfg.MaxQueues, MaxAddresses: cfg.MaxAddresses,
 		AddressQueueScanPeriod: scan, Addresses: cfg.Addresses,
-		MessageExpiryScanPeriod: expiryScan, Pages: store.PageLog(), GlobalMaxSize: globalMaxSize(cfg),
+		MessageExpiryScanPeriod: expiryScan, Pages: store.PageLog(), Large: store.LargeLog(), GlobalMaxSize: globalMaxSize(cfg),
 	})
 	if err := srv.Start(ctx); err != nil {
 		store.Close()

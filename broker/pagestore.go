@@ -18,12 +18,13 @@ import (
 )
 
 // replicaJournals are the journal directories a replica copies, in
-// replication's journal-ID order: bindings, messages, paging (the live's
-// server.Store.Journals order).
+// replication's journal-ID order: bindings, messages, paging, large
+// messages (the live's server.Store.Journals order).
 func replicaJournals(cfg *config.Config) []replication.JournalDir {
 	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
 	return []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm},
-		{Dir: cfg.Dirs.Paging, Naming: journal.Naming{Prefix: journal.PagePrefix, Ext: journal.PageExt}}}
+		{Dir: cfg.Dirs.Paging, Naming: journal.Naming{Prefix: journal.PagePrefix, Ext: journal.PageExt}},
+		{Dir: cfg.Dirs.LargeMessages, Naming: journal.Naming{Prefix: journal.LargePrefix, Ext: journal.LargeExt}}}
 }
 
 // globalMaxSize resolves <global-max-size>: -1 (the default) is half of

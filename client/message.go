@@ -68,8 +68,9 @@ type Message struct {
 	ID            uint64 // broker message ID
 	DeliveryCount uint32 // 1 on first delivery
 
-	consumer *Consumer
-	gen      uint64 // connection generation it was delivered on
+	consumer  *Consumer
+	gen       uint64 // connection generation it was delivered on
+	largeSize int64  // a large message's announced size (reader only)
 }
 
 // Property returns the named property and whether it exists.

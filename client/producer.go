@@ -125,6 +125,9 @@ func (p *Producer) NextDuplicateID() string {
 // ErrTransactionRolledBack means the transaction lost its work with its
 // connection (m was not sent, or was lost with it).
 func (p *Producer) Send(ctx context.Context, m *Message) error {
+	if p.isLarge(m) {
+		return p.sendLargeBody(ctx, m)
+	}
 	op, err := p.newOp(m)
 	if err != nil {
 		return err
@@ -147,6 +150,15 @@ func (p *Producer) Send(ctx context.Context, m *Message) error {
 // full; ctx bounds that wait. An error return means m was not sent and
 // done will not run. m must not change until done ran.
 func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(error)) error {
+	if p.isLarge(m) {
+		// A large message goes synchronously (its chunks hold the
+		// connection's order anyway): done runs before this returns.
+		err := p.sendLargeBody(ctx, m)
+		if done != nil {
+			done(err)
+		}
+		return nil
+	}
 	op, err := p.newOp(m)
 	if err != nil {
 		return err

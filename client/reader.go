@@ -41,6 +41,8 @@ func (t *transport) readLoop() {
 				break
 			}
 			t.onAckConfirm(h.Corr, &ac)
+		case wire.TypeDeliverLarge, wire.TypeDeliverChunk:
+			err = t.onLarge(h)
 		case wire.TypePing:
 			t.queue(h.Corr, &wire.Pong{})
 		case wire.TypePong:

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandemmq/tandem/wire"
 )
 
 // URL is a parsed connection URL (docs/cli.md "URLs"):
@@ -51,6 +53,10 @@ type URL struct {
 	// User and Password (user, password options) unless Dial's options say
 	// otherwise.
 	User, Password string
+	// MinLargeMessageSize (minLargeMessageSize, bytes, default 100 KiB as
+	// Artemis's): a body larger than this is sent as a large message, in
+	// chunks (large.go).
+	MinLargeMessageSize int
 	// Params holds every option as given.
 	Params map[string]string
 }
@@ -68,6 +74,8 @@ const (
 	DefaultConnectionTTL             = 60000 * time.Millisecond
 	DefaultClientFailureCheckPeriod  = 30000 * time.Millisecond
 	DefaultCallTimeout               = 30000 * time.Millisecond
+	// DefaultMinLargeMessageSize is Artemis's minLargeMessageSize.
+	DefaultMinLargeMessageSize = 100 << 10
 )
 
 // ParseURL parses a connection URL. Errors name the part that is wrong.
@@ -79,6 +87,7 @@ func ParseURL(s string) (*URL, error) {
 		ConnectionTTL:            DefaultConnectionTTL,
 		ClientFailureCheckPeriod: DefaultClientFailureCheckPeriod,
 		CallTimeout:              DefaultCallTimeout,
+		MinLargeMessageSize:      DefaultMinLargeMessageSize,
 		InitialConnectAttempts:   1,
 		Params:                   map[string]string{},
 	}
@@ -190,6 +199,11 @@ func (u *URL) parseQuery(q string) error {
 			u.ClientFailureCheckPeriod, err = parseMillis(v)
 		case "callTimeout":
 			u.CallTimeout, err = parseMillis(v)
+		case "minLargeMessageSize":
+			u.MinLargeMessageSize, err = strconv.Atoi(v)
+			if err == nil && (u.MinLargeMessageSize < 1 || u.MinLargeMessageSize > wire.MaxBodySize) {
+				err = fmt.Errorf("must be between 1 and %d bytes", wire.MaxBodySize)
+			}
 		case "user":
 			u.User = v
 		case "password":

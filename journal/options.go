@@ -23,6 +23,10 @@ const (
 	// (paging-directory; a log-mode journal).
 	PagePrefix = "tandem-page"
 	PageExt    = "tjp"
+	// LargePrefix and LargeExt name the large-messages journal's files
+	// (large-messages-directory; a log-mode journal).
+	LargePrefix = "tandem-large"
+	LargeExt    = "tjl"
 	// DefaultMaxPending bounds the bytes appended but not yet taken by the
 	// flusher; appenders wait beyond it (back-pressure for sync=false
 	// floods; synced appenders never reach it in practice).

@@ -47,6 +47,7 @@ type conn struct {
 
 	since time.Time                // accepted at
 	metaP atomic.Pointer[connMeta] // manage.go
+	lg    largeConn                // largeconn.go
 }
 
 // lone reports whether the request just read is alone: nothing else
@@ -127,6 +128,7 @@ func (c *conn) shutdown(reason error) {
 			c.s.deleteQueue(q)
 		}
 		c.cancel()
+		c.closeLarge()
 		c.out.close()
 		select {
 		case <-c.writerErr:
@@ -270,7 +272,7 @@ func codeOf(err error) wire.Code {
 	switch {
 	case err == nil:
 		return wire.CodeOK
-	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge):
+	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge), errors.Is(err, ErrNoLargeStore):
 		return wire.CodeTooLarge
 	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
 		return wire.CodeNotFound
@@ -387,6 +389,10 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		c.out.resultFrame(corr, codeOf(err), errText(err))
 	case *wire.CreateConsumer:
 		c.handleCreateConsumer(corr, f)
+	case *wire.SendLarge:
+		return c.handleSendLarge(f)
+	case *wire.LargeChunk:
+		return c.handleLargeChunk(corr, f)
 	case *wire.Manage:
 		c.handleManage(corr, f)
 	case *wire.CloseConsumer:
@@ -530,8 +536,7 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 		}
 	}
 	wid := f.Consumer
-	out := c.out
-	cons, err := ss.CreateConsumer(c.ctx, dest, opts, func(d Delivery) { out.deliverFrame(wid, d) })
+	cons, err := ss.CreateConsumer(c.ctx, dest, opts, func(d Delivery) { c.deliver(wid, d) })
 	if err != nil {
 		fail(codeOf(err), err.Error())
 		return

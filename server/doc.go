@@ -47,6 +47,12 @@
 // journal (RecPageAck, RecPageCursor), a paging transaction's commit a
 // RecPageTx record. Memory is charged per message (charge, release).
 //
+// Large messages (large.go, largeconn.go): a body sent in chunks (wire
+// SendLarge, LargeChunk) goes chunk by chunk to a fourth journal in log
+// mode (Options.Large); the message keeps the chunks' positions (message
+// record format 3) and is stored like any other once they are durable;
+// deliveries stream the chunks from the journal as the socket drains.
+//
 // Local transactions are buffered in memory and written as ONE Append at
 // commit: an Append is atomic, so the transaction's sends and acks become
 // durable together or not at all, replay needs no transaction records, and

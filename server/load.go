@@ -19,13 +19,25 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: load messages journal: %w", err)
 	}
+	if s.large != nil {
+		// Checked and prepared; nothing of it is kept: the messages say
+		// where their chunks are.
+		lr, err := s.large.LoadLog(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("server: load large-messages journal: %w", err)
+		}
+		for _, w := range lr.Warnings {
+			s.log.Warn("large-messages journal: "+w, "journal", "large-messages")
+		}
+		s.lastID.Store(max(s.lastID.Load(), lr.MaxID))
+	}
 	for _, w := range br.Warnings {
 		s.log.Warn("bindings journal: "+w, "journal", "bindings")
 	}
 	for _, w := range mr.Warnings {
 		s.log.Warn("messages journal: "+w, "journal", "messages")
 	}
-	s.lastID.Store(max(br.MaxID, mr.MaxID))
+	s.lastID.Store(max(s.lastID.Load(), br.MaxID, mr.MaxID))
 	s.epoch = s.opts.Epoch
 	if s.epoch == 0 {
 		s.epoch = max(br.Epoch, mr.Epoch)
@@ -128,6 +140,11 @@ func (s *Server) load(ctx context.Context) error {
 				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
 			}
 			m.ID = rec.ID
+			if m.large != nil {
+				if err := s.checkLargeLoaded(m.large, rec.ID); err != nil {
+					return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+				}
+			}
 			// Replay's data may alias a whole segment's read buffer: copy
 			// what stays, so a few old messages never pin whole segments.
 			m.Body = bytes.Clone(m.Body)

@@ -206,5 +206,8 @@ func (s *Server) journalsByName() map[string]journal.Journal {
 	if s.pages != nil {
 		m["paging"] = s.pages
 	}
+	if s.large != nil {
+		m["large-messages"] = s.large
+	}
 	return m
 }

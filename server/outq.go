@@ -32,6 +32,9 @@ type outq struct {
 	partials int   // inline writes the socket took only in part
 	raw      syscall.RawConn
 	onError  func(error)
+	// drained is signalled after each write of the writer goroutine
+	// (waitRoom: a large delivery waits for the socket).
+	drained chan struct{}
 
 	// rawWrite's state, owned by the goroutine that set writing.
 	writeFn func(uintptr) bool // o.writeFd, made once
@@ -47,7 +50,7 @@ type outq struct {
 }
 
 func newOutq(nc net.Conn, onError func(error)) *outq {
-	o := &outq{signal: make(chan struct{}, 1), onError: onError}
+	o := &outq{signal: make(chan struct{}, 1), onError: onError, drained: make(chan struct{}, 1)}
 	o.writeFn = o.writeFd
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -268,6 +271,10 @@ func (o *outq) run(nc net.Conn) error {
 				return err
 			}
 			o.mu.Unlock()
+			select {
+			case o.drained <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

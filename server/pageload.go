@@ -139,6 +139,16 @@ func (s *Server) loadPages(ctx context.Context, pl *pageLoad, mdel *[]journal.En
 				continue
 			}
 			paged++
+			if h.msg[0] == messageFormatLarge {
+				m, err := decodeMessage(h.msg)
+				if err != nil {
+					return fmt.Errorf("paging journal record at %v, message %d: %w", pos, e.ID, err)
+				}
+				if err := s.checkLargeLoaded(m.large, e.ID); err != nil {
+					return err
+				}
+				s.notePagedLarge(pos, m.large)
+			}
 			if addr, id, err := messageDupID(h.msg); err == nil && id != "" && s.idCache > 0 {
 				a := s.loadAddressLocked(addr)
 				if a.dup.lookup(id) == nil {

@@ -68,6 +68,7 @@ type PageLog interface {
 	AppendSeq() uint64
 	Oldest() uint64
 	SegmentSize() int64
+	AppendPos(entries []journal.Entry, sync bool, done func(error)) (journal.Position, error)
 }
 
 // refOverhead is what a message in memory costs beyond Message.Size: the
@@ -90,6 +91,9 @@ func (s *Server) charge(a *address, m *Message, n int) {
 		sz := m.memSize()
 		a.mem.Add(sz)
 		s.mem.Add(sz)
+		if m.large != nil {
+			s.holdLarge(m.large)
+		}
 	}
 }
 
@@ -110,6 +114,9 @@ func (s *Server) release(r *ref) {
 		sz := m.memSize()
 		m.acct.mem.Add(-sz)
 		s.mem.Add(-sz)
+		if m.large != nil {
+			s.unholdLarge(m.large)
+		}
 		if s.blocked.Load() > 0 {
 			s.pager.kick()
 		}
@@ -282,14 +289,16 @@ type pageInflight struct {
 
 // pageAppend appends entries to the paging journal (synced) and calls done
 // with the outcome; the floor stays at or below their segment until done.
-func (s *Server) pageAppend(entries []journal.Entry, done func(error)) error {
+// The large bodies of the paged messages (one per entry, nil for others)
+// are held while the record is before the paging journal's floor.
+func (s *Server) pageAppend(entries []journal.Entry, larges []*largeBody, done func(error)) error {
 	s.pgAppendMu.Lock()
 	defer s.pgAppendMu.Unlock()
 	pi := &s.pgInflight
 	pi.mu.Lock()
 	pi.segs = append(pi.segs, s.pages.AppendSeq())
 	pi.mu.Unlock()
-	err := s.pages.Append(entries, true, func(err error) {
+	pos, err := s.pages.AppendPos(entries, true, func(err error) {
 		pi.mu.Lock()
 		pi.segs = pi.segs[1:] // completions run in append order
 		pi.mu.Unlock()
@@ -299,8 +308,14 @@ func (s *Server) pageAppend(entries []journal.Entry, done func(error)) error {
 		pi.mu.Lock()
 		pi.segs = pi.segs[:len(pi.segs)-1]
 		pi.mu.Unlock()
+		return err
 	}
-	return err
+	for _, lb := range larges {
+		if lb != nil {
+			s.notePagedLarge(pos, lb)
+		}
+	}
+	return nil
 }
 
 // sendPagedLocked pages m, routed to qs (the memory path's sendEntries
@@ -316,7 +331,7 @@ func (s *Server) sendPagedLocked(a *address, m *Message, qs []*Queue, done func(
 		q.pageStateOf(s.pages)
 	}
 	a.pagedInflight.Add(1)
-	err := s.pageAppend([]journal.Entry{{Kind: journal.KindAdd, ID: m.ID, Type: RecPagedMessage, Data: data}}, func(err error) {
+	err := s.pageAppend([]journal.Entry{{Kind: journal.KindAdd, ID: m.ID, Type: RecPagedMessage, Data: data}}, []*largeBody{m.large}, func(err error) {
 		if err != nil {
 			err = s.halt(err)
 		} else {
@@ -438,6 +453,7 @@ func (p *pager) run() {
 		if p.s.pages != nil {
 			p.s.updateFloor()
 		}
+		p.s.updateLargeFloor(p.s.pageFloor)
 		if more {
 			p.kick()
 		}
@@ -864,7 +880,7 @@ func (s *Server) unblock() {
 // journal. A crash between the two leaves paged records of a transaction
 // without its record: a load drops them. Caller holds the addresses'
 // mutexes (it undoes the duplicate IDs under them when refused).
-func (s *Server) commitPaged(txID uint64, pageEntries, entries []journal.Entry, acks []*ref, ddups []*deferredDup,
+func (s *Server) commitPaged(txID uint64, pageEntries, entries []journal.Entry, larges []*largeBody, acks []*ref, ddups []*deferredDup,
 	paddrs []*address, pqs []*Queue, unack func([]*ref), finish func(error)) {
 	tx := &pageTx{state: txInflight, seq0: s.pages.AppendSeq()}
 	s.pgTxMu.Lock()
@@ -888,7 +904,7 @@ func (s *Server) commitPaged(txID uint64, pageEntries, entries []journal.Entry, 
 			s.pager.want(q)
 		}
 	}
-	err := s.pageAppend(pageEntries, func(err error) {
+	err := s.pageAppend(pageEntries, larges, func(err error) {
 		if err != nil {
 			err = s.halt(err)
 			end(txRolledBack, 0, 0)

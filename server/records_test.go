@@ -11,6 +11,8 @@ import (
 
 func TestMessageEncoding(t *testing.T) {
 	tests := []*Message{
+		{Address: "big", Routing: Anycast, Durable: true, DuplicateID: "d", Body: []byte{}, large: &largeBody{id: 77, size: 5<<20 + 3,
+			chunks: []journal.Position{{Seq: 3, Offset: 64}, {Seq: 3, Offset: 1<<20 + 128}, {Seq: 4, Offset: 64}}}},
 		{Address: "q", Routing: Anycast, Body: []byte{}},
 		{Address: "orders", Routing: Multicast, Durable: true, DuplicateID: "p-1", Timestamp: 1234567, Body: []byte("hello")},
 		{Address: "t", Routing: Anycast, Properties: []Property{wire.StringProp("a", "1"), wire.Int64Prop("", -5), wire.BoolProp("b", true), wire.BytesProp("key", []byte("v"))}, Body: make([]byte, 5000)},
@@ -64,6 +66,8 @@ func TestBindingRecordsRoundTrip(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeMessage(&Message{Address: "q", DuplicateID: "d", Properties: []Property{wire.StringProp("k", "v")}, Body: []byte("body")}))
 	f.Add([]byte{1, 0})
+	f.Add(encodeMessage(&Message{Address: "q", Expiration: 5, large: &largeBody{id: 9, size: 3 << 20,
+		chunks: []journal.Position{{Seq: 1, Offset: 64}, {Seq: 1, Offset: 1 << 20}, {Seq: 2, Offset: 64}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)
 		if err != nil {

@@ -217,7 +217,12 @@ func enqueueRefs(refs []ref, done func(error)) {
 	var buf [4]*Queue
 	consumed := buf[:0]
 	for i := range refs {
-		if q := refs[i].q; q.push(&refs[i]) {
+		q := refs[i].q
+		switch {
+		case !q.push(&refs[i]):
+		case refs[i].msg.IsLarge():
+			q.wake() // streamed by a delivery goroutine, never in a journal callback
+		default:
 			consumed = append(consumed, q)
 		}
 	}

@@ -87,6 +87,10 @@ type Options struct {
 	// mode), loaded by Start and closed by the caller; nil: no paging (an
 	// address-full-policy PAGE then holds sends as BLOCK does).
 	Pages PageLog
+	// Large is the large-messages journal (a journal.FileJournal opened in
+	// log mode), loaded by Start and closed by the caller; nil: large
+	// messages are refused.
+	Large LargeLog
 	// GlobalMaxSize bounds the memory all addresses' messages take
 	// together (config <global-max-size>, resolved by the caller); 0 or
 	// less: no global bound.
@@ -177,6 +181,10 @@ type Server struct {
 	// it was written by earlier runs. pageFloor is the floor last set.
 	pageBoot  journal.Position
 	pageFloor uint64
+	// large is the large-messages journal (nil: none; large messages are
+	// refused) and lg what holds its segments (large.go).
+	large LargeLog
+	lg    largeState
 	// blocked counts addresses holding parked sends (blockedAddrs).
 	blocked      atomic.Int64
 	blockedMu    sync.Mutex
@@ -195,11 +203,16 @@ type Server struct {
 // (not even a non-persistent send) is confirmed afterwards.
 func (s *Server) watchStore() {
 	defer close(s.watchDone)
-	var pages <-chan struct{} // nil: never
+	var pages, large <-chan struct{} // nil: never
 	if s.pages != nil {
 		pages = s.pages.Failed()
 	}
+	if s.large != nil {
+		large = s.large.Failed()
+	}
 	select {
+	case <-large:
+		s.halt(fmt.Errorf("large-messages journal: %w", s.large.Err()))
 	case <-s.msgs.Failed():
 		s.halt(fmt.Errorf("messages journal: %w", s.msgs.Err()))
 	case <-s.binds.Failed():
@@ -243,7 +256,8 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
-		pages: opts.Pages, globalMax: opts.GlobalMaxSize, pgTx: map[uint64]*pageTx{},
+		pages: opts.Pages, globalMax: opts.GlobalMaxSize, pgTx: map[uint64]*pageTx{}, large: opts.Large,
+		lg:           largeState{holders: map[uint64]*largeHold{}, uploads: map[uint64]uint64{}},
 		blockedAddrs: map[*address]struct{}{},
 		idCache:      size,
 		addresses:    make(map[string]*address), queues: make(map[string]*Queue),
@@ -746,7 +760,7 @@ func (s *Server) storageError(err error) {
 	if err == nil {
 		return
 	}
-	if s.msgs.Err() != nil || s.binds.Err() != nil || s.pages != nil && s.pages.Err() != nil {
+	if s.msgs.Err() != nil || s.binds.Err() != nil || s.pages != nil && s.pages.Err() != nil || s.large != nil && s.large.Err() != nil {
 		s.halt(err)
 	}
 }

@@ -386,6 +386,7 @@ func (s *Server) commitResumable(ctx context.Context, sends []txSend, acks []*re
 	var ddups []*deferredDup
 	var refs []ref
 	var pageEntries []journal.Entry
+	var pageLarges []*largeBody
 	type pagedSend struct {
 		qs   []*Queue
 		size int64
@@ -413,6 +414,7 @@ func (s *Server) commitResumable(ctx context.Context, sends []txSend, acks []*re
 			}
 			data := encodePaged(m, qs)
 			pageEntries = append(pageEntries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, TxID: txID, Type: RecPagedMessage, Data: data})
+			pageLarges = append(pageLarges, m.large)
 			pagedSends = append(pagedSends, pagedSend{qs: qs, size: int64(len(data)), a: a})
 			for _, q := range qs {
 				q.pageStateOf(s.pages)
@@ -480,7 +482,7 @@ func (s *Server) commitResumable(ctx context.Context, sends []txSend, acks []*re
 			paddrs[i] = p.a
 			pqs = append(pqs, p.qs...)
 		}
-		s.commitPaged(txID, pageEntries, entries, acks, ddups, paddrs, pqs, unack, finish)
+		s.commitPaged(txID, pageEntries, entries, pageLarges, acks, ddups, paddrs, pqs, unack, finish)
 		unlock()
 		return
 	}

@@ -20,6 +20,9 @@ type Store struct {
 	// Pages is the paging journal (a file store's, in paging-directory);
 	// nil for the other stores.
 	Pages *journal.FileJournal
+	// Large is the large-messages journal (a file store's, in
+	// large-messages-directory); nil for the other stores.
+	Large *journal.FileJournal
 	// Where describes the location for the banner (directories or tables).
 	Where string
 }
@@ -71,9 +74,12 @@ func OpenStore(ctx context.Context, cfg *config.Config, so StoreOptions) (*Store
 // Failed is closed when a journal has failed.
 func (st *Store) Failed(ctx context.Context) <-chan error {
 	ch := make(chan error, 1)
-	var pages <-chan struct{} // nil: never
+	var pages, large <-chan struct{} // nil: never
 	if st.Pages != nil {
 		pages = st.Pages.Failed()
+	}
+	if st.Large != nil {
+		large = st.Large.Failed()
 	}
 	go func() {
 		select {
@@ -83,6 +89,8 @@ func (st *Store) Failed(ctx context.Context) <-chan error {
 			ch <- fmt.Errorf("bindings journal: %w", st.Bindings.Err())
 		case <-pages:
 			ch <- fmt.Errorf("paging journal: %w", st.Pages.Err())
+		case <-large:
+			ch <- fmt.Errorf("large-messages journal: %w", st.Large.Err())
 		case <-ctx.Done():
 		}
 	}()
@@ -98,9 +106,18 @@ func (st *Store) PageLog() PageLog {
 	return st.Pages
 }
 
+// LargeLog returns the large-messages journal for server.Options.Large
+// (nil when the store has none).
+func (st *Store) LargeLog() LargeLog {
+	if st.Large == nil {
+		return nil
+	}
+	return st.Large
+}
+
 // Journals returns the store's file journals in replication's journal-ID
-// order: bindings, messages, then paging when there is one (nil when the
-// store is not a file store).
+// order: bindings, messages, then paging and large messages when it has
+// them (nil when the store is not a file store).
 func (st *Store) Journals() []*journal.FileJournal {
 	b, ok1 := st.Bindings.(*journal.FileJournal)
 	m, ok2 := st.Messages.(*journal.FileJournal)
@@ -110,6 +127,9 @@ func (st *Store) Journals() []*journal.FileJournal {
 	js := []*journal.FileJournal{b, m}
 	if st.Pages != nil {
 		js = append(js, st.Pages)
+		if st.Large != nil {
+			js = append(js, st.Large)
+		}
 	}
 	return js
 }
@@ -119,6 +139,9 @@ func (st *Store) Close() error {
 	err := errors.Join(st.Messages.Close(), st.Bindings.Close())
 	if st.Pages != nil {
 		err = errors.Join(err, st.Pages.Close())
+	}
+	if st.Large != nil {
+		err = errors.Join(err, st.Large.Close())
 	}
 	return err
 }

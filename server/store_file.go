@@ -38,8 +38,29 @@ func openFileStore(cfg *config.Config, so StoreOptions) (*Store, error) {
 		b.Close()
 		return nil, err
 	}
-	return &Store{Kind: "file", Messages: m, Bindings: b, Pages: p,
-		Where: fmt.Sprintf("journal %s, bindings %s, paging %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging)}, nil
+	l, err := OpenLargeLog(cfg, fs, so)
+	if err != nil {
+		m.Close()
+		b.Close()
+		p.Close()
+		return nil, err
+	}
+	return &Store{Kind: "file", Messages: m, Bindings: b, Pages: p, Large: l,
+		Where: fmt.Sprintf("journal %s, bindings %s, paging %s, large messages %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging, cfg.Dirs.LargeMessages)}, nil
+}
+
+// OpenLargeLog opens the large-messages journal in
+// large-messages-directory on fs: a log-mode journal of journal-file-size
+// segments (a chunk of at most 1 MiB is one record).
+func OpenLargeLog(cfg *config.Config, fs aio.FS, so StoreOptions) (*journal.FileJournal, error) {
+	size := max(cfg.Journal.FileSize, 2<<20)
+	l, err := journal.Open(journal.Options{Dir: cfg.Dirs.LargeMessages, FS: fs, Log: true, Prefix: journal.LargePrefix, Ext: journal.LargeExt,
+		SegmentSize: size, MinFiles: 2, PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout,
+		Epoch: so.Epoch, Logger: so.Logger, MaxPending: 8 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("server: open large-messages journal %s: %w", cfg.Dirs.LargeMessages, err)
+	}
+	return l, nil
 }
 
 // OpenPageLog opens the paging journal in paging-directory on fs: a

@@ -65,6 +65,12 @@ func sampleFrames() []Frame {
 		&Manage{Op: "connection.list"},
 		&ManageResult{Code: CodeNotFound, Message: "no such queue"},
 		&ManageResult{Body: []byte(`{"purged":3}`)},
+		&Send{Session: 5, Message: Message{Address: "a", Expiration: 1764160000000000009}},
+		&SendLarge{Session: 5, Stream: 3, Size: 300 << 20, Message: Message{Address: "a", Durable: true, DuplicateID: "big", Expiration: 7}},
+		&LargeChunk{Stream: 3, Data: body},
+		&LargeChunk{Stream: 3, Last: true},
+		&DeliverLarge{Consumer: 2, MessageID: 9, DeliveryCount: 1, Size: 1 << 30, Message: Message{Address: "a"}},
+		&DeliverChunk{Consumer: 2, MessageID: 9, Last: true, Data: body},
 	}
 }
 
