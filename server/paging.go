@@ -707,6 +707,12 @@ func (s *Server) advanceCursor(q *Queue, pg *pageState, force bool) {
 		return
 	}
 	idle := u == len(pg.track) && pg.pending.Load() == 0
+	if !q.durable { // nothing of it is journaled: the cursor lives in memory
+		pg.resume = resume
+		clear(pg.track[:k])
+		pg.track = pg.track[k:]
+		return
+	}
 	if !force && !idle && resume.Seq == pg.resume.Seq && k < cursorEvery {
 		return // the passed entries stay: their acks go when it is written
 	}

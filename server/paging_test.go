@@ -408,3 +408,57 @@ func TestPurgePaged(t *testing.T) {
 	sendN(t, ss, queueDest("q"), 1000, 10, 500)
 	drain(t, ss, queueDest("q"), 1000, 10)
 }
+
+// TestPagedQueueNotAutoDeleted: an auto-created queue whose messages are
+// paged is not auto-deleted as empty when its last consumer leaves (its
+// paged messages count), and one whose settings delete it whatever it
+// holds takes its page records with it.
+func TestPagedQueueNotAutoDeleted(t *testing.T) {
+	max := int64(0) // everything pages
+	policy := config.FullPage
+	b := newPagingBroker(t, Options{AddressSettings: config.AddressSettings{
+		{Match: "#", MaxSizeBytes: &max, AddressFullPolicy: &policy},
+		{Match: "gone", AutoDeleteQueuesMessageCount: ptr(int64(-1))},
+	}}, 64<<10)
+	ss := b.s.NewSession(false)
+	sendN(t, ss, queueDest("q"), 0, 300, 500)
+	// A consumer without credit comes and goes: the queue is idle again.
+	c, err := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{}, func(Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.CloseConsumer(c.ID())
+	b.s.reap(time.Now().Add(time.Hour))
+	if qi, ok := b.s.Queue("q"); !ok || qi.Depth != 300 {
+		t.Fatalf("queue q after the scan: exists %v, depth %d (want 300)", ok, qi.Depth)
+	}
+	drain(t, ss, queueDest("q"), 0, 300)
+
+	sendN(t, ss, queueDest("gone"), 0, 300, 500)
+	c, err = ss.CreateConsumer(context.Background(), queueDest("gone"), ConsumerOptions{}, func(Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.CloseConsumer(c.ID())
+	b.s.reap(time.Now().Add(time.Hour))
+	if _, ok := b.s.Queue("gone"); ok {
+		t.Fatal("queue gone not deleted")
+	}
+	if _, ok := b.s.Queue("gone"); ok {
+		t.Fatal("queue gone is back")
+	}
+	// Nothing holds the paging journal any more: its segments go.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.pj.Oldest() < b.pj.DurableEnd().Seq {
+		if time.Now().After(deadline) {
+			t.Fatalf("oldest segment %d, end %v", b.pj.Oldest(), b.pj.DurableEnd())
+		}
+		b.s.pager.kick()
+		time.Sleep(5 * time.Millisecond)
+	}
+	ss.Close()
+	b.restart()
+	if _, ok := b.s.Queue("gone"); ok {
+		t.Fatal("queue gone is back after a restart")
+	}
+}
