@@ -213,6 +213,18 @@
     fill("journals", rows);
   }
 
+  function renderPaging(st) {
+    const p = st.paging || { addresses: [], memory_bytes: 0, global_max_size: 0 };
+    $("paging-memory").textContent = "(messages in memory: " + fmtNum(p.memory_bytes) +
+      (p.global_max_size > 0 ? " of " + fmtNum(p.global_max_size) + " bytes)" : " bytes)");
+    const rows = p.addresses.map((a) => row([a.address, a.paging ? badge("paging") : "no",
+      { text: fmtNum(a.memory_bytes), cls: "n" }, { text: fmtNum(a.paged_messages), cls: "n" },
+      { text: fmtNum(a.paged_bytes), cls: "n" }, { text: a.page_files, cls: "n" },
+      { text: a.blocked_sends, cls: "n" }, a.address_full_policy]));
+    if (rows.length === 0) rows.push(row(["no address pages or holds blocked sends"]));
+    fill("paging", rows);
+  }
+
   function updateCharts(st, dt) {
     if (!prev || dt <= 0) return;
     push(series.in, Math.max(0, (st.stats.messages_in - prev.stats.messages_in) / dt));
@@ -261,6 +273,7 @@
     renderCluster(st);
     renderQueues(st, dt);
     renderJournals(st);
+    renderPaging(st);
     updateCharts(st, dt);
     prev = st;
     prevAt = t;
