@@ -9,6 +9,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -711,5 +713,49 @@ func TestLargeKillDuringDelivery(t *testing.T) {
 	}
 	if err := k.Ack(ctx, m); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDataVerifyPagingAndLarge: `tandem data verify DATA` checks the
+// paging and large-messages journals with the others; `tandem data print`
+// lists their records.
+func TestDataVerifyPagingAndLarge(t *testing.T) {
+	b := newBrokerProc(t)
+	cfg := writeConfig(t, "<journal-type>NIO</journal-type>"+pagingCore("16K", "-1"))
+	b.start("--config", cfg)
+	b.requireFileStore()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := NewLedger()
+	if err := produceSized(ctx, b.URL(), "v", "v", 500, 32, 300, l); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := client.Dial(ctx, b.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := conn.CreateSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.CreateProducer(client.Queue("v-large")).SendStream(ctx, &client.Message{}, chacha(1, 3<<20), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if code := b.stop(); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	out, err := exec.Command(tandemBinary(t), "data", "verify", b.data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("data verify: %v\n%s", err, out)
+	}
+	for _, want := range []string{"paging/tandem-page-*.tjp: ok:", "large-messages/tandem-large-*.tjl: ok:", "journal/tandem-data-*.tj: ok:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("data verify output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.Command(tandemBinary(t), "data", "print", filepath.Join(b.data, "paging")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "add") {
+		t.Fatalf("data print paging: %v\n%s", err, tail(string(out), 2000))
 	}
 }
