@@ -255,3 +255,27 @@ func TestLargeWithoutLargeStore(t *testing.T) {
 		t.Fatalf("2 MiB on a memory broker: %v, want CodeTooLarge", err)
 	}
 }
+
+// TestLargeExpired: a large message that expires moves to the expiry
+// address with its body.
+func TestLargeExpired(t *testing.T) {
+	exp := "ExpiryQueue"
+	b := newLargeBroker(t, server.Options{
+		AddressSettings: config.AddressSettings{{Match: "#", ExpiryAddress: &exp}},
+		Addresses:       []config.AddressDef{{Name: exp, Anycast: true, Queues: []config.QueueDef{{Name: exp, Routing: config.RoutingAnycast, Durable: true}}}},
+	})
+	c := dial(t, b.url())
+	s := session(t, c)
+	body := randomBody(8, 3<<20)
+	if err := s.CreateProducer(Queue("short")).Send(testCtx(t), &Message{Body: body, Expiration: 1}); err != nil {
+		t.Fatal(err)
+	}
+	consumer(t, s, Queue("short")) // dispatch meets it expired
+	m, err := consumer(t, s, Queue(exp)).Receive(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.Body, body) {
+		t.Fatalf("expired copy has %d bytes, want %d", len(m.Body), len(body))
+	}
+}

@@ -138,7 +138,7 @@ func (s *Server) divert(q *Queue, refs []*ref, target string, expired bool) {
 // expired), no duplicate ID (the copy is not a resend), and no expiration
 // for an expired one.
 func divertedCopy(m *Message, q *Queue, target string, expired bool, now time.Time) *Message {
-	c := &Message{Address: target, Durable: m.Durable, Timestamp: m.Timestamp, Expiration: m.Expiration, Body: m.Body}
+	c := &Message{Address: target, Durable: m.Durable, Timestamp: m.Timestamp, Expiration: m.Expiration, Body: m.Body, large: m.large}
 	c.Properties = slices.DeleteFunc(slices.Clone(m.Properties), func(p Property) bool {
 		return p.Key == PropOrigAddress || p.Key == PropOrigQueue || p.Key == PropActualExpiry
 	})
