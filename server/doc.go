@@ -4,7 +4,18 @@
 // redelivery, local transactions and duplicate detection, persisted
 // through two journals (bindings and messages); plus the network layer
 // (acceptors and connections speaking package wire) and the management
-// HTTP endpoint (/status, /metrics, /debug/pprof/).
+// HTTP endpoint (/status, /metrics, /debug/pprof/ when enabled).
+//
+// Limits against misbehaving clients (docs/limits.md): per connection, the
+// bytes queued for the client are bounded by water marks (past the high
+// one the connection reads no more requests and its consumers get no more
+// credit: a consumer's credit reaches the server in small windows), a
+// client that takes no byte for the write timeout is disconnected, and a
+// frame's memory follows the bytes received (at most 16 KiB before the
+// handshake); per acceptor and broker-wide, connections are limited; the
+// TTL a client asks for is capped; log lines about clients clip their
+// strings and are rate-limited; the management server has timeouts and a
+// connection bound.
 //
 // HA activation drives it from outside: open a Store and New+Start under
 // the activation's epoch (and node ID), Listen to serve, SetTopology to

@@ -29,11 +29,16 @@ type MetricsOptions struct {
 	Server func() *Server
 	// Connections returns the number of open client connections.
 	Connections func() int
+	// Net returns the acceptors' counters (refused connections, write
+	// timeouts, read pauses, protocol errors, suppressed log lines).
+	Net func() NetStats
 }
 
 // MetricsHandler serves /metrics in the Prometheus text format: the
 // broker's counters (messages in, duplicates, deliveries, acks), queue
-// depths and consumers, connections, the journals' counters (appends,
+// depths and consumers, connections and the acceptors' limits (refused
+// connections, write timeouts, read pauses, protocol errors, suppressed
+// log lines), the journals' counters (appends,
 // batches, fdatasyncs, bytes: appends per batch is the group-commit batch
 // size), process CPU and memory, and the Go runtime and GC.
 func MetricsHandler(o MetricsOptions) http.Handler {
@@ -62,6 +67,11 @@ var (
 	descJLive      = prometheus.NewDesc("tandem_journal_live_records", "Records a journal holds live.", []string{"journal"}, nil)
 	descJReclaimed = prometheus.NewDesc("tandem_journal_reclaimed_segments_total", "Segments reclaimed (recycled or removed).", []string{"journal"}, nil)
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
+	descRefused    = prometheus.NewDesc("tandem_connections_refused_total", "Connections refused over connectionsAllowed or connections-allowed.", nil, nil)
+	descWTimeouts  = prometheus.NewDesc("tandem_connections_write_timeout_total", "Connections closed because the client took no byte for the write timeout.", nil, nil)
+	descReadPauses = prometheus.NewDesc("tandem_connection_read_pauses_total", "Times a connection stopped reading requests because its client did not read its answers.", nil, nil)
+	descProtoErrs  = prometheus.NewDesc("tandem_connections_protocol_errors_total", "Connections closed on a malformed or misplaced frame.", nil, nil)
+	descLogSupp    = prometheus.NewDesc("tandem_log_lines_suppressed_total", "Log lines about clients dropped by the rate limit.", nil, nil)
 )
 
 // brokerCollector reads the broker's state at scrape time.
@@ -70,7 +80,8 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted,
+		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp} {
 		ch <- d
 	}
 }
@@ -79,6 +90,14 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.o.Connections != nil {
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(c.o.Connections()))
+	}
+	if c.o.Net != nil {
+		n := c.o.Net()
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n.Refused))
+		ch <- prometheus.MustNewConstMetric(descWTimeouts, prometheus.CounterValue, float64(n.WriteTimeouts))
+		ch <- prometheus.MustNewConstMetric(descReadPauses, prometheus.CounterValue, float64(n.ReadPauses))
+		ch <- prometheus.MustNewConstMetric(descProtoErrs, prometheus.CounterValue, float64(n.ProtocolErrors))
+		ch <- prometheus.MustNewConstMetric(descLogSupp, prometheus.CounterValue, float64(n.LogSuppressed))
 	}
 	var s *Server
 	if c.o.Server != nil {

@@ -28,7 +28,7 @@ func TestOutqPartialInlineWrite(t *testing.T) {
 	defer srv.Close()
 	srv.(*net.TCPConn).SetWriteBuffer(64 << 10)
 
-	o := newOutq(srv, func(err error) { t.Errorf("write error: %v", err) })
+	o := newOutq(srv, outqLimits{}, func(err error) { t.Errorf("write error: %v", err) })
 	done := make(chan error, 1)
 	go func() { done <- o.run(srv) }()
 

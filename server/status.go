@@ -69,10 +69,14 @@ type ManagementOptions struct {
 	Status func() Status
 	// Metrics serves /metrics (Prometheus text); nil leaves it out.
 	Metrics http.Handler
+	// Pprof serves /debug/pprof/ (config <pprof-enabled>; by default on
+	// only when the management address is loopback: it has no
+	// authentication and shows the command line). Off, it answers 403.
+	Pprof bool
 }
 
 // ManagementHandler serves GET /status (JSON), /metrics when given, and
-// /debug/pprof/.
+// /debug/pprof/ when enabled.
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
 	started := time.Now()
@@ -86,6 +90,12 @@ func ManagementHandler(opts ManagementOptions) http.Handler {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if !opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, errPprofDisabled.Error(), http.StatusForbidden)
+		})
+		return mux
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
