@@ -25,6 +25,10 @@
 //     user, anonymous access is allowed.
 //   - <management-http-address>127.0.0.1:8161</management-http-address>:
 //     the management HTTP listener (Artemis sets it in bootstrap.xml).
+//   - <pprof-enabled>, <connections-allowed>, <connection-ttl-max>, and the
+//     acceptor URL parameter writeTimeout: limits against misbehaving
+//     clients (docs/limits.md). The acceptor parameters connectionsAllowed,
+//     writeBufferHighWaterMark and writeBufferLowWaterMark are Artemis's.
 //
 // Relative paths are relative to the broker instance directory: the parent
 // of the etc/ directory holding broker.xml (as `artemis create` lays it

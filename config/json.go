@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"sort"
 	"time"
@@ -65,6 +66,9 @@ type configView struct {
 	BroadcastGroups          []map[string]any `json:"broadcast-groups"`
 	DiscoveryGroups          []map[string]any `json:"discovery-groups"`
 	ConnectionTTLOverride    int64            `json:"connection-ttl-override"`
+	ConnectionTTLMax         int64            `json:"connection-ttl-max"`
+	ConnectionsAllowed       int              `json:"connections-allowed"`
+	PprofEnabled             string           `json:"pprof-enabled"`
 	IDCacheSize              int              `json:"id-cache-size"`
 	PersistIDCache           bool             `json:"persist-id-cache"`
 	SecurityEnabled          bool             `json:"security-enabled"`
@@ -105,12 +109,18 @@ func (c *Config) view() configView {
 		BroadcastGroups:       []map[string]any{},
 		DiscoveryGroups:       []map[string]any{},
 		ConnectionTTLOverride: ms(c.ConnectionTTLOverride),
+		ConnectionTTLMax:      ms(c.ConnectionTTLMax),
+		ConnectionsAllowed:    c.ConnectionsAllowed,
+		PprofEnabled:          "when the management address is loopback",
 		IDCacheSize:           c.IDCacheSize, PersistIDCache: c.PersistIDCache,
 		SecurityEnabled: c.SecurityEnabled, AnonymousAllowed: c.AnonymousAllowed(),
 		ClusterUser: c.ClusterUser, ClusterPassword: masked,
 		Users:             []userView{},
 		ManagementAddress: c.ManagementAddress,
 		HA:                haView(&c.HA, c.Store),
+	}
+	if c.PprofEnabled != nil {
+		v.PprofEnabled = fmt.Sprint(*c.PprofEnabled)
 	}
 	if j.BufferTimeout > 0 {
 		v.JournalBufferMode = "adaptive, capped by journal-buffer-timeout"

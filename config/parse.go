@@ -174,7 +174,7 @@ var coreSettings = []string{
 	"create-journal-dir", "create-bindings-dir", "acceptors", "connectors", "cluster-connections",
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
-	"management-http-address", "ha-policy",
+	"management-http-address", "ha-policy", "connection-ttl-max", "connections-allowed", "pprof-enabled",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -271,6 +271,20 @@ func (p *parser) core(n *node) {
 			p.store(e)
 		case "connection-ttl-override":
 			p.millis(e, &c.ConnectionTTLOverride, -1)
+		case "connection-ttl-max":
+			p.millis(e, &c.ConnectionTTLMax, -1)
+			if c.ConnectionTTLMax == 0 {
+				p.errorf(e, "<connection-ttl-max>: 0 would close every connection at once (want -1 for no cap, or milliseconds)")
+			}
+		case "connections-allowed":
+			p.integer(e, &c.ConnectionsAllowed, -1)
+			if c.ConnectionsAllowed == 0 {
+				p.errorf(e, "<connections-allowed>: 0 would refuse every client (want -1 for no limit, or a number)")
+			}
+		case "pprof-enabled":
+			var b bool
+			p.boolean(e, &b)
+			c.PprofEnabled = &b
 		case "id-cache-size":
 			p.integer(e, &c.IDCacheSize, 0)
 		case "persist-id-cache":

@@ -325,7 +325,8 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
          <acceptor name="artemis">tcp://{{xml .Host}}:{{.Port}}</acceptor>
       </acceptors>
 
-      <!-- The management HTTP listener (/status, /metrics, /debug/pprof/); the http option of "tandem run" overrides it. -->
+      <!-- The management HTTP listener (/status, /metrics, and /debug/pprof/ when it is loopback
+           or <pprof-enabled> is true); the http option of "tandem run" overrides it. -->
       <management-http-address>{{xml .HTTP}}</management-http-address>
 {{- if .Policy}}
 

@@ -312,6 +312,17 @@ func (h *haBroker) connections() int {
 	return l.connections()
 }
 
+// netStats are the acceptors' counters over every activation.
+func (h *haBroker) netStats() server.NetStats {
+	h.mu.Lock()
+	l, serving := h.l, h.serving
+	h.mu.Unlock()
+	if l == nil || !serving {
+		return netStats(nil)
+	}
+	return l.netStats()
+}
+
 // status is GET /status: the server's while serving, else this broker's
 // own; state, epoch and peers always come from the activation.
 func (h *haBroker) status() server.Status {
@@ -364,6 +375,7 @@ func (h *haBroker) printBanner() {
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)
 	fmt.Fprintf(&b, "  management:  http://%s/status\n", h.mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", procsNote)
+	fmt.Fprintf(&b, "  limits:      %s\n", bannerLimits())
 	if cfg.AnonymousAllowed() {
 		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
 	} else {

@@ -80,16 +80,13 @@ func (l *live) serve() error {
 			users[cfg.ClusterUser] = cfg.ClusterPassword
 		}
 	}
-	netOpts := server.NetOptions{Users: users}
-	if cfg.ConnectionTTLOverride > 0 {
-		netOpts.TTLOverride = cfg.ConnectionTTLOverride
-	}
+	setupLimits(cfg)
 	for _, ac := range cfg.Acceptors {
 		if ac.Scheme != "tcp" {
 			l.log.Warn("acceptor scheme not supported, skipped", "acceptor", ac.Name, "url", ac.URL)
 			continue
 		}
-		a, err := l.srv.Listen(ac.Address(), netOpts)
+		a, err := l.srv.Listen(ac.Address(), netOptions(cfg, ac, users))
 		if err != nil {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
 			return err
@@ -134,6 +131,7 @@ func (l *live) announceURL() string {
 func (l *live) closeAcceptors(code wire.Code, reason string) {
 	for _, a := range l.accs {
 		a.Close(code, reason)
+		retireAcceptorStats(a)
 	}
 	l.accs = nil
 }
@@ -157,6 +155,9 @@ func (l *live) status() server.Status {
 	st.Connections = l.connections()
 	return st
 }
+
+// netStats are the acceptors' counters, with those of acceptors closed.
+func (l *live) netStats() server.NetStats { return netStats(l.accs) }
 
 // connections counts open client connections.
 func (l *live) connections() int {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -62,6 +61,7 @@ func runBroker(args []string) int {
 	if cfg.ManagementAddress == "" {
 		cfg.ManagementAddress = config.DefaultManagementAddress
 	}
+	setupLimits(cfg)
 	return serve(cfg)
 }
 
@@ -186,9 +186,8 @@ func serve(cfg *config.Config) int {
 		return exitCannot
 	}
 	metrics := server.MetricsHandler(server.MetricsOptions{
-		Server: func() *server.Server { return l.srv }, Connections: l.connections})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
+	hs := managementServer(cfg, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 
 	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String())
@@ -228,6 +227,7 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
 	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", procsNote)
+	fmt.Fprintf(&b, "  limits:      %s\n", bannerLimits())
 	if cfg.AnonymousAllowed() {
 		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
 	} else {

@@ -38,7 +38,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -139,9 +138,8 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 		return exitCannot
 	}
 	h.mgmt = hln.Addr().String()
-	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: h.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats})
+	hs := managementServer(cfg, hln, server.ManagementOptions{Status: h.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
