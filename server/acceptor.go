@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,11 @@ func (a *Acceptor) accept() {
 			defer a.wg.Done()
 			c.serve()
 		}()
+		// Let the new connection read its Hello before accepting the
+		// next: without this, a flood of connections is accepted
+		// thousands at a time (each holding its buffers) before any is
+		// served.
+		runtime.Gosched()
 	}
 }
 
