@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,11 +32,33 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// listenSmall is listen with small kernel socket buffers on the broker's
+// side (accepted sockets inherit the listener's SO_SNDBUF), so that a
+// client that does not read fills them quickly.
+func listenSmall(t *testing.T, b *broker, opts NetOptions) *Acceptor {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := b.s.Serve(ln, opts)
+	t.Cleanup(func() { a.Close(wire.CodeShuttingDown, "test over") })
+	return a
+}
+
 // rawHello dials a and sends a Hello; the test never reads from it unless
-// it says so.
+// it says so. Its receive buffer is small.
 func rawHello(t *testing.T, a *Acceptor, clientID string) net.Conn {
 	t.Helper()
-	nc, err := net.Dial("tcp", a.Addr().String())
+	d := net.Dialer{Control: smallReceiveBuffer}
+	nc, err := d.Dial("tcp", a.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,20 +124,19 @@ func onlyConn(t *testing.T, a *Acceptor) *conn {
 // reading, so what is queued stays near the mark (the broker grew to 4 GB).
 func TestNeverReadingClientPausesReader(t *testing.T) {
 	b := newBroker(t, Options{})
-	a := listen(t, b, NetOptions{WriteTimeout: -1})
+	a := listenSmall(t, b, NetOptions{WriteTimeout: -1})
 	nc := rawHello(t, a, "flood")
 	c := onlyConn(t, a)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); flood(nc, stop) }()
 	defer func() { close(stop); <-done }()
-	waitFor(t, "the reader never paused", func() bool { return a.Stats().ReadPauses > 0 })
-	// Paused: at most one frame's answer past the mark.
+	// Once the kernel's socket buffers are full, the output stays blocked
+	// (before, the reader may pause and resume as they fill).
+	waitFor(t, "the reader never paused", func() bool { return a.Stats().ReadPauses > 0 && c.out.blocked.Load() })
+	// The reader checks before each frame: at most one answer past the mark.
 	if q := c.out.queued(); q > DefaultHighWaterMark+64 {
 		t.Fatalf("%d bytes queued for a client that does not read, bound %d", q, DefaultHighWaterMark)
-	}
-	if !c.out.blocked.Load() {
-		t.Fatal("reader paused but the output is not blocked")
 	}
 }
 
@@ -123,7 +145,7 @@ func TestNeverReadingClientPausesReader(t *testing.T) {
 func TestWriteTimeoutClosesStuckConnection(t *testing.T) {
 	logs := &syncBuffer{}
 	b := newBroker(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	a := listen(t, b, NetOptions{WriteTimeout: 200 * time.Millisecond})
+	a := listenSmall(t, b, NetOptions{WriteTimeout: 200 * time.Millisecond})
 	nc := rawHello(t, a, "stuck")
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -151,7 +173,7 @@ func TestHugeCreditConsumerBounded(t *testing.T) {
 	for i := 0; i < n; i++ {
 		mustSend(t, ss, Destination{Name: "big", Routing: Anycast}, &Message{Body: body})
 	}
-	a := listen(t, b, NetOptions{WriteTimeout: -1})
+	a := listenSmall(t, b, NetOptions{WriteTimeout: -1})
 	d := net.Dialer{Control: smallReceiveBuffer}
 	nc, err := d.Dial("tcp", a.Addr().String())
 	if err != nil {

@@ -54,6 +54,7 @@ type outq struct {
 	onWritable   func()        // called without mu when blocked clears
 	stopped      chan struct{} // closed by close or a write error
 	stopOnce     sync.Once
+	now          func() time.Time // time.Now; tests replace it
 
 	// rawWrite's state, owned by the goroutine that set writing.
 	writeFn func(uintptr) bool // o.writeFd, made once
@@ -86,7 +87,7 @@ func newOutq(nc net.Conn, lim outqLimits, onError func(error)) *outq {
 	}
 	o := &outq{signal: make(chan struct{}, 1), onError: onError,
 		high: lim.high, low: lim.low, writeTimeout: lim.writeTimeout,
-		writable: make(chan struct{}, 1), stopped: make(chan struct{}), onWritable: func() {}}
+		writable: make(chan struct{}, 1), stopped: make(chan struct{}), onWritable: func() {}, now: time.Now}
 	o.writeFn = o.writeFd
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -213,16 +214,21 @@ func (e *errWriteStuck) Error() string {
 	return fmt.Sprintf("client took no byte of its answers and deliveries for %v (writeTimeout)", e.d)
 }
 
-// write writes b, failing with *errWriteStuck when the socket takes no
+// write writes b, failing with *errWriteStuck once the socket took no
 // byte for the write timeout; a slow client that keeps taking bytes is
-// waited for.
+// waited for. A Write that returns on its deadline does not say when it
+// wrote the bytes it reports, so it is given a quarter of the timeout:
+// bytes written count as progress at its end, and a stuck client is cut
+// off between the timeout and a quarter more after its last byte.
 func (o *outq) write(nc net.Conn, b []byte) error {
 	if o.writeTimeout <= 0 {
 		_, err := nc.Write(b)
 		return err
 	}
+	slice := max(o.writeTimeout/4, time.Millisecond)
+	last := o.now()
 	for {
-		nc.SetWriteDeadline(time.Now().Add(o.writeTimeout))
+		nc.SetWriteDeadline(o.now().Add(slice))
 		n, err := nc.Write(b)
 		b = b[n:]
 		if err == nil {
@@ -232,7 +238,11 @@ func (o *outq) write(nc net.Conn, b []byte) error {
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			return err
 		}
-		if n == 0 {
+		now := o.now()
+		if n > 0 {
+			last = now
+		}
+		if now.Sub(last) >= o.writeTimeout {
 			return &errWriteStuck{o.writeTimeout}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandemmq/tandem/client"
+	"github.com/tandemmq/tandem/server"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -84,6 +85,7 @@ func TestPingFloodNeverReading(t *testing.T) {
 	ping := func(corr uint64) []byte { return frame(t, corr, &wire.Ping{}) }
 	<-floodNeverReading(t, b, a, 4, ping)
 	underAttack(t, b, w, g)
+	waitWriteTimeouts(t, b)
 }
 
 // Sends to a session that does not exist, never reading the NotFound
@@ -99,6 +101,26 @@ func TestSendsToMissingSessionNeverReading(t *testing.T) {
 	}
 	<-floodNeverReading(t, b, a, 4, send)
 	underAttack(t, b, w, g)
+	waitWriteTimeouts(t, b)
+}
+
+// waitWriteTimeouts checks, in a run longer than the write timeout, that
+// the broker cut off the clients that do not read (the metric counts it).
+func waitWriteTimeouts(t *testing.T, b *broker) {
+	t.Helper()
+	if *attackFor <= server.DefaultWriteTimeout {
+		return // a short run ends before the timeout
+	}
+	deadline := time.Now().Add(liveness())
+	for b.metric(t, "tandem_connections_write_timeout_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection closed for its write timeout (%v) after %v of attack", server.DefaultWriteTimeout, liveness())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(b.p.Log(), "closing connection: the client does not read") {
+		t.Fatal("a write timeout without its log line")
+	}
 }
 
 // A consumer with credit 2^32-1 on a 100 MiB queue that never reads its
