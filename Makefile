@@ -10,7 +10,7 @@ SERVICES := scripts/test-services
 # Packages whose tests start processes, take leases or use PostgreSQL or
 # ZooKeeper: they run one package at a time (-p 1) with a long timeout.
 # Every other package of `go list ./...` runs in parallel.
-SERIAL_PKGS ?= ./jdbcstore/... ./ha/... ./internal/... ./cmd/... ./server/... ./client/... ./lockfile/... ./replication/...
+SERIAL_PKGS ?= ./jdbcstore/... ./ha/... ./broker/... ./internal/... ./cmd/... ./server/... ./client/... ./lockfile/... ./replication/... ./stomp/... ./amqp/...
 SERIAL_TIMEOUT ?= 20m
 PARALLEL_TIMEOUT ?= 10m
 # -count=1: make test proves the code against these services now, not

@@ -32,7 +32,8 @@ func ParsePhase(s string) (Phase, error) {
 
 // Config describes a run.
 type Config struct {
-	URL         string             // broker URL (client.ParseURL forms)
+	URL         string             // broker URL (client.ParseURL forms; tcp://host:port for STOMP)
+	Protocol    string             // ProtocolTandem (default) or ProtocolStomp
 	Destination client.Destination // default queue://bench
 	Producers   int                // default 1
 	Window      int                // sends unconfirmed per producer; default 1 (each send waits)
@@ -69,6 +70,9 @@ type Progress struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Protocol == "" {
+		c.Protocol = ProtocolTandem
+	}
 	if c.Destination.Name == "" {
 		c.Destination = client.Queue("bench")
 	}
@@ -125,8 +129,21 @@ func (c *Config) check() error {
 	if _, err := ParsePhase(string(c.Phase)); err != nil {
 		return fmt.Errorf("--phase: %w", err)
 	}
-	if _, err := client.ParseURL(c.URL); err != nil {
-		return fmt.Errorf("--url: %w", err)
+	switch c.Protocol {
+	case ProtocolTandem:
+		if _, err := client.ParseURL(c.URL); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
+	case ProtocolStomp:
+		if _, err := stompAddr(c.URL); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
+	case ProtocolAMQP:
+		if _, err := amqpAddr(c.URL); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
+	default:
+		return fmt.Errorf("--protocol %q: want %s, %s or %s", c.Protocol, ProtocolTandem, ProtocolStomp, ProtocolAMQP)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ type Result struct {
 	BrokerCPUusPerMsg *float64 `json:"broker_cpu_us_per_msg"`
 
 	Phase      Phase    `json:"phase"`
+	Protocol   string   `json:"protocol"` // tandem or stomp
 	Count      int      `json:"count"`
 	Producers  int      `json:"producers"`
 	Window     int      `json:"window"`

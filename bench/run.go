@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/amqp"
 	"github.com/tandemmq/tandem/client"
+	"github.com/tandemmq/tandem/stomp"
 )
 
 // runner is one Run: its connections, counters and the checker.
@@ -83,23 +85,66 @@ func (r *runner) dial(ctx context.Context, role string, i int) (*client.Conn, er
 		client.WithLogger(r.cfg.Logger))
 }
 
+// conn is one connection of a run, in the protocol it runs over.
+type conn struct {
+	tandem *client.Conn
+	stomp  *stomp.Client
+	amqp   *amqp.Client
+}
+
+func (c conn) close() {
+	if c.tandem != nil {
+		c.tandem.Close()
+		return
+	}
+	if c.amqp != nil {
+		c.amqp.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.stomp.Close(ctx)
+}
+
+func (r *runner) connect(ctx context.Context, role string, i int) (conn, error) {
+	if r.cfg.Protocol == ProtocolStomp {
+		c, err := r.dialStomp(ctx)
+		return conn{stomp: c}, err
+	}
+	if r.cfg.Protocol == ProtocolAMQP {
+		c, err := r.dialAMQP(ctx)
+		return conn{amqp: c}, err
+	}
+	c, err := r.dial(ctx, role, i)
+	return conn{tandem: c}, err
+}
+
+// consumer is an open consumer in either protocol.
+type consumer struct {
+	tandem *client.Consumer
+	c      *stomp.Client
+	msgs   <-chan *stomp.Frame
+	a      *amqp.Client
+	amsgs  <-chan *amqp.ClientMessage
+}
+
 func (r *runner) run(ctx context.Context) (*Result, error) {
 	cfg := &r.cfg
 	produce := cfg.Phase != PhaseConsume
 	consume := cfg.Phase != PhaseProduce
 	r.checker = NewChecker(cfg.Phase == PhaseBoth)
 
-	var conns []*client.Conn
+	var conns []conn
 	closeAll := func() {
 		for _, c := range conns {
-			c.Close()
+			c.close()
 		}
 	}
 	defer closeAll()
-	var prodConns, consConns []*client.Conn
+	var prodConns, consConns []conn
 	if produce {
 		for i := range cfg.Producers {
-			c, err := r.dial(ctx, "p", i)
+			c, err := r.connect(ctx, "p", i)
 			if err != nil {
 				return nil, err
 			}
@@ -115,7 +160,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	if consume {
 		for i := range cfg.Consumers {
-			c, err := r.dial(ctx, "c", i)
+			c, err := r.connect(ctx, "c", i)
 			if err != nil {
 				return nil, err
 			}
@@ -136,12 +181,22 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	cctx, cancelConsumers := context.WithCancel(ctx)
 	defer cancelConsumers()
 	var consWG sync.WaitGroup
-	var consumers []*client.Consumer
+	var consumers []consumer
 	// A consumer gets its first credit's worth of messages as soon as it
 	// exists: a drain is timed from before the consumers are created.
 	consumeStart := r.now()
 	for _, c := range consConns {
-		k, err := r.openConsumer(ctx, c)
+		var k consumer
+		var err error
+		if c.stomp != nil {
+			k.c = c.stomp
+			k.msgs, err = r.openStompConsumer(ctx, c.stomp)
+		} else if c.amqp != nil {
+			k.a = c.amqp
+			k.amsgs, err = r.openAMQPConsumer(ctx, c.amqp)
+		} else {
+			k.tandem, err = r.openConsumer(ctx, c.tandem)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("consumer: %w", err)
 		}
@@ -156,7 +211,15 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		consWG.Add(1)
 		go func() {
 			defer consWG.Done()
-			r.consume(cctx, k)
+			if k.c != nil {
+				r.consumeStomp(cctx, k.c, k.msgs)
+				return
+			}
+			if k.a != nil {
+				r.consumeAMQP(cctx, k.a, k.amsgs)
+				return
+			}
+			r.consume(cctx, k.tandem)
 		}()
 	}
 	var prodWG sync.WaitGroup
@@ -164,7 +227,15 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		prodWG.Add(1)
 		go func() {
 			defer prodWG.Done()
-			r.produce(ctx, c, r.streams[i], r.hists[i])
+			if c.stomp != nil {
+				r.produceStomp(ctx, c.stomp, r.streams[i], r.hists[i])
+				return
+			}
+			if c.amqp != nil {
+				r.produceAMQP(ctx, c.amqp, r.streams[i], r.hists[i])
+				return
+			}
+			r.produce(ctx, c.tandem, r.streams[i], r.hists[i])
 		}()
 	}
 	prodDone := make(chan struct{})
@@ -229,8 +300,11 @@ loop:
 		produceEnd = r.now()
 	}
 	for _, k := range consumers {
+		if k.tandem == nil {
+			continue // closed with its connection
+		}
 		cl, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = k.Close(cl)
+		_ = k.tandem.Close(cl)
 		cancel()
 	}
 	if cfg.Phase != PhaseConsume {
@@ -267,7 +341,7 @@ func (r *runner) progress(start int64, final bool) Progress {
 
 func (r *runner) result(produceDur, consumeDur time.Duration) *Result {
 	cfg := &r.cfg
-	res := &Result{Phase: cfg.Phase, Count: cfg.Count, Producers: cfg.Producers, Window: cfg.Window,
+	res := &Result{Phase: cfg.Phase, Protocol: cfg.Protocol, Count: cfg.Count, Producers: cfg.Producers, Window: cfg.Window,
 		Consumers: cfg.Consumers, Size: cfg.Size, Durable: !cfg.NonDurable,
 		Produced: r.produced.Load(), SendFailed: r.sendFailed.Load(), AckFailed: r.ackFailed.Load()}
 	if cfg.Phase != PhaseConsume {

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemmq/tandem/amqp"
 	"github.com/tandemmq/tandem/client"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/server"
+	"github.com/tandemmq/tandem/stomp"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -21,6 +23,8 @@ func memBroker(t *testing.T) string {
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	s.RegisterProtocol(stomp.New(stomp.Options{}))
+	s.RegisterProtocol(amqp.New())
 	a, err := s.Listen("127.0.0.1:0", server.NetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -47,28 +51,30 @@ func TestRunShapes(t *testing.T) {
 		{"non-durable", Config{Count: 300, Window: 8, NonDurable: true}},
 		{"empty bodies", Config{Count: 50, Window: 4, Size: 0}},
 	}
-	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := tc.cfg
-			cfg.URL = url
-			cfg.Destination = client.Queue("shape" + string(rune('a'+i)))
-			if cfg.Size == 0 && tc.name != "empty bodies" {
-				cfg.Size = 100
-			}
-			var calls int
-			cfg.Progress = func(Progress) { calls++ }
-			res := run(t, cfg)
-			if !res.OK() || res.Produced != int64(cfg.Count) || res.Consumed != int64(cfg.Count) ||
-				*res.Lost != 0 || *res.Duplicated != 0 || res.Error != "" {
-				t.Fatalf("result %+v", res)
-			}
-			if res.SendP50us == nil || *res.SendP50us <= 0 || *res.SendP999us < *res.SendP50us {
-				t.Fatalf("latencies p50 %v p999 %v", res.SendP50us, res.SendP999us)
-			}
-			if calls == 0 {
-				t.Fatal("Progress never called")
-			}
-		})
+	for _, proto := range []string{ProtocolTandem, ProtocolStomp, ProtocolAMQP} {
+		for i, tc := range tests {
+			t.Run(proto+"/"+tc.name, func(t *testing.T) {
+				cfg := tc.cfg
+				cfg.URL, cfg.Protocol = url, proto
+				cfg.Destination = client.Queue(proto + "shape" + string(rune('a'+i)))
+				if cfg.Size == 0 && tc.name != "empty bodies" {
+					cfg.Size = 100
+				}
+				var calls int
+				cfg.Progress = func(Progress) { calls++ }
+				res := run(t, cfg)
+				if !res.OK() || res.Produced != int64(cfg.Count) || res.Consumed != int64(cfg.Count) ||
+					*res.Lost != 0 || *res.Duplicated != 0 || res.Error != "" {
+					t.Fatalf("result %+v", res)
+				}
+				if res.SendP50us == nil || *res.SendP50us <= 0 || *res.SendP999us < *res.SendP50us {
+					t.Fatalf("latencies p50 %v p999 %v", res.SendP50us, res.SendP999us)
+				}
+				if calls == 0 {
+					t.Fatal("Progress never called")
+				}
+			})
+		}
 	}
 }
 

@@ -188,6 +188,9 @@ func (c *Conn) transportFor(ctx context.Context) (*transport, error) {
 		}
 		ready := c.ready
 		c.mu.Unlock()
+		if testHookWaitTransport != nil {
+			testHookWaitTransport()
+		}
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -195,6 +198,14 @@ func (c *Conn) transportFor(ctx context.Context) (*transport, error) {
 		}
 	}
 }
+
+// Test hooks: testHookWaitTransport runs when a call starts waiting for
+// a connection; testHookSend runs just before a request or send (op) is
+// handed to transport t.
+var (
+	testHookWaitTransport func()
+	testHookSend          func(op string, t *transport)
+)
 
 func (c *Conn) closeReadyLocked() {
 	select {
@@ -212,7 +223,10 @@ func (c *Conn) request(ctx context.Context, op string, f wire.Frame, lost lostPo
 }
 
 // requestOn is request with a hook that sees the transport each attempt
-// uses, before the frame is sent on it.
+// uses, before the frame is sent on it. It may move the request to the
+// next connection (a transport found dead before the frame was queued, or
+// a lostRetry call completed by failover): only for requests whose meaning
+// does not depend on session state. Those use requestVia.
 func (c *Conn) requestOn(ctx context.Context, op string, f wire.Frame, lost lostPolicy, before func(*transport)) (wire.Frame, error) {
 	ctx, cancel := withTimeout(ctx, c.url.CallTimeout)
 	defer cancel()
@@ -225,6 +239,9 @@ func (c *Conn) requestOn(ctx context.Context, op string, f wire.Frame, lost lost
 			before(t)
 		}
 		cl := &call{kind: callRequest, op: op, lost: lost, done: make(chan struct{})}
+		if testHookSend != nil {
+			testHookSend(op, t)
+		}
 		if err := t.send(c.nextID(), f, cl); err != nil {
 			if errors.Is(err, errTransportDead) {
 				c.awaitReplacement(ctx, t)
@@ -235,21 +252,49 @@ func (c *Conn) requestOn(ctx context.Context, op string, f wire.Frame, lost lost
 			}
 			return nil, fmt.Errorf("client: %s: %w", op, err)
 		}
-		select {
-		case <-cl.done:
-			if errors.Is(cl.err, errRetry) {
-				continue
-			}
-			if cl.err != nil {
-				return nil, fmt.Errorf("client: %s: %w", op, cl.err)
-			}
-			return cl.resp, nil
-		case <-ctx.Done():
-			if lost == lostUnknown {
-				return nil, fmt.Errorf("client: %s: %w (%w)", op, ErrUnknownOutcome, ctx.Err())
-			}
-			return nil, fmt.Errorf("client: %s: %w", op, ctx.Err())
+		resp, err := c.await(ctx, op, cl, lost)
+		if errors.Is(err, errRetry) {
+			continue
 		}
+		return resp, err
+	}
+}
+
+// requestVia sends a request on t and nowhere else, and waits for t's
+// answer: a request whose meaning depends on the session's state on that
+// connection (commit, rollback) is never moved to another one, whose
+// broker holds other state. An error wrapping errTransportDead means the
+// frame was not sent (t had failed); a loss of t while the request is in
+// flight completes it as lost says (never lostRetry here).
+func (c *Conn) requestVia(ctx context.Context, t *transport, op string, f wire.Frame, lost lostPolicy) (wire.Frame, error) {
+	ctx, cancel := withTimeout(ctx, c.url.CallTimeout)
+	defer cancel()
+	cl := &call{kind: callRequest, op: op, lost: lost, done: make(chan struct{})}
+	if testHookSend != nil {
+		testHookSend(op, t)
+	}
+	if err := t.send(c.nextID(), f, cl); err != nil {
+		return nil, fmt.Errorf("client: %s: %w", op, err)
+	}
+	return c.await(ctx, op, cl, lost)
+}
+
+// await waits for cl's answer. errRetry comes back unwrapped.
+func (c *Conn) await(ctx context.Context, op string, cl *call, lost lostPolicy) (wire.Frame, error) {
+	select {
+	case <-cl.done:
+		if errors.Is(cl.err, errRetry) {
+			return nil, errRetry
+		}
+		if cl.err != nil {
+			return nil, fmt.Errorf("client: %s: %w", op, cl.err)
+		}
+		return cl.resp, nil
+	case <-ctx.Done():
+		if lost == lostUnknown {
+			return nil, fmt.Errorf("client: %s: %w (%w)", op, ErrUnknownOutcome, ctx.Err())
+		}
+		return nil, fmt.Errorf("client: %s: %w", op, ctx.Err())
 	}
 }
 
@@ -321,7 +366,9 @@ func (c *Conn) Addr() string {
 }
 
 // Close closes the connection. Sends and acks still in flight complete
-// with ErrUnknownOutcome; later calls fail with ErrClosed. It does not
+// with ErrUnknownOutcome (transacted sends with ErrTransactionRolledBack:
+// their transaction ends with the connection); later calls fail with
+// ErrClosed. It does not
 // wait for confirmations: wait for them first.
 func (c *Conn) Close() error {
 	c.mu.Lock()

@@ -274,7 +274,11 @@ func (k *Consumer) Listen(fn func(*Message)) {
 // batched: every ack queued while the connection is busy writing goes in
 // the next frame. An error return means the ack was not sent (m came
 // through a lost connection: ErrStaleDelivery; the broker redelivers it)
-// and done will not run.
+// and done will not run. An ack is only ever sent on the connection that
+// delivered m: if that connection fails before the ack is written, done
+// gets ErrStaleDelivery at once; it never waits for a failover. In a
+// transacted session the ack joins the transaction (done runs once the
+// broker took it; the commit makes it durable).
 func (k *Consumer) AckAsync(m *Message, done func(error)) error {
 	if m.consumer != k {
 		return errors.New("client: ack: message was not received by this consumer")
@@ -289,10 +293,12 @@ func (k *Consumer) AckAsync(m *Message, done func(error)) error {
 		k.mu.Unlock()
 		return ErrStaleDelivery
 	}
-	k.ackOps = append(k.ackOps, ackOp{msg: m, cb: done})
 	t := k.t
+	// in a transacted session the ack joins the transaction on m's
+	// connection (which becomes rollback-only if it lost work with another)
+	_, _ = k.s.bindWork(t, true)
+	k.ackOps = append(k.ackOps, ackOp{msg: m, cb: done})
 	k.mu.Unlock()
-	k.s.markWork()
 	t.markAcks(k)
 	return nil
 }

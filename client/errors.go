@@ -9,12 +9,17 @@ import (
 
 var (
 	// ErrUnknownOutcome means a send, ack or commit was in flight when the
-	// connection was lost, so whether the broker applied it cannot be
-	// known. A durable send with a duplicate ID can be resent safely.
+	// connection was lost (or ctx ended, or the broker answered that it
+	// cannot confirm), so whether the broker applied it cannot be known. A
+	// durable send with a duplicate ID can be resent safely; after a
+	// commit, check what the transaction did (docs/client-failover.md).
 	ErrUnknownOutcome = errors.New("client: outcome unknown: connection lost while in flight")
-	// ErrTransactionRolledBack means the transaction did not commit: the
-	// broker rolled it back, or the session failed over while it had work
-	// (the new broker never saw that work).
+	// ErrTransactionRolledBack means nothing of the transaction committed:
+	// the broker rolled it back, the connection holding its work was lost
+	// (also while the Conn is failing over: the commit is never sent to
+	// the next broker, which never saw that work), or the commit could not
+	// be sent. Redo the whole transaction. A transacted send returns it
+	// when its transaction already lost work (it was not sent).
 	ErrTransactionRolledBack = errors.New("client: transaction rolled back")
 	// ErrClosed means the connection, session, producer or consumer is
 	// closed (by the application, or after the connection was lost for good).

@@ -49,6 +49,7 @@ func (c *Conn) transportLost(t *transport, cause error) {
 func (c *Conn) failover(old *transport, cause error, pend map[uint64]*call) {
 	defer c.wg.Done()
 	c.log.Warn("connection lost; failing over", "addr", old.addr, "err", cause)
+	c.settle(pend)
 	c.emit(Event{Kind: EventFailingOver, Addr: old.addr, Err: cause})
 	start := time.Now()
 	var pause time.Duration
@@ -93,6 +94,38 @@ func (c *Conn) failover(old *transport, cause error, pend map[uint64]*call) {
 	c.emit(Event{Kind: EventFailed, Addr: old.addr, Err: err})
 }
 
+// settle completes, at once, the calls in flight on a lost connection whose
+// outcome the next connection cannot change, and removes them from pend:
+// acks and lostUnknown requests (commit, queue management) have unknown
+// outcomes, lostOK requests (rollback, closes) are done (the broker ends
+// a connection's sessions with it), transacted sends are rolled back
+// (never resent: the next broker's session has no transaction to join).
+// Their callers need not wait for the failover, which may take long or
+// fail. Left in pend for restore: sends to resend and lostRetry requests.
+func (c *Conn) settle(pend map[uint64]*call) {
+	ops := make([]*call, 0, len(pend))
+	for _, cl := range pend {
+		ops = append(ops, cl)
+	}
+	slices.SortFunc(ops, func(a, b *call) int { return cmpU64(a.corr, b.corr) })
+	for _, cl := range ops {
+		switch {
+		case cl.kind == callAck:
+			c.failAcks(cl.acks, ErrUnknownOutcome)
+		case cl.kind == callRequest && cl.lost == lostUnknown:
+			cl.finish(nil, ErrUnknownOutcome)
+		case cl.kind == callRequest && cl.lost == lostOK:
+			cl.finish(nil, nil)
+		case cl.kind == callSend && cl.send.tx:
+			cl.send.s.markRollbackOnly()
+			cl.send.complete(ErrTransactionRolledBack)
+		default:
+			continue
+		}
+		delete(pend, cl.corr)
+	}
+}
+
 // candidates lists the addresses to try. With ha=true: the live/backup
 // pair from the topology (the member that was lost last), then the URL's
 // addresses (the lost one last). Without: the lost broker first (a
@@ -132,9 +165,10 @@ func (c *Conn) candidates(lost string) []string {
 }
 
 // restore re-creates sessions and consumers on t, then resends what was in
-// flight and installs t. An error means t is unusable (try another broker);
-// pend is untouched then, except when t died after the resends: pend is
-// empty then (its calls were resent on t and completed by t's loss).
+// flight (settle already completed what is not resent) and installs t. An
+// error means t is unusable (try another broker); pend is untouched then,
+// except when t died after the resends: pend is empty then (its calls were
+// resent on t and completed by t's loss).
 func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 	t.start()
 	ctx, cancel := withTimeout(c.ctx, c.url.CallTimeout)
@@ -159,11 +193,11 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 			return err
 		}
 		calls = append(calls, waiting{cl: cl})
+		// A transaction with work stays bound to the lost transport, so
+		// nothing of it can commit here (session.go, "Transactions across
+		// a connection loss"): no marking is needed, and none could be
+		// early enough for a Commit already waiting for t.
 		s.mu.Lock()
-		if s.transacted && s.txWork {
-			s.rollbackOnly = true // the new broker never saw this work
-		}
-		s.txWork = false
 		consumers := make([]*Consumer, 0, len(s.consumers))
 		for _, k := range s.consumers {
 			consumers = append(consumers, k)
@@ -302,7 +336,8 @@ func (c *Conn) shutdown(err error, pend map[uint64]*call) {
 }
 
 // failPending completes calls whose connection is gone for good: sends and
-// acks have unknown outcomes, requests fail with err (or unknown outcome).
+// acks have unknown outcomes (transacted sends are rolled back), requests
+// fail with err (or unknown outcome).
 func (c *Conn) failPending(pend map[uint64]*call, err error) {
 	ops := make([]*call, 0, len(pend))
 	for _, cl := range pend {
@@ -312,8 +347,10 @@ func (c *Conn) failPending(pend map[uint64]*call, err error) {
 	for _, cl := range ops {
 		switch cl.kind {
 		case callSend:
-			if cl.send.tx {
+			if cl.send.tx { // its transaction is gone with the connection
 				cl.send.s.markRollbackOnly()
+				cl.send.complete(ErrTransactionRolledBack)
+				continue
 			}
 			cl.send.complete(ErrUnknownOutcome)
 		case callAck:

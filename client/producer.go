@@ -112,7 +112,10 @@ func (p *Producer) NextDuplicateID() string {
 // Send sends m and waits for the broker's answer: for a durable message,
 // until it is stored. After failover it is resent with the same duplicate
 // ID; ErrUnknownOutcome means its fate cannot be known (the connection was
-// lost for good, or ctx ended first).
+// lost for good, or ctx ended first). In a transacted session the answer
+// means the transaction took m, and a send is never resent:
+// ErrTransactionRolledBack means the transaction lost its work with its
+// connection (m was not sent, or was lost with it).
 func (p *Producer) Send(ctx context.Context, m *Message) error {
 	op, err := p.newOp(m)
 	if err != nil {
@@ -157,22 +160,41 @@ func (p *Producer) submit(ctx context.Context, op *sendOp) error {
 		return fmt.Errorf("client: send: waiting for the window: %w", ctx.Err())
 	}
 	c := p.s.c
-	op.s.markWork()
 	for {
 		t, err := c.transportFor(ctx)
 		if err != nil {
 			<-p.slots
 			return fmt.Errorf("client: send: %w", err)
 		}
+		// a transacted send joins the transaction on t, or is refused when
+		// the transaction's earlier work was lost with another connection
+		first, err := op.s.bindWork(t, false)
+		if err != nil {
+			<-p.slots
+			return fmt.Errorf("client: send: %w", err)
+		}
+		if testHookSend != nil {
+			testHookSend("send", t)
+		}
 		err = t.send(c.nextID(), &op.ws, &op.cl)
 		if err == nil {
 			return nil
 		}
 		if err != errTransportDead {
+			if first {
+				op.s.unbindFirst(t)
+			}
 			<-p.slots
 			return fmt.Errorf("client: send: %w", err)
 		}
-		c.awaitReplacement(ctx, t) // nothing was sent; wait for the next connection
+		// Nothing was sent. A transacted send goes to the next connection
+		// only as its transaction's first work (it starts the transaction
+		// there); otherwise the transaction's work died with t.
+		if op.tx && (!first || !op.s.unbindFirst(t)) {
+			<-p.slots
+			return fmt.Errorf("client: send: %w (not sent: the transaction's connection was lost)", ErrTransactionRolledBack)
+		}
+		c.awaitReplacement(ctx, t) // wait for the next connection
 		if ctx.Err() != nil {
 			<-p.slots
 			return fmt.Errorf("client: send: waiting for a connection: %w", ctx.Err())

@@ -120,6 +120,17 @@ func (t *transport) fail(err error) {
 	})
 }
 
+// isDead reports whether t has failed: nothing more is sent on it, and its
+// broker discards the sessions (so the transactions) it held for it.
+func (t *transport) isDead() bool {
+	select {
+	case <-t.dead:
+		return true
+	default:
+		return false
+	}
+}
+
 // send registers cl (when not nil) under corr and queues the frame.
 func (t *transport) send(corr uint64, f wire.Frame, cl *call) error {
 	t.wmu.Lock()
@@ -175,8 +186,11 @@ func (t *transport) queue(corr uint64, f wire.Frame) {
 func (t *transport) markAcks(c *Consumer) {
 	t.wmu.Lock()
 	if t.werr != nil {
-		t.wmu.Unlock()
-		return // restore reports them
+		// t failed: these acks will never be sent; say so now rather than
+		// when (if ever) the Conn is restored on another connection
+		t.dropAcksLocked(c)
+		t.unlockW()
+		return
 	}
 	found := false
 	for _, d := range t.ackDirty {
@@ -198,15 +212,16 @@ func (t *transport) markAcks(c *Consumer) {
 func (t *transport) encodeAcksLocked() {
 	for _, c := range t.ackDirty {
 		c.mu.Lock()
-		ops := c.ackOps
-		c.ackOps = nil
-		moved := c.gen != t.gen
-		c.mu.Unlock()
-		if len(ops) == 0 {
+		if c.gen != t.gen {
+			// re-created on another connection: its acks are that
+			// connection's (rebind reported the ones made for t)
+			c.mu.Unlock()
 			continue
 		}
-		if moved { // consumer re-created elsewhere: these deliveries are stale
-			t.ackFail = append(t.ackFail, ops...)
+		ops := c.ackOps
+		c.ackOps = nil
+		c.mu.Unlock()
+		if len(ops) == 0 {
 			continue
 		}
 		ids := make([]uint64, len(ops))
@@ -233,6 +248,19 @@ func (t *transport) encodeAcksLocked() {
 	}
 	clear(t.ackDirty)
 	t.ackDirty = t.ackDirty[:0]
+}
+
+// dropAcksLocked reports the acks c queued for t as stale (never sent)
+// when c still lives on t. Called with wmu held once t failed.
+func (t *transport) dropAcksLocked(c *Consumer) {
+	c.mu.Lock()
+	var ops []ackOp
+	if c.gen == t.gen {
+		ops = c.ackOps
+		c.ackOps = nil
+	}
+	c.mu.Unlock()
+	t.ackFail = append(t.ackFail, ops...)
 }
 
 // flushLocked writes what is queued unless someone else is writing. Called
@@ -301,7 +329,14 @@ func (t *transport) writeLoop() {
 			if t.werr == nil {
 				t.werr = errTransportDead
 			}
-			t.wmu.Unlock()
+			// acks queued and not yet encoded will never be sent (with
+			// werr set, markAcks reports later ones itself)
+			for _, c := range t.ackDirty {
+				t.dropAcksLocked(c)
+			}
+			clear(t.ackDirty)
+			t.ackDirty = t.ackDirty[:0]
+			t.unlockW()
 			return
 		case <-t.kick:
 		}

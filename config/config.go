@@ -78,6 +78,21 @@ type Config struct {
 	// <management-http-address>, default 127.0.0.1:8161).
 	ManagementAddress string
 
+	// AddressSettings are the <address-settings> (auto-create and
+	// auto-delete of queues and addresses); see AddressSettings.For.
+	AddressSettings AddressSettings
+	// AddressQueueScanPeriod (<address-queue-scan-period>, ms, default
+	// 30000; 0 or -1 never scans) is how often queues and addresses whose
+	// auto-delete waits for a delay, or for messages to go, are checked.
+	AddressQueueScanPeriod time.Duration
+	// MaxQueues (Tandem's <max-queues>, default DefaultMaxQueues; -1 = no
+	// limit) caps the number of queues of every kind: creating one more
+	// is refused.
+	MaxQueues int
+	// MaxAddresses (Tandem's <max-addresses>, default: MaxQueues) caps the
+	// number of addresses likewise.
+	MaxAddresses int
+
 	// HA is the high-availability policy (<ha-policy>).
 	HA HA
 }

@@ -36,19 +36,22 @@ const (
 // tcp://127.0.0.1:61616, management on 127.0.0.1:8161, anonymous access.
 func Default() *Config {
 	c := &Config{
-		Name:                  DefaultName,
-		PersistenceEnabled:    true,
-		Journal:               defaultJournal(),
-		ConnectionTTLOverride: -time.Millisecond,
-		ConnectionTTLMax:      DefaultConnectionTTLMax,
-		ConnectionsAllowed:    DefaultConnectionsAllowed,
-		IDCacheSize:           20000,
-		PersistIDCache:        true,
-		SecurityEnabled:       true,
-		ClusterUser:           "ACTIVEMQ.CLUSTER.ADMIN.USER",
-		ClusterPassword:       "CHANGE ME!!",
-		ManagementAddress:     DefaultManagementAddress,
-		HA:                    defaultHA(),
+		Name:                   DefaultName,
+		PersistenceEnabled:     true,
+		Journal:                defaultJournal(),
+		ConnectionTTLOverride:  -time.Millisecond,
+		ConnectionTTLMax:       DefaultConnectionTTLMax,
+		ConnectionsAllowed:     DefaultConnectionsAllowed,
+		IDCacheSize:            20000,
+		PersistIDCache:         true,
+		SecurityEnabled:        true,
+		ClusterUser:            "ACTIVEMQ.CLUSTER.ADMIN.USER",
+		ClusterPassword:        "CHANGE ME!!",
+		ManagementAddress:      DefaultManagementAddress,
+		AddressQueueScanPeriod: DefaultAddressQueueScanPeriod,
+		MaxQueues:              DefaultMaxQueues,
+		MaxAddresses:           DefaultMaxQueues,
+		HA:                     defaultHA(),
 	}
 	a, _ := parseURL(DefaultAcceptorURL)
 	a.Name = "artemis"

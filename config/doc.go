@@ -8,9 +8,15 @@
 // primary/backup/primary-only). An element that Artemis's schema does not
 // allow at its place (a typo, an option of another policy, two policies)
 // is an error "FILE:LINE: message". An element that Artemis allows but
-// Tandem does not implement yet (address-settings, security-settings,
-// addresses, protocols on acceptors, paging settings...) is a warning
-// "FILE:LINE: warning: <element> not supported yet, ignored".
+// Tandem does not implement yet (security-settings, addresses, protocols
+// on acceptors, paging settings, an address-setting's dead-letter and
+// expiry settings...) is a warning "FILE:LINE: warning: <element> not
+// supported yet, ignored".
+//
+// <address-settings> holds the auto-create and auto-delete settings of
+// queues and addresses (AddressSettings: matched in Artemis's wildcard
+// syntax, merged from the most specific match, Artemis's defaults
+// otherwise); docs/address-settings.md describes them for users.
 //
 // Defaults follow Artemis's code, with two deliberate differences:
 // journal-buffer-timeout 0 (the default) means adaptive group commit (a
@@ -25,6 +31,10 @@
 //     user, anonymous access is allowed.
 //   - <management-http-address>127.0.0.1:8161</management-http-address>:
 //     the management HTTP listener (Artemis sets it in bootstrap.xml).
+//   - <max-queues>10000</max-queues> and <max-addresses>: broker-wide caps
+//     on the number of queues and addresses (-1: none; max-addresses
+//     defaults to max-queues). Artemis has per-user max-queues in
+//     resource-limit-settings only.
 //   - <pprof-enabled>, <connections-allowed>, <connection-ttl-max>, and the
 //     acceptor URL parameter writeTimeout: limits against misbehaving
 //     clients (docs/limits.md). The acceptor parameters connectionsAllowed,
@@ -33,6 +43,13 @@
 // Relative paths are relative to the broker instance directory: the parent
 // of the etc/ directory holding broker.xml (as `artemis create` lays it
 // out), or else the directory holding the file.
+//
+// Every numeric element (and ZooKeeper <manager> property) is checked
+// against one table of ranges (ranges.go; RangeOf): a value outside is an
+// error "FILE:LINE: NAME VALUE out of range [MIN, MAX] UNIT". Quantities
+// derived from several elements are bounded too: the segments the journal
+// preallocates or keeps for reuse take at most MaxJournalDisk.
+// docs/configuration.md lists the ranges.
 //
 // Use: Load(path) or Parse(name, r) returns the Config and the warnings
 // (print them; they do not stop the broker) or an error whose text is one

@@ -77,6 +77,10 @@ type configView struct {
 	ClusterPassword          string           `json:"cluster-password"`
 	Users                    []userView       `json:"users"`
 	ManagementAddress        string           `json:"management-http-address"`
+	AddressSettings          []map[string]any `json:"address-settings"`
+	AddressQueueScanPeriod   int64            `json:"address-queue-scan-period"`
+	MaxQueues                int              `json:"max-queues"`
+	MaxAddresses             int              `json:"max-addresses"`
 	HA                       map[string]any   `json:"ha"`
 }
 
@@ -115,9 +119,12 @@ func (c *Config) view() configView {
 		IDCacheSize:           c.IDCacheSize, PersistIDCache: c.PersistIDCache,
 		SecurityEnabled: c.SecurityEnabled, AnonymousAllowed: c.AnonymousAllowed(),
 		ClusterUser: c.ClusterUser, ClusterPassword: masked,
-		Users:             []userView{},
-		ManagementAddress: c.ManagementAddress,
-		HA:                haView(&c.HA, c.Store),
+		Users:                  []userView{},
+		ManagementAddress:      c.ManagementAddress,
+		AddressSettings:        addressSettingsView(c.AddressSettings),
+		AddressQueueScanPeriod: ms(c.AddressQueueScanPeriod),
+		MaxQueues:              c.MaxQueues, MaxAddresses: c.MaxAddresses,
+		HA: haView(&c.HA, c.Store),
 	}
 	if c.PprofEnabled != nil {
 		v.PprofEnabled = fmt.Sprint(*c.PprofEnabled)

@@ -124,7 +124,7 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 		}
 		if len(keys) > 0 {
 			sort.Strings(keys)
-			p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored (Tandem speaks its own protocol only)", kind, name, strings.Join(keys, ", "))
+			p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
 		}
 		if kind == "connector" {
 			p.connectors[name] = true
@@ -134,8 +134,11 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 	return out
 }
 
-// acceptorParams are the acceptor URL parameters Tandem implements.
-var acceptorParams = setOf("connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout")
+// acceptorParams are the acceptor URL parameters the broker uses: which
+// protocols it serves, Artemis's routing prefixes and STOMP's connection
+// TTL (docs/protocols.md), and the connection limits (docs/limits.md).
+var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl",
+	"connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout")
 
 // acceptorLimits parses the acceptor URL parameters Tandem implements into
 // a.Limits.
@@ -219,15 +222,15 @@ func (p *parser) clusterConnections(n *node) {
 					p.errorf(e, "<message-load-balancing>: %q (want OFF, STRICT, ON_DEMAND or OFF_WITH_REDISTRIBUTION)", cc.MessageLoadBalancing)
 				}
 			},
-			"max-hops":                  func(e *node) { p.integer(e, &cc.MaxHops, 0) },
-			"retry-interval":            func(e *node) { p.millis(e, &cc.RetryInterval, 0) },
+			"max-hops":                  func(e *node) { p.integer(e, &cc.MaxHops) },
+			"retry-interval":            func(e *node) { p.millis(e, &cc.RetryInterval) },
 			"retry-interval-multiplier": func(e *node) { p.float(e, &cc.RetryMultiplier) },
-			"max-retry-interval":        func(e *node) { p.millis(e, &cc.MaxRetryInterval, 0) },
-			"reconnect-attempts":        func(e *node) { p.integer(e, &cc.ReconnectAttempts, -1) },
-			"initial-connect-attempts":  func(e *node) { p.integer(e, &cc.InitialConnect, -1) },
-			"call-timeout":              func(e *node) { p.millis(e, &cc.CallTimeout, 0) },
-			"check-period":              func(e *node) { p.millis(e, &cc.CheckPeriod, 0) },
-			"connection-ttl":            func(e *node) { p.millis(e, &cc.ConnectionTTL, 0) },
+			"max-retry-interval":        func(e *node) { p.millis(e, &cc.MaxRetryInterval) },
+			"reconnect-attempts":        func(e *node) { p.integer(e, &cc.ReconnectAttempts) },
+			"initial-connect-attempts":  func(e *node) { p.integer(e, &cc.InitialConnect) },
+			"call-timeout":              func(e *node) { p.millis(e, &cc.CallTimeout) },
+			"check-period":              func(e *node) { p.millis(e, &cc.CheckPeriod) },
+			"connection-ttl":            func(e *node) { p.millis(e, &cc.ConnectionTTL) },
 			"use-duplicate-detection":   func(e *node) { p.boolean(e, &cc.DuplicateDetection) },
 		}, nil, clusterIgnored)
 		if static != nil && disc != nil {
@@ -286,8 +289,8 @@ func (p *parser) broadcastGroups(n *node) {
 		g := BroadcastGroup{Name: p.name(c), BroadcastPer: 2000 * time.Millisecond, Line: c.line}
 		p.fields(c, map[string]func(*node){
 			"group-address":    func(e *node) { p.str(e, &g.GroupAddress) },
-			"group-port":       func(e *node) { p.integer(e, &g.GroupPort, 0) },
-			"broadcast-period": func(e *node) { p.millis(e, &g.BroadcastPer, 0) },
+			"group-port":       func(e *node) { p.integer(e, &g.GroupPort) },
+			"broadcast-period": func(e *node) { p.millis(e, &g.BroadcastPer) },
 			"connector-ref": func(e *node) {
 				var v string
 				p.str(e, &v)
@@ -308,8 +311,8 @@ func (p *parser) discoveryGroups(n *node) {
 		g := DiscoveryGroup{Name: p.name(c), RefreshTimeout: 10 * time.Second, Line: c.line}
 		p.fields(c, map[string]func(*node){
 			"group-address":   func(e *node) { p.str(e, &g.GroupAddress) },
-			"group-port":      func(e *node) { p.integer(e, &g.GroupPort, 0) },
-			"refresh-timeout": func(e *node) { p.millis(e, &g.RefreshTimeout, 0) },
+			"group-port":      func(e *node) { p.integer(e, &g.GroupPort) },
+			"refresh-timeout": func(e *node) { p.millis(e, &g.RefreshTimeout) },
 		}, nil, groupIgnored)
 		p.warnf(c, "<discovery-group> %q: UDP discovery not supported yet, ignored", g.Name)
 		p.discovery[g.Name] = true

@@ -23,6 +23,8 @@ type parser struct {
 	warns []Warning
 
 	maxIOSet   bool
+	maxAddrSet bool
+	numbers    map[string]*node // the numeric elements read, by name (the last one)
 	haNode     *node
 	storeNode  *node
 	connectors map[string]bool
@@ -78,7 +80,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 	c.File = name
 	c.InstanceDir = instanceDir
 	c.Dirs = Directories{}
-	p := &parser{file: name, cfg: c, warns: warns, connectors: map[string]bool{}, discovery: map[string]bool{}}
+	p := &parser{file: name, cfg: c, warns: warns, connectors: map[string]bool{}, discovery: map[string]bool{}, numbers: map[string]*node{}}
 	p.configuration(root)
 	if len(p.errs) == 0 {
 		p.finish()
@@ -174,7 +176,8 @@ var coreSettings = []string{
 	"create-journal-dir", "create-bindings-dir", "acceptors", "connectors", "cluster-connections",
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
-	"management-http-address", "ha-policy", "connection-ttl-max", "connections-allowed", "pprof-enabled",
+	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
+	"max-queues", "max-addresses", "connection-ttl-max", "connections-allowed", "pprof-enabled",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -218,27 +221,25 @@ func (p *parser) core(n *node) {
 			var b bool
 			p.boolean(e, &b) // Tandem always creates its directories
 		case "journal-file-size":
-			p.byteSize(e, &c.Journal.FileSize, 64<<10)
+			p.byteSize(e, &c.Journal.FileSize)
 			if c.Journal.FileSize%4096 != 0 {
 				c.Journal.FileSize -= c.Journal.FileSize % 4096
 				p.warnf(e, "journal-file-size rounded down to %d (a multiple of 4096)", c.Journal.FileSize)
 			}
 		case "journal-min-files":
-			p.integer(e, &c.Journal.MinFiles, 2)
+			p.integer(e, &c.Journal.MinFiles)
 		case "journal-pool-files":
-			p.integer(e, &c.Journal.PoolFiles, -1)
+			p.integer(e, &c.Journal.PoolFiles)
 		case "journal-buffer-timeout":
-			p.scaled(e, &c.Journal.BufferTimeout, 0, 1) // nanoseconds
+			p.nanos(e, &c.Journal.BufferTimeout)
 		case "journal-buffer-size":
 			var v int64
-			p.byteSize(e, &v, 4096)
-			if v > 1<<30 {
-				p.errorf(e, "<journal-buffer-size>: %d bytes is more than 1 GiB", v)
-			} else if v > 0 {
+			p.byteSize(e, &v)
+			if v > 0 {
 				c.Journal.BufferSize = int(v)
 			}
 		case "journal-max-io":
-			p.integer(e, &c.Journal.MaxIO, 1)
+			p.integer(e, &c.Journal.MaxIO)
 			p.maxIOSet = true
 		case "journal-datasync":
 			p.boolean(e, &c.Journal.Datasync)
@@ -250,12 +251,9 @@ func (p *parser) core(n *node) {
 		case "journal-sync-non-transactional":
 			p.boolean(e, &c.Journal.SyncNonTransactional)
 		case "journal-compact-percentage":
-			p.integer(e, &c.Journal.CompactPercentage, 0)
-			if c.Journal.CompactPercentage > 100 {
-				p.errorf(e, "<journal-compact-percentage>: %d is more than 100", c.Journal.CompactPercentage)
-			}
+			p.integer(e, &c.Journal.CompactPercentage)
 		case "journal-compact-min-files":
-			p.integer(e, &c.Journal.CompactMinFiles, 0)
+			p.integer(e, &c.Journal.CompactMinFiles)
 		case "acceptors":
 			c.Acceptors = p.urls(e, "acceptor")
 		case "connectors":
@@ -270,14 +268,14 @@ func (p *parser) core(n *node) {
 			p.storeNode = e
 			p.store(e)
 		case "connection-ttl-override":
-			p.millis(e, &c.ConnectionTTLOverride, -1)
+			p.millis(e, &c.ConnectionTTLOverride)
 		case "connection-ttl-max":
-			p.millis(e, &c.ConnectionTTLMax, -1)
+			p.millis(e, &c.ConnectionTTLMax)
 			if c.ConnectionTTLMax == 0 {
 				p.errorf(e, "<connection-ttl-max>: 0 would close every connection at once (want -1 for no cap, or milliseconds)")
 			}
 		case "connections-allowed":
-			p.integer(e, &c.ConnectionsAllowed, -1)
+			p.integer(e, &c.ConnectionsAllowed)
 			if c.ConnectionsAllowed == 0 {
 				p.errorf(e, "<connections-allowed>: 0 would refuse every client (want -1 for no limit, or a number)")
 			}
@@ -286,7 +284,7 @@ func (p *parser) core(n *node) {
 			p.boolean(e, &b)
 			c.PprofEnabled = &b
 		case "id-cache-size":
-			p.integer(e, &c.IDCacheSize, 0)
+			p.integer(e, &c.IDCacheSize)
 		case "persist-id-cache":
 			p.boolean(e, &c.PersistIDCache)
 		case "security-enabled":
@@ -302,6 +300,17 @@ func (p *parser) core(n *node) {
 		case "ha-policy":
 			p.haNode = e
 			p.haPolicy(e)
+		case "address-settings":
+			p.addressSettings(e)
+		case "address-queue-scan-period":
+			p.millis(e, &c.AddressQueueScanPeriod)
+		case "max-queues":
+			p.integer(e, &c.MaxQueues)
+			p.notZero(e, c.MaxQueues)
+		case "max-addresses":
+			p.integer(e, &c.MaxAddresses)
+			p.notZero(e, c.MaxAddresses)
+			p.maxAddrSet = true
 		default:
 			if unsupportedCore[e.name] {
 				p.unsupported(e)
@@ -349,6 +358,10 @@ func (p *parser) finish() {
 	if !p.maxIOSet && c.Journal.Backend != aio.IOUring {
 		c.Journal.MaxIO = 1
 	}
+	if !p.maxAddrSet {
+		c.MaxAddresses = c.MaxQueues
+	}
 	p.finishHA()
 	p.checkRefs()
+	p.checkDerived()
 }

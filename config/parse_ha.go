@@ -66,7 +66,7 @@ var haSetters = map[string]func(p *parser, e *node, h *HA){
 	"scale-down":           func(p *parser, e *node, h *HA) { h.ScaleDown = p.scaleDown(e) },
 	"failback-delay": func(p *parser, e *node, h *HA) {
 		var d time.Duration
-		p.millis(e, &d, 0)
+		p.millis(e, &d)
 		p.warnf(e, "<failback-delay> is deprecated in Artemis and has no effect, ignored")
 	},
 	"group-name":              func(p *parser, e *node, h *HA) { p.str(e, &h.GroupName) },
@@ -74,17 +74,17 @@ var haSetters = map[string]func(p *parser, e *node, h *HA){
 	"check-for-live-server":   func(p *parser, e *node, h *HA) { p.boolean(e, &h.CheckForActiveServer) },
 	"check-for-active-server": func(p *parser, e *node, h *HA) { p.boolean(e, &h.CheckForActiveServer) },
 	"initial-replication-sync-timeout": func(p *parser, e *node, h *HA) {
-		p.millis(e, &h.InitialReplicationSyncTimeout, 0)
+		p.millis(e, &h.InitialReplicationSyncTimeout)
 	},
 	"vote-on-replication-failure": func(p *parser, e *node, h *HA) { p.boolean(e, &h.VoteOnReplicationFailure) },
-	"quorum-size":                 func(p *parser, e *node, h *HA) { p.integer(e, &h.QuorumSize, -1) },
-	"vote-retries":                func(p *parser, e *node, h *HA) { p.integer(e, &h.VoteRetries, 0) },
-	"vote-retry-wait":             func(p *parser, e *node, h *HA) { p.millis(e, &h.VoteRetryWait, 0) },
+	"quorum-size":                 func(p *parser, e *node, h *HA) { p.integer(e, &h.QuorumSize) },
+	"vote-retries":                func(p *parser, e *node, h *HA) { p.integer(e, &h.VoteRetries) },
+	"vote-retry-wait":             func(p *parser, e *node, h *HA) { p.millis(e, &h.VoteRetryWait) },
 	// quorum-vote-wait is in seconds, as in Artemis.
-	"quorum-vote-wait":       func(p *parser, e *node, h *HA) { p.scaled(e, &h.QuorumVoteWait, 1, time.Second) },
-	"retry-replication-wait": func(p *parser, e *node, h *HA) { p.millis(e, &h.RetryReplicationWait, 0) },
+	"quorum-vote-wait":       func(p *parser, e *node, h *HA) { p.seconds(e, &h.QuorumVoteWait) },
+	"retry-replication-wait": func(p *parser, e *node, h *HA) { p.millis(e, &h.RetryReplicationWait) },
 	"max-saved-replicated-journals-size": func(p *parser, e *node, h *HA) {
-		p.integer(e, &h.MaxSavedReplicatedJournalsSize, -1)
+		p.integer(e, &h.MaxSavedReplicatedJournalsSize)
 	},
 	"coordination-id": func(p *parser, e *node, h *HA) {
 		p.str(e, &h.CoordinationID)
@@ -278,7 +278,7 @@ func (p *parser) scaleDown(n *node) *ScaleDown {
 			conns = e
 			sd.Connectors = p.refs(e, "connector-ref")
 		},
-		"commit-interval": func(e *node) { p.integer(e, &sd.CommitInterval, -1) },
+		"commit-interval": func(e *node) { p.integer(e, &sd.CommitInterval) },
 	}, nil, nil)
 	if conns != nil && disc != nil {
 		p.errorf(disc, "<scale-down> has both <connectors> (line %d) and <discovery-group-ref>; choose one", conns.line)
@@ -342,18 +342,15 @@ func (p *parser) zkProperty(pr *node, m *Manager, key, val string) {
 	case "namespace":
 		m.Namespace = val
 	case "session-ms":
-		p.millis(v, &m.SessionTimeout, 1)
+		p.millis(v, &m.SessionTimeout)
 	case "session-percent":
-		p.integer(v, &m.SessionPercent, 1)
-		if m.SessionPercent > 100 {
-			p.errorf(pr, "session-percent %d is more than 100", m.SessionPercent)
-		}
+		p.integer(v, &m.SessionPercent)
 	case "connection-ms":
-		p.millis(v, &m.ConnectionTimeout, 1)
+		p.millis(v, &m.ConnectionTimeout)
 	case "retries":
-		p.integer(v, &m.Retries, 0)
+		p.integer(v, &m.Retries)
 	case "retries-ms":
-		p.millis(v, &m.RetriesWait, 0)
+		p.millis(v, &m.RetriesWait)
 	default:
 		p.errorf(pr, "unknown <manager> property %q (want one of %s)%s", key, strings.Join(zkProperties, ", "),
 			strings.Replace(strings.Replace(suggest(key, zkProperties), "<", "", 1), ">", "", 1))
@@ -402,16 +399,13 @@ func (p *parser) colocated(n *node, store Policy) {
 		case "request-backup":
 			p.boolean(e, &col.RequestBackup)
 		case "max-backups":
-			p.integer(e, &col.MaxBackups, 0)
+			p.integer(e, &col.MaxBackups)
 		case "backup-request-retries":
-			p.integer(e, &col.BackupRequestRetries, -1)
+			p.integer(e, &col.BackupRequestRetries)
 		case "backup-request-retry-interval":
-			p.millis(e, &col.BackupRequestRetryInterval, 0)
+			p.millis(e, &col.BackupRequestRetryInterval)
 		case "backup-port-offset":
-			p.integer(e, &col.BackupPortOffset, 0)
-			if col.BackupPortOffset > 65535 {
-				p.errorf(e, "<backup-port-offset> %d is more than 65535", col.BackupPortOffset)
-			}
+			p.integer(e, &col.BackupPortOffset)
 		case "excludes":
 			col.excludesLine = e.line
 			col.Excludes = p.refs(e, "connector-ref")

@@ -231,7 +231,7 @@ func TestErrors(t *testing.T) {
 		{"bad journal type", core(`<journal-type>FAST</journal-type>`), 3, "not a journal type"},
 		{"bad boolean", core(`<persistence-enabled>yes</persistence-enabled>`), 3, "not a boolean"},
 		{"bad size", core(``, `<journal-file-size>10Q</journal-file-size>`), 4, "unknown unit"},
-		{"min files", core(`<journal-min-files>1</journal-min-files>`), 3, "less than 2"},
+		{"min files", core(`<journal-min-files>1</journal-min-files>`), 3, "journal-min-files 1 out of range [2, 1000]"},
 		{"duplicate", core(`<name>a</name>`, `<name>b</name>`), 4, "appears twice"},
 		{"two policies", core(`<ha-policy>`, `<shared-store><primary/></shared-store>`, `<replication><primary/></replication>`, `</ha-policy>`), 5, "two policies"},
 		{"two roles", core(`<ha-policy><replication>`, `<master/>`, `<slave/>`, `</replication></ha-policy>`), 5, "two roles"},
@@ -265,7 +265,7 @@ func TestErrors(t *testing.T) {
 		{"renew not shorter", core(`<store><database-store>`, `<jdbc-connection-url>jdbc:postgresql://h/d</jdbc-connection-url><jdbc-lock-expiration>2000</jdbc-lock-expiration><jdbc-lock-renew-period>2000</jdbc-lock-renew-period>`, `</database-store></store>`), 3, "shorter"},
 		{"duplicate acceptor", core(`<acceptors>`, `<acceptor name="a">tcp://h:1</acceptor>`, `<acceptor name="a">tcp://h:2</acceptor>`, `</acceptors>`), 5, "defined twice"},
 		{"both check names", core(`<ha-policy><replication><master>`, `<check-for-live-server>true</check-for-live-server>`, `<check-for-active-server>true</check-for-active-server>`, `</master></replication></ha-policy>`), 5, "same option"},
-		{"negative vote retries", core(`<ha-policy><replication><slave>`, `<vote-retries>-3</vote-retries>`, `</slave></replication></ha-policy>`), 4, "less than 0"},
+		{"negative vote retries", core(`<ha-policy><replication><slave>`, `<vote-retries>-3</vote-retries>`, `</slave></replication></ha-policy>`), 4, "vote-retries -3 out of range [0, 1000]"},
 		{"bad class-name", core(`<ha-policy><replication><backup><manager>`, `<class-name>org.example.FileLockManager</class-name>`, `</manager></backup></replication></ha-policy>`), 4, "ZooKeeper manager only"},
 		{"ha without persistence", core(`<persistence-enabled>false</persistence-enabled>`, `<ha-policy><shared-store><primary/></shared-store></ha-policy>`), 4, "persistence-enabled"},
 		{"policy outside ha-policy", core(`<name>x</name>`, `<live-only/>`), 4, "belongs inside <ha-policy>"},
@@ -297,11 +297,11 @@ func TestErrors(t *testing.T) {
 // TestWarnings checks elements Artemis allows but Tandem does not implement.
 func TestWarnings(t *testing.T) {
 	c, warns, err := parseString(t, core(
-		`<address-settings><address-setting match="#"/></address-settings>`,
+		`<address-settings><address-setting match="#"><dead-letter-address>DLQ</dead-letter-address></address-setting></address-settings>`,
 		`<security-settings/>`,
 		`<addresses/>`,
 		`<global-max-size>100M</global-max-size>`,
-		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP</acceptor></acceptors>`,
+		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP;useEpoll=true</acceptor></acceptors>`,
 		`<journal-type>MAPPED</journal-type>`,
 	))
 	if err != nil {
@@ -311,11 +311,11 @@ func TestWarnings(t *testing.T) {
 		t.Error("MAPPED is not run as NIO")
 	}
 	want := []string{
-		"broker.xml:3: warning: <address-settings> not supported yet, ignored",
+		"broker.xml:3: warning: <dead-letter-address> in <address-setting> not supported yet, ignored",
 		"broker.xml:4: warning: <security-settings> not supported yet, ignored",
 		"broker.xml:5: warning: <addresses> not supported yet, ignored",
 		"broker.xml:6: warning: <global-max-size> not supported yet, ignored",
-		"broker.xml:7: warning: acceptor \"a\": URL parameters protocols not supported yet, ignored",
+		"broker.xml:7: warning: acceptor \"a\": URL parameters useEpoll not supported yet, ignored",
 		"broker.xml:8: warning: journal-type MAPPED",
 	}
 	if len(warns) != len(want) {
@@ -444,5 +444,34 @@ func TestClusterConnectionFields(t *testing.T) {
 	}
 	if _, _, err := parseString(t, core(`<cluster-connections><cluster-connection name="c">`, `<retry-interval-multiplier>NaN</retry-interval-multiplier>`, `</cluster-connection></cluster-connections>`)); err == nil {
 		t.Error("NaN multiplier accepted")
+	}
+}
+
+// TestValuesRunCannotUse: values that config check used to accept but the
+// broker cannot run with are refused by the parser, which both config
+// check and run use, with the element's range: journal-min-files
+// 2147483647 (run preallocated segments until the disk was full) and
+// journal-file-size 2^63-1 (accepted with a rounding warning, refused by
+// the journal at run).
+func TestValuesRunCannotUse(t *testing.T) {
+	for _, tc := range []struct{ doc, msg string }{
+		{core(`<journal-min-files>2147483647</journal-min-files>`), "journal-min-files 2147483647 out of range [2, 1000]"},
+		{core(`<journal-file-size>9223372036854775807</journal-file-size>`), "journal-file-size 9223372036854775807 out of range [65536, 1073741824] bytes"},
+		{core(`<journal-file-size>8T</journal-file-size>`), "journal-file-size 8796093022208 out of range [65536, 1073741824] bytes"},
+		{core(`<journal-pool-files>100000</journal-pool-files>`), "journal-pool-files 100000 out of range [-1, 1000]"},
+		{core(`<id-cache-size>2147483647</id-cache-size>`), "id-cache-size 2147483647 out of range [0, 1000000]"},
+		{core(`<connection-ttl-override>9223372036854775807</connection-ttl-override>`), "connection-ttl-override 9223372036854775807 out of range [-1, 86400000] ms"},
+	} {
+		c, warns, err := parseString(t, tc.doc)
+		if err == nil {
+			t.Errorf("accepted (warnings %v): %s", warns, tc.doc)
+			continue
+		}
+		if c != nil {
+			t.Error("config returned with an error")
+		}
+		if want := "broker.xml:3: " + tc.msg; err.Error() != want {
+			t.Errorf("got %q, want %q", err, want)
+		}
 	}
 }

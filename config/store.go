@@ -38,12 +38,12 @@ func (p *parser) store(n *node) {
 			"large-message-table-name":      func(e *node) { p.table(e, &s.LargeMessageTable) },
 			"page-store-table-name":         func(e *node) { p.table(e, &s.PageStoreTable) },
 			"node-manager-store-table-name": func(e *node) { p.table(e, &s.NodeManagerStoreTable) },
-			"jdbc-lock-expiration":          func(e *node) { p.millis(e, &s.LockExpiration, 1) },
-			"jdbc-lock-renew-period":        func(e *node) { p.millis(e, &s.LockRenewPeriod, 1) },
-			"jdbc-network-timeout":          func(e *node) { p.millis(e, &s.NetworkTimeout, 0) },
-			"jdbc-lock-acquisition-timeout": func(e *node) { p.millis(e, &s.LockAcquisitionTimeout, -1) },
-			"jdbc-allowed-time-diff":        func(e *node) { p.millis(e, &s.AllowedTimeDiff, 0) },
-			"jdbc-journal-sync-period":      func(e *node) { p.millis(e, &s.JournalSyncPeriod, 0) },
+			"jdbc-lock-expiration":          func(e *node) { p.millis(e, &s.LockExpiration) },
+			"jdbc-lock-renew-period":        func(e *node) { p.millis(e, &s.LockRenewPeriod) },
+			"jdbc-network-timeout":          func(e *node) { p.millis(e, &s.NetworkTimeout) },
+			"jdbc-lock-acquisition-timeout": func(e *node) { p.millis(e, &s.LockAcquisitionTimeout) },
+			"jdbc-allowed-time-diff":        func(e *node) { p.millis(e, &s.AllowedTimeDiff) },
+			"jdbc-journal-sync-period":      func(e *node) { p.millis(e, &s.JournalSyncPeriod) },
 		}, nil, databaseIgnored)
 		if s.URL == "" {
 			p.errorf(c, "<database-store> needs <jdbc-connection-url> (jdbc:postgresql://host:5432/db?user=...&password=...)")

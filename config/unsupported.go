@@ -6,7 +6,7 @@ import "sort"
 // Tandem does not implement yet: each is a warning and is ignored.
 var unsupportedCore = setOf(
 	// addressing, routing and security settings
-	"security-settings", "address-settings", "addresses", "queues", "diverts", "bridges",
+	"security-settings", "addresses", "queues", "diverts", "bridges",
 	"federations", "broker-connections", "wildcard-addresses", "resource-limit-settings",
 	"grouping-handler", "connector-services", "remoting-incoming-interceptors",
 	"remoting-outgoing-interceptors", "broker-plugins", "metrics", "metrics-plugin",
@@ -30,7 +30,7 @@ var unsupportedCore = setOf(
 	"scheduled-thread-pool-max-size", "thread-pool-max-size", "graceful-shutdown-enabled",
 	"graceful-shutdown-timeout", "async-connection-execution-enabled", "transaction-timeout",
 	"transaction-timeout-scan-period", "message-expiry-scan-period",
-	"message-expiry-thread-priority", "address-queue-scan-period", "connection-ttl-check-interval",
+	"message-expiry-thread-priority", "connection-ttl-check-interval",
 	"configuration-file-refresh-period", "critical-analyzer", "critical-analyzer-timeout",
 	"critical-analyzer-check-period", "critical-analyzer-policy",
 	"persist-delivery-count-before-delivery",

@@ -43,58 +43,75 @@ func (p *parser) boolean(n *node, dst *bool) {
 	}
 }
 
-// integer parses an int no smaller than min.
-func (p *parser) integer(n *node, dst *int, min int) {
-	var v int64
-	if p.int64v(n, &v, int64(min)) {
-		if v > math.MaxInt32 {
-			p.errorf(n, "<%s>: %d is too large", n.name, v)
-			return
-		}
-		*dst = int(v)
+// The numeric helpers below parse an element's value in their unit and
+// check it against the element's range (ranges, checkRange): every numeric
+// element is read through one of them, named by its unit, so
+// TestRangesCoverElements can find them all.
+
+// integer parses a count.
+func (p *parser) integer(n *node, dst *int) {
+	if v, ok := p.ranged(n, Count); ok {
+		*dst = int(v) // every Count range fits an int32
 	}
 }
 
-func (p *parser) int64v(n *node, dst *int64, min int64) bool {
+// millis parses a duration in milliseconds; -1 (none, for ever) stays
+// negative.
+func (p *parser) millis(n *node, dst *time.Duration) {
+	if v, ok := p.ranged(n, Millis); ok {
+		*dst = time.Duration(v) * time.Millisecond
+	}
+}
+
+// nanos parses a duration in nanoseconds.
+func (p *parser) nanos(n *node, dst *time.Duration) {
+	if v, ok := p.ranged(n, Nanos); ok {
+		*dst = time.Duration(v)
+	}
+}
+
+// seconds parses a duration in seconds.
+func (p *parser) seconds(n *node, dst *time.Duration) {
+	if v, ok := p.ranged(n, Seconds); ok {
+		*dst = time.Duration(v) * time.Second
+	}
+}
+
+// ranged parses n's integer value and checks it against n's range, which
+// must be in unit.
+func (p *parser) ranged(n *node, unit Unit) (int64, bool) {
 	v, ok := p.leaf(n)
 	if !ok {
-		return false
+		return 0, false
 	}
 	if v == "" {
 		p.errorf(n, "<%s> is empty (want a number)", n.name)
-		return false
+		return 0, false
 	}
 	i, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		p.errorf(n, "<%s>: %q is not an integer", n.name, v)
+		return 0, false
+	}
+	return i, p.inRange(n, unit, i)
+}
+
+// inRange reports whether v is in n's range (in unit), reporting an error
+// with the range when it is not.
+func (p *parser) inRange(n *node, unit Unit, v int64) bool {
+	if r, ok := ranges[n.name]; ok && r.Unit != unit {
+		p.errorf(n, "<%s>: read in %q, but its range is in %q (a bug in Tandem)", n.name, unit, r.Unit)
 		return false
 	}
-	if i < min {
-		p.errorf(n, "<%s>: %d is less than %d", n.name, i, min)
+	if err := checkRange(n.name, v); err != nil {
+		p.errorf(n, "%v", err)
 		return false
 	}
-	*dst = i
+	p.numbers[n.name] = n
 	return true
 }
 
-// millis parses a duration in milliseconds no smaller than min (min -1
-// allows -1 as "none/forever").
-func (p *parser) millis(n *node, dst *time.Duration, min int64) {
-	p.scaled(n, dst, min, time.Millisecond)
-}
-
-func (p *parser) scaled(n *node, dst *time.Duration, min int64, unit time.Duration) {
-	var v int64
-	if !p.int64v(n, &v, min) {
-		return
-	}
-	if v > math.MaxInt64/int64(unit) {
-		p.errorf(n, "<%s>: %d is too large", n.name, v)
-		return
-	}
-	*dst = time.Duration(v) * unit
-}
-
+// float parses a decimal number.
 func (p *parser) float(n *node, dst *float64) {
 	v, ok := p.leaf(n)
 	if !ok {
@@ -105,10 +122,19 @@ func (p *parser) float(n *node, dst *float64) {
 		p.errorf(n, "<%s>: %q is not a number", n.name, v)
 		return
 	}
+	if r, ok := ranges[n.name]; ok && r.Unit != Ratio {
+		p.errorf(n, "<%s>: read as a decimal number, but its range is in %q (a bug in Tandem)", n.name, r.Unit)
+		return
+	}
+	if err := checkRangeFloat(n.name, f); err != nil {
+		p.errorf(n, "%v", err)
+		return
+	}
+	p.numbers[n.name] = n
 	*dst = f
 }
 
-// byteSize parses a size as Artemis does ("Byte Notation"): a number with
+// parseByteSize parses a size as Artemis does ("Byte Notation"): a number with
 // an optional unit K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB, TiB (any case,
 // all powers of 1024, as in Artemis's ByteUtil), e.g. 10M, 10MB, 10 MiB.
 func parseByteSize(s string) (int64, error) {
@@ -145,7 +171,8 @@ func parseByteSize(s string) (int64, error) {
 	return v << shift, nil
 }
 
-func (p *parser) byteSize(n *node, dst *int64, min int64) {
+// byteSize parses a size in bytes (Artemis's byte notation).
+func (p *parser) byteSize(n *node, dst *int64) {
 	v, ok := p.leaf(n)
 	if !ok {
 		return
@@ -155,11 +182,9 @@ func (p *parser) byteSize(n *node, dst *int64, min int64) {
 		p.errorf(n, "<%s>: %v", n.name, err)
 		return
 	}
-	if b < min {
-		p.errorf(n, "<%s>: %d bytes is less than %d", n.name, b, min)
-		return
+	if p.inRange(n, Bytes, b) {
+		*dst = b
 	}
-	*dst = b
 }
 
 // splitList splits "a, b,c" into its non-empty items.

@@ -26,6 +26,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //
 //	config role=primary|backup coordinator=file-lock|db-lease failover-on-shutdown=B
 //	       allow-failback=B restart-backup=B retry=D lease=D fence=D renew=D
+//	       (without fence=, the file-lock fence is the lease plus FenceMargin)
 //	start | tick [D] | advance D
 //	done [ok=B] [state=L] [waiting=B] [epoch=N] [err=TEXT]   result of the pending operation
 //	verified [state=L] [waiting=B] [epoch=N] [start=D]       a good verification (default: now, our epoch)
@@ -34,7 +35,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 // failback lock.
 //
 //	lost TEXT | storage-error TEXT | stop [failover=B] | peer role=R epoch=N active=B
-//	can-ack [at=D]
+//	can-ack [at=D] | may-write [at=D]
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(files) == 0 {
@@ -158,6 +159,9 @@ func (tr *transcript) run(f []string) error {
 				return err
 			}
 		}
+		if _, ok := a["fence"]; !ok && coord == FileLock {
+			c.FenceWait = c.Lease + FenceMargin(c.Lease)
+		}
 		n, err := NewNode(c)
 		if err != nil {
 			return err
@@ -255,6 +259,13 @@ func (tr *transcript) run(f []string) error {
 			return err
 		}
 		fmt.Fprintf(&tr.out, "= can-ack at %v: %v\n", at, tr.n.CanAck(at))
+		return nil
+	case "may-write":
+		at, err := dur("at", tr.now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&tr.out, "= may-write at %v: %v\n", at, tr.n.MayWrite(at))
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", cmd)

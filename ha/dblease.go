@@ -56,9 +56,17 @@ func (d *DBBackend) ReadState(ctx context.Context) (State, bool, error) {
 	return State(s), true, err
 }
 
-// WriteState implements Backend.
-func (d *DBBackend) WriteState(ctx context.Context, s State) error {
-	return d.NM.WriteState(ctx, jdbcstore.State(s))
+// WriteState implements Backend; with epoch not 0 it writes only while
+// the group's primary lease is still at epoch (an ErrLost otherwise).
+func (d *DBBackend) WriteState(ctx context.Context, s State, epoch uint64) error {
+	if epoch == 0 {
+		return d.NM.WriteState(ctx, jdbcstore.State(s))
+	}
+	err := d.NM.WriteStateAt(ctx, jdbcstore.State(s), epoch)
+	if errors.Is(err, jdbcstore.ErrLeaseLost) {
+		return fmt.Errorf("%w: %w", ErrLost, err)
+	}
+	return err
 }
 
 // TryAcquire implements Backend; the failback lock is granted at once.

@@ -29,22 +29,38 @@
 // acknowledges nothing when it is false), writes the epoch given to
 // LoadStore into everything it writes, reports journal errors with
 // StorageError, shows Status in /status, and exits with the "halted"
-// status (3) when Run returns a *HaltError.
+// status (3) when Run returns a *HaltError. A shared file store gates
+// every write on MayWrite: allowed during the broker's own load under its
+// new epoch, otherwise only while it can prove it holds the lock, also
+// while it closes the store on a stop or failback (the monitor's newest
+// verification counts, LiveVerifier); never after a halt. A stop of a
+// serving node that cannot prove it any more halts instead, and the P a
+// clean stop writes is conditional on the epoch (ActWriteState.Epoch), so
+// an ex-live paused past its lease and then stopped touches neither the
+// store nor its successor's state.
 //
 // Timing with the file lock (defaults: lock poll 100 ms, lease 1 s, fence
-// 1 s): failover after the live dies takes about poll + fence + the store
-// load (measured: BenchmarkFailoverSIGKILL, about 1.15 s with an empty
-// store). With the database lease a crashed live's lease must expire first
-// (jdbc-lock-expiration); a clean stop with failover releases it at once.
+// 1.2 s: the lease plus FenceMargin, a tenth of the lease plus 100 ms, for
+// clock-rate drift between hosts and the time between a check and its
+// effect): failover after the live dies takes about poll + fence + the
+// store load (BenchmarkFailoverSIGKILL measured about 1.15 s with an empty
+// store and the former 1 s fence). With the database lease a crashed
+// live's lease must expire first (jdbc-lock-expiration); a clean stop
+// with failover releases it at once. docs/ha-shared-store.md describes
+// each fault for users, and what the storage must bound (the in-flight
+// window).
 //
 // Invariants (exhaustively checked in tests, see sim_test.go):
 //   - a new live takes a new, strictly larger epoch before it loads the
 //     store, and starts serving only after a verification of its lock or
 //     lease made after that;
-//   - with the file lock it waits one lease (the fence) after the epoch
-//     bump before it loads: a previous live that lost its lock silently
-//     then acknowledges nothing any more, because its last verification
-//     that could still see the old epoch is older than its lease;
+//   - with the file lock it waits one lease plus FenceMargin (the fence)
+//     after the epoch bump before it loads: a previous live that lost its
+//     lock silently then acknowledges and writes nothing any more, because
+//     its last verification that could still see the old epoch is older
+//     than its lease;
+//   - once a newer epoch was loaded, no broker of an older epoch may write
+//     the store (MayWrite), outside its own load;
 //   - CanAck is true only while active and while the last good
 //     verification is younger than the lease; a lost lock, a storage error
 //     or an expired lease halts the node (fail-stop, nothing retried).
@@ -57,6 +73,19 @@
 // primary that crashes after writing F leaves its backup passive until it
 // returns. The database lease keeps Artemis's rule (the table has no
 // failback lock), so the limitation remains there.
+//
+// Replication coordinated by ZooKeeper (<replication> with <manager>,
+// Artemis's pluggable lock manager): ReplNode is the pure machine
+// (repl_node.go: the local and coordinated activation sequences, claim and
+// commit, classification, failback), ZKCoordinator the ZooKeeper adapter
+// (zk.go: the lock as an ephemeral znode, the coordinated sequence as a
+// compare-and-set znode, the lease from the negotiated session timeout,
+// ZKLease), ReplRunner runs them against the broker's ReplHooks
+// (repl_runner.go). The explorer (repl_explore_test.go, repl_sim_test.go)
+// checks I1, I4 and I9 over every interleaving of two brokers, ZooKeeper,
+// the replicated data and a fault budget, and its self-check finds seeded
+// bugs; testdata/repl/ holds the transcripts. Users' documentation:
+// docs/ha-replication-zookeeper.md.
 //
 // This package never touches the store's data and never sleeps to
 // synchronise: time only enters as Event.Now.

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 )
 
 var long = flag.Bool("long", false, "also run the long explorations (three brokers; more faults), minutes of CPU")
@@ -28,8 +29,10 @@ func simConfig(coord Coordinator, mod func(*Config)) func(Role) Config {
 // coordinator and a fault budget (all reachable states, up to a shift of
 // time) and checks in each state: at most one broker can acknowledge, only
 // under the newest activated epoch, only while it holds the lock or a valid
-// lease (or lost the file lock silently and no newer epoch is active), and
-// a new live loads the store only after the old one is fenced.
+// lease (or lost the file lock silently and no newer epoch is active), a
+// new live loads the store only after the old one is fenced, and once a
+// newer epoch was loaded no older broker writes to the store (not even
+// when it closes it on a stop or failback).
 func TestExhaustive(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -42,6 +45,8 @@ func TestExhaustive(t *testing.T) {
 		{"file crash+restart", FileLock, nil, budget{crashes: 2, restarts: 1}, false, 1},
 		{"file silent loss", FileLock, nil, budget{losses: 1, crashes: 1, restarts: 1}, false, 1},
 		{"file stop and storage error", FileLock, nil, budget{stops: 1, storageErrs: 1, crashes: 1, restarts: 1}, false, 1},
+		{"file silent loss and stop", FileLock, nil, budget{losses: 1, stops: 1, crashes: 1}, false, 1},
+		{"file silent loss, stop, restart", FileLock, nil, budget{losses: 1, stops: 1, crashes: 1, restarts: 1}, true, 1},
 		{"file failover-on-shutdown no failback", FileLock, func(c *Config) { c.FailoverOnShutdown, c.AllowFailback = true, false }, budget{stops: 1, crashes: 1, restarts: 1}, false, 1},
 		{"file no restart-backup", FileLock, func(c *Config) { c.RestartBackup = false }, budget{crashes: 1, restarts: 1, stops: 1}, false, 1},
 		{"lease crash+restart", DBLease, nil, budget{crashes: 2, restarts: 1}, false, 1},
@@ -79,16 +84,34 @@ func TestExhaustiveFindsBugs(t *testing.T) {
 		coord  Coordinator
 		mod    func(*Config)
 		budget budget
-		want   string
+		want   string // any of these, separated by |
+		rule   writeRule
 	}{
-		{"file lock without fence", FileLock, func(c *Config) { c.FenceWait = 0 }, budget{losses: 1}, "loads epoch"},
-		{"file lock fence shorter than lease", FileLock, func(c *Config) { c.FenceWait = simLease - 1 }, budget{losses: 1}, "can still ack"},
-		{"lease longer than the database expiry", DBLease, func(c *Config) { c.Lease = simDBExpiry + 2 }, budget{crashes: 1}, "without a valid lease"},
+		{"file lock without fence", FileLock, func(c *Config) { c.FenceWait = 0 }, budget{losses: 1}, "loads epoch|may write its store", nil},
+		{"file lock fence shorter than lease", FileLock, func(c *Config) { c.FenceWait = simLease - 1 }, budget{losses: 1}, "can still ack|may write its store", nil},
+		{"lease longer than the database expiry", DBLease, func(c *Config) { c.Lease = simDBExpiry + 2 }, budget{crashes: 1}, "without a valid lease", nil},
+		// The rule before issue 21: any orderly close may write
+		// (transition || CanAck).
+		{"file lock, a stop closes the store without proof", FileLock, nil, budget{losses: 1, stops: 1}, "closes its store",
+			func(n *Node, now time.Duration, closing bool) bool {
+				if closing {
+					return n.phase != PhaseHalted
+				}
+				return loadingPhase(n) || n.CanAck(now)
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := explore(newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget, 1))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want a violation containing %q", err, tc.want)
+			w := newWorld(tc.coord, simConfig(tc.coord, tc.mod), tc.budget, 1)
+			if tc.rule != nil {
+				w.mayWrite = tc.rule
+			}
+			_, err := explore(w)
+			found := false
+			for _, want := range strings.Split(tc.want, "|") {
+				found = found || err != nil && strings.Contains(err.Error(), want)
+			}
+			if !found {
+				t.Fatalf("got %v, want a violation containing one of %q", err, tc.want)
 			}
 			t.Logf("found as expected: %v", err)
 		})

@@ -57,7 +57,12 @@ func (f *FileBackend) ReadState(context.Context) (State, bool, error) {
 }
 
 // WriteState implements Backend.
-func (f *FileBackend) WriteState(_ context.Context, s State) error { return f.M.WriteState(s) }
+func (f *FileBackend) WriteState(_ context.Context, s State, epoch uint64) error {
+	if epoch != 0 {
+		return f.M.WriteStateAt(s, epoch)
+	}
+	return f.M.WriteState(s)
+}
 
 // TryAcquire implements Backend.
 func (f *FileBackend) TryAcquire(_ context.Context, l Lock) (bool, error) {
@@ -100,6 +105,19 @@ func (f *FileBackend) StartMonitor(epoch uint64, report func(Verification, error
 	f.mu.Unlock()
 	v := mo.Last()
 	return Verification{Start: v.Start, Epoch: v.Epoch, State: v.State, FailbackWaiting: v.FailbackWaiting}, nil
+}
+
+// LastVerification implements LiveVerifier: the running monitor's newest
+// good verification, if it has not failed.
+func (f *FileBackend) LastVerification() (Verification, bool) {
+	f.mu.Lock()
+	mo := f.monitor
+	f.mu.Unlock()
+	if mo == nil || mo.Err() != nil {
+		return Verification{}, false
+	}
+	v := mo.Last()
+	return Verification{Start: v.Start, Epoch: v.Epoch, State: v.State, FailbackWaiting: v.FailbackWaiting}, true
 }
 
 // StopMonitor implements Backend.

@@ -56,6 +56,12 @@ type Node struct {
 	renewAt    time.Duration // DBLease: next renew
 	validUntil time.Duration // CanAck before this, when valid
 	valid      bool
+	// proofUntil: the lease of the newest good verification (or renewal)
+	// of the current activation ends here. Unlike validUntil it outlives
+	// StopServing: the store is closed after that, under the same proof
+	// (see MayWrite). 0 when there is none (before the first
+	// verification, after a halt).
+	proofUntil time.Duration
 
 	epoch      uint64 // epoch of the current (or last) activation
 	maxEpoch   uint64 // largest epoch seen anywhere
@@ -102,6 +108,44 @@ func (n *Node) CanAck(now time.Duration) bool {
 	return n.phase == PhaseActive && n.serving && n.valid && now < n.validUntil
 }
 
+// MayWrite reports whether the broker may write to its store at now:
+//   - while it loads the store under the epoch it has just taken, after
+//     the fence (PhaseLoading), and until its first verification after
+//     that (PhaseVerifying): its own load;
+//   - otherwise only while it can prove it holds the lock or lease: its
+//     newest good verification (or renewal) of this activation is younger
+//     than the lease. This includes closing the store on a stop or a
+//     failback: a broker that cannot prove it any more leaves the store
+//     as it is (a torn tail is for the next load to handle);
+//   - never once halted.
+//
+// A shared file store is fenced by this check before every write (the
+// database store is fenced by the epoch in every transaction). The check
+// bounds when a write may start, not when the storage applies it: see
+// docs/ha-shared-store.md, "The in-flight window".
+func (n *Node) MayWrite(now time.Duration) bool {
+	switch n.phase {
+	case PhaseHalted:
+		return false
+	case PhaseLoading, PhaseVerifying:
+		return true
+	}
+	return now < n.proofUntil
+}
+
+// MayWriteWith is MayWrite counting also a good verification of epoch,
+// started at start, that has not reached the node yet: the file-lock
+// monitor verifies on its own goroutine while the adapter is busy in a
+// hook (closing the store on a stop), and its newest verification is the
+// proof. It is only ever a proof for the activation the node knows of
+// (epoch), and never after a halt.
+func (n *Node) MayWriteWith(now, start time.Duration, epoch uint64) bool {
+	if n.MayWrite(now) {
+		return true
+	}
+	return n.phase != PhaseHalted && n.proofUntil > 0 && epoch == n.epoch && now < start+n.cfg.Lease
+}
+
 // Done reports whether the node stopped or halted (it ignores all events).
 func (n *Node) Done() bool { return n.phase == PhaseStopped || n.phase == PhaseHalted }
 
@@ -123,7 +167,7 @@ func (n *Node) String() string {
 	if n.valid {
 		s += fmt.Sprintf(" valid-until=%v", n.validUntil)
 	}
-	s += fmt.Sprintf(" can-ack=%v", n.CanAck(n.now))
+	s += fmt.Sprintf(" can-ack=%v may-write=%v", n.CanAck(n.now), n.MayWrite(n.now))
 	return s
 }
 
@@ -308,7 +352,7 @@ func (n *Node) done(ev Event) {
 			n.halt(fmt.Errorf("%w: bump returned epoch %d, already saw %d", ErrEpochMismatch, ev.Epoch, n.maxEpoch))
 			return
 		}
-		n.epoch, n.maxEpoch, n.activated = ev.Epoch, ev.Epoch, true
+		n.epoch, n.maxEpoch, n.activated, n.proofUntil = ev.Epoch, ev.Epoch, true, 0
 		if n.holdBak {
 			n.holdBak = false
 			n.out = append(n.out, Action{Kind: ActReleaseBackup})
@@ -345,9 +389,11 @@ func (n *Node) verified(ev Event) {
 		n.halt(fmt.Errorf("%w: verification saw epoch %d, ours is %d", ErrEpochMismatch, ev.Epoch, n.epoch))
 		return
 	}
-	if until := ev.Start + n.cfg.Lease; until > n.validUntil || !n.valid {
+	until := ev.Start + n.cfg.Lease
+	if until > n.validUntil || !n.valid {
 		n.validUntil, n.valid = until, true
 	}
+	n.proofUntil = max(n.proofUntil, until)
 	if n.phase == PhaseVerifying {
 		if n.now >= n.validUntil {
 			return
@@ -358,7 +404,9 @@ func (n *Node) verified(ev Event) {
 		n.announce()
 		return
 	}
-	if ev.State == lockfile.StateFailingBack && ev.Waiting && n.cfg.Role == Backup && n.cfg.AllowFailback {
+	// Fail back only with a proof to close the store under (a late report
+	// can leave none: the next tick halts then).
+	if n.now < n.validUntil && ev.State == lockfile.StateFailingBack && ev.Waiting && n.cfg.Role == Backup && n.cfg.AllowFailback {
 		n.failback()
 	}
 }
@@ -410,6 +458,14 @@ func (n *Node) stop(f Failover) {
 	if f != FailoverDefault {
 		failover = f == FailoverYes
 	}
+	if n.serving && !n.MayWrite(n.now) {
+		// A live that cannot prove it still holds the lock (it was paused
+		// past its lease: a successor may have loaded the store since)
+		// must not close the store (a seal, pending batches) nor write P:
+		// it halts, as its next tick would.
+		n.halt(fmt.Errorf("%w: stop requested after the last good verification expired at %v", ErrLeaseExpired, n.proofUntil))
+		return
+	}
 	n.stopServing()
 	if n.holdBak {
 		n.holdBak = false
@@ -418,7 +474,7 @@ func (n *Node) stop(f Failover) {
 	switch {
 	case n.holdPri && n.activated && !failover:
 		n.phase = PhasePausing
-		n.emit(Action{Kind: ActWriteState, State: lockfile.StatePaused})
+		n.emit(Action{Kind: ActWriteState, State: lockfile.StatePaused, Epoch: n.epoch})
 	case n.cfg.Role == Primary && !n.holdPri && (n.phase == PhaseWaitPrimary):
 		// We wrote F and never got the lock: put back what was there, so
 		// a backup that handed back (or a live one) is not left waiting
@@ -444,6 +500,7 @@ func (n *Node) finishStop() {
 }
 
 func (n *Node) halt(err error) {
+	n.proofUntil = 0
 	n.stopServing()
 	n.releaseAll()
 	n.pending = ActNone

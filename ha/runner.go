@@ -62,8 +62,11 @@ type Backend interface {
 	// ReadState reads the shared state letter and whether a primary that
 	// wrote F is alive and waiting (true if the coordinator cannot tell).
 	ReadState(ctx context.Context) (s State, failbackWaiting bool, err error)
-	// WriteState writes the shared state letter.
-	WriteState(ctx context.Context, s State) error
+	// WriteState writes the shared state letter. With epoch not 0 the
+	// write is conditional and atomic with respect to an epoch bump: it
+	// fails (wrapping ErrLost, or a *lockfile.EpochError) unless the
+	// coordinator's epoch is still epoch.
+	WriteState(ctx context.Context, s State, epoch uint64) error
 	// TryAcquire tries once for a lock or lease; false, nil means another
 	// holds it. A coordinator without a failback lock grants it at once.
 	TryAcquire(ctx context.Context, l Lock) (bool, error)
@@ -83,6 +86,15 @@ type Backend interface {
 	Renew(ctx context.Context, epoch uint64) (Verification, error)
 	// Describe names the coordinator and node for logs.
 	Describe() string
+}
+
+// LiveVerifier is a Backend whose monitor verifies on its own goroutine
+// (the file lock). LastVerification returns the monitor's newest good
+// verification while it runs and has seen no failure; Runner.MayWrite
+// counts it even while the Runner is busy in a hook and has not yet fed
+// it to the node.
+type LiveVerifier interface {
+	LastVerification() (Verification, bool)
 }
 
 // HaltError is what Run returns when the node halted: the broker must exit
@@ -145,6 +157,32 @@ func (r *Runner) CanAck() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.node.CanAck(r.since(now))
+}
+
+// MayWrite reports whether the broker may write to its store now (see
+// Node.MayWrite): while it loads the store under its new epoch, or while
+// it can prove it holds the lock or lease, also while it closes the store
+// on a stop or failback; with a LiveVerifier backend the monitor's newest
+// verification counts as proof before the node has seen it.
+func (r *Runner) MayWrite() bool {
+	now := time.Now()
+	r.mu.Lock()
+	ok := r.node.MayWrite(r.since(now))
+	r.mu.Unlock()
+	if ok {
+		return true
+	}
+	lv, isLV := r.b.(LiveVerifier)
+	if !isLV {
+		return false
+	}
+	v, ok := lv.LastVerification()
+	if !ok {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.node.MayWriteWith(r.since(now), r.since(v.Start), v.Epoch)
 }
 
 // Epoch returns the epoch of the current or last activation.
@@ -255,7 +293,7 @@ func (r *Runner) exec(ctx context.Context, a Action) (Event, bool) {
 	ev := Event{Kind: EvDone, Op: a.Kind}
 	switch a.Kind {
 	case ActWriteState:
-		ev.Err = r.b.WriteState(ctx, a.State)
+		ev.Err = r.b.WriteState(ctx, a.State, a.Epoch)
 	case ActReadState:
 		ev.State, ev.Waiting, ev.Err = r.b.ReadState(ctx)
 	case ActTryAcquirePrimary:

@@ -19,6 +19,14 @@ import (
 // (locks released by the OS, a database lease left to expire), restarts,
 // clean stops with and without failover, a silently lost file lock (NFS),
 // a storage error.
+//
+// Store writes: a broker has its store open from the execution of
+// LoadStore until the execution of StopServing (or, stopped without
+// serving, Stopped), where it closes it: a seal and pending batches, if
+// its write rule allows them at that instant. While it is open, it may
+// write whenever the rule allows. The rule is the node's MayWrite (the
+// fence in front of the shared file store); a test can swap in a broken
+// one to check that the exploration notices.
 
 const (
 	simLease     = 3
@@ -41,7 +49,20 @@ type simNode struct {
 	monitorOn bool
 	lost      bool // its file lock was dropped silently
 	serving   bool // StartServing executed, StopServing not yet
+	store     bool // LoadStore executed, the store not yet closed or abandoned
 }
+
+// writeRule says whether node n may write its open store at now; closing:
+// asked at the instant the adapter closes the store (StopServing, or
+// Stopped without serving).
+type writeRule func(n *Node, now time.Duration, closing bool) bool
+
+func nodeMayWrite(n *Node, now time.Duration, _ bool) bool { return n.MayWrite(now) }
+
+// loadingPhase: the node is in its own load under a new epoch, where
+// MayWrite allows writes without a verification (documented in
+// Node.MayWrite; the exploration does not hold it to the lease).
+func loadingPhase(n *Node) bool { return n.phase == PhaseLoading || n.phase == PhaseVerifying }
 
 type world struct {
 	coord Coordinator
@@ -57,6 +78,8 @@ type world struct {
 	state       State
 	epoch       uint64
 	maxServed   uint64
+	maxLoaded   uint64 // newest epoch whose store was loaded
+	mayWrite    writeRule
 
 	nodes  []*simNode
 	budget budget
@@ -65,7 +88,7 @@ type world struct {
 // newWorld makes a world with a primary and backups backup brokers.
 func newWorld(coord Coordinator, cfg func(Role) Config, b budget, backups int) *world {
 	w := &world{coord: coord, cfg: cfg, priHolders: map[int]bool{}, bakHolder: noHolder, fbHolder: noHolder,
-		leaseHolder: noHolder, bakLease: noHolder, state: lockfile.StateFirstStart, budget: b}
+		leaseHolder: noHolder, bakLease: noHolder, state: lockfile.StateFirstStart, budget: b, mayWrite: nodeMayWrite}
 	roles := []Role{Primary}
 	for range backups {
 		roles = append(roles, Backup)
@@ -81,7 +104,7 @@ func (w *world) boot(i int) {
 	sn := w.nodes[i]
 	cfg := w.cfg(sn.role)
 	n := &Node{cfg: cfg, peers: map[Role]Peer{}} // unvalidated: tests try bad configs too
-	sn.n, sn.alive, sn.monitorOn, sn.lost, sn.queue, sn.serving = n, true, false, false, nil, false
+	sn.n, sn.alive, sn.monitorOn, sn.lost, sn.queue, sn.serving, sn.store = n, true, false, false, nil, false, false
 	sn.queue = append(sn.queue, n.Step(Event{Kind: EvStart, Now: w.now})...)
 }
 
@@ -119,13 +142,13 @@ func (w *world) key() string {
 		}
 	}
 	sort.Ints(hs)
-	fmt.Fprintf(&b, "P%v B%d F%d L%d/%d BL%d S%c E%d M%d %v|", hs, w.bakHolder, w.fbHolder, w.leaseHolder, rel(w.leaseExpiry, w.now), w.bakLease,
-		byte(w.state), w.epoch, w.maxServed, w.budget)
+	fmt.Fprintf(&b, "P%v B%d F%d L%d/%d BL%d S%c E%d M%d ML%d %v|", hs, w.bakHolder, w.fbHolder, w.leaseHolder, rel(w.leaseExpiry, w.now), w.bakLease,
+		byte(w.state), w.epoch, w.maxServed, w.maxLoaded, w.budget)
 	for _, sn := range w.nodes {
 		n := sn.n
-		fmt.Fprintf(&b, "%v %v %v %v|%d %d %d %d %d %v %v|%d %d %v %c %v %v %v %v %v|%v|",
-			sn.alive, sn.monitorOn, sn.lost, sn.serving,
-			n.phase, n.pending, rel(n.retryAt, w.now), rel(n.fenceUntil, w.now), rel(n.renewAt, w.now), n.valid, rel(n.validUntil, w.now),
+		fmt.Fprintf(&b, "%v %v %v %v %v|%d %d %d %d %d %v %v %v|%d %d %v %c %v %v %v %v %v|%v|",
+			sn.alive, sn.monitorOn, sn.lost, sn.serving, sn.store,
+			n.phase, n.pending, rel(n.retryAt, w.now), rel(n.fenceUntil, w.now), rel(n.renewAt, w.now), n.valid, rel(n.validUntil, w.now), rel(n.proofUntil, w.now),
 			n.epoch, n.maxEpoch, n.activated, byte(n.initial), n.holdPri, n.holdBak, n.holdFbk, n.monitoring, n.serving, sn.queue)
 	}
 	return b.String()
@@ -209,7 +232,7 @@ func (w *world) deliver(i int, ev Event) {
 
 func (w *world) crash(i int) {
 	sn := w.nodes[i]
-	sn.alive, sn.queue, sn.monitorOn, sn.serving = false, nil, false, false
+	sn.alive, sn.queue, sn.monitorOn, sn.serving, sn.store = false, nil, false, false, false
 	delete(w.priHolders, i) // the OS drops file locks; a lease stays until it expires
 	if w.bakHolder == i {
 		w.bakHolder = noHolder
@@ -257,6 +280,13 @@ func (w *world) exec(i int) error {
 	done := Event{Kind: EvDone, Op: a.Kind}
 	switch a.Kind {
 	case ActWriteState:
+		// A conditional write (P at a stop) is refused once another
+		// epoch was taken, atomically with the bump (lockfile's
+		// WriteStateAt, jdbcstore's WriteStateAt).
+		if a.Epoch != 0 && a.Epoch != w.epoch {
+			done.Err = errors.New("epoch superseded")
+			break
+		}
 		w.state = a.State
 	case ActReadState:
 		done.State, done.Waiting = w.state, w.failbackWaiting()
@@ -304,6 +334,8 @@ func (w *world) exec(i int) error {
 				return fmt.Errorf("%s loads epoch %d while %s can still ack epoch %d", sn.role, a.Epoch, o.role, o.n.epoch)
 			}
 		}
+		sn.store = true
+		w.maxLoaded = max(w.maxLoaded, a.Epoch)
 	case ActStartMonitor:
 		sn.monitorOn = true
 		return nil
@@ -327,6 +359,11 @@ func (w *world) exec(i int) error {
 		return nil
 	case ActStopServing:
 		sn.serving = false
+		return w.closeStore(i)
+	case ActStopped:
+		return w.closeStore(i) // a store loaded but never served is closed after Run returns
+	case ActHalt:
+		sn.store = false // abandoned: a halted broker writes nothing more
 		return nil
 	case ActReleasePrimary:
 		delete(w.priHolders, i)
@@ -351,9 +388,31 @@ func (w *world) exec(i int) error {
 	return nil
 }
 
+// closeStore is node i's adapter closing its store, if open: it writes
+// (a seal, pending batches) if its rule allows that now.
+func (w *world) closeStore(i int) error {
+	sn := w.nodes[i]
+	if !sn.store {
+		return nil
+	}
+	sn.store = false
+	if w.mayWrite(sn.n, w.now, true) && sn.n.epoch < w.maxLoaded {
+		return fmt.Errorf("%s closes its store (writes) under epoch %d after epoch %d was loaded", sn.role, sn.n.epoch, w.maxLoaded)
+	}
+	return nil
+}
+
 // check asserts the safety invariants at the current instant and records
 // the newest activated epoch.
 func (w *world) check() error {
+	for _, sn := range w.nodes {
+		// Only one epoch's broker may write to the shared store: once a
+		// newer epoch was loaded, an older live writes nothing (outside
+		// its own load, see loadingPhase).
+		if sn.alive && sn.store && !loadingPhase(sn.n) && w.mayWrite(sn.n, w.now, false) && sn.n.epoch < w.maxLoaded {
+			return fmt.Errorf("%s may write its store under epoch %d after epoch %d was loaded", sn.role, sn.n.epoch, w.maxLoaded)
+		}
+	}
 	ackers := 0
 	for i, sn := range w.nodes {
 		// A broker acknowledges only once it executed StartServing and

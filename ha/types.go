@@ -70,14 +70,42 @@ type Config struct {
 	Lease time.Duration
 	// FenceWait is the wait between the epoch bump and loading the store.
 	// FileLock needs at least Lease (the previous live may have lost its
-	// lock silently); DBLease needs none (acquiring implies the previous
-	// lease expired).
+	// lock silently), and DefaultConfig adds FenceMargin(Lease) to it;
+	// DBLease needs none (acquiring implies the previous lease expired,
+	// and the database fences every batch by the epoch).
 	FenceWait time.Duration
 	// RenewInterval is the database lease renew period (DBLease only).
 	RenewInterval time.Duration
 }
 
-// DefaultConfig returns the defaults for role and coordinator.
+// The file-lock fence waits one lease plus a margin: FenceMargin(lease) =
+// lease/FenceMarginDivisor + FenceMarginFixed. The lease alone is exact
+// only on a single clock with nothing between a check and its effect. The
+// margin covers:
+//   - clock-rate drift: the old live measures its lease on its host's
+//     monotonic clock, the new live its fence on another host's. Clocks
+//     disciplined by NTP differ by at most 500 ppm (NTP's slew limit); a
+//     free-running or virtualised clock can be worse. A tenth of the lease
+//     is 100 000 ppm: room for a badly kept clock, not a wrong one;
+//   - the time between a check and what it guards: a CanAck check and the
+//     answer leaving the socket, the fenced file's check and its write
+//     reaching the storage (a few scheduler quanta on a busy host; 100 ms
+//     is many of them). A write that the storage itself can hold longer
+//     (a hard-mounted NFS, a device retrying) needs a longer margin: see
+//     docs/ha-shared-store.md, "The in-flight window".
+const (
+	FenceMarginDivisor = 10
+	FenceMarginFixed   = 100 * time.Millisecond
+)
+
+// FenceMargin returns what the file-lock fence waits beyond lease.
+func FenceMargin(lease time.Duration) time.Duration {
+	return lease/FenceMarginDivisor + FenceMarginFixed
+}
+
+// DefaultConfig returns the defaults for role and coordinator. With the
+// file lock the fence is the lease plus FenceMargin(lease): 1.2 s with the
+// default 1 s lease.
 func DefaultConfig(role Role, c Coordinator) Config {
 	cfg := Config{
 		Role: role, Coordinator: c,
@@ -86,7 +114,7 @@ func DefaultConfig(role Role, c Coordinator) Config {
 		Lease:         lockfile.DefaultLease,
 	}
 	if c == FileLock {
-		cfg.FenceWait = cfg.Lease
+		cfg.FenceWait = cfg.Lease + FenceMargin(cfg.Lease)
 	} else {
 		// Artemis: jdbc-lock-expiration 20 s, renew period 4 s. The lease
 		// a broker trusts locally is the expiration minus one renew
@@ -224,7 +252,10 @@ type ActionKind int
 // kind; the others answer nothing.
 const (
 	ActNone ActionKind = iota
-	// ActWriteState writes Action.State (op).
+	// ActWriteState writes Action.State (op). When Action.Epoch is not 0
+	// the write is conditional: it fails unless the coordinator's epoch is
+	// still Action.Epoch (a live writing P at its stop must not write over
+	// the state of a successor it does not know about).
 	ActWriteState
 	// ActTryAcquirePrimary tries once for the primary lock or lease (op).
 	ActTryAcquirePrimary
@@ -294,7 +325,7 @@ func (k ActionKind) IsOp() bool {
 type Action struct {
 	Kind   ActionKind
 	State  State  // ActWriteState
-	Epoch  uint64 // ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing, ActAnnounce
+	Epoch  uint64 // ActWriteState (0: unconditional), ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing, ActAnnounce
 	Active bool   // ActAnnounce
 	Peers  []Peer // ActAnnounce
 	Err    error  // ActHalt
@@ -305,6 +336,9 @@ func (a Action) String() string {
 	switch a.Kind {
 	case ActWriteState:
 		s += fmt.Sprintf(" %c", byte(a.State))
+		if a.Epoch != 0 {
+			s += fmt.Sprintf(" if-epoch=%d", a.Epoch)
+		}
 	case ActLoadStore, ActStartMonitor, ActRenewLease, ActStartServing:
 		s += fmt.Sprintf(" epoch=%d", a.Epoch)
 	case ActAnnounce:

@@ -29,6 +29,17 @@
 // schema version (a newer one is refused) and the largest ID and epoch,
 // which deleted rows take with them.
 //
+// # Durable commits
+//
+// Every connection the store opens sends synchronous_commit=on as a
+// startup parameter, which outranks the server's, the database's and the
+// role's defaults and the URL's own settings (options=-c ..., a
+// synchronous_commit parameter), and reads it back before use: a session
+// where it is not on is refused, since its commits would be confirmed
+// before their WAL is flushed. fsync cannot be set per session: with fsync
+// off the store runs but logs an error at open (commits are then not
+// durable against a crash of the database server).
+//
 // # Group commit
 //
 // One writer goroutine takes everything pending when the previous
@@ -86,7 +97,10 @@
 // still the writer's: a takeover (which locks that row FOR UPDATE) waits
 // for batches in flight and every later batch of the old writer fails with
 // ErrFenced. Renewals take no lock that batches hold, so they never wait
-// for a batch. A
+// for a batch. A journal's Close writes nothing but the batches still
+// queued, each fenced the same way, so an old live stopped after a
+// takeover changes nothing; NodeManager.WriteStateAt (the P of a clean
+// stop) takes the same lock and writes only under the writer's epoch. A
 // takeover that waits too long terminates the sessions blocking it (an
 // expired holder paused in the middle of a batch). Lease.Run renews every
 // renew period and closes Lost once less than one renew period of the

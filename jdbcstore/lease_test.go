@@ -105,6 +105,21 @@ func TestLeaseBasics(t *testing.T) {
 	if err := a.WriteState(ctxT(t), State('x')); err == nil {
 		t.Fatal("WriteState accepted a bad letter")
 	}
+
+	// The conditional write of a live at its stop: only under the primary
+	// lease's current epoch (e3, a's).
+	if err := b.WriteStateAt(ctxT(t), StatePaused, e2); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("WriteStateAt under the superseded epoch %d: %v, want ErrLeaseLost", e2, err)
+	}
+	if st, _, err := b.ReadState(ctxT(t)); err != nil || st != StateActive {
+		t.Fatalf("state after the refused write %q %v", st, err)
+	}
+	if err := a.WriteStateAt(ctxT(t), StatePaused, e3); err != nil {
+		t.Fatalf("WriteStateAt under the current epoch: %v", err)
+	}
+	if st, _, err := b.ReadState(ctxT(t)); err != nil || st != StatePaused {
+		t.Fatalf("state after the conditional write %q %v", st, err)
+	}
 }
 
 // TestLeaseLostBeforeExpiry: renewals hang (another transaction holds the

@@ -226,6 +226,32 @@ func (m *NodeManager) WriteState(ctx context.Context, s State) error {
 	return nil
 }
 
+// WriteStateAt sets the group's state letter only while the primary
+// lease is still at epoch: a live writing its state at a stop after a
+// successor took the lease (it was paused past its lease) would write
+// over the successor's. The check locks the primary row FOR KEY SHARE in
+// the same statement, as a journal batch's fence does, so a takeover
+// (which locks it FOR UPDATE) is ordered before or after it, never in
+// between. A superseded epoch wraps ErrLeaseLost.
+func (m *NodeManager) WriteStateAt(ctx context.Context, s State, epoch uint64) error {
+	if !s.valid() {
+		return fmt.Errorf("jdbcstore: state %q is not a shared-store state", s)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := ident(m.table)
+	tag, err := m.connLocked(ctx).Exec(ctx, "UPDATE "+t+" SET state = $3 WHERE group_name = $1 AND lock_name = $2"+
+		" AND EXISTS (SELECT 1 FROM "+t+" p WHERE p.group_name = $1 AND p.lock_name = $4 AND p.epoch = $5 FOR KEY SHARE)",
+		m.opts.Group, string(rowState), string(s), string(LockPrimary), int64(epoch))
+	if err != nil {
+		return fmt.Errorf("jdbcstore: %s: write state of group %q: %w", m.table, m.opts.Group, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: state %c of group %q not written: the primary lease is no longer at epoch %d", ErrLeaseLost, s, m.opts.Group, epoch)
+	}
+	return nil
+}
+
 // EnsureNodeID stores candidate as the group's node ID unless one is set,
 // and returns the stored one (the first broker of a pair names the node).
 func (m *NodeManager) EnsureNodeID(ctx context.Context, candidate string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -78,7 +79,9 @@ func (o *Options) withDefaults() Options {
 	return c
 }
 
-// connect opens one dedicated connection.
+// connect opens one dedicated connection, with synchronous_commit on and
+// checked (checkDurability). log, when not nil, is told when the database
+// runs with fsync off.
 func connect(ctx context.Context, url string, statementTimeout time.Duration, log *slog.Logger) (*pgx.Conn, error) {
 	cs, dropped, err := ConnString(url)
 	if err != nil {
@@ -100,9 +103,40 @@ func connect(ctx context.Context, url string, statementTimeout time.Duration, lo
 	if statementTimeout > 0 {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(statementTimeout.Milliseconds(), 10)
 	}
+	// A startup parameter outranks the server's, the database's and the
+	// role's defaults and comes after the URL's options (-c ...): the
+	// session gets on whatever they say.
+	cfg.RuntimeParams["synchronous_commit"] = "on"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		if strings.Contains(err.Error(), "synchronous_commit") {
+			return nil, fmt.Errorf("jdbcstore: connect to %s: the store sets synchronous_commit=on on its connections and cannot run where it cannot be set: %w", redact(url), err)
+		}
 		return nil, fmt.Errorf("jdbcstore: connect to %s: %w", redact(url), err)
 	}
+	fsyncOn, err := checkDurability(ctx, conn)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("jdbcstore: %s: %w", redact(url), err)
+	}
+	if !fsyncOn && log != nil {
+		log.Error("jdbcstore: the database runs with fsync off: its commits are not durable, so acknowledged messages can be lost when the database server crashes or loses power; set fsync = on in postgresql.conf",
+			"url", redact(url))
+	}
 	return conn, nil
+}
+
+// checkDurability refuses a session whose synchronous_commit is not on (a
+// commit would return before its WAL is flushed: confirmed messages lost
+// with a database crash) and reports whether the server runs with fsync
+// on, which no session can change.
+func checkDurability(ctx context.Context, conn *pgx.Conn) (fsyncOn bool, err error) {
+	var sc, fs string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit'), current_setting('fsync')").Scan(&sc, &fs); err != nil {
+		return false, fmt.Errorf("jdbcstore: read synchronous_commit and fsync: %w", err)
+	}
+	if sc != "on" {
+		return false, fmt.Errorf("jdbcstore: synchronous_commit is %q on the store's connection, although the store sets it to on: the database would confirm commits before their WAL is flushed; refusing to use it (is a connection pooler dropping startup parameters?)", sc)
+	}
+	return fs == "on", nil
 }

@@ -126,7 +126,10 @@ func ConnString(s string) (conn string, dropped []string, err error) {
 	default:
 		u.User = nil
 	}
-	u.RawQuery = out.Encode()
+	// url.Values encodes a space as "+", which libpq and pgx decode as a
+	// "+" (URI rules, not form rules): "-c+search_path=x" would reach the
+	// server. Encode escapes a literal "+" as %2B, so each "+" is a space.
+	u.RawQuery = strings.ReplaceAll(out.Encode(), "+", "%20")
 	sort.Strings(dropped)
 	return u.String(), dropped, nil
 }

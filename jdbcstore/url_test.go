@@ -14,6 +14,7 @@ func TestConnString(t *testing.T) {
 		want    string
 		dropped []string
 		err     string
+		options string // the options run-time parameter pgx sends, when not ""
 	}{
 		{in: "postgres://u:p@h:5432/db?sslmode=disable", want: "postgres://u:p@h:5432/db?sslmode=disable"},
 		{in: "host=h user=u dbname=db", want: "host=h user=u dbname=db"},
@@ -24,7 +25,10 @@ func TestConnString(t *testing.T) {
 		{in: "jdbc:postgresql://h/db?user=u&password=p%26q", want: "postgres://u:p&q@h/db"},
 		{in: "jdbc:postgresql://h/db?user=u&ssl=true", want: "postgres://u@h/db?sslmode=require"},
 		{in: "jdbc:postgresql://h/db?ssl=true&sslmode=verify-full", want: "postgres://h/db?sslmode=verify-full"},
-		{in: "jdbc:postgresql://h/db?currentSchema=amq&ApplicationName=broker&connectTimeout=5", want: "postgres://h/db?application_name=broker&connect_timeout=5&options=-c+search_path%3Damq"},
+		{in: "jdbc:postgresql://h/db?currentSchema=amq&ApplicationName=broker&connectTimeout=5", want: "postgres://h/db?application_name=broker&connect_timeout=5&options=-c%20search_path%3Damq",
+			options: "-c search_path=amq"},
+		{in: "jdbc:postgresql://h/db?options=-c%20work_mem%3D8MB%20-c%20x.y%3Da%2Bb&currentSchema=s", want: "postgres://h/db?options=-c%20search_path%3Ds%20-c%20work_mem%3D8MB%20-c%20x.y%3Da%2Bb",
+			options: "-c search_path=s -c work_mem=8MB -c x.y=a+b"},
 		{in: "jdbc:postgresql://h/db?socketTimeout=30&reWriteBatchedInserts=true&fooBar=1", want: "postgres://h/db", dropped: []string{"fooBar", "reWriteBatchedInserts", "socketTimeout"}},
 		{in: "jdbc:postgresql://h1:5432,h2:5433/db?user=u", want: "postgres://u@h1:5432,h2:5433/db"},
 		{in: "jdbc:postgresql:artemis", want: "postgres://localhost/artemis"},
@@ -51,8 +55,12 @@ func TestConnString(t *testing.T) {
 			if !slices.Equal(dropped, tc.dropped) {
 				t.Fatalf("dropped %v, want %v", dropped, tc.dropped)
 			}
-			if _, err := pgx.ParseConfig(got); err != nil {
+			cfg, err := pgx.ParseConfig(got)
+			if err != nil {
 				t.Fatalf("pgx refuses %q: %v", got, err)
+			}
+			if tc.options != "" && cfg.RuntimeParams["options"] != tc.options {
+				t.Fatalf("pgx sends options %q, want %q (a space encoded as + is a + to libpq and pgx)", cfg.RuntimeParams["options"], tc.options)
 			}
 		})
 	}

@@ -34,14 +34,24 @@ import (
 // zero-fills nothing and saves the preparer that work.
 //
 // The switch is crash-safe: the new segments are written as NAME.cmp and
-// fsynced; a control file (PREFIX.compact: the renames and removals, with
-// a CRC) is written to a temporary name, fsynced, renamed and the
-// directory fsynced; only then are the .cmp files renamed over their
-// segments and the old ones renamed to NAME.free (at load: removed), the
-// directory fsynced and the control file removed. The preparer then
-// recycles or removes the .free files. Load finishes a switch whose
-// control file exists, and deletes .cmp files that have none and every
-// .free file.
+// fsynced, and the directory is fsynced (their names are durable before
+// anything names them, also on file systems that reorder directory
+// operations). The switch then waits until the segments reclaimed before
+// the prefix are gone from the disk (the preparer removes or recycles
+// them after reclaim advanced the oldest segment past them; removing the
+// prefix first would leave them followed by the rewritten segments, a
+// gap no load accepts). A control file (PREFIX.compact, version 2: the
+// removals, the renames with each new segment's header salt, and a CRC)
+// is written to a temporary name, fsynced, renamed and the directory
+// fsynced; only then are the .cmp files renamed over their segments and
+// the old ones renamed to NAME.free (at load: removed), the directory
+// fsynced and the control file removed. The preparer then recycles or
+// removes the .free files. Load finishes a switch whose control file
+// exists, and deletes .cmp files that have none and every .free file.
+// Before it renames or removes anything, the switch checks every segment
+// the control file names (NAME.cmp, or NAME if an earlier attempt renamed
+// it): a missing one, or one without the compaction flag or with another
+// salt, is a *CorruptionError naming it, never skipped.
 
 // ErrCompactBusy is returned by Compact when a compaction is running.
 var ErrCompactBusy = errors.New("journal: compaction already running")
@@ -83,6 +93,15 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		return CompactResult{}, ErrCompactBusy
 	}
 	s0, s1 := j.oldest, j.seg.hdr.seq
+	if j.replicaSubscribedLocked() {
+		// A replica holds byte copies of the sealed segments and removes
+		// the ones this journal reclaims (package replication): rewriting
+		// them here would make its copies of the rewritten range differ
+		// from ours, and a later reclaim could then remove live records
+		// from its copy. Compaction waits until no replica is attached.
+		j.mu.Unlock()
+		return CompactResult{From: s0, To: s1, Skipped: "a replica is attached"}, nil
+	}
 	limit := min(s1, j.streamFloorLocked())
 	if limit < s1 && limit-s0 < 2 {
 		j.mu.Unlock()
@@ -105,7 +124,7 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 	res, plan, err := j.compactPrepare(ctx, s0, e, snap)
 	var free []string
 	if err == nil && plan != nil {
-		free, err = j.compactSwitch(plan)
+		free, err = j.compactSwitch(ctx, plan)
 	}
 	j.mu.Lock()
 	j.compacting = false
@@ -124,8 +143,17 @@ func (j *FileJournal) Compact(ctx context.Context) (CompactResult, error) {
 		}
 		return res, err
 	}
+	if plan != nil {
+		// The prefix's segment names below the rewritten ones are gone
+		// (renamed to .free, the directory synced).
+		j.prep.noteGone(plan.s1 - uint64(plan.m))
+	}
 	if len(free) > 0 {
-		j.prep.reclaimFiles(free, inUse)
+		items := make([]reclaimItem, len(free))
+		for i, f := range free {
+			items[i] = reclaimItem{path: f}
+		}
+		j.prep.reclaimFiles(items, inUse)
 	}
 	return res, nil
 }
@@ -163,6 +191,7 @@ type compactPlan struct {
 	m         int
 	recSeg    map[uint64]uint64   // live record ID -> new segment
 	txSegs    map[uint64][]uint64 // open transaction -> new segment of each entry
+	salts     []uint64            // header salt of each new segment
 	switching bool
 }
 
@@ -280,6 +309,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 		bufs[i] = make([]byte, n)
 		newHdrs[i].encode(bufs[i])
 		ends[i] = SegmentHeaderSize
+		plan.salts = append(plan.salts, newHdrs[i].salt)
 	}
 	entries := make([]Entry, 0, 64)
 	for _, b := range batches {
@@ -303,6 +333,13 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 		if err := writeFileSync(j.fs, j.segPath(first+uint64(i))+".cmp", bufs[i]); err != nil {
 			return res, nil, fmt.Errorf("journal: compaction: %w", err)
 		}
+	}
+	// The .cmp files' names must be durable before the control file that
+	// names them can be: a file system that does not keep directory
+	// operations in order could otherwise keep the control file and lose
+	// them (issue 21, item 4).
+	if err := j.fs.SyncDir(j.opts.Dir); err != nil {
+		return res, nil, fmt.Errorf("journal: compaction: %w", err)
 	}
 	res.NewSegs = m
 	return res, plan, nil
@@ -344,12 +381,14 @@ func (j *FileJournal) prefixHeaders(s0, s1 uint64) ([]segHeader, error) {
 // each entry of its valid records, in order.
 func (j *FileJournal) scanPrefixSegment(seq uint64, hdr segHeader, fn func(e *Entry)) error {
 	sf := segFile{path: j.segPath(seq), seq: seq, hdr: hdr}
-	buf, err := readAll(j.fs, sf.path, int64(hdr.size))
+	f, err := j.fs.Open(sf.path)
 	if err != nil {
-		return err
+		return fmt.Errorf("journal: open %s: %w", sf.path, err)
 	}
+	defer f.Close()
 	var e Entry
-	_, err = scanSegment(buf, &sf, true, func(_ string, _ uint64, _ int64, payload []byte) error {
+	// The state keeps the entries' data: read into retained buffers.
+	_, err = newScanner(true).segment(f, &sf, true, func(_ string, _ uint64, _ int64, payload []byte) error {
 		r := entryReader{p: payload}
 		for {
 			ok, err := r.next(&e)
@@ -485,19 +524,21 @@ func (j *FileJournal) readLive(ctx context.Context, s0 uint64, hdrs []segHeader,
 
 // compactSwitch makes the compaction durable and visible. It returns the
 // removed segments' files, renamed to NAME.free, for the pool.
-func (j *FileJournal) compactSwitch(p *compactPlan) ([]string, error) {
-	var b strings.Builder
-	b.WriteString("tandem-compact 1\n")
+//
+// It first waits until the segments reclaimed before the prefix are gone
+// from the disk: reclaim advanced the oldest segment past them, but the
+// preparer removes or recycles their files later, one at a time. Were the
+// prefix's removal durable first, a crash would leave those segments
+// followed by the rewritten ones: a gap in the sequence that no load
+// accepts (issue 21, item 3).
+func (j *FileJournal) compactSwitch(ctx context.Context, p *compactPlan) ([]string, error) {
+	if err := j.waitReclaimedGone(ctx, p.s0); err != nil {
+		return nil, err
+	}
 	first := p.s1 - uint64(p.m)
-	for seq := p.s0; seq < first; seq++ {
-		fmt.Fprintf(&b, "remove %d\n", seq)
-	}
-	for seq := first; seq < p.s1; seq++ {
-		fmt.Fprintf(&b, "rename %d\n", seq)
-	}
-	fmt.Fprintf(&b, "crc %08x\n", crc32.Checksum([]byte(b.String()), castagnoli))
+	ctlText := encodeControl(p.s0, first, p.s1, p.salts)
 	ctl := j.controlPath()
-	if err := writeFileSync(j.fs, ctl+".tmp", []byte(b.String())); err != nil {
+	if err := writeFileSync(j.fs, ctl+".tmp", []byte(ctlText)); err != nil {
 		return nil, fmt.Errorf("journal: compaction control file: %w", err)
 	}
 	if err := j.fs.Rename(ctl+".tmp", ctl); err != nil {
@@ -508,6 +549,43 @@ func (j *FileJournal) compactSwitch(p *compactPlan) ([]string, error) {
 		return nil, fmt.Errorf("journal: compaction control file: %w", err)
 	}
 	return switchCompaction(j.fs, j.opts.Dir, j.nm, true)
+}
+
+// waitReclaimedGone waits until the preparer has durably removed or
+// recycled every reclaimed segment below s0, the journal fails or closes,
+// or ctx ends.
+func (j *FileJournal) waitReclaimedGone(ctx context.Context, s0 uint64) error {
+	j.prep.mu.Lock()
+	gone := j.prep.gone >= s0
+	j.prep.mu.Unlock()
+	if gone {
+		return nil
+	}
+	j.mu.Lock()
+	hook := j.testCompactWait
+	j.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	// A batch that failed never hands its reclaimed files over: stop
+	// waiting when the journal fails.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-j.failed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := j.prep.waitGone(ctx, s0)
+	if err != nil {
+		if jerr := j.Err(); jerr != nil {
+			return jerr
+		}
+		return fmt.Errorf("journal: compaction: waiting for reclaimed segments to be removed: %w", err)
+	}
+	return nil
 }
 
 // freeSuffix names a removed segment's file between a compaction's switch
@@ -566,26 +644,12 @@ func switchCompaction(fs aio.FS, dir string, nm Naming, live bool) ([]string, er
 		}
 		return nil, nil
 	}
-	f, err := fs.Open(ctl)
+	removes, renames, err := readControl(fs, dir, nm, have)
 	if err != nil {
 		return nil, err
 	}
-	size, err := f.Size()
-	var text []byte
-	if err == nil {
-		text = make([]byte, size)
-		_, err = f.ReadAt(text, 0)
-	}
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("journal: read %s: %w", ctl, err)
-	}
-	removes, renames, err := parseControl(string(text))
-	if err != nil {
-		return nil, &CorruptionError{File: ctl, Reason: err.Error()}
-	}
-	for _, seq := range renames {
-		name := SegmentName(nm.Prefix, nm.Ext, seq)
+	for _, r := range renames {
+		name := SegmentName(nm.Prefix, nm.Ext, r.seq)
 		if have[name+".cmp"] {
 			if err := fs.Rename(filepath.Join(dir, name+".cmp"), filepath.Join(dir, name)); err != nil {
 				return nil, err
@@ -617,10 +681,112 @@ func switchCompaction(fs aio.FS, dir string, nm Naming, live bool) ([]string, er
 	return free, fs.SyncDir(dir)
 }
 
-func parseControl(text string) (removes, renames []uint64, err error) {
+// maxControlSize bounds the control file read: a compaction's has a line
+// per segment of its prefix.
+const maxControlSize = 16 << 20
+
+// readControl reads and parses the control file of the journal nm in dir
+// (have: the directory's names) and checks every rewritten segment it
+// names (checkRewritten), before a switch touches anything: the switch
+// removes the prefix, so a missing or foreign one would lose its records
+// silently. Scan runs the same checks, so verify reports what the next
+// load would refuse.
+func readControl(fs aio.FS, dir string, nm Naming, have map[string]bool) (removes []uint64, renames []controlRename, err error) {
+	ctl := filepath.Join(dir, nm.Prefix+".compact")
+	f, err := fs.Open(ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, err := f.Size()
+	var text []byte
+	if err == nil && size > maxControlSize {
+		f.Close()
+		return nil, nil, &CorruptionError{File: ctl, Reason: fmt.Sprintf("compaction control file of %d bytes, more than any compaction writes", size)}
+	}
+	if err == nil {
+		text = make([]byte, size)
+		_, err = f.ReadAt(text, 0)
+	}
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal: read %s: %w", ctl, err)
+	}
+	removes, renames, err = parseControl(string(text))
+	if err != nil {
+		return nil, nil, &CorruptionError{File: ctl, Reason: err.Error()}
+	}
+	for _, r := range renames {
+		if err := checkRewritten(fs, dir, nm, ctl, have, r); err != nil {
+			return nil, nil, err
+		}
+	}
+	return removes, renames, nil
+}
+
+// checkRewritten checks, before a switch, the file a control file's
+// rename names: NAME.cmp, or NAME when an earlier attempt at the switch
+// renamed it already. It must exist and carry a valid header of its
+// sequence with the compaction flag (and, from control file version 2,
+// the salt the control file recorded): anything else is corruption.
+func checkRewritten(fs aio.FS, dir string, nm Naming, ctl string, have map[string]bool, r controlRename) error {
+	name := SegmentName(nm.Prefix, nm.Ext, r.seq)
+	path := filepath.Join(dir, name+".cmp")
+	if !have[name+".cmp"] {
+		path = filepath.Join(dir, name)
+		if !have[name] {
+			return &CorruptionError{File: filepath.Join(dir, name+".cmp"), Reason: fmt.Sprintf(
+				"the compaction control file %s names this rewritten segment, but neither it nor %s exists: the switch would lose its records",
+				ctl, name)}
+		}
+	}
+	sf := segFile{path: path, seq: r.seq}
+	if err := readSegHeader(fs, &sf); err != nil {
+		return err
+	}
+	reason := ""
+	switch {
+	case sf.hdrErr != nil:
+		reason = sf.hdrErr.Error()
+	case sf.hdr.flags&segFlagCompacted == 0:
+		reason = "its header lacks the compaction flag: it is not the segment the compaction wrote"
+	case r.hasSalt && sf.hdr.salt != r.salt:
+		reason = fmt.Sprintf("its header salt is %016x, the control file recorded %016x: it is not the segment the compaction wrote", sf.hdr.salt, r.salt)
+	default:
+		return nil
+	}
+	return &CorruptionError{File: path, Reason: fmt.Sprintf("rewritten segment named by the compaction control file %s: %s", ctl, reason)}
+}
+
+// controlRename is a control file's rename line: a rewritten segment and,
+// from version 2, its header salt.
+type controlRename struct {
+	seq, salt uint64
+	hasSalt   bool
+}
+
+// encodeControl returns the text of a control file (version 2): remove
+// [s0, first), rename [first, s1) with each new segment's salt, and the
+// checksum of the lines before it.
+func encodeControl(s0, first, s1 uint64, salts []uint64) string {
+	var b strings.Builder
+	b.WriteString("tandem-compact 2\n")
+	for seq := s0; seq < first; seq++ {
+		fmt.Fprintf(&b, "remove %d\n", seq)
+	}
+	for seq := first; seq < s1; seq++ {
+		fmt.Fprintf(&b, "rename %d %016x\n", seq, salts[seq-first])
+	}
+	fmt.Fprintf(&b, "crc %08x\n", crc32.Checksum([]byte(b.String()), castagnoli))
+	return b.String()
+}
+
+// parseControl parses a control file of version 1 (rename lines without
+// a salt, written by earlier builds) or 2.
+func parseControl(text string) (removes []uint64, renames []controlRename, err error) {
 	i := strings.LastIndex(text, "crc ")
-	if i < 0 || !strings.HasPrefix(text, "tandem-compact 1\n") {
-		return nil, nil, errors.New("compaction control file is malformed")
+	v2 := strings.HasPrefix(text, "tandem-compact 2\n")
+	if i < 0 || !(v2 || strings.HasPrefix(text, "tandem-compact 1\n")) {
+		return nil, nil, errors.New("compaction control file is malformed (or of an unknown version)")
 	}
 	body := text[:i]
 	want, perr := strconv.ParseUint(strings.TrimSpace(text[i+4:]), 16, 32)
@@ -629,15 +795,23 @@ func parseControl(text string) (removes, renames []uint64, err error) {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(body), "\n")[1:] {
 		op, arg, _ := strings.Cut(line, " ")
+		arg, saltText, hasSalt := strings.Cut(arg, " ")
 		seq, perr := strconv.ParseUint(arg, 10, 64)
 		if perr != nil {
 			return nil, nil, fmt.Errorf("compaction control file: bad line %q", line)
 		}
-		switch op {
-		case "remove":
+		switch {
+		case op == "remove" && !hasSalt:
 			removes = append(removes, seq)
-		case "rename":
-			renames = append(renames, seq)
+		case op == "rename" && hasSalt == v2:
+			r := controlRename{seq: seq}
+			if v2 {
+				if r.salt, perr = strconv.ParseUint(saltText, 16, 64); perr != nil || len(saltText) != 16 {
+					return nil, nil, fmt.Errorf("compaction control file: bad line %q", line)
+				}
+				r.hasSalt = true
+			}
+			renames = append(renames, r)
 		default:
 			return nil, nil, fmt.Errorf("compaction control file: bad line %q", line)
 		}

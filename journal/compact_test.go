@@ -3,8 +3,10 @@ package journal_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"strings"
 	"testing"
@@ -158,20 +160,30 @@ func TestCompactLongLived(t *testing.T) {
 }
 
 // TestCompactCrashAtEveryStep crashes a compaction at each of its durable
-// steps (file syncs, directory syncs, writes; pending directory operations
-// are kept as a random prefix) and checks that the load gives the same
-// state as before the compaction.
+// steps (file syncs, directory syncs, writes, creates, renames, removes;
+// pending directory operations are kept as a random prefix, or with
+// reorder as a random subset, as file systems that do not keep them in
+// order can) and checks that the load gives the same state as before the
+// compaction. With reorder, a compaction that did not sync the directory
+// after writing its .cmp files could leave a durable control file naming
+// files that are gone (issue 21, item 4).
 func TestCompactCrashAtEveryStep(t *testing.T) {
-	for _, tc := range []struct {
-		op    crashfs.Op
-		keep  int
-		queue bool // plainQueue instead of churn: the state is read from the live records' segments only
-	}{{crashfs.OpPlainSync, 10, false}, {crashfs.OpSyncDir, 10, false}, {crashfs.OpPlainWrite, 10, false},
-		{crashfs.OpPlainSync, 150, false}, {crashfs.OpSyncDir, 150, false}, {crashfs.OpPlainWrite, 150, false},
-		{crashfs.OpPlainSync, 150, true}, {crashfs.OpSyncDir, 150, true}, {crashfs.OpPlainWrite, 150, true}} {
+	type tcase struct {
+		op      crashfs.Op
+		keep    int
+		queue   bool // plainQueue instead of churn: the state is read from the live records' segments only
+		reorder bool
+	}
+	cases := []tcase{{crashfs.OpPlainSync, 10, false, false}, {crashfs.OpSyncDir, 10, false, false}, {crashfs.OpPlainWrite, 10, false, false},
+		{crashfs.OpPlainSync, 150, false, false}, {crashfs.OpSyncDir, 150, false, false}, {crashfs.OpPlainWrite, 150, false, false},
+		{crashfs.OpPlainSync, 150, true, false}, {crashfs.OpSyncDir, 150, true, false}, {crashfs.OpPlainWrite, 150, true, false}}
+	for _, op := range []crashfs.Op{crashfs.OpSyncDir, crashfs.OpRename, crashfs.OpRemove, crashfs.OpCreate} {
+		cases = append(cases, tcase{op, 150, true, true}, tcase{op, 10, false, true})
+	}
+	for _, tc := range cases {
 		op := tc.op
 		for k := 1; ; k++ {
-			fs := crashfs.New(crashfs.Options{Kind: aio.NIO, Alignment: 1, SectorSize: 512})
+			fs := crashfs.New(crashfs.Options{Kind: aio.NIO, Alignment: 1, SectorSize: 512, ReorderDirOps: tc.reorder})
 			j, err := journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
 			if err != nil {
 				t.Fatal(err)
@@ -200,12 +212,12 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 			}
 			j.Close()
 			if snap == nil {
-				t.Logf("op %d, %d new segments: crashed at each of %d steps", op, res.NewSegs, k-1)
+				t.Logf("op %d reorder %v, %d new segments: crashed at each of %d steps", op, tc.reorder, res.NewSegs, k-1)
 				// Compaction finished before step k: check the result once.
 				sameState(t, "after compaction", before, loadSnapshot(t, fs.Crash(2)))
 				break
 			}
-			sameState(t, fmt.Sprintf("op %d crash at step %d", op, k), before, loadSnapshot(t, snap))
+			sameState(t, fmt.Sprintf("op %d reorder %v crash at step %d", op, tc.reorder, k), before, loadSnapshot(t, snap))
 		}
 	}
 }
@@ -311,13 +323,21 @@ func TestScanWarnsOfPendingCompaction(t *testing.T) {
 	if err != nil || len(res.Warnings) != 0 {
 		t.Fatalf("clean scan: %v, warnings %q", err, res.Warnings)
 	}
-	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte("tandem-compact 1\n")); err != nil {
+	body := "tandem-compact 1\n"
+	ctl := fmt.Sprintf("%scrc %08x\n", body, crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte(ctl)); err != nil {
 		t.Fatal(err)
 	}
 	res, err = journal.Scan(fs, "/j", nm, nil)
 	if err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "interrupted compaction") {
 		t.Fatalf("scan with a control file: %v, warnings %q", err, res.Warnings)
 	}
+	// A control file the next load would refuse, verify reports.
+	if err := fs.WriteFile("/j/"+journal.DefaultPrefix+".compact", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = journal.Scan(fs, "/j", nm, nil)
+	wantCorruption(t, err, "/j/"+journal.DefaultPrefix+".compact", 0, "malformed")
 }
 
 // TestCompactSteadyQueueBounded: a queue in steady state with one
@@ -539,5 +559,137 @@ func TestCompactBelowSubscriber(t *testing.T) {
 	}
 	if next.Seq < 17 {
 		t.Fatalf("the subscriber stopped at %v", next)
+	}
+}
+
+// TestCompactSwitchRefusesBadControl (issue 21, item 4): a durable control
+// file whose rewritten segments are missing, or are not the ones the
+// compaction wrote (no compaction flag, another salt), is refused as
+// corruption naming the file, before the switch removes anything; a
+// version 1 control file (no salts, written by earlier builds) still
+// completes.
+func TestCompactSwitchRefusesBadControl(t *testing.T) {
+	// The state after the control file is durable and before the switch's
+	// first rename: kill the process there.
+	fs := crashfs.New(crashfs.Options{Kind: aio.NIO, Alignment: 1, SectorSize: 512})
+	j, err := journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := j.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	churn(t, j, 1200, 150)
+	before := loadSnapshot(t, fs.Fork())
+	var snap *crashfs.FS
+	fs.KillAt(crashfs.OpRename, 2, func(s *crashfs.FS) { snap = s }) // 1: the control file's, 2: the first .cmp's
+	if res, err := j.Compact(ctx); err != nil || res.NewSegs == 0 {
+		t.Fatalf("compact: %+v, %v", res, err)
+	}
+	j.Close()
+	if snap == nil {
+		t.Fatal("no snapshot")
+	}
+	ctlPath := "/j/" + journal.DefaultPrefix + ".compact"
+	ctl, err := snap.ReadFile(ctlPath)
+	if err != nil {
+		t.Fatalf("the control file is not there: %v", err)
+	}
+	var seq uint64
+	var salt string
+	for _, line := range strings.Split(string(ctl), "\n") {
+		if _, err := fmt.Sscanf(line, "rename %d %s", &seq, &salt); err == nil {
+			break
+		}
+	}
+	if seq == 0 {
+		t.Fatalf("no rename line with a salt in %q", ctl)
+	}
+	name := "/j/" + journal.SegmentName(journal.DefaultPrefix, journal.DefaultExt, seq)
+	cmp, err := snap.ReadFile(name + ".cmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := snap.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := crc32.MakeTable(crc32.Castagnoli)
+	for _, tc := range []struct {
+		name   string
+		damage func(fs *crashfs.FS)
+		file   string // the file the error must name ("" : the load succeeds)
+		reason string
+	}{
+		{"missing", func(fs *crashfs.FS) { fs.Remove(name + ".cmp"); fs.Remove(name) }, name + ".cmp", "neither it nor"},
+		{"not flagged", func(fs *crashfs.FS) { fs.WriteFile(name+".cmp", old) }, name + ".cmp", "lacks the compaction flag"},
+		// As if an earlier attempt at the switch had renamed the .cmp file
+		// over the old segment, but the file there is the old one.
+		{"missing, the old segment in place", func(fs *crashfs.FS) { fs.Remove(name + ".cmp") }, name, "lacks the compaction flag"},
+		{"another salt", func(fs *crashfs.FS) {
+			b := bytes.Clone(cmp)
+			b[24] ^= 1
+			binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], table))
+			fs.WriteFile(name+".cmp", b)
+		}, name + ".cmp", "salt"},
+		{"damaged header", func(fs *crashfs.FS) {
+			b := bytes.Clone(cmp)
+			b[30] ^= 1
+			fs.WriteFile(name+".cmp", b)
+		}, name + ".cmp", "bad segment header"},
+		{"version 1 control file", func(fs *crashfs.FS) {
+			var b strings.Builder
+			for _, line := range strings.Split(string(ctl), "\n") {
+				switch {
+				case strings.HasPrefix(line, "tandem-compact"):
+					b.WriteString("tandem-compact 1\n")
+				case strings.HasPrefix(line, "rename"):
+					f := strings.Fields(line)
+					b.WriteString(f[0] + " " + f[1] + "\n")
+				case strings.HasPrefix(line, "remove"):
+					b.WriteString(line + "\n")
+				}
+			}
+			body := b.String()
+			fs.WriteFile(ctlPath, fmt.Appendf([]byte(body), "crc %08x\n", crc32.Checksum([]byte(body), table)))
+		}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := snap.Fork()
+			tc.damage(fs)
+			j, err := journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := j.Load(ctx)
+			j.Close()
+			if tc.file == "" {
+				if err != nil {
+					t.Fatalf("load: %v", err)
+				}
+				sameState(t, tc.name, before, res)
+				return
+			}
+			var ce *journal.CorruptionError
+			if !errors.As(err, &ce) || ce.File != tc.file || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("load: %v; want a CorruptionError naming %s about %q", err, tc.file, tc.reason)
+			}
+			// Verify (a scan, which never writes) reports the same.
+			_, err = journal.Scan(fs, "/j", journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}, nil)
+			if !errors.As(err, &ce) || ce.File != tc.file || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("scan: %v; want a CorruptionError naming %s about %q", err, tc.file, tc.reason)
+			}
+			// Nothing was switched: the control file and the prefix are
+			// still there, and the load refuses again.
+			if _, err := fs.ReadFile(ctlPath); err != nil {
+				t.Fatalf("the control file is gone: %v", err)
+			}
+			j, _ = journal.Open(journal.Options{Dir: "/j", FS: fs, SegmentSize: 64 << 10, Logger: quiet, CompactMinFiles: -1})
+			if _, err := j.Load(ctx); !errors.As(err, &ce) {
+				t.Fatalf("second load: %v, want the same refusal", err)
+			}
+			j.Close()
+		})
 	}
 }

@@ -82,6 +82,19 @@ func (c *completer) stop() {
 	<-c.exited
 }
 
+// queueWaiters queues the callbacks of waiters, all with err, for the
+// completer's goroutine: never inline (the gate calls it under its lock).
+func (c *completer) queueWaiters(ws []waiter, err error) {
+	c.mu.Lock()
+	for _, w := range ws {
+		if w.done != nil {
+			c.queue = append(c.queue, completion{done: w.done, err: err})
+		}
+	}
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
 // inlineMax is the largest batch whose callbacks pushWaiters runs on its
 // caller's goroutine. A hand-off costs more than a callback or two, but a
 // bigger batch's callbacks are better run by the completer's goroutine in

@@ -116,18 +116,23 @@ type crashCfg struct {
 	// async > 0: asynchronous Files (as io_uring) and inflight batches in
 	// flight.
 	async, inflight int
+	// reorder: a power loss keeps a random subset of the directory
+	// operations not synced, not a prefix (crashfs.Options.ReorderDirOps).
+	reorder bool
 }
 
 var crashCfgs = []crashCfg{
-	{"nio-512", aio.NIO, 1, 512, 0, 0},
-	{"direct-4096", aio.Direct, 4096, 4096, 0, 0},
-	{"direct-512", aio.Direct, 4096, 512, 0, 0},
-	{"direct-512-async-inflight4", aio.IOUring, 4096, 512, 8, 4},
-	{"nio-512-async-inflight2", aio.NIO, 1, 512, 4, 2},
+	{"nio-512", aio.NIO, 1, 512, 0, 0, false},
+	{"direct-4096", aio.Direct, 4096, 4096, 0, 0, false},
+	{"direct-512", aio.Direct, 4096, 512, 0, 0, false},
+	{"direct-512-async-inflight4", aio.IOUring, 4096, 512, 8, 4, false},
+	{"nio-512-async-inflight2", aio.NIO, 1, 512, 4, 2, false},
+	{"nio-512-reorder", aio.NIO, 1, 512, 0, 0, true},
+	{"direct-4096-async-inflight2-reorder", aio.IOUring, 4096, 4096, 4, 2, true},
 }
 
 func (c crashCfg) fs() *crashfs.FS {
-	return crashfs.New(crashfs.Options{Kind: c.kind, Alignment: c.align, SectorSize: c.sector, Async: c.async})
+	return crashfs.New(crashfs.Options{Kind: c.kind, Alignment: c.align, SectorSize: c.sector, Async: c.async, ReorderDirOps: c.reorder})
 }
 
 func openOn(t *testing.T, fs aio.FS, dir string) journal.Journal {

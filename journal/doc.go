@@ -26,7 +26,11 @@
 //	flusher.go    the one flusher: one write + fdatasync per batch
 //	pool.go       the preparer: zero-filled segments ahead of the writer,
 //	              recycling of reclaimed ones
-//	replay.go     Scan: torn tail vs corruption, in sequence order
+//	replay.go     Scan: torn tail vs corruption, in sequence order; the
+//	              linear search for valid records after a bad one
+//	segread.go    reading a segment through bounded windows, ScanWork
+//	crcshift.go   CRC32C shifts: checking a record's checksum when a
+//	              scan reaches its end, whatever overlaps it
 //	repair.go     Repair (tandem data repair)
 //	reclaim.go    reclaim of the oldest dead segments, Metrics
 //	compact.go    compaction of the sealed prefix, crash-safe switch
@@ -43,8 +47,14 @@
 // crash. Each record carries the segment's durable watermark at the time it
 // was encoded; replay uses it, and the rule that a segment is durable
 // before the next one is written, to tell a torn tail (truncated with a
-// warning, never an acknowledged record) from corruption (a
-// *CorruptionError naming the file and offset; the load stops).
+// warning) from corruption (a *CorruptionError naming the file and
+// offset; the load stops). A torn tail holds no acknowledged record,
+// except when the damage hit the last synced batch and no later record
+// carries a larger watermark: that case cannot be told from a torn write,
+// and the warning says so. Replay and verify take linear time and
+// bounded memory on any input (windows, and a search after a bad record
+// that checksums each byte once however candidates overlap), and never
+// truncate before a valid record they could not check.
 //
 // Load reads what a killed process left in the page cache, durable or
 // not, so before it appends it makes that durable: the last segment

@@ -140,6 +140,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq
 	}
+	j.prep.gone = j.oldest
 	// A stream resume below the end of a prefix an earlier process
 	// compacted is refused, as in the process that compacted it.
 	for _, si := range sr.Segments {
@@ -242,6 +243,12 @@ func (j *FileJournal) Close() error {
 	j.bgCancel()
 	<-j.flusherExited
 	j.bg.Wait()
+	j.mu.Lock()
+	g := j.gate
+	j.mu.Unlock()
+	if g != nil {
+		g.Fail(ErrNotReplicated)
+	}
 	j.stream.close()
 	j.prep.stop()
 	j.cq.stop()
@@ -274,7 +281,9 @@ func replay(fs aio.FS, dir string, nm Naming) (*ScanResult, *LoadResult, *valida
 			}
 		}
 	}
-	sr, err := Scan(fs, dir, nm, func(_ string, seq uint64, _ int64, payload []byte) error {
+	// The loaded records keep their data aliasing the read buffers:
+	// retained (detachData copies what is live when most of it is dead).
+	sr, err := newScanner(true).scan(fs, dir, nm, func(_ string, seq uint64, _ int64, payload []byte) error {
 		if seq != l.curSeg {
 			if l.curSeg == 0 {
 				l.firstSeg = seq

@@ -22,8 +22,10 @@ type op struct {
 type batch struct {
 	waiters []waiter
 	release []*chunk
-	reclaim []string // segments to reclaim once this batch is durable
-	inUse   int      // segments in use after that reclaim
+	reclaim []reclaimItem // segments to reclaim once this batch is durable
+	inUse   int           // segments in use after that reclaim
+	end     Position      // durable end of a synced batch (set by execute)
+	hasEnd  bool
 	sync    bool
 
 	mu  sync.Mutex
@@ -124,7 +126,7 @@ func (j *FileJournal) flushLoop() {
 			j.mu.Unlock()
 			<-j.inflight
 			j.drainInflight()
-			j.cq.pushWaiters(waiters, err)
+			j.completeBatch(waiters, err, Position{}, false)
 			continue
 		}
 		b := &batch{waiters: waiters}
@@ -246,6 +248,7 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 			}
 			if err == nil {
 				j.setDurable(seq, end)
+				b.end, b.hasEnd = Position{Seq: seq, Offset: end}, true
 				err = j.sealed(o.c.seg)
 			}
 			if err != nil || last {
@@ -264,6 +267,7 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 				}
 				if err == nil && sync {
 					j.setDurable(seq, end)
+					b.end, b.hasEnd = Position{Seq: seq, Offset: end}, true
 				}
 				j.finishBatch(b, err)
 			}
@@ -343,15 +347,17 @@ func (j *FileJournal) finishBatch(b *batch, err error) {
 	if b.sync && err == nil {
 		j.stats.syncs.Add(1)
 	}
-	j.cq.pushWaiters(b.waiters, err)
-	clear(b.waiters)
+	kept := j.completeBatch(b.waiters, err, b.end, b.hasEnd && b.sync)
 	if err == nil && len(b.reclaim) > 0 {
 		j.prep.reclaimFiles(b.reclaim, b.inUse)
 	}
-	j.mu.Lock()
-	if j.spareWaiters == nil {
-		j.spareWaiters = b.waiters[:0]
+	if !kept {
+		clear(b.waiters)
+		j.mu.Lock()
+		if j.spareWaiters == nil {
+			j.spareWaiters = b.waiters[:0]
+		}
+		j.mu.Unlock()
 	}
-	j.mu.Unlock()
 	<-j.inflight
 }

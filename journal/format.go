@@ -251,38 +251,68 @@ var (
 // the record's offset in the segment: a valid record's synced watermark
 // never exceeds it.
 func decodeRecord(b []byte, off int, seed uint32) (recHeader, error) {
-	var h recHeader
 	if len(b) < RecordHeaderSize {
-		return h, fmt.Errorf("%w: %d bytes left, less than a record header", errRecBad, len(b))
+		return recHeader{}, fmt.Errorf("%w: %d bytes left, less than a record header", errRecBad, len(b))
 	}
+	h, crc, err := decodeRecHeader(b, int64(off), int64(len(b)))
+	if err != nil {
+		return h, err
+	}
+	if got := crcUpdate(seed, b[4:RecordHeaderSize+h.crcLen()]); got != crc {
+		return h, fmt.Errorf("%w (stored %08x, computed %08x)", errRecChecksum, crc, got)
+	}
+	return h, nil
+}
+
+// decodeRecHeader checks the record header at b[0:RecordHeaderSize] of a
+// record at off, with room bytes from off to the end of the segment's
+// usable bytes, and returns it with its stored checksum. It does not
+// check the checksum: see decodeRecord.
+func decodeRecHeader(b []byte, off, room int64) (recHeader, uint32, error) {
+	var h recHeader
 	crc := binary.LittleEndian.Uint32(b[0:])
 	h.length = binary.LittleEndian.Uint32(b[4:])
 	h.synced = binary.LittleEndian.Uint32(b[8:])
 	h.kind = b[12]
 	if crc == 0 && h.length == 0 && h.synced == 0 && h.kind == 0 && b[13]|b[14]|b[15] == 0 {
-		return h, errRecZero
+		return h, crc, errRecZero
 	}
 	switch {
 	case h.kind != recBatch && h.kind != recSeal && h.kind != recPad:
-		return h, fmt.Errorf("%w: kind %d", errRecBad, h.kind)
+		return h, crc, fmt.Errorf("%w: kind %d", errRecBad, h.kind)
 	case b[13]|b[14]|b[15] != 0:
-		return h, fmt.Errorf("%w: reserved header bytes not zero", errRecBad)
-	case uint64(h.length) > uint64(len(b)-RecordHeaderSize):
-		return h, fmt.Errorf("%w: length %d runs past the segment end (%d bytes left)", errRecBad, h.length, len(b)-RecordHeaderSize)
+		return h, crc, fmt.Errorf("%w: reserved header bytes not zero", errRecBad)
+	case int64(h.length) > room-RecordHeaderSize:
+		return h, crc, fmt.Errorf("%w: length %d runs past the segment end (%d bytes left)", errRecBad, h.length, room-RecordHeaderSize)
 	case h.kind == recSeal && h.length != 0:
-		return h, fmt.Errorf("%w: seal record with payload", errRecBad)
-	case uint64(h.synced) > uint64(off):
-		return h, fmt.Errorf("%w: synced watermark %d beyond the record's own offset", errRecBad, h.synced)
+		return h, crc, fmt.Errorf("%w: seal record with payload", errRecBad)
+	case int64(h.synced) > off:
+		return h, crc, fmt.Errorf("%w: synced watermark %d beyond the record's own offset", errRecBad, h.synced)
 	}
-	end := RecordHeaderSize + int(h.length)
-	if h.kind == recPad {
-		end = RecordHeaderSize
-	}
-	if got := crc32.Update(seed, castagnoli, b[4:end]); got != crc {
-		return h, fmt.Errorf("%w (stored %08x, computed %08x)", errRecChecksum, crc, got)
-	}
-	return h, nil
+	return h, crc, nil
 }
+
+// plausibleHeader is decodeRecHeader's checks without the error values
+// (the search after a bad record tries every offset).
+func plausibleHeader(b []byte, off, room int64) bool {
+	kind := b[12]
+	length := binary.LittleEndian.Uint32(b[4:])
+	return kind >= recBatch && kind <= recPad && b[13]|b[14]|b[15] == 0 &&
+		int64(length) <= room-RecordHeaderSize && (kind != recSeal || length == 0) &&
+		int64(binary.LittleEndian.Uint32(b[8:])) <= off
+}
+
+// crcLen is the number of payload bytes the record's checksum covers
+// (a padding record's zeros are not covered).
+func (h recHeader) crcLen() int {
+	if h.kind == recPad {
+		return 0
+	}
+	return int(h.length)
+}
+
+// crcUpdate is crc32.Update with the record checksum's polynomial.
+func crcUpdate(seed uint32, b []byte) uint32 { return crc32.Update(seed, castagnoli, b) }
 
 // entryReader iterates over the entries of a batch payload. Entry data
 // is sliced out of the payload, not copied.

@@ -103,8 +103,11 @@ type LoadResult struct {
 	MaxID uint64
 	// Epoch is the largest epoch found in the store (0 when empty).
 	Epoch uint64
-	// Warnings are conditions that were repaired and did not lose an
-	// acknowledged record, such as a torn tail that was truncated.
+	// Warnings are conditions that were repaired, such as a torn tail
+	// that was truncated. A torn tail holds records that were never
+	// acknowledged, unless the damage hit the last synced batch and no
+	// later record says how far the segment was durable: the two cannot be
+	// told apart, and the warning says so (see docs/journal.md).
 	Warnings []string
 }
 

@@ -55,13 +55,20 @@ func fuzzSegments(tb testing.TB) (crashed, sealed []byte) {
 // (seeded with real segments), alone or followed by a second, valid
 // segment. Load must not panic; it fails only with a *CorruptionError;
 // when it succeeds, a second load (after the first one's repairs) gives
-// the same state, with no new torn tail. Each input is a 64 KiB segment,
-// so minimizing one takes long: run with -fuzzminimizetime 3s.
+// the same state, with no new torn tail. Each input is also scanned as
+// `tandem data verify` does, within a time budget (linear work counters)
+// and a memory budget. Each input is a 64 KiB segment, so minimizing one
+// takes long: run with -fuzzminimizetime 3s.
 func FuzzLoad(f *testing.F) {
 	crashed, sealed := fuzzSegments(f)
 	f.Add(crashed[:4096], false)
 	f.Add(sealed[:4096], true)
 	f.Add(crashed[:2048], true)
+	// A bad record after the first ones, then fake headers claiming the
+	// rest of the segment (once quadratic).
+	crafted, _ := craftedSegment(fuzzSeg, 16, nil)
+	f.Add(crafted, false)
+	journal.BuildScanTables() // once per process: not an input's cost
 	f.Fuzz(func(t *testing.T, seg []byte, second bool) {
 		if len(seg) > fuzzSeg {
 			return
@@ -91,6 +98,19 @@ func FuzzLoad(f *testing.F) {
 			}
 			_ = journal.AppendSync(ctx, j, journal.Entry{Kind: journal.KindAdd, ID: 1 << 40, Data: []byte("second")})
 			j.Close()
+		}
+		// The scan verify does: linear work, bounded memory.
+		var sr *journal.ScanResult
+		allocs := heapAllocated(func() {
+			sr, _ = journal.Scan(fs, "/j", journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}, nil)
+		})
+		if sr != nil {
+			if n := int64(2 * fuzzSeg); sr.Work.BytesRead > 6*n || sr.Work.CRCBytes > 24*n || sr.Work.Candidates > n/4+1 {
+				t.Fatalf("a scan of two %d-byte segments did more than linear work: %+v", fuzzSeg, sr.Work)
+			}
+		}
+		if limit := uint64(4 << 20); allocs > limit {
+			t.Fatalf("a scan of two %d-byte segments allocated %d bytes, over %d", fuzzSeg, allocs, limit)
 		}
 		j := open()
 		res, err := j.Load(ctx)

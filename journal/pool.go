@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -25,11 +26,15 @@ type preparer struct {
 	cond    sync.Cond
 	ready   uint64 // every sequence up to ready has a prepared or used file
 	want    uint64
-	cur     uint64   // the segment the writer appends to
-	poolMax int      // journal-pool-files (-1: no limit)
-	minFile int      // journal-min-files: reclaim never removes below it
-	inUse   int      // segments in use, as of the last reclaim
-	reclaim []string // reclaimed segment files to recycle or remove, oldest first
+	cur     uint64        // the segment the writer appends to
+	poolMax int           // journal-pool-files (-1: no limit)
+	minFile int           // journal-min-files: reclaim never removes below it
+	inUse   int           // segments in use, as of the last reclaim
+	reclaim []reclaimItem // reclaimed segment files to recycle or remove, oldest first
+	// gone: no segment below it has a file under its segment name any
+	// more, durably (removed or renamed, and the directory synced). A
+	// compaction waits for it to reach its prefix (see compactSwitch).
+	gone    uint64
 	err     error
 	stopped bool
 	exited  chan struct{}
@@ -41,6 +46,14 @@ type preparer struct {
 	recycled int   // reclaimed files turned into prepared ones
 	removed  int   // reclaimed files removed (pool full)
 	rbytes   int64 // bytes of reclaimed files
+}
+
+// reclaimItem is a file queued for recycling or removal: a reclaimed
+// segment (seq > 0) or a compaction's removed segment renamed to .free
+// (seq 0: its segment name is already gone).
+type reclaimItem struct {
+	path string
+	seq  uint64
 }
 
 func newPreparer(fs aio.FS, dir string, nm Naming, size int64, ready uint64, poolMax int) *preparer {
@@ -101,7 +114,7 @@ func (p *preparer) loop() {
 			return
 		}
 		if len(p.reclaim) > 0 {
-			path := p.reclaim[0]
+			item := p.reclaim[0]
 			p.reclaim = p.reclaim[1:]
 			// The next segment is always prepared; journal-pool-files
 			// more are kept from reclaim.
@@ -109,7 +122,7 @@ func (p *preparer) loop() {
 			recycle := p.poolMax < 0 || pool <= p.poolMax || p.inUse+pool < p.minFile
 			seq := p.ready + 1
 			p.mu.Unlock()
-			recycled, err := p.recycleOrRemove(path, recycle, seq)
+			recycled, err := p.recycleOrRemove(item.path, recycle, seq)
 			p.mu.Lock()
 			switch {
 			case err != nil:
@@ -119,6 +132,9 @@ func (p *preparer) loop() {
 				p.recycled++
 			default:
 				p.removed++
+			}
+			if err == nil && item.seq > 0 {
+				p.gone = max(p.gone, item.seq+1)
 			}
 			p.rbytes += p.size
 			p.cond.Broadcast()
@@ -153,11 +169,45 @@ func (p *preparer) prepareNow(upTo uint64) error {
 }
 
 // reclaimFiles queues reclaimed segment files (all their records are
-// deleted and durable) for recycling or removal.
-func (p *preparer) reclaimFiles(paths []string, inUse int) {
+// deleted and durable), oldest first, for recycling or removal.
+func (p *preparer) reclaimFiles(items []reclaimItem, inUse int) {
 	p.mu.Lock()
 	p.inUse = inUse
-	p.reclaim = append(p.reclaim, paths...)
+	p.reclaim = append(p.reclaim, items...)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// waitGone blocks until no segment below seq has a file under its
+// segment name (durably), the preparer fails or stops, or ctx ends.
+func (p *preparer) waitGone(ctx context.Context, seq uint64) error {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.gone < seq && p.err == nil && !p.stopped && ctx.Err() == nil {
+		p.cond.Wait()
+	}
+	switch {
+	case p.gone >= seq:
+		return nil
+	case p.err != nil:
+		return p.err
+	case p.stopped:
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// noteGone records that no segment below seq has a file under its
+// segment name any more (a compaction's switch renamed its prefix's).
+func (p *preparer) noteGone(seq uint64) {
+	p.mu.Lock()
+	p.gone = max(p.gone, seq)
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }

@@ -15,19 +15,22 @@ import (
 // entries: replay of what remains gives the same state. Segments a record
 // stream subscriber still needs are kept (see stream.go).
 
-// reclaimableLocked returns the paths of the oldest segments that pin
-// nothing and advances j.oldest past them.
-func (j *FileJournal) reclaimableLocked() []string {
+// reclaimableLocked returns the oldest segments that pin nothing and
+// advances j.oldest past them. Their files reach the preparer once the
+// batch that reclaims them is durable; until the preparer has removed or
+// recycled them they are still on disk, below j.oldest, which a
+// compaction starting meanwhile must wait for (see compactSwitch).
+func (j *FileJournal) reclaimableLocked() []reclaimItem {
 	if j.compacting {
 		return nil
 	}
-	var out []string
+	var out []reclaimItem
 	limit := j.seg.hdr.seq
 	if s := j.streamFloorLocked(); s < limit {
 		limit = s
 	}
 	for j.oldest < limit && j.v.pins.get(j.oldest) == 0 {
-		out = append(out, j.segPath(j.oldest))
+		out = append(out, reclaimItem{path: j.segPath(j.oldest), seq: j.oldest})
 		j.oldest++
 	}
 	j.v.pins.trim(j.oldest)

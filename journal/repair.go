@@ -82,15 +82,19 @@ func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
 			if err != nil {
 				return actions, err
 			}
-			dropped, err := countValidAfter(fs, ce.File, ce.Offset)
+			dropped, exact, err := countValidAfter(fs, ce.File, ce.Offset)
 			if err != nil {
 				return actions, err
 			}
 			if err := writeSeal(fs, ce.File, ce.Offset); err != nil {
 				return actions, err
 			}
+			count := fmt.Sprint(dropped)
+			if !exact {
+				count = fmt.Sprintf("at least %d (too many overlapping candidates to check them all)", dropped)
+			}
 			actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c, Dropped: dropped,
-				What: fmt.Sprintf("truncated at the first bad record (%s); %d valid records after it are only in the copy", ce.Reason, dropped)})
+				What: fmt.Sprintf("truncated at the first bad record (%s); %s valid records after it are only in the copy", ce.Reason, count)})
 		default:
 			return actions, fmt.Errorf("%w: %w", ErrUnrepairable, ce)
 		}
@@ -98,45 +102,29 @@ func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
 	return actions, fmt.Errorf("journal: repair of %s did not converge", dir)
 }
 
-// countValidAfter counts the valid batch records after off in a segment.
-func countValidAfter(fs aio.FS, path string, off int64) (int, error) {
+// countValidAfter counts the valid batch records after off in a segment
+// (linear time, bounded memory, as any scan). exact is false when
+// candidates could not all be checked: the count is then a lower bound.
+func countValidAfter(fs aio.FS, path string, off int64) (n int, exact bool, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
+	defer f.Close()
 	size, err := f.Size()
-	f.Close()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	buf, err := readAll(fs, path, size)
+	var hb [SegmentHeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return 0, false, fmt.Errorf("journal: read header of %s: %w", path, err)
+	}
+	h, err := decodeSegHeader(hb[:])
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	h, err := decodeSegHeader(buf)
-	if err != nil {
-		return 0, err
-	}
-	seed := h.seed()
-	n := 0
-	for q := int(off) + 1; q+RecordHeaderSize <= len(buf); {
-		nz := nextNonZero(buf, q)
-		if nz < 0 {
-			break
-		}
-		next := nz + 1
-		for c := max(q, nz-RecordHeaderSize+1); c <= nz && c+RecordHeaderSize <= len(buf); c++ {
-			if rh, err := decodeRecord(buf[c:], c, seed); err == nil {
-				if rh.kind == recBatch {
-					n++
-				}
-				next = c + RecordHeaderSize + int(rh.length)
-				break
-			}
-		}
-		q = next
-	}
-	return n, nil
+	ah, err := newScanner(false).ahead(f, path, off+1, min(size, int64(h.size)), h.seed(), func(int64, recHeader) bool { return false })
+	return ah.batches, ah.unchecked == 0, err
 }
 
 // checkEntries is a RecordVisitor that decodes every entry.

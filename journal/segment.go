@@ -136,18 +136,3 @@ func readSegHeader(fs aio.FS, sf *segFile) error {
 	}
 	return nil
 }
-
-// readAll reads the first n bytes of a file into a new buffer.
-func readAll(fs aio.FS, path string, n int64) ([]byte, error) {
-	f, err := fs.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	got, err := f.ReadAt(buf, 0)
-	if int64(got) < n {
-		return nil, fmt.Errorf("journal: read %s: %d of %d bytes: %w", path, got, n, err)
-	}
-	return buf, nil
-}

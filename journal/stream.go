@@ -108,7 +108,60 @@ type Subscription struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	replica bool // SubscribeReplica: compaction waits while it is attached
 }
+
+// SubscribeReplica is Subscribe for a replica that keeps byte copies of
+// the segments and removes those this journal reclaims (package
+// replication): while it is attached, compaction does not run (see
+// Compact).
+func (j *FileJournal) SubscribeReplica(from Position) (*Subscription, error) {
+	s, err := j.Subscribe(from)
+	if err == nil {
+		j.mu.Lock()
+		s.replica = true
+		j.mu.Unlock()
+	}
+	return s, err
+}
+
+func (j *FileJournal) replicaSubscribedLocked() bool {
+	for s := range j.subs {
+		if s.replica {
+			return true
+		}
+	}
+	return false
+}
+
+// Oldest returns the oldest segment the journal keeps: a replica may
+// remove its copies of older ones.
+func (j *FileJournal) Oldest() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.oldest
+}
+
+// DurableEnd returns the end of the durable bytes: what a subscriber that
+// caught up has received (a position in a new, still empty segment after
+// a seal).
+func (j *FileJournal) DurableEnd() Position {
+	seq, off, _, _ := j.stream.snapshot()
+	return Position{Seq: seq, Offset: off}
+}
+
+// SetEpoch sets the epoch written into the segments the journal starts
+// from now on (a replication live's activation sequence moved on after
+// it lost its replica).
+func (j *FileJournal) SetEpoch(e uint64) {
+	j.mu.Lock()
+	j.opts.Epoch = e
+	j.mu.Unlock()
+}
+
+// SegmentSize returns the size of new segments (journal-file-size).
+func (j *FileJournal) SegmentSize() int64 { return j.opts.SegmentSize }
 
 // Subscribe attaches a subscriber at from (the zero Position means the
 // oldest segment kept). from must be a record boundary the journal gave

@@ -82,6 +82,7 @@ type FileJournal struct {
 	bgCtx         context.Context
 	bgCancel      context.CancelFunc
 	subs          map[*Subscription]struct{}
+	gate          *Gate // holds completions for a replica (gate.go)
 	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
 	wake          chan struct{}
@@ -90,6 +91,10 @@ type FileJournal struct {
 	cq            *completer
 	flusherExited chan struct{}
 	stats         stats
+	// testCompactWait, set by tests only, is called when a compaction
+	// starts waiting for the preparer to remove or recycle the segments
+	// reclaimed before its prefix.
+	testCompactWait func()
 }
 
 // maxBatchLocked is the largest encoded batch a segment holds.

@@ -77,9 +77,16 @@
 //
 // A new live that cannot be sure the previous one died (the lock may have
 // been lost silently, as NFS can) must wait one lease after its BumpEpoch
-// before it acknowledges: by then the old live's last verification that
-// could have seen the old epoch is older than the lease, so it acknowledges
-// nothing more. package ha does that wait (the fence).
+// before it loads the store: by then the old live's last verification
+// that could have seen the old epoch is older than the lease, so it
+// acknowledges and writes nothing more. package ha does that wait (the
+// fence), plus a margin for clock-rate drift between hosts and the time
+// between a check and its effect (ha.FenceMargin).
+//
+// A live writes its state letter at a clean stop (P) with WriteStateAt,
+// which writes only while server.lock (and primary.lock's heartbeat) still
+// carries its epoch, under the same lock as BumpEpoch: a live that lost
+// its lock silently never writes over its successor's state.
 //
 // # NFS
 //
@@ -91,19 +98,28 @@
 //   - hard vs soft: soft makes an operation fail with EIO after retrans
 //     retries of timeo each, which is what lets the monitor see an outage
 //     and halt; hard retries forever, so the monitor's verification hangs
-//     and the lease expiry (not an error) stops acknowledgements. Both are
-//     safe here because CanAck is driven by the last good verification, but
-//     soft (Artemis's recommendation, together with intr) gives a faster,
-//     clearer halt. With soft, never run anything but this lock and the
-//     journal (whose every error is fatal) on the mount.
+//     and the lease expiry (not an error) stops acknowledgements. For
+//     acknowledgements both are safe, because CanAck is driven by the last
+//     good verification; for the journal's writes only soft gives a bound: a
+//     write blocked on a hard mount lands whenever the server returns,
+//     possibly after a successor loaded (see timeo below). Soft (Artemis's
+//     recommendation, together with intr) also gives a faster, clearer
+//     halt. With soft, never run anything but this lock and the journal
+//     (whose every error is fatal) on the mount.
 //   - noac: no attribute caching, so size and inode checks see the server.
 //   - lookupcache=none: no dentry caching, so a replaced file is seen at
 //     once by the path stat.
-//   - timeo and retrans: timeo is in tenths of a second; the defaults
-//     (timeo=600, retrans=2 for TCP) take minutes to report an outage.
-//     Something like timeo=10,retrans=2 reports within a few seconds.
-//     Keep the lease above timeo*retrans if you want an outage to halt the
-//     broker with EIO rather than through lease expiry.
+//   - timeo and retrans: timeo is in tenths of a second; over TCP the
+//     client backs off linearly (timeo more for each retransmission), so
+//     a soft mount fails an operation after about timeo/10 x
+//     (retrans+1)(retrans+2)/2 seconds. The defaults (timeo=600,
+//     retrans=2) take minutes to report an outage; timeo=10,retrans=2
+//     reports within about 6 s. That is also how long a write of the
+//     journal can be held and still land: a write that passed its fence
+//     check just before the lease ran out reaches the server only then,
+//     so that time must stay below the fence's margin for the fence to
+//     cover it (docs/ha-shared-store.md, "The in-flight window"; with a
+//     hard mount there is no bound at all).
 //
 // Example: mount -t nfs4 -o sync,soft,intr,noac,lookupcache=none,timeo=10,retrans=2 server:/tandem /var/lib/tandem
 //
@@ -112,6 +128,16 @@
 // file returns EIO (or ENOLCK when reclaiming), and the server may grant the
 // lock to the backup meanwhile. The epoch check and the fence wait cover the
 // window in which the old live has not yet noticed.
+//
+// # Replication
+//
+// With replication coordinated by ZooKeeper each broker has its own lock
+// directory (never shared). It holds the primary lock for its whole life
+// (one process per data directory) and keeps its local activation
+// sequence in server.lock's epoch field with WriteLocal (0 = no valid
+// data), together with the pair's node ID, which a backup adopts from the
+// live at sync. package ha reads and writes it; `tandem activation`
+// shows and sets it.
 //
 // This package never decides roles or failover: that is package ha.
 package lockfile

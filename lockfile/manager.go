@@ -124,7 +124,8 @@ type Manager struct {
 	holdPrimary bool
 	holdBackup  bool
 	holdFailbk  bool
-	nodeID      NodeID
+	nodeID      NodeID     // written under stateMu and idMu
+	idMu        sync.Mutex // a leaf lock: NodeID() reads under it
 	closed      bool
 	hbSeq       uint64 // heartbeat sequence (stateMu)
 }
@@ -202,8 +203,13 @@ func (m *Manager) Dir() string { return m.dir }
 // Options returns the options in effect (with defaults filled in).
 func (m *Manager) Options() Options { return m.opts }
 
-// NodeID returns the pair's node ID (created with server.lock).
-func (m *Manager) NodeID() NodeID { return m.nodeID }
+// NodeID returns the pair's node ID (created with server.lock, or the
+// one adopted with WriteLocal).
+func (m *Manager) NodeID() NodeID {
+	m.idMu.Lock()
+	defer m.idMu.Unlock()
+	return m.nodeID
+}
 
 // Close closes the files, which releases any lock held. It waits for a
 // state-file operation in progress.
@@ -451,6 +457,41 @@ func (m *Manager) WriteState(s State) error {
 		r, err := m.readLocked()
 		if err != nil {
 			return err
+		}
+		r.State = s
+		return m.writeLocked(r)
+	})
+}
+
+// WriteStateAt is WriteState for the live of epoch: it writes only while
+// server.lock still names this node and epoch, and no newer epoch was
+// written into primary.lock's heartbeat, checked and written under the
+// same lock on server.lock as BumpEpoch, so a live whose lock was lost
+// silently cannot write its state (P at a clean stop) over the one a
+// successor wrote with its new epoch. A superseded epoch is an
+// *EpochError.
+func (m *Manager) WriteStateAt(s State, epoch uint64) error {
+	if !s.Valid() {
+		return fmt.Errorf("lockfile: invalid state %s", s)
+	}
+	if err := m.checkOpen(false); err != nil {
+		return err
+	}
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	return m.withStateLock(unix.F_WRLCK, func() error {
+		r, err := m.readLocked()
+		if err != nil {
+			return err
+		}
+		if r.NodeID != m.nodeID {
+			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch, NodeChanged: true}
+		}
+		if r.Epoch != epoch {
+			return &EpochError{File: m.state.Name(), Ours: epoch, Found: r.Epoch}
+		}
+		if hb, ok := m.readHeartbeat(); ok && hb.Epoch > epoch {
+			return &EpochError{File: m.primary.Name(), Ours: epoch, Found: hb.Epoch}
 		}
 		r.State = s
 		return m.writeLocked(r)

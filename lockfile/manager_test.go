@@ -352,3 +352,57 @@ func TestBumpEpochSurvivesRegression(t *testing.T) {
 		t.Fatalf("bump after regression: %d %v, want 4", e, err)
 	}
 }
+
+// TestWriteStateAt: the state write of a live at its stop (P) happens only
+// under its own epoch: once another broker took a newer one (in
+// server.lock, or only in primary.lock's heartbeat after server.lock was
+// written back over), it fails with an *EpochError and changes nothing.
+func TestWriteStateAt(t *testing.T) {
+	dir := t.TempDir()
+	a := openT(t, dir, Options{})
+	mustTry(t, a.TryAcquirePrimary, true)
+	e1, err := a.BumpEpoch(StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteStateAt(StatePaused, e1); err != nil {
+		t.Fatalf("write under our own epoch: %v", err)
+	}
+	if err := a.WriteStateAt(StateActive, e1); err != nil {
+		t.Fatal(err)
+	}
+	// The lock is lost silently; b takes the next epoch.
+	if err := a.ReleasePrimary(); err != nil {
+		t.Fatal(err)
+	}
+	b := openT(t, dir, Options{})
+	mustTry(t, b.TryAcquirePrimary, true)
+	e2, err := b.BumpEpoch(StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ee *EpochError
+	if err := a.WriteStateAt(StatePaused, e1); !errors.As(err, &ee) || ee.Found != e2 {
+		t.Fatalf("write under a superseded epoch: %v, want an EpochError finding %d", err, e2)
+	}
+	if r, err := a.ReadState(); err != nil || r.State != StateActive || r.Epoch != e2 {
+		t.Fatalf("state after the refused write: %+v %v", r, err)
+	}
+	// server.lock written back to the old epoch by a writer whose lock
+	// was lost: the heartbeat's newer epoch still refuses the write.
+	path := filepath.Join(dir, StateFileName)
+	r, err := ReadStateFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Epoch = e1
+	if err := os.WriteFile(path, r.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteStateAt(StatePaused, e1); !errors.As(err, &ee) || ee.Found != e2 {
+		t.Fatalf("write under an epoch only primary.lock supersedes: %v", err)
+	}
+	if err := a.WriteStateAt(State('x'), e1); err == nil {
+		t.Fatal("WriteStateAt accepted a bad letter")
+	}
+}

@@ -48,6 +48,12 @@ type NetOptions struct {
 	// WriteTimeout closes a connection whose client takes no byte of what
 	// is queued for it for that long (0: DefaultWriteTimeout; < 0: never).
 	WriteTimeout time.Duration
+
+	// Protocols restricts what the acceptor serves (protocols=, see
+	// ParseProtocols); empty serves CORE and every registered protocol.
+	Protocols []string
+	// Params are the acceptor URL's parameters, for protocol handlers.
+	Params map[string]string
 }
 
 // Acceptor accepts client connections on one listener.
@@ -59,7 +65,8 @@ type Acceptor struct {
 	stopping atomic.Bool // Close has begun
 	stats    netCounters
 	logs     *logLimiter
-	refusal  []byte // the Error frame a refused connection gets
+	refusal  []byte     // the Error frame a refused connection gets
+	proto    protoState // protocol.go
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -159,7 +166,7 @@ func (a *Acceptor) accept() {
 		a.mu.Unlock()
 		go func() {
 			defer a.wg.Done()
-			c.serve()
+			a.serveConn(c)
 		}()
 		// Let the new connection read its Hello before accepting the
 		// next: without this, a flood of connections is accepted
@@ -203,6 +210,7 @@ func (a *Acceptor) Close(code wire.Code, reason string) error {
 	a.mu.Unlock()
 	err := a.ln.Close()
 	<-a.done
+	a.cancelProtocols()
 	for _, c := range cs {
 		c.out.frame(0, &wire.Disconnect{Code: code, Message: reason})
 		c.out.close()

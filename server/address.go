@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -12,6 +13,12 @@ type address struct {
 	anycast   bool
 	multicast bool
 	recID     uint64 // its record in the bindings journal
+	// autoCreated: created by a client's send or consumer, not by
+	// management; autoDelete: its address settings delete it (after
+	// deleteDelay) once no queue is bound to it (auto-delete-addresses).
+	autoCreated bool
+	autoDelete  bool
+	deleteDelay time.Duration
 
 	// mu guards queues, rr and dup, and orders this address's journal
 	// appends: a duplicate ID's add is appended before its eviction's
@@ -22,6 +29,12 @@ type address struct {
 	dup    *dupCache
 	// entries is send's journal entry buffer, reused under mu.
 	entries []journal.Entry
+	// deleted is set (under mu, with the server's mutex held) when the
+	// address is auto-deleted: a send holding it looks the name up again.
+	deleted bool
+	// emptySince is when its last queue went (or it was created or loaded
+	// without queues); guarded by mu.
+	emptySince time.Time
 }
 
 // route picks the queues a message sent with routing r goes to: one
@@ -51,4 +64,22 @@ func (a *address) hasRouting(r Routing) bool {
 		return a.anycast
 	}
 	return a.multicast
+}
+
+// hasAnycastQueueLocked reports whether an anycast queue is bound. Caller
+// holds a.mu.
+func (a *address) hasAnycastQueueLocked() bool {
+	for _, q := range a.queues {
+		if q.routing == Anycast {
+			return true
+		}
+	}
+	return false
+}
+
+// routableLocked reports whether a send with routing r may route through
+// a: it was not deleted meanwhile, and an anycast send finds a queue.
+// Caller holds a.mu.
+func (a *address) routableLocked(r Routing) bool {
+	return !a.deleted && (r == Multicast || a.hasAnycastQueueLocked())
 }

@@ -26,8 +26,16 @@ type QueueConfig struct {
 }
 
 // CreateQueue creates a queue bound to an address (creating the address).
-// Creating a queue that exists with the same routing succeeds.
+// Creating a queue that exists with the same routing succeeds. Like every
+// answer a client takes as done, success is checked against
+// Options.CanAck: without it the error is ErrNotActive (the outcome is
+// unknown to the client) and the queue, which may exist, is returned too.
 func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error) {
+	q, err := s.createQueueAnswer(ctx, qc)
+	return q, s.confirmed(err)
+}
+
+func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue, error) {
 	if qc.Address == "" {
 		qc.Address = qc.Name
 	}
@@ -50,26 +58,79 @@ func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error
 }
 
 // DeleteQueue deletes a queue without consumers and its messages (acked
-// on that queue in the journal).
+// on that queue in the journal). A durable queue's delete is durable
+// before its name is free, as with an auto-delete: a queue of that name
+// created next (a client's send may auto-create it at once) never
+// precedes it in the bindings journal, where a restart would find the
+// name defined twice. It then waits for the sends and commits already
+// routed to the queue whatever ctx says: they complete once the journal
+// has taken them, or fails or closes, and leaving them would leave their
+// messages live with no queue. ctx bounds only the wait for the messages'
+// acks; the queue is deleted even when that wait ends early. Success is
+// checked against Options.CanAck like CreateQueue's.
 func (s *Server) DeleteQueue(ctx context.Context, name string) error {
-	s.mu.RLock()
+	return s.confirmed(s.deleteQueueNamed(ctx, name))
+}
+
+func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
+	s.mu.Lock()
 	q := s.queues[name]
-	s.mu.RUnlock()
 	if q == nil {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrNoSuchQueue, name)
 	}
 	q.mu.Lock()
-	if len(q.consumers) > 0 {
+	switch {
+	case q.deleting || q.deleted:
 		q.mu.Unlock()
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrNoSuchQueue, name)
+	case len(q.consumers) > 0:
+		q.mu.Unlock()
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrQueueInUse, name)
 	}
-	q.deleted = true
+	q.deleting = true // no consumer attaches, no auto-delete, from now on
+	q.mu.Unlock()
+	a, empty := s.unbindQueueLocked(q)
+	if q.durable {
+		// Under s.mu: no lookup or creation of the name until it is
+		// durable. A replay drops the references to a deleted queue, so
+		// the acks below only reclaim the messages' records.
+		if err := journal.AppendSync(context.Background(), s.binds, journal.Entry{Kind: journal.KindDelete, ID: q.id}); err != nil {
+			s.mu.Unlock()
+			s.storageError(err)
+			return fmt.Errorf("server: delete queue %q: %w", name, err)
+		}
+	}
+	s.mu.Unlock()
+	if q.durable {
+		// A send or commit routed to q before unbindQueueLocked took the
+		// address mutex has made its append already: an empty append
+		// after it completes once their callbacks have put their
+		// references in q, to be deleted with the others below. Without
+		// it such a reference met a deleted queue and was dropped with
+		// its message's durable count held: a live record, pinning its
+		// segment, until a restart.
+		ch := make(chan error, 1)
+		if err := s.msgs.Append(nil, false, func(err error) { ch <- err }); err != nil {
+			s.storageError(err)
+			return fmt.Errorf("server: delete queue %q: %w", name, err)
+		}
+		if err := <-ch; err != nil {
+			return fmt.Errorf("server: delete queue %q: %w", name, s.halt(err))
+		}
+	}
+	q.shutdown()
+	q.mu.Lock()
 	var refs []*ref
 	for q.msgs.len() > 0 {
 		refs = append(refs, q.msgs.popFront())
 	}
 	q.mu.Unlock()
-	s.deleteQueue(q)
+	if empty {
+		defer s.addressIdle(a, true)
+	}
 	if !q.durable {
 		return nil
 	}
@@ -96,10 +157,6 @@ func (s *Server) DeleteQueue(ctx context.Context, name string) error {
 		}
 	}
 	if err != nil {
-		s.storageError(err)
-		return fmt.Errorf("server: delete queue %q: %w", name, err)
-	}
-	if err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindDelete, ID: q.id}); err != nil {
 		s.storageError(err)
 		return fmt.Errorf("server: delete queue %q: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -43,6 +44,10 @@ type conn struct {
 	// brings it to zero is urgent (see outq).
 	inflight atomic.Int32
 	dec      *wire.Decoder // Buffered tells a lone request
+	// prefix holds the first bytes, when the acceptor read them to detect
+	// the protocol (protocol.go); src is what dec reads: prefix, then nc.
+	prefix []byte
+	src    io.Reader
 
 	// writeErr is the write error that failed the connection (the reason
 	// logged for it).
@@ -237,7 +242,7 @@ func (c *conn) shutdown(reason error) {
 			c.acc.stats.writeTimeouts.Add(1)
 			c.acc.logs.log(c.log, slog.LevelWarn, "write-timeout", "closing connection: the client does not read", "reason", *p)
 		} else if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping &&
-			reason != errOutqStopped && !errors.As(reason, new(loggedError)) {
+			reason != errHandedOff && reason != errOutqStopped && !errors.As(reason, new(loggedError)) {
 			c.acc.logs.log(c.log, slog.LevelInfo, "closed", "connection closed", "reason", reason)
 		} else {
 			c.log.Debug("connection closed")
@@ -257,7 +262,9 @@ func (c *conn) shutdown(reason error) {
 		case <-c.writerErr:
 		case <-time.After(2 * time.Second):
 		}
-		c.nc.Close()
+		if reason != errHandedOff { // the replication handler owns the socket now
+			c.nc.Close()
+		}
 		c.acc.forget(c)
 	})
 }
@@ -279,7 +286,12 @@ func (c *conn) protocolError(err error) error {
 
 // read runs the handshake and then dispatches frames until an error.
 func (c *conn) read() error {
-	dec := wire.NewDecoder(c.nc)
+	c.src = c.nc
+	if len(c.prefix) > 0 { // the acceptor read the first bytes (protocol.go)
+		c.src = io.MultiReader(bytes.NewReader(c.prefix), c.nc)
+		c.prefix = nil
+	}
+	dec := wire.NewDecoder(c.src)
 	c.dec = dec
 	dec.SetMaxFrameSize(MaxHelloSize)
 	c.nc.SetReadDeadline(time.Now().Add(c.acc.opts.HandshakeTimeout))
@@ -354,6 +366,9 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 			Message: fmt.Sprintf("client speaks versions %d-%d, broker %d-%d", hello.MinVersion, hello.MaxVersion, wire.MinVersion, wire.Version)})
 		return fmt.Errorf("no common protocol version with client %d-%d", hello.MinVersion, hello.MaxVersion)
 	}
+	if hello.ClientID == wire.ReplicaClientID {
+		return c.handOffReplica(h, hello)
+	}
 	if !c.acc.authenticate(hello.User, hello.Password) {
 		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})
 		return fmt.Errorf("authentication failed for user %q", clip(hello.User))
@@ -426,6 +441,8 @@ func codeOf(err error) wire.Code {
 		return wire.CodeInvalid
 	case errors.Is(err, ErrQueueExists):
 		return wire.CodeExists
+	case errors.Is(err, ErrLimit):
+		return wire.CodeLimit
 	}
 	return wire.CodeInternal
 }
@@ -519,7 +536,7 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 	case *wire.CreateQueue:
 		q, err := c.s.CreateQueue(c.ctx, QueueConfig{Address: f.Address, Name: f.Queue, Routing: routingOf(f.Routing, Anycast),
 			Durable: f.Durable, Temporary: f.Temporary})
-		if err == nil && f.Temporary {
+		if q != nil && f.Temporary { // also when its answer is ErrNotActive: it may exist
 			c.tempQs = append(c.tempQs, q)
 		}
 		c.out.resultFrame(corr, codeOf(err), errText(err))

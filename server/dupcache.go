@@ -7,7 +7,8 @@ import (
 )
 
 // dupCache is one address's duplicate ID cache: the last size IDs, in
-// insertion order (a ring), each with the journal record that persists it.
+// insertion order (a ring, grown as IDs come until it holds size), each
+// with the journal record that persists it.
 // The owning address's mutex guards the index and ring; waitMu guards the
 // pending state of entries, because journal callbacks complete entries and
 // must never take the address mutex (it is held across Append).
@@ -21,7 +22,7 @@ import (
 type dupCache struct {
 	size  int
 	seed  maphash.Seed
-	index []dupRef // len a power of two, at least 2*size; nil until the first add
+	index []dupRef // len a power of two, at least 2*len(ring); nil until the first add
 	ring  []dupSlot
 	next  int // ring slot of the next insert (the oldest when full)
 	full  bool
@@ -115,6 +116,15 @@ func (c *dupCache) remove(i int) {
 	}
 }
 
+// len returns the number of IDs in the window (an ID re-added counts
+// once per add).
+func (c *dupCache) len() int {
+	if c.full {
+		return c.size
+	}
+	return c.next
+}
+
 // lookup returns the entry for id, or nil.
 func (c *dupCache) lookup(id string) *dupEntry {
 	if i := c.find(id, c.hash(id)); i >= 0 {
@@ -125,19 +135,21 @@ func (c *dupCache) lookup(id string) *dupEntry {
 
 // add inserts id (a later add of the same ID replaces the earlier one);
 // when the cache is full it evicts the oldest entry and returns its record
-// ID (0 when there is none or it was not persisted).
-func (c *dupCache) add(id string, e *dupEntry) (evicted uint64) {
+// ID (0 when there is none or it was not persisted), with what undo needs
+// to take the add back.
+func (c *dupCache) add(id string, e *dupEntry) (evicted uint64, u dupUndo) {
 	if c.size <= 0 {
-		return 0
+		return 0, dupUndo{pos: -1}
 	}
-	if c.ring == nil {
-		c.ring = make([]dupSlot, c.size)
-		c.index = make([]dupRef, 1<<bits.Len(uint(2*c.size-1)))
+	if !c.full && c.next == len(c.ring) {
+		c.grow()
 	}
+	u = dupUndo{pos: c.next, old: c.ring[c.next], full: c.full}
 	if c.full {
 		old := &c.ring[c.next]
 		if i := c.slotOf(c.next, old.hash); i >= 0 {
 			c.remove(i)
+			u.evicted = true
 		}
 		if old.e != nil {
 			evicted = old.e.recID
@@ -147,29 +159,82 @@ func (c *dupCache) add(id string, e *dupEntry) (evicted uint64) {
 	c.ring[c.next] = dupSlot{id: id, hash: h, e: e}
 	ref := dupRef{hash: h, pos: int32(c.next + 1)}
 	if i := c.find(id, h); i >= 0 {
+		u.replaced = c.index[i].pos
 		c.index[i] = ref
 	} else {
-		mask := len(c.index) - 1
-		i := int(h) & mask
-		for c.index[i].pos != 0 {
-			i = (i + 1) & mask
-		}
-		c.index[i] = ref
+		c.insert(ref)
 	}
 	c.next++
 	if c.next == c.size {
 		c.next = 0
 		c.full = true
 	}
-	return evicted
+	return evicted, u
 }
 
-// forget drops e (its append was refused, so its record never existed).
-func (c *dupCache) forget(id string, e *dupEntry) {
-	if i := c.find(id, c.hash(id)); i >= 0 && c.ring[c.index[i].pos-1].e == e {
-		c.remove(i)
+// grow doubles the ring (from 16 slots, up to size) and keeps the index
+// at least twice as large, so a cache takes memory as IDs come. Called
+// before the ring is full: its first next slots hold the IDs in order, and
+// ring positions stay valid, so a dupUndo taken before a grow still names
+// the slot it changed (an undo after a grow leaves the ring larger, which
+// changes no lookup and no eviction).
+func (c *dupCache) grow() {
+	n := min(max(2*len(c.ring), 16), c.size)
+	ring := make([]dupSlot, n)
+	copy(ring, c.ring)
+	c.ring = ring
+	old := c.index
+	c.index = make([]dupRef, 1<<bits.Len(uint(2*n-1)))
+	for _, r := range old {
+		if r.pos != 0 {
+			c.insert(r)
+		}
 	}
-	e.recID = 0
+}
+
+// insert puts ref in the first empty index slot of its probe run.
+func (c *dupCache) insert(ref dupRef) {
+	mask := len(c.index) - 1
+	i := int(ref.hash) & mask
+	for c.index[i].pos != 0 {
+		i = (i + 1) & mask
+	}
+	c.index[i] = ref
+}
+
+// dupUndo is what one add changed: the ring slot it wrote and what was
+// there (evicted: the index still pointed at it), the ring position + 1 of
+// an entry of the same ID it replaced in the index (0: none), and whether
+// the ring was full.
+type dupUndo struct {
+	pos      int // -1: the add changed nothing
+	old      dupSlot
+	evicted  bool
+	replaced int32
+	full     bool
+}
+
+// undo takes an add back because its append was refused, so neither the
+// added ID's record nor the delete of the evicted one exists: the evicted
+// ID is in the window again, the added one is not, and the next add evicts
+// what it would have evicted before. Adds made under one hold of the
+// address mutex are undone in the reverse order, under the same hold.
+func (c *dupCache) undo(u dupUndo) {
+	if u.pos < 0 {
+		return
+	}
+	if i := c.slotOf(u.pos, c.ring[u.pos].hash); i >= 0 {
+		if u.replaced != 0 {
+			c.index[i].pos = u.replaced
+		} else {
+			c.remove(i)
+		}
+	}
+	c.ring[u.pos] = u.old
+	if u.evicted {
+		c.insert(dupRef{hash: u.old.hash, pos: int32(u.pos + 1)})
+	}
+	c.next, c.full = u.pos, u.full
 }
 
 // wait calls fn with the entry's outcome: at once when it is known, else

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -436,5 +437,138 @@ func TestHelloSizeLimit(t *testing.T) {
 	c2.write(2, &wire.Send{Session: 1, Message: wire.Message{Address: "q", Body: bytes.Repeat([]byte("b"), wire.MaxBodySize)}})
 	if r := c2.expect(wire.TypeSendResult).(*wire.SendResult); r.Code != wire.CodeOK {
 		t.Fatalf("a maximal send after the handshake: %+v", r)
+	}
+}
+
+// ttlProto records the TTLs its connections are given and echoes lines.
+type ttlProto struct {
+	echoProto
+	got chan ProtocolConn
+}
+
+func (p ttlProto) Serve(ctx context.Context, c ProtocolConn) {
+	p.got <- c
+	p.echoProto.Serve(ctx, c)
+}
+
+// Connections of other protocols (STOMP, AMQP) count against
+// connectionsAllowed and the broker-wide budget like Tandem's own, free
+// their slot when they end, and are given the TTL cap for the TTL their
+// clients choose.
+func TestProtocolConnectionsUnderLimits(t *testing.T) {
+	b := newBroker(t, Options{})
+	p := ttlProto{echoProto{"ECHO", "ECHO"}, make(chan ProtocolConn, 4)}
+	b.s.RegisterProtocol(p)
+	budget := NewConnectionBudget(2)
+	a := listen(t, b, NetOptions{ConnectionsAllowed: 1, Budget: budget, TTLMax: 3 * time.Second})
+	other := listen(t, b, NetOptions{Budget: budget})
+
+	nc, br := dialLine(t, a, "ECHO one\n")
+	if l, err := br.ReadString('\n'); err != nil || l != "ECHO one\n" {
+		t.Fatalf("echo: %q, %v", l, err)
+	}
+	if pc := <-p.got; pc.TTLMax != 3*time.Second {
+		t.Fatalf("the handler got TTLMax %v, want 3s", pc.TTLMax)
+	}
+	// The acceptor's one slot is taken: a second connection, of either
+	// protocol, is refused.
+	for _, first := range []string{"ECHO two\n", "\x00"} {
+		_, br2 := dialLine(t, a, first)
+		expectRefused(t, br2, "two")
+	}
+	if got := a.Stats().Refused; got != 2 {
+		t.Fatalf("refused %d, want 2", got)
+	}
+	// The budget of 2 has one left: the other acceptor takes one protocol
+	// connection, then refuses.
+	_, br3 := dialLine(t, other, "ECHO three\n")
+	if l, err := br3.ReadString('\n'); err != nil || l != "ECHO three\n" {
+		t.Fatalf("echo on the other acceptor: %q, %v", l, err)
+	}
+	<-p.got
+	_, br4 := dialLine(t, other, "ECHO four\n")
+	expectRefused(t, br4, "four")
+	// A protocol connection that ends frees its slot.
+	nc.Close()
+	waitFor(t, "the ended protocol connection kept its slot", func() bool { return a.Connections() == 0 })
+	_, br5 := dialLine(t, a, "ECHO five\n")
+	if l, err := br5.ReadString('\n'); err != nil || l != "ECHO five\n" {
+		t.Fatalf("echo after a slot was freed: %q, %v", l, err)
+	}
+}
+
+// expectRefused reads a refused connection to its end (a close, or a
+// reset when the broker closed it with the client's bytes unread) and
+// fails if it was served (its echo came back).
+func expectRefused(t *testing.T, r io.Reader, echo string) {
+	t.Helper()
+	rest, err := io.ReadAll(r)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("refused connection: %v", err)
+	}
+	if bytes.Contains(rest, []byte(echo)) {
+		t.Fatalf("a connection over the limit was served: %q", rest)
+	}
+}
+
+// A replication connection is handed to its handler with every byte the
+// connection's decoder received after Hello: a replica that pipelines its
+// registration behind its Hello (in one write) loses nothing, whether the
+// acceptor detected the protocol first or not.
+func TestReplicaHandOffKeepsPipelinedBytes(t *testing.T) {
+	for _, detect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detect=%v", detect), func(t *testing.T) {
+			b := newBroker(t, Options{})
+			if detect {
+				b.s.RegisterProtocol(echoProto{"ECHO", "ECHO"})
+			}
+			type handed struct {
+				f   wire.Frame
+				err error
+			}
+			got := make(chan handed, 1)
+			b.s.SetReplicaHandler(&ReplicaHandler{User: "cluster", Password: "secret",
+				Serve: func(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uint64) {
+					_, f, err := wire.NewDecoder(r).Read()
+					if err == nil {
+						var w []byte
+						w, err = wire.AppendFrame(nil, corr, &wire.Welcome{Version: 1, NodeID: "live"})
+						if err == nil {
+							_, err = nc.Write(w)
+						}
+					}
+					got <- handed{f, err}
+				}})
+			a := listen(t, b, NetOptions{})
+			nc, err := net.Dial("tcp", a.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			var enc wire.Encoder
+			enc.Encode(7, &wire.Hello{MinVersion: 1, MaxVersion: 1, ClientID: wire.ReplicaClientID, User: "cluster", Password: "secret"})
+			enc.Encode(0, &wire.ReplicaRegister{URL: "tcp://replica:1"})
+			if _, err := nc.Write(enc.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			var h handed
+			select {
+			case h = <-got:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the handler never read the frame pipelined behind Hello")
+			}
+			if h.err != nil {
+				t.Fatal(h.err)
+			}
+			if r, ok := h.f.(*wire.ReplicaRegister); !ok || r.URL != "tcp://replica:1" {
+				t.Fatalf("the handler read %#v, want the ReplicaRegister", h.f)
+			}
+			nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+			hdr, f, err := wire.NewDecoder(nc).Read()
+			if err != nil || hdr.Corr != 7 || f.Type() != wire.TypeWelcome {
+				t.Fatalf("answer: %v %v %v", hdr, f, err)
+			}
+			waitFor(t, "the handed-off connection still counts", func() bool { return a.Connections() == 0 })
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -56,6 +57,12 @@ func (s *Server) load(ctx context.Context) error {
 			a.recID = rec.ID
 			a.anycast = a.anycast || ar.Anycast
 			a.multicast = a.multicast || ar.Multicast
+			if ar.AutoCreated && !a.autoCreated {
+				a.autoCreated = true
+				if p := s.opts.AddressSettings.For(a.name); p.AutoDeleteAddresses {
+					a.autoDelete, a.deleteDelay = true, p.AutoDeleteAddressesDelay
+				}
+			}
 		case RecQueue:
 			qr, err := decodeQueue(rec.Data)
 			if err != nil {
@@ -135,7 +142,7 @@ func (s *Server) load(ctx context.Context) error {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
 				continue
 			}
-			if ev := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
+			if ev, _ := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: ev})
 			}
 		default:
@@ -147,8 +154,21 @@ func (s *Server) load(ctx context.Context) error {
 			return fmt.Errorf("server: messages journal: %w", err)
 		}
 	}
+	// Auto-created queues and addresses left idle (by clients gone with
+	// the previous run) go once their delay has passed at a scan.
+	now := time.Now()
 	for _, q := range s.queues {
-		go q.run()
+		s.setQueuePolicy(q)
+		if q.autoDelete {
+			q.idleSince = now
+			s.addReap(q, nil)
+		}
+	}
+	for _, a := range s.addresses {
+		a.emptySince = now
+		if len(a.queues) == 0 {
+			s.addressIdle(a, false)
+		}
 	}
 	s.log.Info("journals loaded", "messages", messages, "references", refs, "queues", len(s.queues),
 		"addresses", len(s.addresses), "max_id", s.lastID.Load())

@@ -363,6 +363,7 @@ func TestCodeOf(t *testing.T) {
 		{ErrClosed, wire.CodeShuttingDown},
 		{ErrQueueExists, wire.CodeExists},
 		{ErrQueueInUse, wire.CodeInvalid},
+		{fmt.Errorf("%w: 3 queues (max-queues)", ErrLimit), wire.CodeLimit},
 		{errors.New("other"), wire.CodeInternal},
 	}
 	for _, tc := range tests {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ref is a message's place in one queue.
@@ -18,10 +19,12 @@ type ref struct {
 func (r *ref) durable() bool { return r.msg.Durable && r.q.durable }
 
 // Queue is a queue bound to an address. Messages wait in it until a
-// consumer with credit takes them. A goroutine per queue delivers what
-// credit and consumers make deliverable; what a send makes deliverable is
-// delivered by the send's completion itself, up to a batch, when no
-// delivery is running (see push).
+// consumer with credit takes them. An idle queue costs memory only: what a
+// send makes deliverable is delivered by the send's completion itself, up
+// to a batch, when no delivery is running (see push); what credit, a new
+// consumer or a redelivery makes deliverable, and any backlog, is
+// delivered by a goroutine started for it that exits once nothing more is
+// deliverable (see wake).
 type Queue struct {
 	id          uint64
 	name        string
@@ -32,24 +35,35 @@ type Queue struct {
 	autoCreated bool
 	refData     []byte // the encoded queue ID, shared by every ref update
 
+	// autoDelete: an auto-created anycast queue whose address settings
+	// delete it once idle (auto-delete-queues), after deleteDelay, when it
+	// holds at most deleteCount messages (-1: any number).
+	autoDelete  bool
+	deleteDelay time.Duration
+	deleteCount int64
+
+	// routed counts references routed to the queue (under its address's
+	// mutex) and not pushed yet: a send in flight. Auto-delete waits for
+	// them.
+	routed atomic.Int64
+
 	mu        sync.Mutex
 	msgs      refDeque
 	seq       uint64
 	consumers []*Consumer
 	rr        int
-	deleted   bool
+	deleted   bool      // delivery has stopped; what is pushed now is dropped
+	deleting  bool      // DeleteQueue has begun: no consumer may attach, no auto-delete
+	idleSince time.Time // when its last consumer left (or it was loaded); zero: never idle
 
 	delivering atomic.Int64 // delivered, not acked
-	// dispatching is set while a goroutine (the delivery goroutine or an
-	// enqueuer) takes messages out under mu and hands them to consumers
-	// outside it: one at a time, so deliveries keep queue order. It
-	// rechecks under mu before clearing it, so nothing made deliverable
+	// dispatching is set while one goroutine (a delivery goroutine or a
+	// send's completion) takes messages out under mu and hands them to
+	// consumers outside it: one at a time, so deliveries keep queue order.
+	// It rechecks under mu before clearing it, so nothing made deliverable
 	// meanwhile is left behind.
 	dispatching bool
 	idle        sync.Cond // on mu: broadcast when dispatching clears
-	kick        chan struct{}
-	stop        chan struct{}
-	stopped     chan struct{}
 }
 
 // QueueInfo describes a queue for /status.
@@ -66,7 +80,6 @@ func newQueue(id uint64, name string, a *address, routing Routing, durable, temp
 	q := &Queue{
 		id: id, name: name, addr: a, routing: routing, durable: durable,
 		temporary: temporary, autoCreated: auto, refData: encodeQueueID(id),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	q.idle.L = &q.mu
 	return q
@@ -88,23 +101,78 @@ func (q *Queue) Info() QueueInfo {
 	}
 }
 
-// wake asks the delivery goroutine to look for work.
+// wake starts a delivery goroutine when messages wait for a consumer
+// with credit and no delivery is running; a running delivery takes them
+// itself (its recheck under mu sees what woke us). The goroutine exits
+// once nothing more is deliverable, and shutdown waits for it.
 func (q *Queue) wake() {
-	select {
-	case q.kick <- struct{}{}:
-	default:
+	q.mu.Lock()
+	if q.dispatching || !q.deliverableLocked() {
+		q.mu.Unlock()
+		return
 	}
+	q.dispatching = true
+	q.mu.Unlock()
+	go q.drain()
 }
 
-// push appends r (already durable when it needs to be). It returns true
-// when consumers are attached: the caller (a send's completion, whose
-// consumers' handlers only encode frames) then calls deliverInline once it
-// has answered the sender, saving the delivery goroutine's wake-up per
-// send. Nothing is claimed here: the sender's done may do anything,
-// closing the consumer and deleting the queue included.
+// deliverableLocked reports whether a message waits and a consumer has
+// credit for it. Caller holds q.mu.
+func (q *Queue) deliverableLocked() bool {
+	if q.deleted || q.msgs.len() == 0 {
+		return false
+	}
+	for _, c := range q.consumers {
+		if c.credit > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// batchPool holds the delivery goroutines' batches.
+var batchPool = sync.Pool{New: func() any { b := make([]delivery, 0, 128); return &b }}
+
+// drain is a delivery goroutine, started by wake with dispatching set: it
+// delivers until nothing more is deliverable, then clears dispatching and
+// returns.
+func (q *Queue) drain() {
+	bp := batchPool.Get().(*[]delivery)
+	batch := (*bp)[:0]
+	q.mu.Lock()
+	for {
+		batch = q.dispatchLocked(batch[:0])
+		if len(batch) == 0 {
+			q.dispatching = false
+			q.idle.Broadcast()
+			q.mu.Unlock()
+			break
+		}
+		q.mu.Unlock()
+		for i, d := range batch {
+			d.c.deliver(d.r)
+			batch[i] = delivery{}
+		}
+		q.mu.Lock()
+	}
+	*bp = batch
+	batchPool.Put(bp)
+}
+
+// push appends r (already durable when it needs to be), which was routed
+// here (routed counted it). It returns true when consumers are attached:
+// the caller (a send's completion, whose consumers' handlers only encode
+// frames) then calls deliverInline once it has answered the sender, saving
+// a delivery goroutine per send. Nothing is claimed here: the sender's done
+// may do anything, closing the consumer and deleting the queue included.
+// A reference pushed to a deleted queue is dropped: only a non-durable
+// one can be, because neither deletion leaves a send in flight to a
+// durable queue (an auto-delete waits for routed to fall to zero,
+// DeleteQueue for its barrier).
 func (q *Queue) push(r *ref) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.routed.Add(-1)
 	if q.deleted {
 		return false
 	}
@@ -116,7 +184,7 @@ func (q *Queue) push(r *ref) bool {
 
 // deliverInline delivers one batch of at most inlineDeliveries when no
 // delivery is running, so a send's completion never works through a
-// backlog; whatever is still waiting then is left to the delivery
+// backlog; whatever is still deliverable then is left to a delivery
 // goroutine. A running delivery takes the pushed messages itself.
 func (q *Queue) deliverInline() {
 	var buf [inlineDeliveries]delivery
@@ -133,44 +201,25 @@ func (q *Queue) deliverInline() {
 		batch[i] = delivery{}
 	}
 	q.mu.Lock()
+	if q.deliverableLocked() { // hand the rest to a delivery goroutine
+		q.mu.Unlock()
+		go q.drain()
+		return
+	}
 	q.dispatching = false
 	q.idle.Broadcast()
-	more := q.msgs.len() > 0 && len(q.consumers) > 0 && !q.deleted
 	q.mu.Unlock()
-	if more {
-		q.wake()
-	}
 }
 
 // inlineDeliveries is the most a send's completion delivers itself.
 const inlineDeliveries = 8
 
-// deliverLocked delivers until nothing more is deliverable, in batches of
-// cap(batch). Caller holds q.mu and has found dispatching clear; it
-// returns with q.mu released and dispatching clear.
-func (q *Queue) deliverLocked(batch []delivery) {
-	q.dispatching = true
-	for {
-		batch = q.dispatchLocked(batch[:0])
-		if len(batch) == 0 {
-			q.dispatching = false
-			q.idle.Broadcast()
-			q.mu.Unlock()
-			return
-		}
-		q.mu.Unlock()
-		for i, d := range batch {
-			d.c.deliver(d.r)
-			batch[i] = delivery{}
-		}
-		q.mu.Lock()
-	}
-}
-
-// requeue puts cancelled deliveries back at the head, in queue order.
-func (q *Queue) requeue(rs []*ref) {
+// requeue puts cancelled deliveries back at the head, in queue order. It
+// returns false when the queue was deleted: the references were dropped,
+// and the caller acks the durable ones (Server.cancel).
+func (q *Queue) requeue(rs []*ref) bool {
 	if len(rs) == 0 {
-		return
+		return true
 	}
 	slices.SortFunc(rs, func(a, b *ref) int {
 		switch {
@@ -182,7 +231,8 @@ func (q *Queue) requeue(rs []*ref) {
 		return 0
 	})
 	q.mu.Lock()
-	if !q.deleted {
+	live := !q.deleted
+	if live {
 		for i := len(rs) - 1; i >= 0; i-- {
 			q.msgs.pushFront(rs[i])
 		}
@@ -190,6 +240,7 @@ func (q *Queue) requeue(rs []*ref) {
 	q.mu.Unlock()
 	q.delivering.Add(-int64(len(rs)))
 	q.wake()
+	return live
 }
 
 type delivery struct {
@@ -232,29 +283,10 @@ func (q *Queue) dispatchLocked(out []delivery) []delivery {
 	return out
 }
 
-// run is the queue's delivery goroutine; it returns when stop closes.
-func (q *Queue) run() {
-	defer close(q.stopped)
-	batch := make([]delivery, 0, 128)
-	for {
-		select {
-		case <-q.kick:
-		case <-q.stop:
-			return
-		}
-		q.mu.Lock()
-		if q.dispatching { // its recheck under mu sees what woke us
-			q.mu.Unlock()
-			continue
-		}
-		q.deliverLocked(batch)
-	}
-}
-
 // addConsumer attaches c.
 func (q *Queue) addConsumer(c *Consumer) bool {
 	q.mu.Lock()
-	if q.deleted {
+	if q.deleted || q.deleting {
 		q.mu.Unlock()
 		return false
 	}
@@ -264,8 +296,9 @@ func (q *Queue) addConsumer(c *Consumer) bool {
 	return true
 }
 
-// removeConsumer detaches c and returns its unacked deliveries to the
-// queue head. It returns the number of consumers left.
+// removeConsumer detaches c and returns its unacked deliveries (the caller
+// puts them back at the queue head). It returns the number of consumers
+// left; at 0 the queue is idle from now.
 func (q *Queue) removeConsumer(c *Consumer) (cancelled []*ref, left int) {
 	q.mu.Lock()
 	if i := slices.Index(q.consumers, c); i >= 0 {
@@ -282,13 +315,16 @@ func (q *Queue) removeConsumer(c *Consumer) (cancelled []*ref, left int) {
 	c.delivered = nil
 	c.mu.Unlock()
 	left = len(q.consumers)
+	if left == 0 {
+		q.idleSince = time.Now()
+	}
 	q.mu.Unlock()
 	return cancelled, left
 }
 
-// shutdown stops delivering: it waits for a delivery in progress (the
-// goroutine's or a send completion's) and stops the delivery goroutine;
-// nothing is delivered once it returns.
+// shutdown stops delivering: it waits for a delivery in progress (a
+// delivery goroutine's or a send completion's); nothing is delivered once
+// it returns, and no delivery goroutine of the queue is left.
 func (q *Queue) shutdown() {
 	q.mu.Lock()
 	q.deleted = true
@@ -296,10 +332,4 @@ func (q *Queue) shutdown() {
 		q.idle.Wait()
 	}
 	q.mu.Unlock()
-	select {
-	case <-q.stop:
-	default:
-		close(q.stop)
-	}
-	<-q.stopped
 }

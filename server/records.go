@@ -85,10 +85,14 @@ func decodeQueue(b []byte) (queueRecord, error) {
 
 // addressRecord is an address as the bindings journal stores it.
 type addressRecord struct {
-	Name      string
-	Anycast   bool
-	Multicast bool
+	Name        string
+	Anycast     bool
+	Multicast   bool
+	AutoCreated bool // flag 4, since auto-delete: older records lack it (kept forever)
 }
+
+// addressFlags are the flag bits an address record may carry.
+const addressFlags = 1 | 2 | 4
 
 func encodeAddress(a addressRecord) []byte {
 	var flags byte
@@ -97,6 +101,9 @@ func encodeAddress(a addressRecord) []byte {
 	}
 	if a.Multicast {
 		flags |= 2
+	}
+	if a.AutoCreated {
+		flags |= 4
 	}
 	b := append(make([]byte, 0, 4+len(a.Name)), bindingFormat, flags)
 	return appendString(b, a.Name)
@@ -109,8 +116,12 @@ func decodeAddress(b []byte) (addressRecord, error) {
 		return a, fmt.Errorf("address record: unknown format %d", f)
 	}
 	flags := d.byte()
+	if flags&^addressFlags != 0 && d.err == nil {
+		return a, fmt.Errorf("address record: unknown flags %#x (written by a newer version?)", flags)
+	}
 	a.Anycast = flags&1 != 0
 	a.Multicast = flags&2 != 0
+	a.AutoCreated = flags&4 != 0
 	a.Name = d.string()
 	if d.err == nil && d.off != len(b) {
 		return a, fmt.Errorf("address record: offset %d: trailing bytes", d.off)

@@ -19,13 +19,12 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		done(err)
 		return
 	}
-	a, err := s.addressFor(ctx, m.Address, r)
+	a, err := s.lockedAddressFor(ctx, m.Address, r)
 	if err != nil {
 		done(err)
 		return
 	}
 	var qbuf [4]*Queue
-	a.mu.Lock()
 	if m.DuplicateID != "" && s.idCache > 0 {
 		if e := a.dup.lookup(m.DuplicateID); e != nil {
 			a.mu.Unlock()
@@ -35,8 +34,9 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 		}
 	}
 	qs := a.routeLocked(r, qbuf[:0])
+	routed(qs)
 	m.ID = s.nextID()
-	entries, de := s.sendEntriesLocked(a, m, qs, a.entries[:0])
+	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
 	m.own()
 	refs := make([]ref, len(qs))
 	for i, q := range qs {
@@ -61,17 +61,19 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			a.dup.complete(de, err)
 		}
 		if err != nil {
+			unroute(refs)
 			done(err)
 			return
 		}
 		enqueueRefs(refs, done)
 	})
 	if err != nil && de != nil {
-		a.dup.forget(m.DuplicateID, de)
+		a.dup.undo(undo)
 	}
 	a.entries = reuseEntries(entries) // Append copied them
 	a.mu.Unlock()
 	if err != nil {
+		unroute(refs)
 		s.storageError(err)
 		if de != nil {
 			a.dup.complete(de, err)
@@ -83,9 +85,10 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 // sendEntriesLocked appends to entries the journal records of sending m
 // to qs: the message and a reference per durable queue when m is
 // persistent, and its duplicate ID (with the eviction of the oldest). It
-// registers the duplicate ID, pending, and returns its entry. Caller holds
-// a.mu.
-func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry) {
+// registers the duplicate ID, pending, and returns its entry and what
+// takes the registration back (dupCache.undo) should the append be
+// refused. Caller holds a.mu.
+func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry, dupUndo) {
 	if m.Durable {
 		var n int32
 		for _, q := range qs {
@@ -113,17 +116,19 @@ func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries 
 		}
 	}
 	var de *dupEntry
+	undo := dupUndo{pos: -1}
 	if m.DuplicateID != "" && s.idCache > 0 {
 		de = &dupEntry{pending: true}
 		if m.Durable && !s.opts.NoPersistIDCache {
 			de.recID = s.nextID()
 			entries = append(entries, journal.Entry{Kind: journal.KindAdd, ID: de.recID, Type: RecDuplicateID, Data: encodeDuplicateID(a.name, m.DuplicateID)})
 		}
-		if ev := a.dup.add(m.DuplicateID, de); ev != 0 {
+		var ev uint64
+		if ev, undo = a.dup.add(m.DuplicateID, de); ev != 0 {
 			entries = append(entries, journal.Entry{Kind: journal.KindDelete, ID: ev})
 		}
 	}
-	return entries, de
+	return entries, de, undo
 }
 
 // reuseEntries returns entries emptied for the next append under the same
@@ -135,6 +140,21 @@ func reuseEntries(entries []journal.Entry) []journal.Entry {
 	}
 	clear(entries)
 	return entries[:0]
+}
+
+// routed counts a send in flight to each of qs (see Queue.routed): push
+// or unroute uncounts it. Caller holds the queues' address's mutex.
+func routed(qs []*Queue) {
+	for _, q := range qs {
+		q.routed.Add(1)
+	}
+}
+
+// unroute uncounts refs that will not be pushed.
+func unroute(refs []ref) {
+	for i := range refs {
+		refs[i].q.routed.Add(-1)
+	}
 }
 
 // enqueueRefs puts refs in their queues, calls done(nil), and then
@@ -231,6 +251,9 @@ func (s *Server) ackEntryLocked(r *ref) journal.Entry {
 
 // cancel returns deliveries of one queue to its head, persisting their
 // delivery counts (not synced: they ride with the next synced append).
+// When the queue was deleted meanwhile (DeleteQueue deletes only what is
+// in it), the references go with it: their acks are appended, so the
+// messages' durable counts reach zero and their records are deleted.
 func (s *Server) cancel(q *Queue, refs []*ref) {
 	if len(refs) == 0 {
 		return
@@ -251,5 +274,35 @@ func (s *Server) cancel(q *Queue, refs []*ref) {
 		s.storeMu.Unlock()
 		s.storageError(err)
 	}
-	q.requeue(refs)
+	if !q.requeue(refs) {
+		s.dropRefs(refs)
+	}
+}
+
+// dropRefs acks durable references that their deleted queue (by
+// DeleteQueue or an auto-delete) no longer holds, so their messages go
+// once no other queue holds them. Not synced: they only reclaim the
+// records; a replay keeps references only to queues whose bindings record
+// is live, and both deletions make that record's delete durable first.
+func (s *Server) dropRefs(refs []*ref) {
+	if len(refs) == 0 || s.checkUsable() != nil {
+		return
+	}
+	s.storeMu.Lock()
+	var entries []journal.Entry
+	for _, r := range refs {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	var err error
+	if len(entries) > 0 {
+		err = s.msgs.Append(entries, false, func(err error) {
+			if err != nil {
+				s.halt(err)
+			}
+		})
+	}
+	s.storeMu.Unlock()
+	s.storageError(err)
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -32,6 +35,10 @@ var ErrNotActive = errors.New("server: not active (HA lease not held): outcome u
 // auto-created.
 var ErrNoSuchQueue = errors.New("server: no such queue")
 
+// ErrLimit is returned when creating a queue or an address would exceed
+// Options.MaxQueues or Options.MaxAddresses.
+var ErrLimit = errors.New("server: limit reached")
+
 // Options configure a Server.
 type Options struct {
 	// Name is the broker's name (config <name>).
@@ -49,8 +56,24 @@ type Options struct {
 	IDCacheSize int
 	// NoPersistIDCache keeps duplicate IDs in memory only.
 	NoPersistIDCache bool
-	// NoAutoCreate refuses sends and consumers on unknown queues.
+	// NoAutoCreate refuses sends and consumers on unknown queues, whatever
+	// AddressSettings say.
 	NoAutoCreate bool
+	// AddressSettings decide per address whether a client's send or
+	// consumer may create a missing queue or address, and when
+	// auto-created ones are deleted (config <address-settings>); nil means
+	// Artemis's defaults for every address.
+	AddressSettings config.AddressSettings
+	// MaxQueues caps the number of queues of every kind (config
+	// <max-queues>): 0 means config.DefaultMaxQueues, -1 no limit.
+	MaxQueues int
+	// MaxAddresses caps the number of addresses (config <max-addresses>):
+	// 0 means MaxQueues, -1 no limit.
+	MaxAddresses int
+	// AddressQueueScanPeriod is how often queues and addresses waiting to
+	// be auto-deleted are checked (config <address-queue-scan-period>): 0
+	// means config.DefaultAddressQueueScanPeriod; negative never.
+	AddressQueueScanPeriod time.Duration
 	// Policy, Role and Epoch are reported by /status and in topology.
 	Policy, Role string
 	Epoch        uint64
@@ -62,14 +85,15 @@ type Options struct {
 	// once fdatasynced. Unsafe: a power loss can lose confirmed work.
 	NoSyncNonTransactional, NoSyncTransactional bool
 	// CanAck, when set, is asked before every confirmation (stored send,
-	// durable ack, commit): false turns the confirmation into
-	// ErrNotActive. HA sets it to the activation's lease check, so a live
+	// durable ack, commit, queue created or deleted): false turns the
+	// confirmation into ErrNotActive. HA sets it to the activation's lease check, so a live
 	// that lost its lease acknowledges nothing.
 	CanAck func() bool
 }
 
 // Server is the broker core. Create it with New, then Start it.
 type Server struct {
+	replica atomic.Pointer[ReplicaHandler] // replica.go
 	opts    Options
 	log     *slog.Logger
 	msgs    journal.Journal
@@ -98,6 +122,18 @@ type Server struct {
 	// inflight counts client requests awaiting a durable answer (conn).
 	inflight atomic.Int64
 	haltErr  atomic.Pointer[error]
+
+	// reapMu guards reapQueues and reapAddrs: the auto-created queues and
+	// addresses that are idle but could not be deleted yet (a delay, or
+	// messages left), checked every AddressQueueScanPeriod.
+	reapMu     sync.Mutex
+	reapQueues map[*Queue]struct{}
+	reapAddrs  map[*address]struct{}
+	stopReap   chan struct{} // closed by Close
+	reapDone   chan struct{} // closed when reaper returns
+
+	protoMu   sync.Mutex
+	protocols []ProtocolHandler // protocol.go
 
 	topoMu   sync.Mutex
 	topology Topology
@@ -140,11 +176,21 @@ func New(opts Options) *Server {
 	if size == 0 {
 		size = DefaultIDCacheSize
 	}
+	if opts.MaxQueues == 0 {
+		opts.MaxQueues = config.DefaultMaxQueues
+	}
+	if opts.MaxAddresses == 0 {
+		opts.MaxAddresses = opts.MaxQueues
+	}
+	if opts.AddressQueueScanPeriod == 0 {
+		opts.AddressQueueScanPeriod = config.DefaultAddressQueueScanPeriod
+	}
 	return &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
 		idCache:   size,
 		addresses: make(map[string]*address), queues: make(map[string]*Queue),
 		queueByID: make(map[uint64]*Queue), topoSubs: make(map[int]func(Topology)),
+		reapQueues: make(map[*Queue]struct{}), reapAddrs: make(map[*address]struct{}),
 	}
 }
 
@@ -176,6 +222,11 @@ func (s *Server) Start(ctx context.Context) error {
 	s.stopWatch = make(chan struct{})
 	s.watchDone = make(chan struct{})
 	go s.watchStore()
+	if p := s.opts.AddressQueueScanPeriod; p > 0 {
+		s.stopReap = make(chan struct{})
+		s.reapDone = make(chan struct{})
+		go s.reaper(p)
+	}
 	s.log = s.log.With("node_id", s.nodeID, "role", s.opts.Role)
 	s.log.Info("broker started", "queues", len(s.queues), "epoch", s.epoch)
 	return nil
@@ -218,6 +269,16 @@ func (s *Server) guard(done func(error)) func(error) {
 	}
 }
 
+// confirmed is the CanAck check for an answer given without a callback
+// (queue management): success becomes ErrNotActive while the HA
+// activation does not allow acknowledging.
+func (s *Server) confirmed(err error) error {
+	if err == nil && s.opts.CanAck != nil && !s.opts.CanAck() {
+		return ErrNotActive
+	}
+	return err
+}
+
 // checkUsable returns an error when the server cannot take work.
 func (s *Server) checkUsable() error {
 	if s.halted.Load() {
@@ -238,6 +299,10 @@ func (s *Server) Close() error {
 		close(s.stopWatch)
 		defer func() { <-s.watchDone }()
 	}
+	if s.stopReap != nil {
+		close(s.stopReap)
+		defer func() { <-s.reapDone }()
+	}
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
 		qs = append(qs, q)
@@ -251,23 +316,87 @@ func (s *Server) Close() error {
 
 // Queues describes every queue, sorted by address and name.
 func (s *Server) Queues() []QueueInfo {
+	qs, _ := s.ListQueues(QueueQuery{All: true})
+	return qs
+}
+
+// ListQueues describes the queues q selects, sorted by address and name,
+// and returns how many match (before Offset and Limit). It sorts only the
+// first Offset+Limit (a bounded heap), so a page costs little more than a
+// pass over the queue names.
+func (s *Server) ListQueues(q QueueQuery) (page []QueueInfo, total int) {
 	s.mu.RLock()
 	qs := make([]*Queue, 0, len(s.queues))
-	for _, q := range s.queues {
-		qs = append(qs, q)
+	for name, x := range s.queues {
+		if strings.HasPrefix(name, q.Prefix) {
+			qs = append(qs, x)
+		}
 	}
 	s.mu.RUnlock()
-	out := make([]QueueInfo, 0, len(qs))
-	for _, q := range qs {
-		out = append(out, q.Info())
+	total = len(qs)
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultStatusQueues
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Address != out[j].Address {
-			return out[i].Address < out[j].Address
+	if q.All {
+		limit = total
+	}
+	if q.Offset >= total || limit < 0 {
+		return []QueueInfo{}, total
+	}
+	qs = smallestQueues(qs, q.Offset+min(limit, total-q.Offset))[q.Offset:]
+	page = make([]QueueInfo, len(qs))
+	for i, x := range qs {
+		page[i] = x.Info()
+	}
+	return page, total
+}
+
+// compareQueues orders queues by address, then name.
+func compareQueues(a, b *Queue) int {
+	if c := strings.Compare(a.addr.name, b.addr.name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// smallestQueues returns the k first of qs in compareQueues order, sorted
+// (reordering qs).
+func smallestQueues(qs []*Queue, k int) []*Queue {
+	if k >= len(qs)/2 {
+		slices.SortFunc(qs, compareQueues)
+		return qs[:k]
+	}
+	// A max-heap of the k smallest so far in qs[:k]; each later queue
+	// smaller than its top replaces it.
+	h := qs[:k]
+	down := func(i int) {
+		for {
+			l, big := 2*i+1, i
+			if l < k && compareQueues(h[l], h[big]) > 0 {
+				big = l
+			}
+			if r := l + 1; r < k && compareQueues(h[r], h[big]) > 0 {
+				big = r
+			}
+			if big == i {
+				return
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
 		}
-		return out[i].Name < out[j].Name
-	})
-	return out
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for _, x := range qs[k:] {
+		if k > 0 && compareQueues(x, h[0]) < 0 {
+			h[0] = x
+			down(0)
+		}
+	}
+	slices.SortFunc(h, compareQueues)
+	return h
 }
 
 // Queue returns the named queue's description.
@@ -291,54 +420,97 @@ func (s *Server) lookupAddress(name string) *address {
 
 // addressFor returns the address to send to with routing r, creating the
 // address (and, for anycast, its queue of the same name) when auto-create
-// allows. ctx bounds the wait for the bindings journal.
+// allows. ctx bounds the wait for the bindings journal. The caller locks
+// it and checks routableLocked: an auto-delete may come in between.
 func (s *Server) addressFor(ctx context.Context, name string, r Routing) (*address, error) {
 	if a := s.lookupAddress(name); a != nil && a.hasRouting(r) && (r == Multicast || a.hasAnycastQueue()) {
 		return a, nil
 	}
 	if r == Anycast {
-		if _, err := s.ensureQueue(ctx, name, name, Anycast, true, false); err != nil {
+		q, err := s.ensureQueue(ctx, name, name, Anycast, true, false)
+		if err != nil {
 			return nil, err
 		}
-		return s.lookupAddress(name), nil
+		return q.addr, nil
 	}
 	return s.ensureAddress(ctx, name, Multicast)
+}
+
+// maxRouteAttempts bounds how often a send or consumer looks an address or
+// queue up again after an auto-delete removed it under its feet.
+const maxRouteAttempts = 10
+
+// lockedAddressFor is addressFor returning the address locked and
+// routable with r, looking it up again when an auto-delete removed it or
+// its queue meanwhile.
+func (s *Server) lockedAddressFor(ctx context.Context, name string, r Routing) (*address, error) {
+	for attempt := 1; ; attempt++ {
+		a, err := s.addressFor(ctx, name, r)
+		if err != nil {
+			return nil, err
+		}
+		a.mu.Lock()
+		if a.routableLocked(r) {
+			return a, nil
+		}
+		a.mu.Unlock()
+		if attempt == maxRouteAttempts {
+			return nil, fmt.Errorf("%w: %q was deleted %d times while sending to it", ErrNoSuchQueue, name, attempt)
+		}
+	}
 }
 
 func (a *address) hasAnycastQueue() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, q := range a.queues {
-		if q.routing == Anycast {
-			return true
-		}
-	}
-	return false
+	return a.hasAnycastQueueLocked()
 }
 
 // ensureAddress returns the address, creating or extending it with
-// routing r. Caller must not hold s.mu.
+// routing r for a client (auto-create). Caller must not hold s.mu.
 func (s *Server) ensureAddress(ctx context.Context, name string, r Routing) (*address, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ensureAddressLocked(ctx, name, r)
+	a, created, err := s.ensureAddressLocked(ctx, name, r, true)
+	s.mu.Unlock()
+	if created {
+		s.addressIdle(a, false) // a send to an address without queues
+	}
+	return a, err
 }
 
-func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing) (*address, error) {
+// ensureAddressLocked returns the address, creating or extending it with
+// routing r: for a client (auto) as its address settings allow, for
+// management always; both within MaxAddresses. created reports a new
+// address. Caller holds s.mu.
+func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing, auto bool) (a *address, created bool, err error) {
 	if s.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	a := s.addresses[name]
+	a = s.addresses[name]
 	if a != nil && a.hasRouting(r) {
-		return a, nil
+		return a, false, nil
 	}
 	if s.opts.NoAutoCreate {
-		return nil, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
+		return nil, false, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
 	}
-	rec := addressRecord{Name: name, Anycast: r == Anycast, Multicast: r == Multicast}
+	var pol config.AddressPolicy
+	if auto || a == nil {
+		pol = s.opts.AddressSettings.For(name)
+	}
+	if auto && !pol.AutoCreateAddresses {
+		if a == nil {
+			return nil, false, fmt.Errorf("%w: address %q does not exist (auto-create-addresses is false for it)", ErrNoSuchQueue, name)
+		}
+		return nil, false, fmt.Errorf("%w: address %q has no %s routing (auto-create-addresses is false for it)", ErrNoSuchQueue, name, r)
+	}
+	if a == nil && s.opts.MaxAddresses > 0 && len(s.addresses) >= s.opts.MaxAddresses {
+		return nil, false, fmt.Errorf("%w: %d addresses (max-addresses); address %q not created", ErrLimit, len(s.addresses), name)
+	}
+	rec := addressRecord{Name: name, Anycast: r == Anycast, Multicast: r == Multicast, AutoCreated: auto}
 	if a != nil {
 		rec.Anycast = rec.Anycast || a.anycast
 		rec.Multicast = rec.Multicast || a.multicast
+		rec.AutoCreated = a.autoCreated
 	}
 	// Address records are rewritten whole: a new add replaces the old.
 	id := s.nextID()
@@ -348,19 +520,32 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 	}
 	if err := journal.AppendSync(ctx, s.binds, entries...); err != nil {
 		s.storageError(err)
-		return nil, fmt.Errorf("server: persist address %q: %w", name, err)
+		return nil, false, fmt.Errorf("server: persist address %q: %w", name, err)
 	}
 	if a == nil {
-		a = &address{name: name, dup: newDupCache(s.idCache)}
-		s.addresses[name] = a
+		a = s.newAddressLocked(name, auto, pol)
+		a.emptySince = time.Now()
+		created = true
 	}
 	a.recID = id
 	a.anycast, a.multicast = rec.Anycast, rec.Multicast
-	return a, nil
+	return a, created, nil
 }
 
-// ensureQueue returns the named queue, creating it (and its address) when
-// needed. Durable queues are persisted in the bindings journal first.
+// newAddressLocked registers a new address in memory. Caller holds s.mu.
+func (s *Server) newAddressLocked(name string, auto bool, pol config.AddressPolicy) *address {
+	a := &address{name: name, dup: newDupCache(s.idCache), autoCreated: auto}
+	if auto && pol.AutoDeleteAddresses {
+		a.autoDelete, a.deleteDelay = true, pol.AutoDeleteAddressesDelay
+	}
+	s.addresses[name] = a
+	return a
+}
+
+// ensureQueue returns the named queue, creating it (and its address) for
+// a client when needed: an anycast queue as its address settings allow
+// (auto-create-queues), a subscription queue on a topic always. Durable
+// queues are persisted in the bindings journal first.
 func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary bool) (*Queue, error) {
 	s.mu.RLock()
 	q := s.queues[name]
@@ -371,18 +556,27 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	if s.opts.NoAutoCreate && !temporary {
 		return nil, fmt.Errorf("%w: %q (auto-create is off)", ErrNoSuchQueue, name)
 	}
+	if r == Anycast && !s.opts.AddressSettings.For(addrName).AutoCreateQueues {
+		return nil, fmt.Errorf("%w: %q (auto-create-queues is false for address %q)", ErrNoSuchQueue, name, addrName)
+	}
 	return s.createQueue(ctx, addrName, name, r, durable, temporary, true)
 }
 
 // createQueue creates a queue unless one of that name exists, which it
-// returns.
+// returns; auto tells a client's (auto-created) queue from management's.
 func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool) (*Queue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.queues[name]; q != nil {
 		return q, nil
 	}
-	a, err := s.ensureAddressLocked(ctx, addrName, r)
+	if s.opts.MaxQueues > 0 && len(s.queues) >= s.opts.MaxQueues {
+		if s.closed {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("%w: %d queues (max-queues); queue %q not created", ErrLimit, len(s.queues), name)
+	}
+	a, _, err := s.ensureAddressLocked(ctx, addrName, r, auto)
 	if err != nil {
 		return nil, err
 	}
@@ -396,31 +590,46 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 		}
 	}
 	q := newQueue(id, name, a, r, durable, temporary, auto)
+	s.setQueuePolicy(q)
 	s.addQueueLocked(q)
 	s.log.Debug("queue created", "queue", name, "address", addrName, "routing", r, "durable", durable)
 	return q, nil
 }
 
-// addQueueLocked registers q and starts its delivery goroutine. Caller
-// holds s.mu.
+// addQueueLocked registers q. Caller holds s.mu.
 func (s *Server) addQueueLocked(q *Queue) {
 	s.queues[q.name] = q
 	s.queueByID[q.id] = q
 	q.addr.mu.Lock()
 	q.addr.queues = append(q.addr.queues, q)
 	q.addr.mu.Unlock()
-	go q.run()
 }
 
-// deleteQueue removes a non-durable queue (a temporary subscription).
+// deleteQueue removes a temporary (never durable) queue from memory: a
+// subscription whose last consumer left, or one its connection created
+// and closed with. Nothing of it is in the journal, and what a send still
+// in flight pushes to it is dropped (not durable either). Its address goes
+// too when auto-delete allows.
 func (s *Server) deleteQueue(q *Queue) {
 	s.mu.Lock()
+	a, empty := s.unbindQueueLocked(q)
+	s.mu.Unlock()
+	q.shutdown()
+	if empty {
+		s.addressIdle(a, true)
+	}
+}
+
+// unbindQueueLocked takes q out of the server's and its address's queues:
+// once it returns no send or commit routes to q (they route under the
+// address mutex and append before releasing it). It returns q's address
+// and whether no queue is bound to it any more. Caller holds s.mu.
+func (s *Server) unbindQueueLocked(q *Queue) (a *address, empty bool) {
 	if s.queues[q.name] == q {
 		delete(s.queues, q.name)
 		delete(s.queueByID, q.id)
 	}
-	s.mu.Unlock()
-	a := q.addr
+	a = q.addr
 	a.mu.Lock()
 	for i, x := range a.queues {
 		if x == q {
@@ -428,8 +637,12 @@ func (s *Server) deleteQueue(q *Queue) {
 			break
 		}
 	}
+	empty = len(a.queues) == 0
+	if empty {
+		a.emptySince = time.Now()
+	}
 	a.mu.Unlock()
-	q.shutdown()
+	return a, empty
 }
 
 // storageError halts the broker when err comes from a failed journal.

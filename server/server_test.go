@@ -330,6 +330,44 @@ func TestCanAckGuardsConfirmations(t *testing.T) {
 	}
 }
 
+// TestCanAckGuardsQueueManagement (issue 21 §5): creating and deleting a
+// queue are answered like sends, acks and commits: a live that cannot
+// acknowledge (its HA lease ran out) reports ErrNotActive (an unknown
+// outcome to the client, which fails over), never success.
+func TestCanAckGuardsQueueManagement(t *testing.T) {
+	var allow atomic.Bool
+	allow.Store(true)
+	b := newBroker(t, Options{CanAck: allow.Load})
+	ctx := context.Background()
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "kept", Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	allow.Store(false)
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "new", Durable: true}); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("create without lease: %v, want ErrNotActive", err)
+	}
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "kept", Durable: true}); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("create of an existing queue without lease: %v, want ErrNotActive", err)
+	}
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "tmp", Temporary: true}); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("create of a temporary queue without lease: %v, want ErrNotActive", err)
+	}
+	if err := b.s.DeleteQueue(ctx, "kept"); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("delete without lease: %v, want ErrNotActive", err)
+	}
+	if err := b.s.DeleteQueue(ctx, "tmp"); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("delete of a non-durable queue without lease: %v, want ErrNotActive", err)
+	}
+	// Errors that are no confirmation stay what they are.
+	if err := b.s.DeleteQueue(ctx, "missing"); !errors.Is(err, ErrNoSuchQueue) {
+		t.Fatalf("delete of a missing queue: %v, want ErrNoSuchQueue", err)
+	}
+	allow.Store(true)
+	if _, err := b.s.CreateQueue(ctx, QueueConfig{Name: "later", Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAckMany(t *testing.T) {
 	b := newBroker(t, Options{})
 	ss := b.s.NewSession(false)

@@ -107,47 +107,63 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 	if err := ss.s.checkUsable(); err != nil {
 		return nil, err
 	}
-	var q *Queue
-	var err error
-	temp := false
-	switch {
-	case dest.Routing == Anycast:
-		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name, Anycast, !opts.NonDurable, false)
-	case opts.Subscription != "":
-		temp = opts.NonDurable
-		q, err = ss.s.ensureQueue(ctx, dest.Name, opts.Subscription, Multicast, !opts.NonDurable, opts.NonDurable)
-	default:
-		temp = true
-		q, err = ss.s.ensureQueue(ctx, dest.Name, dest.Name+"."+newUUID(), Multicast, false, true)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if q.routing != dest.Routing {
-		return nil, fmt.Errorf("server: queue %q routes %s, not %s", q.name, q.routing, dest.Routing)
-	}
+	temp := dest.Routing != Anycast && (opts.Subscription == "" || opts.NonDurable)
 	ss.mu.Lock()
-	if ss.closed {
-		ss.mu.Unlock()
-		if temp {
-			ss.s.deleteQueue(q)
-		}
-		return nil, ErrClosed
-	}
 	ss.nextCons++
-	c := &Consumer{id: ss.nextCons, q: q, sess: ss, handler: handler, temp: temp, delivered: make(map[uint64]*ref)}
-	ss.consumers[c.id] = c
+	id := ss.nextCons
 	ss.mu.Unlock()
-	if !q.addConsumer(c) {
+	// An auto-delete may remove the queue between its lookup and the
+	// attach: look it up (create it) again.
+	var c *Consumer
+	for attempt := 1; ; attempt++ {
+		q, err := ss.ensureConsumerQueue(ctx, dest, opts)
+		if err != nil {
+			return nil, err
+		}
+		if q.routing != dest.Routing {
+			return nil, fmt.Errorf("server: queue %q routes %s, not %s", q.name, q.routing, dest.Routing)
+		}
+		c = &Consumer{id: id, q: q, sess: ss, handler: handler, temp: temp, delivered: make(map[uint64]*ref)}
+		ss.mu.Lock()
+		if ss.closed {
+			ss.mu.Unlock()
+			if temp {
+				ss.s.deleteQueue(q)
+			} else {
+				ss.s.queueIdle(q)
+			}
+			return nil, ErrClosed
+		}
+		ss.consumers[c.id] = c
+		ss.mu.Unlock()
+		if q.addConsumer(c) {
+			break
+		}
 		ss.mu.Lock()
 		delete(ss.consumers, c.id)
 		ss.mu.Unlock()
-		return nil, fmt.Errorf("server: queue %q: %w", q.name, ErrClosed)
+		if attempt == maxRouteAttempts {
+			return nil, fmt.Errorf("server: queue %q: %w", q.name, ErrClosed)
+		}
 	}
 	if opts.Credit != 0 {
 		c.Credit(opts.Credit)
 	}
 	return c, nil
+}
+
+// ensureConsumerQueue returns the queue a consumer on dest reads: the
+// queue of that name for anycast (auto-created), a subscription queue on
+// the address for multicast (a temporary one without a name).
+func (ss *Session) ensureConsumerQueue(ctx context.Context, dest Destination, opts ConsumerOptions) (*Queue, error) {
+	switch {
+	case dest.Routing == Anycast:
+		return ss.s.ensureQueue(ctx, dest.Name, dest.Name, Anycast, !opts.NonDurable, false)
+	case opts.Subscription != "":
+		return ss.s.ensureQueue(ctx, dest.Name, opts.Subscription, Multicast, !opts.NonDurable, opts.NonDurable)
+	default:
+		return ss.s.ensureQueue(ctx, dest.Name, dest.Name+"."+newUUID(), Multicast, false, true)
+	}
 }
 
 // Consumer returns the session's consumer with the given ID.
@@ -179,6 +195,9 @@ func (ss *Session) closeConsumer(c *Consumer) {
 		return
 	}
 	ss.s.cancel(c.q, refs)
+	if left == 0 {
+		ss.s.queueIdle(c.q)
+	}
 }
 
 // Ack acknowledges message msgID delivered to consumer consumerID. done
@@ -289,30 +308,17 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		done(nil)
 		return
 	}
-	// Resolve addresses first (auto-create may write bindings).
-	addrs := make([]*address, len(sends))
-	var locked []*address
-	for i, ts := range sends {
-		a, err := s.addressFor(ctx, ts.m.Address, ts.r)
-		if err != nil {
-			s.cancelAcks(acks)
-			done(fmt.Errorf("server: commit: %w", err))
-			return
-		}
-		addrs[i] = a
-		if !containsAddr(locked, a) {
-			locked = append(locked, a)
-		}
-	}
-	sort.Slice(locked, func(i, j int) bool { return locked[i].name < locked[j].name })
-	for _, a := range locked {
-		a.mu.Lock()
+	addrs, locked, err := s.lockCommitAddresses(ctx, sends)
+	if err != nil {
+		s.cancelAcks(acks)
+		done(fmt.Errorf("server: commit: %w", err))
+		return
 	}
 	var entries []journal.Entry
 	type dupDone struct {
-		a  *address
-		id string
-		e  *dupEntry
+		a    *address
+		e    *dupEntry
+		undo dupUndo
 	}
 	var dups []dupDone
 	var refs []ref
@@ -326,11 +332,13 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		}
 		stored++
 		qbuf = a.routeLocked(ts.r, qbuf[:0])
+		routed(qbuf)
 		m.ID = s.nextID()
 		var de *dupEntry
-		entries, de = s.sendEntriesLocked(a, m, qbuf, entries)
+		var undo dupUndo
+		entries, de, undo = s.sendEntriesLocked(a, m, qbuf, entries)
 		if de != nil {
-			dups = append(dups, dupDone{a, m.DuplicateID, de})
+			dups = append(dups, dupDone{a, de, undo})
 		}
 		for _, q := range qbuf {
 			refs = append(refs, ref{msg: m, q: q})
@@ -354,12 +362,12 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			d.a.dup.complete(d.e, err)
 		}
 		if err != nil {
+			unroute(refs)
 			done(err)
 			return
 		}
 		enqueueRefs(refs, done)
 	}
-	var err error
 	if len(entries) > 0 {
 		err = s.msgs.Append(entries, !s.opts.NoSyncTransactional, func(err error) {
 			if err != nil {
@@ -370,8 +378,9 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	s.storeMu.Unlock()
 	if err != nil {
-		for _, d := range dups {
-			d.a.dup.forget(d.id, d.e)
+		// Refused: the duplicate ID caches as they were, last add first.
+		for i := len(dups) - 1; i >= 0; i-- {
+			dups[i].a.dup.undo(dups[i].undo)
 		}
 		// Refused (too large, or the journal failed): undo the acks'
 		// reference counting so the messages can be acked again.
@@ -397,6 +406,47 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	if len(entries) == 0 {
 		finish(nil)
+	}
+}
+
+// lockCommitAddresses resolves the addresses of a transaction's sends
+// (auto-create may write bindings) and locks them in name order, all
+// routable: when an auto-delete removed one meanwhile, it unlocks them and
+// resolves them again.
+func (s *Server) lockCommitAddresses(ctx context.Context, sends []txSend) (addrs, locked []*address, err error) {
+	for attempt := 1; ; attempt++ {
+		addrs = make([]*address, len(sends))
+		locked = locked[:0]
+		for i, ts := range sends {
+			a, err := s.addressFor(ctx, ts.m.Address, ts.r)
+			if err != nil {
+				return nil, nil, err
+			}
+			addrs[i] = a
+			if !containsAddr(locked, a) {
+				locked = append(locked, a)
+			}
+		}
+		sort.Slice(locked, func(i, j int) bool { return locked[i].name < locked[j].name })
+		for _, a := range locked {
+			a.mu.Lock()
+		}
+		ok := true
+		for i, ts := range sends {
+			if !addrs[i].routableLocked(ts.r) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return addrs, locked, nil
+		}
+		for _, a := range locked {
+			a.mu.Unlock()
+		}
+		if attempt == maxRouteAttempts {
+			return nil, nil, fmt.Errorf("%w: an address was deleted %d times while committing to it", ErrNoSuchQueue, attempt)
+		}
 	}
 }
 

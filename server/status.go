@@ -2,13 +2,20 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 )
 
 // Status is what GET /status returns (CLI.md's keys and a few more).
+// Queues lists DefaultStatusQueues queues (by address, then name) unless
+// the request asks for others (see QueueQuery); QueuesTotal counts the
+// queues the request selects, whatever the page.
 type Status struct {
 	NodeID      string      `json:"node_id"`
 	Name        string      `json:"name"`
@@ -21,21 +28,95 @@ type Status struct {
 	Peers       []Member    `json:"peers"`
 	CPUSeconds  float64     `json:"cpu_seconds"`
 	Queues      []QueueInfo `json:"queues"`
+	QueuesTotal int         `json:"queues_total"`
 	Connections int         `json:"connections"`
 	Acceptors   []string    `json:"acceptors,omitempty"`
 	UptimeSec   float64     `json:"uptime_seconds"`
 	Halted      string      `json:"halted,omitempty"`
-	Stats       Stats       `json:"stats"`
+	// Replication is set for the replication policy: on the live its
+	// replica's state, on a replica its own.
+	Replication *ReplicationStatus `json:"replication,omitempty"`
+	// ActivationSequence is the local activation sequence (replication).
+	ActivationSequence *uint64 `json:"activation_sequence,omitempty"`
+	// CoordinatedSequence is the coordinated one as last seen (ZooKeeper;
+	// negative while claimed).
+	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
+	Stats               Stats  `json:"stats"`
+
+	// listQueues pages the queues for a request other than the default
+	// (set by Server.Status; nil when the caller made its own Status).
+	listQueues func(QueueQuery) ([]QueueInfo, int)
 }
 
-// Status describes the running broker. The caller fills Acceptors and
-// Connections, which the server does not own.
+// ReplicationStatus is /status's replication object (docs/cli.md).
+type ReplicationStatus struct {
+	State      string  `json:"state"` // none, syncing or synced
+	Peer       *string `json:"peer"`  // the other side's URL, null when none
+	LagRecords int     `json:"lag_records"`
+	LagBytes   int64   `json:"lag_bytes"`
+	Since      string  `json:"since"` // RFC 3339: when state last changed
+}
+
+// statusConcurrency is how many GET /status requests build their answer
+// at once (half the Go processors, at least one); the others wait, so that
+// many clients polling /status cannot take the processors from the
+// broker's clients.
+func statusConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// DefaultStatusQueues is how many queues /status lists unless asked for
+// more: a broker may hold 100 000, and /status must stay cheap.
+const DefaultStatusQueues = 100
+
+// QueueQuery selects the queues /status lists, in (address, name) order:
+// GET /status?queues=all (every one), ?prefix=P (names starting with P),
+// ?offset=N and ?limit=N (default DefaultStatusQueues; 0 lists none, for
+// queues_total alone).
+type QueueQuery struct {
+	All    bool
+	Prefix string
+	Offset int
+	Limit  int // 0: DefaultStatusQueues; < 0: none (only the total); ignored with All
+}
+
+// parseQueueQuery reads a QueueQuery from /status's query string.
+func parseQueueQuery(v url.Values) (QueueQuery, error) {
+	var q QueueQuery
+	switch v.Get("queues") {
+	case "":
+	case "all":
+		q.All = true
+	default:
+		return q, fmt.Errorf("queues=%q: want queues=all (or prefix=, limit=, offset=)", v.Get("queues"))
+	}
+	q.Prefix = v.Get("prefix")
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"offset", &q.Offset}, {"limit", &q.Limit}} {
+		if s := v.Get(p.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return q, fmt.Errorf("%s=%q: want a number >= 0", p.name, s)
+			}
+			*p.dst = n
+			if p.name == "limit" && n == 0 {
+				q.Limit = -1
+			}
+		}
+	}
+	return q, nil
+}
+
+// Status describes the running broker with the first page of its queues.
+// The caller fills Acceptors and Connections, which the server does not
+// own.
 func (s *Server) Status() Status {
 	st := Status{
 		NodeID: s.nodeID, Name: s.opts.Name, Version: Version, Policy: s.opts.Policy,
 		Role: s.opts.Role, State: "active", Epoch: s.epoch, Store: s.opts.Store,
-		CPUSeconds: CPUSeconds(), Queues: s.Queues(), Stats: s.Stats(),
+		CPUSeconds: CPUSeconds(), Stats: s.Stats(), listQueues: s.ListQueues,
 	}
+	st.Queues, st.QueuesTotal = s.ListQueues(QueueQuery{})
 	s.mu.RLock()
 	if s.closed {
 		st.State = "stopping"
@@ -75,18 +156,41 @@ type ManagementOptions struct {
 	Pprof bool
 }
 
-// ManagementHandler serves GET /status (JSON), /metrics when given, and
-// /debug/pprof/ when enabled.
+// ManagementHandler serves GET /status (JSON; see QueueQuery for its
+// query parameters), /metrics when given, and /debug/pprof/ when enabled.
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
 	started := time.Now()
+	// turns admits statusConcurrency requests at a time to build their
+	// answer (into a buffer: a slow reader does not keep its turn).
+	turns := make(chan struct{}, statusConcurrency())
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		qq, err := parseQueueQuery(r.URL.Query())
+		if err != nil {
+			http.Error(w, "GET /status: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case turns <- struct{}{}:
+		case <-r.Context().Done():
+			return
+		}
 		st := opts.Status()
+		if qq != (QueueQuery{}) && st.listQueues != nil {
+			st.Queues, st.QueuesTotal = st.listQueues(qq)
+		}
+		if st.Queues == nil {
+			st.Queues = []QueueInfo{}
+		}
 		st.UptimeSec = time.Since(started).Seconds()
+		body, err := json.MarshalIndent(st, "", "  ")
+		<-turns
+		if err != nil {
+			http.Error(w, "GET /status: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(st)
+		w.Write(append(body, '\n'))
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)

@@ -61,6 +61,11 @@ func (d *Decoder) SetMaxFrameSize(n int) {
 // means the next Next will read from the stream.
 func (d *Decoder) Buffered() int { return d.rend - d.rpos }
 
+// Unread returns the bytes received after the current frame and not yet
+// decoded, for a caller that stops using the Decoder and goes on reading
+// the stream itself (valid until the next Next).
+func (d *Decoder) Unread() []byte { return d.rb[d.rpos:d.rend] }
+
 // fill reads until at least n (<= readBufMax) bytes are buffered. It
 // returns the reader's error when the stream ends or fails first.
 func (d *Decoder) fill(n int) error {

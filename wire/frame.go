@@ -124,6 +124,7 @@ const (
 	CodeShuttingDown       Code = 11 // broker is stopping
 	CodeProtocol           Code = 12 // protocol violation (frame out of place)
 	CodeTimeout            Code = 13 // heartbeat timeout
+	CodeLimit              Code = 14 // a broker limit was reached (max-queues, max-addresses)
 )
 
 var codeNames = map[Code]string{
@@ -131,7 +132,7 @@ var codeNames = map[Code]string{
 	CodeForbidden: "forbidden", CodeNotFound: "not found", CodeExists: "already exists",
 	CodeInvalid: "invalid request", CodeTooLarge: "too large", CodeTxRolledBack: "transaction rolled back",
 	CodeUnavailable: "unavailable", CodeInternal: "internal error", CodeShuttingDown: "shutting down",
-	CodeProtocol: "protocol error", CodeTimeout: "timeout",
+	CodeProtocol: "protocol error", CodeTimeout: "timeout", CodeLimit: "limit reached",
 }
 
 // String returns a short description of the code.

@@ -61,7 +61,7 @@ func NewFrame(t Type) Frame {
 	case TypeAckConfirm:
 		return new(AckConfirm)
 	}
-	return nil
+	return newReplicationFrame(t)
 }
 
 // Hello is the client's first frame. Payload: min version u8, max version

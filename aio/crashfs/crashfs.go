@@ -28,6 +28,13 @@ type Options struct {
 	// out in submission order and calls each done. A crash loses the
 	// requests still queued. Zero: Submit completes before it returns.
 	Async int
+	// ReorderDirOps makes a crash keep each directory operation not yet
+	// synced (create, rename, remove) independently, with probability 1/2,
+	// instead of a prefix of them: file systems that do not keep metadata
+	// updates in order (ext2, ext4 without a journal, some network file
+	// systems) can make a later rename durable and lose an earlier
+	// create. Only SyncDir orders them.
+	ReorderDirOps bool
 }
 
 // Op is a kind of operation faults are injected into.
@@ -44,6 +51,12 @@ const (
 	OpPlainSync
 	// OpSyncDir counts SyncDir calls.
 	OpSyncDir
+	// OpCreate counts Create calls.
+	OpCreate
+	// OpRename counts Rename calls.
+	OpRename
+	// OpRemove counts Remove calls.
+	OpRemove
 	numOps
 )
 
@@ -67,7 +80,7 @@ type nsOp struct {
 	dir     string
 	name    string // full path
 	newname string // full path (rename)
-	ino     *inode
+	ino     *inode // the file created, renamed or removed
 }
 
 type fault struct {
@@ -94,6 +107,9 @@ type FS struct {
 	counts  [numOps]int64
 	faults  [numOps][]fault
 	hooks   [numOps][]hook
+
+	gmu   sync.Mutex // gates
+	gates []*Gate
 }
 
 // New returns an empty FS.
@@ -226,12 +242,20 @@ func (fs *FS) crashLocked(seed uint64) *FS {
 	for n, ino := range fs.durable {
 		names[n] = ino
 	}
-	keep := 0
-	if len(fs.pending) > 0 {
-		keep = rng.IntN(len(fs.pending) + 1)
-	}
-	for _, op := range fs.pending[:keep] {
-		applyNS(names, op)
+	if fs.opts.ReorderDirOps {
+		for _, op := range fs.pending {
+			if rng.IntN(2) == 0 {
+				applyNS(names, op)
+			}
+		}
+	} else {
+		keep := 0
+		if len(fs.pending) > 0 {
+			keep = rng.IntN(len(fs.pending) + 1)
+		}
+		for _, op := range fs.pending[:keep] {
+			applyNS(names, op)
+		}
 	}
 	out := New(fs.opts)
 	for d := range fs.dirs {
@@ -277,17 +301,94 @@ func (fs *FS) crashLocked(seed uint64) *FS {
 	return out
 }
 
+// applyNS applies op to a namespace. Renames and removes act on the
+// inode they acted on when they ran: with ReorderDirOps a rename can be
+// kept without the create before it (the file then appears under its new
+// name), and a name created again after a remove is not removed by it.
 func applyNS(names map[string]*inode, op nsOp) {
 	switch op.kind {
 	case nsCreate:
 		names[op.name] = op.ino
 	case nsRename:
-		if ino, ok := names[op.name]; ok {
+		if names[op.name] == op.ino {
 			delete(names, op.name)
-			names[op.newname] = ino
 		}
+		names[op.newname] = op.ino
 	case nsRemove:
-		delete(names, op.name)
+		if names[op.name] == op.ino {
+			delete(names, op.name)
+		}
+	}
+}
+
+// A Gate watches for operations, and with Hold blocks them: a test can
+// stop one goroutine's work (a background recycling, say) at a chosen
+// operation while others go on, and release it at a moment of its
+// choosing, without sleeps.
+type Gate struct {
+	fs      *FS
+	match   func(op Op, name, newname string) bool
+	block   bool
+	once    sync.Once
+	fired   chan struct{}
+	release chan struct{}
+	relOnce sync.Once
+}
+
+// Watch returns a Gate whose Fired channel is closed when an operation
+// match selects first starts (before it takes effect). It blocks nothing.
+// match receives the operation, the file (or directory, for SyncDir) and,
+// for a rename, the new name; it runs without the FS locked and must not
+// call the FS.
+func (fs *FS) Watch(match func(op Op, name, newname string) bool) *Gate {
+	return fs.addGate(match, false)
+}
+
+// Hold returns a Gate that blocks every operation match selects, before it
+// takes effect (and before it counts for Inject and CrashAt), until
+// Release. Fired is closed when the first one blocks. See Watch for match.
+func (fs *FS) Hold(match func(op Op, name, newname string) bool) *Gate {
+	return fs.addGate(match, true)
+}
+
+func (fs *FS) addGate(match func(op Op, name, newname string) bool, block bool) *Gate {
+	g := &Gate{fs: fs, match: match, block: block, fired: make(chan struct{}), release: make(chan struct{})}
+	fs.gmu.Lock()
+	fs.gates = append(fs.gates, g)
+	fs.gmu.Unlock()
+	return g
+}
+
+// Fired is closed once an operation the gate selects has started (for
+// Hold: is blocked).
+func (g *Gate) Fired() <-chan struct{} { return g.fired }
+
+// Release lets the operations a Hold blocks go on, and removes the gate.
+// It may be called more than once.
+func (g *Gate) Release() {
+	g.relOnce.Do(func() {
+		g.fs.gmu.Lock()
+		g.fs.gates = slices.DeleteFunc(g.fs.gates, func(x *Gate) bool { return x == g })
+		g.fs.gmu.Unlock()
+		close(g.release)
+	})
+}
+
+// gate runs the gates matching an operation (fs.mu not held).
+func (fs *FS) gate(op Op, name, newname string) {
+	fs.gmu.Lock()
+	var hit []*Gate
+	for _, g := range fs.gates {
+		if g.match(op, name, newname) {
+			hit = append(hit, g)
+		}
+	}
+	fs.gmu.Unlock()
+	for _, g := range hit {
+		g.once.Do(func() { close(g.fired) })
+		if g.block {
+			<-g.release
+		}
 	}
 }
 
@@ -337,6 +438,7 @@ func (fs *FS) List(dir string) ([]string, error) {
 
 // SyncDir makes the pending directory operations in dir durable.
 func (fs *FS) SyncDir(dir string) error {
+	fs.gate(OpSyncDir, path.Clean(dir), "")
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if err := fs.count(OpSyncDir); err != nil {
@@ -357,11 +459,15 @@ func (fs *FS) SyncDir(dir string) error {
 
 // Create creates (or replaces) name as a new empty file.
 func (fs *FS) Create(name string) (aio.PlainFile, error) {
+	name = path.Clean(name)
+	fs.gate(OpCreate, name, "")
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	name = path.Clean(name)
 	if !fs.dirs[path.Dir(name)] {
 		return nil, fs.pathErr("create", name, ErrNotExist)
+	}
+	if err := fs.count(OpCreate); err != nil {
+		return nil, fs.pathErr("create", name, err)
 	}
 	ino := &inode{dirty: map[int64]struct{}{}}
 	fs.names[name] = ino
@@ -399,9 +505,10 @@ func (fs *FS) OpenAppend(name string) (aio.File, error) {
 
 // Rename renames oldname to newname (replacing it).
 func (fs *FS) Rename(oldname, newname string) error {
+	oldname, newname = path.Clean(oldname), path.Clean(newname)
+	fs.gate(OpRename, oldname, newname)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	oldname, newname = path.Clean(oldname), path.Clean(newname)
 	ino, ok := fs.names[oldname]
 	if !ok {
 		return fs.pathErr("rename", oldname, ErrNotExist)
@@ -409,22 +516,30 @@ func (fs *FS) Rename(oldname, newname string) error {
 	if path.Dir(oldname) != path.Dir(newname) {
 		return fs.pathErr("rename", oldname, errors.New("crashfs renames within one directory only"))
 	}
+	if err := fs.count(OpRename); err != nil {
+		return fs.pathErr("rename", oldname, err)
+	}
 	delete(fs.names, oldname)
 	fs.names[newname] = ino
-	fs.pending = append(fs.pending, nsOp{kind: nsRename, dir: path.Dir(oldname), name: oldname, newname: newname})
+	fs.pending = append(fs.pending, nsOp{kind: nsRename, dir: path.Dir(oldname), name: oldname, newname: newname, ino: ino})
 	return nil
 }
 
 // Remove removes name.
 func (fs *FS) Remove(name string) error {
+	name = path.Clean(name)
+	fs.gate(OpRemove, name, "")
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	name = path.Clean(name)
-	if _, ok := fs.names[name]; !ok {
+	ino, ok := fs.names[name]
+	if !ok {
 		return fs.pathErr("remove", name, ErrNotExist)
 	}
+	if err := fs.count(OpRemove); err != nil {
+		return fs.pathErr("remove", name, err)
+	}
 	delete(fs.names, name)
-	fs.pending = append(fs.pending, nsOp{kind: nsRemove, dir: path.Dir(name), name: name})
+	fs.pending = append(fs.pending, nsOp{kind: nsRemove, dir: path.Dir(name), name: name, ino: ino})
 	return nil
 }
 
@@ -550,6 +665,7 @@ func (f *appendFile) submit(p []byte, off int64, sync bool) error {
 	// crash between them finds the written sectors dirty.
 	runtime.Gosched()
 	fs := f.fs
+	fs.gate(OpSync, path.Clean(f.name), "")
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f.err != nil {
@@ -565,6 +681,7 @@ func (f *appendFile) submit(p []byte, off int64, sync bool) error {
 
 func (f *appendFile) write(p []byte, off int64) error {
 	fs := f.fs
+	fs.gate(OpWrite, path.Clean(f.name), "")
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	switch {
@@ -623,6 +740,7 @@ type plainFile struct {
 func (f *plainFile) Name() string { return f.name }
 
 func (f *plainFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.gate(OpPlainWrite, path.Clean(f.name), "")
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if err := f.fs.count(OpPlainWrite); err != nil {
@@ -639,6 +757,7 @@ func (f *plainFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *plainFile) Sync() error {
+	f.fs.gate(OpPlainSync, path.Clean(f.name), "")
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if err := f.fs.count(OpPlainSync); err != nil {

@@ -3,6 +3,7 @@ package crashfs
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -222,5 +223,128 @@ func TestForkKeepsWhatIsNotDurable(t *testing.T) {
 	}
 	if !lostData || !lostName {
 		t.Fatalf("crashes of the fork never lost the unsynced write (%v) or rename (%v)", lostData, lostName)
+	}
+}
+
+// TestCrashReorderDirOps: with ReorderDirOps a crash can keep a later
+// directory operation and lose an earlier one (a rename without the
+// create before it: the file under its new name, the earlier file gone);
+// SyncDir still makes every one durable.
+func TestCrashReorderDirOps(t *testing.T) {
+	fs := New(Options{ReorderDirOps: true})
+	fs.MkdirAll("/d")
+	a, _ := fs.Create("/d/a")
+	a.WriteAt([]byte("a"), 0)
+	a.Sync()
+	b, _ := fs.Create("/d/b.tmp")
+	b.WriteAt([]byte("b"), 0)
+	b.Sync()
+	fs.Rename("/d/b.tmp", "/d/b")
+	sawReordered, sawPrefix := false, false
+	for seed := range uint64(64) {
+		names, _ := fs.Crash(seed).List("/d")
+		switch {
+		case slices.Equal(names, []string{"b"}):
+			sawReordered = true // the rename kept, the earlier create of a lost
+		case slices.Equal(names, []string{"a", "b"}):
+			sawPrefix = true
+		case slices.Equal(names, []string{"a"}), slices.Equal(names, []string{"a", "b.tmp"}),
+			slices.Equal(names, []string{"b.tmp"}), len(names) == 0:
+		default:
+			t.Fatalf("seed %d: names %v", seed, names)
+		}
+	}
+	if !sawReordered || !sawPrefix {
+		t.Fatalf("reordered %v, in order %v: want both", sawReordered, sawPrefix)
+	}
+	// Without the option, a crash keeps a prefix only: never b without a.
+	po := New(Options{})
+	po.MkdirAll("/d")
+	po.Create("/d/a")
+	po.Create("/d/b.tmp")
+	po.Rename("/d/b.tmp", "/d/b")
+	for seed := range uint64(64) {
+		if names, _ := po.Crash(seed).List("/d"); slices.Equal(names, []string{"b"}) {
+			t.Fatalf("seed %d: prefix mode kept the rename without the earlier create", seed)
+		}
+	}
+	fs.SyncDir("/d")
+	for seed := range uint64(8) {
+		c := fs.Crash(seed)
+		names, _ := c.List("/d")
+		got, _ := c.ReadFile("/d/b")
+		if !slices.Equal(names, []string{"a", "b"}) || string(got) != "b" {
+			t.Fatalf("seed %d after SyncDir: %v, b holds %q", seed, names, got)
+		}
+	}
+}
+
+// TestHoldAndWatch: a Hold stops the operations it selects before they
+// take effect and lets them go on at Release; a Watch only reports them.
+func TestHoldAndWatch(t *testing.T) {
+	fs := New(Options{})
+	fs.MkdirAll("/d")
+	fs.Create("/d/x")
+	fs.Create("/d/y")
+	w := fs.Watch(func(op Op, name, _ string) bool { return op == OpRemove && name == "/d/y" })
+	h := fs.Hold(func(op Op, name, newname string) bool { return op == OpRename && name == "/d/x" && newname == "/d/z" })
+	done := make(chan error, 1)
+	go func() { done <- fs.Rename("/d/x", "/d/z") }()
+	<-h.Fired()
+	if names, _ := fs.List("/d"); !slices.Equal(names, []string{"x", "y"}) {
+		t.Fatalf("held rename took effect: %v", names)
+	}
+	if n := fs.Count(OpRename); n != 0 {
+		t.Fatalf("held rename counted: %d", n)
+	}
+	// Other operations go on meanwhile; the watch sees its one.
+	select {
+	case <-w.Fired():
+		t.Fatal("watch fired before its operation")
+	default:
+	}
+	if err := fs.Remove("/d/y"); err != nil {
+		t.Fatal(err)
+	}
+	<-w.Fired()
+	h.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fs.List("/d"); !slices.Equal(names, []string{"z"}) {
+		t.Fatalf("after release: %v", names)
+	}
+	h.Release() // a second release is harmless
+}
+
+// TestNamespaceOpsInjectAndCrashAt: creates, renames and removes count
+// for Inject and CrashAt like writes and syncs.
+func TestNamespaceOpsInjectAndCrashAt(t *testing.T) {
+	fs := New(Options{})
+	fs.MkdirAll("/d")
+	fs.Inject(OpCreate, 2, syscall.ENOSPC)
+	if _, err := fs.Create("/d/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Create("/d/b"); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("second create: %v, want ENOSPC", err)
+	}
+	fs.SyncDir("/d")
+	fs.Inject(OpRename, 1, syscall.EIO)
+	if err := fs.Rename("/d/a", "/d/c"); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("rename: %v, want EIO", err)
+	}
+	var snap *FS
+	fs.CrashAt(OpRemove, 1, 1, func(s *FS) { snap = s })
+	fs.Rename("/d/a", "/d/c")
+	fs.SyncDir("/d")
+	if err := fs.Remove("/d/c"); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := snap.List("/d"); !slices.Equal(names, []string{"c"}) {
+		t.Fatalf("snapshot at the remove: %v, want the state before it", names)
+	}
+	if names, _ := fs.List("/d"); len(names) != 0 {
+		t.Fatalf("after the remove: %v", names)
 	}
 }

@@ -25,10 +25,12 @@ func init() {
 
 // runBench is `tandem bench --url URL [--destination queue://NAME]
 // [--producers P] [--window W] [--consumers C] [--size BYTES] [--count N]
-// [--phase produce|consume|both] [--non-durable] [--http ADDR] [--json]`.
+// [--phase produce|consume|both] [--non-durable] [--http ADDR] [--json]
+// [--protocol tandem|stomp|amqp]`.
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	url := fs.String("url", "tcp://localhost:61616", "broker URL: tcp://host:port or (tcp://a:p,tcp://b:p)?ha=true&...")
+	protocol := fs.String("protocol", bench.ProtocolTandem, "tandem (the broker's own), stomp (receipted sends, client-individual acks with receipts) or amqp (unsettled sends, accepts settled once durable)")
 	destFlag := fs.String("destination", "queue://bench", "queue://NAME (or topic://NAME with --phase both)")
 	producers := fs.Int("producers", 1, "producers, each on its own connection")
 	window := fs.Int("window", 1, "sends in flight per producer (1 = each send waits for its acknowledgement)")
@@ -63,7 +65,7 @@ func runBench(args []string) int {
 	if *idle <= 0 {
 		return fail(fmt.Errorf("--idle must be > 0"))
 	}
-	cfg := bench.Config{URL: *url, Destination: dest, Producers: *producers, Window: *window,
+	cfg := bench.Config{URL: *url, Protocol: *protocol, Destination: dest, Producers: *producers, Window: *window,
 		Consumers: *consumers, Size: *size, Count: *count, Phase: ph, NonDurable: *nonDurable,
 		Credit: *credit, HTTP: *httpAddr, Idle: *idle}
 	if err := cfg.Check(); err != nil {
@@ -124,8 +126,8 @@ func printBench(w io.Writer, r *bench.Result) {
 	if !r.Durable {
 		mode = "non-durable"
 	}
-	fmt.Fprintf(w, "phase %s: %d messages of %d bytes (%s), %d producers (window %d), %d consumers\n",
-		r.Phase, r.Count, r.Size, mode, r.Producers, r.Window, r.Consumers)
+	fmt.Fprintf(w, "phase %s over %s: %d messages of %d bytes (%s), %d producers (window %d), %d consumers\n",
+		r.Phase, r.Protocol, r.Count, r.Size, mode, r.Producers, r.Window, r.Consumers)
 	if r.Phase != bench.PhaseConsume {
 		fmt.Fprintf(w, "produced:   %d in %.2fs, %.0f msgs/s\n", r.Produced, r.ProduceSec, r.ProducedPerSec)
 		fmt.Fprintf(w, "send:       p50 %s, p99 %s, p99.9 %s, max %s\n",

@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
+	"github.com/tandemmq/tandem/broker"
 	"github.com/tandemmq/tandem/config"
-	"github.com/tandemmq/tandem/server"
-	"github.com/tandemmq/tandem/wire"
 )
 
 func init() {
@@ -61,8 +55,8 @@ func runBroker(args []string) int {
 	if cfg.ManagementAddress == "" {
 		cfg.ManagementAddress = config.DefaultManagementAddress
 	}
-	setupLimits(cfg)
-	return serve(cfg)
+	broker.CPUNote = procsNote
+	return broker.Run(cfg)
 }
 
 // procsNote says how many Go processors the broker runs on, for the banner.
@@ -115,7 +109,7 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 	if !ok || !strings.EqualFold(scheme, "tcp") {
 		return fmt.Errorf("%q: want tcp://host:port", url)
 	}
-	hostport, _, _ := strings.Cut(rest, "?")
+	hostport, query, _ := strings.Cut(rest, "?")
 	host, port, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/"))
 	if err != nil {
 		return fmt.Errorf("%q: %v", url, err)
@@ -125,6 +119,10 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 		return fmt.Errorf("%q: bad port %q", url, port)
 	}
 	a := config.Acceptor{Name: "artemis", URL: url, Scheme: "tcp", Host: host, Port: n, Params: map[string]string{}}
+	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == ';' || r == '&' }) {
+		k, v, _ := strings.Cut(kv, "=")
+		a.Params[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
 	if len(cfg.Acceptors) == 0 {
 		cfg.Acceptors = []config.Acceptor{a}
 	} else {
@@ -132,111 +130,4 @@ func replaceAcceptor(cfg *config.Config, url string) error {
 		cfg.Acceptors[0] = a
 	}
 	return nil
-}
-
-// haRun runs the broker under an HA policy: the HA integration sets it
-// (in a file of its own, e.g. cmd/tandem/ha_run.go), driving loadLive,
-// live.serve and live.stop from its activation hooks. While it is nil a
-// backup role is refused and other policies run as a single broker.
-var haRun func(cfg *config.Config, log *slog.Logger) int
-
-// serve runs the broker until a signal (exit 0) or a storage error (exit 3).
-func serve(cfg *config.Config) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
-	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
-		if haRun != nil {
-			return haRun(cfg, log)
-		}
-		if cfg.HA.Role == config.RoleBackup {
-			// Running a backup as a live broker on a shared store would
-			// be split brain: refuse until HA activation is wired in.
-			fmt.Fprintf(os.Stderr, "tandem run: HA %s backup is not supported by this build yet (it would serve as a second live broker)\n", cfg.HA.Policy)
-			return exitCannot
-		}
-		log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
-	}
-	lock, err := lockSingle(cfg, log)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-		return exitCannot
-	}
-	lo := liveOptions{Policy: "none", Role: "primary"}
-	if lock != nil {
-		lo.NodeID, lo.Epoch = lock.nodeID(), lock.epoch
-		defer lock.release()
-	}
-	l, err := loadLive(ctx, cfg, log, lo)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-		return exitCannot
-	}
-	log = l.log
-	if err := l.serve(); err != nil {
-		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
-		l.stop(wire.CodeShuttingDown, "start failed")
-		return exitCannot
-	}
-	hln, err := net.Listen("tcp", cfg.ManagementAddress)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tandem run: management HTTP %s: %v\n", cfg.ManagementAddress, err)
-		l.stop(wire.CodeShuttingDown, "start failed")
-		return exitCannot
-	}
-	metrics := server.MetricsHandler(server.MetricsOptions{
-		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
-	go hs.Serve(hln)
-
-	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String())
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case sig := <-sigs:
-		log.Info("stopping", "signal", sig.String())
-		err := l.stop(wire.CodeShuttingDown, "broker stopping")
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		hs.Shutdown(sctx)
-		scancel()
-		if err != nil {
-			log.Error("stopping", "err", err)
-			return exitHalted
-		}
-		log.Info("stopped")
-		return exitOK
-	case err := <-l.store.Failed(ctx):
-		// Fail-stop: the journal refuses every append from now on, so no
-		// further ack can be sent; exit without touching the store again.
-		log.Error("storage error: halting", "err", err)
-		fmt.Fprintf(os.Stderr, "tandem run: halted on a storage error: %v\n", err)
-		return exitHalted
-	}
-}
-
-func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string) {
-	o := srv.Options()
-	var b strings.Builder
-	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
-	fmt.Fprintf(&b, "  node ID:     %s\n", srv.NodeID())
-	fmt.Fprintf(&b, "  role:        %s (policy %s, epoch %d)\n", o.Role, o.Policy, srv.Epoch())
-	fmt.Fprintf(&b, "  state:       active\n")
-	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
-	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
-	fmt.Fprintf(&b, "  cpu:         %s\n", procsNote)
-	fmt.Fprintf(&b, "  limits:      %s\n", bannerLimits())
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
-	}
-	if cfg.File != "" {
-		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
-	} else {
-		fmt.Fprintf(&b, "  config:      built-in defaults\n")
-	}
-	os.Stdout.WriteString(b.String())
 }

@@ -26,6 +26,9 @@ type haPair struct {
 	primary *haMember
 	backup  *haMember
 	work    string // ID files and client logs
+	// urlOptions are appended to URL's options (e.g. a short
+	// clientFailureCheckPeriod, so clients leave a paused live sooner).
+	urlOptions string
 }
 
 // haMember is one broker of the pair and its config file.
@@ -103,7 +106,7 @@ func (p *haPair) storeXML(o haOpts) string {
 
 // URL is the HA client URL of the pair (CLI.md's form).
 func (p *haPair) URL() string {
-	return fmt.Sprintf("(%s,%s)?ha=true&reconnectAttempts=-1", p.primary.URL(), p.backup.URL())
+	return fmt.Sprintf("(%s,%s)?ha=true&reconnectAttempts=-1%s", p.primary.URL(), p.backup.URL(), p.urlOptions)
 }
 
 func (p *haPair) members() []*haMember { return []*haMember{p.primary, p.backup} }

@@ -1,0 +1,109 @@
+#!/bin/bash
+# replicated.sh: the `tandem bench` shapes against a replicated pair
+# coordinated by ZooKeeper, interleaved with the same shapes against a
+# single broker, in one sitting (issue 13's performance goals): each run
+# gets fresh brokers (new data directories, a new ZooKeeper group), 1 KiB
+# durable messages; prints every run's JSON, the medians of both, and the
+# ratio replicated / single.
+#
+#   ZK=host:port,... bench/replicated.sh [TANDEM_BINARY] [RUNS] [SHAPES]
+#
+# ZK defaults to TANDEM_TEST_ZK (`make services`, then . .scratch/services/env).
+# SHAPES is a subset of "a b c" (default all): (a) 1 producer, window 1;
+# (b) 8 producers, window 1; (c) 1 producer, window 256. Ports 47111-47116
+# must be free. Needs jq and curl.
+set -u
+BIN=${1:-./bin/tandem}
+RUNS=${2:-3}
+SHAPES=${3:-a b c}
+ZK=${ZK:-${TANDEM_TEST_ZK:-}}
+[ -n "$ZK" ] || { echo "replicated.sh: set ZK (or TANDEM_TEST_ZK) to a ZooKeeper connect string" >&2; exit 1; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+OUT=$(mktemp -d /tmp/tandem-repl-bench-XXXX)
+P1=47111 H1=47112 P2=47113 H2=47114
+
+conf() { # NAME PORT PEERPORT HTTP ROLE GROUP
+	cat <<EOF
+<configuration xmlns="urn:activemq"><core xmlns="urn:activemq:core">
+  <name>$1</name>
+  <journal-type>${JOURNAL_TYPE:-ASYNCIO}</journal-type>
+  <acceptors><acceptor name="artemis">tcp://127.0.0.1:$2</acceptor></acceptors>
+  <connectors><connector name="artemis">tcp://127.0.0.1:$2</connector><connector name="peer">tcp://127.0.0.1:$3</connector></connectors>
+  <management-http-address>127.0.0.1:$4</management-http-address>
+  <cluster-user>c</cluster-user><cluster-password>c</cluster-password>
+  <cluster-connections><cluster-connection name="c"><connector-ref>artemis</connector-ref>
+    <static-connectors><connector-ref>peer</connector-ref></static-connectors></cluster-connection></cluster-connections>
+  <ha-policy><replication><$5><manager><properties>
+    <property key="connect-string" value="$ZK"/><property key="session-ms" value="10000"/>
+    <property key="namespace" value="tandem-bench"/></properties></manager>
+    <group-name>$6</group-name></$5></replication></ha-policy>
+</core></configuration>
+EOF
+}
+
+wait_state() { # HTTP JQ-EXPR
+	for _ in $(seq 1 600); do
+		[ "$(curl -s "http://127.0.0.1:$1/status" | jq -r "$2" 2>/dev/null)" = true ] && return 0
+		sleep 0.05
+	done
+	echo "replicated.sh: broker on $1 never reached $2" >&2
+	return 1
+}
+
+pair() { # starts a synced pair; sets PIDS and D
+	D=$(mktemp -d /tmp/tandem-repl-bench-pair-XXXX)
+	local g="g$RANDOM$RANDOM"
+	mkdir -p "$D/a/etc" "$D/b/etc"
+	conf a $P1 $P2 $H1 primary "$g" >"$D/a/etc/broker.xml"
+	conf b $P2 $P1 $H2 backup "$g" >"$D/b/etc/broker.xml"
+	(cd "$D/a" && exec "$BIN" run >"$D/a.log" 2>&1) &
+	local a=$!
+	wait_state $H1 '.state == "active"'
+	(cd "$D/b" && exec "$BIN" run >"$D/b.log" 2>&1) &
+	PIDS="$a $!"
+	wait_state $H1 '.replication.state == "synced"'
+	URL=tcp://127.0.0.1:$P1
+	HTTP=127.0.0.1:$H1
+}
+
+single() {
+	D=$(mktemp -d /tmp/tandem-repl-bench-single-XXXX)
+	mkdir -p "$D/data"
+	"$BIN" run --data "$D/data" --listen tcp://127.0.0.1:$P1 --http 127.0.0.1:$H1 >"$D/single.log" 2>&1 &
+	PIDS=$!
+	wait_state $H1 '.state == "active"'
+	URL=tcp://127.0.0.1:$P1
+	HTTP=127.0.0.1:$H1
+}
+
+stop() {
+	kill $PIDS 2>/dev/null
+	wait $PIDS 2>/dev/null
+	rm -rf "$D"
+	sleep 0.5
+}
+
+args() {
+	case $1 in
+	a) echo --producers 1 --window 1 --count 20000 ;;
+	b) echo --producers 8 --window 1 --count 40000 ;;
+	c) echo --producers 1 --window 256 --count 100000 ;;
+	esac
+}
+
+for s in $SHAPES; do
+	for i in $(seq 1 "$RUNS"); do
+		for kind in single pair; do
+			$kind
+			# shellcheck disable=SC2046
+			"$BIN" bench --url "$URL" --json --http "$HTTP" $(args "$s") --phase produce >"$OUT/$s.$kind.$i.json"
+			echo "$s $kind run $i: $(cat "$OUT/$s.$kind.$i.json")"
+			stop
+		done
+	done
+	med() { jq -s "[.[].$2 | select(. != null)] | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end" "$OUT"/$s.$1.*.json; }
+	sp=$(med single produced_per_sec) pp=$(med pair produced_per_sec)
+	s50=$(med single send_p50_us) p50=$(med pair send_p50_us)
+	echo "$s median: single ${sp} msgs/s p50 ${s50} us; replicated ${pp} msgs/s p50 ${p50} us; throughput ratio $(jq -n "$pp / $sp * 100 | round / 100"); p50 difference $(jq -n "$p50 - $s50") us"
+done
+rm -rf "$OUT"

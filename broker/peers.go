@@ -1,0 +1,271 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandemmq/tandem/server"
+	"github.com/tandemmq/tandem/wire"
+)
+
+// haProbeClientID marks the Hello of a cluster-connection probe (see
+// runha.go): a waiting broker answers it with a Welcome carrying its
+// topology instead of refusing it.
+const haProbeClientID = "tandem-ha-probe"
+
+// refuser holds a waiting broker's acceptor ports: it answers a client's
+// Hello with CodeUnavailable (the client moves on to the live) and a
+// probe's with this broker's topology.
+type refuser struct {
+	lns       []net.Listener
+	protocols []server.ProtocolHandler // refused their own way
+	wg        sync.WaitGroup
+	h         *haBroker
+	stop      chan struct{}
+}
+
+// openRefuser binds every tcp acceptor of the configuration.
+func (h *haBroker) openRefuser() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ref != nil {
+		return nil
+	}
+	r := &refuser{h: h, stop: make(chan struct{}), protocols: protocolHandlers()}
+	for _, ac := range h.cfg.Acceptors {
+		if ac.Scheme != "tcp" {
+			continue
+		}
+		ln, err := net.Listen("tcp", ac.Address())
+		if err != nil {
+			r.close()
+			return fmt.Errorf("acceptor %s: %w", ac.Name, err)
+		}
+		r.lns = append(r.lns, ln)
+	}
+	if len(r.lns) == 0 {
+		return errors.New("no tcp acceptor configured")
+	}
+	for _, ln := range r.lns {
+		r.wg.Add(1)
+		go r.accept(ln)
+	}
+	h.ref = r
+	return nil
+}
+
+// closeRefuser frees the acceptor ports (the live server binds them next).
+func (h *haBroker) closeRefuser() {
+	h.mu.Lock()
+	r := h.ref
+	h.ref = nil
+	h.mu.Unlock()
+	if r != nil {
+		r.close()
+	}
+}
+
+func (r *refuser) urls() []string {
+	var out []string
+	for _, ln := range r.lns {
+		out = append(out, "tcp://"+ln.Addr().String())
+	}
+	return out
+}
+
+func (r *refuser) close() {
+	close(r.stop)
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+	r.wg.Wait()
+}
+
+func (r *refuser) accept(ln net.Listener) {
+	defer r.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-r.stop:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.answer(nc)
+		}()
+	}
+}
+
+// answer reads the Hello and answers it, then closes the connection.
+func (r *refuser) answer(nc net.Conn) {
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
+	br := bufio.NewReader(nc)
+	ph, core, err := server.Detect(br, r.protocols, true)
+	if err != nil {
+		return
+	}
+	if !core { // another protocol: refused its own way (docs/protocols.md)
+		if rf, ok := ph.(server.ProtocolRefuser); ok {
+			st := r.h.act.Status()
+			rf.Refuse(nc, br, fmt.Sprintf("%s %s is not active (%s): connect to the live broker", st.Role, r.h.selfURL, st.Phase))
+		}
+		return
+	}
+	dec := wire.NewDecoder(br)
+	dec.SetMaxFrameSize(server.MaxHelloSize) // as a live's acceptor before the handshake
+	hdr, f, err := dec.Read()
+	if err != nil {
+		return
+	}
+	hello, ok := f.(*wire.Hello)
+	if !ok {
+		return
+	}
+	h := r.h
+	var out wire.Frame
+	corr := uint64(0)
+	if hello.ClientID == haProbeClientID && h.clusterAuth(hello.User, hello.Password) && hello.MaxVersion >= wire.MinVersion {
+		t := h.topology()
+		out = &wire.Welcome{Version: min(hello.MaxVersion, wire.Version), NodeID: h.nodeID, ServerVersion: server.Version,
+			Topology: toWire(t)}
+		corr = hdr.Corr
+	} else {
+		st := h.act.Status()
+		out = &wire.Error{Code: wire.CodeUnavailable,
+			Message: fmt.Sprintf("%s %s is not active (%s): connect to the live broker", st.Role, h.selfURL, st.Phase)}
+	}
+	b, err := wire.AppendFrame(nil, corr, out)
+	if err == nil {
+		_, _ = nc.Write(b)
+	}
+}
+
+// clusterAuth checks a probe's credentials: anything when no users are
+// configured, else the cluster user.
+func (h *haBroker) clusterAuth(user, password string) bool {
+	if h.cfg.AnonymousAllowed() {
+		return true
+	}
+	for _, u := range h.cfg.Users {
+		if u.Name == user {
+			return u.Password == password
+		}
+	}
+	return user == h.cfg.ClusterUser && password == h.cfg.ClusterPassword
+}
+
+func toWire(t server.Topology) wire.Topology {
+	wt := wire.Topology{Epoch: t.Epoch}
+	for _, m := range t.Members {
+		wt.Members = append(wt.Members, wire.Member{NodeID: m.NodeID, Role: m.Role, State: m.State, URL: m.URL, Epoch: m.Epoch})
+	}
+	return wt
+}
+
+// probeTargets are the host:port addresses of the static connectors of
+// the first cluster connection, without this broker's own.
+func (h *haBroker) probeTargets() ([]string, time.Duration) {
+	if len(h.cfg.ClusterConnections) == 0 {
+		return nil, 0
+	}
+	cc := h.cfg.ClusterConnections[0]
+	self := strings.TrimPrefix(h.selfURL, "tcp://")
+	var out []string
+	for _, name := range cc.StaticConnectors {
+		for _, c := range h.cfg.Connectors {
+			if c.Name == name && c.Scheme == "tcp" && c.Address() != self {
+				out = append(out, c.Address())
+			}
+		}
+	}
+	every := min(max(cc.RetryInterval, 200*time.Millisecond), 2*time.Second)
+	return out, every
+}
+
+// probePeers probes the cluster connection's peers until ctx ends.
+func (h *haBroker) probePeers(ctx context.Context) {
+	targets, every := h.probeTargets()
+	if len(targets) == 0 {
+		h.log.Info("no cluster connection with static connectors: the topology lists this broker only")
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for _, addr := range targets {
+			m, ok := h.probe(ctx, addr)
+			if ctx.Err() != nil {
+				return
+			}
+			h.setPeer(addr, m, ok)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe asks the broker at addr who it is: the first member of the
+// topology in its Welcome.
+func (h *haBroker) probe(ctx context.Context, addr string) (server.Member, bool) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return server.Member{}, false
+	}
+	defer nc.Close()
+	dl, _ := ctx.Deadline()
+	_ = nc.SetDeadline(dl)
+	hello := &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, ClientID: haProbeClientID,
+		User: h.cfg.ClusterUser, Password: h.cfg.ClusterPassword}
+	if h.cfg.AnonymousAllowed() {
+		// A peer without users accepts anonymous probes; with users it
+		// accepts the cluster user (live.serve adds it).
+		hello.User, hello.Password = h.cfg.ClusterUser, h.cfg.ClusterPassword
+	}
+	b, err := wire.AppendFrame(nil, 1, hello)
+	if err != nil {
+		return server.Member{}, false
+	}
+	if _, err := nc.Write(b); err != nil {
+		return server.Member{}, false
+	}
+	_, f, err := wire.NewDecoder(nc).Read()
+	if err != nil {
+		return server.Member{}, false
+	}
+	w, ok := f.(*wire.Welcome)
+	if !ok {
+		return server.Member{}, false
+	}
+	if len(w.Topology.Members) == 0 {
+		// A broker without HA: active, as far as anyone can tell.
+		return server.Member{NodeID: w.NodeID, Role: "primary", State: "active", URL: "tcp://" + addr, Epoch: w.Topology.Epoch}, true
+	}
+	m := w.Topology.Members[0]
+	return server.Member{NodeID: m.NodeID, Role: m.Role, State: m.State, URL: m.URL, Epoch: m.Epoch}, true
+}

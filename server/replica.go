@@ -1,0 +1,73 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/tandemmq/tandem/wire"
+)
+
+// ReplicaHandler takes over replication connections (issue 13): a Hello
+// with wire.ReplicaClientID and the cluster credentials hands its
+// connection to Serve, which then owns the conversation (package
+// replication's live side). Serve runs on a goroutine of its own, outside
+// the acceptor (closing the acceptor does not end it), and returns when
+// the replication ends; the connection is closed after it.
+type ReplicaHandler struct {
+	// User and Password are the cluster credentials a replica must give.
+	User, Password string
+	// Serve runs the replication conversation. r holds what was read
+	// after Hello; nothing has been written to nc yet: Serve answers the
+	// Hello (corr) itself.
+	Serve func(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uint64)
+}
+
+// SetReplicaHandler installs h (nil: replication connections are refused
+// with CodeUnavailable).
+func (s *Server) SetReplicaHandler(h *ReplicaHandler) { s.replica.Store(h) }
+
+// errHandedOff ends a connection whose replication conversation ended.
+var errHandedOff = errors.New("replication connection ended")
+
+// handOffReplica runs a replication connection: it checks the cluster
+// credentials, stops the connection's writer and gives the socket to the
+// handler.
+func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
+	rh := c.s.replica.Load()
+	if rh == nil {
+		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: "this broker does not accept replicas now (not live, or not a replication primary)"})
+		return errors.New("replication connection refused: no replica handler")
+	}
+	userOK := subtle.ConstantTimeCompare([]byte(hello.User), []byte(rh.User)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(hello.Password), []byte(rh.Password)) == 1
+	if !userOK || !passOK {
+		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "replication needs the cluster user and password"})
+		return fmt.Errorf("replication connection refused: bad cluster credentials for user %q", clip(hello.User))
+	}
+	c.out.close()
+	if err := <-c.writerErr; err != nil {
+		return err
+	}
+	c.writerErr <- nil // shutdown reads it once more
+	// The handler sets its own deadlines (the writer's write timeout
+	// may have left one).
+	c.nc.SetDeadline(time.Time{})
+	c.log.Info("replication connection", "user", clip(hello.User))
+	// The handler owns the socket from now on, beyond this acceptor: a
+	// failback stops serving clients (closing the acceptors) and still
+	// needs the replication connection for its handover. Its reader
+	// starts with what the decoder received after Hello.
+	unread := bytes.Clone(c.dec.Unread())
+	nc, br, corr := c.nc, bufio.NewReaderSize(io.MultiReader(bytes.NewReader(unread), c.src), 64<<10), h.Corr
+	go func() {
+		defer nc.Close()
+		rh.Serve(nc, br, hello, corr)
+	}()
+	return errHandedOff
+}
