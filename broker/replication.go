@@ -37,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/journal"
@@ -156,7 +158,8 @@ func runReplication(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 		return exitCannot
 	}
 	h.mgmt = hln.Addr().String()
-	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats})
+	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats,
+		Extra: []prometheus.Collector{&replCollector{b}}})
 	hs := managementServer(cfg, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
@@ -407,12 +410,16 @@ func (b *replBroker) startReplica(url string) {
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
 	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
+	ack := replication.AckDurable
+	if cfg.HA.ReplicationAck == "received" {
+		ack = replication.AckReceived
+	}
 	st := b.repl.Status()
 	rep := replication.NewReplica(replication.ReplicaOptions{
 		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
 		Journals: [2]replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
-		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, TTL: ttl, Logger: h.log,
+		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
 		SetLocal: func(seq uint64, node string) error {
 			id, err := parseNodeID(node)
 			if err != nil {
@@ -565,4 +572,52 @@ func parseNodeID(s string) (lockfile.NodeID, error) {
 		id[i] = v
 	}
 	return id, nil
+}
+
+var (
+	descReplState = prometheus.NewDesc("tandem_replication_state",
+		"1 for the replication state this broker is in (live: its replica's; replica: its own), 0 for the others.", []string{"state"}, nil)
+	descReplLagBytes = prometheus.NewDesc("tandem_replication_lag_bytes",
+		"Journal bytes the replica has not acknowledged yet (live side).", nil, nil)
+	descReplLagRecords = prometheus.NewDesc("tandem_replication_held_batches",
+		"Group-commit batches whose answers wait for the replica (live side).", nil, nil)
+	descReplDropped = prometheus.NewDesc("tandem_replication_replicas_dropped_total",
+		"Replicas this live dropped or lost (connection lost, too slow, silent, sync not finished in time).", nil, nil)
+	descActivation = prometheus.NewDesc("tandem_activation_sequence",
+		"The local activation sequence (replication with ZooKeeper).", nil, nil)
+)
+
+// replCollector exports the replication state to /metrics.
+type replCollector struct{ b *replBroker }
+
+func (c *replCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descReplState, descReplLagBytes, descReplLagRecords, descReplDropped, descActivation} {
+		ch <- d
+	}
+}
+
+func (c *replCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.b
+	b.rmu.Lock()
+	src, rep := b.source, b.replica
+	b.rmu.Unlock()
+	state := replication.StateNone
+	switch {
+	case src != nil:
+		st := src.Status()
+		state = st.State
+		ch <- prometheus.MustNewConstMetric(descReplLagBytes, prometheus.GaugeValue, float64(st.LagBytes))
+		ch <- prometheus.MustNewConstMetric(descReplLagRecords, prometheus.GaugeValue, float64(st.LagRecords))
+		ch <- prometheus.MustNewConstMetric(descReplDropped, prometheus.CounterValue, float64(st.Dropped))
+	case rep != nil:
+		state = rep.Status().State
+	}
+	for _, s := range []replication.State{replication.StateNone, replication.StateSyncing, replication.StateSynced} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descReplState, prometheus.GaugeValue, v, string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(descActivation, prometheus.GaugeValue, float64(b.repl.Epoch()))
 }

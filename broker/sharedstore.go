@@ -54,6 +54,10 @@ import (
 // implemented; for the others a primary runs as a single broker (with a
 // warning) and a backup is refused, as before.
 func runHA(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
+	if err := Check(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
 	switch {
 	case cfg.HA.Policy == config.PolicySharedStore:
 		return runSharedStore(cfg, log, lim)

@@ -90,6 +90,7 @@ func defaultHA() HA {
 		InitialReplicationSyncTimeout:  30 * time.Second,
 		RetryReplicationWait:           2 * time.Second,
 		MaxSavedReplicatedJournalsSize: 2,
+		ReplicationAck:                 "durable",
 		QuorumSize:                     -1,
 		VoteRetries:                    12,
 		VoteRetryWait:                  5 * time.Second,

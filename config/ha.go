@@ -82,6 +82,11 @@ type HA struct {
 	InitialReplicationSyncTimeout time.Duration
 	// RetryReplicationWait (retry-replication-wait, default 2 s).
 	RetryReplicationWait time.Duration
+	// ReplicationAck (replication-ack, Tandem's; default durable): when a
+	// replica acknowledges what it received: durable, after its fdatasync,
+	// or received, once written to its files (Artemis's level, which a
+	// power loss of both brokers can undo).
+	ReplicationAck string
 	// MaxSavedReplicatedJournalsSize (default 2) old replicas are kept.
 	MaxSavedReplicatedJournalsSize int
 	// VoteOnReplicationFailure (default false): the primary votes when it

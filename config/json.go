@@ -317,6 +317,8 @@ func haOptionsView(m map[string]any, h *HA, kind haKind) {
 			m[n] = ms(h.RetryReplicationWait)
 		case "max-saved-replicated-journals-size":
 			m[n] = h.MaxSavedReplicatedJournalsSize
+		case "replication-ack":
+			m[n] = h.ReplicationAck
 		case "coordination-id":
 			m[n] = h.CoordinationID
 		case "manager":

@@ -51,9 +51,10 @@ var haAllowed = map[haKind]map[string]bool{
 		"vote-on-replication-failure", "quorum-size", "vote-retries", "vote-retry-wait", "quorum-vote-wait",
 		"retry-replication-wait"),
 	replPrimaryZK: setOf("manager", "group-name", "cluster-name", "initial-replication-sync-timeout",
-		"retry-replication-wait", "coordination-id"),
+		"retry-replication-wait", "coordination-id", "replication-ack", "max-saved-replicated-journals-size"),
 	replBackupZK: setOf("manager", "group-name", "cluster-name", "max-saved-replicated-journals-size",
-		"allow-failback", "restart-backup", "initial-replication-sync-timeout", "retry-replication-wait"),
+		"allow-failback", "restart-backup", "initial-replication-sync-timeout", "retry-replication-wait",
+		"replication-ack"),
 	liveOnly: setOf("scale-down"),
 }
 
@@ -83,6 +84,17 @@ var haSetters = map[string]func(p *parser, e *node, h *HA){
 	// quorum-vote-wait is in seconds, as in Artemis.
 	"quorum-vote-wait":       func(p *parser, e *node, h *HA) { p.seconds(e, &h.QuorumVoteWait) },
 	"retry-replication-wait": func(p *parser, e *node, h *HA) { p.millis(e, &h.RetryReplicationWait) },
+	// replication-ack is Tandem's: durable (default) or received (Artemis's level).
+	"replication-ack": func(p *parser, e *node, h *HA) {
+		var v string
+		p.str(e, &v)
+		switch v {
+		case "durable", "received":
+			h.ReplicationAck = v
+		default:
+			p.errorf(e, "replication-ack %q: want durable or received", v)
+		}
+	},
 	"max-saved-replicated-journals-size": func(p *parser, e *node, h *HA) {
 		p.integer(e, &h.MaxSavedReplicatedJournalsSize)
 	},

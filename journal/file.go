@@ -175,6 +175,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	j.startSegmentLocked(next)
 	j.seg.file = f
 	j.stream.advance(next, 0) // earlier segments are sealed and durable
+	j.takenEnd = Position{Seq: next}
 	return nil
 }
 
@@ -248,6 +249,12 @@ func (j *FileJournal) Close() error {
 	j.mu.Unlock()
 	if g != nil {
 		g.Fail(ErrNotReplicated)
+	}
+	j.mu.Lock()
+	tap := j.tap
+	j.mu.Unlock()
+	if tap != nil {
+		tap.end()
 	}
 	j.stream.close()
 	j.prep.stop()

@@ -162,9 +162,13 @@ func (j *FileJournal) flushLoop() {
 		clear(j.pending[len(keep):])
 		j.pending = keep
 		j.pendingBytes = 0
+		tap := j.takeOpsLocked(ops)
 		j.space.Broadcast()
 		j.mu.Unlock()
 
+		if tap != nil {
+			tap.push(ops)
+		}
 		j.execute(b, ops)
 	}
 }

@@ -83,6 +83,8 @@ type FileJournal struct {
 	bgCancel      context.CancelFunc
 	subs          map[*Subscription]struct{}
 	gate          *Gate // holds completions for a replica (gate.go)
+	tap           *Tap  // gets every range the flusher takes (tap.go)
+	takenEnd      Position
 	stream        streamState
 	durable       atomic.Uint64 // low 32 bits of the segment sequence << 32 | synced offset
 	wake          chan struct{}

@@ -252,29 +252,106 @@ func (s *Source) attach(c *fconn, peer string) (*link, error) {
 	return l, nil
 }
 
-// send streams journal i until the link ends.
+// send streams journal i until the link ends: from the segment files
+// (a Subscription: durable bytes, read back) until it is close to the
+// live end, then from a tap (the flusher's ranges as it submits them, so
+// the replica syncs its copy while this broker syncs its own). A replica
+// too slow for the tap goes back to the files from where it got to.
 func (l *link) send(i int) {
 	j, sub := l.s.journals[i], l.subs[i]
+	var tap *journal.Tap
+	var tapStart journal.Position
+	sent := sub.Position() // everything before it was sent
+	defer func() {
+		if tap != nil {
+			tap.Close()
+		}
+	}()
 	for {
-		b, err := sub.Next(l.ctx)
+		var b journal.StreamBatch
+		var err error
+		if tap != nil && sub == nil {
+			b, err = tap.Next(l.ctx)
+			if errors.Is(err, journal.ErrTapOverflow) {
+				tap.Close()
+				tap = nil
+				l.s.log.Warn("the replica fell behind the live end: reading from the segments again", "replica", l.peer, "journal", i)
+				if sub, err = j.SubscribeReplica(sent); err != nil {
+					l.drop(fmt.Errorf("journal stream: resume at %v: %w", sent, err))
+					return
+				}
+				l.setSub(i, sub)
+				continue
+			}
+		} else {
+			b, err = sub.Next(l.ctx)
+		}
 		if err != nil {
 			l.drop(fmt.Errorf("journal stream: %w", err))
 			return
 		}
-		data := b.Data
-		off := b.Pos.Offset
-		for first := true; first || len(data) > 0; first = false {
-			n := min(len(data), wire.MaxReplicaData)
-			f := &wire.ReplicaData{Seq: l.s.opts.Seq(), Journal: uint8(i), Segment: b.Pos.Seq, Offset: uint64(off),
-				Epoch: b.Epoch, SegmentSize: uint64(b.SegmentSize), Sealed: b.Sealed && n == len(data),
-				Oldest: j.Oldest(), Data: data[:n]}
-			if err := l.c.send(0, f); err != nil {
-				l.drop(err)
-				return
+		// Skip what was sent already (the subscription may have passed the
+		// tap's start before it was closed).
+		end := b.End()
+		if b.Sealed {
+			end = journal.Position{Seq: b.Pos.Seq + 1}
+		}
+		if !sent.Less(end) {
+			continue
+		}
+		if b.Pos.Less(sent) { // the rest of a range partly sent (same segment)
+			cut := int(sent.Offset - b.Pos.Offset)
+			b.Data, b.Pos = b.Data[cut:], sent
+		}
+		if err := l.sendBatch(i, j, b); err != nil {
+			l.drop(err)
+			return
+		}
+		sent = end
+		switch {
+		case tap == nil && sub != nil:
+			// Close to the live end: attach a tap.
+			end := j.DurableEnd()
+			if sent.Seq == end.Seq && end.Offset-sent.Offset <= l.s.opts.CatchUpBytes || !sent.Less(end) {
+				if tap = j.AttachTap(tapLimit); tap != nil {
+					tapStart = tap.Position()
+				}
 			}
-			data, off = data[n:], off+int64(n)
+		case tap != nil && sub != nil && !sent.Less(tapStart):
+			// The subscription reached the tap's start: the tap brings
+			// the rest.
+			l.setSub(i, nil)
+			sub.Close()
+			sub = nil
 		}
 	}
+}
+
+// tapLimit bounds what a tap queues for a replica that does not keep up.
+const tapLimit = 16 << 20
+
+// setSub records journal i's current subscription (closed by drop).
+func (l *link) setSub(i int, sub *journal.Subscription) {
+	l.mu.Lock()
+	l.subs[i] = sub
+	l.mu.Unlock()
+}
+
+// sendBatch sends one range in frames of at most wire.MaxReplicaData.
+func (l *link) sendBatch(i int, j *journal.FileJournal, b journal.StreamBatch) error {
+	data := b.Data
+	off := b.Pos.Offset
+	for first := true; first || len(data) > 0; first = false {
+		n := min(len(data), wire.MaxReplicaData)
+		f := &wire.ReplicaData{Seq: l.s.opts.Seq(), Journal: uint8(i), Segment: b.Pos.Seq, Offset: uint64(off),
+			Epoch: b.Epoch, SegmentSize: uint64(b.SegmentSize), Sealed: b.Sealed && n == len(data),
+			Oldest: j.Oldest(), Data: data[:n]}
+		if err := l.c.send(0, f); err != nil {
+			return err
+		}
+		data, off = data[n:], off+int64(n)
+	}
+	return nil
 }
 
 // read handles the replica's frames until the link ends.
@@ -431,8 +508,13 @@ func (l *link) drop(reason error) {
 	l.dropOnce.Do(func() {
 		l.cancel()
 		l.c.close()
-		for _, sub := range l.subs {
-			sub.Close()
+		l.mu.Lock()
+		subs := l.subs
+		l.mu.Unlock()
+		for _, sub := range subs {
+			if sub != nil {
+				sub.Close()
+			}
 		}
 		s := l.s
 		l.mu.Lock()

@@ -32,6 +32,8 @@ type MetricsOptions struct {
 	// Net returns the acceptors' counters (refused connections, write
 	// timeouts, read pauses, protocol errors, suppressed log lines).
 	Net func() NetStats
+	// Extra are more collectors (an HA policy's, for instance).
+	Extra []prometheus.Collector
 }
 
 // MetricsHandler serves /metrics in the Prometheus text format: the
@@ -48,6 +50,7 @@ func MetricsHandler(o MetricsOptions) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&brokerCollector{o: o},
 	)
+	reg.MustRegister(o.Extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/tandemmq/tandem/broker"
 	"github.com/tandemmq/tandem/config"
 )
 
@@ -44,6 +45,11 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, w)
 	}
 	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCannot
+	}
+	// tandem run refuses what this build cannot run: so does check.
+	if err := broker.Check(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitCannot
 	}

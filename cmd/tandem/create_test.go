@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tandemmq/tandem/config"
@@ -95,6 +96,14 @@ func TestCreate(t *testing.T) {
 			tc.check(t, c)
 			// And through the command, as a user runs it.
 			var js, cerr bytes.Buffer
+			if strings.HasSuffix(tc.name, "-quorum") {
+				// The quorum vote parses but does not run yet (issue 14):
+				// config check says so, as tandem run does.
+				if rc := runConfig([]string{"check", file}, &js, &cerr); rc != exitCannot || !strings.Contains(cerr.String(), "not supported yet") {
+					t.Fatalf("config check of a quorum pair: exit %d, stderr %s", rc, cerr.String())
+				}
+				return
+			}
 			if rc := runConfig([]string{"check", file}, &js, &cerr); rc != exitOK || cerr.Len() != 0 {
 				t.Fatalf("config check: exit %d, stderr %s", rc, cerr.String())
 			}
