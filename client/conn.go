@@ -69,6 +69,9 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	for pass := 0; u.InitialConnectAttempts < 0 || pass < max(u.InitialConnectAttempts, 1); pass++ {
 		if pass > 0 {
 			pause = u.nextInterval(pause)
+			if c.opts.retry != nil {
+				c.opts.retry(ConnectRetry{Pass: pass, Attempts: u.InitialConnectAttempts, Addrs: u.Addrs, Err: lastErr, Pause: pause})
+			}
 			if err := sleepCtx(ctx, pause); err != nil {
 				break
 			}

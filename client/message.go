@@ -24,7 +24,7 @@ func Queue(name string) Destination { return Destination{Name: name, Routing: wi
 // Topic returns a multicast destination.
 func Topic(name string) Destination { return Destination{Name: name, Routing: wire.RoutingMulticast} }
 
-// ParseDestination parses "queue://NAME" or "topic://NAME" (CLI.md).
+// ParseDestination parses "queue://NAME" or "topic://NAME" (docs/cli.md).
 func ParseDestination(s string) (Destination, error) {
 	switch {
 	case strings.HasPrefix(s, "queue://") && len(s) > len("queue://"):

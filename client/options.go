@@ -1,6 +1,9 @@
 package client
 
-import "log/slog"
+import (
+	"log/slog"
+	"time"
+)
 
 // Option configures Dial.
 type Option func(*options)
@@ -12,6 +15,7 @@ type options struct {
 	userSet  bool
 	log      *slog.Logger
 	listener func(Event)
+	retry    func(ConnectRetry)
 }
 
 // WithClientID names the client in the broker's logs and /status.
@@ -32,6 +36,23 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // reconnectAttempts=0) and the Conn is closed. fn runs on the client's
 // failover goroutine: it must not block on the Conn.
 func WithFailureListener(fn func(Event)) Option { return func(o *options) { o.listener = fn } }
+
+// ConnectRetry tells a ConnectRetryListener that Dial's pass over the
+// URL's addresses found no broker and it will try again.
+type ConnectRetry struct {
+	Pass     int           // the pass that failed, from 1
+	Attempts int           // initialConnectAttempts: passes in all (-1: no limit)
+	Addrs    []string      // the addresses tried
+	Err      error         // the last address's error
+	Pause    time.Duration // the wait before the next pass
+}
+
+// WithConnectRetryListener registers fn to hear of each retry of Dial's
+// initial connection (initialConnectAttempts > 1 or -1): a program can
+// say what it is waiting for. fn runs on Dial's goroutine.
+func WithConnectRetryListener(fn func(ConnectRetry)) Option {
+	return func(o *options) { o.retry = fn }
+}
 
 // EventKind is the kind of a failure Event.
 type EventKind int

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -62,10 +63,13 @@ func (t *transport) readLoop() {
 				break
 			}
 			err = &ServerError{Op: "connection", Code: f.Code, Message: f.Message}
-		case wire.TypeResult, wire.TypeConsumerCreated:
+		case wire.TypeResult, wire.TypeConsumerCreated, wire.TypeManageResult:
 			f := wire.NewFrame(h.Type)
 			if err = t.dec.Unmarshal(f); err != nil {
 				break
+			}
+			if mr, ok := f.(*wire.ManageResult); ok {
+				mr.Body = bytes.Clone(mr.Body) // it aliases the decoder's buffer
 			}
 			if cl := t.take(h.Corr); cl != nil && cl.kind == callRequest {
 				cl.finish(f, nil)

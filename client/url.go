@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// URL is a parsed connection URL (CLI.md "URLs"):
+// URL is a parsed connection URL (docs/cli.md "URLs"):
 //
 //	tcp://host:port[?options]
 //	(tcp://a:61616,tcp://b:61617)?ha=true&reconnectAttempts=-1&retryInterval=500&retryIntervalMultiplier=1.5&maxRetryInterval=2000
@@ -61,7 +61,7 @@ const (
 	DefaultRetryIntervalMultiplier = 1.0
 	DefaultMaxRetryInterval        = 2000 * time.Millisecond
 	// Under ha=true Tandem starts retrying after 200 ms and backs off by 1.5x
-	// up to MaxRetryInterval (Artemis: a fixed 2 s). Documented in CLI.md's
+	// up to MaxRetryInterval (Artemis: a fixed 2 s). Documented in docs/cli.md's
 	// spirit: Tandem's HA defaults differ where failover is faster.
 	DefaultHARetryInterval           = 200 * time.Millisecond
 	DefaultHARetryIntervalMultiplier = 1.5

@@ -18,6 +18,36 @@ type RepairAction struct {
 	// Dropped counts the valid batch records after Offset in this segment
 	// that the truncation took out of the journal (they stay in Damaged).
 	Dropped int
+	// DroppedRecord is set when the action dropped only the bad record at
+	// Offset (RepairOptions.DropBadRecords) instead of truncating.
+	DroppedRecord *DroppedRecord
+}
+
+// DroppedRecord describes a bad record that Repair replaced with padding:
+// its size and the entries as its damaged bytes read (the damage may be
+// in them: they are a hint for the operator, not a fact).
+type DroppedRecord struct {
+	Size     int            // bytes, header included
+	Entries  []DroppedEntry // as read; may be cut short
+	Readable bool           // every entry of the payload decoded
+}
+
+// DroppedEntry is one entry of a dropped record as read.
+type DroppedEntry struct {
+	Kind Kind
+	ID   uint64
+	Type uint8
+	TxID uint64
+}
+
+// RepairOptions change what Repair does.
+type RepairOptions struct {
+	// DropBadRecords replaces a bad record whose framing is intact (its
+	// header is well formed and a valid record follows it where its
+	// length says) with a padding record of the same size, so only that
+	// record leaves the journal and every later one stays; elsewhere
+	// Repair truncates as without it.
+	DropBadRecords bool
 }
 
 // ErrUnrepairable wraps the corruption Repair cannot fix by truncating a
@@ -33,6 +63,11 @@ var ErrUnrepairable = errors.New("journal: damage cannot be repaired by truncati
 // way. Gaps and damaged headers are not repairable: Repair returns an
 // error wrapping ErrUnrepairable and the *CorruptionError.
 func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
+	return RepairWith(fs, dir, nm, RepairOptions{})
+}
+
+// RepairWith is Repair with options.
+func RepairWith(fs aio.FS, dir string, nm Naming, opts RepairOptions) ([]RepairAction, error) {
 	var actions []RepairAction
 	copied := map[string]string{}
 	backup := func(path string) (string, error) {
@@ -82,6 +117,17 @@ func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
 			if err != nil {
 				return actions, err
 			}
+			if opts.DropBadRecords {
+				dr, err := dropRecord(fs, ce.File, ce.Offset)
+				if err != nil {
+					return actions, err
+				}
+				if dr != nil {
+					actions = append(actions, RepairAction{File: ce.File, Offset: ce.Offset, Damaged: c, DroppedRecord: dr,
+						What: fmt.Sprintf("dropped the bad record (%s), %d bytes, replaced by padding; the records after it are kept", ce.Reason, dr.Size)})
+					continue
+				}
+			}
 			dropped, exact, err := countValidAfter(fs, ce.File, ce.Offset)
 			if err != nil {
 				return actions, err
@@ -100,6 +146,91 @@ func Repair(fs aio.FS, dir string, nm Naming) ([]RepairAction, error) {
 		}
 	}
 	return actions, fmt.Errorf("journal: repair of %s did not converge", dir)
+}
+
+// dropRecord replaces the record at off in the segment at path with a
+// padding record of the same size when its framing is intact: its header
+// is well formed, its checksum fails, and a valid record starts where its
+// length says the next one does. It returns nil (and changes nothing)
+// when the framing is not intact.
+func dropRecord(fs aio.FS, path string, off int64) (*DroppedRecord, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	var hb [SegmentHeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return nil, fmt.Errorf("journal: read header of %s: %w", path, err)
+	}
+	h, err := decodeSegHeader(hb[:])
+	if err != nil {
+		return nil, err
+	}
+	end := min(size, int64(h.size))
+	var rb [RecordHeaderSize]byte
+	if off+RecordHeaderSize > end {
+		return nil, nil
+	}
+	if _, err := f.ReadAt(rb[:], off); err != nil {
+		return nil, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
+	}
+	rh, _, err := decodeRecHeader(rb[:], off, end-off)
+	if err != nil || rh.kind != recBatch {
+		return nil, nil // the header itself is damaged: nothing says where the next record is
+	}
+	next := off + RecordHeaderSize + int64(rh.length)
+	if next+RecordHeaderSize > end {
+		return nil, nil
+	}
+	rec := make([]byte, next-off)
+	if _, err := f.ReadAt(rec, off); err != nil {
+		return nil, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
+	}
+	if _, err := decodeRecord(rec, int(off), h.seed()); !errors.Is(err, errRecChecksum) {
+		return nil, nil // not a checksum failure: leave it to truncation
+	}
+	var nh [RecordHeaderSize]byte
+	if _, err := f.ReadAt(nh[:], next); err != nil {
+		return nil, fmt.Errorf("journal: read %s at %d: %w", path, next, err)
+	}
+	nrh, _, err := decodeRecHeader(nh[:], next, end-next)
+	if err != nil {
+		return nil, nil
+	}
+	following := make([]byte, RecordHeaderSize+int(nrh.length))
+	if _, err := f.ReadAt(following, next); err != nil {
+		return nil, fmt.Errorf("journal: read %s at %d: %w", path, next, err)
+	}
+	if _, err := decodeRecord(following, int(next), h.seed()); err != nil {
+		return nil, nil // no valid record where the length points: the framing is not intact
+	}
+	dr := &DroppedRecord{Size: len(rec), Readable: true}
+	r := entryReader{p: rec[RecordHeaderSize:]}
+	for {
+		var e Entry
+		ok, err := r.next(&e)
+		if err != nil {
+			dr.Readable = false
+			break
+		}
+		if !ok {
+			break
+		}
+		dr.Entries = append(dr.Entries, DroppedEntry{Kind: e.Kind, ID: e.ID, Type: e.Type, TxID: e.TxID})
+	}
+	encodePad(rec, h.seed())
+	if _, err := f.WriteAt(rec, off); err != nil {
+		return nil, fmt.Errorf("journal: drop the record of %s at %d: %w", path, off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("journal: drop the record of %s at %d: %w", path, off, err)
+	}
+	return dr, nil
 }
 
 // countValidAfter counts the valid batch records after off in a segment

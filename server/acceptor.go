@@ -98,6 +98,7 @@ func (s *Server) Serve(ln net.Listener, opts NetOptions) *Acceptor {
 	a := &Acceptor{s: s, ln: ln, opts: opts, conns: map[*conn]struct{}{}, done: make(chan struct{}), logs: newLogLimiter()}
 	a.refusal, _ = wire.AppendFrame(nil, 0, &wire.Error{Code: wire.CodeUnavailable,
 		Message: "connection limit reached: the broker accepts no more connections now"})
+	s.trackAcceptor(a)
 	go a.accept()
 	return a
 }

@@ -97,7 +97,7 @@ func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 		// Under s.mu: no lookup or creation of the name until it is
 		// durable. A replay drops the references to a deleted queue, so
 		// the acks below only reclaim the messages' records.
-		if err := journal.AppendSync(context.Background(), s.binds, journal.Entry{Kind: journal.KindDelete, ID: q.id}); err != nil {
+		if err := journal.AppendSync(context.Background(), s.binds, q.deleteEntries()...); err != nil {
 			s.mu.Unlock()
 			s.storageError(err)
 			return fmt.Errorf("server: delete queue %q: %w", name, err)

@@ -143,7 +143,7 @@ func (s *Server) tryDeleteIdleQueue(q *Queue, now time.Time) (again bool) {
 	// The queue's delete is durable before the name is free again, so a
 	// queue of that name created next never precedes it in the journal.
 	if q.durable {
-		if err := journal.AppendSync(context.Background(), s.binds, journal.Entry{Kind: journal.KindDelete, ID: q.id}); err != nil {
+		if err := journal.AppendSync(context.Background(), s.binds, q.deleteEntries()...); err != nil {
 			s.storageError(err)
 			s.log.Error("auto-delete: journal write failed", "queue", q.name, "err", err)
 		}

@@ -57,6 +57,9 @@ type conn struct {
 	// output was blocked; the writer tops them up once it is not.
 	starveMu sync.Mutex
 	starved  []*flow
+
+	since time.Time                // accepted at
+	metaP atomic.Pointer[connMeta] // manage.go
 }
 
 // lone reports whether the request just read is alone: nothing else
@@ -210,7 +213,7 @@ func newConn(a *Acceptor, nc net.Conn) *conn {
 		s: a.s, acc: a, nc: nc, id: connIDs.Add(1),
 		ctx: ctx, cancel: cancel,
 		sessions: map[uint64]*Session{}, consumers: map[uint64]connConsumer{},
-		writerErr: make(chan error, 1),
+		writerErr: make(chan error, 1), since: time.Now(),
 	}
 	c.out = newOutq(nc, outqLimits{high: a.opts.HighWaterMark, low: a.opts.LowWaterMark, writeTimeout: a.opts.WriteTimeout}, c.writeFailed)
 	c.out.onWritable = c.writable
@@ -391,6 +394,7 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID != "" {
 		c.log = c.log.With("client", clip(hello.ClientID))
 	}
+	c.setMeta(connMeta{protocol: "core", user: hello.User, clientID: hello.ClientID})
 	w := &wire.Welcome{Version: hi, NodeID: c.s.nodeID, ServerVersion: Version, ConnectionID: c.id,
 		ConnectionTTL: uint32(c.ttl / time.Millisecond), Topology: toWireTopology(c.s.Topology())}
 	c.out.frame(h.Corr, w)
@@ -497,6 +501,7 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 			return nil
 		}
 		c.sessions[f.Session] = c.s.NewSession(f.Transacted)
+		c.sessions[f.Session].SetOwner(c.id)
 		c.out.resultFrame(corr, wire.CodeOK, "")
 	case *wire.CloseSession:
 		ss, ok := c.sessions[f.Session]
@@ -545,6 +550,8 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		c.out.resultFrame(corr, codeOf(err), errText(err))
 	case *wire.CreateConsumer:
 		c.handleCreateConsumer(corr, f)
+	case *wire.Manage:
+		c.handleManage(corr, f)
 	case *wire.CloseConsumer:
 		cc, ok := c.consumers[f.Consumer]
 		if !ok {

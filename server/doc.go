@@ -4,7 +4,15 @@
 // redelivery, local transactions and duplicate detection, persisted
 // through two journals (bindings and messages); plus the network layer
 // (acceptors and connections speaking package wire) and the management
-// HTTP endpoint (/status, /metrics, /debug/pprof/ when enabled).
+// HTTP endpoint (/status, /metrics, /debug/pprof/ when enabled, the
+// management API under /api/ and the web console at /, embedded from
+// console/; httpserver.go is the server with its timeouts and bounds).
+//
+// Management operations (manage.go, manageapi.go: create and delete
+// addresses and queues, purge, pause and resume, browse, move, list
+// connections and consumers) go through one dispatcher, Server.Manage,
+// which the HTTP API (mgmthttp.go) and the wire protocol's Manage frame
+// both call; each change is journaled before it is answered.
 //
 // Limits against misbehaving clients (docs/limits.md): per connection, the
 // bytes queued for the client are bounded by water marks (past the high
@@ -31,8 +39,8 @@
 // (RecAddRef), an Update per ack (RecAckRef), a Delete once no queue holds
 // it any more. Duplicate IDs are Add records of type RecDuplicateID,
 // deleted when evicted from the per-address cache. The bindings journal
-// holds queues (RecQueue), addresses (RecAddress) and the node ID
-// (RecNodeID).
+// holds queues (RecQueue), addresses (RecAddress), the node ID
+// (RecNodeID) and paused queues (RecQueuePaused, deleted on resume).
 //
 // Local transactions are buffered in memory and written as ONE Append at
 // commit: an Append is atomic, so the transaction's sends and acks become

@@ -37,8 +37,11 @@ func (s *Server) load(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var bdel []journal.Entry
+	var pauses []journal.Record
 	for _, rec := range br.Records {
 		switch rec.Type {
+		case RecQueuePaused:
+			pauses = append(pauses, rec) // once every queue is known
 		case RecNodeID:
 			if s.nodeID == "" {
 				s.nodeID = string(rec.Data)
@@ -84,6 +87,18 @@ func (s *Server) load(ctx context.Context) error {
 		default:
 			return fmt.Errorf("server: bindings record %d: unknown type %d", rec.ID, rec.Type)
 		}
+	}
+	for _, rec := range pauses {
+		qid, err := decodeQueueID(rec.Data)
+		if err != nil {
+			return fmt.Errorf("server: bindings record %d: pause: %w", rec.ID, err)
+		}
+		q := s.queueByID[qid]
+		if q == nil || q.pausedRec != 0 { // its queue was deleted, or a second one: drop it
+			bdel = append(bdel, journal.Entry{Kind: journal.KindDelete, ID: rec.ID})
+			continue
+		}
+		q.paused, q.pausedRec = true, rec.ID
 	}
 	if s.opts.NodeID != "" {
 		s.nodeID = s.opts.NodeID

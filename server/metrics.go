@@ -141,3 +141,46 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// JournalInfo describes a file journal for /status and the console.
+type JournalInfo struct {
+	Segments    int   `json:"segments"` // from the oldest kept to the current one
+	PoolFiles   int   `json:"pool_files"`
+	LiveRecords int   `json:"live_records"`
+	Appends     int64 `json:"appends"`
+	Batches     int64 `json:"batches"` // group commits written
+	Syncs       int64 `json:"syncs"`   // batches written with fdatasync
+	Bytes       int64 `json:"bytes"`   // written, padding included
+	// AppendsPerSync is Appends / Syncs since start (group commit's
+	// effect); 0 before the first sync.
+	AppendsPerSync float64 `json:"appends_per_sync"`
+	// WriteSyncNanos is the total time batches took to write and sync:
+	// its growth over Batches' is the mean I/O latency of an interval.
+	WriteSyncNanos int64 `json:"write_sync_ns"`
+	Rotations      int64 `json:"rotations"`
+	Compactions    int   `json:"compactions"`
+	Reclaimed      int   `json:"reclaimed_segments"`
+}
+
+// journalInfo describes the journals that keep metrics (nil when none).
+func (s *Server) journalInfo() map[string]JournalInfo {
+	var out map[string]JournalInfo
+	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+		jm, ok := j.(journalMetrics)
+		if !ok {
+			continue
+		}
+		m := jm.Metrics()
+		ji := JournalInfo{Segments: m.SegmentsInUse, PoolFiles: m.PoolFiles, LiveRecords: m.LiveRecords,
+			Appends: m.Appends, Batches: m.Batches, Syncs: m.Syncs, Bytes: m.Bytes,
+			WriteSyncNanos: int64(m.WriteSyncTime), Rotations: m.Rotations, Compactions: m.Compactions, Reclaimed: m.Reclaimed}
+		if m.Syncs > 0 {
+			ji.AppendsPerSync = float64(m.Appends) / float64(m.Syncs)
+		}
+		if out == nil {
+			out = map[string]JournalInfo{}
+		}
+		out[name] = ji
+	}
+	return out
+}

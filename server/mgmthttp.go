@@ -1,184 +1,190 @@
 package server
 
 import (
-	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
 	"errors"
-	stdlog "log"
-	"log/slog"
-	"net"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
 	"net/http"
-	"sync"
-	"time"
+	"strconv"
+	"strings"
 )
 
-// Bounds of the management HTTP server (docs/limits.md).
-const (
-	// HTTPReadHeaderTimeout bounds the wait for a request's headers.
-	HTTPReadHeaderTimeout = 5 * time.Second
-	// HTTPReadTimeout bounds reading a whole request.
-	HTTPReadTimeout = 30 * time.Second
-	// HTTPWriteTimeout bounds writing an answer; it leaves room for
-	// /debug/pprof/profile's default 30 s.
-	HTTPWriteTimeout = 90 * time.Second
-	// HTTPIdleTimeout closes a kept-alive connection without a request
-	// (Jetty's default, which Artemis's console uses).
-	HTTPIdleTimeout = 30 * time.Second
-	// HTTPMaxConnections bounds the management connections open at once:
-	// past it, a new connection closes the oldest one without a request
-	// in progress, or is closed itself when all are busy.
-	HTTPMaxConnections = 128
-	// httpMaxHeaderBytes bounds a request's headers.
-	httpMaxHeaderBytes = 64 << 10
-)
+// The management HTTP API (/api/..., docs/management.md) and the web
+// console (/, docs/console.md). Reads are open like /status; operations
+// that change something need HTTP basic auth as one of the broker's users
+// and a JSON content type (a cross-site form cannot send one without a
+// CORS preflight, which is never answered). A broker without users (it
+// lets anonymous clients in) is read-only over HTTP: its operations go
+// through `tandem queue|address`, authenticated like any client.
 
-// HTTPServer is the management HTTP server: handler (ManagementHandler)
-// behind the timeouts and the connection bound above, so idle or stalled
-// clients cannot hold the port (or file descriptors) for long.
-type HTTPServer struct {
-	srv *http.Server
-	log *slog.Logger
+//go:embed console
+var consoleFiles embed.FS
 
-	mu    sync.Mutex
-	conns map[net.Conn]*httpConn
-	limit *logLimiter
+// route is one API endpoint: an operation and where its arguments come
+// from.
+type route struct {
+	pattern string
+	op      string
 }
 
-type httpConn struct {
-	since   time.Time // accepted, or its last answer ended
-	serving bool      // a request is in the handler
+var apiRoutes = []route{
+	{"GET /api/addresses", "address.list"},
+	{"POST /api/addresses", "address.create"},
+	{"GET /api/addresses/{name}", "address.show"},
+	{"DELETE /api/addresses/{name}", "address.delete"},
+	{"GET /api/queues", "queue.list"},
+	{"POST /api/queues", "queue.create"},
+	{"GET /api/queues/{name}", "queue.stat"},
+	{"DELETE /api/queues/{name}", "queue.delete"},
+	{"POST /api/queues/{name}/purge", "queue.purge"},
+	{"POST /api/queues/{name}/pause", "queue.pause"},
+	{"POST /api/queues/{name}/resume", "queue.resume"},
+	{"GET /api/queues/{name}/messages", "queue.browse"},
+	{"POST /api/queues/{name}/move", "queue.move"},
+	{"GET /api/connections", "connection.list"},
+	{"GET /api/consumers", "consumer.list"},
 }
 
-type connKey struct{}
+// maxAPIBody bounds a request's JSON.
+const maxAPIBody = 64 << 10
 
-// NewHTTPServer returns the management server for handler; log receives
-// its errors (rate-limited).
-func NewHTTPServer(handler http.Handler, log *slog.Logger) *HTTPServer {
-	if log == nil {
-		log = slog.Default()
+// registerManagement adds the API and the console to mux; server returns
+// the server operations go to (nil: not serving).
+func registerManagement(mux *http.ServeMux, server func() *Server) {
+	for _, rt := range apiRoutes {
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+			serveAPI(w, r, rt.op, server)
+		})
 	}
-	h := &HTTPServer{log: log, conns: map[net.Conn]*httpConn{}, limit: newLogLimiter()}
-	h.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, _ := r.Context().Value(connKey{}).(net.Conn)
-			h.serving(c, true)
-			defer h.serving(c, false)
-			handler.ServeHTTP(w, r)
-		}),
-		ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
-		ReadHeaderTimeout: HTTPReadHeaderTimeout,
-		ReadTimeout:       HTTPReadTimeout,
-		WriteTimeout:      HTTPWriteTimeout,
-		IdleTimeout:       HTTPIdleTimeout,
-		MaxHeaderBytes:    httpMaxHeaderBytes,
-		ConnState:         h.connState,
-		ErrorLog:          stdlog.New(&httpErrors{h}, "", 0),
-	}
-	return h
-}
-
-// Serve serves on ln until Shutdown; it returns http.ErrServerClosed then.
-func (h *HTTPServer) Serve(ln net.Listener) error {
-	return h.srv.Serve(&httpListener{Listener: ln, h: h})
-}
-
-// Shutdown stops the server, waiting for requests in progress until ctx
-// ends.
-func (h *HTTPServer) Shutdown(ctx context.Context) error {
-	err := h.srv.Shutdown(ctx)
-	h.limit.stop()
-	return err
-}
-
-// admit makes room for a new connection: at the bound it closes the
-// connection that has waited longest without a request in the handler
-// (idle, or slow to send its request). It returns false when all are in
-// the handler (the new one is closed).
-func (h *HTTPServer) admit(c net.Conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.conns) >= HTTPMaxConnections {
-		var oldest net.Conn
-		var at time.Time
-		for x, s := range h.conns {
-			if !s.serving && (oldest == nil || s.since.Before(at)) {
-				oldest, at = x, s.since
+	mux.HandleFunc("GET /api/whoami", func(w http.ResponseWriter, r *http.Request) {
+		s := server()
+		out := map[string]any{"serving": s != nil, "users": false, "user": nil}
+		if s != nil {
+			users := s.Users()
+			out["users"] = len(users) > 0
+			if u, ok := authenticated(r, users); ok {
+				out["user"] = u
 			}
 		}
-		if oldest == nil {
-			return false
-		}
-		oldest.Close()
-		delete(h.conns, oldest)
-	}
-	h.conns[c] = &httpConn{since: time.Now()}
-	return true
-}
-
-// serving marks c's request as in the handler, or done.
-func (h *HTTPServer) serving(c net.Conn, in bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s := h.conns[c]; s != nil {
-		s.serving = in
-		if !in {
-			s.since = time.Now()
-		}
-	}
-}
-
-// connState forgets connections that closed.
-func (h *HTTPServer) connState(c net.Conn, st http.ConnState) {
-	if st == http.StateClosed || st == http.StateHijacked {
-		h.mu.Lock()
-		delete(h.conns, c)
-		h.mu.Unlock()
-	}
-}
-
-// httpListener admits connections within the bound.
-type httpListener struct {
-	net.Listener
-	h *HTTPServer
-}
-
-// Accept returns the next connection admitted.
-func (l *httpListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
+		writeJSON(w, http.StatusOK, out)
+	})
+	sub, _ := fs.Sub(consoleFiles, "console")
+	files := http.FileServerFS(sub)
+	mux.Handle("GET /console/", http.StripPrefix("/console/", files))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		b, err := fs.ReadFile(sub, "index.html")
 		if err != nil {
-			return nil, err
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
-		if l.h.admit(c) {
-			return c, nil
-		}
-		c.Close()
-		l.h.limit.log(l.h.log, slog.LevelWarn, "http-refused", "management HTTP: connection refused, all connections busy",
-			"remote", c.RemoteAddr().String(), "max", HTTPMaxConnections)
-	}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:")
+		w.Write(b)
+	})
 }
 
-// httpErrors passes net/http's error log (TLS handshakes, accept errors,
-// panics) through the rate limit.
-type httpErrors struct{ h *HTTPServer }
-
-func (e *httpErrors) Write(p []byte) (int, error) {
-	e.h.limit.log(e.h.log, slog.LevelWarn, "http-error", "management HTTP", "err", clip(string(p)))
-	return len(p), nil
+// authenticated returns the user r's basic auth names when its password
+// matches.
+func authenticated(r *http.Request, users map[string]string) (string, bool) {
+	u, p, ok := r.BasicAuth()
+	if !ok {
+		return "", false
+	}
+	want, known := users[u]
+	// Compare anyway, so a wrong user costs what a wrong password does.
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(p)) == 1
+	return u, known && match
 }
 
-// IsLoopback reports whether addr (host:port, as a listener reports it)
-// is a loopback address: pprof is on by default only there.
-func IsLoopback(addr net.Addr) bool {
-	if ta, ok := addr.(*net.TCPAddr); ok {
-		return ta.IP.IsLoopback()
+// serveAPI runs op for an API request.
+func serveAPI(w http.ResponseWriter, r *http.Request, op string, server func() *Server) {
+	s := server()
+	if s == nil {
+		apiError(w, http.StatusServiceUnavailable, op, errors.New("this broker is not serving (a waiting backup, or stopping): ask the live broker's management address"))
+		return
 	}
-	host, _, err := net.SplitHostPort(addr.String())
+	var a ManageArgs
+	if !ManageReadOnly(op) {
+		users := s.Users()
+		if len(users) == 0 {
+			apiError(w, http.StatusForbidden, op, errors.New("management operations over HTTP need a user: this broker has none (anonymous clients allowed), so its HTTP API is read-only; configure users, or use `tandem queue`/`tandem address`"))
+			return
+		}
+		if _, ok := authenticated(r, users); !ok {
+			if r.Header.Get("X-Requested-With") == "" { // the console asks in its page
+				w.Header().Set("WWW-Authenticate", `Basic realm="tandem management", charset="UTF-8"`)
+			}
+			apiError(w, http.StatusUnauthorized, op, errors.New("authentication required: HTTP basic auth as one of the broker's users"))
+			return
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			apiError(w, http.StatusUnsupportedMediaType, op, errors.New("operations need Content-Type: application/json (even with an empty body)"))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
+		if err == nil && len(body) > maxAPIBody {
+			err = fmt.Errorf("request body larger than %d bytes", maxAPIBody)
+		}
+		if err == nil && len(strings.TrimSpace(string(body))) > 0 {
+			dec := json.NewDecoder(strings.NewReader(string(body)))
+			dec.DisallowUnknownFields()
+			err = dec.Decode(&a)
+		}
+		if err != nil {
+			apiError(w, http.StatusBadRequest, op, fmt.Errorf("request body: %w", err))
+			return
+		}
+	}
+	if name := r.PathValue("name"); name != "" {
+		a.Name = name
+	}
+	q := r.URL.Query()
+	for _, p := range []struct {
+		key string
+		dst *int
+	}{{"offset", &a.Offset}, {"limit", &a.Limit}, {"preview", &a.Preview}} {
+		if v := q.Get(p.key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				apiError(w, http.StatusBadRequest, op, fmt.Errorf("%s=%q: want a number >= 0", p.key, v))
+				return
+			}
+			*p.dst = n
+		}
+	}
+	if v := q.Get("prefix"); v != "" {
+		a.Prefix = v
+	}
+	res, err := s.Manage(r.Context(), op, a)
 	if err != nil {
-		return false
+		apiError(w, manageStatus(err), op, err)
+		return
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	status := http.StatusOK
+	if r.Method == http.MethodPost && (op == "queue.create" || op == "address.create") {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, res)
 }
 
-// errPprofDisabled is what /debug/pprof/ answers when pprof is off.
-var errPprofDisabled = errors.New("pprof is disabled: set <pprof-enabled>true</pprof-enabled> in <core> to serve it (it is on by default only when the management address is loopback)")
+// apiError answers {"error": ..., "op": ...}.
+func apiError(w http.ResponseWriter, status int, op string, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error(), "op": op})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

@@ -242,6 +242,7 @@ func (a *Acceptor) serveConn(c *conn) {
 		return
 	}
 	c.nc.SetReadDeadline(time.Time{})
+	c.setMeta(connMeta{protocol: strings.ToLower(h.Name())})
 	log := c.log.With("protocol", h.Name())
 	defer func() {
 		if r := recover(); r != nil {

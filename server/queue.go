@@ -57,6 +57,13 @@ type Queue struct {
 	idleSince time.Time // when its last consumer left (or it was loaded); zero: never idle
 
 	delivering atomic.Int64 // delivered, not acked
+	// enqueued and acked count messages added to and acknowledged (or
+	// purged, moved away) from the queue since the broker started.
+	enqueued, acked atomic.Uint64
+	// paused stops deliveries (PauseQueue); pausedRec is its record in
+	// the bindings journal (0 for a non-durable queue). Guarded by mu.
+	paused    bool
+	pausedRec uint64
 	// dispatching is set while one goroutine (a delivery goroutine or a
 	// send's completion) takes messages out under mu and hands them to
 	// consumers outside it: one at a time, so deliveries keep queue order.
@@ -74,6 +81,20 @@ type QueueInfo struct {
 	Durable   bool   `json:"durable"`
 	Depth     int64  `json:"depth"`
 	Consumers int    `json:"consumers"`
+	// Delivering counts messages delivered and not acknowledged yet
+	// (part of Depth).
+	Delivering int64 `json:"delivering"`
+	// Enqueued and Acknowledged count messages added to the queue and
+	// acknowledged (purged or moved away included) since the broker
+	// started.
+	Enqueued     uint64 `json:"enqueued"`
+	Acknowledged uint64 `json:"acknowledged"`
+	// OldestAgeMs is the age of the oldest waiting message by its
+	// sender's timestamp; nil when none waits or it has no timestamp.
+	OldestAgeMs *int64 `json:"oldest_message_age_ms"`
+	Paused      bool   `json:"paused"`
+	Temporary   bool   `json:"temporary"`
+	AutoCreated bool   `json:"auto_created"`
 }
 
 func newQueue(id uint64, name string, a *address, routing Routing, durable, temporary, auto bool) *Queue {
@@ -94,11 +115,24 @@ func (q *Queue) Info() QueueInfo {
 	q.mu.Lock()
 	depth := int64(q.msgs.len())
 	nc := len(q.consumers)
-	q.mu.Unlock()
-	return QueueInfo{
-		Address: q.addr.name, Name: q.name, Routing: q.routing.String(), Durable: q.durable,
-		Depth: depth + q.delivering.Load(), Consumers: nc,
+	paused := q.paused
+	var oldest int64
+	if depth > 0 {
+		oldest = q.msgs.at(0).msg.Timestamp
 	}
+	q.mu.Unlock()
+	delivering := q.delivering.Load()
+	qi := QueueInfo{
+		Address: q.addr.name, Name: q.name, Routing: q.routing.String(), Durable: q.durable,
+		Depth: depth + delivering, Consumers: nc, Delivering: delivering,
+		Enqueued: q.enqueued.Load(), Acknowledged: q.acked.Load(), Paused: paused,
+		Temporary: q.temporary, AutoCreated: q.autoCreated,
+	}
+	if oldest > 0 {
+		age := max(time.Now().UnixNano()-oldest, 0) / 1e6
+		qi.OldestAgeMs = &age
+	}
+	return qi
 }
 
 // wake starts a delivery goroutine when messages wait for a consumer
@@ -119,7 +153,7 @@ func (q *Queue) wake() {
 // deliverableLocked reports whether a message waits and a consumer has
 // credit for it. Caller holds q.mu.
 func (q *Queue) deliverableLocked() bool {
-	if q.deleted || q.msgs.len() == 0 {
+	if q.deleted || q.paused || q.msgs.len() == 0 {
 		return false
 	}
 	for _, c := range q.consumers {
@@ -179,6 +213,7 @@ func (q *Queue) push(r *ref) bool {
 	q.seq++
 	r.seq = q.seq
 	q.msgs.pushBack(r)
+	q.enqueued.Add(1)
 	return len(q.consumers) > 0
 }
 
@@ -252,7 +287,7 @@ type delivery struct {
 // robin, at most len(out) cap of them; none once the queue is shut down.
 // Caller holds q.mu.
 func (q *Queue) dispatchLocked(out []delivery) []delivery {
-	if q.deleted {
+	if q.deleted || q.paused {
 		return out
 	}
 	n := len(q.consumers)

@@ -32,6 +32,9 @@ const (
 	RecAddress uint8 = 21
 	// RecNodeID is the broker's node ID (Add); Data is the UUID string.
 	RecNodeID uint8 = 22
+	// RecQueuePaused marks a queue paused (Add; Data is the queue's ID,
+	// uvarint); resuming deletes it (as Artemis's queue status record).
+	RecQueuePaused uint8 = 23
 )
 
 const bindingFormat = 1

@@ -185,6 +185,7 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 		return
 	}
 	s.ctr.acks.Add(1)
+	r.q.acked.Add(1)
 	if !r.durable() {
 		done(nil)
 		return
@@ -213,6 +214,9 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		return
 	}
 	s.ctr.acks.Add(uint64(len(refs)))
+	for _, r := range refs {
+		r.q.acked.Add(1)
+	}
 	s.storeMu.Lock()
 	entries := s.ackEntries[:0]
 	for _, r := range refs {

@@ -135,6 +135,9 @@ type Server struct {
 	protoMu   sync.Mutex
 	protocols []ProtocolHandler // protocol.go
 
+	accMu sync.Mutex
+	accs  []*Acceptor // manage.go: for Connections and Users
+
 	topoMu   sync.Mutex
 	topology Topology
 	topoSubs map[int]func(Topology)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -42,6 +43,7 @@ type ConsumerOptions struct {
 type Session struct {
 	s          *Server
 	transacted bool
+	owner      atomic.Uint64 // the connection's ID (SetOwner), for Consumers
 
 	mu        sync.Mutex
 	consumers map[uint64]*Consumer
@@ -356,6 +358,7 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			s.ctr.acks.Add(uint64(len(acks)))
 			for _, r := range acks {
 				r.q.delivering.Add(-1)
+				r.q.acked.Add(1)
 			}
 		}
 		for _, d := range dups {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Status is what GET /status returns (CLI.md's keys and a few more).
+// Status is what GET /status returns (docs/cli.md's keys and a few more).
 // Queues lists DefaultStatusQueues queues (by address, then name) unless
 // the request asks for others (see QueueQuery); QueuesTotal counts the
 // queues the request selects, whatever the page.
@@ -42,7 +42,14 @@ type Status struct {
 	// negative while claimed).
 	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
 	Stats               Stats  `json:"stats"`
+	// Journals describes the file journals ("messages", "bindings"):
+	// segments, bytes, group commit and compaction; absent for other
+	// stores.
+	Journals map[string]JournalInfo `json:"journals,omitempty"`
 
+	// srv is the server behind the status (nil when not serving): the
+	// management API's operations go to it.
+	srv *Server
 	// listQueues pages the queues for a request other than the default
 	// (set by Server.Status; nil when the caller made its own Status).
 	listQueues func(QueueQuery) ([]QueueInfo, int)
@@ -114,7 +121,8 @@ func (s *Server) Status() Status {
 	st := Status{
 		NodeID: s.nodeID, Name: s.opts.Name, Version: Version, Policy: s.opts.Policy,
 		Role: s.opts.Role, State: "active", Epoch: s.epoch, Store: s.opts.Store,
-		CPUSeconds: CPUSeconds(), Stats: s.Stats(), listQueues: s.ListQueues,
+		CPUSeconds: CPUSeconds(), Stats: s.Stats(), listQueues: s.ListQueues, srv: s,
+		Journals: s.journalInfo(),
 	}
 	st.Queues, st.QueuesTotal = s.ListQueues(QueueQuery{})
 	s.mu.RLock()
@@ -154,12 +162,22 @@ type ManagementOptions struct {
 	// only when the management address is loopback: it has no
 	// authentication and shows the command line). Off, it answers 403.
 	Pprof bool
+	// Server returns the server the management API's operations go to
+	// (nil while not serving); when nil itself, the server behind
+	// Status's answer is used.
+	Server func() *Server
 }
 
 // ManagementHandler serves GET /status (JSON; see QueueQuery for its
-// query parameters), /metrics when given, and /debug/pprof/ when enabled.
+// query parameters), /metrics when given, /debug/pprof/ when enabled, the
+// management API under /api/ and the web console at / (mgmthttp.go).
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
+	srv := opts.Server
+	if srv == nil {
+		srv = func() *Server { return opts.Status().srv }
+	}
+	registerManagement(mux, srv)
 	started := time.Now()
 	// turns admits statusConcurrency requests at a time to build their
 	// answer (into a buffer: a slow reader does not keep its turn).

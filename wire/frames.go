@@ -61,7 +61,13 @@ func NewFrame(t Type) Frame {
 	case TypeAckConfirm:
 		return new(AckConfirm)
 	}
-	return newReplicationFrame(t)
+	if f := newReplicationFrame(t); f != nil {
+		return f
+	}
+	if f := newManageFrame(t); f != nil {
+		return f
+	}
+	return nil
 }
 
 // Hello is the client's first frame. Payload: min version u8, max version

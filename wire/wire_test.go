@@ -61,6 +61,10 @@ func sampleFrames() []Frame {
 		&ReplicaSynced{Seq: 5, NodeID: "n1"},
 		&ReplicaFailback{},
 		&ReplicaHandover{Seq: 6},
+		&Manage{Op: "queue.create", Args: []byte(`{"name":"q"}`)},
+		&Manage{Op: "connection.list"},
+		&ManageResult{Code: CodeNotFound, Message: "no such queue"},
+		&ManageResult{Body: []byte(`{"purged":3}`)},
 	}
 }
 

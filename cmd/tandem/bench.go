@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", summary: "load-test a broker and verify exactly-once delivery (CLI.md)", run: runBench})
+	register(command{name: "bench", summary: "load-test a broker and verify exactly-once delivery", run: runBench})
 }
 
 // runBench is `tandem bench --url URL [--destination queue://NAME]

@@ -70,7 +70,7 @@ func runCLI(t *testing.T, bin string, args ...string) (string, string, int) {
 }
 
 // benchJSON is the part of the --json object the tests check, with
-// pointers where CLI.md allows null.
+// pointers where docs/cli.md allows null.
 type benchJSON struct {
 	Produced       *int64   `json:"produced"`
 	Consumed       *int64   `json:"consumed"`
@@ -189,7 +189,7 @@ func TestBenchAndClusterUsage(t *testing.T) {
 			t.Errorf("bench %q: exit %d, want 1", args, code)
 		}
 	}
-	for _, args := range [][]string{{}, {"state"}, {"status"}, {"status", "--http", "127.0.0.1:1"}, {"status", "--url", "tcp://127.0.0.1:1"}, {"status", "x", "--http", "a:1"}} {
+	for _, args := range [][]string{{}, {"state"}, {"status", "--http", "127.0.0.1:1"}, {"status", "--url", "tcp://127.0.0.1:1"}, {"status", "x", "--http", "a:1"}} {
 		if code := runCluster(args); code != exitCannot {
 			t.Errorf("cluster %q: exit %d, want 1", args, code)
 		}
@@ -219,5 +219,27 @@ func TestClusterStatusRows(t *testing.T) {
 	printClusterTable(&sb, rows)
 	if !strings.Contains(sb.String(), "tcp://a:1") || !strings.Contains(sb.String(), "-") {
 		t.Fatalf("table:\n%s", sb.String())
+	}
+}
+
+// TestClusterStatusDown: a peer /status shows as down, which the wire's
+// topology no longer lists, is a row of the table (state down) when both
+// --url and --http are given.
+func TestClusterStatusDown(t *testing.T) {
+	st := &bench.BrokerStatus{NodeID: "n1", Role: "primary", State: "active", Epoch: 4, Store: "file",
+		Acceptors: []string{"tcp://a:1"},
+		Peers: []bench.Peer{
+			{NodeID: "n1", Role: "primary", State: "active", URL: "tcp://a:1", Epoch: 4},
+			{NodeID: "n1", Role: "backup", State: "down", URL: "tcp://b:2", Epoch: 3},
+		}}
+	wire := []clusterRow{{Node: "n1", Role: "primary", State: "active", Epoch: 4, Address: "tcp://a:1", Self: true}}
+	rows := mergeRows(wire, statusRows(st))
+	if len(rows) != 2 || rows[0].Store != "file" || rows[1].State != "down" || rows[1].Address != "tcp://b:2" || rows[1].Self {
+		t.Fatalf("%+v", rows)
+	}
+	var sb strings.Builder
+	printClusterTable(&sb, rows)
+	if !strings.Contains(sb.String(), "down") {
+		t.Fatalf("table without the down member:\n%s", sb.String())
 	}
 }

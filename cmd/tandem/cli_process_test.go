@@ -213,3 +213,25 @@ func TestProcessConsumerSurvivesKill(t *testing.T) {
 		t.Fatalf("lost %d, duplicated after a confirmed ack %d, distinct consumed %d of %d", lost, dup, len(seen), n)
 	}
 }
+
+// TestProcessNoBrokerHA: a producer or consumer with an ha=true URL and
+// no broker up follows initialConnectAttempts (Artemis's default: one
+// pass) and exits 1 with the dial error instead of waiting in silence;
+// with more attempts it says what it waits for before each retry.
+func TestProcessNoBrokerHA(t *testing.T) {
+	bin := testenv.BuildTandem(t)
+	addr := testenv.FreeAddr(t) // nothing listens there
+	for _, tool := range []string{"producer", "consumer"} {
+		args := []string{tool, "--url", "(tcp://" + addr + ")?ha=true", "--destination", "queue://q", "--count", "1"}
+		p := runTool(t, bin, tool, args...)
+		if code := exitOf(t, p, 60*time.Second); code != exitCannot || !strings.Contains(p.Log(), "connection refused") {
+			t.Fatalf("%s, default initialConnectAttempts: exit %d, want 1 with the dial error:\n%s", tool, code, p.Tail(10))
+		}
+		args[2] = "tcp://" + addr + "?ha=true&initialConnectAttempts=3&retryInterval=10"
+		p = runTool(t, bin, tool, args...)
+		code := exitOf(t, p, 60*time.Second)
+		if code != exitCannot || strings.Count(p.Log(), "retrying in") != 2 || !strings.Contains(p.Log(), addr) {
+			t.Fatalf("%s, initialConnectAttempts=3: exit %d, want 1 after two notices naming %s:\n%s", tool, code, addr, p.Tail(10))
+		}
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,17 +17,22 @@ import (
 )
 
 func init() {
-	register(command{name: "cluster", summary: "cluster status: the topology table (CLI.md)", run: runCluster})
+	register(command{name: "cluster", summary: "cluster status: the topology table", run: runCluster})
 }
 
-// runCluster is `tandem cluster status --http ADDR` (or `--url URL`).
+// defaultManagement is `tandem run`'s management address without
+// configuration: `tandem cluster status` asks it when given neither
+// --http nor --url.
+const defaultManagement = "127.0.0.1:8161"
+
+// runCluster is `tandem cluster status [--http ADDR] [--url URL]`.
 func runCluster(args []string) int {
 	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(os.Stderr, "usage: tandem cluster status --http ADDR | --url URL [--json]")
+		fmt.Fprintln(os.Stderr, "usage: tandem cluster status [--http ADDR] [--url URL] [--json]")
 		return exitCannot
 	}
 	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
-	httpAddr := fs.String("http", "", "a broker's management address (host:port): GET /status")
+	httpAddr := fs.String("http", "", "a broker's management address (host:port): GET /status (default "+defaultManagement+" when --url is not given either)")
 	url := fs.String("url", "", "a broker URL: ask over the wire for the topology (store is unknown unless --http is given too)")
 	asJSON := fs.Bool("json", false, "print the rows as a JSON array")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
@@ -39,11 +43,12 @@ func runCluster(args []string) int {
 		fmt.Fprintf(os.Stderr, "tandem cluster status: %v\n", err)
 		return exitCannot
 	}
-	switch {
-	case fs.NArg() > 0:
+	if fs.NArg() > 0 {
 		return fail(fmt.Errorf("unexpected arguments %q", fs.Args()))
-	case *httpAddr == "" && *url == "":
-		return fail(errors.New("--http ADDR or --url URL is required"))
+	}
+	byDefault := *httpAddr == "" && *url == ""
+	if byDefault {
+		*httpAddr = defaultManagement
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -52,6 +57,9 @@ func runCluster(args []string) int {
 	if *httpAddr != "" {
 		var err error
 		if st, err = bench.FetchStatus(ctx, *httpAddr); err != nil {
+			if byDefault {
+				err = fmt.Errorf("%w (the local default management address; give --http ADDR or --url URL for another broker)", err)
+			}
 			return fail(err)
 		}
 		rows = statusRows(st)
@@ -146,13 +154,23 @@ func wireRows(ctx context.Context, rawURL string) ([]clusterRow, error) {
 }
 
 // mergeRows fills the store of wire rows from status rows (same node and
-// address); with no wire rows it returns the status rows.
+// address) and adds the status rows the wire's topology lacks: a member
+// that stopped answering is dropped from the topology clients learn but
+// stays in /status as down. With no wire rows it returns the status rows.
 func mergeRows(wire, status []clusterRow) []clusterRow {
-	for i := range wire {
-		for _, s := range status {
-			if s.Node == wire[i].Node && s.Address == wire[i].Address && s.Store != "" {
-				wire[i].Store = s.Store
+	for _, s := range status {
+		found := false
+		for i := range wire {
+			if s.Node == wire[i].Node && s.Address == wire[i].Address {
+				found = true
+				if s.Store != "" {
+					wire[i].Store = s.Store
+				}
 			}
+		}
+		if !found {
+			s.Self = false // the wire's broker answered
+			wire = append(wire, s)
 		}
 	}
 	return wire

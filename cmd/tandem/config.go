@@ -19,7 +19,7 @@ func init() {
 	})
 }
 
-// runConfig implements `tandem config check FILE` (CLI.md): the effective
+// runConfig implements `tandem config check FILE` (docs/cli.md): the effective
 // configuration as JSON on stdout and exit 0; warnings on stderr (still
 // exit 0); errors "FILE:LINE: message" on stderr and exit 1.
 func runConfig(args []string, stdout, stderr io.Writer) int {

@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register(command{name: "consumer", summary: "receive and acknowledge messages (CLI.md)", run: runConsumer})
+	register(command{name: "consumer", summary: "receive and acknowledge messages", run: runConsumer})
 }
 
 // runConsumer is `tandem consumer --url URL --destination queue://NAME
@@ -88,7 +88,7 @@ func messageID(m *client.Message) string {
 }
 
 func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Destination, count int, idle time.Duration, credit int, ids *idsWriter) int {
-	conn, err := dialRetrying(ctx, rawURL, u)
+	conn, err := dialInitial(ctx, rawURL, "tandem consumer")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", err)
 		return exitCannot // never connected: nothing was attempted
@@ -114,8 +114,17 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 	// counted: deliveries whose ack outcome is known (confirmed or unknown)
 	counted := func() int { return confirmed + unknown }
 	start := time.Now()
-	last := start // time of the last delivery, for the rate
+	var first, last time.Time // the first and last deliveries, for the rate
 	var failure error
+	stopProgress := startProgress(os.Stderr, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		of := ""
+		if count > 0 {
+			of = fmt.Sprintf(" of %d", count)
+		}
+		return fmt.Sprintf("tandem consumer: %d%s consumed  %s", confirmed+unknown, of, time.Since(start).Round(100*time.Millisecond))
+	})
 	for {
 		mu.Lock()
 		// with --count, stop taking messages once enough are counted or
@@ -146,8 +155,11 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 			break
 		}
 		id := messageID(m)
-		last = time.Now()
 		mu.Lock()
+		last = time.Now()
+		if first.IsZero() {
+			first = last
+		}
 		inFlight++
 		mu.Unlock()
 		err = k.AckAsync(m, func(err error) {
@@ -180,16 +192,22 @@ func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Dest
 	}
 	n, unk := confirmed, unknown
 	mu.Unlock()
-	el := last.Sub(start)
-	rate := 0.0
-	if el > 0 {
-		rate = float64(n+unk) / el.Seconds()
-	}
-	fmt.Fprintf(os.Stderr, "tandem consumer: %d consumed (%d with unknown ack outcome) in %v (%.0f msgs/s until the last delivery)\n",
-		n+unk, unk, time.Since(start).Round(time.Millisecond), rate)
+	stopProgress()
+	fmt.Fprintln(os.Stderr, consumeSummary(n, unk, start, first, last, time.Now()))
 	if failure != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", failure)
 		return exitFailed
 	}
 	return exitOK
+}
+
+// consumeSummary is the consumer's last line. The rate counts from the
+// first delivery to the last: the wait for the first message and the
+// --idle wait after the last are not consuming.
+func consumeSummary(n, unknown int, start, first, last, end time.Time) string {
+	line := fmt.Sprintf("tandem consumer: %d consumed (%d with unknown ack outcome) in %v", n+unknown, unknown, end.Sub(start).Round(time.Millisecond))
+	if el := last.Sub(first); n+unknown > 1 && el > 0 {
+		line += fmt.Sprintf(" (%.0f msgs/s from the first delivery to the last)", float64(n+unknown-1)/el.Seconds())
+	}
+	return line
 }

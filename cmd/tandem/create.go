@@ -66,7 +66,7 @@ func (o *createOptions) Data() string {
 	return "data"
 }
 
-// runCreate implements `tandem create DIR` (CLI.md).
+// runCreate implements `tandem create DIR` (docs/cli.md).
 func runCreate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -325,8 +325,9 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
          <acceptor name="artemis">tcp://{{xml .Host}}:{{.Port}}</acceptor>
       </acceptors>
 
-      <!-- The management HTTP listener (/status, /metrics, and /debug/pprof/ when it is loopback
-           or <pprof-enabled> is true); the http option of "tandem run" overrides it. -->
+      <!-- The management HTTP listener (/status, /metrics, the management API and console, and
+           /debug/pprof/ when it is loopback or <pprof-enabled> is true); the http option of
+           "tandem run" overrides it. -->
       <management-http-address>{{xml .HTTP}}</management-http-address>
 {{- if .Policy}}
 

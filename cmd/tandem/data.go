@@ -7,13 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tandemmq/tandem/aio"
 	"github.com/tandemmq/tandem/journal"
 )
 
 func init() {
-	register(command{name: "data", summary: "print, verify or repair a journal (data print|verify|repair PATH)", run: runData})
+	register(command{name: "data", summary: "print, verify or repair a journal (data print|verify|repair [--drop-bad-records] PATH)", run: runData})
 }
 
 // journalDir is one journal found under a data command's PATH.
@@ -69,7 +70,7 @@ func runData(args []string) int {
 
 func dataMain(args []string, stdout, stderr io.Writer) int {
 	usage := func() int {
-		fmt.Fprintln(stderr, "usage: tandem data print|verify|repair PATH\n  PATH is a data directory (DIR/journal, DIR/bindings) or a journal directory")
+		fmt.Fprintln(stderr, "usage: tandem data print|verify|repair [--drop-bad-records] PATH\n  PATH is a data directory (DIR/journal, DIR/bindings) or a journal directory")
 		return exitCannot
 	}
 	if len(args) < 1 {
@@ -78,6 +79,11 @@ func dataMain(args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	fset := flag.NewFlagSet("data "+sub, flag.ContinueOnError)
 	fset.SetOutput(stderr)
+	var ro journal.RepairOptions
+	if sub == "repair" {
+		fset.BoolVar(&ro.DropBadRecords, "drop-bad-records", false,
+			"drop only a bad record whose framing is intact (a valid record follows where its length says) and keep the records after it; elsewhere truncate")
+	}
 	if err := fset.Parse(args[1:]); err != nil {
 		return exitCannot
 	}
@@ -96,7 +102,7 @@ func dataMain(args []string, stdout, stderr io.Writer) int {
 	case "verify":
 		return dataVerify(fs, jds, stdout, stderr)
 	case "repair":
-		return dataRepair(fs, jds, stdout, stderr)
+		return dataRepair(fs, jds, ro, stdout, stderr)
 	}
 	return usage()
 }
@@ -166,12 +172,26 @@ func dataVerify(fs aio.FS, jds []journalDir, stdout, stderr io.Writer) int {
 	return code
 }
 
-func dataRepair(fs aio.FS, jds []journalDir, stdout, stderr io.Writer) int {
+func dataRepair(fs aio.FS, jds []journalDir, ro journal.RepairOptions, stdout, stderr io.Writer) int {
 	code := exitOK
 	for _, jd := range jds {
-		actions, err := journal.Repair(fs, jd.dir, jd.nm)
+		actions, err := journal.RepairWith(fs, jd.dir, jd.nm, ro)
 		for _, a := range actions {
 			fmt.Fprintf(stdout, "repaired %s:%d: %s (the file as it was: %s)\n", a.File, a.Offset, a.What, a.Damaged)
+			if dr := a.DroppedRecord; dr != nil {
+				ids := make([]string, len(dr.Entries))
+				for i, e := range dr.Entries {
+					ids[i] = fmt.Sprintf("%s %d", e.Kind, e.ID)
+					if e.TxID != 0 {
+						ids[i] += fmt.Sprintf(" (tx %d)", e.TxID)
+					}
+				}
+				note := ""
+				if !dr.Readable {
+					note = " (the rest of the record does not decode)"
+				}
+				fmt.Fprintf(stdout, "  record IDs as read: %s%s; the damage may be in them: compare with %s\n", strings.Join(ids, ", "), note, a.Damaged)
+			}
 		}
 		if err != nil {
 			var ce *journal.CorruptionError

@@ -48,7 +48,7 @@ var perfStores = map[string]PerfStore{}
 // statser is implemented by journals that count their syncs.
 type statser interface{ Stats() journal.Stats }
 
-// perfResult is perf-journal's JSON output (CLI.md).
+// perfResult is perf-journal's JSON output (docs/cli.md).
 type perfResult struct {
 	Backend         string  `json:"backend"`
 	Writers         int     `json:"writers"`

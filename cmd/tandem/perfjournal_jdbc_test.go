@@ -9,7 +9,7 @@ import (
 )
 
 // TestPerfJournalJDBC runs perf-journal --store jdbc briefly against the
-// test database and checks the JSON contract of CLI.md.
+// test database and checks the JSON contract of docs/cli.md.
 func TestPerfJournalJDBC(t *testing.T) {
 	url := testenv.PG(t)
 	var out, errb bytes.Buffer

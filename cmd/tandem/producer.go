@@ -7,9 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,7 +21,7 @@ import (
 )
 
 func init() {
-	register(command{name: "producer", summary: "send messages with IDs P-SEQ (CLI.md)", run: runProducer})
+	register(command{name: "producer", summary: "send messages with IDs P-SEQ", run: runProducer})
 }
 
 // runProducer is `tandem producer --url URL --destination queue://NAME|topic://NAME
@@ -107,7 +109,7 @@ type producerRun struct {
 
 func (pr *producerRun) run(ctx context.Context, rawURL string) int {
 	pr.cond = sync.NewCond(&pr.mu)
-	conn, err := dialRetrying(ctx, rawURL, pr.u)
+	conn, err := dialInitial(ctx, rawURL, "tandem producer")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem producer: %v\n", err)
 		return exitCannot // never connected: nothing was attempted
@@ -125,6 +127,14 @@ func (pr *producerRun) run(ctx context.Context, rawURL string) int {
 	p := sess.CreateProducer(pr.dest, opts...)
 	start := time.Now()
 	next, sent := 1, 0
+	stopProgress := startProgress(os.Stderr, func() string {
+		pr.mu.Lock()
+		acked := pr.acked
+		pr.mu.Unlock()
+		el := time.Since(start)
+		return fmt.Sprintf("tandem producer: %d of %d acknowledged  %.0f msgs/s  %s", acked, pr.count,
+			float64(acked)/el.Seconds(), el.Round(100*time.Millisecond))
+	})
 	for {
 		pr.mu.Lock()
 		for pr.fatal == nil && len(pr.retry) == 0 && next > pr.count && pr.pending > 0 {
@@ -168,6 +178,7 @@ func (pr *producerRun) run(ctx context.Context, rawURL string) int {
 	}
 	acked, fatal := pr.acked, pr.fatal
 	pr.mu.Unlock()
+	stopProgress()
 	el := time.Since(start)
 	fmt.Fprintf(os.Stderr, "tandem producer: %d of %d acknowledged in %v (%.0f msgs/s)\n",
 		acked, pr.count, el.Round(time.Millisecond), float64(acked)/el.Seconds())
@@ -242,34 +253,14 @@ func retriable(err error) bool {
 // Then a send whose outcome is unknown is resent with the same ID.
 func reconnecting(u *client.URL) bool { return u.HA || u.ReconnectAttempts != 0 }
 
-// dialRetrying dials; with a reconnecting URL it keeps trying as reconnectAttempts
-// and the retry intervals say (a broker may be failing over at start).
-func dialRetrying(ctx context.Context, rawURL string, u *client.URL) (*client.Conn, error) {
-	var pause time.Duration
-	for attempt := 0; ; attempt++ {
-		conn, err := client.Dial(ctx, rawURL, client.WithClientID("tandem-cli-"+randomRunID()))
-		if err == nil {
-			return conn, nil
-		}
-		if !reconnecting(u) || (u.ReconnectAttempts >= 0 && attempt >= u.ReconnectAttempts) || ctx.Err() != nil {
-			return nil, err
-		}
-		pause = nextPause(u, pause)
-		if sleepCtx(ctx, pause) != nil {
-			return nil, err
-		}
-	}
-}
-
-func nextPause(u *client.URL, prev time.Duration) time.Duration {
-	if prev == 0 {
-		return u.RetryInterval
-	}
-	d := time.Duration(float64(prev) * u.RetryIntervalMultiplier)
-	if u.MaxRetryInterval > 0 && d > u.MaxRetryInterval {
-		d = u.MaxRetryInterval
-	}
-	return d
+// dialInitial makes the first connection as Artemis's
+// initialConnectAttempts says (default 1: one pass over the URL's
+// addresses, then the dial error), whatever reconnectAttempts says: that
+// one governs a connection lost later. Before each retry it says on
+// stderr what it waits for.
+func dialInitial(ctx context.Context, rawURL, who string) (*client.Conn, error) {
+	return client.Dial(ctx, rawURL, client.WithClientID("tandem-cli-"+randomRunID()),
+		client.WithConnectRetryListener(retryNotice(os.Stderr, who)))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -288,4 +279,18 @@ func randomRunID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// retryNotice returns a client.ConnectRetryListener that says on w what
+// the initial connection waits for: the addresses, the error and when the
+// next pass comes.
+func retryNotice(w io.Writer, who string) func(client.ConnectRetry) {
+	return func(r client.ConnectRetry) {
+		of := "no limit"
+		if r.Attempts > 0 {
+			of = fmt.Sprintf("of %d", r.Attempts)
+		}
+		fmt.Fprintf(w, "%s: no broker answered at %s (%v); retrying in %v (pass %d %s, initialConnectAttempts)\n",
+			who, strings.Join(r.Addrs, ", "), r.Err, r.Pause, r.Pass+1, of)
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/server"
@@ -110,3 +112,47 @@ func TestProducerConsumerUsage(t *testing.T) {
 		t.Errorf("producer without broker: exit %d, want 1", code)
 	}
 }
+
+// TestConsumeSummaryRate: the consumer's rate counts from the first
+// delivery to the last, not the wait before the first message (here 10 s
+// of an empty queue) nor the --idle wait after the last.
+func TestConsumeSummaryRate(t *testing.T) {
+	start := time.Unix(1000, 0)
+	first, last := start.Add(10*time.Second), start.Add(11*time.Second)
+	got := consumeSummary(101, 0, start, first, last, last.Add(5*time.Second))
+	if !strings.Contains(got, "(100 msgs/s from the first delivery to the last)") || !strings.Contains(got, "101 consumed") || !strings.Contains(got, "in 16s") {
+		t.Fatalf("summary %q: want 101 consumed in 16s at 100 msgs/s", got)
+	}
+	if got := consumeSummary(1, 0, start, first, first, last); strings.Contains(got, "msgs/s") {
+		t.Fatalf("one message has no rate: %q", got)
+	}
+}
+
+// TestProgressLine: the progress line is redrawn in place and cleared when
+// the run ends.
+func TestProgressLine(t *testing.T) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
+	drawn := make(chan struct{}, 1)
+	stop := runProgress(w, time.Millisecond, func() string {
+		select {
+		case drawn <- struct{}{}:
+		default:
+		}
+		return "12 of 100 acknowledged"
+	})
+	<-drawn
+	stop()
+	stop() // twice is fine
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.HasPrefix(out, "\r12 of 100 acknowledged") || !strings.HasSuffix(out, "\r"+strings.Repeat(" ", 22)+"\r") {
+		t.Fatalf("progress output %q", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

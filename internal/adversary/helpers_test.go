@@ -38,8 +38,6 @@ const minRoundTrips = 5
 // broker that stopped serving (never a timing assertion).
 func liveness() time.Duration { return max(3*time.Minute, 2*(*attackFor)) }
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
 const (
 	kiB = 1 << 10
 	miB = 1 << 20
