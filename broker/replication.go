@@ -236,7 +236,7 @@ func (b *replBroker) loadStore(ctx context.Context, epoch uint64) error {
 	}
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
-	src := replication.NewSource(bj, mj, replication.SourceOptions{
+	src := replication.NewSource([]*journal.FileJournal{bj, mj}, replication.SourceOptions{
 		NodeID: h.nodeID, Group: cfg.HA.GroupName, Seq: b.repl.Epoch,
 		SyncTimeout: cfg.HA.InitialReplicationSyncTimeout, CallTimeout: clusterCallTimeout(cfg), TTL: ttl,
 		Logger: h.log, BackupSynced: b.repl.BackupSynced, BackupLost: b.repl.BackupLost, FailbackRequested: b.repl.FailbackRequested,
@@ -418,7 +418,7 @@ func (b *replBroker) startReplica(url string) {
 	rep := replication.NewReplica(replication.ReplicaOptions{
 		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
-		Journals: [2]replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
+		Journals: []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
 		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
 		SetLocal: func(seq uint64, node string) error {
 			id, err := parseNodeID(node)

@@ -35,9 +35,9 @@ type ReplicaOptions struct {
 	SelfURL        string // where this broker serves once it activates
 	NodeID         string // this broker's node ID (may be empty)
 	LocalSeq       uint64 // this broker's local activation sequence
-	// Journals are the bindings and messages directories (index
-	// wire.JournalBindings, wire.JournalMessages).
-	Journals [2]JournalDir
+	// Journals are the journal directories in the order of their wire
+	// journal IDs (bindings, messages, ...): the live must send as many.
+	Journals []JournalDir
 	// MaxSaved is max-saved-replicated-journals-size: how many earlier
 	// copies a new sync keeps (Artemis's default 2; 0 deletes them).
 	MaxSaved     int
@@ -201,7 +201,10 @@ func (r *Replica) Run(ctx context.Context) (Result, error) {
 	if err := r.opts.SetLocal(0, start.NodeID); err != nil {
 		return Result{}, storageErr(fmt.Errorf("reset the local activation sequence: %w", err))
 	}
-	var dirs [2]*copyDir
+	if int(start.Journals) != len(r.opts.Journals) {
+		return Result{}, fmt.Errorf("replication: the live replicates %d journals, this broker keeps %d: different versions or configurations", start.Journals, len(r.opts.Journals))
+	}
+	dirs := make([]*copyDir, len(r.opts.Journals))
 	for i, jd := range r.opts.Journals {
 		where, err := setAside(jd.Dir, r.opts.MaxSaved, r.log)
 		if err != nil {
@@ -260,8 +263,8 @@ func (r *Replica) ping(ctx context.Context, c *fconn) {
 }
 
 // receive applies frames until the link ends.
-func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result, error) {
-	var dirty [2]bool
+func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, error) {
+	dirty := make([]bool, len(dirs))
 	unacked := 0
 	flush := func() error {
 		for i, d := range dirs {
@@ -307,6 +310,9 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs [2]*copyDir) (Result,
 		}
 		switch f := f.(type) {
 		case *wire.ReplicaData:
+			if int(f.Journal) >= len(dirs) {
+				return Result{Synced: r.isSynced()}, fmt.Errorf("replication: data for journal %d of %d", f.Journal, len(dirs))
+			}
 			d := dirs[f.Journal]
 			if err := d.write(f.Segment, int64(f.Offset), int64(f.SegmentSize), f.Data, f.Sealed); err != nil {
 				return Result{Synced: r.isSynced()}, storageErr(err)

@@ -75,7 +75,7 @@ func startLive(t *testing.T, opts replication.SourceOptions) *live {
 	opts.BackupSynced = func() { l.synced <- struct{}{} }
 	opts.BackupLost = func() { l.lost <- struct{}{} }
 	opts.FailbackRequested = func() { l.failbk <- struct{}{} }
-	l.src = replication.NewSource(l.j[0], l.j[1], opts)
+	l.src = replication.NewSource(l.j[:], opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func startReplica(t *testing.T, liveURL string, mut func(*replication.ReplicaOpt
 	rp := &replica{sets: make(chan uint64, 100), done: make(chan struct{})}
 	rp.dirs = [2]string{t.TempDir(), t.TempDir()}
 	opts := replication.ReplicaOptions{URL: liveURL, Group: "g", SelfURL: "tcp://replica:1",
-		Journals: [2]replication.JournalDir{{Dir: rp.dirs[0], Naming: bindNaming}, {Dir: rp.dirs[1], Naming: msgNaming}},
+		Journals: []replication.JournalDir{{Dir: rp.dirs[0], Naming: bindNaming}, {Dir: rp.dirs[1], Naming: msgNaming}},
 		MaxSaved: 2, Logger: testLogger(t),
 		SetLocal: func(seq uint64, node string) error {
 			rp.local.Store(seq)
@@ -387,7 +387,7 @@ func TestSyncSetsAsideOldData(t *testing.T) {
 	}
 	for round := 1; round <= 3; round++ {
 		again := startReplica(t, l.url(), func(o *replication.ReplicaOptions) {
-			o.Journals = [2]replication.JournalDir{{Dir: rp.dirs[0], Naming: bindNaming}, {Dir: rp.dirs[1], Naming: msgNaming}}
+			o.Journals = []replication.JournalDir{{Dir: rp.dirs[0], Naming: bindNaming}, {Dir: rp.dirs[1], Naming: msgNaming}}
 		})
 		wait(t, l.synced, "a later sync")
 		again.stop()
@@ -470,7 +470,7 @@ func TestReplicaRefusesOlderSequence(t *testing.T) {
 		nc.Write(enc.Bytes())
 		dec.Read() // ReplicaRegister
 		enc.Reset()
-		enc.Encode(0, &wire.ReplicaStart{NodeID: "n", Seq: 7})
+		enc.Encode(0, &wire.ReplicaStart{NodeID: "n", Seq: 7, Journals: 2})
 		enc.Encode(0, &wire.ReplicaData{Seq: 7, Journal: 1, Segment: 1, SegmentSize: 4096, Data: []byte("x")})
 		enc.Encode(0, &wire.ReplicaData{Seq: 6, Journal: 1, Segment: 1, Offset: 1, SegmentSize: 4096, Data: []byte("y")})
 		nc.Write(enc.Bytes())

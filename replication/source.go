@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +111,7 @@ type Status struct {
 type Source struct {
 	opts     SourceOptions
 	log      *slog.Logger
-	journals [2]*journal.FileJournal
+	journals []*journal.FileJournal
 
 	mu        sync.Mutex
 	link      *link
@@ -120,11 +121,12 @@ type Source struct {
 	dropped   atomic.Int64
 }
 
-// NewSource returns the live side over the broker's two journals.
-func NewSource(bindings, messages *journal.FileJournal, opts SourceOptions) *Source {
+// NewSource returns the live side over the broker's journals, in the
+// order of their wire journal IDs (bindings, messages, ...).
+func NewSource(journals []*journal.FileJournal, opts SourceOptions) *Source {
 	opts.defaults()
 	return &Source{opts: opts, log: opts.Logger.With("replication", "live"),
-		journals: [2]*journal.FileJournal{bindings, messages}, since: time.Now()}
+		journals: journals, since: time.Now()}
 }
 
 // link is one replica connection.
@@ -135,13 +137,13 @@ type link struct {
 	stream  uint64
 	ctx     context.Context
 	cancel  context.CancelFunc
-	subs    [2]*journal.Subscription
+	subs    []*journal.Subscription
 	started time.Time
 
 	mu         sync.Mutex
-	acked      [2]journal.Position
-	gates      [2]*journal.Gate
-	target     [2]journal.Position // durable ends when the gates were attached
+	acked      []journal.Position
+	gates      []*journal.Gate
+	target     []journal.Position // durable ends when the gates were attached
 	gatedAt    time.Time
 	synced     bool // BackupSynced was called: losing it needs a bump
 	handedOver bool
@@ -181,7 +183,7 @@ func (s *Source) Serve(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uin
 		return
 	}
 	seq := s.opts.Seq()
-	if err := c.send(0, &wire.ReplicaStart{NodeID: s.opts.NodeID, Seq: seq, StreamID: l.stream}); err != nil {
+	if err := c.send(0, &wire.ReplicaStart{NodeID: s.opts.NodeID, Seq: seq, StreamID: l.stream, Journals: uint8(len(s.journals))}); err != nil {
 		l.drop(err)
 		<-l.done
 		return
@@ -217,7 +219,7 @@ func (s *Source) attach(c *fconn, peer string) (*link, error) {
 	case s.heldGates != nil:
 		return nil, errors.New("the previous replica is being dropped; retry")
 	}
-	var subs [2]*journal.Subscription
+	subs := make([]*journal.Subscription, len(s.journals))
 	for i, j := range s.journals {
 		var sub *journal.Subscription
 		var err error
@@ -242,7 +244,9 @@ func (s *Source) attach(c *fconn, peer string) (*link, error) {
 	rand.Read(b[:])
 	ctx, cancel := context.WithCancel(context.Background())
 	now := time.Now()
+	n := len(s.journals)
 	l := &link{s: s, c: c, peer: peer, stream: binary.BigEndian.Uint64(b[:]), ctx: ctx, cancel: cancel, subs: subs,
+		acked: make([]journal.Position, n), gates: make([]*journal.Gate, n), target: make([]journal.Position, n),
 		started: now, lastHeard: now, progress: make(chan struct{}, 1), done: make(chan struct{})}
 	for i, sub := range subs {
 		l.acked[i] = sub.Position() // everything before the oldest segment kept: nothing to copy
@@ -371,6 +375,10 @@ func (l *link) read() {
 		l.mu.Unlock()
 		switch f := f.(type) {
 		case *wire.ReplicaAck:
+			if int(f.Journal) >= len(l.s.journals) {
+				l.drop(fmt.Errorf("the replica acknowledged journal %d of %d", f.Journal, len(l.s.journals)))
+				return
+			}
 			p := journal.Position{Seq: f.Segment, Offset: int64(f.Offset)}
 			l.mu.Lock()
 			if l.acked[f.Journal].Less(p) {
@@ -446,7 +454,7 @@ func (l *link) check(now time.Time) error {
 		return fmt.Errorf("nothing received from the replica for the connection TTL (%v)", o.TTL)
 	}
 	gated, synced := l.gates[0] != nil, l.synced
-	acked := l.acked
+	acked := slices.Clone(l.acked)
 	l.mu.Unlock()
 	switch {
 	case !gated:
@@ -509,7 +517,7 @@ func (l *link) drop(reason error) {
 		l.cancel()
 		l.c.close()
 		l.mu.Lock()
-		subs := l.subs
+		subs := slices.Clone(l.subs)
 		l.mu.Unlock()
 		for _, sub := range subs {
 			if sub != nil {
@@ -518,7 +526,7 @@ func (l *link) drop(reason error) {
 		}
 		s := l.s
 		l.mu.Lock()
-		synced, handedOver, gates := l.synced, l.handedOver, l.gates
+		synced, handedOver, gates := l.synced, l.handedOver, slices.Clone(l.gates)
 		l.mu.Unlock()
 		var attached []*journal.Gate
 		for _, g := range gates {
@@ -681,7 +689,7 @@ func (s *Source) Status() Status {
 	if l.synced {
 		st.State = StateSynced
 	}
-	acked, gates := l.acked, l.gates
+	acked, gates := slices.Clone(l.acked), slices.Clone(l.gates)
 	l.mu.Unlock()
 	for i, j := range s.journals {
 		st.LagBytes += lagBytes(acked[i], j.DurableEnd(), j.SegmentSize())

@@ -10,7 +10,7 @@ package wire
 //	replica                              live
 //	ReplicaRegister{node, group, url}  ->
 //	                                  <- ReplicaStart{node, seq, stream}
-//	                                  <- ReplicaData ... (both journals)
+//	                                  <- ReplicaData ... (every journal)
 //	ReplicaAck{journal, position}      ->  (durable up to position)
 //	                                  <- ReplicaSynced{seq, node}
 //	ReplicaFailback                    ->  (a replica configured as primary)
@@ -66,10 +66,14 @@ func newReplicationFrame(t Type) Frame {
 	return nil
 }
 
-// Journal IDs of ReplicaData and ReplicaAck.
+// Journal IDs of ReplicaData and ReplicaAck: the broker's journals in a
+// fixed order (bindings, messages, then any the broker adds: paging, large
+// messages), at most MaxReplicaJournals.
 const (
 	JournalBindings uint8 = 0
 	JournalMessages uint8 = 1
+	// MaxReplicaJournals bounds the journal IDs.
+	MaxReplicaJournals = 8
 )
 
 // MaxReplicaData is the most journal bytes one ReplicaData carries.
@@ -101,11 +105,12 @@ func (f *ReplicaRegister) decodePayload(r *reader) {
 }
 
 // ReplicaStart accepts a registration: a full copy of both journals
-// follows. Payload: node ID str, sequence u64, stream ID u64.
+// follows. Payload: node ID str, sequence u64, stream ID u64, journals u8.
 type ReplicaStart struct {
 	NodeID   string // the pair's node ID, which the replica adopts
 	Seq      uint64 // the live's activation sequence
 	StreamID uint64 // random, names this stream in logs
+	Journals uint8  // how many journals follow (the replica must keep as many)
 }
 
 // Type returns TypeReplicaStart.
@@ -113,12 +118,17 @@ func (*ReplicaStart) Type() Type { return TypeReplicaStart }
 func (f *ReplicaStart) appendPayload(b []byte) []byte {
 	b = appendStr(b, f.NodeID)
 	b = appendU64(b, f.Seq)
-	return appendU64(b, f.StreamID)
+	b = appendU64(b, f.StreamID)
+	return appendU8(b, f.Journals)
 }
 func (f *ReplicaStart) decodePayload(r *reader) {
 	f.NodeID = r.str("node ID")
 	f.Seq = r.u64("sequence")
 	f.StreamID = r.u64("stream ID")
+	f.Journals = r.u8("journals")
+	if f.Journals > MaxReplicaJournals {
+		r.fail("journals", "more than MaxReplicaJournals")
+	}
 }
 
 // ReplicaData is a range of durable journal bytes, to be written at its
@@ -127,7 +137,7 @@ func (f *ReplicaStart) decodePayload(r *reader) {
 // size u64, sealed bool, oldest u64, data bytes.
 type ReplicaData struct {
 	Seq         uint64 // the live's activation sequence
-	Journal     uint8  // JournalBindings or JournalMessages
+	Journal     uint8  // JournalBindings, JournalMessages, ... (< MaxReplicaJournals)
 	Segment     uint64
 	Offset      uint64
 	Epoch       uint64 // the segment header's epoch
@@ -160,7 +170,7 @@ func (f *ReplicaData) decodePayload(r *reader) {
 	f.Sealed = r.boolean("sealed")
 	f.Oldest = r.u64("oldest")
 	f.Data = r.bytes("data")
-	if f.Journal > JournalMessages {
+	if f.Journal >= MaxReplicaJournals {
 		r.fail("journal", "unknown journal")
 	}
 	if len(f.Data) > MaxReplicaData {
@@ -187,7 +197,7 @@ func (f *ReplicaAck) decodePayload(r *reader) {
 	f.Journal = r.u8("journal")
 	f.Segment = r.u64("segment")
 	f.Offset = r.u64("offset")
-	if f.Journal > JournalMessages {
+	if f.Journal >= MaxReplicaJournals {
 		r.fail("journal", "unknown journal")
 	}
 }

@@ -54,7 +54,7 @@ func sampleFrames() []Frame {
 		&AckConfirm{Code: CodeOK, Failed: []uint64{2}},
 		&AckConfirm{Code: CodeInternal, Message: "x"},
 		&ReplicaRegister{NodeID: "n1", Group: "pair1", URL: "tcp://b:61617", LocalSeq: 4},
-		&ReplicaStart{NodeID: "n1", Seq: 5, StreamID: 1 << 40},
+		&ReplicaStart{NodeID: "n1", Seq: 5, StreamID: 1 << 40, Journals: 2},
 		&ReplicaData{Seq: 5, Journal: JournalMessages, Segment: 12, Offset: 4096, Epoch: 5, SegmentSize: 10 << 20, Sealed: true, Oldest: 9, Data: body},
 		&ReplicaData{Journal: JournalBindings},
 		&ReplicaAck{Journal: JournalMessages, Segment: 12, Offset: 5120},
