@@ -272,7 +272,11 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 				continue
 			}
 			var p = d.written
-			if r.opts.AckLevel == AckDurable {
+			// Before the sync completes nothing depends on the copy being
+			// durable (this broker cannot activate with it, and it syncs
+			// everything before it records the completed sync), so the bulk
+			// copy acknowledges what it received and syncs once a segment.
+			if r.opts.AckLevel == AckDurable && !d.bulk {
 				var err error
 				if p, err = d.sync(); err != nil {
 					return storageErr(err)
@@ -288,6 +292,9 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 	syncAll := func() error {
 		for _, d := range dirs {
 			if _, err := d.sync(); err != nil {
+				return storageErr(err)
+			}
+			if err := d.waitBulk(); err != nil {
 				return storageErr(err)
 			}
 		}
@@ -321,12 +328,22 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 				return Result{Synced: r.isSynced()}, storageErr(err)
 			}
 			dirty[f.Journal] = true
+			if f.Sealed {
+				// One fdatasync per sealed segment (the bulk copy and the
+				// received level sync no more often), and its file closed.
+				if _, err := d.sync(); err != nil {
+					return Result{Synced: r.isSynced()}, storageErr(err)
+				}
+			}
 			r.mu.Lock()
 			r.written += int64(len(f.Data))
 			r.mu.Unlock()
 		case *wire.ReplicaSynced:
 			if err := syncAll(); err != nil {
 				return Result{}, err
+			}
+			for _, d := range dirs {
+				d.synced()
 			}
 			if err := r.opts.SetLocal(f.Seq, f.NodeID); err != nil {
 				return Result{}, storageErr(fmt.Errorf("record the completed sync: %w", err))
