@@ -57,16 +57,26 @@ var CPUNote string
 // Errors go to stderr, the banner to stdout. It raises the process's
 // open-file limit to the hard limit first (newNetLimits).
 func Run(cfg *config.Config) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return RunContext(ctx, cfg)
+}
+
+// RunContext is Run with the clean stop asked for by ctx's end instead of
+// a signal: what tests and brokers hosted in another broker's process (a
+// colocated backup) use.
+func RunContext(ctx context.Context, cfg *config.Config) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lim := newNetLimits(cfg)
 	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
-		return runHA(cfg, log, lim)
+		return runHA(ctx, cfg, log, lim)
 	}
-	return serve(cfg, log, lim)
+	return serve(ctx, cfg, log, lim)
 }
 
-// serve runs a single broker until a signal (exit 0) or a storage error (exit 3).
-func serve(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
+// serve runs a single broker until stop ends (exit 0) or a storage error
+// (exit 3).
+func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lock, err := lockSingle(cfg, log)
@@ -103,11 +113,9 @@ func serve(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 
 	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
-	case sig := <-sigs:
-		log.Info("stopping", "signal", sig.String())
+	case <-stop.Done():
+		log.Info("stopping")
 		err := l.stop(wire.CodeShuttingDown, "broker stopping")
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)

@@ -32,9 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +72,7 @@ func (a replAct) PeerAnnounced(hasm.Peer) {} // the ZooKeeper lock decides; a pe
 
 // runReplication is `tandem run` with <ha-policy><replication> and a
 // <manager> (ZooKeeper).
-func runReplication(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
+func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	switch {
 	case !cfg.PersistenceEnabled:
 		fmt.Fprintln(os.Stderr, "tandem run: replication needs persistence-enabled=true (it copies the journal)")
@@ -175,14 +173,11 @@ func runReplication(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 		defer close(probeDone)
 		h.probePeers(pctx)
 	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	runDone := make(chan struct{})
 	go func() {
 		select {
-		case sig := <-sigs:
-			h.log.Info("stopping", "signal", sig.String())
+		case <-stop.Done():
+			h.log.Info("stopping")
 			h.setStopping()
 			r.Stop()
 		case <-runDone:
