@@ -49,7 +49,10 @@
 // error "FILE:LINE: NAME VALUE out of range [MIN, MAX] UNIT". Quantities
 // derived from several elements are bounded too: the segments the journal
 // preallocates or keeps for reuse take at most MaxJournalDisk.
-// docs/configuration.md lists the ranges.
+//
+// docs/configuration.md is the users' reference: every element, with its
+// default, range and what Tandem does with it. TestDocsListElements fails
+// when an element of the parser's tables or source is missing there.
 //
 // Use: Load(path) or Parse(name, r) returns the Config and the warnings
 // (print them; they do not stop the broker) or an error whose text is one
