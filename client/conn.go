@@ -66,25 +66,43 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	var lastErr error
 	var pause time.Duration
-	for pass := 0; u.InitialConnectAttempts < 0 || pass < max(u.InitialConnectAttempts, 1); pass++ {
-		if pass > 0 {
+	counted := 0 // passes that count against initialConnectAttempts
+	for round := 0; ; round++ {
+		if round > 0 {
 			pause = u.nextInterval(pause)
 			if c.opts.retry != nil {
-				c.opts.retry(ConnectRetry{Pass: pass, Attempts: u.InitialConnectAttempts, Addrs: u.Addrs, Err: lastErr, Pause: pause})
+				c.opts.retry(ConnectRetry{Pass: counted, Attempts: u.InitialConnectAttempts, Addrs: u.Addrs, Err: lastErr, Pause: pause})
 			}
 			if err := sleepCtx(ctx, pause); err != nil {
 				break
 			}
 		}
+		waiting := false
 		for _, addr := range u.Addrs {
 			t, err := c.connect(ctx, addr)
 			if err != nil {
 				lastErr = err
 				c.log.Debug("connect failed", "addr", addr, "err", err)
+				var se *ServerError
+				if u.HA && errors.As(err, &se) && se.Code == wire.CodeUnavailable {
+					waiting = true
+				}
 				continue
 			}
 			c.install(t)
 			return c, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		// A pass that found an HA pair in transition (a broker answered
+		// that it is not the live, and no live answered) does not count:
+		// a live is coming. Only passes where nothing usable answered do.
+		if !waiting {
+			counted++
+		}
+		if u.InitialConnectAttempts >= 0 && counted >= max(u.InitialConnectAttempts, 1) {
+			break
 		}
 	}
 	c.cancel()
