@@ -3,11 +3,12 @@ package journal
 import (
 	"fmt"
 	"runtime"
-
-	"github.com/tandemmq/tandem/aio"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandemmq/tandem/aio"
+	"github.com/tandemmq/tandem/internal/lathist"
 )
 
 // op is one write of a batch: a range of a chunk.
@@ -56,6 +57,9 @@ type stats struct {
 	bytes     atomic.Int64
 	rotations atomic.Int64
 	busyNanos atomic.Int64 // from a batch's last Submit to its completion
+	syncLat   lathist.Histogram
+	prepWaits atomic.Int64 // times the flusher waited for the preparer
+	prepNanos atomic.Int64 // and how long in all
 }
 
 // Stats is a snapshot of a file journal's counters.
@@ -69,6 +73,16 @@ type Stats struct {
 	// submitted to its completion (write + fdatasync): divided by Batches,
 	// the mean I/O latency per batch.
 	WriteSyncTime time.Duration
+	// SyncLatency is the distribution of the write + fdatasync time of
+	// every synced write (a batch's last write, a seal): the disk's
+	// latency as the journal sees it.
+	SyncLatency lathist.Snapshot
+	// PrepareWaits counts the times the flusher had to wait for the
+	// preparer to finish the next segment's file (it is prepared ahead,
+	// so this stays 0 unless the disk cannot keep up with both), and
+	// PrepareWaitTime is how long those waits took in all.
+	PrepareWaits    int64
+	PrepareWaitTime time.Duration
 }
 
 // Stats returns the journal's counters.
@@ -77,6 +91,8 @@ func (j *FileJournal) Stats() Stats {
 		Appends: j.stats.appends.Load(), Batches: j.stats.batches.Load(), Syncs: j.stats.syncs.Load(),
 		Bytes: j.stats.bytes.Load(), Rotations: j.stats.rotations.Load(),
 		WriteSyncTime: time.Duration(j.stats.busyNanos.Load()),
+		SyncLatency:   j.stats.syncLat.Snapshot(),
+		PrepareWaits:  j.stats.prepWaits.Load(), PrepareWaitTime: time.Duration(j.stats.prepNanos.Load()),
 	}
 }
 
@@ -241,8 +257,10 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 		switch {
 		case o.seal:
 			errc := make(chan error, 1)
+			t0 := time.Now()
 			f.Submit(p, off, true, func(err error) { errc <- err })
 			err := <-errc
+			j.stats.syncLat.Observe(time.Since(t0))
 			if err == nil {
 				err = b.firstErr()
 			}
@@ -261,7 +279,11 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 			sync := b.sync
 			t0 := time.Now()
 			complete := func(err error) {
-				j.stats.busyNanos.Add(int64(time.Since(t0)))
+				d := time.Since(t0)
+				j.stats.busyNanos.Add(int64(d))
+				if sync {
+					j.stats.syncLat.Observe(d)
+				}
 				if err == nil {
 					err = b.firstErr()
 				}
@@ -295,8 +317,11 @@ func (j *FileJournal) openFile(seg *segment) (aio.File, error) {
 	if seg.file != nil {
 		return seg.file, nil
 	}
-	if err := j.prep.wait(seg.hdr.seq); err != nil {
+	if waited, err := j.prep.wait(seg.hdr.seq); err != nil {
 		return nil, err
+	} else if waited > 0 {
+		j.stats.prepWaits.Add(1)
+		j.stats.prepNanos.Add(int64(waited))
 	}
 	f, err := j.fs.OpenAppend(seg.path)
 	if err != nil {

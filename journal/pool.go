@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tandemmq/tandem/aio"
 )
@@ -79,21 +80,30 @@ func (p *preparer) request(upTo uint64) {
 	p.mu.Unlock()
 }
 
-// wait blocks until the file of seq is ready, or preparation failed.
-func (p *preparer) wait(seq uint64) error {
+// wait blocks until the file of seq is ready, or preparation failed. It
+// returns how long it waited (0 when the file was ready).
+func (p *preparer) wait(seq uint64) (time.Duration, error) {
 	p.request(seq)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var t0 time.Time
+	if p.ready < seq && p.err == nil && !p.stopped {
+		t0 = time.Now()
+	}
 	for p.ready < seq && p.err == nil && !p.stopped {
 		p.cond.Wait()
 	}
+	var waited time.Duration
+	if !t0.IsZero() {
+		waited = max(time.Since(t0), 1)
+	}
 	switch {
 	case p.ready >= seq:
-		return nil
+		return waited, nil
 	case p.err != nil:
-		return p.err
+		return waited, p.err
 	}
-	return ErrClosed
+	return waited, ErrClosed
 }
 
 func (p *preparer) loop() {

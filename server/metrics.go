@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandemmq/tandem/internal/lathist"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -62,7 +63,20 @@ var (
 	descJLive      = prometheus.NewDesc("tandem_journal_live_records", "Records a journal holds live.", []string{"journal"}, nil)
 	descJReclaimed = prometheus.NewDesc("tandem_journal_reclaimed_segments_total", "Segments reclaimed (recycled or removed).", []string{"journal"}, nil)
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
+	descSendLat    = prometheus.NewDesc("tandem_send_duration_seconds",
+		"Latency of non-transacted sends in the broker: from the send's arrival to its outcome (stored durably and routed, or refused); network time excluded.", nil, nil)
+	descJSyncLat = prometheus.NewDesc("tandem_journal_sync_duration_seconds",
+		"Write + fdatasync time of each synced journal write (a batch's last write, a segment's seal).", []string{"journal"}, nil)
+	descJPrepWaits = prometheus.NewDesc("tandem_journal_prepare_waits_total",
+		"Times the journal's writer waited for the next segment file to be prepared (0 unless the disk cannot keep up).", []string{"journal"}, nil)
+	descJPrepWait = prometheus.NewDesc("tandem_journal_prepare_wait_seconds_total",
+		"Time the journal's writer spent waiting for the next segment file to be prepared.", []string{"journal"}, nil)
 )
+
+// constHistogram turns a latency snapshot into a Prometheus histogram.
+func constHistogram(d *prometheus.Desc, s lathist.Snapshot, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum.Seconds(), s.Cumulative(), labels...)
+}
 
 // brokerCollector reads the broker's state at scrape time.
 type brokerCollector struct{ o MetricsOptions }
@@ -70,7 +84,8 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted,
+		descSendLat, descJSyncLat, descJPrepWaits, descJPrepWait} {
 		ch <- d
 	}
 }
@@ -97,6 +112,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		halted = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, halted)
+	ch <- constHistogram(descSendLat, s.SendLatency())
 	for _, q := range s.Queues() {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(q.Depth), q.Address, q.Name, q.Routing)
 		ch <- prometheus.MustNewConstMetric(descConsumers, prometheus.GaugeValue, float64(q.Consumers), q.Address, q.Name, q.Routing)
@@ -111,6 +127,9 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJBatches, prometheus.CounterValue, float64(x.Batches), name)
 		ch <- prometheus.MustNewConstMetric(descJSyncs, prometheus.CounterValue, float64(x.Syncs), name)
 		ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(x.Bytes), name)
+		ch <- constHistogram(descJSyncLat, x.SyncLatency, name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWaits, prometheus.CounterValue, float64(x.PrepareWaits), name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWait, prometheus.CounterValue, x.PrepareWaitTime.Seconds(), name)
 		if jm, ok := j.(journalMetrics); ok {
 			m := jm.Metrics()
 			ch <- prometheus.MustNewConstMetric(descJSegments, prometheus.GaugeValue, float64(m.SegmentsInUse), name)
