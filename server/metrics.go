@@ -40,7 +40,12 @@ type MetricsOptions struct {
 func MetricsHandler(o MetricsOptions) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		// The scheduler's metrics include the latency from a goroutine
+		// becoming runnable to running (go_sched_latencies_seconds) and the
+		// stop-the-world pauses (go_sched_pauses_total_gc_seconds): with
+		// one Go processor (cmd/tandem tuneProcs) they show a stall the
+		// scheduler or the collector causes.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&brokerCollector{o: o},
 	)

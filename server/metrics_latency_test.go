@@ -100,4 +100,10 @@ func TestMetricsLatencyHistograms(t *testing.T) {
 	if _, ok := fams["tandem_journal_prepare_waits_total"]; !ok {
 		t.Error("/metrics lacks tandem_journal_prepare_waits_total")
 	}
+	// The runtime's scheduling latency and stop-the-world pauses.
+	for _, name := range []string{"go_sched_latencies_seconds", "go_sched_pauses_total_gc_seconds"} {
+		if f, ok := fams[name]; !ok || len(f.Metric) == 0 || f.Metric[0].Histogram == nil {
+			t.Errorf("/metrics lacks the histogram %s", name)
+		}
+	}
 }
