@@ -267,7 +267,7 @@ func (j *FileJournal) execute(b *batch, ops []op) {
 			if err == nil {
 				j.setDurable(seq, end)
 				b.end, b.hasEnd = Position{Seq: seq, Offset: end}, true
-				err = j.sealed(o.c.seg)
+				j.sealed(o.c.seg)
 			}
 			if err != nil || last {
 				j.finishBatch(b, err)
@@ -323,9 +323,12 @@ func (j *FileJournal) openFile(seg *segment) (aio.File, error) {
 		j.stats.prepWaits.Add(1)
 		j.stats.prepNanos.Add(int64(waited))
 	}
-	f, err := j.fs.OpenAppend(seg.path)
-	if err != nil {
-		return nil, fmt.Errorf("journal: open segment %s: %w", seg.path, err)
+	f := j.prep.take(seg.hdr.seq) // opened ahead by the preparer
+	if f == nil {
+		var err error
+		if f, err = j.fs.OpenAppend(seg.path); err != nil {
+			return nil, fmt.Errorf("journal: open segment %s: %w", seg.path, err)
+		}
 	}
 	if f.Alignment() != j.align {
 		f.Close()
@@ -335,18 +338,16 @@ func (j *FileJournal) openFile(seg *segment) (aio.File, error) {
 	return f, nil
 }
 
-// sealed finishes a segment whose seal record is durable: the directory is
-// synced and the file closed.
-func (j *FileJournal) sealed(seg *segment) error {
-	if err := j.fs.SyncDir(j.opts.Dir); err != nil {
-		return fmt.Errorf("journal: seal %s: %w", seg.path, err)
-	}
+// sealed finishes a segment whose seal record is durable: its file goes to
+// the preparer to be closed, off the flusher (a close error fails the
+// journal from there). No directory fsync is needed: the segment's name
+// was durable before its first write (the preparer syncs the directory
+// after every rename into a segment name, and the load syncs it before
+// appending).
+func (j *FileJournal) sealed(seg *segment) {
 	f := seg.file
 	seg.file = nil
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("journal: close sealed segment %s: %w", seg.path, err)
-	}
-	return nil
+	j.prep.closeLater(f)
 }
 
 // finishBatch completes a batch: its waiters get err (or the journal's
