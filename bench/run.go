@@ -34,7 +34,7 @@ type runner struct {
 	firstErr error
 
 	epoch time.Time // reference for lastAck
-	tl    *timeline // nil without Config.Timeline
+	tl    *jsonTimeline // nil without Config.Timeline
 }
 
 // Run runs the benchmark cfg describes and returns what it measured. The

@@ -30,22 +30,24 @@ type TimelineRow struct {
 	SendMaxUs      *float64 `json:"send_max_us"`
 }
 
-// timelineSlots is the ring of per-second slots: second s is recorded
-// into slot s%timelineSlots and written out once second s+2 has begun, so
-// two seconds of slack separate the last record into a slot from its
-// reset.
+// timelineSlots is the ring of per-interval slots: interval k is recorded
+// into slot k%timelineSlots and written out once interval k has ended and
+// a grace (an interval, at most a second) has passed, so a slot is reset
+// long after the last record into it and long before it is reused.
 const timelineSlots = 4
 
-// timeline collects per-second figures and writes one TimelineRow per
-// second. record and consumed are safe for concurrent use; flush is
-// called from one goroutine, at least once a second (the run loop calls
-// it every 50 ms), so that a slot is written before it is reused.
+// timeline collects per-interval figures (a second for --timeline, a
+// minute for the soak) and emits one TimelineRow per interval. record and
+// consumed are safe for concurrent use; flush is called from one
+// goroutine, often enough that a slot is emitted before it is reused (the
+// run loop calls it every 50 ms).
 type timeline struct {
-	w     *bufio.Writer
-	epoch time.Time
-	slots [timelineSlots]timelineSlot
-	next  int64 // next second to write
-	err   error // first write error
+	emit     func(TimelineRow)
+	epoch    time.Time
+	interval time.Duration
+	grace    time.Duration
+	slots    [timelineSlots]timelineSlot
+	next     int64 // next interval to emit
 }
 
 type timelineSlot struct {
@@ -53,44 +55,73 @@ type timelineSlot struct {
 	consumed atomic.Int64
 }
 
-func newTimeline(w io.Writer, epoch time.Time) *timeline {
-	return &timeline{w: bufio.NewWriter(w), epoch: epoch}
+// newIntervalTimeline returns a timeline of intervals of d from epoch on.
+func newIntervalTimeline(epoch time.Time, d time.Duration, emit func(TimelineRow)) *timeline {
+	return &timeline{emit: emit, epoch: epoch, interval: d, grace: min(d, time.Second)}
 }
 
-func (t *timeline) second(now time.Time) int64 { return int64(now.Sub(t.epoch) / time.Second) }
+// jsonTimeline is --timeline: a row per second written to w as a JSON
+// line; err reports the first write error.
+type jsonTimeline struct {
+	*timeline
+	w   *bufio.Writer
+	err error
+}
+
+func newTimeline(w io.Writer, epoch time.Time) *jsonTimeline {
+	t := &jsonTimeline{w: bufio.NewWriter(w)}
+	t.timeline = newIntervalTimeline(epoch, time.Second, func(row TimelineRow) {
+		b, _ := json.Marshal(&row)
+		b = append(b, '\n')
+		if _, err := t.w.Write(b); err != nil && t.err == nil {
+			t.err = err
+		}
+	})
+	return t
+}
+
+// flush emits the rows due and flushes the writer.
+func (t *jsonTimeline) flush(now time.Time, final bool) {
+	t.timeline.flush(now, final)
+	if err := t.w.Flush(); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *timeline) index(now time.Time) int64 { return int64(now.Sub(t.epoch) / t.interval) }
 
 // record counts a send acknowledged now after d.
 func (t *timeline) record(d time.Duration) { t.recordAt(time.Now(), d) }
 
 func (t *timeline) recordAt(now time.Time, d time.Duration) {
-	t.slots[t.second(now)%timelineSlots].h.Record(d)
+	t.slots[t.index(now)%timelineSlots].h.Record(d)
 }
 
 // consumed counts an ack confirmed now.
 func (t *timeline) consumed() { t.consumedAt(time.Now()) }
 
 func (t *timeline) consumedAt(now time.Time) {
-	t.slots[t.second(now)%timelineSlots].consumed.Add(1)
+	t.slots[t.index(now)%timelineSlots].consumed.Add(1)
 }
 
-// flush writes the rows of the seconds that can no longer receive
+// flush emits the rows of the intervals that can no longer receive
 // records; with final, every row up to now, the last one partial.
 func (t *timeline) flush(now time.Time, final bool) {
-	cur := t.second(now)
-	last := cur - 2
+	cur := t.index(now)
+	last := t.index(now.Add(-t.grace)) - 1
 	if final {
 		last = cur
 	}
 	for ; t.next <= last; t.next++ {
 		sl := &t.slots[t.next%timelineSlots]
-		secs := 1.0
+		secs := t.interval.Seconds()
 		if t.next == cur {
-			secs = now.Sub(t.epoch).Seconds() - float64(cur)
+			secs = now.Sub(t.epoch).Seconds() - float64(cur)*t.interval.Seconds()
 			if secs <= 0 {
 				break
 			}
 		}
-		row := TimelineRow{T: float64(t.next) + secs, Seconds: secs,
+		row := TimelineRow{T: float64(t.next)*t.interval.Seconds() + secs, Seconds: secs,
 			Produced: int64(sl.h.Count()), Consumed: sl.consumed.Load()}
 		row.ProducedPerSec = float64(row.Produced) / secs
 		row.ConsumedPerSec = float64(row.Consumed) / secs
@@ -100,13 +131,6 @@ func (t *timeline) flush(now time.Time, final bool) {
 		}
 		sl.h.Reset()
 		sl.consumed.Store(0)
-		b, _ := json.Marshal(&row)
-		b = append(b, '\n')
-		if _, err := t.w.Write(b); err != nil && t.err == nil {
-			t.err = err
-		}
-	}
-	if err := t.w.Flush(); err != nil && t.err == nil {
-		t.err = err
+		t.emit(row)
 	}
 }

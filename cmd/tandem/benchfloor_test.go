@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/bench"
 	"github.com/tandemmq/tandem/internal/testenv"
@@ -48,5 +50,43 @@ func TestBenchTimelineAndFloor(t *testing.T) {
 	}
 	if produced != r.Produced {
 		t.Fatalf("timeline counts %d sends, the run %d", produced, r.Produced)
+	}
+}
+
+// `tandem soak` against `tandem run`: rows with the broker's figures (data
+// directory size, RSS, goroutines, queue depths) as JSON lines, then the
+// result with the checker's verdict.
+func TestSoakAgainstTandemRun(t *testing.T) {
+	bin := testenv.BuildTandem(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	addr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	p := testenv.Start(t, "broker", bin, "run", "--data", dir, "--listen", "tcp://"+addr, "--http", httpAddr)
+	testenv.WaitListening(t, p, addr, 30*time.Second)
+	testenv.WaitListening(t, p, httpAddr, 30*time.Second)
+	out, errOut, code := runCLI(t, bin, "soak", "--url", "tcp://"+addr, "--http", httpAddr, "--data-dir", dir,
+		"--duration", "3s", "--interval", "1s", "--rate", "300", "--long-every", "5", "--long-hold", "30",
+		"--restart-every", "1s", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("%d lines: %s", len(lines), out)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		var row bench.SoakRow
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatalf("row %q: %v", l, err)
+		}
+		if row.DataBytes <= 0 || row.BrokerRSS <= 0 || row.BrokerGoroutines <= 0 || row.LongDepth < 0 || row.ShortDepth < 0 {
+			t.Fatalf("row without the broker's figures: %s", l)
+		}
+	}
+	var res bench.SoakResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("result %q: %v", lines[len(lines)-1], err)
+	}
+	if !res.OK() || res.Produced == 0 || res.Consumed != res.Produced {
+		t.Fatalf("result: %s", lines[len(lines)-1])
 	}
 }
