@@ -33,7 +33,7 @@ type runner struct {
 	errMu    sync.Mutex
 	firstErr error
 
-	epoch time.Time // reference for lastAck
+	epoch time.Time     // reference for lastAck
 	tl    *jsonTimeline // nil without Config.Timeline
 }
 
