@@ -188,11 +188,14 @@ func (j *FileJournal) compactEndLocked(s0, limit uint64) uint64 {
 	return best
 }
 
+// recMove is a live record the compaction rewrote into segment seg.
+type recMove struct{ id, seg uint64 }
+
 // compactPlan is a prepared compaction.
 type compactPlan struct {
 	s0, s1    uint64
 	m         int
-	recSeg    map[uint64]uint64   // live record ID -> new segment
+	recMoves  []recMove           // each live record's new segment
 	txSegs    map[uint64][]uint64 // open transaction -> new segment of each entry
 	salts     []uint64            // header salt of each new segment
 	switching bool
@@ -296,7 +299,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 		res.Skipped = fmt.Sprintf("live data is %d%% of the prefix, over journal-compact-percentage %d", res.LiveBytes*100/max(res.PrefixSize, 1), pct)
 		return res, nil, nil
 	}
-	plan := &compactPlan{s0: s0, s1: s1, m: m, recSeg: map[uint64]uint64{}, txSegs: map[uint64][]uint64{}}
+	plan := &compactPlan{s0: s0, s1: s1, m: m, txSegs: map[uint64][]uint64{}}
 	first := s1 - uint64(m)
 	bufs := make([][]byte, m)
 	newHdrs := make([]segHeader, m)
@@ -322,7 +325,7 @@ func (j *FileJournal) compactPrepare(ctx context.Context, s0, s1 uint64, snap ma
 			entries = append(entries, t.e)
 			switch {
 			case t.isRec && t.e.Kind == KindAdd: // record ID 0 included
-				plan.recSeg[t.e.ID] = seq
+				plan.recMoves = append(plan.recMoves, recMove{id: t.e.ID, seg: seq})
 			case t.txOp:
 				plan.txSegs[t.tx] = append(plan.txSegs[t.tx], seq)
 			}
@@ -889,7 +892,8 @@ func (j *FileJournal) compactAdopt(p *compactPlan) {
 	first := p.s1 - uint64(p.m)
 	pins := &j.v.pins
 	want := make([]int, p.m) // pins each new segment must end with
-	for id, seg := range p.recSeg {
+	for _, mv := range p.recMoves {
+		id, seg := mv.id, mv.seg
 		loc := j.v.live.ref(id)
 		if loc == nil || loc.seg < p.s0 || loc.seg >= p.s1 {
 			continue // deleted since (perhaps added again, after the prefix)
@@ -942,9 +946,13 @@ func (j *FileJournal) compactAdopt(p *compactPlan) {
 // rebuilding the pin counts.
 func (j *FileJournal) compactAdoptWalk(p *compactPlan) {
 	first := p.s1 - uint64(p.m)
+	recSeg := make(map[uint64]uint64, len(p.recMoves))
+	for _, mv := range p.recMoves {
+		recSeg[mv.id] = mv.seg
+	}
 	j.v.live.each(func(id uint64, loc *recLoc) {
 		if loc.seg < p.s1 {
-			seg, ok := p.recSeg[id]
+			seg, ok := recSeg[id]
 			if !ok {
 				seg = first // cannot happen; the oldest kept segment is safe
 			}
