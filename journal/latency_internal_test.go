@@ -263,7 +263,7 @@ func TestZeroFillYields(t *testing.T) {
 	if err := r.MkdirAll("/j"); err != nil {
 		t.Fatal(err)
 	}
-	err := p.create(1)
+	err := p.create(1, p.pace)
 	close(stop)
 	<-done
 	if err != nil {

@@ -217,7 +217,7 @@ func (p *preparer) loop() {
 		}
 		seq := p.ready + 1
 		p.mu.Unlock()
-		err := p.create(seq)
+		err := p.create(seq, p.pace)
 		p.mu.Lock()
 		if err != nil {
 			p.err = err
@@ -233,7 +233,7 @@ func (p *preparer) loop() {
 // before the loop starts).
 func (p *preparer) prepareNow(upTo uint64) error {
 	for p.ready < upTo {
-		if err := p.create(p.ready + 1); err != nil {
+		if err := p.create(p.ready+1, nil); err != nil { // nothing to yield to at load
 			return err
 		}
 		p.ready++
@@ -426,10 +426,12 @@ func (p *preparer) pace() {
 	}
 }
 
-func (p *preparer) create(seq uint64) error {
+// create prepares the file of seq, calling pace (if not nil) between the
+// chunks of its zero-fill.
+func (p *preparer) create(seq uint64, pace func()) error {
 	final := filepath.Join(p.dir, SegmentName(p.nm.Prefix, p.nm.Ext, seq))
 	tmp := final + ".tmp"
-	if err := writeZeroFile(p.fs, tmp, p.size, p.pace); err != nil {
+	if err := writeZeroFile(p.fs, tmp, p.size, pace); err != nil {
 		return fmt.Errorf("journal: prepare segment %d: %w", seq, err)
 	}
 	if err := p.fs.Rename(tmp, final); err != nil {
