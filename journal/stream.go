@@ -459,7 +459,7 @@ func ApplyBatch(fs aio.FS, dir string, nm Naming, b StreamBatch) error {
 	path := dirJoin(dir, SegmentName(nm.Prefix, nm.Ext, b.Pos.Seq))
 	f, err := fs.Open(path)
 	if err != nil {
-		if err := writeZeroFile(fs, path+".tmp", b.SegmentSize); err != nil {
+		if err := writeZeroFile(fs, path+".tmp", b.SegmentSize, nil); err != nil {
 			return fmt.Errorf("journal: apply batch at %v: %w", b.Pos, err)
 		}
 		if err := fs.Rename(path+".tmp", path); err != nil {

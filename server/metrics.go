@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandemmq/tandem/internal/lathist"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -46,7 +47,12 @@ type MetricsOptions struct {
 func MetricsHandler(o MetricsOptions) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		// The scheduler's metrics include the latency from a goroutine
+		// becoming runnable to running (go_sched_latencies_seconds) and the
+		// stop-the-world pauses (go_sched_pauses_total_gc_seconds): with
+		// one Go processor (cmd/tandem tuneProcs) they show a stall the
+		// scheduler or the collector causes.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&brokerCollector{o: o},
 	)
@@ -75,7 +81,20 @@ var (
 	descReadPauses = prometheus.NewDesc("tandem_connection_read_pauses_total", "Times a connection stopped reading requests because its client did not read its answers.", nil, nil)
 	descProtoErrs  = prometheus.NewDesc("tandem_connections_protocol_errors_total", "Connections closed on a malformed or misplaced frame.", nil, nil)
 	descLogSupp    = prometheus.NewDesc("tandem_log_lines_suppressed_total", "Log lines about clients dropped by the rate limit.", nil, nil)
+	descSendLat    = prometheus.NewDesc("tandem_send_duration_seconds",
+		"Latency of non-transacted sends in the broker: from the send's arrival to its outcome (stored durably and routed, or refused); network time excluded.", nil, nil)
+	descJSyncLat = prometheus.NewDesc("tandem_journal_sync_duration_seconds",
+		"Write + fdatasync time of each synced journal write (a batch's last write, a segment's seal).", []string{"journal"}, nil)
+	descJPrepWaits = prometheus.NewDesc("tandem_journal_prepare_waits_total",
+		"Times the journal's writer waited for the next segment file to be prepared (0 unless the disk cannot keep up).", []string{"journal"}, nil)
+	descJPrepWait = prometheus.NewDesc("tandem_journal_prepare_wait_seconds_total",
+		"Time the journal's writer spent waiting for the next segment file to be prepared.", []string{"journal"}, nil)
 )
+
+// constHistogram turns a latency snapshot into a Prometheus histogram.
+func constHistogram(d *prometheus.Desc, s lathist.Snapshot, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum.Seconds(), s.Cumulative(), labels...)
+}
 
 // brokerCollector reads the broker's state at scrape time.
 type brokerCollector struct{ o MetricsOptions }
@@ -84,7 +103,8 @@ type brokerCollector struct{ o MetricsOptions }
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
 		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted,
-		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp} {
+		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp,
+		descSendLat, descJSyncLat, descJPrepWaits, descJPrepWait} {
 		ch <- d
 	}
 }
@@ -119,6 +139,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		halted = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, halted)
+	ch <- constHistogram(descSendLat, s.SendLatency())
 	for _, q := range s.Queues() {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(q.Depth), q.Address, q.Name, q.Routing)
 		ch <- prometheus.MustNewConstMetric(descConsumers, prometheus.GaugeValue, float64(q.Consumers), q.Address, q.Name, q.Routing)
@@ -133,6 +154,9 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJBatches, prometheus.CounterValue, float64(x.Batches), name)
 		ch <- prometheus.MustNewConstMetric(descJSyncs, prometheus.CounterValue, float64(x.Syncs), name)
 		ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(x.Bytes), name)
+		ch <- constHistogram(descJSyncLat, x.SyncLatency, name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWaits, prometheus.CounterValue, float64(x.PrepareWaits), name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWait, prometheus.CounterValue, x.PrepareWaitTime.Seconds(), name)
 		if jm, ok := j.(journalMetrics); ok {
 			m := jm.Metrics()
 			ch <- prometheus.MustNewConstMetric(descJSegments, prometheus.GaugeValue, float64(m.SegmentsInUse), name)

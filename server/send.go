@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -10,7 +11,7 @@ import (
 // when it is stored (durable, for a persistent message routed to a
 // durable queue) or was a duplicate of a stored one.
 func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(error)) {
-	done = s.guard(done)
+	done = s.timed(time.Now(), s.guard(done))
 	if err := s.checkUsable(); err != nil {
 		done(err)
 		return
