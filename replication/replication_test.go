@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -324,6 +325,44 @@ func TestLostReplicaHoldsAnswers(t *testing.T) {
 	}
 	if ids := rp2.load(t); !ids[1] || !ids[2] || !ids[3] {
 		t.Fatalf("second replica's copy: %v", ids)
+	}
+}
+
+// TestLostReplicaAfterFailHeld: once the broker stopped serving
+// (FailHeld: package ha will never bump the sequence nor call
+// ReleaseHeld for this Source again), a synced replica lost afterwards
+// holds nothing: appends that wait for it, or come after, are answered
+// (with ErrNotReplicated when they waited) instead of waiting forever.
+// Seen end to end (TestReplZombiePause): a live resumed after SIGSTOP
+// halted, and its StopServing hook hung closing a client connection whose
+// queue deletion waited for the replica lost a moment later; the process
+// never exited.
+func TestLostReplicaAfterFailHeld(t *testing.T) {
+	l := startLive(t, replication.SourceOptions{})
+	ctx := context.Background()
+	rp := startReplica(t, l.url(), nil)
+	wait(t, l.synced, "BackupSynced")
+	if err := l.send(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	l.src.FailHeld() // the broker stops serving
+	rp.stop()        // then the replica goes away
+	deadline := time.Now().Add(30 * time.Second)
+	for l.src.Status().State != replication.StateNone {
+		if time.Now().After(deadline) {
+			t.Fatal("the live still reports the stopped replica after 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- l.send(ctx, 2) }()
+	select {
+	case err := <-answered:
+		if err != nil && !errors.Is(err, journal.ErrNotReplicated) {
+			t.Fatalf("append after the loss: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an append waits for a replica lost after the broker stopped serving: nothing will ever release it")
 	}
 }
 
