@@ -333,10 +333,21 @@ func (b *replBroker) stopServing() {
 	l, stopping := h.l, h.stopping
 	h.serving = false
 	h.mu.Unlock()
+	halted := b.repl.Status().Phase == "halted"
 	b.rmu.Lock()
 	src := b.source
+	if halted {
+		b.source = nil
+	}
 	b.rmu.Unlock()
-	if src != nil {
+	switch {
+	case src != nil && halted:
+		// Nothing is confirmed any more: drop the replica now, so that
+		// what waits for it (a connection's shutdown deleting its queue,
+		// say) fails at once instead of waiting for a silent replica's
+		// connection TTL.
+		src.Close()
+	case src != nil:
 		src.FailHeld()
 	}
 	if l != nil {
@@ -347,7 +358,7 @@ func (b *replBroker) stopServing() {
 		l.closeAcceptors(code, why)
 		l.srv.Close()
 	}
-	if !stopping && b.repl.Status().Phase != "halted" {
+	if !stopping && !halted {
 		if err := h.openRefuser(); err != nil {
 			h.log.Warn("cannot refuse clients while waiting", "err", err)
 		}
