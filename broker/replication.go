@@ -135,7 +135,7 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	}
 	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
 		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
-		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: func(hasm.ReplAction) { h.publish() }, Logger: log}
+		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
 	r, err := hasm.NewReplRunner(coord, hasm.LockfileLocal{M: mgr}, rc, hooks)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
@@ -282,6 +282,25 @@ func replicationTTL(cfg *config.Config) time.Duration {
 		return cfg.ClusterConnections[0].ConnectionTTL
 	}
 	return 60 * time.Second
+}
+
+// announce is the Announce hook: the topology goes to the clients, and a
+// new activation sequence (the live lost its replica and moved it on) is
+// written into the segments the journals start from now on.
+func (b *replBroker) announce(hasm.ReplAction) {
+	h := b.haBroker
+	epoch := b.repl.Epoch()
+	h.mu.Lock()
+	l := h.l
+	h.mu.Unlock()
+	if l != nil {
+		for _, j := range []any{l.store.Bindings, l.store.Messages} {
+			if fj, ok := j.(*journal.FileJournal); ok {
+				fj.SetEpoch(epoch)
+			}
+		}
+	}
+	h.publish()
 }
 
 // clusterCallTimeout is the first cluster connection's call-timeout
