@@ -320,6 +320,14 @@ func (g *Guard) Login(ctx context.Context, c Credentials) (*Subject, error) {
 			"remote", c.Remote, "protocol", c.Protocol)
 		return nil, &LoginError{Reason: reason}
 	}
+	g.mu.Lock()
+	open := g.anonymous && len(g.users) == 0 && g.o.RequireLogin == nil
+	g.mu.Unlock()
+	if open && (g.o.ClusterUser == "" || c.User != g.o.ClusterUser) {
+		// No user at all and require-login unset (the older behaviour):
+		// whatever the credentials, the client is anonymous.
+		return &Subject{g: g, Anonymous: true, User: c.User}, nil
+	}
 	release, err := g.throttle.wait(ctx, host)
 	if err != nil {
 		g.logs.log(g.log, slog.LevelWarn, "login-throttled", "login refused: too many failed logins from this host",
@@ -391,15 +399,21 @@ func (g *Guard) checkPassword(user, password string) (*Subject, bool) {
 // probes): only the cluster user and password pass, whatever the users,
 // and whether or not security is enabled.
 func (g *Guard) ClusterLogin(ctx context.Context, c Credentials) error {
+	return g.CheckCredentials(ctx, c, g.o.ClusterUser, g.o.ClusterPassword)
+}
+
+// CheckCredentials checks c against one user and password (a replication
+// handler's cluster credentials), through the delay after failed logins.
+func (g *Guard) CheckCredentials(ctx context.Context, c Credentials, wantUser, wantPassword string) error {
 	host := hostOf(c.Remote)
 	release, err := g.throttle.wait(ctx, host)
 	if err != nil {
 		return &LoginError{User: c.User, Reason: err.Error()}
 	}
 	defer release()
-	userOK := subtle.ConstantTimeCompare([]byte(c.User), []byte(g.o.ClusterUser)) == 1
-	passOK := subtle.ConstantTimeCompare([]byte(c.Password), []byte(g.o.ClusterPassword)) == 1
-	if g.o.ClusterUser == "" || !userOK || !passOK {
+	userOK := subtle.ConstantTimeCompare([]byte(c.User), []byte(wantUser)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(c.Password), []byte(wantPassword)) == 1
+	if wantUser == "" || !userOK || !passOK {
 		n, next := g.throttle.failed(host)
 		g.logs.log(g.log, slog.LevelWarn, "cluster-login-failed", "broker connection refused: not the cluster user and password",
 			"user", clip(c.User), "remote", c.Remote, "protocol", c.Protocol, "failures", n, "next_delay", next)

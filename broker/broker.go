@@ -59,6 +59,20 @@ var CPUNote string
 func Run(cfg *config.Config) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lim := newNetLimits(cfg)
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	lim.sec = sec
+	if err := checkTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if lim.mgmtTLS, err = managementTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
 	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
 		return runHA(cfg, log, lim)
 	}
@@ -98,10 +112,10 @@ func serve(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	}
 	metrics := server.MetricsHandler(server.MetricsOptions{
 		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 
-	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim)
+	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim, log)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -127,7 +141,7 @@ func serve(cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	}
 }
 
-func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits) {
+func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits, log *slog.Logger) {
 	o := srv.Options()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
@@ -136,14 +150,10 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	fmt.Fprintf(&b, "  state:       active\n")
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
 	fmt.Fprintf(&b, "  limits:      %s\n", lim.bannerNote())
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
-	}
+	b.WriteString(securityBanner(cfg, lim.sec, log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

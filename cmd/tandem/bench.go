@@ -44,6 +44,8 @@ func runBench(args []string) int {
 	credit := fs.Int("credit", 1000, "consumer window: messages the broker may send ahead")
 	idle := fs.Duration("idle", 5*time.Second, "stop consuming when nothing arrived for this long once producers are done")
 	cpuProfile := fs.String("cpuprofile", "", "write the bench process's own CPU profile to FILE")
+	user := fs.String("user", "", "user (default: the URL's user option, else anonymous)")
+	password := fs.String("password", "", "password of --user")
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -67,7 +69,7 @@ func runBench(args []string) int {
 	}
 	cfg := bench.Config{URL: *url, Protocol: *protocol, Destination: dest, Producers: *producers, Window: *window,
 		Consumers: *consumers, Size: *size, Count: *count, Phase: ph, NonDurable: *nonDurable,
-		Credit: *credit, HTTP: *httpAddr, Idle: *idle}
+		Credit: *credit, HTTP: *httpAddr, Idle: *idle, User: *user, Password: *password}
 	if err := cfg.Check(); err != nil {
 		return fail(err)
 	}
