@@ -14,6 +14,8 @@
 //	fence.go        the shared file store's write fence
 //	limits.go       connection limits: the open-file limit, the
 //	                broker-wide connection budget, the management server
+//	security.go     the broker's auth.Guard, TLS of acceptors, peers and
+//	                the management address, the banner's security lines
 //
 // It never parses flags and never calls os.Exit: Run returns an exit
 // status (ExitOK, ExitCannot, ExitHalted, as the command line's).

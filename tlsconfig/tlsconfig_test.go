@@ -290,3 +290,57 @@ func TestHandshakes(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionResumption: a client's second connection to the same server
+// resumes its TLS session (the client keeps a session cache; the server
+// issues tickets), so a reconnect costs no full handshake.
+func TestSessionResumption(t *testing.T) {
+	ca := testcerts.NewCA(t, "resume")
+	srv := ca.Issue(t, "broker", testcerts.Options{})
+	sp, _ := FromParams(map[string]string{"sslEnabled": "true", "keyStorePath": srv.File})
+	sc, err := sp.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := FromParams(map[string]string{"sslEnabled": "true", "trustStorePath": ca.File})
+	cc, err := cp.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				nc.Write([]byte{1}) // after the handshake: the ticket goes with it
+				var b [1]byte
+				nc.Read(b[:])
+			}()
+		}
+	}()
+	var resumed []bool
+	for range 2 {
+		c, err := tls.Dial("tcp", ln.Addr().String(), ForHost(cc, "localhost"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(b[:]); err != nil { // reads the session ticket too
+			t.Fatal(err)
+		}
+		resumed = append(resumed, c.ConnectionState().DidResume)
+		c.Close()
+	}
+	if resumed[0] || !resumed[1] {
+		t.Fatalf("resumed %v, want [false true]", resumed)
+	}
+}
