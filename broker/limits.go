@@ -156,6 +156,9 @@ func pprofOn(cfg *config.Config, mgmt net.Addr, log *slog.Logger) bool {
 // options (pprof decided here), with its timeouts and connection bound.
 func managementServer(cfg *config.Config, lim *netLimits, ln net.Listener, mo server.ManagementOptions, log *slog.Logger) *server.HTTPServer {
 	mo.Pprof = pprofOn(cfg, ln.Addr(), log)
+	if lim != nil && mo.Security == nil {
+		mo.Security = lim.sec
+	}
 	hs := server.NewHTTPServer(server.ManagementHandler(mo), log)
 	if lim != nil && lim.mgmtTLS != nil {
 		hs.SetTLS(lim.mgmtTLS)

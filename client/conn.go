@@ -68,11 +68,11 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	if c.opts.tls == nil {
 		tp, err := tlsconfig.FromParams(u.Params)
 		if err != nil {
-			return nil, fmt.Errorf("url %q: %w", rawURL, err)
+			return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
 		}
 		if tp.Enabled {
 			if c.opts.tls, err = tp.Client(); err != nil {
-				return nil, fmt.Errorf("url %q: %w", rawURL, err)
+				return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
 			}
 		}
 	}
@@ -107,7 +107,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	if lastErr == nil {
 		lastErr = ctx.Err()
 	}
-	return nil, fmt.Errorf("client: dial %s: %w", rawURL, lastErr)
+	return nil, fmt.Errorf("client: dial %s: %w", Redact(rawURL), lastErr)
 }
 
 // connect opens one TCP connection and does the handshake.

@@ -346,3 +346,23 @@ func FuzzHello(f *testing.F) {
 		}
 	})
 }
+
+// TestErrorsHideURLPasswords: a dial or URL error shows the URL without
+// its passwords.
+func TestErrorsHideURLPasswords(t *testing.T) {
+	b := newTestBroker(t)
+	securedBroker(t, b, auth.ThrottleOptions{})
+	for _, u := range []string{
+		b.url() + "?user=app&password=hunter2",
+		"(" + b.url() + ")?user=app&password=hunter2&retryInterval=x",
+		b.url() + "?sslEnabled=true&trustStorePath=/nonexistent&trustStorePassword=hunter2",
+	} {
+		_, err := Dial(testCtx(t), u)
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v", err)
+		}
+	}
+	if got := Redact("(tcp://a:1?password=x,tcp://b:2)?user=u&keyStorePassword=y;trustStorePassword=z"); got != "(tcp://a:1?password=****,tcp://b:2)?user=u&keyStorePassword=****;trustStorePassword=****" {
+		t.Errorf("Redact: %s", got)
+	}
+}
