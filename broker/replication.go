@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +159,7 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	h.mgmt = hln.Addr().String()
 	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats,
 		Extra: []prometheus.Collector{&replCollector{b}}})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -440,8 +441,13 @@ func (b *replBroker) startReplica(url string) {
 		ack = replication.AckReceived
 	}
 	st := b.repl.Status()
+	hostport, _, _ := strings.Cut(strings.TrimPrefix(url, "tcp://"), "?")
+	peerTLSConfig, err := peerTLS(cfg, hostport)
+	if err != nil {
+		h.log.Error("replication: TLS to the live", "err", err)
+	}
 	rep := replication.NewReplica(replication.ReplicaOptions{
-		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
+		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName, TLS: peerTLSConfig,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
 		Journals: []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
 		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
