@@ -12,6 +12,10 @@
 //	peers.go        the waiting broker's listener and the cluster probes
 //	sharedstore.go  <shared-store>: lock files or a database lease
 //	fence.go        the shared file store's write fence
+//	limits.go       connection limits: the open-file limit, the
+//	                broker-wide connection budget, the management server
+//	security.go     the broker's auth.Guard, TLS of acceptors, peers and
+//	                the management address, the banner's security lines
 //
 // It never parses flags and never calls os.Exit: Run returns an exit
 // status (ExitOK, ExitCannot, ExitHalted, as the command line's).
@@ -22,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,17 +56,43 @@ var CPUNote string
 
 // Run runs the broker that cfg describes until SIGTERM or SIGINT (a clean
 // stop: ExitOK) or a halt (ExitHalted); ExitCannot when it cannot start.
-// Errors go to stderr, the banner to stdout.
+// Errors go to stderr, the banner to stdout. It raises the process's
+// open-file limit to the hard limit first (newNetLimits).
 func Run(cfg *config.Config) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
-		return runHA(cfg, log)
-	}
-	return serve(cfg, log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return RunContext(ctx, cfg)
 }
 
-// serve runs a single broker until a signal (exit 0) or a storage error (exit 3).
-func serve(cfg *config.Config, log *slog.Logger) int {
+// RunContext is Run with the clean stop asked for by ctx's end instead of
+// a signal: what tests and brokers hosted in another broker's process (a
+// colocated backup) use.
+func RunContext(ctx context.Context, cfg *config.Config) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	lim := newNetLimits(cfg)
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	lim.sec = sec
+	if err := checkTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if lim.mgmtTLS, err = managementTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
+		return runHA(ctx, cfg, log, lim)
+	}
+	return serve(ctx, cfg, log, lim)
+}
+
+// serve runs a single broker until stop ends (exit 0) or a storage error
+// (exit 3).
+func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lock, err := lockSingle(cfg, log)
@@ -71,7 +100,7 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
-	lo := liveOptions{Policy: "none", Role: "primary"}
+	lo := liveOptions{Policy: "none", Role: "primary", Limits: lim}
 	if lock != nil {
 		lo.NodeID, lo.Epoch = lock.nodeID(), lock.epoch
 		defer lock.release()
@@ -94,18 +123,15 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 		return exitCannot
 	}
 	metrics := server.MetricsHandler(server.MetricsOptions{
-		Server: func() *server.Server { return l.srv }, Connections: l.connections})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 
-	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String())
+	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim, log)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
-	case sig := <-sigs:
-		log.Info("stopping", "signal", sig.String())
+	case <-stop.Done():
+		log.Info("stopping")
 		err := l.stop(wire.CodeShuttingDown, "broker stopping")
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
@@ -125,7 +151,7 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 	}
 }
 
-func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string) {
+func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits, log *slog.Logger) {
 	o := srv.Options()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
@@ -134,13 +160,10 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	fmt.Fprintf(&b, "  state:       active\n")
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
-	}
+	fmt.Fprintf(&b, "  limits:      %s\n", lim.bannerNote())
+	b.WriteString(securityBanner(cfg, lim.sec, log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/server"
@@ -33,6 +34,7 @@ type haBroker struct {
 	storeWhere string
 	selfURL    string // what clients and peers learn (the cluster connection's connector)
 	mgmt       string
+	lim        *netLimits // the broker's connection limits (Run's)
 	// openStore opens the journals (nil: server.OpenStore).
 	openStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 
@@ -107,7 +109,7 @@ func (h *haBroker) setStopping() {
 func (h *haBroker) loadStore(ctx context.Context, epoch uint64) error {
 	h.log.Info("loading the store", "epoch", epoch)
 	l, err := loadLive(ctx, h.cfg, h.baseLog, liveOptions{Epoch: epoch, NodeID: h.nodeID, Policy: string(config.PolicySharedStore),
-		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore})
+		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore, Limits: h.lim})
 	if err != nil {
 		return err
 	}
@@ -339,6 +341,17 @@ func (h *haBroker) connections() int {
 	return l.connections()
 }
 
+// netStats are the acceptors' counters over every activation.
+func (h *haBroker) netStats() server.NetStats {
+	h.mu.Lock()
+	l, serving := h.l, h.serving
+	h.mu.Unlock()
+	if l == nil || !serving {
+		return h.lim.netStats(nil)
+	}
+	return l.netStats()
+}
+
 // status is GET /status: the server's while serving, else this broker's
 // own; state, epoch and peers always come from the activation.
 func (h *haBroker) status() server.Status {
@@ -389,13 +402,14 @@ func (h *haBroker) printBanner() {
 	fmt.Fprintf(&b, "  state:       %s (%s)\n", rs.State, rs.Phase)
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", h.storeKind, h.storeWhere)
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", h.mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), h.mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
+	fmt.Fprintf(&b, "  limits:      %s\n", h.lim.bannerNote())
+	var sec *auth.Guard
+	if h.lim != nil {
+		sec = h.lim.sec
 	}
+	b.WriteString(securityBanner(cfg, sec, h.log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

@@ -19,6 +19,10 @@ const (
 	DefaultAcceptorURL = "tcp://127.0.0.1:61616"
 	// DefaultManagementAddress is the management HTTP listener.
 	DefaultManagementAddress = "127.0.0.1:8161"
+	// DefaultConnectionsAllowed is <connections-allowed>'s default.
+	DefaultConnectionsAllowed = 4096
+	// DefaultConnectionTTLMax is <connection-ttl-max>'s default.
+	DefaultConnectionTTLMax = 5 * time.Minute
 	// DefaultDataDir is the data directory, relative to the instance directory.
 	DefaultDataDir = "data"
 	// CuratorManager and CuratorLockManager are the ZooKeeper manager class
@@ -36,9 +40,12 @@ func Default() *Config {
 		PersistenceEnabled:      true,
 		Journal:                 defaultJournal(),
 		ConnectionTTLOverride:   -time.Millisecond,
+		ConnectionTTLMax:        DefaultConnectionTTLMax,
+		ConnectionsAllowed:      DefaultConnectionsAllowed,
 		IDCacheSize:             20000,
 		PersistIDCache:          true,
 		SecurityEnabled:         true,
+		Security:                DefaultSecurity(),
 		ClusterUser:             "ACTIVEMQ.CLUSTER.ADMIN.USER",
 		ClusterPassword:         "CHANGE ME!!",
 		ManagementAddress:       DefaultManagementAddress,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -112,18 +113,19 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 				continue // nothing listens on it; a vm connector stays for references
 			}
 		}
-		if len(a.Params) > 0 {
-			keys := make([]string, 0, len(a.Params))
-			for k := range a.Params {
-				if kind == "acceptor" && acceptorParams[k] {
-					continue
-				}
+		if kind == "acceptor" {
+			p.acceptorLimits(c, &a)
+		}
+		p.urlTLS(c, kind, &a)
+		var keys []string
+		for k := range a.Params {
+			if (kind != "acceptor" || !acceptorParams[k]) && !tlsParams[k] {
 				keys = append(keys, k)
 			}
+		}
+		if len(keys) > 0 {
 			sort.Strings(keys)
-			if len(keys) > 0 {
-				p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
-			}
+			p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
 		}
 		if kind == "connector" {
 			p.connectors[name] = true
@@ -133,10 +135,50 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 	return out
 }
 
-// acceptorParams are the acceptor URL parameters the broker uses
-// (docs/protocols.md): which protocols it serves, Artemis's routing
-// prefixes and STOMP's connection TTL.
-var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl")
+// acceptorParams are the acceptor URL parameters the broker uses: which
+// protocols it serves, Artemis's routing prefixes and STOMP's connection
+// TTL (docs/protocols.md), and the connection limits (docs/limits.md).
+var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl",
+	"connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout")
+
+// acceptorLimits parses the acceptor URL parameters Tandem implements into
+// a.Limits.
+func (p *parser) acceptorLimits(n *node, a *Acceptor) {
+	num := func(key string, min int64) (int64, bool) {
+		v, ok := a.Params[key]
+		if !ok {
+			return 0, false
+		}
+		i, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || i < min || i > math.MaxInt32 {
+			p.errorf(n, "acceptor %q: %s=%q is not a number from %d to %d", a.Name, key, v, min, math.MaxInt32)
+			return 0, false
+		}
+		return i, true
+	}
+	l := &a.Limits
+	if v, ok := num("connectionsAllowed", -1); ok {
+		l.ConnectionsAllowed = int(v)
+	}
+	if v, ok := num("writeBufferHighWaterMark", 1); ok {
+		l.HighWaterMark = int(v)
+	}
+	if v, ok := num("writeBufferLowWaterMark", 0); ok {
+		l.LowWaterMark = int(v)
+	}
+	if v, ok := num("writeTimeout", -1); ok {
+		if v == 0 {
+			p.errorf(n, "acceptor %q: writeTimeout=0 would close every connection (want -1 for never, or milliseconds)", a.Name)
+		}
+		l.WriteTimeout = time.Duration(v) * time.Millisecond
+		if v < 0 {
+			l.WriteTimeout = -1
+		}
+	}
+	if l.HighWaterMark > 0 && l.LowWaterMark > l.HighWaterMark {
+		p.errorf(n, "acceptor %q: writeBufferLowWaterMark=%d is above writeBufferHighWaterMark=%d", a.Name, l.LowWaterMark, l.HighWaterMark)
+	}
+}
 
 var clusterIgnored = setOf("min-large-message-size", "confirmation-window-size",
 	"producer-window-size", "call-failover-timeout", "notification-interval",

@@ -89,6 +89,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 		return nil, p.warns, errors.Join(p.errs...)
 	}
 	c.resolveDirs()
+	c.resolveSecurity()
 	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
 	return c, p.warns, nil
 }
@@ -177,7 +178,9 @@ var coreSettings = []string{
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
 	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
-	"max-queues", "max-addresses", "addresses", "global-max-size", "message-expiry-scan-period",
+	"max-queues", "max-addresses", "connection-ttl-max", "connections-allowed", "pprof-enabled",
+	"security-settings", "security-invalidation-interval", "management-http-ssl",
+	"addresses", "global-max-size", "message-expiry-scan-period",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -269,6 +272,20 @@ func (p *parser) core(n *node) {
 			p.store(e)
 		case "connection-ttl-override":
 			p.millis(e, &c.ConnectionTTLOverride)
+		case "connection-ttl-max":
+			p.millis(e, &c.ConnectionTTLMax)
+			if c.ConnectionTTLMax == 0 {
+				p.errorf(e, "<connection-ttl-max>: 0 would close every connection at once (want -1 for no cap, or milliseconds)")
+			}
+		case "connections-allowed":
+			p.integer(e, &c.ConnectionsAllowed)
+			if c.ConnectionsAllowed == 0 {
+				p.errorf(e, "<connections-allowed>: 0 would refuse every client (want -1 for no limit, or a number)")
+			}
+		case "pprof-enabled":
+			var b bool
+			p.boolean(e, &b)
+			c.PprofEnabled = &b
 		case "id-cache-size":
 			p.integer(e, &c.IDCacheSize)
 		case "persist-id-cache":
@@ -281,6 +298,12 @@ func (p *parser) core(n *node) {
 			p.str(e, &c.ClusterPassword)
 		case "security":
 			p.security(e)
+		case "security-settings":
+			p.securitySettings(e)
+		case "security-invalidation-interval":
+			p.millis(e, &c.Security.InvalidationInterval)
+		case "management-http-ssl":
+			p.managementSSL(e)
 		case "management-http-address":
 			p.str(e, &c.ManagementAddress)
 		case "ha-policy":

@@ -64,6 +64,11 @@ var ranges = map[string]Range{
 	// <core>: connections and duplicate detection.
 	"connection-ttl-override": {-1, dayMs, Millis}, // -1: the client's TTL
 	"id-cache-size":           {0, 1_000_000, Count},
+	// <core>: limits against misbehaving clients (docs/limits.md); 0 is in
+	// the range but refused by the parser (it would refuse every client,
+	// close every connection).
+	"connection-ttl-max":  {-1, dayMs, Millis},    // -1: no cap
+	"connections-allowed": {-1, 1_000_000, Count}, // -1: none of its own (the open-file limit still applies)
 	// <core>: queues and addresses. An idle queue costs about 1 KiB. 0 is
 	// in the range of the limits but refused by the parser (notZero).
 	"max-queues":                {-1, 1_000_000, Count}, // -1: no limit
@@ -130,6 +135,9 @@ var ranges = map[string]Range{
 	"jdbc-lock-acquisition-timeout": {-1, dayMs, Millis}, // -1: wait for ever
 	"jdbc-allowed-time-diff":        {0, hourMs, Millis},
 	"jdbc-journal-sync-period":      {0, 60_000, Millis},
+
+	// <core>: security (docs/security.md); 0 caches nothing.
+	"security-invalidation-interval": {0, dayMs, Millis},
 }
 
 // RangeOf returns the range of a numeric element (or <manager> property)

@@ -24,8 +24,9 @@
 //	file.go       Open, Load (replay + preparing the files), Close
 //	writer.go     Append: validate, encode into aligned chunks, rotate
 //	flusher.go    the one flusher: one write + fdatasync per batch
-//	pool.go       the preparer: zero-filled segments ahead of the writer,
-//	              recycling of reclaimed ones
+//	pool.go       the preparer: zero-filled segments ahead of the writer
+//	              (paced, off the send path), recycling of reclaimed ones,
+//	              opening the next segment and closing sealed ones
 //	replay.go     Scan: torn tail vs corruption, in sequence order; the
 //	              linear search for valid records after a bad one
 //	segread.go    reading a segment through bounded windows, ScanWork

@@ -146,6 +146,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	j.prep = newPreparer(fs, dir, j.nm, j.opts.SegmentSize, ready, j.opts.PoolFiles)
 	j.prep.minFile = j.opts.MinFiles
 	j.prep.onErr = j.fail
+	j.prep.open = fs.OpenAppend
 	j.oldest = next
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq
@@ -267,7 +268,7 @@ func (j *FileJournal) Close() error {
 		tap.end()
 	}
 	j.stream.close()
-	j.prep.stop()
+	perr := j.prep.stop()
 	j.cq.stop()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -279,6 +280,9 @@ func (j *FileJournal) Close() error {
 	}
 	if j.err != nil {
 		return j.err
+	}
+	if cerr == nil {
+		cerr = perr
 	}
 	return cerr
 }

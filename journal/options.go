@@ -148,3 +148,7 @@ func (o *Options) setDefaults() error {
 	}
 	return nil
 }
+
+// Options returns the options the journal runs with, its defaults
+// applied (the FS and Logger included).
+func (j *FileJournal) Options() Options { return j.opts }

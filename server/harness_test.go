@@ -23,6 +23,23 @@ type broker struct {
 	pageDir string
 	pageSeg int64
 	pj      *journal.FileJournal
+	// largeDir, when set, holds a large-messages journal (log mode)
+	// opened at each start.
+	largeDir string
+	lj       *journal.FileJournal
+}
+
+// newLargeBroker is newPagingBroker with a large-messages journal too.
+func newLargeBroker(t testing.TB, opts Options) *broker {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &broker{t: t, ms: journal.NewMemoryStore(), bs: journal.NewMemoryStore(), opts: opts,
+		pageDir: t.TempDir(), pageSeg: 1 << 20, largeDir: t.TempDir()}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 // newPagingBroker is newBroker with a paging journal in a directory of
@@ -62,6 +79,14 @@ func (b *broker) start() {
 		b.pj = pj
 		o.Pages = pj
 	}
+	if b.largeDir != "" {
+		lj, err := journal.Open(journal.Options{Dir: b.largeDir, Log: true, SegmentSize: 4 << 20, Prefix: journal.LargePrefix, Ext: journal.LargeExt, Logger: o.Logger})
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		b.lj = lj
+		o.Large = lj
+	}
 	b.s = New(o)
 	if err := b.s.Start(context.Background()); err != nil {
 		b.t.Fatalf("start: %v", err)
@@ -78,6 +103,10 @@ func (b *broker) stop() {
 	if b.pj != nil {
 		b.pj.Close()
 		b.pj = nil
+	}
+	if b.lj != nil {
+		b.lj.Close()
+		b.lj = nil
 	}
 	b.s = nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -11,7 +12,7 @@ import (
 // when it is stored (durable, for a persistent message routed to a
 // durable queue) or was a duplicate of a stored one.
 func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(error)) {
-	s.sendResumable(ctx, m, r, s.guard(done), false)
+	s.sendResumable(ctx, m, r, s.timed(time.Now(), s.guard(done)), false)
 }
 
 // sendResumable is send; resumed is set for a send BLOCK held, taking its

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -77,6 +78,10 @@ func (ss *Session) Transacted() bool { return ss.transacted }
 // point). The caller must not modify m afterwards. A duplicate (its
 // DuplicateID already stored) is confirmed with nil and keeps m.ID 0.
 func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done func(error)) {
+	if err := authorize(ctx, auth.Send, dest.Name); err != nil {
+		done(err)
+		return
+	}
 	m.Address = dest.Name
 	m.Routing = dest.Routing
 	ss.mu.Lock()
@@ -111,6 +116,9 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 // hand that to another goroutine.
 func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts ConsumerOptions, handler func(Delivery)) (*Consumer, error) {
 	if err := ss.s.checkUsable(); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, auth.Consume, ss.s.consumeAddress(dest)); err != nil {
 		return nil, err
 	}
 	sel, err := parseSelector(opts.Selector)

@@ -1,6 +1,11 @@
 package server
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/tandemmq/tandem/internal/lathist"
+)
 
 // Stats are the broker's counters since it started (for /status and,
 // later, /metrics).
@@ -33,6 +38,20 @@ type Stats struct {
 type counters struct {
 	in, dups, deliveries, acks, deadLettered, expired atomic.Uint64
 	paged, blocked, dropped                           atomic.Uint64
+	sendLat                                           lathist.Histogram // non-transacted sends, arrival to answer
+}
+
+// SendLatency returns the distribution of non-transacted sends' latency
+// in the broker: from Send to its outcome (stored durably and routed,
+// or refused), network time excluded.
+func (s *Server) SendLatency() lathist.Snapshot { return s.ctr.sendLat.Snapshot() }
+
+// timed wraps a send's done so that it records the send's latency from t0.
+func (s *Server) timed(t0 time.Time, done func(error)) func(error) {
+	return func(err error) {
+		s.ctr.sendLat.Observe(time.Since(t0))
+		done(err)
+	}
 }
 
 // Stats returns the counters.

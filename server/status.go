@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tandemmq/tandem/auth"
 )
 
 // Status is what GET /status returns (docs/cli.md's keys and a few more).
@@ -163,22 +165,38 @@ type ManagementOptions struct {
 	Status func() Status
 	// Metrics serves /metrics (Prometheus text); nil leaves it out.
 	Metrics http.Handler
+	// Pprof serves /debug/pprof/ (config <pprof-enabled>; by default on
+	// only when the management address is loopback: it has no
+	// authentication and shows the command line). Off, it answers 403.
+	Pprof bool
 	// Server returns the server the management API's operations go to
 	// (nil while not serving); when nil itself, the server behind
 	// Status's answer is used.
 	Server func() *Server
+	// Security authenticates and authorizes the management API's
+	// requests; nil uses the guard of the server's acceptors.
+	Security *auth.Guard
 }
 
 // ManagementHandler serves GET /status (JSON; see QueueQuery for its
-// query parameters), /metrics when given, /debug/pprof/, the management
-// API under /api/ and the web console at / (mgmthttp.go).
+// query parameters), /metrics when given, /debug/pprof/ when enabled, the
+// management API under /api/ and the web console at / (mgmthttp.go).
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
 	srv := opts.Server
 	if srv == nil {
 		srv = func() *Server { return opts.Status().srv }
 	}
-	registerManagement(mux, srv)
+	sec := func() *auth.Guard {
+		if opts.Security != nil {
+			return opts.Security
+		}
+		if s := srv(); s != nil {
+			return s.Security()
+		}
+		return nil
+	}
+	registerManagement(mux, srv, sec)
 	started := time.Now()
 	// turns admits statusConcurrency requests at a time to build their
 	// answer (into a buffer: a slow reader does not keep its turn).
@@ -213,6 +231,12 @@ func ManagementHandler(opts ManagementOptions) http.Handler {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if !opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, errPprofDisabled.Error(), http.StatusForbidden)
+		})
+		return mux
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -8,6 +8,27 @@ import (
 	"github.com/tandemmq/tandem/journal"
 )
 
+// BindingsSegmentSize is the segment size of the bindings journal:
+// bindings change rarely, so its segments are small.
+const BindingsSegmentSize = 1 << 20
+
+// FileJournalOptions returns the options of a file journal in dir on fs,
+// with segments of size bytes, from the journal-* settings of cfg: both
+// journals of a file store (OpenStore's and the shared store's fenced one)
+// are opened with them. journal-compact-min-files or
+// journal-compact-percentage 0 turns automatic compaction off, as in
+// Artemis.
+func FileJournalOptions(cfg *config.Config, so StoreOptions, fs aio.FS, dir string, size int64) journal.Options {
+	j := &cfg.Journal
+	o := journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: j.MinFiles, PoolFiles: j.PoolFiles,
+		BufferTimeout: j.BufferTimeout, CompactMinFiles: j.CompactMinFiles, CompactPercentage: j.CompactPercentage,
+		Epoch: so.Epoch, Logger: so.Logger}
+	if j.CompactMinFiles == 0 || j.CompactPercentage == 0 {
+		o.CompactMinFiles = -1 // never compact automatically
+	}
+	return o
+}
+
 // openFileStore opens the file journals in the journal and bindings
 // directories with the configured backend.
 func openFileStore(cfg *config.Config, so StoreOptions) (*Store, error) {
@@ -19,15 +40,13 @@ func openFileStore(cfg *config.Config, so StoreOptions) (*Store, error) {
 	aopts.Datasync = cfg.Journal.Datasync
 	fs := aio.OS(cfg.Journal.Backend, aopts)
 	open := func(dir string, size int64) (*journal.FileJournal, error) {
-		return journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: cfg.Journal.MinFiles,
-			PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger})
+		return journal.Open(FileJournalOptions(cfg, so, fs, dir, size))
 	}
 	m, err := open(cfg.Dirs.Journal, cfg.Journal.FileSize)
 	if err != nil {
 		return nil, fmt.Errorf("server: open journal %s: %w", cfg.Dirs.Journal, err)
 	}
-	// Bindings change rarely: small segments.
-	b, err := open(cfg.Dirs.Bindings, 1<<20)
+	b, err := open(cfg.Dirs.Bindings, BindingsSegmentSize)
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("server: open bindings journal %s: %w", cfg.Dirs.Bindings, err)

@@ -335,6 +335,19 @@ func TestHeartBeats(t *testing.T) {
 	}
 }
 
+// TestHeartBeatTTLCapped: the TTL a client's heart-beat header implies
+// (twice its promised interval: a client promising one an hour would keep
+// a silent connection for two) is capped by connection-ttl-max.
+func TestHeartBeatTTLCapped(t *testing.T) {
+	b := newBroker(t, server.NetOptions{TTLMax: time.Second}, Options{})
+	r := dialRaw(t, b.addr)
+	r.send("CONNECT", []string{"accept-version:1.2", "heart-beat:3600000,0"}, "")
+	r.expect("CONNECTED")
+	if !r.closed(15 * time.Second) {
+		t.Fatal("a silent client promising a heart-beat an hour was not disconnected at the 1 s cap")
+	}
+}
+
 // TestHostileFrames: each malformed frame gets an ERROR and a close, while
 // another client's traffic goes on.
 func TestHostileFrames(t *testing.T) {

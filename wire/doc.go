@@ -29,6 +29,11 @@
 // Message bodies are limited to MaxBodySize (1 MiB); the frame limit leaves
 // room for properties. A larger body is refused by the client before
 // sending (ErrBodyTooLarge) and by the server with CodeTooLarge.
+// A Decoder's memory follows the bytes received, not the length a frame
+// announces, and SetMaxFrameSize lowers the limit (the server allows
+// 16 KiB until the handshake is done). Ping and Pong carry no payload:
+// Next refuses one that does, since callers answer them without
+// Unmarshal.
 //
 // Payload primitives: u8/u16/u32/u64 fixed width; "str" and "bytes" are a
 // uvarint length followed by that many bytes; "list" is a uvarint count

@@ -22,7 +22,10 @@ import "fmt"
 // of another stream in between; their sizes add up to size. A broker that
 // does not know these frames closes the connection on the first one. The
 // frames of a large delivery to a consumer come one after the other: the
-// next delivery to that consumer follows the last chunk.
+// next delivery to that consumer follows the last chunk. The chunks of a
+// delivery need not be those of the upload: a receiver appends whatever
+// DeliverChunk frames come (Tandem's broker sends pieces sized to its
+// connection's water marks).
 
 // Large message frame types.
 const (
