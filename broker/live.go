@@ -66,6 +66,7 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
 		AddressSettings: cfg.AddressSettings, MaxQueues: cfg.MaxQueues, MaxAddresses: cfg.MaxAddresses,
 		AddressQueueScanPeriod: scan,
+		ClusterUser:            cfg.ClusterUser, ClusterPassword: cfg.ClusterPassword, ClusterGroup: clusterGroup(cfg),
 	})
 	if err := srv.Start(ctx); err != nil {
 		store.Close()

@@ -60,6 +60,11 @@ type conn struct {
 
 	since time.Time                // accepted at
 	metaP atomic.Pointer[connMeta] // manage.go
+
+	// clusterConn: a cluster connection (cluster.go), authenticated with
+	// the cluster credentials; clusterSrc is its ClusterJoin.
+	clusterConn bool
+	clusterSrc  *clusterSource
 }
 
 // lone reports whether the request just read is alone: nothing else
@@ -372,7 +377,13 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID == wire.ReplicaClientID {
 		return c.handOffReplica(h, hello)
 	}
-	if !c.acc.authenticate(hello.User, hello.Password) {
+	if hello.ClientID == wire.ClusterClientID {
+		if !c.s.clusterAuth(hello.User, hello.Password) {
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "a cluster connection needs the cluster user and password"})
+			return fmt.Errorf("cluster connection refused: bad cluster credentials for user %q", clip(hello.User))
+		}
+		c.clusterConn = true
+	} else if !c.acc.authenticate(hello.User, hello.Password) {
 		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})
 		return fmt.Errorf("authentication failed for user %q", clip(hello.User))
 	}
@@ -437,7 +448,7 @@ func codeOf(err error) wire.Code {
 		return wire.CodeTooLarge
 	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
 		return wire.CodeNotFound
-	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive):
+	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive), errors.Is(err, ErrFrozen):
 		return wire.CodeUnavailable
 	case errors.Is(err, ErrClosed):
 		return wire.CodeShuttingDown
@@ -561,6 +572,8 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		delete(c.consumers, f.Consumer)
 		err := cc.sess.CloseConsumer(cc.c.ID())
 		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.ClusterJoin, *wire.ClusterMessages, *wire.ClusterDupIDs:
+		return c.handleCluster(corr, fr)
 	case *wire.Hello:
 		return c.protocolError(errors.New("second Hello after the handshake"))
 	default:

@@ -89,6 +89,10 @@ type Options struct {
 	// confirmation into ErrNotActive. HA sets it to the activation's lease check, so a live
 	// that lost its lease acknowledges nothing.
 	CanAck func() bool
+	// ClusterUser and ClusterPassword authenticate cluster connections
+	// (other brokers moving messages here, cluster.go); "" refuses them.
+	// ClusterGroup is the group name this broker announces to them.
+	ClusterUser, ClusterPassword, ClusterGroup string
 }
 
 // Server is the broker core. Create it with New, then Start it.
@@ -145,6 +149,10 @@ type Server struct {
 
 	stopWatch chan struct{} // closed by Close
 	watchDone chan struct{} // closed when watchStore returns
+
+	gate     gate         // freeze.go
+	cluster  clusterState // cluster.go
+	prepared int          // prepared transactions found at load
 }
 
 // watchStore halts the broker as soon as either journal fails, so nothing
@@ -188,13 +196,16 @@ func New(opts Options) *Server {
 	if opts.AddressQueueScanPeriod == 0 {
 		opts.AddressQueueScanPeriod = config.DefaultAddressQueueScanPeriod
 	}
-	return &Server{
+	s := &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
 		idCache:   size,
 		addresses: make(map[string]*address), queues: make(map[string]*Queue),
 		queueByID: make(map[uint64]*Queue), topoSubs: make(map[int]func(Topology)),
 		reapQueues: make(map[*Queue]struct{}), reapAddrs: make(map[*address]struct{}),
 	}
+	s.gate.init()
+	s.cluster.init()
+	return s
 }
 
 // nextID returns a new record ID, unique in both journals.
