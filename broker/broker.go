@@ -14,6 +14,10 @@
 //	fence.go        the shared file store's write fence
 //	limits.go       connection limits: the open-file limit, the
 //	                broker-wide connection budget, the management server
+//	scaledown.go    <live-only>: scale-down on a graceful stop
+//	cluster.go      the source side of a cluster connection (moving
+//	                messages to another live broker)
+//	discovery.go    UDP broadcast and discovery groups
 //
 // It never parses flags and never calls os.Exit: Run returns an exit
 // status (ExitOK, ExitCannot, ExitHalted, as the command line's).
@@ -132,6 +136,14 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
+	bc, err := startBroadcast(cfg, l.srv.NodeID(), log) // discovery.go
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		hln.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
+		return exitCannot
+	}
+	defer bc.stop()
 	metrics := server.MetricsHandler(server.MetricsOptions{
 		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
 	hs := managementServer(cfg, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
@@ -143,6 +155,7 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 	case <-stop.Done():
 		log.Info("stopping")
 		code, reason := wire.CodeShuttingDown, "broker stopping"
+		bc.stop() // a stopping broker is no one's target
 		if hooks.stopping != nil {
 			code, reason = hooks.stopping(l)
 		}

@@ -61,11 +61,13 @@ const (
 	maxBatchBytes         = 1 << 20
 	defaultCommitInterval = 1000
 	maxDupIDsPerFrame     = 4096
-	// targetSearch bounds how long a stopping broker looks for a target.
-	targetSearch = 15 * time.Second
 	// freezeTimeout bounds the wait for client operations in progress.
 	freezeTimeout = 30 * time.Second
 )
+
+// targetSearch bounds how long a stopping broker looks for a target (a
+// variable: tests shorten it).
+var targetSearch = 15 * time.Second
 
 // clusterGroup is the group name this broker announces to cluster
 // connections: <scale-down><group-name> of a live-only broker, else the
@@ -398,6 +400,7 @@ func (d *scaleDowner) moveDupIDs(ctx context.Context, l *live, tc *clusterConn, 
 // the recorded messages it holds and acks those here. It waits for the
 // target until the broker is stopped.
 func (d *scaleDowner) resolvePending(l *live) error {
+	d.disc.setSelf(l.srv.NodeID())
 	p, ok := l.srv.PendingScaleDown()
 	if !ok {
 		return nil

@@ -197,3 +197,53 @@ func TestLiveOnlyScaleDown(t *testing.T) {
 		t.Fatalf("target stop: exit %d", code)
 	}
 }
+
+// TestScaleDownGroupMismatch: with <group-name>, a broker of another
+// group is not a target: the source stops without scaling down, and its
+// messages are still in its journal at its next start.
+func TestScaleDownGroupMismatch(t *testing.T) {
+	old := targetSearch
+	targetSearch = time.Second
+	t.Cleanup(func() { targetSearch = old }) // after the brokers' cleanups
+	pS, pT := testenv.FreePort(t), testenv.FreePort(t)
+	dir := t.TempDir()
+	tcfg := loadXML(t, brokerXML("target", filepath.Join(dir, "t"), pT, testenv.FreePort(t), pS,
+		`<ha-policy><live-only><scale-down><group-name>g2</group-name><enabled>false</enabled></scale-down></live-only></ha-policy>`))
+	sxml := brokerXML("source", filepath.Join(dir, "s"), pS, testenv.FreePort(t), pT,
+		`<ha-policy><live-only><scale-down><group-name>g1</group-name></scale-down></live-only></ha-policy>`)
+	startBroker(t, tcfg, pT)
+	sb := startBroker(t, loadXML(t, sxml), pS)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, sb.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.CreateSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.CreateProducer(client.Queue("q"))
+	for i := 0; i < 5; i++ {
+		if err := p.Send(ctx, &client.Message{Body: []byte("x"), DuplicateID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if code := sb.stop(); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+	sb = startBroker(t, loadXML(t, sxml), pS)
+	c, err = client.Dial(ctx, sb.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var st struct{ Depth int }
+	if err := c.Manage(ctx, "queue.stat", map[string]string{"name": "q"}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Depth != 5 {
+		t.Fatalf("the source kept %d messages, want its 5 (no target in its group)", st.Depth)
+	}
+}

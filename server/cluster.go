@@ -135,6 +135,7 @@ var errStaleSource = errors.New("server: cluster source epoch is older than one 
 type clusterSource struct {
 	node, name, stream string
 	epoch              uint64
+	logged             bool // its first batch was logged
 }
 
 // importResult is what an import stored: messages (or duplicate IDs),
@@ -494,12 +495,17 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 		case c.s.checkUsable() != nil:
 			j.Code, j.Message = wire.CodeUnavailable, c.s.checkUsable().Error()
 		}
-		c.log.Info("cluster connection joined", "source_node", f.NodeID, "source_name", clip(f.Name), "stream", clip(f.Stream),
+		c.log.Debug("cluster connection joined", "source_node", f.NodeID, "source_name", clip(f.Name), "stream", clip(f.Stream),
 			"source_epoch", f.Epoch, "watermark", w)
 		c.out.frame(corr, j)
 	case *wire.ClusterMessages:
 		if c.clusterSrc == nil {
 			return c.protocolError(errors.New("ClusterMessages before ClusterJoin"))
+		}
+		if !c.clusterSrc.logged {
+			c.clusterSrc.logged = true
+			c.log.Info("a broker moves messages here", "source_node", c.clusterSrc.node, "source_name", clip(c.clusterSrc.name),
+				"stream", clip(c.clusterSrc.stream), "source_epoch", c.clusterSrc.epoch)
 		}
 		res, err := c.s.importMessages(c.ctx, *c.clusterSrc, f)
 		c.out.frame(corr, clusterAck(res, err))

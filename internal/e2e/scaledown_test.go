@@ -156,7 +156,7 @@ func (m *haMember) sigterm() { m.cmd.Process.Signal(syscall.SIGTERM) }
 // target, found each way Tandem finds one; the clients go on at the
 // target (they knew the source first); nothing is lost or duplicated.
 func TestScaleDownUnderLoad(t *testing.T) {
-	for _, kind := range []string{"connectors"} {
+	for _, kind := range []string{"connectors", "discovery", "group"} {
 		t.Run(kind, func(t *testing.T) {
 			p := newScaleDownPair(t, sdOpts{kind: kind})
 			p.backup.start()
