@@ -263,9 +263,22 @@ func (h *haBroker) members(down bool) []server.Member {
 const stateDown = "down"
 
 // topology is what this broker announces to clients: its members that
-// answer, under its epoch.
+// answer and share its node ID (the pair), under its epoch. A broker of
+// another node (a cluster connection may name other lives) is no
+// failover target: an in-flight send resent there would be stored in
+// another node's store as well.
 func (h *haBroker) topology() server.Topology {
-	return server.Topology{Epoch: h.act.Epoch(), Members: h.members(false)}
+	ms := h.members(false)
+	h.mu.Lock()
+	node := h.nodeID
+	h.mu.Unlock()
+	out := ms[:1]
+	for _, m := range ms[1:] {
+		if m.NodeID == node {
+			out = append(out, m)
+		}
+	}
+	return server.Topology{Epoch: h.act.Epoch(), Members: out}
 }
 
 // publish pushes the topology to the clients of a serving broker when it
@@ -310,7 +323,10 @@ func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 	case had:
 		h.log.Info("peer not answering", "peer_addr", addr, "peer_was", old.State)
 	}
-	if ok && m.State == "active" {
+	h.mu.Lock()
+	sameNode := m.NodeID == h.nodeID
+	h.mu.Unlock()
+	if ok && m.State == "active" && sameNode { // another node's live is not this pair's
 		r := hasm.Primary
 		if m.Role == hasm.Backup.String() {
 			r = hasm.Backup
