@@ -47,6 +47,13 @@ type haBroker struct {
 	ref         *refuser
 	peers       map[string]server.Member // by probed address
 	announced   server.Topology          // last topology pushed to clients
+
+	// Set before the pair runs by a policy's extra part (colocated.go):
+	// onServing runs once the live serves; extraPeers are probed beside
+	// the static connectors; extraStatus adds to /status.
+	onServing   func(l *live)
+	extraPeers  func() []string
+	extraStatus func(st *server.Status)
 }
 
 func newHABroker(cfg *config.Config, log *slog.Logger, role hasm.Role) *haBroker {
@@ -146,6 +153,9 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	h.serving = true
 	h.mu.Unlock()
+	if h.onServing != nil {
+		h.onServing(l)
+	}
 	h.publish()
 	h.log.Info("active", "epoch", epoch, "url", h.selfURL)
 	h.printBanner()
@@ -394,6 +404,9 @@ func (h *haBroker) status() server.Status {
 	}
 	st.Epoch = rs.Epoch
 	st.Peers = h.members(true)
+	if h.extraStatus != nil {
+		h.extraStatus(&st)
+	}
 	return st
 }
 

@@ -467,6 +467,20 @@ func (s *Server) clusterAuth(user, password string) bool {
 	return u && p
 }
 
+// BackupHost answers a colocated backup request (broker/colocated.go);
+// the request's Config is the handler's own copy.
+type BackupHost func(ctx context.Context, req *wire.BackupRequest) *wire.BackupAnswer
+
+// SetBackupHost installs h (nil: backup requests are refused with
+// CodeUnavailable).
+func (s *Server) SetBackupHost(h BackupHost) {
+	if h == nil {
+		s.backupHost.Store(nil)
+		return
+	}
+	s.backupHost.Store(&h)
+}
+
 // handleCluster runs one cluster frame on a cluster connection (the
 // reader's goroutine: a batch is stored before the next frame is read).
 func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
@@ -509,6 +523,16 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 		}
 		res, err := c.s.importMessages(c.ctx, *c.clusterSrc, f)
 		c.out.frame(corr, clusterAck(res, err))
+	case *wire.BackupRequest:
+		hp := c.s.backupHost.Load()
+		if hp == nil {
+			c.out.frame(corr, &wire.BackupAnswer{Code: wire.CodeUnavailable, Message: "this broker does not host colocated backups now"})
+			return nil
+		}
+		req := *f
+		req.Config = bytes.Clone(f.Config)
+		c.log.Info("colocated backup requested", "requester_node", clip(f.NodeID), "requester_name", clip(f.Name), "store", clip(f.Store))
+		c.out.frame(corr, (*hp)(c.ctx, &req))
 	case *wire.ClusterDupIDs:
 		if c.clusterSrc == nil {
 			return c.protocolError(errors.New("ClusterDupIDs before ClusterJoin"))

@@ -572,7 +572,7 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		delete(c.consumers, f.Consumer)
 		err := cc.sess.CloseConsumer(cc.c.ID())
 		c.out.resultFrame(corr, codeOf(err), errText(err))
-	case *wire.ClusterJoin, *wire.ClusterMessages, *wire.ClusterDupIDs:
+	case *wire.ClusterJoin, *wire.ClusterMessages, *wire.ClusterDupIDs, *wire.BackupRequest:
 		return c.handleCluster(corr, fr)
 	case *wire.Hello:
 		return c.protocolError(errors.New("second Hello after the handshake"))

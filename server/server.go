@@ -150,9 +150,10 @@ type Server struct {
 	stopWatch chan struct{} // closed by Close
 	watchDone chan struct{} // closed when watchStore returns
 
-	gate     gate         // freeze.go
-	cluster  clusterState // cluster.go
-	prepared int          // prepared transactions found at load
+	gate       gate                       // freeze.go
+	cluster    clusterState               // cluster.go
+	backupHost atomic.Pointer[BackupHost] // cluster.go
+	prepared   int                        // prepared transactions found at load
 }
 
 // watchStore halts the broker as soon as either journal fails, so nothing

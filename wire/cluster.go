@@ -35,6 +35,8 @@ const (
 	TypeClusterMessages Type = 98  // source -> target
 	TypeClusterDupIDs   Type = 99  // source -> target
 	TypeClusterAck      Type = 100 // target -> source: answer to Messages and DupIDs
+	TypeBackupRequest   Type = 101 // requester -> host, after Welcome
+	TypeBackupAnswer    Type = 102 // host -> requester
 )
 
 // Flags of a ClusterQueue and of a ClusterAddress.
@@ -55,7 +57,8 @@ const (
 func init() {
 	for t, n := range map[Type]string{
 		TypeClusterJoin: "ClusterJoin", TypeClusterJoined: "ClusterJoined", TypeClusterMessages: "ClusterMessages",
-		TypeClusterDupIDs: "ClusterDupIDs", TypeClusterAck: "ClusterAck",
+		TypeClusterDupIDs: "ClusterDupIDs", TypeClusterAck: "ClusterAck", TypeBackupRequest: "BackupRequest",
+		TypeBackupAnswer: "BackupAnswer",
 	} {
 		typeNames[t] = n
 	}
@@ -74,6 +77,10 @@ func newClusterFrame(t Type) Frame {
 		return new(ClusterDupIDs)
 	case TypeClusterAck:
 		return new(ClusterAck)
+	case TypeBackupRequest:
+		return new(BackupRequest)
+	case TypeBackupAnswer:
+		return new(BackupAnswer)
 	}
 	return nil
 }
@@ -301,4 +308,80 @@ func (f *ClusterAck) decodePayload(r *reader) {
 	f.Watermark = r.u64("watermark")
 	f.Stored = r.u32("stored")
 	f.Dropped = r.u32("dropped")
+}
+
+// BackupRequest asks another live broker to host a colocated backup of
+// the sender (<colocated><request-backup>), on a cluster connection after
+// Welcome. The configuration is the sender's broker.xml (relative paths
+// relative to InstanceDir) with what `tandem run` flags changed: the first
+// acceptor's URL and the data directories as the sender runs them.
+// Payload: node ID str, name str, store str ("shared-store" or
+// "replication"), instance directory str, config name str, config bytes,
+// listen str, list of directory str (journal, bindings, paging, large
+// messages, node-manager lock).
+type BackupRequest struct {
+	NodeID      string
+	Name        string
+	Store       string
+	InstanceDir string
+	ConfigName  string
+	Config      []byte
+	Listen      string   // the first acceptor's URL as the sender runs it
+	Dirs        []string // journal, bindings, paging, large messages, lock
+}
+
+// Type returns TypeBackupRequest.
+func (*BackupRequest) Type() Type { return TypeBackupRequest }
+func (f *BackupRequest) appendPayload(b []byte) []byte {
+	b = appendStr(b, f.NodeID)
+	b = appendStr(b, f.Name)
+	b = appendStr(b, f.Store)
+	b = appendStr(b, f.InstanceDir)
+	b = appendStr(b, f.ConfigName)
+	b = appendBytes(b, f.Config)
+	b = appendStr(b, f.Listen)
+	b = appendCount(b, len(f.Dirs))
+	for _, d := range f.Dirs {
+		b = appendStr(b, d)
+	}
+	return b
+}
+func (f *BackupRequest) decodePayload(r *reader) {
+	f.NodeID = r.str("node ID")
+	f.Name = r.str("name")
+	f.Store = r.str("store")
+	f.InstanceDir = r.str("instance directory")
+	f.ConfigName = r.str("config name")
+	f.Config = r.bytes("config")
+	f.Listen = r.str("listen")
+	n := r.count("directory count", 1)
+	f.Dirs = nil
+	for i := 0; i < n && r.err == nil; i++ {
+		f.Dirs = append(f.Dirs, r.str("directory"))
+	}
+}
+
+// BackupAnswer answers BackupRequest: CodeOK once the backup runs (its
+// acceptor answers), CodeLimit when the host runs max-backups already.
+// Payload: code u16, message str, backup name str, URL str.
+type BackupAnswer struct {
+	Code    Code
+	Message string
+	Name    string // the hosted backup's name (colocated_backup_N)
+	URL     string // where the backup's acceptor is (tcp://host:port)
+}
+
+// Type returns TypeBackupAnswer.
+func (*BackupAnswer) Type() Type { return TypeBackupAnswer }
+func (f *BackupAnswer) appendPayload(b []byte) []byte {
+	b = appendU16(b, uint16(f.Code))
+	b = appendStr(b, f.Message)
+	b = appendStr(b, f.Name)
+	return appendStr(b, f.URL)
+}
+func (f *BackupAnswer) decodePayload(r *reader) {
+	f.Code = Code(r.u16("code"))
+	f.Message = r.str("message")
+	f.Name = r.str("name")
+	f.URL = r.str("url")
 }

@@ -79,6 +79,11 @@ func sampleFrames() []Frame {
 		&ClusterDupIDs{},
 		&ClusterAck{Code: CodeOK, Watermark: 13, Stored: 1, Dropped: 1},
 		&ClusterAck{Code: CodeUnavailable, Message: "epoch 3 is older than 4"},
+		&BackupRequest{NodeID: "n1", Name: "b1", Store: "shared-store", InstanceDir: "/srv/b1", ConfigName: "/srv/b1/etc/broker.xml", Config: []byte("<configuration/>"),
+			Listen: "tcp://0.0.0.0:61616", Dirs: []string{"/srv/b1/data/journal", "/srv/b1/data/bindings"}},
+		&BackupRequest{},
+		&BackupAnswer{Code: CodeOK, Name: "colocated_backup_1", URL: "tcp://127.0.0.1:61716"},
+		&BackupAnswer{Code: CodeLimit, Message: "max-backups 1 reached"},
 	}
 }
 
