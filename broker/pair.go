@@ -399,6 +399,7 @@ func (h *haBroker) status() server.Status {
 		st.Acceptors = append(st.Acceptors, h.selfURL) // the announced address: cluster status marks this row
 	}
 	rs := h.act.Status()
+	st.Policy = string(h.policy) // colocated runs the shared-store pair's live
 	if st.Halted == "" {
 		st.State = rs.State
 	}

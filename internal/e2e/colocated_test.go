@@ -127,6 +127,9 @@ func TestColocatedKillLive(t *testing.T) {
 	l2.start()
 	hosted := func(cs colocatedState) bool { return len(cs.hosted) == 1 && cs.hosted[0]["state"] == "waiting" }
 	for _, m := range []*colocatedLive{l1, l2} {
+		if st := m.status(); st["policy"] != "colocated" {
+			t.Fatalf("%s: /status policy %v, want colocated", m.name, st["policy"])
+		}
 		cs := waitColocated(t, m, "hosting the other's waiting backup", hosted)
 		t.Logf("%s hosts %v", m.name, cs.hosted)
 		waitColocated(t, m, "backed up", func(cs colocatedState) bool { return cs.backupHost != "" })
