@@ -66,6 +66,18 @@ func (s *Server) enter() error {
 	return err
 }
 
+// tryEnter admits an operation that gives up instead of parking while
+// frozen (the auto-delete scan).
+func (s *Server) tryEnter() bool {
+	g := &s.gate
+	g.active.Add(1)
+	if !g.frozen.Load() {
+		return true
+	}
+	s.exit()
+	return false
+}
+
 // exit ends an operation enter admitted.
 func (s *Server) exit() {
 	g := &s.gate

@@ -344,3 +344,35 @@ func TestClusterRecordsRefuseGarbage(t *testing.T) {
 		t.Fatal("a pending record with a trailing byte decoded")
 	}
 }
+
+// TestFreezeStopsAutoDelete: an auto-created queue emptied by the export
+// of a scale-down is not auto-deleted while frozen: a scale-down that
+// fails puts its messages back, and the queue's record must still be
+// there for them (a deleted queue's messages are dropped at the next
+// load).
+func TestFreezeStopsAutoDelete(t *testing.T) {
+	b := newBroker(t, Options{AddressQueueScanPeriod: time.Hour}) // the test scans itself
+	ss := b.s.NewSession(false)
+	col := newCollector()
+	c, err := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{}, col.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		mustSend(t, ss, queueDest("q"), &Message{Durable: true, Body: []byte("x")})
+	}
+	if err := ss.CloseConsumer(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	exportAll(t, b.s)
+	b.s.reap(time.Now().Add(time.Hour)) // a scan during the scale-down
+	b.s.RestoreExported()                 // the scale-down failed
+	if qi, ok := b.s.Queue("q"); !ok || qi.Depth != 3 {
+		t.Fatalf("queue after a failed scale-down: %+v %v, want its 3 messages", qi, ok)
+	}
+	b.s.Release(nil)
+	b.restart()
+	if qi, ok := b.s.Queue("q"); !ok || qi.Depth != 3 {
+		t.Fatalf("queue after a restart: %+v %v, want its 3 messages", qi, ok)
+	}
+}

@@ -310,6 +310,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.Frozen() {
+		s.Release(ErrClosed) // what Freeze parked fails now
+	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 		defer func() { <-s.watchDone }()
