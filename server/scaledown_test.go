@@ -366,7 +366,7 @@ func TestFreezeStopsAutoDelete(t *testing.T) {
 	}
 	exportAll(t, b.s)
 	b.s.reap(time.Now().Add(time.Hour)) // a scan during the scale-down
-	b.s.RestoreExported()                 // the scale-down failed
+	b.s.RestoreExported()               // the scale-down failed
 	if qi, ok := b.s.Queue("q"); !ok || qi.Depth != 3 {
 		t.Fatalf("queue after a failed scale-down: %+v %v, want its 3 messages", qi, ok)
 	}
