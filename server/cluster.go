@@ -182,9 +182,13 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 	if err := s.checkUsable(); err != nil {
 		return res, err
 	}
-	if s.Frozen() {
+	// An import is an operation like a client's: a freeze of this
+	// broker (its own scale-down) waits for it, so what it stores is in
+	// the queues that freeze exports; later ones are refused.
+	if !s.tryEnter() {
 		return res, fmt.Errorf("%w: this broker is scaling down itself", ErrFrozen)
 	}
+	defer s.exit()
 	k := markKey{src.node, src.stream}
 	mk := c.marks[k]
 	var w, epoch uint64
@@ -385,6 +389,10 @@ func (s *Server) importDupIDs(ctx context.Context, f *wire.ClusterDupIDs) (impor
 	if err := s.checkUsable(); err != nil {
 		return res, err
 	}
+	if !s.tryEnter() {
+		return res, fmt.Errorf("%w: this broker is scaling down itself", ErrFrozen)
+	}
+	defer s.exit()
 	if s.idCache <= 0 {
 		for _, ca := range f.Addresses {
 			res.dropped += len(ca.IDs)

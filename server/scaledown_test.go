@@ -376,3 +376,23 @@ func TestFreezeStopsAutoDelete(t *testing.T) {
 		t.Fatalf("queue after a restart: %+v %v, want its 3 messages", qi, ok)
 	}
 }
+
+// TestImportWhileFrozen: a broker scaling down itself takes no messages
+// from another: the import is refused (CodeUnavailable) and nothing of it
+// is stored.
+func TestImportWhileFrozen(t *testing.T) {
+	src := newBroker(t, Options{})
+	dst := newBroker(t, Options{})
+	mustSend(t, src.s.NewSession(false), queueDest("q"), &Message{Durable: true, Body: []byte("a")})
+	exp := exportAll(t, src.s)
+	if err := dst.s.Freeze(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dst.s.importMessages(context.Background(), clusterSource{node: src.s.NodeID(), stream: "scale-down"}, &wire.ClusterMessages{Messages: exp})
+	if !errors.Is(err, ErrFrozen) || clusterAck(importResult{}, err).Code != wire.CodeUnavailable {
+		t.Fatalf("import into a frozen broker: %v", err)
+	}
+	if _, ok := dst.s.Queue("q"); ok {
+		t.Fatal("a frozen broker created a queue for moved messages")
+	}
+}
