@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/server"
 )
@@ -151,6 +152,11 @@ func (s *session) attachReceiving(a *Attach) error {
 				return s.refuseAttach(a, ErrNotFound, fmt.Sprintf("no queue %q (auto-create is off)", dest.Name))
 			}
 		}
+		// Refused at the attach, as Artemis does, rather than message by
+		// message (each send is checked too).
+		if err := server.Authorize(c.ctx, auth.Send, dest.Name); err != nil {
+			return s.refuseAttach(a, ErrUnauthorizedAccess, err.Error())
+		}
 		l.dest = dest
 		l.dedupMsgID = t.hasCapability(CapDuplicateMessageID)
 	}
@@ -260,6 +266,8 @@ func condition(err error) Symbol {
 		return ErrResourceLimit
 	case errors.Is(err, server.ErrWrongRouting), errors.Is(err, server.ErrQueueExists), errors.Is(err, server.ErrQueueInUse):
 		return ErrNotAllowed
+	case errors.Is(err, auth.ErrDenied):
+		return ErrUnauthorizedAccess
 	}
 	return ErrInternal
 }
@@ -271,7 +279,7 @@ func condition(err error) Symbol {
 func definite(err error) bool {
 	switch {
 	case errors.Is(err, server.ErrNoSuchQueue), errors.Is(err, server.ErrMessageTooLarge),
-		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting):
+		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting), errors.Is(err, auth.ErrDenied):
 		return true
 	}
 	return false
@@ -481,7 +489,9 @@ func (l *link) release(closed bool) {
 		}
 	}
 	if closed && l.subscription != "" {
-		if err := c.srv.DeleteQueue(context.Background(), l.subscription); err != nil && !errors.Is(err, server.ErrNoSuchQueue) {
+		// The client's own request: under its permissions (the
+		// connection may be closing, so not under its cancellation).
+		if err := c.srv.DeleteQueue(context.WithoutCancel(c.ctx), l.subscription); err != nil && !errors.Is(err, server.ErrNoSuchQueue) {
 			c.log.Warn("deleting a durable subscription", "queue", l.subscription, "err", err)
 		}
 	}

@@ -53,6 +53,9 @@ type Config struct {
 	Idle time.Duration
 	// RunID prefixes message IDs (RUNID.P-SEQ); default random.
 	RunID string
+	// User and Password log every connection in (any protocol); empty:
+	// the URL's user and password options, else anonymous.
+	User, Password string
 	// Progress, when set, is called about every ProgressEvery (default
 	// 200ms) from the goroutine running Run, and once at the end.
 	Progress      func(Progress)

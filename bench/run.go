@@ -98,8 +98,12 @@ func (r *runner) poke() {
 }
 
 func (r *runner) dial(ctx context.Context, role string, i int) (*client.Conn, error) {
-	return client.Dial(ctx, r.cfg.URL, client.WithClientID(fmt.Sprintf("tandem-bench-%s-%s%d", r.cfg.RunID, role, i+1)),
-		client.WithLogger(r.cfg.Logger))
+	opts := []client.Option{client.WithClientID(fmt.Sprintf("tandem-bench-%s-%s%d", r.cfg.RunID, role, i+1)),
+		client.WithLogger(r.cfg.Logger)}
+	if r.cfg.User != "" || r.cfg.Password != "" {
+		opts = append(opts, client.WithCredentials(r.cfg.User, r.cfg.Password))
+	}
+	return client.Dial(ctx, r.cfg.URL, opts...)
 }
 
 // conn is one connection of a run, in the protocol it runs over.

@@ -14,6 +14,8 @@
 //	fence.go        the shared file store's write fence
 //	limits.go       connection limits: the open-file limit, the
 //	                broker-wide connection budget, the management server
+//	security.go     the broker's auth.Guard, TLS of acceptors, peers and
+//	                the management address, the banner's security lines
 //	scaledown.go    <live-only>: scale-down on a graceful stop
 //	cluster.go      the source side of a cluster connection (moving
 //	                messages to another live broker)
@@ -72,6 +74,20 @@ func Run(cfg *config.Config) int {
 func RunContext(ctx context.Context, cfg *config.Config) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lim := newNetLimits(cfg)
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	lim.sec = sec
+	if err := checkTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if lim.mgmtTLS, err = managementTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
 	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
 		return runHA(ctx, cfg, log, lim)
 	}
@@ -146,10 +162,10 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 	defer bc.stop()
 	metrics := server.MetricsHandler(server.MetricsOptions{
 		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 
-	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim)
+	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim, log)
 
 	select {
 	case <-stop.Done():
@@ -178,7 +194,7 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 	}
 }
 
-func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits) {
+func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits, log *slog.Logger) {
 	o := srv.Options()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
@@ -187,14 +203,10 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	fmt.Fprintf(&b, "  state:       active\n")
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
 	fmt.Fprintf(&b, "  limits:      %s\n", lim.bannerNote())
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
-	}
+	b.WriteString(securityBanner(cfg, lim.sec, log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

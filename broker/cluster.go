@@ -9,12 +9,14 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -41,8 +43,7 @@ var errClusterRefused = errors.New("refused by the target")
 func dialCluster(ctx context.Context, cfg *config.Config, addr, node string, epoch uint64, stream string) (*clusterConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", addr)
+	nc, err := dialPeer(dctx, cfg, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +78,32 @@ func dialCluster(ctx context.Context, cfg *config.Config, addr, node string, epo
 	}
 	c.joined = *j
 	return c, nil
+}
+
+// dialPeer connects to another broker of the cluster at addr, over TLS
+// when the connector to it (or the cluster connection's) says so, as the
+// cluster probes do (security.go's peerTLS).
+func dialPeer(ctx context.Context, cfg *config.Config, addr string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := peerTLS(cfg, addr)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if tc == nil {
+		return nc, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	t := tls.Client(nc, tlsconfig.ForHost(tc, host))
+	if err := t.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return t, nil
 }
 
 // call sends f and returns the answer with its correlation ID (Pings on

@@ -282,8 +282,7 @@ func (c *colocated) requestOnce(raw []byte) (host, url string, ok bool) {
 func (c *colocated) ask(addr string, req *wire.BackupRequest) (*wire.BackupAnswer, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, 60*time.Second)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialPeer(ctx, c.cfg, addr)
 	if err != nil {
 		return nil, err
 	}

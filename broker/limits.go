@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"syscall"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/server"
 )
@@ -29,6 +31,11 @@ type netLimits struct {
 
 	mu     sync.Mutex
 	closed server.NetStats
+
+	// sec is the broker's security (security.go), Run's; mgmtTLS the
+	// management address's TLS (<management-http-ssl>).
+	sec     *auth.Guard
+	mgmtTLS *tls.Config
 }
 
 // newNetLimits raises the open-file limit to the hard limit (Go's runtime
@@ -147,7 +154,14 @@ func pprofOn(cfg *config.Config, mgmt net.Addr, log *slog.Logger) bool {
 
 // managementServer is the management HTTP server for the handler's
 // options (pprof decided here), with its timeouts and connection bound.
-func managementServer(cfg *config.Config, ln net.Listener, mo server.ManagementOptions, log *slog.Logger) *server.HTTPServer {
+func managementServer(cfg *config.Config, lim *netLimits, ln net.Listener, mo server.ManagementOptions, log *slog.Logger) *server.HTTPServer {
 	mo.Pprof = pprofOn(cfg, ln.Addr(), log)
-	return server.NewHTTPServer(server.ManagementHandler(mo), log)
+	if lim != nil && mo.Security == nil {
+		mo.Security = lim.sec
+	}
+	hs := server.NewHTTPServer(server.ManagementHandler(mo), log)
+	if lim != nil && lim.mgmtTLS != nil {
+		hs.SetTLS(lim.mgmtTLS)
+	}
+	return hs
 }

@@ -79,16 +79,11 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 // member of the topology.
 func (l *live) serve() error {
 	cfg := l.cfg
-	users := map[string]string{}
-	if !cfg.AnonymousAllowed() {
-		for _, u := range cfg.Users {
-			users[u.Name] = u.Password
-		}
-		// Brokers of a pair probe each other with the cluster credentials
-		// (see sharedstore.go); a configured user of that name wins.
-		if _, ok := users[cfg.ClusterUser]; !ok && cfg.ClusterUser != "" {
-			users[cfg.ClusterUser] = cfg.ClusterPassword
-		}
+	// One guard for every acceptor (security.go); brokers of a pair
+	// probe each other as the cluster user, which it knows.
+	sec, err := l.lim.security(cfg, l.log)
+	if err != nil {
+		return err
 	}
 	hs := protocolHandlers()
 	for _, h := range hs {
@@ -104,8 +99,12 @@ func (l *live) serve() error {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
 			return fmt.Errorf("acceptor %s: %w", ac.Name, err)
 		}
-		netOpts := l.lim.netOptions(cfg, ac, users)
-		netOpts.Protocols, netOpts.Params = ps, ac.Params
+		netOpts := l.lim.netOptions(cfg, ac, nil)
+		netOpts.Protocols, netOpts.Params, netOpts.Security = ps, ac.Params, sec
+		if netOpts.TLS, err = acceptorTLS(ac); err != nil {
+			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
+			return err
+		}
 		a, err := l.srv.Listen(ac.Address(), netOpts)
 		if err != nil {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")

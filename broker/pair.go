@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/server"
@@ -431,14 +432,14 @@ func (h *haBroker) printBanner() {
 	fmt.Fprintf(&b, "  state:       %s (%s)\n", rs.State, rs.Phase)
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", h.storeKind, h.storeWhere)
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", h.mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), h.mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
 	fmt.Fprintf(&b, "  limits:      %s\n", h.lim.bannerNote())
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
+	var sec *auth.Guard
+	if h.lim != nil {
+		sec = h.lim.sec
 	}
+	b.WriteString(securityBanner(cfg, sec, h.log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

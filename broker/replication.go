@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +136,7 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	}
 	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
 		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
-		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: func(hasm.ReplAction) { h.publish() }, Logger: log}
+		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
 	r, err := hasm.NewReplRunner(coord, hasm.LockfileLocal{M: mgr}, rc, hooks)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
@@ -158,7 +159,7 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	h.mgmt = hln.Addr().String()
 	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats,
 		Extra: []prometheus.Collector{&replCollector{b}}})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -282,6 +283,25 @@ func replicationTTL(cfg *config.Config) time.Duration {
 		return cfg.ClusterConnections[0].ConnectionTTL
 	}
 	return 60 * time.Second
+}
+
+// announce is the Announce hook: the topology goes to the clients, and a
+// new activation sequence (the live lost its replica and moved it on) is
+// written into the segments the journals start from now on.
+func (b *replBroker) announce(hasm.ReplAction) {
+	h := b.haBroker
+	epoch := b.repl.Epoch()
+	h.mu.Lock()
+	l := h.l
+	h.mu.Unlock()
+	if l != nil {
+		for _, j := range []any{l.store.Bindings, l.store.Messages} {
+			if fj, ok := j.(*journal.FileJournal); ok {
+				fj.SetEpoch(epoch)
+			}
+		}
+	}
+	h.publish()
 }
 
 // clusterCallTimeout is the first cluster connection's call-timeout
@@ -421,8 +441,13 @@ func (b *replBroker) startReplica(url string) {
 		ack = replication.AckReceived
 	}
 	st := b.repl.Status()
+	hostport, _, _ := strings.Cut(strings.TrimPrefix(url, "tcp://"), "?")
+	peerTLSConfig, err := peerTLS(cfg, hostport)
+	if err != nil {
+		h.log.Error("replication: TLS to the live", "err", err)
+	}
 	rep := replication.NewReplica(replication.ReplicaOptions{
-		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
+		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName, TLS: peerTLSConfig,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
 		Journals: []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
 		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,

@@ -137,7 +137,7 @@ func runSharedStore(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	}
 	h.mgmt = hln.Addr().String()
 	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats})
-	hs := managementServer(cfg, hln, server.ManagementOptions{Status: h.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: h.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -2,14 +2,19 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -60,6 +65,17 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	if c.opts.tls == nil {
+		tp, err := tlsconfig.FromParams(u.Params)
+		if err != nil {
+			return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
+		}
+		if tp.Enabled {
+			if c.opts.tls, err = tp.Client(); err != nil {
+				return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
+			}
+		}
+	}
 	if c.opts.clientID == "" {
 		c.opts.clientID = randomID()
 	}
@@ -109,7 +125,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	if lastErr == nil {
 		lastErr = ctx.Err()
 	}
-	return nil, fmt.Errorf("client: dial %s: %w", rawURL, lastErr)
+	return nil, fmt.Errorf("client: dial %s: %w", Redact(rawURL), lastErr)
 }
 
 // connect opens one TCP connection and does the handshake.
@@ -122,10 +138,22 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	}
 	ctx, cancel := withTimeout(ctx, min(limit, 10*time.Second))
 	defer cancel()
-	var d net.Dialer
+	d := c.opts.dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if c.opts.tls != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		tc := tls.Client(nc, tlsconfig.ForHost(c.opts.tls, host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, tlsError(addr, err)
+		}
+		nc = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
@@ -150,6 +178,11 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	}
 	if err != nil {
 		nc.Close()
+		if c.opts.tls != nil {
+			// TLS 1.3: a refused client certificate shows on the first
+			// read.
+			return nil, tlsError(addr, err)
+		}
 		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
 	}
 	var w *wire.Welcome
@@ -180,6 +213,19 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return newTransport(c, nc, dec, addr, gen, w), nil
+}
+
+// tlsError explains a failed TLS handshake.
+func tlsError(addr string, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		hint = " (the broker closed the connection: is its acceptor's sslEnabled set, and does it need a client certificate?)"
+	case strings.Contains(err.Error(), "remote error: tls:"):
+		// The broker's alert: crypto/tls does not export its type.
+		hint = " (the broker refused the handshake: check this client's certificate (keyStorePath), its expiry, and the broker's trustStorePath)"
+	}
+	return fmt.Errorf("TLS handshake with %s: %w%s", addr, err, hint)
 }
 
 // install makes t the current transport and starts it.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -90,11 +91,11 @@ func ParseURL(s string) (*URL, error) {
 	if strings.HasPrefix(s, "(") {
 		end := strings.IndexByte(s, ')')
 		if end < 0 {
-			return nil, fmt.Errorf("url %q: missing ')'", s)
+			return nil, fmt.Errorf("url %q: missing ')'", Redact(s))
 		}
 		list, query = s[1:end], s[end+1:]
 		if query != "" && !strings.HasPrefix(query, "?") {
-			return nil, fmt.Errorf("url %q: unexpected %q after ')'", s, query)
+			return nil, fmt.Errorf("url %q: unexpected %q after ')'", Redact(s), Redact(query))
 		}
 		query = strings.TrimPrefix(query, "?")
 	} else {
@@ -107,17 +108,17 @@ func ParseURL(s string) (*URL, error) {
 		elem, q, _ := strings.Cut(part, "?")
 		addr, err := parseElem(elem)
 		if err != nil {
-			return nil, fmt.Errorf("url %q: %w", s, err)
+			return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 		}
 		u.Addrs = append(u.Addrs, addr)
 		if q != "" {
 			if err := u.parseQuery(q); err != nil {
-				return nil, fmt.Errorf("url %q: %w", s, err)
+				return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 			}
 		}
 	}
 	if err := u.parseQuery(query); err != nil {
-		return nil, fmt.Errorf("url %q: %w", s, err)
+		return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 	}
 	if _, ok := u.Params["reconnectAttempts"]; !ok && u.HA {
 		u.ReconnectAttempts = -1
@@ -235,3 +236,11 @@ func (u *URL) nextInterval(prev time.Duration) time.Duration {
 	}
 	return d
 }
+
+// secretParams are the URL options whose values are secrets.
+var secretParams = regexp.MustCompile(`(?i)([?&;(,](?:password|keyStorePassword|trustStorePassword)=)[^&;,)]*`)
+
+// Redact returns a URL with the values of its password options
+// (password, keyStorePassword, trustStorePassword) replaced by ****, for
+// messages and logs.
+func Redact(rawURL string) string { return secretParams.ReplaceAllString(rawURL, "${1}****") }

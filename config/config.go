@@ -73,6 +73,10 @@ type Config struct {
 	ClusterPassword string
 	// Users are Tandem's users (<security><users>).
 	Users []User
+	// Security is the rest of the security configuration: the users
+	// file, <require-login>, <security-settings>, the cache interval,
+	// TLS on the management address (security.go).
+	Security Security
 
 	// ManagementAddress is the management HTTP listener (Tandem's
 	// <management-http-address>, default 127.0.0.1:8161).
@@ -97,9 +101,9 @@ type Config struct {
 	HA HA
 }
 
-// AnonymousAllowed reports whether clients may connect without a user:
-// security is disabled, or no user is configured.
-func (c *Config) AnonymousAllowed() bool { return !c.SecurityEnabled || len(c.Users) == 0 }
+// AnonymousAllowed reports whether clients may connect without a user, as
+// far as the configuration alone tells (see LoginRequired).
+func (c *Config) AnonymousAllowed() bool { return !c.LoginRequired() }
 
 // Journal holds the journal-* settings of <core>.
 type Journal struct {

@@ -45,6 +45,7 @@ func Default() *Config {
 		IDCacheSize:            20000,
 		PersistIDCache:         true,
 		SecurityEnabled:        true,
+		Security:               DefaultSecurity(),
 		ClusterUser:            "ACTIVEMQ.CLUSTER.ADMIN.USER",
 		ClusterPassword:        "CHANGE ME!!",
 		ManagementAddress:      DefaultManagementAddress,

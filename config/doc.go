@@ -8,8 +8,8 @@
 // primary/backup/primary-only). An element that Artemis's schema does not
 // allow at its place (a typo, an option of another policy, two policies)
 // is an error "FILE:LINE: message". An element that Artemis allows but
-// Tandem does not implement yet (security-settings, addresses, protocols
-// on acceptors, paging settings, an address-setting's dead-letter and
+// Tandem does not implement yet (addresses, diverts, paging settings, an
+// address-setting's dead-letter and
 // expiry settings...) is a warning "FILE:LINE: warning: <element> not
 // supported yet, ignored".
 //
@@ -25,10 +25,17 @@
 // Tandem extensions to the Artemis syntax, all inside <core>:
 //
 //   - journal-type DIRECT: O_DIRECT pwrite + fdatasync (see package aio).
-//   - <security><users><user name="..." password="..." roles="a,b"/></users></security>:
-//     the broker's users and their roles (Artemis keeps them in
-//     artemis-users.properties and artemis-roles.properties). Without any
-//     user, anonymous access is allowed.
+//   - <security>: <require-login>, <anonymous-role>, <users-file> (the
+//     users file beside broker.xml, etc/users by default: package auth
+//     reads it, this package only resolves its path) and the older
+//     <users><user name="..." password="..." roles="a,b"/></users> with
+//     clear-text passwords (a warning). Artemis's <security-settings> and
+//     <security-invalidation-interval> are read as Artemis writes them
+//     (security.go, docs/security.md).
+//   - <management-http-ssl keyStorePath="..." .../>: TLS on the management
+//     address, with the acceptor URL's TLS parameter names. TLS parameters
+//     on acceptor and connector URLs are checked here; package tlsconfig
+//     reads the stores.
 //   - <management-http-address>127.0.0.1:8161</management-http-address>:
 //     the management HTTP listener (Artemis sets it in bootstrap.xml).
 //   - <max-queues>10000</max-queues> and <max-addresses>: broker-wide caps

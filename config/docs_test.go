@@ -225,6 +225,7 @@ var docFuncs = map[string][]string{
 	"clusterConnections": {docCluster},
 	"store":              {docStore},
 	"security":           {docSecurity},
+	"securitySettings":   {docSecurity},
 	"haPolicy":           {docPolicies},
 	"storePolicy":        {docPolicies},
 	"roleOf":             {docPolicies},

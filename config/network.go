@@ -116,9 +116,10 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 		if kind == "acceptor" {
 			p.acceptorLimits(c, &a)
 		}
+		p.urlTLS(c, kind, &a)
 		var keys []string
 		for k := range a.Params {
-			if kind != "acceptor" || !acceptorParams[k] {
+			if (kind != "acceptor" || !acceptorParams[k]) && !tlsParams[k] {
 				keys = append(keys, k)
 			}
 		}

@@ -97,6 +97,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 		return nil, p.warns, errors.Join(p.errs...)
 	}
 	c.resolveDirs()
+	c.resolveSecurity()
 	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
 	return c, p.warns, nil
 }
@@ -186,6 +187,7 @@ var coreSettings = []string{
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
 	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
 	"max-queues", "max-addresses", "connection-ttl-max", "connections-allowed", "pprof-enabled",
+	"security-settings", "security-invalidation-interval", "management-http-ssl",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -303,6 +305,12 @@ func (p *parser) core(n *node) {
 			p.str(e, &c.ClusterPassword)
 		case "security":
 			p.security(e)
+		case "security-settings":
+			p.securitySettings(e)
+		case "security-invalidation-interval":
+			p.millis(e, &c.Security.InvalidationInterval)
+		case "management-http-ssl":
+			p.managementSSL(e)
 		case "management-http-address":
 			p.str(e, &c.ManagementAddress)
 		case "ha-policy":

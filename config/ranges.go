@@ -123,6 +123,9 @@ var ranges = map[string]Range{
 	"jdbc-lock-acquisition-timeout": {-1, dayMs, Millis}, // -1: wait for ever
 	"jdbc-allowed-time-diff":        {0, hourMs, Millis},
 	"jdbc-journal-sync-period":      {0, 60_000, Millis},
+
+	// <core>: security (docs/security.md); 0 caches nothing.
+	"security-invalidation-interval": {0, dayMs, Millis},
 }
 
 // RangeOf returns the range of a numeric element (or <manager> property)

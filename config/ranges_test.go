@@ -160,7 +160,7 @@ func init() {
 	for _, n := range []string{"journal-file-size", "journal-min-files", "journal-pool-files", "journal-buffer-timeout",
 		"journal-buffer-size", "journal-max-io", "journal-compact-percentage", "journal-compact-min-files",
 		"connection-ttl-override", "id-cache-size", "max-queues", "max-addresses", "address-queue-scan-period",
-		"connection-ttl-max", "connections-allowed"} {
+		"connection-ttl-max", "connections-allowed", "security-invalidation-interval"} {
 		rangeContexts[n] = inCore(n)
 	}
 	in := func(before, after string) func(name string) func(string) (string, int) {

@@ -6,13 +6,13 @@ import "sort"
 // Tandem does not implement yet: each is a warning and is ignored.
 var unsupportedCore = setOf(
 	// addressing, routing and security settings
-	"security-settings", "addresses", "queues", "diverts", "bridges",
+	"addresses", "queues", "diverts", "bridges",
 	"federations", "broker-connections", "wildcard-addresses", "resource-limit-settings",
 	"grouping-handler", "connector-services", "remoting-incoming-interceptors",
 	"remoting-outgoing-interceptors", "broker-plugins", "metrics", "metrics-plugin",
 	"wild-card-routing-enabled", "management-address", "management-notification-address",
 	"management-message-attribute-size-limit", "authentication-cache-size",
-	"authorization-cache-size", "security-invalidation-interval", "populate-validated-user",
+	"authorization-cache-size", "populate-validated-user",
 	"reject-empty-validated-user", "password-codec", "mask-password", "jmx-management-enabled",
 	"jmx-domain", "jmx-use-broker-name", "message-counter-enabled",
 	"message-counter-sample-period", "message-counter-max-day-history",

@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -53,6 +55,10 @@ type ReplicaOptions struct {
 	SetLocal func(seq uint64, nodeID string) error
 	// Synced is called after SetLocal made the completed sync durable.
 	Synced func(seq uint64, nodeID string)
+	// TLS, when set, makes the connection to the live TLS (the cluster
+	// connector's sslEnabled); its ServerName, when empty, is the live's
+	// host.
+	TLS *tls.Config
 }
 
 // StorageError wraps a failure of this broker's own storage while
@@ -170,6 +176,18 @@ func (r *Replica) Run(ctx context.Context) (Result, error) {
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if r.opts.TLS != nil {
+		host, _, _ := net.SplitHostPort(hostport)
+		tc := tls.Client(nc, tlsconfig.ForHost(r.opts.TLS, host))
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return Result{}, fmt.Errorf("replication: TLS handshake with the live %s: %w", r.opts.URL, err)
+		}
+		nc = tc
 	}
 	br := bufio.NewReaderSize(nc, 2<<20)
 	c := newFconn(nc, br, r.opts.TTL)

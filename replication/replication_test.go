@@ -521,3 +521,23 @@ func TestReplicaRefusesOlderSequence(t *testing.T) {
 		t.Fatalf("Run ended with %v, want a refusal of the older sequence", rp.err)
 	}
 }
+
+// TestReplicaReconnectReplacesSilentLink: a replica that registers again
+// (its previous connection silent, say a partition this side has not
+// noticed) replaces its previous link at once instead of being refused
+// until the old link's TTL runs out.
+func TestReplicaReconnectReplacesSilentLink(t *testing.T) {
+	l := startLive(t, replication.SourceOptions{TTL: time.Hour}) // the old link would never time out
+	startReplica(t, l.url(), nil)
+	wait(t, l.synced, "BackupSynced of the first connection")
+	second := startReplica(t, l.url(), nil) // the same SelfURL: the same replica again
+	wait(t, l.lost, "BackupLost of the replaced connection")
+	l.src.ReleaseHeld()
+	wait(t, l.synced, "BackupSynced of the new connection")
+	if err := l.send(context.Background(), 7); err != nil {
+		t.Fatal(err)
+	}
+	if ids := second.load(t); !ids[7] {
+		t.Fatalf("the new connection's copy lacks record 7: %v", ids)
+	}
+}

@@ -214,6 +214,28 @@ func (s *Source) Serve(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uin
 // attach registers a new link with subscriptions to both journals.
 func (s *Source) attach(c *fconn, peer string) (*link, error) {
 	s.mu.Lock()
+	if old := s.link; old != nil && peer != "" && old.peer == peer {
+		// The same replica registers again: its previous connection is
+		// dead even if this side has not noticed yet (a silent partition
+		// lasts until the TTL). Drop it now rather than hold answers for
+		// it; the new registration waits for that drop to settle.
+		s.mu.Unlock()
+		old.drop(errors.New("the replica reconnected"))
+		<-old.done
+		// Losing a synced replica holds answers until package ha has moved
+		// the activation sequence on (ReleaseHeld): wait for that, briefly,
+		// rather than refuse the replica that is here now.
+		for range 100 {
+			s.mu.Lock()
+			held := s.heldGates != nil
+			s.mu.Unlock()
+			if !held {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	switch {
 	case s.closed:

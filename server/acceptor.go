@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,13 +11,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/wire"
 )
 
 // NetOptions configure an acceptor.
 type NetOptions struct {
-	// Users maps user names to passwords; empty allows anonymous access.
+	// Security checks logins and permissions (docs/security.md); nil
+	// builds a guard from Users.
+	Security *auth.Guard
+	// Users maps user names to clear-text passwords, for a broker
+	// assembled without a configuration (tests); empty allows anonymous
+	// access. Ignored when Security is set.
 	Users map[string]string
+	// TLS, when set, makes every connection TLS (the acceptor URL's
+	// sslEnabled): the handshake comes first, then the protocol is
+	// detected inside it. A client that starts in plain text is told
+	// that the acceptor requires TLS.
+	TLS *tls.Config
 	// DefaultTTL is the connection TTL when the client asks for none
 	// (Artemis's connection-ttl default: 60 s).
 	DefaultTTL time.Duration
@@ -95,6 +107,9 @@ func (s *Server) Serve(ln net.Listener, opts NetOptions) *Acceptor {
 	if opts.TTLMax == 0 {
 		opts.TTLMax = DefaultTTLMax
 	}
+	if opts.Security == nil {
+		opts.Security = auth.NewStatic(opts.Users)
+	}
 	a := &Acceptor{s: s, ln: ln, opts: opts, conns: map[*conn]struct{}{}, done: make(chan struct{}), logs: newLogLimiter()}
 	a.refusal, _ = wire.AppendFrame(nil, 0, &wire.Error{Code: wire.CodeUnavailable,
 		Message: "connection limit reached: the broker accepts no more connections now"})
@@ -107,7 +122,7 @@ func (s *Server) Serve(ln net.Listener, opts NetOptions) *Acceptor {
 func (a *Acceptor) Stats() NetStats {
 	return NetStats{
 		Refused: a.stats.refused.Load(), WriteTimeouts: a.stats.writeTimeouts.Load(),
-		ReadPauses: a.stats.readPauses.Load(), ProtocolErrors: a.stats.protocolErrors.Load(),
+		ReadPauses: a.stats.readPauses.Load(), ProtocolErrors: a.stats.protocolErrors.Load(), TLSErrors: a.stats.tlsErrors.Load(),
 		LogSuppressed: a.logs.suppressed.Load(),
 	}
 }
@@ -160,6 +175,9 @@ func (a *Acceptor) accept() {
 			a.mu.Unlock()
 			a.refuse(nc, "connections-allowed", a.opts.Budget.Max())
 			continue
+		}
+		if a.opts.TLS != nil {
+			nc = newTLSConn(nc, a.opts.TLS)
 		}
 		c := newConn(a, nc)
 		a.conns[c] = struct{}{}

@@ -35,6 +35,13 @@ func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error
 		return nil, err
 	}
 	defer s.exit()
+	addr := qc.Address
+	if addr == "" {
+		addr = qc.Name
+	}
+	if err := authorize(ctx, queuePermission(qc.Durable && !qc.Temporary, true), addr); err != nil {
+		return nil, err
+	}
 	q, err := s.createQueueAnswer(ctx, qc)
 	return q, s.confirmed(err)
 }
@@ -77,7 +84,29 @@ func (s *Server) DeleteQueue(ctx context.Context, name string) error {
 		return err
 	}
 	defer s.exit()
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil {
+		if err := authorize(ctx, queuePermission(q.durable, false), q.addr.name); err != nil {
+			return err
+		}
+	}
 	return s.confirmed(s.deleteQueueNamed(ctx, name))
+}
+
+// consumeAddress is the address whose consume permission a consumer on
+// dest needs: an existing anycast queue's own address, else dest's.
+func (s *Server) consumeAddress(dest Destination) string {
+	if dest.Routing == Anycast {
+		s.mu.RLock()
+		q := s.queues[dest.Name]
+		s.mu.RUnlock()
+		if q != nil {
+			return q.addr.name
+		}
+	}
+	return dest.Name
 }
 
 func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {

@@ -22,7 +22,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -463,16 +462,6 @@ func (s *Server) importDupIDs(ctx context.Context, f *wire.ClusterDupIDs) (impor
 		}
 	}
 	return res, s.confirmed(nil)
-}
-
-// clusterAuth checks a cluster connection's credentials.
-func (s *Server) clusterAuth(user, password string) bool {
-	if s.opts.ClusterUser == "" {
-		return false
-	}
-	u := subtle.ConstantTimeCompare([]byte(user), []byte(s.opts.ClusterUser)) == 1
-	p := subtle.ConstantTimeCompare([]byte(password), []byte(s.opts.ClusterPassword)) == 1
-	return u && p
 }
 
 // BackupHost answers a colocated backup request (broker/colocated.go);

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -30,6 +30,7 @@ type conn struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	slot   *subjectSlot // the client's subject, in ctx, once logged in
 
 	// Owned by the reader goroutine.
 	sessions  map[uint64]*Session
@@ -214,9 +215,10 @@ var errStopping = errors.New("acceptor closing")
 
 func newConn(a *Acceptor, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	ctx, slot := withSlot(ctx)
 	c := &conn{
 		s: a.s, acc: a, nc: nc, id: connIDs.Add(1),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, slot: slot,
 		sessions: map[uint64]*Session{}, consumers: map[uint64]connConsumer{},
 		writerErr: make(chan error, 1), since: time.Now(),
 	}
@@ -377,15 +379,33 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID == wire.ReplicaClientID {
 		return c.handOffReplica(h, hello)
 	}
+	user := hello.User // who the connection is, for management's list
 	if hello.ClientID == wire.ClusterClientID {
-		if !c.s.clusterAuth(hello.User, hello.Password) {
+		// Another broker moving messages here or asking for a backup
+		// (cluster.go): only the cluster user; what it does is the
+		// broker's own work, not a client's (a nil subject).
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		err := c.acc.security().CheckCredentials(lctx, auth.Credentials{User: hello.User, Password: hello.Password,
+			Remote: c.nc.RemoteAddr().String(), Protocol: "cluster"}, c.s.opts.ClusterUser, c.s.opts.ClusterPassword)
+		cancel()
+		if err != nil {
 			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "a cluster connection needs the cluster user and password"})
-			return fmt.Errorf("cluster connection refused: bad cluster credentials for user %q", clip(hello.User))
+			return loggedError{fmt.Errorf("cluster connection refused: %w", err)}
 		}
 		c.clusterConn = true
-	} else if !c.acc.authenticate(hello.User, hello.Password) {
-		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})
-		return fmt.Errorf("authentication failed for user %q", clip(hello.User))
+		c.slot.set(nil)
+	} else {
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		sub, err := c.acc.login(lctx, c.nc, "core", hello.User, hello.Password)
+		cancel()
+		if err != nil {
+			// The guard logged it (rate-limited); the client learns why,
+			// never anything about the password.
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: err.Error()})
+			return loggedError{err}
+		}
+		c.slot.set(sub)
+		user = sub.User
 	}
 	if err := c.s.checkUsable(); err != nil {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()})
@@ -405,7 +425,7 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID != "" {
 		c.log = c.log.With("client", clip(hello.ClientID))
 	}
-	c.setMeta(connMeta{protocol: "core", user: hello.User, clientID: hello.ClientID})
+	c.setMeta(connMeta{protocol: "core", user: user, clientID: hello.ClientID})
 	w := &wire.Welcome{Version: hi, NodeID: c.s.nodeID, ServerVersion: Version, ConnectionID: c.id,
 		ConnectionTTL: uint32(c.ttl / time.Millisecond), Topology: toWireTopology(c.s.Topology())}
 	c.out.frame(h.Corr, w)
@@ -458,6 +478,10 @@ func codeOf(err error) wire.Code {
 		return wire.CodeExists
 	case errors.Is(err, ErrLimit):
 		return wire.CodeLimit
+	case errors.Is(err, auth.ErrDenied):
+		return wire.CodeForbidden
+	case errors.Is(err, auth.ErrLogin):
+		return wire.CodeAuthFailed
 	}
 	return wire.CodeInternal
 }
@@ -723,16 +747,4 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 	if f.InitialCredit > 0 {
 		fl.credit(int64(f.InitialCredit))
 	}
-}
-
-// authenticate checks a user against the acceptor's users.
-func (a *Acceptor) authenticate(user, password string) bool {
-	if len(a.opts.Users) == 0 {
-		return true
-	}
-	want, ok := a.opts.Users[user]
-	if !ok {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
 }

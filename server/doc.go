@@ -25,6 +25,13 @@
 // strings and are rate-limited; the management server has timeouts and a
 // connection bound.
 //
+// Security (security.go, tls.go; docs/security.md): each acceptor logs its
+// clients in through an auth.Guard and puts the subject in the connection's
+// context before any protocol handler runs; the server checks the subject's
+// permission where each operation happens (send, consume, queue and address
+// creation and deletion, auto-create included, management operations).
+// With NetOptions.TLS every connection is TLS, the protocol detected inside.
+//
 // Scale-down (issue 19): Freeze (freeze.go) stops client work without
 // closing connections; ExportMessages and AckExported (scaledown.go) give
 // a frozen server's messages away; a cluster connection (a Hello with

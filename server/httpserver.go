@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	stdlog "log"
 	"log/slog"
@@ -37,6 +38,7 @@ const (
 type HTTPServer struct {
 	srv *http.Server
 	log *slog.Logger
+	tls *tls.Config
 
 	mu    sync.Mutex
 	conns map[net.Conn]*httpConn
@@ -78,8 +80,17 @@ func NewHTTPServer(handler http.Handler, log *slog.Logger) *HTTPServer {
 
 // Serve serves on ln until Shutdown; it returns http.ErrServerClosed then.
 func (h *HTTPServer) Serve(ln net.Listener) error {
+	if h.tls != nil {
+		// TLS inside the admission bound: each admitted connection is a
+		// *tls.Conn, which net/http serves as HTTPS.
+		ln = tls.NewListener(ln, h.tls)
+	}
 	return h.srv.Serve(&httpListener{Listener: ln, h: h})
 }
+
+// SetTLS makes Serve serve HTTPS with c (the management address's
+// <management-http-ssl>); call it before Serve.
+func (h *HTTPServer) SetTLS(c *tls.Config) { h.tls = c }
 
 // Shutdown stops the server, waiting for requests in progress until ctx
 // ends.

@@ -72,6 +72,10 @@ type NetStats struct {
 	// LogSuppressed counts log lines about clients dropped by the rate
 	// limit (each window's count is logged once).
 	LogSuppressed uint64
+	// TLSErrors counts connections to a TLS acceptor closed before their
+	// handshake completed: a failed handshake (an untrusted or expired
+	// certificate), or a client speaking plain text.
+	TLSErrors uint64
 }
 
 // Add returns the sum of two NetStats.
@@ -79,12 +83,12 @@ func (n NetStats) Add(o NetStats) NetStats {
 	return NetStats{
 		Refused: n.Refused + o.Refused, WriteTimeouts: n.WriteTimeouts + o.WriteTimeouts,
 		ReadPauses: n.ReadPauses + o.ReadPauses, ProtocolErrors: n.ProtocolErrors + o.ProtocolErrors,
-		LogSuppressed: n.LogSuppressed + o.LogSuppressed,
+		LogSuppressed: n.LogSuppressed + o.LogSuppressed, TLSErrors: n.TLSErrors + o.TLSErrors,
 	}
 }
 
 type netCounters struct {
-	refused, writeTimeouts, readPauses, protocolErrors atomic.Uint64
+	refused, writeTimeouts, readPauses, protocolErrors, tlsErrors atomic.Uint64
 }
 
 // ConnectionBudget is a limit on connections shared by acceptors: the

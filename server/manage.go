@@ -678,21 +678,7 @@ func (s *Server) Connections() []ConnectionInfo {
 	return out
 }
 
-// Users returns the user names and passwords of the server's acceptors
-// (the management HTTP API authenticates operations against them); empty
-// when anonymous clients are allowed.
-func (s *Server) Users() map[string]string {
-	s.accMu.Lock()
-	defer s.accMu.Unlock()
-	for _, a := range s.accs {
-		if len(a.opts.Users) > 0 {
-			return a.opts.Users
-		}
-	}
-	return nil
-}
-
-// trackAcceptor remembers a for Connections and Users; closed acceptors
+// trackAcceptor remembers a for Connections and Security; closed acceptors
 // are dropped when the next one comes.
 func (s *Server) trackAcceptor(a *Acceptor) {
 	s.accMu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -67,6 +68,12 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
 	}
+	if err := s.authorizeManage(ctx, op, a); err != nil {
+		return nil, err
+	}
+	// Authorized as a whole: its parts (an address a queue.create makes)
+	// are not checked again.
+	ctx = asBroker(ctx)
 	if !readOnly {
 		if err := s.enter(); err != nil {
 			return nil, err
@@ -155,6 +162,63 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 	return nil, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
 }
 
+// authorizeManage checks the permission an operation needs (docs/security.md):
+// creating and deleting queues and addresses need the permissions a
+// client's would, browsing needs browse, purge, pause, resume and move
+// need manage (on both queues' addresses for a move); listing and showing
+// need no more than the login. A queue that does not exist is left to the
+// operation to report.
+func (s *Server) authorizeManage(ctx context.Context, op string, a ManageArgs) error {
+	queueAddr := func(name string) (string, bool, bool) {
+		s.mu.RLock()
+		q := s.queues[name]
+		s.mu.RUnlock()
+		if q == nil {
+			return "", false, false
+		}
+		return q.addr.name, q.durable, true
+	}
+	onQueue := func(p auth.Permission) error {
+		if addr, _, ok := queueAddr(a.Name); ok {
+			return authorize(ctx, p, addr)
+		}
+		return nil
+	}
+	switch op {
+	case "queue.create":
+		addr := a.Address
+		if addr == "" {
+			addr = a.Name
+		}
+		if err := authorize(ctx, queuePermission(a.Durable == nil || *a.Durable, true), addr); err != nil {
+			return err
+		}
+		if s.lookupAddress(addr) == nil {
+			return authorize(ctx, auth.CreateAddress, addr)
+		}
+	case "queue.delete":
+		if addr, durable, ok := queueAddr(a.Name); ok {
+			return authorize(ctx, queuePermission(durable, false), addr)
+		}
+	case "queue.purge", "queue.pause", "queue.resume":
+		return onQueue(auth.Manage)
+	case "queue.move":
+		if err := onQueue(auth.Manage); err != nil {
+			return err
+		}
+		if addr, _, ok := queueAddr(a.To); ok {
+			return authorize(ctx, auth.Manage, addr)
+		}
+	case "queue.browse":
+		return onQueue(auth.Browse)
+	case "address.create":
+		return authorize(ctx, auth.CreateAddress, a.Name)
+	case "address.delete":
+		return authorize(ctx, auth.DeleteAddress, a.Name)
+	}
+	return nil
+}
+
 // manageCode maps a management error to a wire code.
 func manageCode(err error) wire.Code {
 	switch {
@@ -182,6 +246,10 @@ func manageStatus(err error) int {
 		return http.StatusServiceUnavailable
 	case wire.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case wire.CodeForbidden:
+		return http.StatusForbidden
+	case wire.CodeAuthFailed:
+		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError
 }

@@ -80,6 +80,7 @@ var (
 	descWTimeouts  = prometheus.NewDesc("tandem_connections_write_timeout_total", "Connections closed because the client took no byte for the write timeout.", nil, nil)
 	descReadPauses = prometheus.NewDesc("tandem_connection_read_pauses_total", "Times a connection stopped reading requests because its client did not read its answers.", nil, nil)
 	descProtoErrs  = prometheus.NewDesc("tandem_connections_protocol_errors_total", "Connections closed on a malformed or misplaced frame.", nil, nil)
+	descTLSErrs    = prometheus.NewDesc("tandem_connections_tls_errors_total", "Connections to a TLS acceptor closed before their handshake completed (a failed handshake, or a plain-text client).", nil, nil)
 	descLogSupp    = prometheus.NewDesc("tandem_log_lines_suppressed_total", "Log lines about clients dropped by the rate limit.", nil, nil)
 	descSendLat    = prometheus.NewDesc("tandem_send_duration_seconds",
 		"Latency of non-transacted sends in the broker: from the send's arrival to its outcome (stored durably and routed, or refused); network time excluded.", nil, nil)
@@ -103,7 +104,7 @@ type brokerCollector struct{ o MetricsOptions }
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
 		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted,
-		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp,
+		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp, descTLSErrs,
 		descSendLat, descJSyncLat, descJPrepWaits, descJPrepWait} {
 		ch <- d
 	}
@@ -121,6 +122,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReadPauses, prometheus.CounterValue, float64(n.ReadPauses))
 		ch <- prometheus.MustNewConstMetric(descProtoErrs, prometheus.CounterValue, float64(n.ProtocolErrors))
 		ch <- prometheus.MustNewConstMetric(descLogSupp, prometheus.CounterValue, float64(n.LogSuppressed))
+		ch <- prometheus.MustNewConstMetric(descTLSErrs, prometheus.CounterValue, float64(n.TLSErrors))
 	}
 	var s *Server
 	if c.o.Server != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tandemmq/tandem/auth"
 )
 
 // CoreProtocol is the name of Tandem's own protocol on an acceptor's
@@ -59,9 +62,20 @@ type ProtocolConn struct {
 	Reader *bufio.Reader
 	// Server is the broker the connection works on.
 	Server *Server
-	// Authenticate checks a user and password against the acceptor's
-	// users (true for any user when anonymous access is allowed).
-	Authenticate func(user, password string) bool
+	// Login checks a user and password (both empty: anonymous, or the
+	// client's verified TLS certificate) through the acceptor's guard,
+	// within the handshake timeout, and on success makes the subject the
+	// connection's: the context Serve got authorizes as it from then on.
+	// The error (an *auth.LoginError) is logged by the guard and says
+	// what the client may be told.
+	Login func(user, password string) (*auth.Subject, error)
+	// AnonymousAllowed reports whether a client without credentials is
+	// let in (AMQP offers SASL ANONYMOUS then).
+	AnonymousAllowed func() bool
+	// PeerCertificate is the client's TLS certificate, verified against
+	// the acceptor's trust store (nil: none; AMQP offers SASL EXTERNAL
+	// when set).
+	PeerCertificate *x509.Certificate
 	// Logger has the connection's ID and remote address on every line.
 	Logger *slog.Logger
 	// Params are the acceptor URL's parameters (anycastPrefix,
@@ -221,6 +235,11 @@ func (a *Acceptor) cancelProtocols() {
 func (a *Acceptor) serveConn(c *conn) {
 	a.protoInit()
 	p := &a.proto
+	if !a.startTLS(c) {
+		c.nc.Close()
+		a.forget(c)
+		return
+	}
 	if len(p.handlers) == 0 && p.core {
 		c.serve()
 		return
@@ -254,8 +273,21 @@ func (a *Acceptor) serveConn(c *conn) {
 		c.nc.Close()
 		a.forget(c)
 	}()
-	h.Serve(p.ctx, ProtocolConn{
-		Conn: c.nc, Reader: bufio.NewReaderSize(br, protocolReadBuf), Server: a.s, Authenticate: a.authenticate, Logger: log,
+	ctx, slot := withSlot(p.ctx)
+	proto := strings.ToLower(h.Name())
+	login := func(user, password string) (*auth.Subject, error) {
+		lctx, cancel := context.WithTimeout(ctx, a.opts.HandshakeTimeout)
+		defer cancel()
+		sub, err := a.login(lctx, c.nc, proto, user, password)
+		if err == nil {
+			slot.set(sub)
+			c.setMeta(connMeta{protocol: proto, user: sub.User})
+		}
+		return sub, err
+	}
+	h.Serve(ctx, ProtocolConn{
+		Conn: c.nc, Reader: bufio.NewReaderSize(br, protocolReadBuf), Server: a.s, Login: login,
+		AnonymousAllowed: a.security().AnonymousAllowed, PeerCertificate: peerCertificate(c.nc), Logger: log,
 		Params: a.opts.Params, DefaultTTL: a.opts.DefaultTTL, TTLOverride: a.opts.TTLOverride, TTLMax: a.opts.TTLMax,
 		HandshakeTimeout: a.opts.HandshakeTimeout,
 	})

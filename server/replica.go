@@ -3,13 +3,14 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"crypto/subtle"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -44,11 +45,13 @@ func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: "this broker does not accept replicas now (not live, or not a replication primary)"})
 		return errors.New("replication connection refused: no replica handler")
 	}
-	userOK := subtle.ConstantTimeCompare([]byte(hello.User), []byte(rh.User)) == 1
-	passOK := subtle.ConstantTimeCompare([]byte(hello.Password), []byte(rh.Password)) == 1
-	if !userOK || !passOK {
+	ctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+	err := c.acc.security().CheckCredentials(ctx, auth.Credentials{User: hello.User, Password: hello.Password,
+		Remote: c.nc.RemoteAddr().String(), Protocol: "replication"}, rh.User, rh.Password)
+	cancel()
+	if err != nil {
 		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "replication needs the cluster user and password"})
-		return fmt.Errorf("replication connection refused: bad cluster credentials for user %q", clip(hello.User))
+		return loggedError{fmt.Errorf("replication connection refused: %w", err)}
 	}
 	c.out.close()
 	if err := <-c.writerErr; err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 )
@@ -511,6 +512,9 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 	if s.opts.NoAutoCreate {
 		return nil, false, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
 	}
+	if err := authorize(ctx, auth.CreateAddress, name); err != nil {
+		return nil, false, err
+	}
 	var pol config.AddressPolicy
 	if auto || a == nil {
 		pol = s.opts.AddressSettings.For(name)
@@ -576,6 +580,9 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	}
 	if r == Anycast && !s.opts.AddressSettings.For(addrName).AutoCreateQueues {
 		return nil, fmt.Errorf("%w: %q (auto-create-queues is false for address %q)", ErrNoSuchQueue, name, addrName)
+	}
+	if err := authorize(ctx, queuePermission(durable, true), addrName); err != nil {
+		return nil, err
 	}
 	return s.createQueue(ctx, addrName, name, r, durable, temporary, true)
 }

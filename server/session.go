@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -80,6 +81,10 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 		return
 	}
 	defer ss.s.exit()
+	if err := authorize(ctx, auth.Send, dest.Name); err != nil {
+		done(err)
+		return
+	}
 	m.Address = dest.Name
 	m.Routing = dest.Routing
 	ss.mu.Lock()
@@ -118,6 +123,9 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 	}
 	defer ss.s.exit()
 	if err := ss.s.checkUsable(); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, auth.Consume, ss.s.consumeAddress(dest)); err != nil {
 		return nil, err
 	}
 	temp := dest.Routing != Anycast && (opts.Subscription == "" || opts.NonDurable)

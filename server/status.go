@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tandemmq/tandem/auth"
 )
 
 // Status is what GET /status returns (docs/cli.md's keys and a few more).
@@ -183,6 +185,9 @@ type ManagementOptions struct {
 	// (nil while not serving); when nil itself, the server behind
 	// Status's answer is used.
 	Server func() *Server
+	// Security authenticates and authorizes the management API's
+	// requests; nil uses the guard of the server's acceptors.
+	Security *auth.Guard
 }
 
 // ManagementHandler serves GET /status (JSON; see QueueQuery for its
@@ -194,7 +199,16 @@ func ManagementHandler(opts ManagementOptions) http.Handler {
 	if srv == nil {
 		srv = func() *Server { return opts.Status().srv }
 	}
-	registerManagement(mux, srv)
+	sec := func() *auth.Guard {
+		if opts.Security != nil {
+			return opts.Security
+		}
+		if s := srv(); s != nil {
+			return s.Security()
+		}
+		return nil
+	}
+	registerManagement(mux, srv, sec)
 	started := time.Now()
 	// turns admits statusConcurrency requests at a time to build their
 	// answer (into a buffer: a slow reader does not keep its turn).

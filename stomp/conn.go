@@ -91,6 +91,13 @@ type protocolError struct {
 	msg     string // the ERROR frame's message header
 	receipt string // the receipt of the frame that caused it
 	detail  string // the body
+	logged  bool   // logged already (a failed login: by the guard, rate-limited)
+}
+
+// loggedProtocolError marks e as logged already.
+func loggedProtocolError(e *protocolError) *protocolError {
+	e.logged = true
+	return e
 }
 
 func (e *protocolError) Error() string {
@@ -123,7 +130,7 @@ func (c *conn) run() {
 	default:
 		c.fail(nil)
 	}
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDisconnected) && c.ctx.Err() == nil {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDisconnected) && c.ctx.Err() == nil && (pe == nil || !pe.logged) {
 		c.log.Info("stomp connection closed", "reason", err)
 	} else {
 		c.log.Debug("stomp connection closed", "reason", err)
@@ -155,7 +162,7 @@ var errDisconnected = errors.New("client disconnected")
 func (c *conn) fail(pe *protocolError) {
 	c.failOnce.Do(func() {
 		if pe != nil && c.out != nil {
-			if c.ctx.Err() == nil {
+			if c.ctx.Err() == nil && !pe.logged {
 				c.log.Warn("stomp: closing connection with an ERROR frame", "message", pe.msg, "detail", pe.detail)
 			}
 			e := &Frame{Command: "ERROR"}
@@ -302,8 +309,10 @@ func (c *conn) handshake() error {
 	if !ok {
 		return errorf(f, "unsupported STOMP version", "accept-version %q: this broker speaks 1.0, 1.1 and 1.2", f.Value("accept-version"))
 	}
-	if !c.pc.Authenticate(f.Value("login"), f.Value("passcode")) {
-		return errorf(f, "authentication failed", "login %q: wrong user name or passcode", f.Value("login"))
+	if _, err := c.pc.Login(f.Value("login"), f.Value("passcode")); err != nil {
+		// The guard logged it; the client gets its reason (never about
+		// the passcode beyond "wrong").
+		return loggedProtocolError(errorf(f, "authentication failed", "%v", err))
 	}
 	cx, cy, err := parseHeartBeat(f.Value("heart-beat"))
 	if err != nil {

@@ -46,6 +46,8 @@ func runBench(args []string) int {
 	cpuProfile := fs.String("cpuprofile", "", "write the bench process's own CPU profile to FILE")
 	timelineFile := fs.String("timeline", "", "write one JSON line per second (rates, send p50/p99/p99.9/max of that second) to FILE")
 	floorDir := fs.String("floor-dir", "", "first measure the synchronous floor: O_DIRECT 4 KiB write + fdatasync in DIR (on the broker's disk) and a loopback round trip")
+	user := fs.String("user", "", "user (default: the URL's user option, else anonymous)")
+	password := fs.String("password", "", "password of --user")
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -69,7 +71,7 @@ func runBench(args []string) int {
 	}
 	cfg := bench.Config{URL: *url, Protocol: *protocol, Destination: dest, Producers: *producers, Window: *window,
 		Consumers: *consumers, Size: *size, Count: *count, Phase: ph, NonDurable: *nonDurable,
-		Credit: *credit, HTTP: *httpAddr, Idle: *idle}
+		Credit: *credit, HTTP: *httpAddr, Idle: *idle, User: *user, Password: *password}
 	if *floorDir != "" {
 		exe, err := os.Executable()
 		if err != nil {

@@ -79,7 +79,10 @@
   }
 
   async function getJSON(path) {
-    const r = await fetch(path, { cache: "no-store" });
+    // Signed in, reads carry the credentials too: browsing messages needs
+    // the browse permission on a broker that requires a login.
+    const headers = auth ? { Authorization: auth, "X-Requested-With": "tandem-console" } : {};
+    const r = await fetch(path, { cache: "no-store", headers });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.error || path + ": HTTP " + r.status);
     return body;
