@@ -98,9 +98,6 @@ type scaleDowner struct {
 	log  *slog.Logger
 	stop context.Context // the broker's stop signal
 	disc *discovery      // <discovery-group-ref>'s group (nil: none)
-	// afterBatch, when set (tests), runs once the target confirmed batch
-	// n (from 1) and before it is acked here.
-	afterBatch func(n int)
 }
 
 // normalStop is what clients are told by a stop without a scale-down.
@@ -324,9 +321,6 @@ func (d *scaleDowner) move(ctx context.Context, l *live, tc *clusterConn, msgs [
 			return fmt.Errorf("the target answered watermark %d for a batch up to ID %d", a.Watermark, last)
 		}
 		n++
-		if d.afterBatch != nil {
-			d.afterBatch(n)
-		}
 		if stall > 0 && n == stall {
 			log.Warn("scale-down stalled after a confirmed batch (TANDEM_TEST_SCALEDOWN_STALL_AFTER)", "batch", n)
 			select {} // until the test kills the process
