@@ -626,6 +626,12 @@ func brokerFigures(ctx context.Context, addr string) (rss, goroutines, short, lo
 			long = val
 		}
 	}
+	if sc.Err() == nil && rss >= 0 {
+		// The broker answered: a soak queue it does not list was
+		// auto-deleted while empty and without consumers (a consumer
+		// restart): its depth is 0.
+		short, long = max(short, 0), max(long, 0)
+	}
 	return
 }
 

@@ -16,6 +16,10 @@
 //	                broker-wide connection budget, the management server
 //	security.go     the broker's auth.Guard, TLS of acceptors, peers and
 //	                the management address, the banner's security lines
+//	scaledown.go    <live-only>: scale-down on a graceful stop
+//	cluster.go      the source side of a cluster connection (moving
+//	                messages to another live broker)
+//	discovery.go    UDP broadcast and discovery groups
 //
 // It never parses flags and never calls os.Exit: Run returns an exit
 // status (ExitOK, ExitCannot, ExitHalted, as the command line's).
@@ -93,6 +97,22 @@ func RunContext(ctx context.Context, cfg *config.Config) int {
 // serve runs a single broker until stop ends (exit 0) or a storage error
 // (exit 3).
 func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
+	return serveWith(stop, cfg, log, lim, serveHooks{})
+}
+
+// serveHooks let a policy without a pair (live-only, scaledown.go) run a
+// single broker with steps of its own.
+type serveHooks struct {
+	policy string // for /status; "" = none
+	// loaded runs once the store is loaded, before the acceptors open;
+	// an error stops the broker (exit 1).
+	loaded func(l *live) error
+	// stopping runs on a clean stop, before the acceptors close; it
+	// returns what the clients are told.
+	stopping func(l *live) (wire.Code, string)
+}
+
+func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits, hooks serveHooks) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lock, err := lockSingle(cfg, log)
@@ -101,6 +121,9 @@ func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netL
 		return exitCannot
 	}
 	lo := liveOptions{Policy: "none", Role: "primary", Limits: lim}
+	if hooks.policy != "" {
+		lo.Policy = hooks.policy
+	}
 	if lock != nil {
 		lo.NodeID, lo.Epoch = lock.nodeID(), lock.epoch
 		defer lock.release()
@@ -111,6 +134,13 @@ func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netL
 		return exitCannot
 	}
 	log = l.log
+	if hooks.loaded != nil {
+		if err := hooks.loaded(l); err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+			l.stop(wire.CodeShuttingDown, "start failed")
+			return exitCannot
+		}
+	}
 	if err := l.serve(); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		l.stop(wire.CodeShuttingDown, "start failed")
@@ -122,6 +152,14 @@ func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netL
 		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
+	bc, err := startBroadcast(cfg, l.srv.NodeID(), log) // discovery.go
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		hln.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
+		return exitCannot
+	}
+	defer bc.stop()
 	metrics := server.MetricsHandler(server.MetricsOptions{
 		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
 	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
@@ -132,7 +170,12 @@ func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netL
 	select {
 	case <-stop.Done():
 		log.Info("stopping")
-		err := l.stop(wire.CodeShuttingDown, "broker stopping")
+		code, reason := wire.CodeShuttingDown, "broker stopping"
+		bc.stop() // a stopping broker is no one's target
+		if hooks.stopping != nil {
+			code, reason = hooks.stopping(l)
+		}
+		err := l.stop(code, reason)
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
 		scancel()

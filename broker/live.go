@@ -71,6 +71,7 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 		AddressSettings: cfg.AddressSettings, MaxQueues: cfg.MaxQueues, MaxAddresses: cfg.MaxAddresses,
 		AddressQueueScanPeriod: scan, Addresses: cfg.Addresses,
 		MessageExpiryScanPeriod: expiryScan, Pages: store.PageLog(), Large: store.LargeLog(), GlobalMaxSize: globalMaxSize(cfg),
+		ClusterUser: cfg.ClusterUser, ClusterPassword: cfg.ClusterPassword, ClusterGroup: clusterGroup(cfg),
 	})
 	if err := srv.Start(ctx); err != nil {
 		store.Close()

@@ -48,6 +48,13 @@ type haBroker struct {
 	ref         *refuser
 	peers       map[string]server.Member // by probed address
 	announced   server.Topology          // last topology pushed to clients
+
+	// Set before the pair runs by a policy's extra part (colocated.go):
+	// onServing runs once the live serves; extraPeers are probed beside
+	// the static connectors; extraStatus adds to /status.
+	onServing   func(l *live)
+	extraPeers  func() []string
+	extraStatus func(st *server.Status)
 }
 
 func newHABroker(cfg *config.Config, log *slog.Logger, role hasm.Role) *haBroker {
@@ -147,6 +154,9 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	h.serving = true
 	h.mu.Unlock()
+	if h.onServing != nil {
+		h.onServing(l)
+	}
 	h.publish()
 	h.log.Info("active", "epoch", epoch, "url", h.selfURL)
 	h.printBanner()
@@ -264,9 +274,22 @@ func (h *haBroker) members(down bool) []server.Member {
 const stateDown = "down"
 
 // topology is what this broker announces to clients: its members that
-// answer, under its epoch.
+// answer and share its node ID (the pair), under its epoch. A broker of
+// another node (a cluster connection may name other lives) is no
+// failover target: an in-flight send resent there would be stored in
+// another node's store as well.
 func (h *haBroker) topology() server.Topology {
-	return server.Topology{Epoch: h.act.Epoch(), Members: h.members(false)}
+	ms := h.members(false)
+	h.mu.Lock()
+	node := h.nodeID
+	h.mu.Unlock()
+	out := ms[:1]
+	for _, m := range ms[1:] {
+		if m.NodeID == node {
+			out = append(out, m)
+		}
+	}
+	return server.Topology{Epoch: h.act.Epoch(), Members: out}
 }
 
 // publish pushes the topology to the clients of a serving broker when it
@@ -311,7 +334,10 @@ func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 	case had:
 		h.log.Info("peer not answering", "peer_addr", addr, "peer_was", old.State)
 	}
-	if ok && m.State == "active" {
+	h.mu.Lock()
+	sameNode := m.NodeID == h.nodeID
+	h.mu.Unlock()
+	if ok && m.State == "active" && sameNode { // another node's live is not this pair's
 		r := hasm.Primary
 		if m.Role == hasm.Backup.String() {
 			r = hasm.Backup
@@ -374,11 +400,15 @@ func (h *haBroker) status() server.Status {
 		st.Acceptors = append(st.Acceptors, h.selfURL) // the announced address: cluster status marks this row
 	}
 	rs := h.act.Status()
+	st.Policy = string(h.policy) // colocated runs the shared-store pair's live
 	if st.Halted == "" {
 		st.State = rs.State
 	}
 	st.Epoch = rs.Epoch
 	st.Peers = h.members(true)
+	if h.extraStatus != nil {
+		h.extraStatus(&st)
+	}
 	return st
 }
 

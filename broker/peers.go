@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -220,14 +221,25 @@ func (h *haBroker) probeTargets() ([]string, time.Duration) {
 // probePeers probes the cluster connection's peers until ctx ends.
 func (h *haBroker) probePeers(ctx context.Context) {
 	targets, every := h.probeTargets()
-	if len(targets) == 0 {
+	if len(targets) == 0 && h.extraPeers == nil {
 		h.log.Info("no cluster connection with static connectors: the topology lists this broker only")
 		return
+	}
+	if every == 0 {
+		every = time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		for _, addr := range targets {
+		all := targets
+		if h.extraPeers != nil { // colocated.go: this broker's backup
+			for _, a := range h.extraPeers() {
+				if !slices.Contains(all, a) {
+					all = append(slices.Clone(all), a)
+				}
+			}
+		}
+		for _, addr := range all {
 			m, ok := h.probe(ctx, addr)
 			if ctx.Err() != nil {
 				return

@@ -61,6 +61,10 @@ func runHA(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netL
 		return runSharedStore(stop, cfg, log, lim)
 	case cfg.HA.Policy == config.PolicyReplication:
 		return runReplication(stop, cfg, log, lim)
+	case cfg.HA.Policy == config.PolicyLiveOnly:
+		return runLiveOnly(stop, cfg, log, lim)
+	case cfg.HA.Policy == config.PolicyColocated:
+		return runColocated(stop, cfg, log, lim)
 	}
 	if cfg.HA.Role == config.RoleBackup {
 		fmt.Fprintf(os.Stderr, "tandem run: HA %s backup is not supported by this build yet (it would serve as a second live broker)\n", cfg.HA.Policy)
@@ -115,6 +119,9 @@ func runSharedStore(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		return exitCannot
 	}
 	h.lim = lim
+	if ex := pairExtraFor(cfg); ex != nil { // colocated.go
+		defer ex.attach(h)()
+	}
 
 	if err := h.openRefuser(); err != nil {
 		closeCoord()

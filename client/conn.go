@@ -197,7 +197,10 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 		return nil, fmt.Errorf("handshake with %s: got %v, want Welcome", addr, f.Type())
 	}
 	c.mu.Lock()
-	stale := w.Topology.Epoch != 0 && w.Topology.Epoch < c.topology.Epoch
+	// Epochs order the activations of one node ID (a live/backup pair
+	// shares it); another node's epoch is its own: a scale-down target
+	// with a lower epoch is not a stale broker.
+	stale := w.Topology.Epoch != 0 && w.Topology.Epoch < c.topology.Epoch && (c.nodeID == "" || w.NodeID == c.nodeID)
 	known := c.topology.Epoch
 	c.gen++
 	gen := c.gen
@@ -228,7 +231,7 @@ func tlsError(addr string, err error) error {
 // install makes t the current transport and starts it.
 func (c *Conn) install(t *transport) {
 	c.mu.Lock()
-	c.nodeID = t.welcome.NodeID
+	c.adoptNodeLocked(t.welcome.NodeID)
 	c.addr = t.addr
 	c.mergeTopologyLocked(&t.welcome.Topology)
 	c.cur.Store(t)
@@ -398,6 +401,16 @@ func (c *Conn) setTopology(f *wire.Topology) {
 	c.mu.Lock()
 	c.mergeTopologyLocked(f)
 	c.mu.Unlock()
+}
+
+// adoptNodeLocked records the node connected to; moving to another node
+// (a scale-down's target) drops the topology of the previous one, whose
+// epochs say nothing about the new node's.
+func (c *Conn) adoptNodeLocked(node string) {
+	if c.nodeID != "" && node != c.nodeID {
+		c.topology = wire.Topology{}
+	}
+	c.nodeID = node
 }
 
 func (c *Conn) mergeTopologyLocked(f *wire.Topology) {

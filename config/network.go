@@ -298,7 +298,6 @@ func (p *parser) broadcastGroups(n *node) {
 				g.ConnectorRefs = append(g.ConnectorRefs, v)
 			},
 		}, setOf("connector-ref"), setOf("local-bind-address", "local-bind-port", "jgroups-file", "jgroups-channel"))
-		p.warnf(c, "<broadcast-group> %q: UDP broadcast not supported yet, ignored", g.Name)
 		p.cfg.BroadcastGroups = append(p.cfg.BroadcastGroups, g)
 	}
 }
@@ -315,7 +314,6 @@ func (p *parser) discoveryGroups(n *node) {
 			"group-port":      func(e *node) { p.integer(e, &g.GroupPort) },
 			"refresh-timeout": func(e *node) { p.millis(e, &g.RefreshTimeout) },
 		}, nil, groupIgnored)
-		p.warnf(c, "<discovery-group> %q: UDP discovery not supported yet, ignored", g.Name)
 		p.discovery[g.Name] = true
 		p.cfg.DiscoveryGroups = append(p.cfg.DiscoveryGroups, g)
 	}
@@ -345,6 +343,27 @@ func (p *parser) checkRefs() {
 			if !p.connectors[r] {
 				p.errorf(&node{line: g.Line}, "broadcast-group %q: connector-ref %q is not defined in <connectors>", g.Name, r)
 			}
+		}
+	}
+	// Discovery groups serve a live-only broker's scale-down (its own, or
+	// the first cluster connection's); broadcast groups are sent by single
+	// brokers (no HA policy, or live-only).
+	used := map[string]bool{}
+	if c.HA.Policy == PolicyLiveOnly {
+		if sd := c.HA.ScaleDown; sd != nil && sd.DiscoveryGroup != "" {
+			used[sd.DiscoveryGroup] = true
+		} else if len(c.ClusterConnections) > 0 {
+			used[c.ClusterConnections[0].DiscoveryGroupRef] = true
+		}
+	}
+	for _, g := range c.DiscoveryGroups {
+		if !used[g.Name] {
+			p.warnf(&node{line: g.Line}, "<discovery-group> %q: Tandem uses discovery groups only to find a live-only broker's scale-down target; ignored here", g.Name)
+		}
+	}
+	if c.HA.Policy != PolicyNone && c.HA.Policy != PolicyLiveOnly {
+		for _, g := range c.BroadcastGroups {
+			p.warnf(&node{line: g.Line}, "<broadcast-group> %q: only single brokers (no HA policy, or live-only) broadcast in Tandem; ignored here", g.Name)
 		}
 	}
 	if p.haNode == nil {

@@ -71,6 +71,14 @@ func Parse(name string, r io.Reader) (*Config, []Warning, error) {
 	return parse(name, r, "")
 }
 
+// ParseInstance is Parse with relative paths resolved against instanceDir,
+// as Load resolves them against the file's instance directory: a broker
+// that hosts another broker's colocated backup parses that broker's
+// configuration with its instance directory.
+func ParseInstance(name string, r io.Reader, instanceDir string) (*Config, []Warning, error) {
+	return parse(name, r, instanceDir)
+}
+
 func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, error) {
 	root, warns, err := readTree(name, r)
 	if err != nil {

@@ -222,6 +222,11 @@ func (a *Acceptor) Close(code wire.Code, reason string) error {
 	}
 	a.closed = true
 	a.stopping.Store(true)
+	if a.s.Frozen() {
+		// Operations parked by Freeze would keep their connections'
+		// readers, which Close waits for.
+		a.s.Release(ErrClosed)
+	}
 	cs := make([]*conn, 0, len(a.conns))
 	for c := range a.conns {
 		cs = append(cs, c)

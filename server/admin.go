@@ -35,6 +35,10 @@ type QueueConfig struct {
 // Options.CanAck: without it the error is ErrNotActive (the outcome is
 // unknown to the client) and the queue, which may exist, is returned too.
 func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
 	addr := qc.Address
 	if addr == "" {
 		addr = qc.Name
@@ -84,6 +88,10 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 // acks; the queue is deleted even when that wait ends early. Success is
 // checked against Options.CanAck like CreateQueue's.
 func (s *Server) DeleteQueue(ctx context.Context, name string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
 	s.mu.RLock()
 	q := s.queues[name]
 	s.mu.RUnlock()

@@ -238,6 +238,10 @@ func (s *Server) reaper(period time.Duration) {
 // reap deletes the queues and addresses of the reap sets that are idle at
 // now and forgets those that are gone or in use again.
 func (s *Server) reap(now time.Time) {
+	if !s.tryEnter() { // frozen for a scale-down: its queues must stay
+		return
+	}
+	defer s.exit()
 	s.reapMu.Lock()
 	qs := make([]*Queue, 0, len(s.reapQueues))
 	for q := range s.reapQueues {

@@ -62,6 +62,11 @@ type conn struct {
 	since time.Time                // accepted at
 	metaP atomic.Pointer[connMeta] // manage.go
 	lg    largeConn                // largeconn.go
+
+	// clusterConn: a cluster connection (cluster.go), authenticated with
+	// the cluster credentials; clusterSrc is its ClusterJoin.
+	clusterConn bool
+	clusterSrc  *clusterSource
 }
 
 // lone reports whether the request just read is alone: nothing else
@@ -376,16 +381,34 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID == wire.ReplicaClientID {
 		return c.handOffReplica(h, hello)
 	}
-	lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
-	sub, err := c.acc.login(lctx, c.nc, "core", hello.User, hello.Password)
-	cancel()
-	if err != nil {
-		// The guard logged it (rate-limited); the client learns why,
-		// never anything about the password.
-		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: err.Error()})
-		return loggedError{err}
+	user := hello.User // who the connection is, for management's list
+	if hello.ClientID == wire.ClusterClientID {
+		// Another broker moving messages here or asking for a backup
+		// (cluster.go): only the cluster user; what it does is the
+		// broker's own work, not a client's (a nil subject).
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		err := c.acc.security().CheckCredentials(lctx, auth.Credentials{User: hello.User, Password: hello.Password,
+			Remote: c.nc.RemoteAddr().String(), Protocol: "cluster"}, c.s.opts.ClusterUser, c.s.opts.ClusterPassword)
+		cancel()
+		if err != nil {
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "a cluster connection needs the cluster user and password"})
+			return loggedError{fmt.Errorf("cluster connection refused: %w", err)}
+		}
+		c.clusterConn = true
+		c.slot.set(nil)
+	} else {
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		sub, err := c.acc.login(lctx, c.nc, "core", hello.User, hello.Password)
+		cancel()
+		if err != nil {
+			// The guard logged it (rate-limited); the client learns why,
+			// never anything about the password.
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: err.Error()})
+			return loggedError{err}
+		}
+		c.slot.set(sub)
+		user = sub.User
 	}
-	c.slot.set(sub)
 	if err := c.s.checkUsable(); err != nil {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()})
 		return err
@@ -404,7 +427,7 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID != "" {
 		c.log = c.log.With("client", clip(hello.ClientID))
 	}
-	c.setMeta(connMeta{protocol: "core", user: sub.User, clientID: hello.ClientID})
+	c.setMeta(connMeta{protocol: "core", user: user, clientID: hello.ClientID})
 	w := &wire.Welcome{Version: hi, NodeID: c.s.nodeID, ServerVersion: Version, ConnectionID: c.id,
 		ConnectionTTL: uint32(c.ttl / time.Millisecond), Topology: toWireTopology(c.s.Topology())}
 	c.out.frame(h.Corr, w)
@@ -447,7 +470,7 @@ func codeOf(err error) wire.Code {
 		return wire.CodeTooLarge
 	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
 		return wire.CodeNotFound
-	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive):
+	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive), errors.Is(err, ErrFrozen):
 		return wire.CodeUnavailable
 	case errors.Is(err, ErrClosed):
 		return wire.CodeShuttingDown
@@ -580,6 +603,8 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		delete(c.consumers, f.Consumer)
 		err := cc.sess.CloseConsumer(cc.c.ID())
 		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.ClusterJoin, *wire.ClusterMessages, *wire.ClusterDupIDs, *wire.BackupRequest:
+		return c.handleCluster(corr, fr)
 	case *wire.Hello:
 		return c.protocolError(errors.New("second Hello after the handshake"))
 	default:

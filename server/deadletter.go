@@ -63,9 +63,18 @@ func (s *Server) deadLetter(q *Queue, refs []*ref) {
 // it.
 func (s *Server) expireRefs(q *Queue, refs []*ref) {
 	q.delivering.Add(int64(len(refs)))
+	if !s.tryEnter() {
+		// Frozen for a scale-down: they stay in their queue (and move
+		// with it), to expire where they land.
+		if !q.requeue(refs) {
+			s.dropRefs(refs)
+		}
+		return
+	}
 	s.bgMu.Lock()
 	if s.bgStopped {
 		s.bgMu.Unlock()
+		s.exit()
 		q.delivering.Add(-int64(len(refs)))
 		return // closing: they stay in the journal, expired at the next start
 	}
@@ -73,6 +82,7 @@ func (s *Server) expireRefs(q *Queue, refs []*ref) {
 	s.bgMu.Unlock()
 	go func() {
 		defer s.bg.Done()
+		defer s.exit() // once the move's records are with the journal
 		s.ctr.expired.Add(uint64(len(refs)))
 		s.divert(q, refs, q.addr.policy.ExpiryAddress, true)
 	}()

@@ -32,6 +32,13 @@
 // creation and deletion, auto-create included, management operations).
 // With NetOptions.TLS every connection is TLS, the protocol detected inside.
 //
+// Scale-down (issue 19): Freeze (freeze.go) stops client work without
+// closing connections; ExportMessages and AckExported (scaledown.go) give
+// a frozen server's messages away; a cluster connection (a Hello with
+// wire.ClusterClientID and the cluster credentials, cluster.go) stores
+// another broker's moved messages with that broker's watermark in the
+// same append, so a resend is dropped.
+//
 // HA activation drives it from outside: open a Store and New+Start under
 // the activation's epoch (and node ID), Listen to serve, SetTopology to
 // announce, Acceptor.Close and Close to stop; Options.CanAck is consulted

@@ -42,6 +42,7 @@ func (s *Server) load(ctx context.Context) error {
 	if s.epoch == 0 {
 		s.epoch = max(br.Epoch, mr.Epoch)
 	}
+	s.prepared = len(br.Prepared) + len(mr.Prepared)
 	if len(br.Prepared)+len(mr.Prepared) > 0 {
 		s.log.Warn("prepared transactions found and left alone (XA is not supported yet)", "count", len(br.Prepared)+len(mr.Prepared))
 	}
@@ -187,6 +188,18 @@ func (s *Server) load(ctx context.Context) error {
 			if err := pl.record(s, rec, &mdel); err != nil {
 				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
 			}
+		case RecClusterMark:
+			del, err := s.loadClusterMark(rec)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			mdel = append(mdel, del...)
+		case RecScaleDownPending:
+			del, err := s.loadPending(rec)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			mdel = append(mdel, del...)
 		default:
 			return fmt.Errorf("server: messages record %d: unknown type %d", rec.ID, rec.Type)
 		}

@@ -64,7 +64,8 @@ func parseRouting(s string) (Routing, error) {
 // the wire protocol's Manage frame (the CLI's `tandem queue|address`)
 // call.
 func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, error) {
-	if _, ok := manageOps[op]; !ok {
+	readOnly, ok := manageOps[op]
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
 	}
 	if err := s.authorizeManage(ctx, op, a); err != nil {
@@ -73,6 +74,12 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 	// Authorized as a whole: its parts (an address a queue.create makes)
 	// are not checked again.
 	ctx = asBroker(ctx)
+	if !readOnly {
+		if err := s.enter(); err != nil {
+			return nil, err
+		}
+		defer s.exit()
+	}
 	needName := func() error {
 		if a.Name == "" {
 			return fmt.Errorf("%w: %s needs a name", ErrInvalid, op)
@@ -124,13 +131,13 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 			return nil, err
 		}
 		durable := a.Durable == nil || *a.Durable
-		if _, err := s.CreateQueue(ctx, QueueConfig{Address: a.Address, Name: a.Name, Routing: r, Durable: durable}); err != nil {
+		if _, err := s.createQueueAnswer(ctx, QueueConfig{Address: a.Address, Name: a.Name, Routing: r, Durable: durable}); err != nil {
 			return nil, err
 		}
 		qi, _ := s.Queue(a.Name)
 		return qi, nil
 	case "queue.delete":
-		return map[string]string{"deleted": a.Name}, s.DeleteQueue(ctx, a.Name)
+		return map[string]string{"deleted": a.Name}, s.confirmed(s.deleteQueueNamed(ctx, a.Name))
 	case "queue.purge":
 		n, err := s.PurgeQueue(ctx, a.Name)
 		return map[string]int{"purged": n}, err

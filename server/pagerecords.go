@@ -7,7 +7,9 @@ import (
 	"github.com/tandemmq/tandem/journal"
 )
 
-// Record types of paging (issue 18).
+// Record types of paging (issue 18). The messages journal's types are
+// one space with records.go's and cluster.go's: load's switch on them does not
+// compile with two equal (6 and 7 are cluster.go's).
 const (
 	// RecPagedMessage is the one record type of the paging journal (a log-
 	// mode journal): an Add whose ID is the message ID, whose TxID is the
@@ -18,11 +20,11 @@ const (
 	// message of queue Data[0] before page position Data[1:] is
 	// acknowledged (queue ID, segment, offset: three uvarints). A queue
 	// has at most one; a new one replaces it in the same append.
-	RecPageCursor uint8 = 6
+	RecPageCursor uint8 = 9
 	// RecPageAck is an Add in the messages journal: paged message Data[1]
 	// is acknowledged on queue Data[0] (two uvarints), at or after the
 	// queue's cursor. Deleted when the cursor passes the message.
-	RecPageAck uint8 = 7
+	RecPageAck uint8 = 10
 	// RecPageTx is an Add in the messages journal: transaction Data[0]
 	// committed, its paged messages (in segments up to Data[1]) count
 	// (two uvarints). Deleted once the paging journal's floor passes them.

@@ -873,7 +873,14 @@ func (s *Server) unblock() {
 				p.fail(err)
 				continue
 			}
+			// A held send taking its turn is a client's operation: a
+			// freeze (scale-down) waits for it or it fails.
+			if !s.tryEnter() {
+				p.fail(fmt.Errorf("%w: its address was full", ErrFrozen))
+				continue
+			}
 			p.retry()
+			s.exit()
 		}
 	}
 }

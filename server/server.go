@@ -111,6 +111,10 @@ type Options struct {
 	// confirmation into ErrNotActive. HA sets it to the activation's lease check, so a live
 	// that lost its lease acknowledges nothing.
 	CanAck func() bool
+	// ClusterUser and ClusterPassword authenticate cluster connections
+	// (other brokers moving messages here, cluster.go); "" refuses them.
+	// ClusterGroup is the group name this broker announces to them.
+	ClusterUser, ClusterPassword, ClusterGroup string
 }
 
 // Server is the broker core. Create it with New, then Start it.
@@ -198,6 +202,11 @@ type Server struct {
 	bgMu      sync.Mutex
 	bgStopped bool
 	bg        sync.WaitGroup
+
+	gate       gate                       // freeze.go
+	cluster    clusterState               // cluster.go
+	backupHost atomic.Pointer[BackupHost] // cluster.go
+	prepared   int                        // prepared transactions found at load
 }
 
 // watchStore halts the broker as soon as either journal fails, so nothing
@@ -266,6 +275,8 @@ func New(opts Options) *Server {
 		reapQueues: make(map[*Queue]struct{}), reapAddrs: make(map[*address]struct{}),
 	}
 	s.pager = newPager(s)
+	s.gate.init()
+	s.cluster.init()
 	return s
 }
 
@@ -380,6 +391,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.Frozen() {
+		s.Release(ErrClosed) // what Freeze parked fails now
+	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 		defer func() { <-s.watchDone }()

@@ -66,7 +66,9 @@ type txSend struct {
 // NewSession opens a session; transacted sessions buffer sends and acks
 // until Commit.
 func (s *Server) NewSession(transacted bool) *Session {
-	return &Session{s: s, transacted: transacted, consumers: make(map[uint64]*Consumer)}
+	ss := &Session{s: s, transacted: transacted, consumers: make(map[uint64]*Consumer)}
+	s.trackSession(ss)
+	return ss
 }
 
 // Transacted reports whether the session is transacted.
@@ -78,6 +80,11 @@ func (ss *Session) Transacted() bool { return ss.transacted }
 // point). The caller must not modify m afterwards. A duplicate (its
 // DuplicateID already stored) is confirmed with nil and keeps m.ID 0.
 func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
 	if err := authorize(ctx, auth.Send, dest.Name); err != nil {
 		done(err)
 		return
@@ -115,6 +122,10 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 // session itself (a queue's shutdown waits for the delivery in progress):
 // hand that to another goroutine.
 func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts ConsumerOptions, handler func(Delivery)) (*Consumer, error) {
+	if err := ss.s.enter(); err != nil {
+		return nil, err
+	}
+	defer ss.s.exit()
 	if err := ss.s.checkUsable(); err != nil {
 		return nil, err
 	}
@@ -224,6 +235,11 @@ func (ss *Session) closeConsumer(c *Consumer) {
 // transacted session (the commit is the durable point). Acks may be
 // pipelined: their done callbacks run in the order the acks were made.
 func (ss *Session) Ack(consumerID, msgID uint64, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
 	ss.mu.Lock()
 	c := ss.consumers[consumerID]
 	if c == nil || ss.closed {
@@ -251,6 +267,11 @@ func (ss *Session) Ack(consumerID, msgID uint64, done func(error)) {
 // Commit makes the transaction's sends and acks durable in one atomic
 // journal append, then routes the sends. done runs once with the outcome.
 func (ss *Session) Commit(ctx context.Context, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
 	if !ss.transacted {
 		done(ErrNotTransacted)
 		return
@@ -285,6 +306,7 @@ func (ss *Session) Close() {
 		return
 	}
 	ss.closed = true
+	ss.s.untrackSession(ss)
 	cs := make([]*Consumer, 0, len(ss.consumers))
 	for _, c := range ss.consumers {
 		cs = append(cs, c)
@@ -607,6 +629,11 @@ func containsAddr(as []*address, a *address) bool {
 // not hold (those are not acked; the others are). In a transacted session
 // done runs at once.
 func (ss *Session) AckMany(consumerID uint64, ids []uint64, done func(failed []uint64, err error)) {
+	if err := ss.s.enter(); err != nil {
+		done(nil, err)
+		return
+	}
+	defer ss.s.exit()
 	ss.mu.Lock()
 	c := ss.consumers[consumerID]
 	if c == nil || ss.closed {

@@ -51,6 +51,11 @@ type Status struct {
 	// Paging is the memory messages take, the paging journal and the
 	// addresses that page (absent while not serving).
 	Paging *PagingStatus `json:"paging,omitempty"`
+	// ColocatedBackups are the backups of other brokers this process
+	// hosts (<colocated>); ColocatedBackupHost is where this broker's
+	// own colocated backup runs ("" = none yet).
+	ColocatedBackups    []ColocatedBackup `json:"colocated_backups,omitempty"`
+	ColocatedBackupHost string            `json:"colocated_backup_host,omitempty"`
 
 	// srv is the server behind the status (nil when not serving): the
 	// management API's operations go to it.
@@ -58,6 +63,18 @@ type Status struct {
 	// listQueues pages the queues for a request other than the default
 	// (set by Server.Status; nil when the caller made its own Status).
 	listQueues func(QueueQuery) ([]QueueInfo, int)
+}
+
+// ColocatedBackup is one backup a broker hosts for another (docs/ha-colocated.md).
+type ColocatedBackup struct {
+	Name          string `json:"name"`           // colocated_backup_N
+	RequesterNode string `json:"requester_node"` // the node it backs up
+	RequesterName string `json:"requester_name"`
+	URL           string `json:"url"`   // its acceptor
+	Role          string `json:"role"`  // backup
+	State         string `json:"state"` // waiting, active, ... ; "exited" once it ended
+	Epoch         uint64 `json:"epoch"`
+	Since         string `json:"since"` // RFC 3339: when it was started
 }
 
 // ReplicationStatus is /status's replication object (docs/cli.md).

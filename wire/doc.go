@@ -104,6 +104,11 @@
 // resend them safely (the server drops a second copy and answers OK with
 // Duplicate set).
 //
+// Other conversations on the same frames: replication (replication.go),
+// management (manage.go) and cluster connections between live brokers
+// (cluster.go). discovery.go is the UDP announcement datagram of
+// broadcast and discovery groups (its own magic, version and CRC).
+//
 // Versioning: the layout of the first 14 bytes and of Hello's first two
 // fields (min and max version) never changes. The client sends Hello with
 // its highest version in the header; the server picks the highest version

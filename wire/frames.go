@@ -70,6 +70,9 @@ func NewFrame(t Type) Frame {
 	if f := newLargeFrame(t); f != nil {
 		return f
 	}
+	if f := newClusterFrame(t); f != nil {
+		return f
+	}
 	return nil
 }
 

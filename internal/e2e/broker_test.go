@@ -71,6 +71,7 @@ type brokerProc struct {
 	exitCode int
 	logs     *os.File
 	banner   []string
+	env      []string // added to the process's environment (test hooks)
 }
 
 func newBrokerProc(t *testing.T) *brokerProc {
@@ -118,6 +119,9 @@ func (b *brokerProc) start(extra ...string) {
 	// child's request get none (seen: TestHaltOnFsyncError hung 20 min).
 	cmd.Dir = b.dir
 	cmd.Stderr = b.logs
+	if len(b.env) > 0 {
+		cmd.Env = append(os.Environ(), b.env...)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.t.Fatal(err)

@@ -145,7 +145,12 @@
     if (!selfListed) {
       rows.unshift(row([st.node_id, st.role, badge(st.state), st.epoch, (st.acceptors || [])[0] || "", "this broker"]));
     }
+    for (const b of st.colocated_backups || []) {
+      rows.push(row([b.requester_node, b.role, badge(b.state), b.epoch, b.url,
+        b.name + " of " + b.requester_name + ", hosted in this process"]));
+    }
     fill("cluster", rows);
+    $("colocated").textContent = st.colocated_backup_host ? "this broker's colocated backup is hosted by " + st.colocated_backup_host : "";
     const r = st.replication;
     if (r) {
       $("replication").replaceChildren(el("span", "replication: "), badge(r.state),
