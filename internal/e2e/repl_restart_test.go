@@ -104,9 +104,26 @@ func TestReplRestartBoth(t *testing.T) {
 			skip := first.logSize()
 			first.start()
 			if tc.stale {
-				p.requirePassive(first, "is behind the coordinated", skip)
+				pst := p.requirePassive(first, "is behind the coordinated", skip)
 				second.start()
-				second.waitActive(t)
+				if second == p.backup {
+					// The backup activates with the newest data, and the
+					// waiting primary syncs from it and fails back at once:
+					// the backup may serve too briefly for a poll of its
+					// /status to see it. Its log shows the activation.
+					p.primary.waitStatus(t, "live again after a failback", func(s replStatus) bool {
+						return s.state == "active" && s.coordinated > pst.coordinated+1
+					})
+					var took bool
+					for _, a := range p.activations() {
+						took = took || (a.broker == second.name && int64(a.epoch) > pst.coordinated)
+					}
+					if !took {
+						t.Fatalf("the primary is live again but the backup never activated with the newest data (sequence above %d)", pst.coordinated)
+					}
+				} else {
+					second.waitActive(t)
+				}
 			} else {
 				first.waitActive(t)
 				second.start()
