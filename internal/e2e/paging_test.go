@@ -356,7 +356,11 @@ func TestPagingSharedStoreFailover(t *testing.T) {
 
 // newPagingReplPair is a replication pair (ZooKeeper, the test ensemble)
 // whose brokers run extraCore: each has its own data directory, and the
-// backup copies the live's journals (paging included).
+// backup copies the live's journals (paging included). session-ms is
+// 8000 (a lease of 4.3 s with the test ensemble's 1 s tick): with 4000 the
+// new live's 1.7 s lease once expired under a machine loaded far beyond
+// CI's, with no verification of its lock answered in time, and it halted
+// (safe, but the test is about paging, not about ZooKeeper's latency).
 func newPagingReplPair(t *testing.T, extraCore string) *haPair {
 	t.Helper()
 	zkc := testenv.ZK(t)
@@ -385,7 +389,7 @@ func newPagingReplPair(t *testing.T, extraCore string) *haPair {
   <ha-policy><replication><%s>
     <manager><properties>
       <property key="connect-string" value="%s"/>
-      <property key="session-ms" value="4000"/>
+      <property key="session-ms" value="8000"/>
       <property key="namespace" value="%s"/>
     </properties></manager>
     <group-name>paging</group-name>
