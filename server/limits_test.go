@@ -424,7 +424,7 @@ func TestHelloSizeLimit(t *testing.T) {
 	b := newBroker(t, Options{})
 	a := listen(t, b, NetOptions{})
 	c := dialRaw(t, a)
-	c.write(1, &wire.Hello{MinVersion: 1, MaxVersion: 1, ClientID: strings.Repeat("I", 2<<20)})
+	c.writeRefused(1, &wire.Hello{MinVersion: 1, MaxVersion: 1, ClientID: strings.Repeat("I", 2<<20)})
 	f := c.expectClosed()
 	if e, ok := f.(*wire.Error); !ok || e.Code != wire.CodeProtocol || !strings.Contains(e.Message, "limit") {
 		t.Fatalf("a 2 MB Hello: last frame %+v, want a protocol Error about the limit", f)

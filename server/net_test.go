@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +98,20 @@ func dial(t *testing.T, a *Acceptor, user, password string) *tclient {
 }
 
 func (c *tclient) next() uint64 { c.corr++; return c.corr }
+
+// writeRefused writes a frame the broker refuses from its header: it may
+// close the connection before the rest is written (a broken pipe or a
+// reset here is the refusal working; what it answered is checked next).
+func (c *tclient) writeRefused(corr uint64, f wire.Frame) {
+	c.t.Helper()
+	b, err := wire.AppendFrame(nil, corr, f)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.nc.Write(b); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		c.t.Fatal(err)
+	}
+}
 
 func (c *tclient) write(corr uint64, f wire.Frame) {
 	c.t.Helper()
