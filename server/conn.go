@@ -249,7 +249,11 @@ func (c *conn) serve() {
 func (c *conn) shutdown(reason error) {
 	c.closeOnce.Do(func() {
 		var stuck *errWriteStuck
-		if p := c.writeErr.Load(); p != nil && errors.As(*p, &stuck) {
+		p := c.writeErr.Load()
+		if p != nil && !errors.As(*p, &stuck) && !errors.Is(*p, net.ErrClosed) {
+			reason = *p // the write failed and closed the socket: say why, not "use of closed connection"
+		}
+		if p != nil && errors.As(*p, &stuck) {
 			c.acc.stats.writeTimeouts.Add(1)
 			c.acc.logs.log(c.log, slog.LevelWarn, "write-timeout", "closing connection: the client does not read", "reason", *p)
 		} else if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping &&

@@ -162,6 +162,35 @@ func TestWriteTimeoutClosesStuckConnection(t *testing.T) {
 	c.expect(wire.TypePong)
 }
 
+// A healthy connection outlives the write timeout's slices: the deadline a
+// blocking write sets (a quarter of the timeout) is cleared after it, so
+// the answers written inline later are not refused by a deadline long past
+// (every connection was closed, without a log line, a quarter of
+// writeTimeout after its first blocking write: 7.5 s with the default 30 s).
+func TestWriteDeadlineDoesNotOutliveItsWrite(t *testing.T) {
+	b := newBroker(t, Options{})
+	a := listen(t, b, NetOptions{WriteTimeout: 400 * time.Millisecond})
+	c := dial(t, a, "", "")
+	if code := c.call(&wire.CreateSession{Session: 1}); code != wire.CodeOK {
+		t.Fatal(code)
+	}
+	for i := range 3 {
+		// A Pong goes through the writer goroutine (a blocking write
+		// with a 100 ms deadline); a lone durable send's answer is
+		// written inline, 250 ms later.
+		c.write(uint64(100*i+1), &wire.Ping{})
+		c.expect(wire.TypePong)
+		time.Sleep(250 * time.Millisecond)
+		c.write(uint64(100*i+2), &wire.Send{Session: 1, Message: wire.Message{Address: "q", Durable: true, Body: []byte("m")}})
+		if r := c.expect(wire.TypeSendResult).(*wire.SendResult); r.Code != wire.CodeOK {
+			t.Fatalf("send %d: %+v", i, r)
+		}
+	}
+	if n := a.Connections(); n != 1 {
+		t.Fatalf("%d connections, want the client's", n)
+	}
+}
+
 // A consumer granting 2^32-1 credit on a queue of 25 MiB that never reads
 // its deliveries gets only what the connection can write: its window
 // stops being topped up once the output is blocked, so the queue is not

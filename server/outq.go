@@ -268,6 +268,10 @@ func (o *outq) write(nc net.Conn, b []byte) error {
 	}
 	slice := max(o.writeTimeout/4, time.Millisecond)
 	last := o.now()
+	// The deadline must not outlive this write: inline writes (rawWrite)
+	// go through the same descriptor, and a deadline in the past fails
+	// them at once.
+	defer nc.SetWriteDeadline(time.Time{})
 	for {
 		nc.SetWriteDeadline(o.now().Add(slice))
 		n, err := nc.Write(b)
