@@ -39,7 +39,8 @@
 #     the quorum queue's Raft log (WAL, fsynced) has it.
 #
 # Nothing is left running: the brokers (and the epmd this starts for
-# RabbitMQ on its own port) are stopped on exit, failure or Ctrl-C. No
+# RabbitMQ on its own port) are stopped on exit, failure, Ctrl-C or
+# SIGTERM (after the bench run in progress ends). No
 # systemd, no system-wide service: a package install is made with a
 # temporary policy-rc.d that forbids starting the packages' services.
 set -u
@@ -47,13 +48,19 @@ BIN=$(realpath "${1:-./bin/tandem}")
 RUNS=${2:-${RUNS:-3}}
 PEERS=${PEERS:-activemq rabbitmq}
 PROTOS=${PROTOS:-stomp amqp tandem}
+log() { echo "peers.sh: $*" >&2; }
+for p in $PEERS; do
+	case $p in activemq | rabbitmq) ;; *) log "PEERS: unknown peer $p (activemq, rabbitmq)"; exit 2 ;; esac
+done
+for p in $PROTOS; do
+	case $p in stomp | amqp | tandem) ;; *) log "PROTOS: unknown protocol $p (stomp, amqp, tandem)"; exit 2 ;; esac
+done
+
 T=$(mktemp -d /tmp/tandem-peers-XXXX)
 OUT=$T/out
 mkdir -p "$OUT"
 GROUPS_=() # process groups this script started (each broker in its own: setsid)
 STOPS=()   # graceful stop commands, run before the kills
-
-log() { echo "peers.sh: $*" >&2; }
 
 cleanup() {
 	local rc=$?
