@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandemmq/tandem/client"
+	"github.com/tandemmq/tandem/stomp"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -33,17 +34,26 @@ func ParsePhase(s string) (Phase, error) {
 
 // Config describes a run.
 type Config struct {
-	URL         string             // broker URL (client.ParseURL forms; tcp://host:port for STOMP)
-	Protocol    string             // ProtocolTandem (default) or ProtocolStomp
-	Destination client.Destination // default queue://bench
-	Producers   int                // default 1
-	Window      int                // sends unconfirmed per producer; default 1 (each send waits)
-	Consumers   int                // default 1
-	Size        int                // message body bytes; default 1024
-	Count       int                // messages in total (split over producers); default 10000
-	Phase       Phase              // default PhaseBoth
-	NonDurable  bool               // send non-persistent messages
-	Credit      int                // consumer window; default 1000
+	URL      string // broker URL (client.ParseURL forms; tcp://host:port for STOMP)
+	Protocol string // ProtocolTandem (default) or ProtocolStomp
+	// StompDestination, with ProtocolStomp, is the destination header
+	// of every SEND and SUBSCRIBE in place of Destination's name: how
+	// another vendor's broker spells the queue (bench/peers.sh:
+	// "/queue/bench" for ActiveMQ Classic and RabbitMQ). Empty: the name.
+	StompDestination string
+	// StompHeaders, with ProtocolStomp, are added to every SEND and
+	// SUBSCRIBE (e.g. x-queue-type:quorum, which RabbitMQ wants on every
+	// frame that may declare the queue).
+	StompHeaders []stomp.Header
+	Destination  client.Destination // default queue://bench
+	Producers    int                // default 1
+	Window       int                // sends unconfirmed per producer; default 1 (each send waits)
+	Consumers    int                // default 1
+	Size         int                // message body bytes; default 1024
+	Count        int                // messages in total (split over producers); default 10000
+	Phase        Phase              // default PhaseBoth
+	NonDurable   bool               // send non-persistent messages
+	Credit       int                // consumer window; default 1000
 	// HTTP is the broker's management address (host:port) for
 	// broker_cpu_us_per_msg; empty leaves it unknown.
 	HTTP string
@@ -144,6 +154,14 @@ func (c *Config) check() error {
 	}
 	if _, err := ParsePhase(string(c.Phase)); err != nil {
 		return fmt.Errorf("--phase: %w", err)
+	}
+	if c.Protocol != ProtocolStomp && (c.StompDestination != "" || len(c.StompHeaders) > 0) {
+		return fmt.Errorf("--stomp-destination and --stomp-header need --protocol %s", ProtocolStomp)
+	}
+	for _, h := range c.StompHeaders {
+		if h.Key == "" {
+			return fmt.Errorf("--stomp-header %q: empty name", h.Key+":"+h.Value)
+		}
 	}
 	switch c.Protocol {
 	case ProtocolTandem:

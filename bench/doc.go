@@ -15,7 +15,10 @@
 //
 // shapes.sh runs issue 8's five shapes against fresh `tandem run`s and
 // prints the medians; tls.sh runs the windowed shape over plain TCP and
-// over TLS, interleaved (docs/security.md has the numbers).
+// over TLS, interleaved (docs/security.md has the numbers); peers.sh runs
+// ActiveMQ Classic and RabbitMQ (quorum queue) next to Tandem over STOMP
+// in one sitting (Config.StompDestination and StompHeaders speak their
+// dialects; docs/performance.md has the numbers).
 //
 // It owns nothing in the broker and never changes broker state except by
 // sending and consuming messages (and auto-creating the destination's

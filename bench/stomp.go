@@ -48,6 +48,14 @@ func (r *runner) routingHeader(name string) stomp.Header {
 	return stomp.Header{Key: name, Value: v}
 }
 
+// stompDest is the destination header of SEND and SUBSCRIBE.
+func (r *runner) stompDest() string {
+	if r.cfg.StompDestination != "" {
+		return r.cfg.StompDestination
+	}
+	return r.cfg.Destination.Name
+}
+
 // stompMessage is message seq of stream st as a SEND: persistent with the
 // ID as _AMQ_DUPL_ID, or non-persistent with it as the "id" header.
 func (r *runner) stompMessage(st *Stream, seq uint64) *stomp.Frame {
@@ -58,7 +66,8 @@ func (r *runner) stompMessage(st *Stream, seq uint64) *stomp.Frame {
 	} else {
 		hs = append(hs, stomp.Header{Key: "persistent", Value: "true"}, stomp.Header{Key: "_AMQ_DUPL_ID", Value: id})
 	}
-	return stomp.SendFrame(r.cfg.Destination.Name, r.body, hs...)
+	hs = append(hs, r.cfg.StompHeaders...)
+	return stomp.SendFrame(r.stompDest(), r.body, hs...)
 }
 
 // produceStomp is produce over STOMP: each send carries a receipt, at
@@ -107,7 +116,8 @@ func (r *runner) produceStomp(ctx context.Context, c *stomp.Client, st *Stream, 
 
 // openStompConsumer subscribes with client-individual acks.
 func (r *runner) openStompConsumer(ctx context.Context, c *stomp.Client) (<-chan *stomp.Frame, error) {
-	return c.Subscribe(ctx, r.cfg.Destination.Name, "0", "client-individual", r.routingHeader("subscription-type"))
+	hs := append([]stomp.Header{r.routingHeader("subscription-type")}, r.cfg.StompHeaders...)
+	return c.Subscribe(ctx, r.stompDest(), "0", "client-individual", hs...)
 }
 
 // stompMessageID is a received MESSAGE's ID (see MessageID).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandemmq/tandem/bench"
 	"github.com/tandemmq/tandem/client"
+	"github.com/tandemmq/tandem/stomp"
 )
 
 func init() {
@@ -26,7 +27,8 @@ func init() {
 // runBench is `tandem bench --url URL [--destination queue://NAME]
 // [--producers P] [--window W] [--consumers C] [--size BYTES] [--count N]
 // [--phase produce|consume|both] [--non-durable] [--http ADDR] [--json]
-// [--protocol tandem|stomp|amqp]`.
+// [--protocol tandem|stomp|amqp] [--stomp-destination DEST]
+// [--stomp-header NAME:VALUE]...`.
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	url := fs.String("url", "tcp://localhost:61616", "broker URL: tcp://host:port or (tcp://a:p,tcp://b:p)?ha=true&...")
@@ -48,6 +50,16 @@ func runBench(args []string) int {
 	floorDir := fs.String("floor-dir", "", "first measure the synchronous floor: O_DIRECT 4 KiB write + fdatasync in DIR (on the broker's disk) and a loopback round trip")
 	user := fs.String("user", "", "user (default: the URL's user option, else anonymous)")
 	password := fs.String("password", "", "password of --user")
+	stompDest := fs.String("stomp-destination", "", "with --protocol stomp: the destination header of SEND and SUBSCRIBE as another broker spells the queue (e.g. /queue/bench); default the --destination's name")
+	var stompHeaders []stomp.Header
+	fs.Func("stomp-header", "with --protocol stomp: NAME:VALUE added to every SEND and SUBSCRIBE (repeatable; e.g. x-queue-type:quorum)", func(v string) error {
+		k, val, ok := strings.Cut(v, ":")
+		if !ok || k == "" {
+			return fmt.Errorf("%q: want NAME:VALUE", v)
+		}
+		stompHeaders = append(stompHeaders, stomp.Header{Key: k, Value: val})
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -71,7 +83,8 @@ func runBench(args []string) int {
 	}
 	cfg := bench.Config{URL: *url, Protocol: *protocol, Destination: dest, Producers: *producers, Window: *window,
 		Consumers: *consumers, Size: *size, Count: *count, Phase: ph, NonDurable: *nonDurable,
-		Credit: *credit, HTTP: *httpAddr, Idle: *idle, User: *user, Password: *password}
+		Credit: *credit, HTTP: *httpAddr, Idle: *idle, User: *user, Password: *password,
+		StompDestination: *stompDest, StompHeaders: stompHeaders}
 	if *floorDir != "" {
 		exe, err := os.Executable()
 		if err != nil {

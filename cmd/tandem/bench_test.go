@@ -183,6 +183,11 @@ func TestBenchAndClusterUsage(t *testing.T) {
 		{"--bogus"},
 		{"extra"},
 		{"--url", "tcp://127.0.0.1:1", "--count", "1"}, // nothing listens: could not run
+		{"--protocol", "stomp", "--stomp-header", "no-colon"},
+		{"--protocol", "stomp", "--stomp-header", ":value"},
+		{"--stomp-header", "x-queue-type:quorum"}, // STOMP only
+		{"--stomp-destination", "/queue/bench"},   // STOMP only
+		{"--protocol", "amqp", "--stomp-destination", "/queue/bench"},
 	}
 	for _, args := range tests {
 		if code := runBench(args); code != exitCannot {
