@@ -702,7 +702,7 @@ func (l *link) topupLocked() int {
 // send's completion, or Consumer.Drain on the reader) hands a message.
 func (l *link) deliver(d server.Delivery) {
 	s := l.s
-	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+	if d.Message.IsLarge() { // delivered whole, its body read into memory (docs/large-messages.md)
 		m, err := s.c.srv.Materialize(d.Message)
 		if err != nil {
 			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
