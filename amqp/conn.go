@@ -107,6 +107,7 @@ type conn struct {
 	sessions     map[uint16]*session
 	txns         map[string]*txn
 	nextTxn      uint64
+	largeUploads int // large messages being streamed (reader-owned; large.go)
 
 	mu      sync.Mutex // guards links (for the writer's drained callback)
 	starved map[*link]struct{}

@@ -35,6 +35,11 @@ const DefaultMinLargeMessageSize = 100 << 10
 // maxLargeTail bounds what may follow a large message's body (a footer).
 const maxLargeTail = 64 << 10
 
+// maxLargeUploads is how many large messages one connection may be
+// streaming at a time (on different links), as on Tandem's protocol; past
+// it a message is not streamed (held in memory up to the message limit).
+const maxLargeUploads = 16
+
 // parseMinLarge reads the acceptor's amqpMinLargeMessageSize: 0 or less
 // turns streaming off (bodies over the message limit are refused); at
 // most server.MaxBodySize, so that every larger body streams.
@@ -51,7 +56,8 @@ func parseMinLarge(v string) int {
 
 // largeIn is a large message being received on a link (reader-owned).
 type largeIn struct {
-	up   *server.LargeUpload // nil once refused
+	c    *conn
+	up   *server.LargeUpload // nil once refused or sent
 	in   *inMessage
 	left uint64 // body bytes still to come
 	tail []byte // what follows the body (a footer)
@@ -124,12 +130,16 @@ func (l *link) maybeLarge() {
 	if l.coordinator || c.cfg.minLarge <= 0 || len(l.partial) <= c.cfg.minLarge || l.notLarge != "" || !c.srv.HasLargeStore() {
 		return
 	}
+	if c.largeUploads >= maxLargeUploads {
+		l.notLarge = fmt.Sprintf("%d large messages in progress on the connection, the most it may stream", c.largeUploads)
+		return
+	}
 	sp, ok, why := splitLarge(l.partial)
 	if !ok {
 		l.notLarge = why
 		return
 	}
-	lg := &largeIn{left: sp.bodyLen}
+	lg := &largeIn{c: c, left: sp.bodyLen}
 	l.large = lg
 	rest := l.partial[sp.contentStart:]
 	defer func() { l.partial = nil }()
@@ -157,6 +167,7 @@ func (l *link) maybeLarge() {
 		lg.refuse("", err)
 		return
 	}
+	c.largeUploads++
 	lg.feed(rest)
 }
 
@@ -185,6 +196,7 @@ func (lg *largeIn) abort() {
 	if lg.up != nil {
 		lg.up.Abort()
 		lg.up = nil
+		lg.c.largeUploads--
 	}
 }
 
@@ -244,5 +256,6 @@ func (l *link) finishLarge(t *Transfer, lg *largeIn) error {
 	}
 	up := lg.up
 	lg.up = nil
+	lg.c.largeUploads--
 	return l.send(t, lg.in, up)
 }
