@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,29 +111,127 @@ func TestLargeSend(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// abortFrame is a transfer on handle with aborted=true (Transfer.append,
+// the broker's, never sends one).
+func abortFrame(handle uint32) []byte {
+	b := appendDescriptor(nil, descTransfer)
+	b, c := startList(b)
+	b = appendUint(c.field(b), handle)
+	for i := 1; i <= 8; i++ { // delivery-id ... resume
+		c.null()
+	}
+	b = appendBool(c.field(b), true) // aborted
+	b = c.end(b)
+	return appendFrame(nil, frameAMQP, 0, rawPerf(b), nil)
+}
+
+// rawPerf is an encoded performative.
+type rawPerf []byte
+
+func (p rawPerf) append(b []byte) []byte { return append(b, p...) }
+
 // rawSender is a raw connection with a session and a sending link on
-// "abort" (the broker's credit read).
+// queue (the broker's credit read).
 func rawSender(t *testing.T, b *testBroker, queue string) *rawClient {
 	t.Helper()
 	c := dialRaw(t, b)
 	c.open()
-	c.write(appendFrame(nil, frameAMQP, 0, &Begin{NextOutgoingID: 0, IncomingWindow: 1 << 16, OutgoingWindow: 1 << 16, HandleMax: 10}, nil))
+	c.write(appendFrame(nil, frameAMQP, 0, &Begin{NextOutgoingID: 0, IncomingWindow: 1 << 16, OutgoingWindow: 1 << 16, HandleMax: 100}, nil))
 	if code := c.next(); code != descBegin {
 		t.Fatalf("got 0x%x, want begin", code)
 	}
-	c.write(appendFrame(nil, frameAMQP, 0, &Attach{Name: "raw-sender", Handle: 0, Role: false,
+	c.attachSender(0, queue)
+	return c
+}
+
+// attachSender attaches a sending link on handle to queue.
+func (c *rawClient) attachSender(handle uint32, queue string) {
+	c.t.Helper()
+	c.write(appendFrame(nil, frameAMQP, 0, &Attach{Name: fmt.Sprintf("raw-sender-%d", handle), Handle: handle, Role: false,
 		Source: &Terminus{Address: "src", HasAddress: true}, Target: &Terminus{Address: queue, HasAddress: true}}, nil))
 	for _, want := range []uint64{descAttach, descFlow} {
 		if code := c.next(); code != want {
-			t.Fatalf("got 0x%x, want 0x%x", code, want)
+			c.t.Fatalf("got 0x%x, want 0x%x", code, want)
 		}
 	}
-	return c
+}
+
+// TestLargeSendsPerConnection: one connection streams at most 16 large
+// messages at a time (as on Tandem's protocol); a 17th, on another link,
+// is held in memory like any message, so past the message limit its link
+// is detached, saying why it was not streamed.
+func TestLargeSendsPerConnection(t *testing.T) {
+	b := newLargeTestBroker(t)
+	c := rawSender(t, b, "many")
+	for h := uint32(1); h < maxLargeUploads; h++ {
+		c.attachSender(h, "many")
+	}
+	for h := uint32(0); h < maxLargeUploads; h++ {
+		largeTransfersOn(c, h, h, 8<<20, 4, 64<<10) // 256 KiB of 8 MiB: streaming
+	}
+	c.attachSender(maxLargeUploads, "many")
+	largeTransfersOn(c, maxLargeUploads, maxLargeUploads, 8<<20, 20, 64<<10) // 1.25 MiB
+	for {
+		f, err := c.fr.next()
+		if err != nil {
+			t.Fatalf("no detach of the 17th large message's link: %v", err)
+		}
+		if len(f.body) == 0 {
+			continue
+		}
+		d := newDecoder(f.body)
+		if code, _ := d.descriptor(); code != descDetach {
+			continue
+		}
+		var de Detach
+		de.decode(d)
+		if de.Handle != maxLargeUploads || de.Error == nil || de.Error.Condition != ErrMessageSizeExceeded ||
+			!strings.Contains(de.Error.Description, "large messages in progress") {
+			t.Fatalf("detach %+v %+v, want handle %d detached with %s naming the large messages in progress", de, de.Error, maxLargeUploads, ErrMessageSizeExceeded)
+		}
+		break
+	}
+	// One aborted frees its place: a message of 1.25 MiB on its link
+	// streams again, and is stored (a disposition, not a detach).
+	c.write(abortFrame(0))
+	largeTransfersOn(c, 0, maxLargeUploads+1, 20*(64<<10), 20, 64<<10)
+	c.write(appendFrame(nil, frameAMQP, 0, &Transfer{Handle: 0}, nil))
+	for {
+		f, err := c.fr.next()
+		if err != nil {
+			t.Fatalf("no disposition of the message after an abort: %v", err)
+		}
+		if len(f.body) == 0 {
+			continue
+		}
+		d := newDecoder(f.body)
+		code, _ := d.descriptor()
+		if code == descDetach {
+			t.Fatal("a large message after an abort was not streamed: its link is detached")
+		}
+		if code != descDisposition {
+			continue
+		}
+		var di Disposition
+		di.decode(d)
+		if di.State.Kind != descAccepted {
+			t.Fatalf("disposition %+v (error %v), want accepted", di, di.State.Error)
+		}
+		break
+	}
+	if info, _ := b.srv.Queue("many"); info.Depth != 1 {
+		t.Fatalf("queue many holds %d messages, want the one completed", info.Depth)
+	}
 }
 
 // largeTransfers writes the first frames of a durable message whose data
 // section announces size bytes, and n more frames of its body.
 func largeTransfers(c *rawClient, size int, n int, frame int) {
+	largeTransfersOn(c, 0, 0, size, n, frame)
+}
+
+// largeTransfersOn is largeTransfers on link handle, delivery id.
+func largeTransfersOn(c *rawClient, handle, id uint32, size int, n int, frame int) {
 	msg := appendDescriptor(nil, descHeader)
 	var hc compound
 	msg, hc = startList(msg)
@@ -142,9 +242,9 @@ func largeTransfers(c *rawClient, size int, n int, frame int) {
 	body := patterned(frame)
 	first := true
 	for i := 0; i < n; i++ {
-		tr := &Transfer{Handle: 0, More: true}
+		tr := &Transfer{Handle: handle, More: true}
 		if first {
-			tr.DeliveryID, tr.HasDeliveryID, tr.DeliveryTag, tr.HasDeliveryTag = 0, true, []byte("t0"), true
+			tr.DeliveryID, tr.HasDeliveryID, tr.DeliveryTag, tr.HasDeliveryTag = id, true, []byte("t0"), true
 			first = false
 			c.write(appendFrame(nil, frameAMQP, 0, tr, append(msg, body...)))
 			continue
@@ -175,7 +275,7 @@ func TestLargeSendAborted(t *testing.T) {
 			}
 			switch how {
 			case "aborted":
-				c.write(appendFrame(nil, frameAMQP, 0, &Transfer{Handle: 0, Aborted: true}, nil))
+				c.write(abortFrame(0))
 			case "detach":
 				c.write(appendFrame(nil, frameAMQP, 0, &Detach{Handle: 0, Closed: true}, nil))
 			case "drop":
