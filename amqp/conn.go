@@ -62,6 +62,19 @@ type config struct {
 	// anycastPrefix and multicastPrefix are the acceptor's address
 	// prefixes for routing (besides queue:// and topic://).
 	anycastPrefix, multicastPrefix string
+	// minLarge is amqpMinLargeMessageSize: a multi-frame delivery past
+	// it streams to the large-messages journal (0: never; large.go).
+	minLarge int
+}
+
+// maxMessageSize is the max-message-size announced on a link the client
+// sends on: none when large messages stream to the journal, else the
+// limit of a message held in memory.
+func (c *conn) maxMessageSize() uint64 {
+	if c.cfg.minLarge > 0 && c.srv != nil && c.srv.HasLargeStore() {
+		return 0
+	}
+	return maxMessageSize
 }
 
 // connError ends a connection with a close frame carrying it.
@@ -94,6 +107,7 @@ type conn struct {
 	sessions     map[uint16]*session
 	txns         map[string]*txn
 	nextTxn      uint64
+	largeUploads int // large messages being streamed (reader-owned; large.go)
 
 	mu      sync.Mutex // guards links (for the writer's drained callback)
 	starved map[*link]struct{}

@@ -21,6 +21,9 @@
 //     header, and a frame's buffer grows with the bytes that arrive, not
 //     to the size its header announces. Malformed input ends the connection (or the session, or the
 //     link, as the specification says) with an error condition.
+//   - Hold a large message whole: a multi-frame message past
+//     amqpMinLargeMessageSize streams its body to the large-messages
+//     journal as its frames arrive (large.go).
 //   - Settle a send before the server reports it durable, or settle an
 //     accept before its ack is durable; tell a client "rejected" when the
 //     outcome is unknown (a halted broker, a lost lease): the connection
@@ -39,6 +42,7 @@
 //	session.go                       begin/end, session flow control, dispositions
 //	link.go                          attach/detach, link credit, transfers both ways
 //	txn.go                           the transaction coordinator (local transactions)
+//	large.go                         large messages received: streamed to the large-messages journal
 //	message.go                       AMQP message <-> server.Message
 //	handler.go                       server.ProtocolHandler
 //

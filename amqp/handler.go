@@ -35,7 +35,9 @@ func (h *Handler) Detect(prefix []byte) bool {
 // Serve runs one AMQP connection until it ends. The idle-time-out the
 // broker announces is the acceptor's connection TTL (its TTL override when
 // set); the acceptor's anycastPrefix and multicastPrefix parameters add to
-// the queue:// and topic:// address prefixes.
+// the queue:// and topic:// address prefixes; amqpMinLargeMessageSize
+// (bytes, default 100 KiB, at most 1 MiB; 0 or less: off) is where a
+// multi-frame message starts streaming to the large-messages journal.
 func (h *Handler) Serve(ctx context.Context, pc server.ProtocolConn) {
 	idle := pc.DefaultTTL
 	if pc.TTLOverride > 0 {
@@ -49,6 +51,7 @@ func (h *Handler) Serve(ctx context.Context, pc server.ProtocolConn) {
 		srv: pc.Server, login: login, anonymous: pc.AnonymousAllowed, external: pc.PeerCertificate != nil,
 		log: pc.Logger, idleTimeout: idle,
 		handshake: pc.HandshakeTimeout, anycastPrefix: pc.Params["anycastPrefix"], multicastPrefix: pc.Params["multicastPrefix"],
+		minLarge: parseMinLarge(pc.Params["amqpMinLargeMessageSize"]),
 	}, pc.Conn, pc.Reader)
 }
 

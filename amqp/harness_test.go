@@ -33,6 +33,10 @@ type testBroker struct {
 	writeTimeout time.Duration
 	// anycastPrefix and multicastPrefix are the acceptor's parameters.
 	anycastPrefix, multicastPrefix string
+	// minLarge is amqpMinLargeMessageSize (0: large messages off).
+	minLarge int
+	// large is the large-messages journal (newLargeTestBroker).
+	large *journal.FileJournal
 }
 
 func newTestBroker(t testing.TB, opts server.Options, users map[string]string) *testBroker {
@@ -97,7 +101,7 @@ func (b *testBroker) accept() {
 			defer nc.Close()
 			serve(b.ctx, config{srv: b.srv, login: b.login, anonymous: b.anonymous, log: b.srv.Options().Logger,
 				idleTimeout: b.idle, handshake: 5 * time.Second, writeTimeout: b.writeTimeout,
-				anycastPrefix: b.anycastPrefix, multicastPrefix: b.multicastPrefix}, nc, nil)
+				anycastPrefix: b.anycastPrefix, multicastPrefix: b.multicastPrefix, minLarge: b.minLarge}, nc, nil)
 		}()
 	}
 }
@@ -107,6 +111,29 @@ func (b *testBroker) close() {
 	b.ln.Close()
 	b.wg.Wait()
 	b.srv.Close()
+	if b.large != nil {
+		b.large.Close()
+	}
+}
+
+// newLargeTestBroker is newTestBroker with paging and large-messages
+// journals (2 MiB segments) in directories of the test's, streaming
+// multi-frame messages past DefaultMinLargeMessageSize.
+func newLargeTestBroker(t testing.TB) *testBroker {
+	t.Helper()
+	pj, err := journal.Open(journal.Options{Dir: t.TempDir(), Log: true, SegmentSize: 1 << 20, Prefix: journal.PagePrefix, Ext: journal.PageExt, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pj.Close() })
+	lj, err := journal.Open(journal.Options{Dir: t.TempDir(), Log: true, SegmentSize: 2 << 20, Prefix: journal.LargePrefix, Ext: journal.LargeExt,
+		MaxPending: 8 << 20, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBroker(t, server.Options{Pages: pj, Large: lj}, nil)
+	b.large, b.minLarge = lj, DefaultMinLargeMessageSize
+	return b
 }
 
 func (b *testBroker) url() string { return "amqp://" + b.addr() }

@@ -46,7 +46,9 @@ type link struct {
 	partial     []byte // a multi-frame delivery being received (reader-owned)
 	partialOn   bool
 	partialT    Transfer
-	detached    bool // guarded by s.mu
+	large       *largeIn // a large delivery being streamed (reader-owned; large.go)
+	notLarge    string   // why the delivery in progress cannot stream (reader-owned)
+	detached    bool     // guarded by s.mu
 
 	// The broker sends (client receives).
 	consumer       *server.Consumer
@@ -170,7 +172,7 @@ func (s *session) attachReceiving(a *Attach) error {
 	s.putLocked(&Attach{
 		Name: a.Name, Handle: a.Handle, Role: roleReceiver,
 		SndSettleMode: a.SndSettleMode, RcvSettleMode: RcvFirst,
-		Source: a.Source, Target: t, MaxMessageSize: maxMessageSize,
+		Source: a.Source, Target: t, MaxMessageSize: c.maxMessageSize(),
 	})
 	s.putLocked(l.creditFlowLocked())
 	s.mu.Unlock()
@@ -336,22 +338,47 @@ func (l *link) transfer(t *Transfer, payload []byte) error {
 		s.mu.Unlock()
 		l.partialT = *t
 		l.partialT.DeliveryTag = nil
+		l.notLarge = ""
 	} else if t.HasSettled && t.Settled {
 		l.partialT.Settled, l.partialT.HasSettled = true, true
 	}
 	if t.Aborted {
 		l.partial, l.partialOn = l.partial[:0], false
+		if l.large != nil {
+			l.large.abort() // nothing of it is stored
+			l.large = nil
+		}
 		l.refill()
 		return nil
+	}
+	if lg := l.large; lg != nil {
+		lg.feed(payload)
+		if t.More {
+			return lg.unknown()
+		}
+		l.large, l.partialOn = nil, false
+		first := &l.partialT
+		if t.State.Kind != 0 {
+			first.State = t.State
+		}
+		return l.finishLarge(first, lg)
 	}
 	if t.More || l.partialOn {
 		if len(l.partial)+len(payload) > maxMessageSize {
 			l.partial, l.partialOn = nil, false
-			return l.detachWith(ErrMessageSizeExceeded, fmt.Sprintf("message larger than %d bytes", maxMessageSize))
+			why := fmt.Sprintf("message larger than %d bytes", maxMessageSize)
+			if l.notLarge != "" {
+				why += " (not streamed as a large message: " + l.notLarge + ")"
+			}
+			return l.detachWith(ErrMessageSizeExceeded, why)
 		}
 		l.partial = append(l.partial, payload...)
 		l.partialOn = true
 		if t.More {
+			l.maybeLarge()
+			if l.large != nil {
+				return l.large.unknown()
+			}
 			return nil
 		}
 		payload = l.partial
@@ -368,7 +395,7 @@ func (l *link) transfer(t *Transfer, payload []byte) error {
 
 // receive handles a complete incoming message.
 func (l *link) receive(t *Transfer, payload []byte) error {
-	s, c := l.s, l.s.c
+	c := l.s.c
 	id := t.DeliveryID
 	settled := t.HasSettled && t.Settled
 	in, err := decodeMessage(payload, l.coordinator)
@@ -384,19 +411,43 @@ func (l *link) receive(t *Transfer, payload []byte) error {
 	if l.coordinator {
 		return l.coordinate(id, in)
 	}
+	return l.send(t, in, nil)
+}
+
+// destination is where a message received on l goes: the link's target,
+// or (anonymous relay) the message's "to".
+func (l *link) destination(in *inMessage) (server.Destination, Symbol, error) {
+	if l.dest.Name != "" {
+		return l.dest, "", nil
+	}
+	if in.to == "" {
+		return server.Destination{}, ErrInvalidField, errors.New("message without a \"to\" on an anonymous link")
+	}
+	dest, err := l.s.c.parseAddress(in.to, nil)
+	if err != nil {
+		return server.Destination{}, ErrInvalidField, err
+	}
+	return dest, "", nil
+}
+
+// send stores a decoded incoming message; up, when set, holds its body
+// (a large message: large.go), sent or aborted here.
+func (l *link) send(t *Transfer, in *inMessage, up *server.LargeUpload) error {
+	s, c := l.s, l.s.c
+	id := t.DeliveryID
+	settled := t.HasSettled && t.Settled
+	reject := func(cond Symbol, desc string) error {
+		if up != nil {
+			up.Abort()
+		}
+		l.refill()
+		l.dispose(id, &DeliveryState{Kind: descRejected, Error: &Error{Condition: cond, Description: desc}})
+		return nil
+	}
 	m := in.m
-	dest := l.dest
-	if dest.Name == "" { // anonymous relay
-		if in.to == "" {
-			l.refill()
-			l.dispose(id, &DeliveryState{Kind: descRejected, Error: &Error{Condition: ErrInvalidField, Description: "message without a \"to\" on an anonymous link"}})
-			return nil
-		}
-		if dest, err = c.parseAddress(in.to, nil); err != nil {
-			l.refill()
-			l.dispose(id, &DeliveryState{Kind: descRejected, Error: &Error{Condition: ErrInvalidField, Description: err.Error()}})
-			return nil
-		}
+	dest, cond, err := l.destination(in)
+	if err != nil {
+		return reject(cond, err.Error())
 	}
 	if m.DuplicateID == "" && l.dedupMsgID {
 		m.DuplicateID = idString(in.messageID)
@@ -404,17 +455,24 @@ func (l *link) receive(t *Transfer, payload []byte) error {
 	ss := s.ss
 	var tx *txn
 	if t.State.Kind == descTransactionalState {
+		if up != nil {
+			return reject(ErrNotImplemented, "a large message (above amqpMinLargeMessageSize) cannot be sent in a transaction")
+		}
 		if tx = c.txns[string(t.State.TxnID)]; tx == nil {
-			l.refill()
-			l.dispose(id, &DeliveryState{Kind: descRejected, Error: &Error{Condition: ErrTransactionUnknownID, Description: "unknown transaction"}})
-			return nil
+			return reject(ErrTransactionUnknownID, "unknown transaction")
 		}
 		ss = tx.ss
 	}
 	s.mu.Lock()
 	l.inflight++
 	s.mu.Unlock()
-	ss.Send(c.ctx, dest, m, func(err error) {
+	sendFn := ss.Send
+	if up != nil {
+		sendFn = func(ctx context.Context, dest server.Destination, m *server.Message, done func(error)) {
+			up.Send(ctx, ss, dest, m, done)
+		}
+	}
+	sendFn(c.ctx, dest, m, func(err error) {
 		s.mu.Lock()
 		l.inflight--
 		l.refillLocked()
@@ -494,6 +552,10 @@ func (l *link) detachWith(cond Symbol, desc string) error {
 // closed the link, a dynamic queue always.
 func (l *link) release(closed bool) {
 	s, c := l.s, l.s.c
+	if l.large != nil {
+		l.large.abort() // a large delivery in progress: nothing of it is stored
+		l.large = nil
+	}
 	s.mu.Lock()
 	l.detached = true
 	l.pending = nil
@@ -640,7 +702,7 @@ func (l *link) topupLocked() int {
 // send's completion, or Consumer.Drain on the reader) hands a message.
 func (l *link) deliver(d server.Delivery) {
 	s := l.s
-	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+	if d.Message.IsLarge() { // delivered whole, its body read into memory (docs/large-messages.md)
 		m, err := s.c.srv.Materialize(d.Message)
 		if err != nil {
 			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)

@@ -48,6 +48,13 @@ type inMessage struct {
 // decodeMessage decodes an incoming message's sections into a broker
 // message. It copies what it keeps (payload may be the frame buffer).
 func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
+	return decodeSections(payload, wantValue, -1)
+}
+
+// decodeSections is decodeMessage; streamed, when not negative, is the
+// body kind of a large message whose body is stored apart (payload then
+// holds only the sections before it: large.go).
+func decodeSections(payload []byte, wantValue bool, streamed int) (*inMessage, error) {
 	d := newDecoder(payload)
 	in := &inMessage{m: &server.Message{}}
 	m := in.m
@@ -160,6 +167,9 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 	}
 	if bodyKind == bodyEncoded {
 		m.Body = append([]byte{}, payload[bodyStart:bodyEnd]...)
+	}
+	if streamed >= 0 {
+		bodyKind = byte(streamed)
 	}
 	if bodyKind != bodyData {
 		needKeep = true

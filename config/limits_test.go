@@ -54,6 +54,8 @@ func TestLimitSettingErrors(t *testing.T) {
 		{`<pprof-enabled>maybe</pprof-enabled>`, "not a boolean"},
 		{`<acceptors><acceptor name="a">tcp://h:1?connectionsAllowed=many</acceptor></acceptors>`, `connectionsAllowed="many"`},
 		{`<acceptors><acceptor name="a">tcp://h:1?writeTimeout=0</acceptor></acceptors>`, "writeTimeout=0"},
+		{`<acceptors><acceptor name="a">tcp://h:1?amqpMinLargeMessageSize=big</acceptor></acceptors>`, `amqpMinLargeMessageSize="big"`},
+		{`<acceptors><acceptor name="a">tcp://h:1?stompMinLargeMessageSize=-2</acceptor></acceptors>`, `stompMinLargeMessageSize="-2"`},
 		{`<acceptors><acceptor name="a">tcp://h:1?writeBufferHighWaterMark=100;writeBufferLowWaterMark=200</acceptor></acceptors>`, "above writeBufferHighWaterMark"},
 	} {
 		_, _, err := parseString(t, core(tc.xml))

@@ -137,9 +137,11 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 
 // acceptorParams are the acceptor URL parameters the broker uses: which
 // protocols it serves, Artemis's routing prefixes and STOMP's connection
-// TTL (docs/protocols.md), and the connection limits (docs/limits.md).
+// TTL (docs/protocols.md), the connection limits (docs/limits.md), and
+// where AMQP and STOMP bodies start streaming (docs/large-messages.md).
 var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl",
-	"connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout")
+	"connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout",
+	"amqpMinLargeMessageSize", "stompMinLargeMessageSize")
 
 // acceptorLimits parses the acceptor URL parameters Tandem implements into
 // a.Limits.
@@ -156,6 +158,10 @@ func (p *parser) acceptorLimits(n *node, a *Acceptor) {
 		}
 		return i, true
 	}
+	// Checked here, used by the protocol handlers (amqp, stomp): -1 or 0
+	// turns streaming off, as Artemis's -1 does.
+	num("amqpMinLargeMessageSize", -1)
+	num("stompMinLargeMessageSize", -1)
 	l := &a.Limits
 	if v, ok := num("connectionsAllowed", -1); ok {
 		l.ConnectionsAllowed = int(v)

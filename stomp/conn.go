@@ -63,7 +63,7 @@ const (
 func newConn(ctx context.Context, h *Handler, pc server.ProtocolConn) *conn {
 	c := &conn{
 		h: h, pc: pc, s: pc.Server, nc: pc.Conn, log: pc.Logger, ctx: ctx,
-		dec:  NewDecoder(pc.Reader, limits),
+		dec:  NewDecoder(pc.Reader, connLimits(pc)),
 		subs: map[string]*subscription{}, byIdx: map[uint64]*subscription{}, txs: map[string]*server.Session{},
 		ops:    newBudget(maxOpsInFlight, maxBytesInFlight),
 		failed: make(chan struct{}),
@@ -505,17 +505,14 @@ func (c *conn) handleSend(f *Frame) error {
 		}
 		m.Expiration = ms * int64(time.Millisecond)
 	}
+	if f.Stream > 0 {
+		m.Properties = properties(f)
+		return c.handleLargeSend(f, dest, m)
+	}
 	if len(m.Body) > server.MaxBodySize {
 		return errorf(f, "message too large", "a body of %d bytes; the limit is %d", len(m.Body), server.MaxBodySize)
 	}
-	seen := map[string]bool{}
-	for _, h := range f.Headers {
-		if reserved[h.Key] || seen[h.Key] {
-			continue
-		}
-		seen[h.Key] = true
-		m.Properties = append(m.Properties, server.Property{Key: h.Key, Kind: wire.KindString, Str: h.Value})
-	}
+	m.Properties = properties(f)
 	receipt := f.Value("receipt")
 	if tx := f.Value("transaction"); tx != "" {
 		ss, ok := c.txs[tx]
@@ -543,6 +540,21 @@ func (c *conn) handleSend(f *Frame) error {
 		c.receipt(receipt)
 	})
 	return nil
+}
+
+// properties are a SEND's headers kept as string properties: all but the
+// reserved ones, the first of repeated ones.
+func properties(f *Frame) []server.Property {
+	var out []server.Property
+	seen := map[string]bool{}
+	for _, h := range f.Headers {
+		if reserved[h.Key] || seen[h.Key] {
+			continue
+		}
+		seen[h.Key] = true
+		out = append(out, server.Property{Key: h.Key, Kind: wire.KindString, Str: h.Value})
+	}
+	return out
 }
 
 func (c *conn) handleCommit(f *Frame) error {

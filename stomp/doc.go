@@ -26,7 +26,11 @@
 // A frame's headers are limited to 64 KiB and 1000 headers, its body to
 // server.MaxBodySize; a content-length above the limit is refused before
 // the body is read or allocated, and a body's memory grows with the bytes
-// that arrive, not to the content-length announced. A connection has at
+// that arrive, not to the content-length announced. The exception is a
+// large message (large.go): a SEND whose content-length is above
+// stompMinLargeMessageSize, on a broker with a large-messages journal,
+// streams its body to the journal 64 KiB at a time (Frame.Stream,
+// Decoder.Body), receipted once stored. A connection has at
 // most 1024 operations (8 MiB of bodies) waiting for the journal, and
 // stops reading while 4 MiB of answers wait to be written; deliveries are
 // limited by each subscription's window (Options). A write that makes no

@@ -19,6 +19,10 @@ type Frame struct {
 	Command string
 	Headers []Header
 	Body    []byte
+	// Stream, when above zero, is the content-length of a SEND body the
+	// Decoder left unread (above Limits.StreamAbove): Body is nil and
+	// Decoder.Body reads it.
+	Stream int64
 }
 
 // Get returns the value of the first header named key (STOMP 1.2: of
@@ -52,6 +56,14 @@ type Limits struct {
 	MaxHeaderBytes int
 	// MaxHeaders bounds the number of headers (default 1000).
 	MaxHeaders int
+	// StreamAbove, when above zero, lets a SEND frame whose
+	// content-length is above it (up to MaxStream) through without its
+	// body: the caller reads it with Decoder.Body, a piece at a time
+	// (a large message). 0: every body is read whole, up to MaxBody.
+	StreamAbove int
+	// MaxStream bounds a streamed body (default 1 PiB: the disk is the
+	// limit).
+	MaxStream int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -63,6 +75,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaders <= 0 {
 		l.MaxHeaders = 1000
+	}
+	if l.MaxStream <= 0 {
+		l.MaxStream = 1 << 50
 	}
 	return l
 }
@@ -84,6 +99,8 @@ type Decoder struct {
 	r   *bufio.Reader
 	lim Limits
 	off int64 // bytes consumed
+	// body is the streamed body being read (Body), nil when none.
+	body *bodyReader
 }
 
 // NewDecoder returns a decoder reading r (which should be at least 4 KiB
@@ -104,6 +121,9 @@ func (d *Decoder) errorf(format string, args ...any) error {
 // frame boundary, io.ErrUnexpectedEOF inside one); a bad frame is a
 // *FrameError.
 func (d *Decoder) Next() (*Frame, error) {
+	if d.body != nil {
+		return nil, d.errorf("the streamed body of the previous frame was not read to its end")
+	}
 	b, err := d.r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -169,6 +189,14 @@ func (d *Decoder) Next() (*Frame, error) {
 		if err != nil {
 			return nil, d.errorf("content-length %q is not a number of bytes", clip([]byte(cl)))
 		}
+		if d.lim.StreamAbove > 0 && cmd == "SEND" && n > uint64(d.lim.StreamAbove) && n > 0 {
+			if n > uint64(d.lim.MaxStream) {
+				return nil, d.errorf("content-length %d exceeds the largest body, %d bytes", n, d.lim.MaxStream)
+			}
+			f.Stream = int64(n)
+			d.body = &bodyReader{d: d, left: int64(n)}
+			return f, nil
+		}
 		if n > uint64(d.lim.MaxBody) {
 			return nil, d.errorf("content-length %d exceeds the largest body, %d bytes", n, d.lim.MaxBody)
 		}
@@ -204,6 +232,59 @@ func (d *Decoder) Next() (*Frame, error) {
 	}
 	f.Body = body[:len(body)-1]
 	return f, nil
+}
+
+// Body returns the reader of the streamed body of the frame Next just
+// returned (Frame.Stream above zero): it returns io.EOF once the body and
+// the NUL after it are read (a missing NUL is a *FrameError), and
+// io.ErrUnexpectedEOF when the stream ends before. Nil when there is none.
+func (d *Decoder) Body() io.Reader {
+	if d.body == nil {
+		return nil
+	}
+	return d.body
+}
+
+// bodyReader reads a streamed body from its decoder's stream.
+type bodyReader struct {
+	d    *Decoder
+	left int64
+	err  error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.left == 0 {
+		d := b.d
+		nul, err := d.r.ReadByte()
+		switch {
+		case err != nil:
+			b.err = unexpected(err)
+		case nul != 0:
+			b.err = d.errorf("the streamed body is not followed by a NUL byte")
+		default:
+			d.off++
+			d.body = nil
+			b.err = io.EOF
+		}
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.d.r.Read(p)
+	b.left -= int64(n)
+	b.d.off += int64(n)
+	if err != nil && (n == 0 || b.left > 0) {
+		b.err = unexpected(err)
+		if n > 0 {
+			return n, nil // the error comes with the next read
+		}
+		return 0, b.err
+	}
+	return n, nil
 }
 
 // bodyChunk is the buffer a body starts in; it doubles as bytes arrive.

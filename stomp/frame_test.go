@@ -105,7 +105,9 @@ func TestEncodeRoundTrip(t *testing.T) {
 }
 
 // FuzzDecoder: the decoder never panics, never returns a body or headers
-// beyond its limits, and what it decodes encodes back to the same frame.
+// beyond its limits, and what it decodes encodes back to the same frame;
+// with streaming on, a streamed body reads to exactly its content-length
+// (or fails with a frame or I/O error).
 func FuzzDecoder(f *testing.F) {
 	for _, s := range []string{
 		"CONNECT\naccept-version:1.2\n\n\x00",
@@ -114,45 +116,68 @@ func FuzzDecoder(f *testing.F) {
 		"\r\n\nACK\nid:1-2\n\n\x00",
 		"SEND\ncontent-length:5\n\nab\x00",
 		"SUBSCRIBE\r\nid:0\r\ndestination:/queue/a\r\nack:client\r\n\r\n\x00",
+		"SEND\ndestination:q\ncontent-length:12\n\n0123456789ab\x00SEND\n\n\x00",
+		"SEND\ncontent-length:10\n\n0123456789X",
 	} {
 		f.Add([]byte(s))
 	}
-	lim := Limits{MaxBody: 1 << 10, MaxHeaderBytes: 1 << 10, MaxHeaders: 16}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := NewDecoder(bufio.NewReaderSize(bytes.NewReader(in), 16), lim)
-		for i := 0; i < 64; i++ {
-			fr, err := d.Next()
+		fuzzDecode(t, in, Limits{MaxBody: 1 << 10, MaxHeaderBytes: 1 << 10, MaxHeaders: 16})
+		fuzzDecode(t, in, Limits{MaxBody: 1 << 10, MaxHeaderBytes: 1 << 10, MaxHeaders: 16, StreamAbove: 8, MaxStream: 1 << 12})
+	})
+}
+
+func fuzzDecode(t *testing.T, in []byte, lim Limits) {
+	d := NewDecoder(bufio.NewReaderSize(bytes.NewReader(in), 16), lim)
+	for i := 0; i < 64; i++ {
+		fr, err := d.Next()
+		if err != nil {
+			var fe *FrameError
+			if !errors.As(err, &fe) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("unexpected error type %T: %v", err, err)
+			}
+			if d.Offset() > int64(len(in)) {
+				t.Fatalf("offset %d beyond the input's %d bytes", d.Offset(), len(in))
+			}
+			return
+		}
+		if fr == nil {
+			continue
+		}
+		if fr.Stream > 0 {
+			if fr.Command != "SEND" || fr.Body != nil || fr.Stream <= int64(lim.StreamAbove) || fr.Stream > lim.MaxStream {
+				t.Fatalf("streamed frame %s of %d bytes with body %d, limits %+v", fr.Command, fr.Stream, len(fr.Body), lim)
+			}
+			n, err := io.Copy(io.Discard, d.Body())
 			if err != nil {
 				var fe *FrameError
-				if !errors.As(err, &fe) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					t.Fatalf("unexpected error type %T: %v", err, err)
-				}
-				if d.Offset() > int64(len(in)) {
-					t.Fatalf("offset %d beyond the input's %d bytes", d.Offset(), len(in))
+				if !errors.As(err, &fe) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("streamed body: unexpected error type %T: %v", err, err)
 				}
 				return
 			}
-			if fr == nil {
-				continue
+			if n != fr.Stream {
+				t.Fatalf("streamed body of %d bytes read as %d", fr.Stream, n)
 			}
-			if len(fr.Body) > lim.MaxBody || len(fr.Headers) > lim.MaxHeaders {
-				t.Fatalf("limits exceeded: body %d, %d headers", len(fr.Body), len(fr.Headers))
-			}
-			b := AppendFrame(nil, fr)
-			g, err := NewDecoder(bufio.NewReader(bytes.NewReader(b)), Limits{MaxBody: 1 << 20, MaxHeaderBytes: 1 << 20, MaxHeaders: 100}).Next()
-			if err != nil {
-				t.Fatalf("re-decoding %q: %v", b, err)
-			}
-			if g.Command != fr.Command || !bytes.Equal(g.Body, fr.Body) {
-				t.Fatalf("round trip changed the frame: %+v -> %+v", fr, g)
-			}
-			for j, h := range fr.Headers {
-				if g.Headers[j] != h {
-					t.Fatalf("round trip changed header %d: %+v -> %+v", j, h, g.Headers[j])
-				}
+			continue
+		}
+		if len(fr.Body) > lim.MaxBody || len(fr.Headers) > lim.MaxHeaders {
+			t.Fatalf("limits exceeded: body %d, %d headers", len(fr.Body), len(fr.Headers))
+		}
+		b := AppendFrame(nil, fr)
+		g, err := NewDecoder(bufio.NewReader(bytes.NewReader(b)), Limits{MaxBody: 1 << 20, MaxHeaderBytes: 1 << 20, MaxHeaders: 100}).Next()
+		if err != nil {
+			t.Fatalf("re-decoding %q: %v", b, err)
+		}
+		if g.Command != fr.Command || !bytes.Equal(g.Body, fr.Body) {
+			t.Fatalf("round trip changed the frame: %+v -> %+v", fr, g)
+		}
+		for j, h := range fr.Headers {
+			if g.Headers[j] != h {
+				t.Fatalf("round trip changed header %d: %+v -> %+v", j, h, g.Headers[j])
 			}
 		}
-	})
+	}
 }
 
 // probeReader returns its bytes, then err (a peer that stopped sending),

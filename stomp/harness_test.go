@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,20 @@ type broker struct {
 	net    server.NetOptions
 	hopts  Options
 	addr   string
+	// largeDir, when set, holds paging and large-messages journals
+	// (newLargeBroker), opened at each start.
+	largeDir string
+	pj, lj   *journal.FileJournal
+}
+
+// newLargeBroker is newBroker with paging and large-messages journals
+// (2 MiB segments) in a directory of the test's.
+func newLargeBroker(t testing.TB) *broker {
+	t.Helper()
+	b := &broker{t: t, ms: journal.NewMemoryStore(), bs: journal.NewMemoryStore(), addr: "127.0.0.1:0", largeDir: t.TempDir()}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 func newBroker(t testing.TB, netOpts server.NetOptions, hopts Options) *broker {
@@ -39,7 +54,20 @@ func newBroker(t testing.TB, netOpts server.NetOptions, hopts Options) *broker {
 func (b *broker) start() {
 	b.t.Helper()
 	b.mj, b.bj = b.ms.Open(), b.bs.Open()
-	b.s = server.New(server.Options{Messages: b.mj, Bindings: b.bj, Logger: slog.New(slog.DiscardHandler)})
+	o := server.Options{Messages: b.mj, Bindings: b.bj, Logger: slog.New(slog.DiscardHandler)}
+	if b.largeDir != "" {
+		var err error
+		if b.pj, err = journal.Open(journal.Options{Dir: filepath.Join(b.largeDir, "paging"), Log: true, SegmentSize: 1 << 20,
+			Prefix: journal.PagePrefix, Ext: journal.PageExt, Logger: o.Logger}); err != nil {
+			b.t.Fatal(err)
+		}
+		if b.lj, err = journal.Open(journal.Options{Dir: filepath.Join(b.largeDir, "large"), Log: true, SegmentSize: 2 << 20,
+			Prefix: journal.LargePrefix, Ext: journal.LargeExt, MaxPending: 8 << 20, Logger: o.Logger}); err != nil {
+			b.t.Fatal(err)
+		}
+		o.Pages, o.Large = b.pj, b.lj
+	}
+	b.s = server.New(o)
 	if err := b.s.Start(context.Background()); err != nil {
 		b.t.Fatal(err)
 	}
@@ -60,6 +88,11 @@ func (b *broker) stop() {
 	b.s.Close()
 	b.mj.Close()
 	b.bj.Close()
+	if b.pj != nil {
+		b.pj.Close()
+		b.lj.Close()
+		b.pj, b.lj = nil, nil
+	}
 	b.s = nil
 }
 

@@ -381,9 +381,11 @@ func TestHostileClientsProcess(t *testing.T) {
 	for name, frames := range map[string]string{
 		"wrong header":       "SEND\ndestination\n\nx\x00",
 		"bad content-length": "SEND\ndestination:a\ncontent-length:-5\n\nx\x00",
-		"oversized frame":    "SEND\ndestination:a\ncontent-length:99999999999\n\n",
-		"oversized body":     "SEND\ndestination:a\n\n" + strings.Repeat("x", 2<<20),
-		"garbage command":    "\x01\x02\x03\n\n\x00",
+		// Above the largest large message (1 PiB): a content-length of
+		// 100 GB is a large message now, streamed as its bytes come.
+		"oversized frame": "SEND\ndestination:a\ncontent-length:99999999999999999\n\n",
+		"oversized body":  "SEND\ndestination:a\n\n" + strings.Repeat("x", 2<<20),
+		"garbage command": "\x01\x02\x03\n\n\x00",
 	} {
 		r := connect(t, addr)
 		r.write(frames)

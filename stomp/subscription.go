@@ -97,7 +97,7 @@ func (s *subscription) back(n int) {
 // deliver is the consumer's handler (a broker goroutine): it encodes the
 // MESSAGE into the writer, never blocking.
 func (s *subscription) deliver(d server.Delivery) {
-	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+	if d.Message.IsLarge() { // delivered whole, its body read into memory (docs/large-messages.md)
 		m, err := s.c.s.Materialize(d.Message)
 		if err != nil {
 			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
