@@ -9,9 +9,14 @@
 #   ZK=host:port,... bench/replicated.sh [TANDEM_BINARY] [RUNS] [SHAPES]
 #
 # ZK defaults to TANDEM_TEST_ZK (`make services`, then . .scratch/services/env).
-# SHAPES is a subset of "a b c" (default all): (a) 1 producer, window 1;
-# (b) 8 producers, window 1; (c) 1 producer, window 256. Ports 47111-47116
-# must be free. Needs jq and curl.
+# SHAPES is a subset of "a b c sync" (default "a b c"): (a) 1 producer,
+# window 1; (b) 8 producers, window 1; (c) 1 producer, window 256; (sync)
+# the initial sync of a journal of SYNC_MB MiB (default 1024; 64 KiB
+# messages nobody consumes, written to the live alone) to a backup started
+# after it, timed by the live (sync_time in its log), against the disk's
+# sequential write rate measured right before in the same directory tree
+# (dd, 1 MiB O_DIRECT blocks, one fdatasync at the end). Ports 47111-47116
+# must be free. Needs jq, curl and dd.
 set -u
 BIN=${1:-./bin/tandem}
 RUNS=${2:-3}
@@ -61,7 +66,7 @@ pair() { # starts a synced pair; sets PIDS and D
 	wait_state $H1 '.state == "active"'
 	(cd "$D/b" && exec "$BIN" run >"$D/b.log" 2>&1) &
 	PIDS="$a $!"
-	wait_state $H1 '.replication.state == "synced"'
+	wait_state $H1 '.replication.state == "synced"' || { tail -5 "$D/a.log" "$D/b.log" >&2; }
 	URL=tcp://127.0.0.1:$P1
 	HTTP=127.0.0.1:$H1
 }
@@ -91,7 +96,44 @@ args() {
 	esac
 }
 
+sync_run() { # RUN: the initial sync of SYNC_MB MiB, against dd's rate
+	local mb=${SYNC_MB:-1024}
+	D=$(mktemp -d /tmp/tandem-repl-bench-sync-XXXX)
+	local g="g$RANDOM$RANDOM"
+	mkdir -p "$D/a/etc" "$D/b/etc"
+	conf a $P1 $P2 $H1 primary "$g" >"$D/a/etc/broker.xml"
+	conf b $P2 $P1 $H2 backup "$g" >"$D/b/etc/broker.xml"
+	(cd "$D/a" && exec "$BIN" run >"$D/a.log" 2>&1) &
+	PIDS=$!
+	wait_state $H1 '.state == "active"'
+	"$BIN" bench --url tcp://127.0.0.1:$P1 --json --phase produce --producers 2 --window 32 --size 65536 \
+		--count $((mb * 16)) --destination queue://sync >/dev/null
+	# What the sync copies: the segment files (not the pool's free ones).
+	local bytes
+	bytes=$(find "$D/a/data" -type f \( -name '*.tj' -o -name '*.tjb' -o -name '*.tjp' -o -name '*.tjl' \) -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+	local ddout ddsec
+	ddout=$(dd if=/dev/zero of="$D/b/ddtest" bs=1M count="$mb" oflag=direct conv=fdatasync 2>&1 | tail -1)
+	rm -f "$D/b/ddtest"
+	ddsec=$(echo "$ddout" | awk -F, '{print $(NF-1)}' | awk '{print $1}')
+	(cd "$D/b" && exec "$BIN" run >"$D/b.log" 2>&1) &
+	PIDS="$PIDS $!"
+	wait_state $H1 '.replication.state == "synced"'
+	local st
+	st=$(grep -o 'msg="replica synced[^"]*".*sync_time=[0-9.]*[a-zµ]*' "$D/a.log" | tail -1 | sed 's/.*sync_time=//')
+	local sec
+	sec=$(echo "$st" | awk '/ms$/ {sub(/ms$/, ""); print $1 / 1000; next} /[µu]s$/ {sub(/[µu]s$/, ""); print $1 / 1e6; next} /m[0-9.]*s$/ {split($1, p, "m"); sub(/s$/, "", p[2]); print p[1] * 60 + p[2]; next} {sub(/s$/, ""); print $1}')
+	jq -n --argjson b "$bytes" --argjson s "$sec" --argjson mb "$mb" --argjson dd "$ddsec" \
+		'{journal_bytes: $b, sync_seconds: $s, sync_mb_per_sec: ($b / $s / 1e6 * 10 | round / 10), disk_write_mb_per_sec: ($mb * 1048576 / $dd / 1e6 * 10 | round / 10)} | . + {ratio: (.sync_mb_per_sec / .disk_write_mb_per_sec * 100 | round / 100)}' >"$OUT/sync.$1.json"
+	echo "sync run $1: $(cat "$OUT/sync.$1.json")"
+	stop
+}
+
 for s in $SHAPES; do
+	if [ "$s" = sync ]; then
+		for i in $(seq 1 "$RUNS"); do sync_run "$i"; done
+		echo "sync median: $(jq -s -c '{sync_mb_per_sec: ([.[].sync_mb_per_sec] | sort | .[(length - 1) / 2 | floor]), disk_write_mb_per_sec: ([.[].disk_write_mb_per_sec] | sort | .[(length - 1) / 2 | floor]), ratio: ([.[].ratio] | sort | .[(length - 1) / 2 | floor])}' "$OUT"/sync.*.json)"
+		continue
+	fi
 	for i in $(seq 1 "$RUNS"); do
 		for kind in single pair; do
 			$kind
