@@ -72,3 +72,73 @@ func TestLargeUpload(t *testing.T) {
 		t.Fatalf("an empty large message: %v, want ErrInvalid", err)
 	}
 }
+
+// A large message sent in a transaction holds its chunks until the
+// transaction ends: between the send (its upload ended) and the commit
+// nothing else holds them, and the large-messages journal's floor passed
+// them (the committed message then had no body to read).
+func TestLargeTransactedSendHeldUntilCommit(t *testing.T) {
+	b := newLargeBroker(t, Options{})
+	ctx := context.Background()
+	upload := func(ss *Session, dest Destination, size int, seed byte) []byte {
+		t.Helper()
+		body := make([]byte, size)
+		for i := range body {
+			body[i] = seed + byte(i*7+i/4096)
+		}
+		up, err := b.s.BeginLargeUpload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		up.Send(ctx, ss, dest, &Message{Durable: true}, func(err error) { done <- err })
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	txq, fillq := Destination{Name: "tx", Routing: Anycast}, Destination{Name: "fill", Routing: Anycast}
+	tx := b.s.NewSession(true)
+	defer tx.Close()
+	want := upload(tx, txq, 3*LargeChunkSize, 1) // in the first segment (4 MiB)
+
+	// Later segments: a filler consumed and acknowledged, then one held.
+	ss := b.s.NewSession(false)
+	defer ss.Close()
+	upload(ss, fillq, 8*LargeChunkSize, 2)
+	got := make(chan Delivery, 16)
+	if _, err := ss.CreateConsumer(ctx, fillq, ConsumerOptions{Credit: -1}, func(d Delivery) { got <- d }); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, 1)
+	d := <-got
+	ss.Ack(d.ConsumerID, d.Message.ID, func(err error) { acked <- err })
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	upload(ss, Destination{Name: "held", Routing: Anycast}, LargeChunkSize, 3)
+
+	b.s.updateLargeFloor(^uint64(0))
+	b.s.lg.mu.Lock()
+	floor := b.s.lg.floor
+	b.s.lg.mu.Unlock()
+	if floor > 1 {
+		t.Fatalf("the large journal's floor is segment %d with an uncommitted transaction's body in segment 1", floor)
+	}
+	cd := make(chan error, 1)
+	tx.Commit(ctx, func(err error) { cd <- err })
+	if err := <-cd; err != nil {
+		t.Fatal(err)
+	}
+	txc := make(chan Delivery, 1)
+	if _, err := ss.CreateConsumer(ctx, txq, ConsumerOptions{Credit: 1}, func(d Delivery) { txc <- d }); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := b.s.LargeBody((<-txc).Message)
+	if err != nil || !bytes.Equal(whole, want) {
+		t.Fatalf("the committed large body: %d bytes, equal %v, %v", len(whole), bytes.Equal(whole, want), err)
+	}
+}

@@ -104,6 +104,11 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 			return
 		}
 		m.own()
+		if m.large != nil {
+			// Its chunks are held until the transaction ends (nothing
+			// else holds them before the commit stores the message).
+			ss.s.holdLarge(m.large)
+		}
 		ss.txSends = append(ss.txSends, txSend{m, dest.Routing})
 		ss.mu.Unlock()
 		done(nil)
@@ -280,7 +285,22 @@ func (ss *Session) Commit(ctx context.Context, done func(error)) {
 	sends, acks := ss.txSends, ss.txAcks
 	ss.txSends, ss.txAcks = nil, nil
 	ss.mu.Unlock()
-	ss.s.commit(ctx, sends, acks, done)
+	ss.s.commit(ctx, sends, acks, func(err error) {
+		// Committed, the messages hold their bodies themselves (in
+		// memory or paged); rolled back, nothing does.
+		ss.s.unholdTxLarge(sends)
+		done(err)
+	})
+}
+
+// unholdTxLarge ends the holds transacted sends took on their large
+// bodies.
+func (s *Server) unholdTxLarge(sends []txSend) {
+	for _, ts := range sends {
+		if ts.m.large != nil {
+			s.unholdLarge(ts.m.large)
+		}
+	}
 }
 
 // Rollback drops the transaction's sends and returns its acked messages
@@ -290,9 +310,10 @@ func (ss *Session) Rollback() error {
 		return ErrNotTransacted
 	}
 	ss.mu.Lock()
-	acks := ss.txAcks
+	sends, acks := ss.txSends, ss.txAcks
 	ss.txSends, ss.txAcks = nil, nil
 	ss.mu.Unlock()
+	ss.s.unholdTxLarge(sends)
 	ss.s.cancelAcks(acks)
 	return nil
 }
@@ -312,9 +333,10 @@ func (ss *Session) Close() {
 		cs = append(cs, c)
 	}
 	ss.consumers = map[uint64]*Consumer{}
-	acks := ss.txAcks
+	sends, acks := ss.txSends, ss.txAcks
 	ss.txSends, ss.txAcks = nil, nil
 	ss.mu.Unlock()
+	ss.s.unholdTxLarge(sends)
 	for _, c := range cs {
 		ss.closeConsumer(c)
 	}
