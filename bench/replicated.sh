@@ -16,7 +16,9 @@
 # after it, timed by the live (sync_time in its log), against the disk's
 # sequential write rate measured right before in the same directory tree
 # (dd, 1 MiB O_DIRECT blocks, one fdatasync at the end). Ports 47111-47116
-# must be free. Needs jq, curl and dd.
+# must be free. Needs jq, curl and dd. REPL_ACK=received runs the pair with
+# <replication-ack>received</replication-ack> (Artemis's level: the replica
+# acknowledges once written, before its fdatasync).
 set -u
 BIN=${1:-./bin/tandem}
 RUNS=${2:-3}
@@ -41,7 +43,7 @@ conf() { # NAME PORT PEERPORT HTTP ROLE GROUP
   <ha-policy><replication><$5><manager><properties>
     <property key="connect-string" value="$ZK"/><property key="session-ms" value="10000"/>
     <property key="namespace" value="tandem-bench"/></properties></manager>
-    <group-name>$6</group-name></$5></replication></ha-policy>
+    <group-name>$6</group-name>${REPL_ACK:+<replication-ack>$REPL_ACK</replication-ack>}</$5></replication></ha-policy>
 </core></configuration>
 EOF
 }
