@@ -67,6 +67,9 @@ func NewFrame(t Type) Frame {
 	if f := newManageFrame(t); f != nil {
 		return f
 	}
+	if f := newQuorumFrame(t); f != nil {
+		return f
+	}
 	return nil
 }
 
