@@ -114,3 +114,13 @@ type FS interface {
 	// Kind reports the backend OpenAppend actually uses (after any fallback).
 	Kind() Kind
 }
+
+// WritebackStarter is implemented by PlainFiles that can start writing a
+// range of dirty pages to the disk without waiting for it
+// (sync_file_range SYNC_FILE_RANGE_WRITE). It makes nothing durable: the
+// journal's preparer uses it to hand the zeros of a new segment to the
+// disk a chunk at a time, so that they never reach the disk as one burst
+// that a journal fdatasync has to wait behind.
+type WritebackStarter interface {
+	StartWriteback(off, n int64) error
+}

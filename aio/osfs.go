@@ -6,6 +6,8 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // osFS is the real file system: appends through the chosen backend, plain
@@ -114,6 +116,19 @@ func (fs *osFS) SyncDir(dir string) error {
 
 // plainFile adds Size to *os.File.
 type plainFile struct{ *os.File }
+
+// StartWriteback starts writing [off, off+n) back (see WritebackStarter).
+func (f plainFile) StartWriteback(off, n int64) error {
+	for {
+		err := unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "sync_file_range", Path: f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
 
 func (f plainFile) Size() (int64, error) {
 	st, err := f.Stat()

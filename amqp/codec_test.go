@@ -1,8 +1,11 @@
 package amqp
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -103,10 +106,10 @@ func TestMessageMapping(t *testing.T) {
 	p = appendDescriptor(p, descProperties)
 	p, c = startList(p)
 	p = appendString(c.field(p), "id-1")
-	for i := 0; i < 7; i++ {
+	for i := 0; i < 8; i++ { // user-id ... absolute-expiry-time
 		c.null()
 	}
-	p = appendTimestamp(c.field(p), 1700000000123)
+	p = appendTimestamp(c.field(p), 1700000000123) // creation-time
 	p = c.end(p)
 	p = appendDescriptor(p, descApplicationProperties)
 	p, _ = appendValue(p, Map{{"s", "v"}, {"n", int32(5)}, {"d", 1.5}, {DuplicateIDProperty, "dup-7"}})
@@ -189,6 +192,52 @@ func TestFrameReaderLimits(t *testing.T) {
 		var fe *FrameError
 		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: err %v, want a FrameError saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// probeReader returns its bytes, then err (a peer that stopped sending),
+// and records the largest buffer it was asked to fill: what the reader's
+// caller had reserved for the bytes still to come.
+type probeReader struct {
+	b    []byte
+	err  error
+	maxP int
+}
+
+func (r *probeReader) Read(p []byte) (int, error) {
+	r.maxP = max(r.maxP, len(p))
+	if len(r.b) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// A frame's memory follows the bytes that arrive, not the size its header
+// announces: a client announcing a max-frame-size frame and stalling
+// costs what it sent. The frame still reads whole when it all arrives.
+func TestFrameReaderReservesAsBytesArrive(t *testing.T) {
+	stalled := errors.New("stalled")
+	hdr := []byte{0, 0, 0, 0, 2, frameAMQP, 0, 0}
+	binary.BigEndian.PutUint32(hdr, MaxFrameSize)
+	r := &probeReader{b: append(hdr, bytes.Repeat([]byte{1}, 100)...), err: stalled}
+	fr := frameReader{r: bufio.NewReaderSize(r, 4096), max: MaxFrameSize}
+	if _, err := fr.next(); !errors.Is(err, stalled) {
+		t.Fatalf("next: %v, want the reader's error", err)
+	}
+	if r.maxP > 16<<10 {
+		t.Fatalf("a %d-byte frame of which 100 bytes arrived: a read into %d bytes", MaxFrameSize, r.maxP)
+	}
+	for _, size := range []int{100, 60 << 10, MaxFrameSize} {
+		body := bytes.Repeat([]byte("0123456789"), (size-frameHeaderSize)/10+1)[:size-frameHeaderSize]
+		in := append(binary.BigEndian.AppendUint32(nil, uint32(size)), 2, frameAMQP, 0, 0)
+		in = append(in, body...)
+		fr := frameReader{r: bufio.NewReaderSize(&probeReader{b: in, err: io.EOF}, 4096), max: MaxFrameSize}
+		f, err := fr.next()
+		if err != nil || !bytes.Equal(f.body, body) {
+			t.Fatalf("a %d-byte frame: %v", size, err)
 		}
 	}
 }

@@ -42,11 +42,17 @@ const (
 
 // config is what one connection needs from its acceptor.
 type config struct {
-	srv          *server.Server
-	authenticate func(user, password string) bool
-	log          *slog.Logger
-	idleTimeout  time.Duration // the idle-time-out announced (0: none)
-	handshake    time.Duration
+	srv *server.Server
+	// login logs a client in (empty user and password: anonymous, or
+	// its TLS client certificate); anonymous reports whether clients
+	// without credentials are let in; external, that the client
+	// presented a verified certificate (SASL EXTERNAL is offered).
+	login       func(user, password string) error
+	anonymous   func() bool
+	external    bool
+	log         *slog.Logger
+	idleTimeout time.Duration // the idle-time-out announced (0: none)
+	handshake   time.Duration
 	// refuse, when set, refuses the connection: it ends after the
 	// client's open, unanswered (conn.refuse); this is the reason logged.
 	refuse string
@@ -170,21 +176,23 @@ func (c *conn) handshake() error {
 	if h != headerAMQP {
 		// Answer with the header we speak, then close (part 2, 2.2).
 		want := headerAMQP
-		if !c.cfg.authenticate("", "") {
+		if !c.cfg.anonymous() {
 			want = headerSASL
 		}
 		c.writeRaw(want[:])
 		return fmt.Errorf("unsupported protocol header %q", h[:])
 	}
 	c.writeRaw(headerAMQP[:])
-	if c.cfg.refuse == "" && !c.cfg.authenticate("", "") {
-		// No SASL but users are configured: open, then refuse with a
-		// condition the client can report.
-		if _, err := c.readOpen(); err != nil {
-			return err
+	if c.cfg.refuse == "" {
+		if err := c.cfg.login("", ""); err != nil {
+			// No SASL, and a login is required: open, then refuse with
+			// a condition the client can report.
+			if _, err := c.readOpen(); err != nil {
+				return err
+			}
+			c.sendOpen()
+			return closeWith(ErrUnauthorizedAccess, "authentication required: connect with SASL PLAIN (%v)", err)
 		}
-		c.sendOpen()
-		return closeWith(ErrUnauthorizedAccess, "authentication required: connect with SASL PLAIN")
 	}
 	return nil
 }
@@ -193,8 +201,11 @@ func (c *conn) handshake() error {
 // users, ANONYMOUS when anonymous access is allowed.
 func (c *conn) sasl() error {
 	mechs := []Symbol{"PLAIN"}
-	anonymous := c.cfg.authenticate("", "")
-	if anonymous || c.cfg.refuse != "" {
+	anonymous := c.cfg.refuse != "" || c.cfg.anonymous()
+	if c.cfg.external {
+		mechs = append([]Symbol{"EXTERNAL"}, mechs...)
+	}
+	if anonymous {
 		mechs = append(mechs, "ANONYMOUS")
 	}
 	c.writeRaw(headerSASL[:])
@@ -217,21 +228,29 @@ func (c *conn) sasl() error {
 		c.w.put(frameSASL, 0, saslOutcome(saslSysPerm), nil)
 		return fmt.Errorf("sasl-init: %w", d.err)
 	}
-	ok := false
-	switch init.Mechanism {
-	case "ANONYMOUS":
-		ok = anonymous || c.cfg.refuse != ""
-	case "PLAIN":
+	switch {
+	case c.cfg.refuse != "":
+		// A broker that is not live lets anyone through to refuse them
+		// after their open (conn.refuse).
+	case init.Mechanism == "ANONYMOUS" || init.Mechanism == "EXTERNAL" && c.cfg.external:
+		// EXTERNAL: the TLS client certificate's user.
+		err = c.cfg.login("", "")
+	case init.Mechanism == "PLAIN":
 		// authzid NUL authcid NUL passwd (RFC 4616).
 		parts := strings.SplitN(string(init.InitialResponse), "\x00", 3)
-		if len(parts) == 3 {
-			c.user = parts[1]
-			ok = c.cfg.refuse != "" || c.cfg.authenticate(parts[1], parts[2])
+		if len(parts) != 3 {
+			err = errors.New("malformed PLAIN response")
+			break
 		}
+		c.user = parts[1]
+		err = c.cfg.login(parts[1], parts[2])
+	default:
+		err = fmt.Errorf("mechanism %q not offered", init.Mechanism)
 	}
-	if !ok {
+	if err != nil {
 		c.w.put(frameSASL, 0, saslOutcome(saslAuth), nil)
-		return fmt.Errorf("SASL %s authentication failed for user %q", init.Mechanism, c.user)
+		// Logged by the guard already, rate-limited.
+		return loggedErr{fmt.Errorf("SASL %s: %w", init.Mechanism, err)}
 	}
 	c.w.put(frameSASL, 0, saslOutcome(saslOK), nil)
 	return nil
@@ -518,9 +537,12 @@ func (c *conn) finish(err error) {
 	var ce *connError
 	switch {
 	case errors.As(err, &ce):
-		if ce.e.Condition == ErrConnectionForced || ce.e.Condition == ErrResourceLimit {
+		switch ce.e.Condition {
+		case ErrUnauthorizedAccess: // a failed login: the guard logged it, rate-limited
+			c.log.Debug("closing AMQP connection", "condition", ce.e.Condition, "reason", ce.e.Description)
+		case ErrConnectionForced, ErrResourceLimit:
 			c.log.Info("closing AMQP connection", "condition", ce.e.Condition, "reason", ce.e.Description)
-		} else {
+		default:
 			c.log.Warn("closing AMQP connection", "condition", ce.e.Condition, "reason", ce.e.Description)
 		}
 		if ce.e.Condition != ErrConnectionForced {
@@ -534,6 +556,8 @@ func (c *conn) finish(err error) {
 		// lost connection as "try the next address".
 	case errors.Is(err, errClientClosed):
 		c.w.put(frameAMQP, 0, closePerf{}, nil)
+	case errors.As(err, new(loggedErr)):
+		c.log.Debug("AMQP connection ended", "reason", err)
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		c.log.Debug("AMQP connection ended", "reason", err)
 	default:
@@ -549,6 +573,12 @@ func (c *conn) finish(err error) {
 	c.w.close()
 	c.w.wait(2 * time.Second)
 }
+
+// loggedErr ends a connection for a reason logged already (a failed
+// login: by the guard, rate-limited).
+type loggedErr struct{ error }
+
+func (e loggedErr) Unwrap() error { return e.error }
 
 type closePerf struct{ e *Error }
 

@@ -18,7 +18,8 @@
 //     nests at most 32 deep, and bounds the values one frame may decode
 //     to its size (an array of zero-width elements is paid for); a frame
 //     larger than the announced max-frame-size is refused from its
-//     header. Malformed input ends the connection (or the session, or the
+//     header, and a frame's buffer grows with the bytes that arrive, not
+//     to the size its header announces. Malformed input ends the connection (or the session, or the
 //     link, as the specification says) with an error condition.
 //   - Settle a send before the server reports it durable, or settle an
 //     accept before its ack is durable; tell a client "rejected" when the

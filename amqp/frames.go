@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Protocol headers (part 2, section 2.2): "AMQP", a protocol ID (0 AMQP,
@@ -70,6 +71,35 @@ func (fr *frameReader) readHeader() ([8]byte, error) {
 	return h, err
 }
 
+// read reads a frame's n bytes after its header. Its buffer grows with
+// the bytes that arrive (at most twice what arrived, from 4 KiB), never to
+// the size the header announces at once: a peer announcing a large frame
+// and stalling costs what it sent. A buffer up to keepBuf is kept for the
+// next frames.
+func (fr *frameReader) read(n int) ([]byte, error) {
+	b := fr.buf[:0]
+	if cap(b) < min(n, 4096) {
+		b = make([]byte, 0, min(n, 4096))
+	}
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n, 2*cap(b))-len(b))
+		}
+		m, err := fr.r.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			if cap(b) <= keepBuf {
+				fr.buf = b[:0]
+			}
+			return nil, err
+		}
+	}
+	if cap(b) <= keepBuf {
+		fr.buf = b[:0]
+	}
+	return b, nil
+}
+
 // next reads one frame.
 func (fr *frameReader) next() (frame, error) {
 	var h [frameHeaderSize]byte
@@ -90,16 +120,8 @@ func (fr *frameReader) next() (frame, error) {
 		return frame{}, &FrameError{at, fmt.Sprintf("data offset %d is beyond the frame size %d", doff, size)}
 	}
 	n := int(size) - frameHeaderSize
-	var b []byte
-	if n <= keepBuf {
-		if cap(fr.buf) < n {
-			fr.buf = make([]byte, max(n, 4096))
-		}
-		b = fr.buf[:n]
-	} else {
-		b = make([]byte, n)
-	}
-	if _, err := io.ReadFull(fr.r, b); err != nil {
+	b, err := fr.read(n)
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}

@@ -148,7 +148,7 @@ func FuzzConnection(f *testing.F) {
 		go func() {
 			defer close(done)
 			defer sv.Close()
-			serve(context.Background(), config{srv: srv, authenticate: func(string, string) bool { return true },
+			serve(context.Background(), config{srv: srv, login: func(string, string) error { return nil }, anonymous: func() bool { return true },
 				log: testLogger(), idleTimeout: time.Minute, handshake: 5 * time.Second}, sv, nil)
 		}()
 		go func() { // the client reads everything and discards it

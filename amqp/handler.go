@@ -3,6 +3,7 @@ package amqp
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"strings"
 
@@ -40,8 +41,13 @@ func (h *Handler) Serve(ctx context.Context, pc server.ProtocolConn) {
 	if pc.TTLOverride > 0 {
 		idle = pc.TTLOverride
 	}
+	login := func(user, password string) error {
+		_, err := pc.Login(user, password)
+		return err
+	}
 	serve(ctx, config{
-		srv: pc.Server, authenticate: pc.Authenticate, log: pc.Logger, idleTimeout: idle,
+		srv: pc.Server, login: login, anonymous: pc.AnonymousAllowed, external: pc.PeerCertificate != nil,
+		log: pc.Logger, idleTimeout: idle,
 		handshake: pc.HandshakeTimeout, anycastPrefix: pc.Params["anycastPrefix"], multicastPrefix: pc.Params["multicastPrefix"],
 	}, pc.Conn, pc.Reader)
 }
@@ -52,8 +58,8 @@ func (h *Handler) Serve(ctx context.Context, pc server.ProtocolConn) {
 // reconnect moves on to the next address of its list (docs/amqp.md,
 // Failover). reason is logged by the caller.
 func (h *Handler) Refuse(nc net.Conn, r *bufio.Reader, reason string) {
-	serve(context.Background(), config{authenticate: func(string, string) bool { return false }, refuse: reason,
-		log: nil}, nc, r)
+	serve(context.Background(), config{login: func(string, string) error { return errors.New(reason) },
+		anonymous: func() bool { return false }, refuse: reason, log: nil}, nc, r)
 }
 
 // trimPrefix cuts from addr the first of the comma-separated prefixes ps

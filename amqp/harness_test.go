@@ -72,13 +72,17 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (b *testBroker) authenticate(user, password string) bool {
+func (b *testBroker) login(user, password string) error {
 	if len(b.users) == 0 {
-		return true
+		return nil
 	}
-	p, ok := b.users[user]
-	return ok && p == password
+	if p, ok := b.users[user]; ok && p == password {
+		return nil
+	}
+	return errors.New("wrong user name or password")
 }
+
+func (b *testBroker) anonymous() bool { return len(b.users) == 0 }
 
 func (b *testBroker) accept() {
 	defer b.wg.Done()
@@ -91,7 +95,7 @@ func (b *testBroker) accept() {
 		go func() {
 			defer b.wg.Done()
 			defer nc.Close()
-			serve(b.ctx, config{srv: b.srv, authenticate: b.authenticate, log: b.srv.Options().Logger,
+			serve(b.ctx, config{srv: b.srv, login: b.login, anonymous: b.anonymous, log: b.srv.Options().Logger,
 				idleTimeout: b.idle, handshake: 5 * time.Second, writeTimeout: b.writeTimeout,
 				anycastPrefix: b.anycastPrefix, multicastPrefix: b.multicastPrefix}, nc, nil)
 		}()
@@ -160,7 +164,8 @@ func dialRefuser(t testing.TB, reason string) (*goamqp.Conn, error) {
 			return
 		}
 		defer nc.Close()
-		serve(context.Background(), config{authenticate: func(string, string) bool { return false }, log: testLogger(),
+		serve(context.Background(), config{login: func(string, string) error { return errors.New("refused") },
+			anonymous: func() bool { return false }, log: testLogger(),
 			handshake: 5 * time.Second, refuse: reason}, nc, nil)
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

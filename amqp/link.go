@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/server"
 )
@@ -151,6 +152,11 @@ func (s *session) attachReceiving(a *Attach) error {
 				return s.refuseAttach(a, ErrNotFound, fmt.Sprintf("no queue %q (auto-create is off)", dest.Name))
 			}
 		}
+		// Refused at the attach, as Artemis does, rather than message by
+		// message (each send is checked too).
+		if err := server.Authorize(c.ctx, auth.Send, dest.Name); err != nil {
+			return s.refuseAttach(a, ErrUnauthorizedAccess, err.Error())
+		}
 		l.dest = dest
 		l.dedupMsgID = t.hasCapability(CapDuplicateMessageID)
 	}
@@ -178,6 +184,24 @@ func (l *link) creditFlowLocked() *Flow {
 	return f
 }
 
+// selectorFilter returns the selector of a source filter entry that is
+// a JMS selector filter (described by apache.org:selector-filter:string
+// or its code 0x0000468C00000004, holding a string).
+func selectorFilter(v any) (string, bool) {
+	d, ok := v.(Described)
+	if !ok {
+		return "", false
+	}
+	s, isString := d.Value.(string)
+	switch desc := d.Descriptor.(type) {
+	case Symbol:
+		return s, isString && desc == "apache.org:selector-filter:string"
+	case uint64:
+		return s, isString && desc == 0x0000468C00000004
+	}
+	return "", false
+}
+
 // attachSending attaches a link on which the client receives: a
 // consumer on a queue, a topic subscription (durable when the source
 // asks to outlive the link), or a new temporary queue (dynamic source).
@@ -187,14 +211,19 @@ func (s *session) attachSending(a *Attach) error {
 	if src == nil {
 		return s.refuseAttach(a, ErrInvalidField, "receiver link without a source")
 	}
-	if len(src.Filter) > 0 {
-		c.log.Info("AMQP link asks for filters; none are applied", "link", a.Name)
-	}
 	l := &link{s: s, handle: a.Handle, name: a.Name}
 	var dest server.Destination
 	opts := server.ConsumerOptions{}
 	out := *src
 	out.Filter = nil
+	for _, e := range src.Filter {
+		if sel, ok := selectorFilter(e.Value); ok && opts.Selector == "" {
+			opts.Selector = sel
+			out.Filter = Map{e} // applied: the answer lists it
+			continue
+		}
+		c.log.Info("AMQP link asks for a filter that is not applied", "link", a.Name, "filter", e.Key)
+	}
 	switch {
 	case src.Dynamic:
 		name := "amqp.tmp." + randomID()
@@ -256,10 +285,14 @@ func condition(err error) Symbol {
 	switch {
 	case errors.Is(err, server.ErrNoSuchQueue):
 		return ErrNotFound
-	case errors.Is(err, server.ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge):
+	case errors.Is(err, server.ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrAddressFull):
 		return ErrResourceLimit
+	case errors.Is(err, server.ErrBadSelector):
+		return ErrInvalidField
 	case errors.Is(err, server.ErrWrongRouting), errors.Is(err, server.ErrQueueExists), errors.Is(err, server.ErrQueueInUse):
 		return ErrNotAllowed
+	case errors.Is(err, auth.ErrDenied):
+		return ErrUnauthorizedAccess
 	}
 	return ErrInternal
 }
@@ -271,7 +304,8 @@ func condition(err error) Symbol {
 func definite(err error) bool {
 	switch {
 	case errors.Is(err, server.ErrNoSuchQueue), errors.Is(err, server.ErrMessageTooLarge),
-		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting):
+		errors.Is(err, journal.ErrTooLarge), errors.Is(err, server.ErrWrongRouting), errors.Is(err, server.ErrAddressFull),
+		errors.Is(err, auth.ErrDenied):
 		return true
 	}
 	return false
@@ -481,7 +515,9 @@ func (l *link) release(closed bool) {
 		}
 	}
 	if closed && l.subscription != "" {
-		if err := c.srv.DeleteQueue(context.Background(), l.subscription); err != nil && !errors.Is(err, server.ErrNoSuchQueue) {
+		// The client's own request: under its permissions (the
+		// connection may be closing, so not under its cancellation).
+		if err := c.srv.DeleteQueue(context.WithoutCancel(c.ctx), l.subscription); err != nil && !errors.Is(err, server.ErrNoSuchQueue) {
 			c.log.Warn("deleting a durable subscription", "queue", l.subscription, "err", err)
 		}
 	}
@@ -604,6 +640,14 @@ func (l *link) topupLocked() int {
 // send's completion, or Consumer.Drain on the reader) hands a message.
 func (l *link) deliver(d server.Delivery) {
 	s := l.s
+	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+		m, err := s.c.srv.Materialize(d.Message)
+		if err != nil {
+			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
+			return // its consumer's close gives it back to the queue
+		}
+		d.Message = m
+	}
 	s.mu.Lock()
 	l.outstanding--
 	if l.detached || s.ended {

@@ -42,6 +42,7 @@ type inMessage struct {
 	messageID any    // properties.message-id, when set
 	to        string // properties.to, when set
 	value     any    // the amqp-value body, decoded (coordinator links)
+	ttl       time.Duration
 }
 
 // decodeMessage decodes an incoming message's sections into a broker
@@ -85,8 +86,12 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 				switch i {
 				case 0:
 					m.Durable = d.boolField(false)
+				case 2: // ttl, ms: the message expires that long after it arrives
+					if ttl, ok := d.optUint32(); ok && ttl > 0 {
+						in.ttl = time.Duration(ttl) * time.Millisecond
+					}
 				default:
-					d.skip() // priority, ttl, first-acquirer, delivery-count
+					d.skip() // priority, first-acquirer, delivery-count
 				}
 			}
 			d.endList(end)
@@ -150,6 +155,9 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
+	if in.ttl > 0 && m.Expiration == 0 {
+		m.Expiration = time.Now().Add(in.ttl).UnixNano()
+	}
 	if bodyKind == bodyEncoded {
 		m.Body = append([]byte{}, payload[bodyStart:bodyEnd]...)
 	}
@@ -165,24 +173,49 @@ func decodeMessage(payload []byte, wantValue bool) (*inMessage, error) {
 	return in, nil
 }
 
+// Fields of the properties section the broker maps (AMQP 1.0, 3.2.4:
+// message-id, user-id, to, subject, reply-to, correlation-id,
+// content-type, content-encoding, absolute-expiry-time, creation-time,
+// ...).
+const (
+	propTo           = 2
+	propAbsExpiry    = 8
+	propCreationTime = 9
+)
+
 // decodeProperties reads the properties section's fields the broker
-// uses: message-id, to and creation-time. It reports whether no other
-// field is set.
+// uses: message-id, to, absolute-expiry-time and creation-time. It
+// reports whether no other field is set.
 func decodeProperties(d *decoder, in *inMessage) (simple bool) {
 	simple = true
 	n, end := d.list()
 	for i := 0; i < n && d.err == nil; i++ {
-		if i != 2 && i != 8 && d.peek() != codeNull {
+		if i != propTo && i != propAbsExpiry && i != propCreationTime && d.peek() != codeNull {
 			simple = false
 		}
 		switch i {
 		case 0:
 			in.messageID = d.value()
-		case 2:
+		case propTo:
 			if !d.null() {
 				in.to = d.stringField()
 			}
-		case 8:
+		case propAbsExpiry:
+			if d.null() {
+				continue
+			}
+			if c := d.byte(); c != codeTimestamp {
+				if d.err == nil {
+					d.off--
+					d.fail("absolute-expiry-time is not a timestamp (type code 0x%02x)", c)
+				}
+				continue
+			}
+			ms := int64(d.u64())
+			if ms > 0 && ms < math.MaxInt64/int64(time.Millisecond) {
+				in.m.Expiration = ms * int64(time.Millisecond)
+			}
+		case propCreationTime:
 			if d.null() {
 				continue
 			}
@@ -358,11 +391,18 @@ func appendMessage(b []byte, m *server.Message, deliveryCount uint32) []byte {
 		} else {
 			c.null()
 		}
-		if m.Timestamp != 0 {
-			for i := 0; i < 5; i++ { // subject ... absolute-expiry-time
+		if m.Timestamp != 0 || m.Expiration != 0 {
+			for i := propTo + 1; i < propAbsExpiry; i++ { // subject ... content-encoding
 				c.null()
 			}
-			b = appendTimestamp(c.field(b), m.Timestamp/int64(time.Millisecond))
+			if m.Expiration != 0 {
+				b = appendTimestamp(c.field(b), m.Expiration/int64(time.Millisecond))
+			} else {
+				c.null()
+			}
+			if m.Timestamp != 0 {
+				b = appendTimestamp(c.field(b), m.Timestamp/int64(time.Millisecond))
+			}
 		}
 		b = c.end(b)
 		if len(m.Properties) > 0 {

@@ -405,7 +405,16 @@ func appendTerminus(b []byte, t *Terminus, source bool) []byte {
 		} else {
 			c.null()
 		}
-		c.null() // filter: none applied
+		if len(t.Filter) > 0 { // the filters applied (a selector)
+			b = c.field(b)
+			if nb, err := appendValue(b, t.Filter); err == nil {
+				b = nb
+			} else {
+				b = appendNull(b)
+			}
+		} else {
+			c.null()
+		}
 		c.null() // default-outcome
 		if len(t.Outcomes) > 0 {
 			b = appendSymbols(c.field(b), t.Outcomes)

@@ -34,7 +34,7 @@ func (r *runner) dialAMQP(ctx context.Context) (*amqp.Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return amqp.Dial(dctx, addr, amqp.ClientOptions{})
+	return amqp.Dial(dctx, addr, amqp.ClientOptions{User: r.cfg.User, Password: r.cfg.Password})
 }
 
 func (r *runner) multicast() bool { return r.cfg.Destination.Routing == wire.RoutingMulticast }

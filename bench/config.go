@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -52,11 +53,24 @@ type Config struct {
 	Idle time.Duration
 	// RunID prefixes message IDs (RUNID.P-SEQ); default random.
 	RunID string
+	// User and Password log every connection in (any protocol); empty:
+	// the URL's user and password options, else anonymous.
+	User, Password string
 	// Progress, when set, is called about every ProgressEvery (default
 	// 200ms) from the goroutine running Run, and once at the end.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
-	Logger        *slog.Logger
+	// Timeline, when set, receives one TimelineRow per second of the run
+	// as a JSON line (`tandem bench --timeline FILE`).
+	Timeline io.Writer
+	// FloorDir, when set, makes Run measure the synchronous floor
+	// (MeasureFloor) before the load: the disk part in this directory
+	// (put it on the broker's file system), the loopback part against a
+	// process started with FloorEcho (the `tandem bench-echo` command:
+	// see ServeEcho). Result.Floor and Result.SendP50OverFloor report it.
+	FloorDir  string
+	FloorEcho []string
+	Logger    *slog.Logger
 }
 
 // Progress is a snapshot of a running benchmark.
@@ -125,6 +139,8 @@ func (c *Config) check() error {
 		return errors.New("--credit must be >= 1")
 	case c.Idle < 0:
 		return errors.New("--idle must be >= 0")
+	case c.FloorDir != "" && len(c.FloorEcho) == 0:
+		return errors.New("--floor-dir needs the echo command (Config.FloorEcho)")
 	}
 	if _, err := ParsePhase(string(c.Phase)); err != nil {
 		return fmt.Errorf("--phase: %w", err)

@@ -74,6 +74,9 @@ func (r *runner) acked(id string, err error) {
 	}
 	out := r.checker.Consumed(id)
 	r.lastAck.Store(r.now())
+	if r.tl != nil {
+		r.tl.consumed()
+	}
 	if r.cfg.Phase == PhaseBoth && out != First {
 		return // duplicates and foreign messages do not bring completion closer
 	}

@@ -14,7 +14,8 @@
 // broker's duplicate cache is not involved).
 //
 // shapes.sh runs issue 8's five shapes against fresh `tandem run`s and
-// prints the medians.
+// prints the medians; tls.sh runs the windowed shape over plain TCP and
+// over TLS, interleaved (docs/security.md has the numbers).
 //
 // It owns nothing in the broker and never changes broker state except by
 // sending and consuming messages (and auto-creating the destination's

@@ -55,7 +55,11 @@ func (r *runner) produce(ctx context.Context, conn *client.Conn, st *Stream, h *
 				failed(seq, err)
 				return
 			}
-			h.Record(time.Since(t0))
+			d := time.Since(t0)
+			h.Record(d)
+			if r.tl != nil {
+				r.tl.record(d)
+			}
 			st.Acked(seq)
 			r.produced.Add(1)
 		}
@@ -77,7 +81,11 @@ func (r *runner) produce(ctx context.Context, conn *client.Conn, st *Stream, h *
 				failed(seq, err)
 				stop.Store(true)
 			} else {
-				h.Record(time.Since(t0))
+				d := time.Since(t0)
+				h.Record(d)
+				if r.tl != nil {
+					r.tl.record(d)
+				}
 				st.Acked(seq)
 				r.produced.Add(1)
 			}

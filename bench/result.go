@@ -15,6 +15,7 @@ type Result struct {
 	SendP50us      *float64 `json:"send_p50_us"`
 	SendP99us      *float64 `json:"send_p99_us"`
 	SendP999us     *float64 `json:"send_p999_us"`
+	SendP9999us    *float64 `json:"send_p9999_us"`
 	Lost           *int64   `json:"lost"`
 	Duplicated     *int64   `json:"duplicated"`
 	// BrokerCPUusPerMsg is the broker process's CPU time during the run
@@ -39,6 +40,12 @@ type Result struct {
 	ProduceSec float64  `json:"produce_seconds"`  // first send to last acknowledgement
 	ConsumeSec float64  `json:"consume_seconds"`  // from the first send (both) or from creating the consumers (consume) to the last confirmed ack
 	Error      string   `json:"error,omitempty"`  // the first failure, if any
+	// Floor is the synchronous floor measured before the load (Config.FloorDir).
+	Floor *Floor `json:"floor,omitempty"`
+	// SendP50OverFloor is send_p50_us divided by the floor's sum of p50s
+	// (floor.sum_p50_us): 1.0 would be a send that costs one O_DIRECT 4 KiB
+	// write + fdatasync plus one loopback round trip and nothing else.
+	SendP50OverFloor *float64 `json:"send_p50_over_floor,omitempty"`
 }
 
 // OK reports whether the run did what it was asked: every message

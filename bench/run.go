@@ -35,7 +35,8 @@ type runner struct {
 	errMu    sync.Mutex
 	firstErr error
 
-	epoch time.Time // reference for lastAck
+	epoch time.Time     // reference for lastAck
+	tl    *jsonTimeline // nil without Config.Timeline
 }
 
 // Run runs the benchmark cfg describes and returns what it measured. The
@@ -54,12 +55,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		_, _ = rand.Read(b[:])
 		cfg.RunID = hex.EncodeToString(b[:])
 	}
+	var floor *Floor
+	if cfg.FloorDir != "" {
+		f, err := MeasureFloor(ctx, FloorOptions{Dir: cfg.FloorDir, Size: cfg.Size, Echo: cfg.FloorEcho})
+		if err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		floor = f
+	}
 	r := &runner{cfg: cfg, wake: make(chan struct{}, 1), epoch: time.Now()}
 	r.body = make([]byte, cfg.Size)
 	for i := range r.body {
 		r.body[i] = 'x'
 	}
-	return r.run(ctx)
+	res, err := r.run(ctx)
+	if err == nil && floor != nil {
+		res.Floor = floor
+		if res.SendP50us != nil && floor.SumP50us > 0 {
+			v := *res.SendP50us / floor.SumP50us
+			res.SendP50OverFloor = &v
+		}
+	}
+	return res, err
 }
 
 func (r *runner) now() int64 { return int64(time.Since(r.epoch)) }
@@ -81,8 +98,12 @@ func (r *runner) poke() {
 }
 
 func (r *runner) dial(ctx context.Context, role string, i int) (*client.Conn, error) {
-	return client.Dial(ctx, r.cfg.URL, client.WithClientID(fmt.Sprintf("tandem-bench-%s-%s%d", r.cfg.RunID, role, i+1)),
-		client.WithLogger(r.cfg.Logger))
+	opts := []client.Option{client.WithClientID(fmt.Sprintf("tandem-bench-%s-%s%d", r.cfg.RunID, role, i+1)),
+		client.WithLogger(r.cfg.Logger)}
+	if r.cfg.User != "" || r.cfg.Password != "" {
+		opts = append(opts, client.WithCredentials(r.cfg.User, r.cfg.Password))
+	}
+	return client.Dial(ctx, r.cfg.URL, opts...)
 }
 
 // conn is one connection of a run, in the protocol it runs over.
@@ -207,6 +228,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	start := r.now()
 	r.lastAck.Store(start)
+	if cfg.Timeline != nil {
+		r.tl = newTimeline(cfg.Timeline, r.epoch.Add(time.Duration(start)))
+	}
 	for _, k := range consumers {
 		consWG.Add(1)
 		go func() {
@@ -280,6 +304,9 @@ loop:
 			r.fail(fmt.Errorf("no message consumed for %v (--idle)", cfg.Idle))
 			break
 		}
+		if r.tl != nil {
+			r.tl.flush(time.Now(), false)
+		}
 		if cfg.Progress != nil && time.Since(lastProgress) >= cfg.ProgressEvery {
 			lastProgress = time.Now()
 			cfg.Progress(r.progress(start, false))
@@ -309,6 +336,12 @@ loop:
 	}
 	if cfg.Phase != PhaseConsume {
 		consumeStart = start
+	}
+	if r.tl != nil {
+		r.tl.flush(time.Now(), true)
+		if r.tl.err != nil {
+			r.fail(fmt.Errorf("timeline: %w", r.tl.err))
+		}
 	}
 	res := r.result(time.Duration(produceEnd-start), time.Duration(r.lastAck.Load()-consumeStart))
 	if cfg.Progress != nil {
@@ -352,6 +385,7 @@ func (r *runner) result(produceDur, consumeDur time.Duration) *Result {
 		if h.Count() > 0 {
 			res.SendP50us, res.SendP99us = micros(h.Quantile(0.50)), micros(h.Quantile(0.99))
 			res.SendP999us, res.SendMaxUs = micros(h.Quantile(0.999)), micros(h.Max())
+			res.SendP9999us = micros(h.Quantile(0.9999))
 		}
 		res.ProduceSec = produceDur.Seconds()
 		res.ProducedPerSec = perSec(res.Produced, produceDur)

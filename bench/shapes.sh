@@ -9,7 +9,9 @@
 # run the brokers with a broker.xml (e.g. <journal-type>NIO</journal-type>),
 # BROKER_ENV to run them with environment settings (e.g. GOMAXPROCS=1).
 # Each run also prints the messages journal's appends per fdatasync (from
-# /metrics): how much the group commit gathered.
+# /metrics): how much the group commit gathered. Shape (a) also measures
+# the synchronous floor (tandem bench --floor-dir, in the broker's data
+# directory) and reports send_p50_over_floor.
 set -u
 BIN=${1:-./tandem}
 RUNS=${2:-3}
@@ -40,6 +42,8 @@ shape() { # NAME bench-args...
 				--destination queue://drain >/dev/null
 			"$BIN" bench --url "tcp://$PORT" --json --phase consume --count "$2" --consumers 1 \
 				--destination queue://drain --http "$HTTP" >"$OUT/$name.$i.json"
+		elif [ "$name" = a ]; then # the synchronous floor, measured in the same run (docs/performance.md)
+			"$BIN" bench --url "tcp://$PORT" --json --http "$HTTP" --floor-dir "$D" "$@" >"$OUT/$name.$i.json"
 		else
 			"$BIN" bench --url "tcp://$PORT" --json --http "$HTTP" "$@" >"$OUT/$name.$i.json"
 		fi
@@ -48,7 +52,7 @@ shape() { # NAME bench-args...
 		stop
 	done
 	echo -n "$name median:"
-	for k in produced_per_sec consumed_per_sec send_p50_us send_p99_us send_p999_us broker_cpu_us_per_msg lost duplicated; do
+	for k in produced_per_sec consumed_per_sec send_p50_us send_p99_us send_p999_us send_p9999_us send_max_us send_p50_over_floor floor.sum_p50_us broker_cpu_us_per_msg lost duplicated; do
 		echo -n " $k=$(jq -s "[.[].$k | select(. != null)] | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end | if type == \"number\" then (. * 10 | round / 10) else . end" "$OUT"/$name.*.json)"
 	done
 	echo

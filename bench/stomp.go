@@ -36,7 +36,7 @@ func (r *runner) dialStomp(ctx context.Context) (*stomp.Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return stomp.Dial(dctx, addr, stomp.ClientOptions{})
+	return stomp.Dial(dctx, addr, stomp.ClientOptions{Login: r.cfg.User, Passcode: r.cfg.Password})
 }
 
 // routingHeader is the destination's routing for STOMP.

@@ -12,6 +12,14 @@
 //	peers.go        the waiting broker's listener and the cluster probes
 //	sharedstore.go  <shared-store>: lock files or a database lease
 //	fence.go        the shared file store's write fence
+//	limits.go       connection limits: the open-file limit, the
+//	                broker-wide connection budget, the management server
+//	security.go     the broker's auth.Guard, TLS of acceptors, peers and
+//	                the management address, the banner's security lines
+//	scaledown.go    <live-only>: scale-down on a graceful stop
+//	cluster.go      the source side of a cluster connection (moving
+//	                messages to another live broker)
+//	discovery.go    UDP broadcast and discovery groups
 //
 // It never parses flags and never calls os.Exit: Run returns an exit
 // status (ExitOK, ExitCannot, ExitHalted, as the command line's).
@@ -22,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,17 +60,59 @@ var CPUNote string
 
 // Run runs the broker that cfg describes until SIGTERM or SIGINT (a clean
 // stop: ExitOK) or a halt (ExitHalted); ExitCannot when it cannot start.
-// Errors go to stderr, the banner to stdout.
+// Errors go to stderr, the banner to stdout. It raises the process's
+// open-file limit to the hard limit first (newNetLimits).
 func Run(cfg *config.Config) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
-		return runHA(cfg, log)
-	}
-	return serve(cfg, log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return RunContext(ctx, cfg)
 }
 
-// serve runs a single broker until a signal (exit 0) or a storage error (exit 3).
-func serve(cfg *config.Config, log *slog.Logger) int {
+// RunContext is Run with the clean stop asked for by ctx's end instead of
+// a signal: what tests and brokers hosted in another broker's process (a
+// colocated backup) use.
+func RunContext(ctx context.Context, cfg *config.Config) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	lim := newNetLimits(cfg)
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	lim.sec = sec
+	if err := checkTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if lim.mgmtTLS, err = managementTLS(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		return exitCannot
+	}
+	if cfg.HA.Policy != "" && cfg.HA.Policy != config.PolicyNone {
+		return runHA(ctx, cfg, log, lim)
+	}
+	return serve(ctx, cfg, log, lim)
+}
+
+// serve runs a single broker until stop ends (exit 0) or a storage error
+// (exit 3).
+func serve(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
+	return serveWith(stop, cfg, log, lim, serveHooks{})
+}
+
+// serveHooks let a policy without a pair (live-only, scaledown.go) run a
+// single broker with steps of its own.
+type serveHooks struct {
+	policy string // for /status; "" = none
+	// loaded runs once the store is loaded, before the acceptors open;
+	// an error stops the broker (exit 1).
+	loaded func(l *live) error
+	// stopping runs on a clean stop, before the acceptors close; it
+	// returns what the clients are told.
+	stopping func(l *live) (wire.Code, string)
+}
+
+func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits, hooks serveHooks) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lock, err := lockSingle(cfg, log)
@@ -71,7 +120,10 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
-	lo := liveOptions{Policy: "none", Role: "primary"}
+	lo := liveOptions{Policy: "none", Role: "primary", Limits: lim}
+	if hooks.policy != "" {
+		lo.Policy = hooks.policy
+	}
 	if lock != nil {
 		lo.NodeID, lo.Epoch = lock.nodeID(), lock.epoch
 		defer lock.release()
@@ -82,6 +134,13 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 		return exitCannot
 	}
 	log = l.log
+	if hooks.loaded != nil {
+		if err := hooks.loaded(l); err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+			l.stop(wire.CodeShuttingDown, "start failed")
+			return exitCannot
+		}
+	}
 	if err := l.serve(); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		l.stop(wire.CodeShuttingDown, "start failed")
@@ -93,20 +152,30 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 		l.stop(wire.CodeShuttingDown, "start failed")
 		return exitCannot
 	}
+	bc, err := startBroadcast(cfg, l.srv.NodeID(), log) // discovery.go
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		hln.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
+		return exitCannot
+	}
+	defer bc.stop()
 	metrics := server.MetricsHandler(server.MetricsOptions{
-		Server: func() *server.Server { return l.srv }, Connections: l.connections})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: l.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 
-	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String())
+	printBanner(cfg, l.srv, l.store, l.urls, hln.Addr().String(), lim, log)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
-	case sig := <-sigs:
-		log.Info("stopping", "signal", sig.String())
-		err := l.stop(wire.CodeShuttingDown, "broker stopping")
+	case <-stop.Done():
+		log.Info("stopping")
+		code, reason := wire.CodeShuttingDown, "broker stopping"
+		bc.stop() // a stopping broker is no one's target
+		if hooks.stopping != nil {
+			code, reason = hooks.stopping(l)
+		}
+		err := l.stop(code, reason)
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
 		scancel()
@@ -125,7 +194,7 @@ func serve(cfg *config.Config, log *slog.Logger) int {
 	}
 }
 
-func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string) {
+func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, urls []string, mgmt string, lim *netLimits, log *slog.Logger) {
 	o := srv.Options()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Tandem %s broker %q\n", server.Version, cfg.Name)
@@ -134,13 +203,10 @@ func printBanner(cfg *config.Config, srv *server.Server, store *server.Store, ur
 	fmt.Fprintf(&b, "  state:       active\n")
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", store.Kind, store.Where)
 	fmt.Fprintf(&b, "  acceptor:    %s\n", strings.Join(urls, ", "))
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
-	}
+	fmt.Fprintf(&b, "  limits:      %s\n", lim.bannerNote())
+	b.WriteString(securityBanner(cfg, lim.sec, log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

@@ -38,6 +38,26 @@ func Check(cfg *config.Config) error {
 		case h.Manager == nil:
 			return at("replication with the embedded quorum vote (no <manager>) is not supported yet: coordinate the pair with ZooKeeper (<manager>)")
 		}
+	case config.PolicyColocated:
+		col := h.Colocated
+		switch {
+		case !cfg.PersistenceEnabled:
+			return at("colocated backups need persistence-enabled=true")
+		case col != nil && col.Store == config.PolicyReplication:
+			return at("colocated backups with replication use the quorum vote, which is not supported yet: use <shared-store><colocated>")
+		}
+	case config.PolicyLiveOnly:
+		// Runs (scaledown.go): a single broker that scales down on a
+		// clean stop when <scale-down> is enabled.
+		if sd := h.ScaleDown; sd != nil && sd.DiscoveryGroup != "" {
+			found := false
+			for _, g := range cfg.DiscoveryGroups {
+				found = found || g.Name == sd.DiscoveryGroup
+			}
+			if !found {
+				return at("<scale-down> names discovery group %q, which <discovery-groups> does not define", sd.DiscoveryGroup)
+			}
+		}
 	default:
 		if h.Role == config.RoleBackup {
 			return at("HA policy %s with a backup role is not supported yet (it would serve as a second live broker)", h.Policy)

@@ -177,18 +177,30 @@ func fencedOS(cfg *config.Config, so server.StoreOptions, may func() bool) aio.F
 // openFileStoreOn opens the messages and bindings journals on fs.
 func openFileStoreOn(cfg *config.Config, so server.StoreOptions, fs aio.FS) (*server.Store, error) {
 	open := func(dir string, size int64) (*journal.FileJournal, error) {
-		return journal.Open(journal.Options{Dir: dir, FS: fs, SegmentSize: size, MinFiles: cfg.Journal.MinFiles,
-			PoolFiles: cfg.Journal.PoolFiles, BufferTimeout: cfg.Journal.BufferTimeout, Epoch: so.Epoch, Logger: so.Logger})
+		return journal.Open(server.FileJournalOptions(cfg, so, fs, dir, size))
 	}
 	m, err := open(cfg.Dirs.Journal, cfg.Journal.FileSize)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", cfg.Dirs.Journal, err)
 	}
-	b, err := open(cfg.Dirs.Bindings, 1<<20) // as server's: bindings change rarely
+	b, err := open(cfg.Dirs.Bindings, server.BindingsSegmentSize)
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("open bindings journal %s: %w", cfg.Dirs.Bindings, err)
 	}
-	return &server.Store{Kind: "file", Messages: m, Bindings: b,
-		Where: fmt.Sprintf("journal %s, bindings %s", cfg.Dirs.Journal, cfg.Dirs.Bindings)}, nil
+	p, err := server.OpenPageLog(cfg, fs, so) // fenced like the others
+	if err != nil {
+		m.Close()
+		b.Close()
+		return nil, err
+	}
+	l, err := server.OpenLargeLog(cfg, fs, so)
+	if err != nil {
+		m.Close()
+		b.Close()
+		p.Close()
+		return nil, err
+	}
+	return &server.Store{Kind: "file", Messages: m, Bindings: b, Pages: p, Large: l,
+		Where: fmt.Sprintf("journal %s, bindings %s, paging %s, large messages %s", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.Paging, cfg.Dirs.LargeMessages)}, nil
 }

@@ -24,6 +24,7 @@ type live struct {
 	srv   *server.Server
 	accs  []*server.Acceptor
 	urls  []string
+	lim   *netLimits // the broker's, shared by its activations
 }
 
 // liveOptions are what an activation decides.
@@ -33,6 +34,8 @@ type liveOptions struct {
 	Policy string      // for /status; "" = none
 	Role   string      // "" = primary
 	CanAck func() bool // nil = always
+	// Limits are the broker's connection limits (Run's; nil: none).
+	Limits *netLimits
 	// OpenStore opens the journals instead of server.OpenStore (HA on a
 	// database store opens them fenced by the activation's epoch).
 	OpenStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
@@ -56,39 +59,36 @@ func loadLive(ctx context.Context, cfg *config.Config, log *slog.Logger, o liveO
 	if scan <= 0 {
 		scan = -1 // as in Artemis, 0 and -1 turn the scan off
 	}
+	expiryScan := cfg.MessageExpiryScanPeriod
+	if expiryScan <= 0 {
+		expiryScan = -1
+	}
 	srv := server.New(server.Options{
 		Name: cfg.Name, NodeID: o.NodeID, Messages: store.Messages, Bindings: store.Bindings, Store: store.Kind,
 		IDCacheSize: idCache, NoPersistIDCache: !cfg.PersistIDCache,
 		NoSyncNonTransactional: !cfg.Journal.SyncNonTransactional, NoSyncTransactional: !cfg.Journal.SyncTransactional,
 		Policy: o.Policy, Role: o.Role, Epoch: o.Epoch, CanAck: o.CanAck, Logger: log,
 		AddressSettings: cfg.AddressSettings, MaxQueues: cfg.MaxQueues, MaxAddresses: cfg.MaxAddresses,
-		AddressQueueScanPeriod: scan,
+		AddressQueueScanPeriod: scan, Addresses: cfg.Addresses,
+		MessageExpiryScanPeriod: expiryScan, Pages: store.PageLog(), Large: store.LargeLog(), GlobalMaxSize: globalMaxSize(cfg),
+		ClusterUser: cfg.ClusterUser, ClusterPassword: cfg.ClusterPassword, ClusterGroup: clusterGroup(cfg),
 	})
 	if err := srv.Start(ctx); err != nil {
 		store.Close()
 		return nil, err
 	}
-	return &live{cfg: cfg, log: log.With("node_id", srv.NodeID(), "role", srv.Options().Role), store: store, srv: srv}, nil
+	return &live{cfg: cfg, log: log.With("node_id", srv.NodeID(), "role", srv.Options().Role), store: store, srv: srv, lim: o.Limits}, nil
 }
 
 // serve opens every tcp acceptor and announces this broker as the active
 // member of the topology.
 func (l *live) serve() error {
 	cfg := l.cfg
-	users := map[string]string{}
-	if !cfg.AnonymousAllowed() {
-		for _, u := range cfg.Users {
-			users[u.Name] = u.Password
-		}
-		// Brokers of a pair probe each other with the cluster credentials
-		// (see sharedstore.go); a configured user of that name wins.
-		if _, ok := users[cfg.ClusterUser]; !ok && cfg.ClusterUser != "" {
-			users[cfg.ClusterUser] = cfg.ClusterPassword
-		}
-	}
-	netOpts := server.NetOptions{Users: users}
-	if cfg.ConnectionTTLOverride > 0 {
-		netOpts.TTLOverride = cfg.ConnectionTTLOverride
+	// One guard for every acceptor (security.go); brokers of a pair
+	// probe each other as the cluster user, which it knows.
+	sec, err := l.lim.security(cfg, l.log)
+	if err != nil {
+		return err
 	}
 	hs := protocolHandlers()
 	for _, h := range hs {
@@ -104,7 +104,12 @@ func (l *live) serve() error {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
 			return fmt.Errorf("acceptor %s: %w", ac.Name, err)
 		}
-		netOpts.Protocols, netOpts.Params = ps, ac.Params
+		netOpts := l.lim.netOptions(cfg, ac, nil)
+		netOpts.Protocols, netOpts.Params, netOpts.Security = ps, ac.Params, sec
+		if netOpts.TLS, err = acceptorTLS(ac); err != nil {
+			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
+			return err
+		}
 		a, err := l.srv.Listen(ac.Address(), netOpts)
 		if err != nil {
 			l.closeAcceptors(wire.CodeShuttingDown, "start failed")
@@ -150,6 +155,7 @@ func (l *live) announceURL() string {
 func (l *live) closeAcceptors(code wire.Code, reason string) {
 	for _, a := range l.accs {
 		a.Close(code, reason)
+		l.lim.retire(a)
 	}
 	l.accs = nil
 }
@@ -173,6 +179,9 @@ func (l *live) status() server.Status {
 	st.Connections = l.connections()
 	return st
 }
+
+// netStats are the acceptors' counters, with those of acceptors closed.
+func (l *live) netStats() server.NetStats { return l.lim.netStats(l.accs) }
 
 // connections counts open client connections.
 func (l *live) connections() int {

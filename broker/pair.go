@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/server"
@@ -33,6 +34,7 @@ type haBroker struct {
 	storeWhere string
 	selfURL    string // what clients and peers learn (the cluster connection's connector)
 	mgmt       string
+	lim        *netLimits // the broker's connection limits (Run's)
 	// openStore opens the journals (nil: server.OpenStore).
 	openStore func(ctx context.Context, cfg *config.Config, so server.StoreOptions) (*server.Store, error)
 
@@ -46,6 +48,13 @@ type haBroker struct {
 	ref         *refuser
 	peers       map[string]server.Member // by probed address
 	announced   server.Topology          // last topology pushed to clients
+
+	// Set before the pair runs by a policy's extra part (colocated.go):
+	// onServing runs once the live serves; extraPeers are probed beside
+	// the static connectors; extraStatus adds to /status.
+	onServing   func(l *live)
+	extraPeers  func() []string
+	extraStatus func(st *server.Status)
 }
 
 func newHABroker(cfg *config.Config, log *slog.Logger, role hasm.Role) *haBroker {
@@ -107,7 +116,7 @@ func (h *haBroker) setStopping() {
 func (h *haBroker) loadStore(ctx context.Context, epoch uint64) error {
 	h.log.Info("loading the store", "epoch", epoch)
 	l, err := loadLive(ctx, h.cfg, h.baseLog, liveOptions{Epoch: epoch, NodeID: h.nodeID, Policy: string(config.PolicySharedStore),
-		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore})
+		Role: h.role.String(), CanAck: h.canAck, OpenStore: h.openStore, Limits: h.lim})
 	if err != nil {
 		return err
 	}
@@ -145,6 +154,9 @@ func (h *haBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	h.serving = true
 	h.mu.Unlock()
+	if h.onServing != nil {
+		h.onServing(l)
+	}
 	h.publish()
 	h.log.Info("active", "epoch", epoch, "url", h.selfURL)
 	h.printBanner()
@@ -262,9 +274,22 @@ func (h *haBroker) members(down bool) []server.Member {
 const stateDown = "down"
 
 // topology is what this broker announces to clients: its members that
-// answer, under its epoch.
+// answer and share its node ID (the pair), under its epoch. A broker of
+// another node (a cluster connection may name other lives) is no
+// failover target: an in-flight send resent there would be stored in
+// another node's store as well.
 func (h *haBroker) topology() server.Topology {
-	return server.Topology{Epoch: h.act.Epoch(), Members: h.members(false)}
+	ms := h.members(false)
+	h.mu.Lock()
+	node := h.nodeID
+	h.mu.Unlock()
+	out := ms[:1]
+	for _, m := range ms[1:] {
+		if m.NodeID == node {
+			out = append(out, m)
+		}
+	}
+	return server.Topology{Epoch: h.act.Epoch(), Members: out}
 }
 
 // publish pushes the topology to the clients of a serving broker when it
@@ -309,7 +334,10 @@ func (h *haBroker) setPeer(addr string, m server.Member, ok bool) {
 	case had:
 		h.log.Info("peer not answering", "peer_addr", addr, "peer_was", old.State)
 	}
-	if ok && m.State == "active" {
+	h.mu.Lock()
+	sameNode := m.NodeID == h.nodeID
+	h.mu.Unlock()
+	if ok && m.State == "active" && sameNode { // another node's live is not this pair's
 		r := hasm.Primary
 		if m.Role == hasm.Backup.String() {
 			r = hasm.Backup
@@ -339,6 +367,17 @@ func (h *haBroker) connections() int {
 	return l.connections()
 }
 
+// netStats are the acceptors' counters over every activation.
+func (h *haBroker) netStats() server.NetStats {
+	h.mu.Lock()
+	l, serving := h.l, h.serving
+	h.mu.Unlock()
+	if l == nil || !serving {
+		return h.lim.netStats(nil)
+	}
+	return l.netStats()
+}
+
 // status is GET /status: the server's while serving, else this broker's
 // own; state, epoch and peers always come from the activation.
 func (h *haBroker) status() server.Status {
@@ -361,11 +400,15 @@ func (h *haBroker) status() server.Status {
 		st.Acceptors = append(st.Acceptors, h.selfURL) // the announced address: cluster status marks this row
 	}
 	rs := h.act.Status()
+	st.Policy = string(h.policy) // colocated runs the shared-store pair's live
 	if st.Halted == "" {
 		st.State = rs.State
 	}
 	st.Epoch = rs.Epoch
 	st.Peers = h.members(true)
+	if h.extraStatus != nil {
+		h.extraStatus(&st)
+	}
 	return st
 }
 
@@ -389,13 +432,14 @@ func (h *haBroker) printBanner() {
 	fmt.Fprintf(&b, "  state:       %s (%s)\n", rs.State, rs.Phase)
 	fmt.Fprintf(&b, "  store:       %s (%s)\n", h.storeKind, h.storeWhere)
 	fmt.Fprintf(&b, "  acceptor:    %s (announced as %s)\n", strings.Join(urls, ", "), h.selfURL)
-	fmt.Fprintf(&b, "  management:  http://%s/status\n", h.mgmt)
+	fmt.Fprintf(&b, "  management:  %s://%s/status\n", managementScheme(cfg), h.mgmt)
 	fmt.Fprintf(&b, "  cpu:         %s\n", CPUNote)
-	if cfg.AnonymousAllowed() {
-		fmt.Fprintf(&b, "  security:    anonymous access allowed (no users configured)\n")
-	} else {
-		fmt.Fprintf(&b, "  security:    %d users configured\n", len(cfg.Users))
+	fmt.Fprintf(&b, "  limits:      %s\n", h.lim.bannerNote())
+	var sec *auth.Guard
+	if h.lim != nil {
+		sec = h.lim.sec
 	}
+	b.WriteString(securityBanner(cfg, sec, h.log))
 	if cfg.File != "" {
 		fmt.Fprintf(&b, "  config:      %s\n", cfg.File)
 	} else {

@@ -3,14 +3,18 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/server"
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -46,6 +50,17 @@ func (h *haBroker) openRefuser() error {
 		if err != nil {
 			r.close()
 			return fmt.Errorf("acceptor %s: %w", ac.Name, err)
+		}
+		// A TLS acceptor refuses in TLS too: its clients, and the
+		// peers' probes, speak nothing else.
+		tc, err := acceptorTLS(ac)
+		if err != nil {
+			ln.Close()
+			r.close()
+			return err
+		}
+		if tc != nil {
+			ln = tls.NewListener(ln, tc)
 		}
 		r.lns = append(r.lns, ln)
 	}
@@ -131,7 +146,9 @@ func (r *refuser) answer(nc net.Conn) {
 		}
 		return
 	}
-	hdr, f, err := wire.NewDecoder(br).Read()
+	dec := wire.NewDecoder(br)
+	dec.SetMaxFrameSize(server.MaxHelloSize) // as a live's acceptor before the handshake
+	hdr, f, err := dec.Read()
 	if err != nil {
 		return
 	}
@@ -142,7 +159,7 @@ func (r *refuser) answer(nc net.Conn) {
 	h := r.h
 	var out wire.Frame
 	corr := uint64(0)
-	if hello.ClientID == haProbeClientID && h.clusterAuth(hello.User, hello.Password) && hello.MaxVersion >= wire.MinVersion {
+	if hello.ClientID == haProbeClientID && h.clusterAuth(nc, hello) && hello.MaxVersion >= wire.MinVersion {
 		t := h.topology()
 		out = &wire.Welcome{Version: min(hello.MaxVersion, wire.Version), NodeID: h.nodeID, ServerVersion: server.Version,
 			Topology: toWire(t)}
@@ -158,18 +175,19 @@ func (r *refuser) answer(nc net.Conn) {
 	}
 }
 
-// clusterAuth checks a probe's credentials: anything when no users are
-// configured, else the cluster user.
-func (h *haBroker) clusterAuth(user, password string) bool {
-	if h.cfg.AnonymousAllowed() {
-		return true
+// clusterAuth checks a probe's credentials: the cluster user and
+// password only, whatever the users, and whether or not anonymous clients
+// are let in (a waiting broker tells its topology to brokers of its
+// cluster, nobody else).
+func (h *haBroker) clusterAuth(nc net.Conn, hello *wire.Hello) bool {
+	sec, err := h.lim.security(h.cfg, h.log)
+	if err != nil {
+		return false
 	}
-	for _, u := range h.cfg.Users {
-		if u.Name == user {
-			return u.Password == password
-		}
-	}
-	return user == h.cfg.ClusterUser && password == h.cfg.ClusterPassword
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return sec.ClusterLogin(ctx, auth.Credentials{User: hello.User, Password: hello.Password,
+		Remote: nc.RemoteAddr().String(), Protocol: "cluster"}) == nil
 }
 
 func toWire(t server.Topology) wire.Topology {
@@ -203,14 +221,25 @@ func (h *haBroker) probeTargets() ([]string, time.Duration) {
 // probePeers probes the cluster connection's peers until ctx ends.
 func (h *haBroker) probePeers(ctx context.Context) {
 	targets, every := h.probeTargets()
-	if len(targets) == 0 {
+	if len(targets) == 0 && h.extraPeers == nil {
 		h.log.Info("no cluster connection with static connectors: the topology lists this broker only")
 		return
+	}
+	if every == 0 {
+		every = time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		for _, addr := range targets {
+		all := targets
+		if h.extraPeers != nil { // colocated.go: this broker's backup
+			for _, a := range h.extraPeers() {
+				if !slices.Contains(all, a) {
+					all = append(slices.Clone(all), a)
+				}
+			}
+		}
+		for _, addr := range all {
 			m, ok := h.probe(ctx, addr)
 			if ctx.Err() != nil {
 				return
@@ -238,13 +267,24 @@ func (h *haBroker) probe(ctx context.Context, addr string) (server.Member, bool)
 	defer nc.Close()
 	dl, _ := ctx.Deadline()
 	_ = nc.SetDeadline(dl)
+	tc, err := peerTLS(h.cfg, addr)
+	if err != nil {
+		h.log.Warn("cluster probe: TLS", "peer", addr, "err", err)
+		return server.Member{}, false
+	}
+	if tc != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		t := tls.Client(nc, tlsconfig.ForHost(tc, host))
+		if err := t.HandshakeContext(ctx); err != nil {
+			h.log.Warn("cluster probe: TLS handshake failed", "peer", addr, "err", err)
+			return server.Member{}, false
+		}
+		nc = t
+	}
+	// Peers know each other by the cluster user: a live broker's
+	// acceptor logs it in, a waiting broker's refuser answers only it.
 	hello := &wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, ClientID: haProbeClientID,
 		User: h.cfg.ClusterUser, Password: h.cfg.ClusterPassword}
-	if h.cfg.AnonymousAllowed() {
-		// A peer without users accepts anonymous probes; with users it
-		// accepts the cluster user (live.serve adds it).
-		hello.User, hello.Password = h.cfg.ClusterUser, h.cfg.ClusterPassword
-	}
 	b, err := wire.AppendFrame(nil, 1, hello)
 	if err != nil {
 		return server.Member{}, false

@@ -31,18 +31,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
-	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/lockfile"
 	"github.com/tandemmq/tandem/replication"
 	"github.com/tandemmq/tandem/server"
@@ -75,7 +72,7 @@ func (a replAct) PeerAnnounced(hasm.Peer) {} // the ZooKeeper lock decides; a pe
 
 // runReplication is `tandem run` with <ha-policy><replication> and a
 // <manager> (ZooKeeper).
-func runReplication(cfg *config.Config, log *slog.Logger) int {
+func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	switch {
 	case !cfg.PersistenceEnabled:
 		fmt.Fprintln(os.Stderr, "tandem run: replication needs persistence-enabled=true (it copies the journal)")
@@ -107,6 +104,7 @@ func runReplication(cfg *config.Config, log *slog.Logger) int {
 	defer mgr.ReleasePrimary()
 
 	h := newHABroker(cfg, log, role)
+	h.lim = lim
 	b := &replBroker{haBroker: h, mgr: mgr}
 	h.nodeID = mgr.NodeID().String()
 	h.storeKind = "file"
@@ -137,7 +135,7 @@ func runReplication(cfg *config.Config, log *slog.Logger) int {
 	}
 	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
 		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
-		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: func(hasm.ReplAction) { h.publish() }, Logger: log}
+		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
 	r, err := hasm.NewReplRunner(coord, hasm.LockfileLocal{M: mgr}, rc, hooks)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
@@ -158,10 +156,9 @@ func runReplication(cfg *config.Config, log *slog.Logger) int {
 		return exitCannot
 	}
 	h.mgmt = hln.Addr().String()
-	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections,
+	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats,
 		Extra: []prometheus.Collector{&replCollector{b}}})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: b.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -176,14 +173,11 @@ func runReplication(cfg *config.Config, log *slog.Logger) int {
 		defer close(probeDone)
 		h.probePeers(pctx)
 	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	runDone := make(chan struct{})
 	go func() {
 		select {
-		case sig := <-sigs:
-			h.log.Info("stopping", "signal", sig.String())
+		case <-stop.Done():
+			h.log.Info("stopping")
 			h.setStopping()
 			r.Stop()
 		case <-runDone:
@@ -225,19 +219,18 @@ func (b *replBroker) loadStore(ctx context.Context, epoch uint64) error {
 	}
 	h.log.Info("loading the store", "epoch", epoch)
 	l, err := loadLive(ctx, h.cfg, h.baseLog, liveOptions{Epoch: epoch, NodeID: h.nodeID, Policy: string(config.PolicyReplication),
-		Role: h.role.String(), CanAck: b.repl.CanAck})
+		Role: h.role.String(), CanAck: b.repl.CanAck, Limits: h.lim})
 	if err != nil {
 		return err
 	}
-	bj, ok1 := l.store.Bindings.(*journal.FileJournal)
-	mj, ok2 := l.store.Messages.(*journal.FileJournal)
-	if !ok1 || !ok2 {
+	journals := l.store.Journals()
+	if journals == nil {
 		l.stop(wire.CodeShuttingDown, "not a file store")
 		return errors.New("replication needs the file journal")
 	}
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
-	src := replication.NewSource([]*journal.FileJournal{bj, mj}, replication.SourceOptions{
+	src := replication.NewSource(journals, replication.SourceOptions{
 		NodeID: h.nodeID, Group: cfg.HA.GroupName, Seq: b.repl.Epoch,
 		SyncTimeout: cfg.HA.InitialReplicationSyncTimeout, CallTimeout: clusterCallTimeout(cfg), TTL: ttl,
 		Logger: h.log, BackupSynced: b.repl.BackupSynced, BackupLost: b.repl.BackupLost, FailbackRequested: b.repl.FailbackRequested,
@@ -290,6 +283,23 @@ func replicationTTL(cfg *config.Config) time.Duration {
 	return 60 * time.Second
 }
 
+// announce is the Announce hook: the topology goes to the clients, and a
+// new activation sequence (the live lost its replica and moved it on) is
+// written into the segments the journals start from now on.
+func (b *replBroker) announce(hasm.ReplAction) {
+	h := b.haBroker
+	epoch := b.repl.Epoch()
+	h.mu.Lock()
+	l := h.l
+	h.mu.Unlock()
+	if l != nil {
+		for _, fj := range l.store.Journals() { // paging and large messages too
+			fj.SetEpoch(epoch)
+		}
+	}
+	h.publish()
+}
+
 // clusterCallTimeout is the first cluster connection's call-timeout
 // (Artemis's default 30 s): how long a synced replica may keep an answer
 // waiting before it is dropped.
@@ -339,10 +349,21 @@ func (b *replBroker) stopServing() {
 	l, stopping := h.l, h.stopping
 	h.serving = false
 	h.mu.Unlock()
+	halted := b.repl.Status().Phase == "halted"
 	b.rmu.Lock()
 	src := b.source
+	if halted {
+		b.source = nil
+	}
 	b.rmu.Unlock()
-	if src != nil {
+	switch {
+	case src != nil && halted:
+		// Nothing is confirmed any more: drop the replica now, so that
+		// what waits for it (a connection's shutdown deleting its queue,
+		// say) fails at once instead of waiting for a silent replica's
+		// connection TTL.
+		src.Close()
+	case src != nil:
 		src.FailHeld()
 	}
 	if l != nil {
@@ -353,7 +374,7 @@ func (b *replBroker) stopServing() {
 		l.closeAcceptors(code, why)
 		l.srv.Close()
 	}
-	if !stopping && b.repl.Status().Phase != "halted" {
+	if !stopping && !halted {
 		if err := h.openRefuser(); err != nil {
 			h.log.Warn("cannot refuse clients while waiting", "err", err)
 		}
@@ -410,16 +431,20 @@ func (b *replBroker) startReplica(url string) {
 	}
 	cfg := h.cfg
 	ttl := replicationTTL(cfg)
-	nm := journal.Naming{Prefix: journal.DefaultPrefix, Ext: journal.DefaultExt}
 	ack := replication.AckDurable
 	if cfg.HA.ReplicationAck == "received" {
 		ack = replication.AckReceived
 	}
 	st := b.repl.Status()
+	hostport, _, _ := strings.Cut(strings.TrimPrefix(url, "tcp://"), "?")
+	peerTLSConfig, err := peerTLS(cfg, hostport)
+	if err != nil {
+		h.log.Error("replication: TLS to the live", "err", err)
+	}
 	rep := replication.NewReplica(replication.ReplicaOptions{
-		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName,
+		URL: url, User: cfg.ClusterUser, Password: cfg.ClusterPassword, Group: cfg.HA.GroupName, TLS: peerTLSConfig,
 		SelfURL: h.selfURL, NodeID: st.NodeID, LocalSeq: st.Epoch,
-		Journals: []replication.JournalDir{{Dir: cfg.Dirs.Bindings, Naming: nm}, {Dir: cfg.Dirs.Journal, Naming: nm}},
+		Journals: replicaJournals(cfg),
 		MaxSaved: cfg.HA.MaxSavedReplicatedJournalsSize, AckLevel: ack, TTL: ttl, Logger: h.log,
 		SetLocal: func(seq uint64, node string) error {
 			id, err := parseNodeID(node)

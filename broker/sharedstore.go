@@ -38,10 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tandemmq/tandem/config"
@@ -54,16 +51,20 @@ import (
 // runHA runs the broker under its HA policy. Only shared store is
 // implemented; for the others a primary runs as a single broker (with a
 // warning) and a backup is refused, as before.
-func runHA(cfg *config.Config, log *slog.Logger) int {
+func runHA(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	if err := Check(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
 	switch {
 	case cfg.HA.Policy == config.PolicySharedStore:
-		return runSharedStore(cfg, log)
+		return runSharedStore(stop, cfg, log, lim)
 	case cfg.HA.Policy == config.PolicyReplication:
-		return runReplication(cfg, log)
+		return runReplication(stop, cfg, log, lim)
+	case cfg.HA.Policy == config.PolicyLiveOnly:
+		return runLiveOnly(stop, cfg, log, lim)
+	case cfg.HA.Policy == config.PolicyColocated:
+		return runColocated(stop, cfg, log, lim)
 	}
 	if cfg.HA.Role == config.RoleBackup {
 		fmt.Fprintf(os.Stderr, "tandem run: HA %s backup is not supported by this build yet (it would serve as a second live broker)\n", cfg.HA.Policy)
@@ -72,7 +73,7 @@ func runHA(cfg *config.Config, log *slog.Logger) int {
 	log.Warn("HA policy is not implemented yet: running as a single broker", "policy", cfg.HA.Policy, "role", cfg.HA.Role)
 	single := *cfg
 	single.HA.Policy = config.PolicyNone
-	return serve(&single, log)
+	return serve(stop, &single, log, lim)
 }
 
 // haOptions applies the <shared-store> options to a node configuration.
@@ -84,7 +85,7 @@ func haOptions(c hasm.Config, h config.HA) hasm.Config {
 }
 
 // runSharedStore is `tandem run` with <ha-policy><shared-store>.
-func runSharedStore(cfg *config.Config, log *slog.Logger) int {
+func runSharedStore(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	if !cfg.PersistenceEnabled {
 		fmt.Fprintln(os.Stderr, "tandem run: shared-store HA needs persistence-enabled=true (the pair shares the journal)")
 		return exitCannot
@@ -117,6 +118,10 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
+	h.lim = lim
+	if ex := pairExtraFor(cfg); ex != nil { // colocated.go
+		defer ex.attach(h)()
+	}
 
 	if err := h.openRefuser(); err != nil {
 		closeCoord()
@@ -131,9 +136,8 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 		return exitCannot
 	}
 	h.mgmt = hln.Addr().String()
-	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections})
-	hs := &http.Server{Handler: server.ManagementHandler(server.ManagementOptions{Status: h.status, Metrics: metrics}),
-		ReadHeaderTimeout: 10 * time.Second}
+	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats})
+	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: h.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -150,14 +154,11 @@ func runSharedStore(cfg *config.Config, log *slog.Logger) int {
 		h.probePeers(pctx)
 	}()
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	runDone := make(chan struct{})
 	go func() {
 		select {
-		case sig := <-sigs:
-			h.log.Info("stopping", "signal", sig.String())
+		case <-stop.Done():
+			h.log.Info("stopping")
 			h.setStopping()
 			h.runner.Stop(hasm.FailoverDefault)
 		case <-runDone:

@@ -2,14 +2,19 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -60,38 +65,67 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Conn, error) {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	if c.opts.tls == nil {
+		tp, err := tlsconfig.FromParams(u.Params)
+		if err != nil {
+			return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
+		}
+		if tp.Enabled {
+			if c.opts.tls, err = tp.Client(); err != nil {
+				return nil, fmt.Errorf("url %q: %w", Redact(rawURL), err)
+			}
+		}
+	}
 	if c.opts.clientID == "" {
 		c.opts.clientID = randomID()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	var lastErr error
 	var pause time.Duration
-	for pass := 0; u.InitialConnectAttempts < 0 || pass < max(u.InitialConnectAttempts, 1); pass++ {
-		if pass > 0 {
+	counted := 0 // passes that count against initialConnectAttempts
+	for round := 0; ; round++ {
+		if round > 0 {
 			pause = u.nextInterval(pause)
 			if c.opts.retry != nil {
-				c.opts.retry(ConnectRetry{Pass: pass, Attempts: u.InitialConnectAttempts, Addrs: u.Addrs, Err: lastErr, Pause: pause})
+				c.opts.retry(ConnectRetry{Pass: counted, Attempts: u.InitialConnectAttempts, Addrs: u.Addrs, Err: lastErr, Pause: pause})
 			}
 			if err := sleepCtx(ctx, pause); err != nil {
 				break
 			}
 		}
+		waiting := false
 		for _, addr := range u.Addrs {
 			t, err := c.connect(ctx, addr)
 			if err != nil {
 				lastErr = err
 				c.log.Debug("connect failed", "addr", addr, "err", err)
+				var se *ServerError
+				if u.HA && errors.As(err, &se) && se.Code == wire.CodeUnavailable {
+					waiting = true
+				}
 				continue
 			}
 			c.install(t)
 			return c, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		// A pass that found an HA pair in transition (a broker answered
+		// that it is not the live, and no live answered) does not count:
+		// a live is coming. Only passes where nothing usable answered do.
+		if !waiting {
+			counted++
+		}
+		if u.InitialConnectAttempts >= 0 && counted >= max(u.InitialConnectAttempts, 1) {
+			break
 		}
 	}
 	c.cancel()
 	if lastErr == nil {
 		lastErr = ctx.Err()
 	}
-	return nil, fmt.Errorf("client: dial %s: %w", rawURL, lastErr)
+	return nil, fmt.Errorf("client: dial %s: %w", Redact(rawURL), lastErr)
 }
 
 // connect opens one TCP connection and does the handshake.
@@ -104,10 +138,22 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	}
 	ctx, cancel := withTimeout(ctx, min(limit, 10*time.Second))
 	defer cancel()
-	var d net.Dialer
+	d := c.opts.dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if c.opts.tls != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		tc := tls.Client(nc, tlsconfig.ForHost(c.opts.tls, host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, tlsError(addr, err)
+		}
+		nc = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
@@ -132,6 +178,11 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	}
 	if err != nil {
 		nc.Close()
+		if c.opts.tls != nil {
+			// TLS 1.3: a refused client certificate shows on the first
+			// read.
+			return nil, tlsError(addr, err)
+		}
 		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
 	}
 	var w *wire.Welcome
@@ -146,7 +197,10 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 		return nil, fmt.Errorf("handshake with %s: got %v, want Welcome", addr, f.Type())
 	}
 	c.mu.Lock()
-	stale := w.Topology.Epoch != 0 && w.Topology.Epoch < c.topology.Epoch
+	// Epochs order the activations of one node ID (a live/backup pair
+	// shares it); another node's epoch is its own: a scale-down target
+	// with a lower epoch is not a stale broker.
+	stale := w.Topology.Epoch != 0 && w.Topology.Epoch < c.topology.Epoch && (c.nodeID == "" || w.NodeID == c.nodeID)
 	known := c.topology.Epoch
 	c.gen++
 	gen := c.gen
@@ -161,10 +215,23 @@ func (c *Conn) connect(ctx context.Context, addr string) (*transport, error) {
 	return newTransport(c, nc, dec, addr, gen, w), nil
 }
 
+// tlsError explains a failed TLS handshake.
+func tlsError(addr string, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		hint = " (the broker closed the connection: is its acceptor's sslEnabled set, and does it need a client certificate?)"
+	case strings.Contains(err.Error(), "remote error: tls:"):
+		// The broker's alert: crypto/tls does not export its type.
+		hint = " (the broker refused the handshake: check this client's certificate (keyStorePath), its expiry, and the broker's trustStorePath)"
+	}
+	return fmt.Errorf("TLS handshake with %s: %w%s", addr, err, hint)
+}
+
 // install makes t the current transport and starts it.
 func (c *Conn) install(t *transport) {
 	c.mu.Lock()
-	c.nodeID = t.welcome.NodeID
+	c.adoptNodeLocked(t.welcome.NodeID)
 	c.addr = t.addr
 	c.mergeTopologyLocked(&t.welcome.Topology)
 	c.cur.Store(t)
@@ -334,6 +401,16 @@ func (c *Conn) setTopology(f *wire.Topology) {
 	c.mu.Lock()
 	c.mergeTopologyLocked(f)
 	c.mu.Unlock()
+}
+
+// adoptNodeLocked records the node connected to; moving to another node
+// (a scale-down's target) drops the topology of the previous one, whose
+// epochs say nothing about the new node's.
+func (c *Conn) adoptNodeLocked(node string) {
+	if c.nodeID != "" && node != c.nodeID {
+		c.topology = wire.Topology{}
+	}
+	c.nodeID = node
 }
 
 func (c *Conn) mergeTopologyLocked(f *wire.Topology) {

@@ -31,6 +31,12 @@ func NoAutoCreate() ConsumerOption { return func(k *Consumer) { k.autoCreate = f
 // temporary one).
 func QueueName(name string) ConsumerOption { return func(k *Consumer) { k.queueName = name } }
 
+// Selector makes the consumer receive only the messages the selector
+// matches (Artemis's SQL-92 subset, e.g. "color = 'red' AND size > 10");
+// the others stay in the queue for other consumers. A selector that does
+// not parse fails CreateConsumer with CodeInvalid.
+func Selector(s string) ConsumerOption { return func(k *Consumer) { k.selector = s } }
+
 // DurableQueue makes an auto-created queue durable (default true for
 // queues, false for topic subscriptions).
 func DurableQueue(durable bool) ConsumerOption { return func(k *Consumer) { k.durable = durable } }
@@ -58,6 +64,7 @@ type Consumer struct {
 	window     int
 	autoCreate bool
 	durable    bool
+	selector   string
 
 	mu       sync.Mutex
 	t        *transport // the connection it lives on
@@ -141,7 +148,7 @@ func (k *Consumer) createFrame() *wire.CreateConsumer {
 	}
 	return &wire.CreateConsumer{
 		Session: k.s.id, Consumer: k.id, Queue: q, Address: k.dest.Name, Routing: k.dest.Routing,
-		AutoCreate: k.autoCreate, Durable: k.durable, InitialCredit: uint32(k.window),
+		AutoCreate: k.autoCreate, Durable: k.durable, Filter: k.selector, InitialCredit: uint32(k.window),
 	}
 }
 

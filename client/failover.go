@@ -249,7 +249,7 @@ func (c *Conn) restore(t *transport, pend map[uint64]*call) error {
 	}
 
 	c.mu.Lock()
-	c.nodeID = t.welcome.NodeID
+	c.adoptNodeLocked(t.welcome.NodeID)
 	c.addr = t.addr
 	c.mergeTopologyLocked(&t.welcome.Topology)
 	c.mu.Unlock()

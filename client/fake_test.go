@@ -199,7 +199,7 @@ func TestStoppedBrokerWithBlockedWrites(t *testing.T) {
 		<-stop // read nothing more
 	})
 	defer close(stop)
-	c, err := Dial(testCtx(t), url+"?clientFailureCheckPeriod=300")
+	c, err := Dial(testCtx(t), url+"?clientFailureCheckPeriod=300&minLargeMessageSize=1048576")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,11 @@ type Message struct {
 	DuplicateID string
 	// Timestamp is the send time in Unix nanoseconds (set by Send when 0).
 	Timestamp int64
+	// Expiration is when the message expires, in Unix nanoseconds (0:
+	// never, unless the producer has a TimeToLive or the address an
+	// expiry-delay). An expired message is not delivered: the broker moves
+	// it to the address's expiry-address, or drops it.
+	Expiration int64
 
 	// Set on received messages.
 	Address       string
@@ -63,8 +68,9 @@ type Message struct {
 	ID            uint64 // broker message ID
 	DeliveryCount uint32 // 1 on first delivery
 
-	consumer *Consumer
-	gen      uint64 // connection generation it was delivered on
+	consumer  *Consumer
+	gen       uint64 // connection generation it was delivered on
+	largeSize int64  // a large message's announced size (reader only)
 }
 
 // Property returns the named property and whether it exists.

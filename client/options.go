@@ -1,7 +1,9 @@
 package client
 
 import (
+	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -9,6 +11,8 @@ import (
 type Option func(*options)
 
 type options struct {
+	tls      *tls.Config
+	dialer   *net.Dialer
 	clientID string
 	user     string
 	password string
@@ -25,6 +29,15 @@ func WithClientID(id string) Option { return func(o *options) { o.clientID = id 
 func WithCredentials(user, password string) Option {
 	return func(o *options) { o.user, o.password, o.userSet = user, password, true }
 }
+
+// WithTLS makes every connection TLS with c (its ServerName, when empty,
+// is the host dialled), instead of what the URL's sslEnabled,
+// trustStorePath... parameters say.
+func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// WithDialer dials with d (a local address to dial from, keep-alives)
+// instead of a zero net.Dialer.
+func WithDialer(d *net.Dialer) Option { return func(o *options) { o.dialer = d } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

@@ -6,7 +6,9 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -469,5 +471,54 @@ func TestAckWhileFailingOver(t *testing.T) {
 	}
 	if err := k.Ack(ctx, m); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDialWaitsForHAPairInTransition: with ha=true, a pass over the URL
+// where a broker answers that it is not the live (a backup waiting during
+// a failover) does not count against initialConnectAttempts: the client
+// keeps waiting for the live. A pass where nothing answers does count.
+func TestDialWaitsForHAPairInTransition(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var answered atomic.Int32
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				if _, _, err := wire.NewDecoder(nc).Read(); err != nil {
+					return
+				}
+				b, _ := wire.AppendFrame(nil, 0, &wire.Error{Code: wire.CodeUnavailable, Message: "backup waiting"})
+				nc.Write(b)
+				answered.Add(1)
+			}()
+		}
+	}()
+	url := "(tcp://" + ln.Addr().String() + ")?ha=true&retryInterval=20&maxRetryInterval=20&initialConnectAttempts=1"
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, url)
+	if err == nil {
+		t.Fatal("Dial succeeded against a broker that only refuses")
+	}
+	if n := answered.Load(); n < 3 {
+		t.Fatalf("Dial gave up after %d refusals (%v): a waiting HA pair must not use up initialConnectAttempts", n, err)
+	}
+	// Without ha=true the same refusal counts: one pass, then the error.
+	answered.Store(0)
+	_, err = Dial(context.Background(), "tcp://"+ln.Addr().String()+"?initialConnectAttempts=1")
+	for i := 0; i < 100 && answered.Load() == 0; i++ {
+		time.Sleep(10 * time.Millisecond) // the refusal is counted after it is written
+	}
+	if err == nil || answered.Load() != 1 {
+		t.Fatalf("plain URL: Dial returned %v after %d refusals, want an error after one", err, answered.Load())
 	}
 }

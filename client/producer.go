@@ -29,6 +29,10 @@ func Window(n int) ProducerOption {
 	}
 }
 
+// TimeToLive makes messages sent without an Expiration expire d after
+// their Timestamp.
+func TimeToLive(d time.Duration) ProducerOption { return func(p *Producer) { p.ttl = d } }
+
 // DuplicatePrefix sets the prefix of generated duplicate IDs (default a
 // random run ID): IDs are PREFIX-1, PREFIX-2, ...
 func DuplicatePrefix(prefix string) ProducerOption { return func(p *Producer) { p.prefix = prefix } }
@@ -41,6 +45,7 @@ type Producer struct {
 	durable bool
 	window  int
 	prefix  string
+	ttl     time.Duration
 	seq     atomic.Uint64
 	slots   chan struct{}
 	closed  atomic.Bool
@@ -92,13 +97,16 @@ func (p *Producer) newOp(m *Message) (*sendOp, error) {
 	op := &sendOp{p: p, s: p.s, tx: p.s.transacted}
 	op.ws = wire.Send{Session: p.s.id, Message: wire.Message{
 		Address: p.dest.Name, Routing: p.dest.Routing, Durable: p.durable,
-		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Properties: m.Properties, Body: m.Body,
+		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration, Properties: m.Properties, Body: m.Body,
 	}}
 	if op.ws.DuplicateID == "" && p.durable {
 		op.ws.DuplicateID = p.NextDuplicateID()
 	}
 	if op.ws.Timestamp == 0 {
 		op.ws.Timestamp = time.Now().UnixNano()
+	}
+	if op.ws.Expiration == 0 && p.ttl > 0 {
+		op.ws.Expiration = op.ws.Timestamp + int64(p.ttl)
 	}
 	op.cl = call{kind: callSend, send: op}
 	return op, nil
@@ -117,6 +125,9 @@ func (p *Producer) NextDuplicateID() string {
 // ErrTransactionRolledBack means the transaction lost its work with its
 // connection (m was not sent, or was lost with it).
 func (p *Producer) Send(ctx context.Context, m *Message) error {
+	if p.isLarge(m) {
+		return p.sendLargeBody(ctx, m)
+	}
 	op, err := p.newOp(m)
 	if err != nil {
 		return err
@@ -139,6 +150,15 @@ func (p *Producer) Send(ctx context.Context, m *Message) error {
 // full; ctx bounds that wait. An error return means m was not sent and
 // done will not run. m must not change until done ran.
 func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(error)) error {
+	if p.isLarge(m) {
+		// A large message goes synchronously (its chunks hold the
+		// connection's order anyway): done runs before this returns.
+		err := p.sendLargeBody(ctx, m)
+		if done != nil {
+			done(err)
+		}
+		return nil
+	}
 	op, err := p.newOp(m)
 	if err != nil {
 		return err

@@ -41,6 +41,8 @@ func (t *transport) readLoop() {
 				break
 			}
 			t.onAckConfirm(h.Corr, &ac)
+		case wire.TypeDeliverLarge, wire.TypeDeliverChunk:
+			err = t.onLarge(h)
 		case wire.TypePing:
 			t.queue(h.Corr, &wire.Pong{})
 		case wire.TypePong:
@@ -142,6 +144,7 @@ func (t *transport) onDeliver(d *wire.Deliver) {
 		Properties:    slices.Clone(d.Properties), // d's slice is reused
 		DuplicateID:   d.DuplicateID,
 		Timestamp:     d.Timestamp,
+		Expiration:    d.Expiration,
 		Address:       d.Address,
 		Durable:       d.Durable,
 		ID:            d.MessageID,

@@ -93,12 +93,18 @@ type transport struct {
 	lost     bool          // its reader reported the loss (guarded by Conn.mu)
 	recv     atomic.Uint64 // frames received, for the heartbeat check
 	wg       sync.WaitGroup
+	// written is signalled after each write (a large send waits for the
+	// socket: large.go); largeIn are the large deliveries being received,
+	// by consumer (reader-owned).
+	written chan struct{}
+	largeIn map[uint64]*Message
 }
 
 func newTransport(c *Conn, nc net.Conn, dec *wire.Decoder, addr string, gen uint64, w *wire.Welcome) *transport {
 	return &transport{
 		c: c, nc: nc, dec: dec, addr: addr, gen: gen, welcome: w,
 		kick: make(chan struct{}, 1), pending: make(map[uint64]*call), dead: make(chan struct{}),
+		written: make(chan struct{}, 1),
 	}
 }
 
@@ -312,6 +318,10 @@ func (t *transport) writeSome() {
 	t.wmu.Unlock()
 	_, err := t.nc.Write(t.spare.Bytes())
 	t.spare.Reset()
+	select {
+	case t.written <- struct{}{}:
+	default:
+	}
 	t.wmu.Lock()
 	if err != nil && t.werr == nil {
 		t.werr = err

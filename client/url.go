@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandemmq/tandem/wire"
 )
 
 // URL is a parsed connection URL (docs/cli.md "URLs"):
@@ -51,6 +54,10 @@ type URL struct {
 	// User and Password (user, password options) unless Dial's options say
 	// otherwise.
 	User, Password string
+	// MinLargeMessageSize (minLargeMessageSize, bytes, default 100 KiB as
+	// Artemis's): a body larger than this is sent as a large message, in
+	// chunks (large.go).
+	MinLargeMessageSize int
 	// Params holds every option as given.
 	Params map[string]string
 }
@@ -68,6 +75,8 @@ const (
 	DefaultConnectionTTL             = 60000 * time.Millisecond
 	DefaultClientFailureCheckPeriod  = 30000 * time.Millisecond
 	DefaultCallTimeout               = 30000 * time.Millisecond
+	// DefaultMinLargeMessageSize is Artemis's minLargeMessageSize.
+	DefaultMinLargeMessageSize = 100 << 10
 )
 
 // ParseURL parses a connection URL. Errors name the part that is wrong.
@@ -79,6 +88,7 @@ func ParseURL(s string) (*URL, error) {
 		ConnectionTTL:            DefaultConnectionTTL,
 		ClientFailureCheckPeriod: DefaultClientFailureCheckPeriod,
 		CallTimeout:              DefaultCallTimeout,
+		MinLargeMessageSize:      DefaultMinLargeMessageSize,
 		InitialConnectAttempts:   1,
 		Params:                   map[string]string{},
 	}
@@ -90,11 +100,11 @@ func ParseURL(s string) (*URL, error) {
 	if strings.HasPrefix(s, "(") {
 		end := strings.IndexByte(s, ')')
 		if end < 0 {
-			return nil, fmt.Errorf("url %q: missing ')'", s)
+			return nil, fmt.Errorf("url %q: missing ')'", Redact(s))
 		}
 		list, query = s[1:end], s[end+1:]
 		if query != "" && !strings.HasPrefix(query, "?") {
-			return nil, fmt.Errorf("url %q: unexpected %q after ')'", s, query)
+			return nil, fmt.Errorf("url %q: unexpected %q after ')'", Redact(s), Redact(query))
 		}
 		query = strings.TrimPrefix(query, "?")
 	} else {
@@ -107,17 +117,17 @@ func ParseURL(s string) (*URL, error) {
 		elem, q, _ := strings.Cut(part, "?")
 		addr, err := parseElem(elem)
 		if err != nil {
-			return nil, fmt.Errorf("url %q: %w", s, err)
+			return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 		}
 		u.Addrs = append(u.Addrs, addr)
 		if q != "" {
 			if err := u.parseQuery(q); err != nil {
-				return nil, fmt.Errorf("url %q: %w", s, err)
+				return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 			}
 		}
 	}
 	if err := u.parseQuery(query); err != nil {
-		return nil, fmt.Errorf("url %q: %w", s, err)
+		return nil, fmt.Errorf("url %q: %w", Redact(s), err)
 	}
 	if _, ok := u.Params["reconnectAttempts"]; !ok && u.HA {
 		u.ReconnectAttempts = -1
@@ -190,6 +200,11 @@ func (u *URL) parseQuery(q string) error {
 			u.ClientFailureCheckPeriod, err = parseMillis(v)
 		case "callTimeout":
 			u.CallTimeout, err = parseMillis(v)
+		case "minLargeMessageSize":
+			u.MinLargeMessageSize, err = strconv.Atoi(v)
+			if err == nil && (u.MinLargeMessageSize < 1 || u.MinLargeMessageSize > wire.MaxBodySize) {
+				err = fmt.Errorf("must be between 1 and %d bytes", wire.MaxBodySize)
+			}
 		case "user":
 			u.User = v
 		case "password":
@@ -235,3 +250,11 @@ func (u *URL) nextInterval(prev time.Duration) time.Duration {
 	}
 	return d
 }
+
+// secretParams are the URL options whose values are secrets.
+var secretParams = regexp.MustCompile(`(?i)([?&;(,](?:password|keyStorePassword|trustStorePassword)=)[^&;,)]*`)
+
+// Redact returns a URL with the values of its password options
+// (password, keyStorePassword, trustStorePassword) replaced by ****, for
+// messages and logs.
+func Redact(rawURL string) string { return secretParams.ReplaceAllString(rawURL, "${1}****") }

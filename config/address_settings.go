@@ -11,6 +11,10 @@ import (
 // the most queues the broker holds.
 const DefaultMaxQueues = 10000
 
+// DefaultMessageExpiryScanPeriod is Artemis's message-expiry-scan-period
+// default.
+const DefaultMessageExpiryScanPeriod = 30 * time.Second
+
 // DefaultAddressQueueScanPeriod is Artemis's address-queue-scan-period
 // default: how often queues and addresses waiting for an auto-delete delay
 // are checked.
@@ -51,7 +55,63 @@ type AddressSetting struct {
 	AutoDeleteAddresses *bool
 	// AutoDeleteAddressesDelay (auto-delete-addresses-delay, ms).
 	AutoDeleteAddressesDelay *time.Duration
+
+	// DeadLetterAddress (dead-letter-address): where a message goes once
+	// it was delivered MaxDeliveryAttempts times without an ack.
+	DeadLetterAddress *string
+	// MaxDeliveryAttempts (max-delivery-attempts, default 10; -1: for
+	// ever).
+	MaxDeliveryAttempts *int
+	// ExpiryAddress (expiry-address): where an expired message goes.
+	ExpiryAddress *string
+	// ExpiryDelay (expiry-delay, ms; -1: none) is the time to live given
+	// to a message sent without one.
+	ExpiryDelay *time.Duration
+	// RedeliveryDelay (redelivery-delay, ms), RedeliveryDelayMultiplier
+	// (redelivery-delay-multiplier) and MaxRedeliveryDelay
+	// (max-redelivery-delay, ms; default ten times the delay): how long a
+	// message that went back to its queue waits before its next delivery.
+	RedeliveryDelay           *time.Duration
+	RedeliveryDelayMultiplier *float64
+	MaxRedeliveryDelay        *time.Duration
+	// DefaultQueueRoutingType and DefaultAddressRoutingType
+	// (default-queue-routing-type, default-address-routing-type: ANYCAST
+	// or MULTICAST): the routing of a queue or address a client creates
+	// without saying which.
+	DefaultQueueRoutingType   *string
+	DefaultAddressRoutingType *string
+	// MaxSizeBytes (max-size-bytes, default -1: no limit of its own) is
+	// the memory an address's messages may take before AddressFullPolicy
+	// applies (global-max-size applies to all addresses together).
+	MaxSizeBytes *int64
+	// AddressFullPolicy (address-full-policy): PAGE (default), BLOCK,
+	// FAIL or DROP.
+	AddressFullPolicy *string
+	// PageSizeBytes (page-size-bytes, default 10 MiB): see
+	// AddressSettings.PageSegmentSize.
+	PageSizeBytes *int64
 }
+
+// Address full policies (address-full-policy).
+const (
+	FullPage  = "PAGE"
+	FullBlock = "BLOCK"
+	FullFail  = "FAIL"
+	FullDrop  = "DROP"
+)
+
+// Routing types of default-queue-routing-type and
+// default-address-routing-type.
+const (
+	RoutingAnycast   = "ANYCAST"
+	RoutingMulticast = "MULTICAST"
+)
+
+// Defaults of the message settings (Artemis's).
+const (
+	DefaultMaxDeliveryAttempts = 10
+	DefaultPageSizeBytes       = 10 << 20
+)
 
 // AddressPolicy is the effective address settings of one address.
 type AddressPolicy struct {
@@ -62,6 +122,39 @@ type AddressPolicy struct {
 	AutoDeleteQueuesMessageCount int64
 	AutoDeleteAddresses          bool
 	AutoDeleteAddressesDelay     time.Duration
+
+	DeadLetterAddress   string // "": none
+	MaxDeliveryAttempts int    // -1: for ever
+	ExpiryAddress       string // "": none
+	ExpiryDelay         time.Duration
+	// RedeliveryDelay, its multiplier and its cap (MaxRedeliveryDelay is
+	// ten times RedeliveryDelay unless set).
+	RedeliveryDelay           time.Duration
+	RedeliveryDelayMultiplier float64
+	MaxRedeliveryDelay        time.Duration
+	// DefaultQueueRoutingType and DefaultAddressRoutingType are "" when
+	// not set (Tandem then routes anycast unless the address is
+	// multicast only), else RoutingAnycast or RoutingMulticast.
+	DefaultQueueRoutingType   string
+	DefaultAddressRoutingType string
+	MaxSizeBytes              int64 // -1: no limit of its own
+	AddressFullPolicy         string
+	PageSizeBytes             int64
+}
+
+// RedeliveryDelayFor returns how long a message waits before its
+// delivery number deliveries+1, after deliveries that were not
+// acknowledged: RedeliveryDelay x multiplier^(deliveries-1), at most
+// MaxRedeliveryDelay.
+func (p AddressPolicy) RedeliveryDelayFor(deliveries uint32) time.Duration {
+	if p.RedeliveryDelay <= 0 || deliveries == 0 {
+		return 0
+	}
+	d := float64(p.RedeliveryDelay)
+	for i := uint32(1); i < deliveries && d < float64(p.MaxRedeliveryDelay); i++ {
+		d *= max(p.RedeliveryDelayMultiplier, 1)
+	}
+	return min(time.Duration(d), max(p.MaxRedeliveryDelay, p.RedeliveryDelay))
 }
 
 // DefaultAddressPolicy is Artemis's defaults (its AddressSettings class):
@@ -69,7 +162,9 @@ type AddressPolicy struct {
 // (`artemis create` writes auto-delete false into its broker.xml; Tandem's
 // default is the code's.)
 func DefaultAddressPolicy() AddressPolicy {
-	return AddressPolicy{AutoCreateQueues: true, AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true}
+	return AddressPolicy{AutoCreateQueues: true, AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true,
+		MaxDeliveryAttempts: DefaultMaxDeliveryAttempts, ExpiryDelay: -1, RedeliveryDelayMultiplier: 1,
+		MaxSizeBytes: -1, AddressFullPolicy: FullPage, PageSizeBytes: DefaultPageSizeBytes}
 }
 
 // AddressSettings are the <address-setting> elements in file order.
@@ -92,6 +187,7 @@ func (s AddressSettings) For(address string) AddressPolicy {
 		return p
 	}
 	slices.SortStableFunc(matched, func(a, b *AddressSetting) int { return compareMatch(a.Match, b.Match) })
+	maxRedelivery := false
 	// Apply the least specific first, so more specific ones override.
 	for i := len(matched) - 1; i >= 0; i-- {
 		m := matched[i]
@@ -108,8 +204,54 @@ func (s AddressSettings) For(address string) AddressPolicy {
 		if m.AutoDeleteAddressesDelay != nil {
 			p.AutoDeleteAddressesDelay = *m.AutoDeleteAddressesDelay
 		}
+		set(&p.DeadLetterAddress, m.DeadLetterAddress)
+		set(&p.MaxDeliveryAttempts, m.MaxDeliveryAttempts)
+		set(&p.ExpiryAddress, m.ExpiryAddress)
+		set(&p.ExpiryDelay, m.ExpiryDelay)
+		set(&p.RedeliveryDelay, m.RedeliveryDelay)
+		set(&p.RedeliveryDelayMultiplier, m.RedeliveryDelayMultiplier)
+		if m.MaxRedeliveryDelay != nil {
+			p.MaxRedeliveryDelay, maxRedelivery = *m.MaxRedeliveryDelay, true
+		}
+		set(&p.DefaultQueueRoutingType, m.DefaultQueueRoutingType)
+		set(&p.DefaultAddressRoutingType, m.DefaultAddressRoutingType)
+		set(&p.MaxSizeBytes, m.MaxSizeBytes)
+		set(&p.AddressFullPolicy, m.AddressFullPolicy)
+		set(&p.PageSizeBytes, m.PageSizeBytes)
+	}
+	if !maxRedelivery {
+		p.MaxRedeliveryDelay = 10 * p.RedeliveryDelay // Artemis's default
 	}
 	return p
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// PageSegmentSize is the segment size of the paging journal: Tandem pages
+// every address into one journal (replicated and fenced with the others),
+// so page-size-bytes is one value for the broker, the largest any
+// <address-setting> gives (DefaultPageSizeBytes when none does).
+func (s AddressSettings) PageSegmentSize() int64 {
+	var size int64
+	for i := range s {
+		if v := s[i].PageSizeBytes; v != nil {
+			size = max(size, *v)
+		}
+	}
+	if size == 0 {
+		return DefaultPageSizeBytes
+	}
+	return size
+}
+
+func putPtr[T any](m map[string]any, name string, v *T) {
+	if v != nil {
+		m[name] = *v
+	}
 }
 
 func setBool(dst *bool, v *bool) {
@@ -214,34 +356,35 @@ func compareMatch(a, b string) int {
 // implements; addressSettingsKnown the others Artemis's schema allows
 // (each a warning: not supported yet, ignored).
 var addressSettingsKnown = setOf(
-	"dead-letter-address", "auto-create-dead-letter-resources", "dead-letter-queue-prefix",
-	"dead-letter-queue-suffix", "expiry-address", "auto-create-expiry-resources",
-	"expiry-queue-prefix", "expiry-queue-suffix", "no-expiry", "expiry-delay", "min-expiry-delay",
-	"max-expiry-delay", "redelivery-delay", "redelivery-delay-multiplier",
-	"redelivery-collision-avoidance-factor", "max-redelivery-delay", "max-delivery-attempts",
-	"max-size-bytes", "max-size-messages", "page-limit-bytes", "page-limit-messages",
-	"max-size-bytes-reject-threshold", "page-size-bytes", "page-max-cache-size",
-	"max-read-page-messages", "prefetch-page-messages", "max-read-page-bytes",
-	"prefetch-page-bytes", "address-full-policy", "disk-full-policy", "page-full-policy",
-	"message-counter-history-day-limit", "last-value-queue", "default-last-value-queue",
-	"default-last-value-key", "default-non-destructive", "default-exclusive-queue",
-	"default-group-rebalance", "default-group-rebalance-pause-dispatch", "default-group-buckets",
-	"default-group-first-key", "default-consumers-before-dispatch", "default-delay-before-dispatch",
-	"redistribution-delay", "send-to-dla-on-no-route", "slow-consumer-threshold",
-	"slow-consumer-threshold-measurement-unit", "slow-consumer-policy", "slow-consumer-check-period",
-	"auto-create-jms-queues", "auto-delete-jms-queues", "auto-create-jms-topics",
-	"auto-delete-jms-topics", "auto-delete-created-queues", "auto-delete-queues-skip-usage-check",
-	"config-delete-queues", "auto-delete-addresses-skip-usage-check", "config-delete-addresses",
-	"config-delete-diverts", "management-browse-page-size", "management-message-attribute-size-limit",
-	"default-purge-on-no-consumers", "default-max-consumers", "default-queue-routing-type",
-	"default-address-routing-type", "default-consumer-window-size", "default-ring-size",
-	"retroactive-message-count", "enable-metrics", "enable-ingress-timestamp", "id-cache-size",
-	"initial-queue-buffer-size",
+	"auto-create-dead-letter-resources", "dead-letter-queue-prefix", "dead-letter-queue-suffix",
+	"auto-create-expiry-resources", "expiry-queue-prefix", "expiry-queue-suffix", "no-expiry",
+	"min-expiry-delay", "max-expiry-delay", "redelivery-collision-avoidance-factor",
+	"max-size-messages", "page-limit-bytes", "page-limit-messages",
+	"max-size-bytes-reject-threshold", "page-max-cache-size", "max-read-page-messages",
+	"prefetch-page-messages", "max-read-page-bytes", "prefetch-page-bytes", "disk-full-policy",
+	"page-full-policy", "message-counter-history-day-limit", "last-value-queue",
+	"default-last-value-queue", "default-last-value-key", "default-non-destructive",
+	"default-exclusive-queue", "default-group-rebalance", "default-group-rebalance-pause-dispatch",
+	"default-group-buckets", "default-group-first-key", "default-consumers-before-dispatch",
+	"default-delay-before-dispatch", "redistribution-delay", "send-to-dla-on-no-route",
+	"slow-consumer-threshold", "slow-consumer-threshold-measurement-unit", "slow-consumer-policy",
+	"slow-consumer-check-period", "auto-create-jms-queues", "auto-delete-jms-queues",
+	"auto-create-jms-topics", "auto-delete-jms-topics", "auto-delete-created-queues",
+	"auto-delete-queues-skip-usage-check", "config-delete-queues",
+	"auto-delete-addresses-skip-usage-check", "config-delete-addresses", "config-delete-diverts",
+	"management-browse-page-size", "management-message-attribute-size-limit",
+	"default-purge-on-no-consumers", "default-max-consumers", "default-consumer-window-size",
+	"default-ring-size", "retroactive-message-count", "enable-metrics", "enable-ingress-timestamp",
+	"id-cache-size", "initial-queue-buffer-size",
 )
 
 var addressSettingsImplemented = []string{
 	"auto-create-queues", "auto-create-addresses", "auto-delete-queues", "auto-delete-queues-delay",
 	"auto-delete-queues-message-count", "auto-delete-addresses", "auto-delete-addresses-delay",
+	"dead-letter-address", "max-delivery-attempts", "expiry-address", "expiry-delay",
+	"redelivery-delay", "redelivery-delay-multiplier", "max-redelivery-delay",
+	"default-queue-routing-type", "default-address-routing-type", "max-size-bytes",
+	"address-full-policy", "page-size-bytes",
 }
 
 // addressSettings parses <address-settings>.
@@ -315,6 +458,57 @@ func (p *parser) addressSetting(n *node) (AddressSetting, bool) {
 			var d time.Duration
 			p.millis(e, &d)
 			s.AutoDeleteAddressesDelay = &d
+		case "dead-letter-address":
+			s.DeadLetterAddress = p.addressName(e)
+		case "expiry-address":
+			s.ExpiryAddress = p.addressName(e)
+		case "max-delivery-attempts":
+			v := DefaultMaxDeliveryAttempts
+			p.integer(e, &v)
+			s.MaxDeliveryAttempts = &v
+		case "expiry-delay":
+			d := time.Duration(-1)
+			p.millis(e, &d)
+			s.ExpiryDelay = &d
+		case "redelivery-delay":
+			var d time.Duration
+			p.millis(e, &d)
+			s.RedeliveryDelay = &d
+		case "max-redelivery-delay":
+			var d time.Duration
+			p.millis(e, &d)
+			s.MaxRedeliveryDelay = &d
+		case "redelivery-delay-multiplier":
+			f := 1.0
+			p.float(e, &f)
+			s.RedeliveryDelayMultiplier = &f
+		case "default-queue-routing-type":
+			s.DefaultQueueRoutingType = p.routingType(e)
+		case "default-address-routing-type":
+			s.DefaultAddressRoutingType = p.routingType(e)
+		case "max-size-bytes":
+			v := int64(-1)
+			p.byteSize(e, &v)
+			s.MaxSizeBytes = &v
+		case "page-size-bytes":
+			v := int64(DefaultPageSizeBytes)
+			p.byteSize(e, &v)
+			if v%4096 != 0 {
+				v -= v % 4096
+				p.warnf(e, "page-size-bytes rounded down to %d (a multiple of 4096)", v)
+			}
+			s.PageSizeBytes = &v
+		case "address-full-policy":
+			v, ok := p.leaf(e)
+			if !ok {
+				continue
+			}
+			switch u := strings.ToUpper(v); u {
+			case FullPage, FullBlock, FullFail, FullDrop:
+				s.AddressFullPolicy = &u
+			default:
+				p.errorf(e, "<address-full-policy>: %q is not a policy (want PAGE, BLOCK, FAIL or DROP)", v)
+			}
 		default:
 			if addressSettingsKnown[e.name] {
 				p.warnf(e, "<%s> in <address-setting> not supported yet, ignored", e.name)
@@ -325,6 +519,28 @@ func (p *parser) addressSetting(n *node) (AddressSetting, bool) {
 		}
 	}
 	return s, true
+}
+
+// addressName reads an address name (dead-letter-address,
+// expiry-address): empty means none.
+func (p *parser) addressName(e *node) *string {
+	var v string
+	p.str(e, &v)
+	return &v
+}
+
+// routingType reads ANYCAST or MULTICAST.
+func (p *parser) routingType(e *node) *string {
+	v, ok := p.leaf(e)
+	if !ok {
+		return nil
+	}
+	switch u := strings.ToUpper(v); u {
+	case RoutingAnycast, RoutingMulticast:
+		return &u
+	}
+	p.errorf(e, "<%s>: %q is not a routing type (want ANYCAST or MULTICAST)", e.name, v)
+	return nil
 }
 
 func mapKeys(m map[string]bool) []string {
@@ -369,6 +585,21 @@ func addressSettingsView(s AddressSettings) []map[string]any {
 		if a.AutoDeleteAddressesDelay != nil {
 			m["auto-delete-addresses-delay"] = ms(*a.AutoDeleteAddressesDelay)
 		}
+		putPtr(m, "dead-letter-address", a.DeadLetterAddress)
+		putPtr(m, "max-delivery-attempts", a.MaxDeliveryAttempts)
+		putPtr(m, "expiry-address", a.ExpiryAddress)
+		for name, d := range map[string]*time.Duration{"expiry-delay": a.ExpiryDelay, "redelivery-delay": a.RedeliveryDelay,
+			"max-redelivery-delay": a.MaxRedeliveryDelay} {
+			if d != nil {
+				m[name] = ms(*d)
+			}
+		}
+		putPtr(m, "redelivery-delay-multiplier", a.RedeliveryDelayMultiplier)
+		putPtr(m, "default-queue-routing-type", a.DefaultQueueRoutingType)
+		putPtr(m, "default-address-routing-type", a.DefaultAddressRoutingType)
+		putPtr(m, "max-size-bytes", a.MaxSizeBytes)
+		putPtr(m, "address-full-policy", a.AddressFullPolicy)
+		putPtr(m, "page-size-bytes", a.PageSizeBytes)
 		out = append(out, m)
 	}
 	return out

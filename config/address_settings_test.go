@@ -82,6 +82,8 @@ func TestAddressSettingsFor(t *testing.T) {
 		{"tmp.a.x", AddressPolicy{AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true, AutoDeleteQueuesDelay: time.Second, AutoDeleteQueuesMessageCount: -1}},
 		{"tmp.b.y", AddressPolicy{AutoCreateQueues: true, AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true, AutoDeleteQueuesDelay: 2 * time.Second, AutoDeleteQueuesMessageCount: -1}},
 	} {
+		tc.want.MaxDeliveryAttempts, tc.want.ExpiryDelay, tc.want.RedeliveryDelayMultiplier = 10, -1, 1
+		tc.want.MaxSizeBytes, tc.want.AddressFullPolicy, tc.want.PageSizeBytes = -1, FullPage, DefaultPageSizeBytes
 		if got := s.For(tc.addr); got != tc.want {
 			t.Errorf("For(%q) = %+v\nwant %+v", tc.addr, got, tc.want)
 		}
@@ -104,6 +106,7 @@ func TestParseAddressSettings(t *testing.T) {
 		`<address-settings>`,
 		`<address-setting match="#">`,
 		`<dead-letter-address>DLQ</dead-letter-address>`,
+		`<last-value-queue>true</last-value-queue>`,
 		`<auto-create-queues>true</auto-create-queues>`,
 		`<auto-delete-queues>false</auto-delete-queues>`,
 		`</address-setting>`,
@@ -122,12 +125,12 @@ func TestParseAddressSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0].String(), "broker.xml:5: warning: <dead-letter-address> in <address-setting> not supported yet") {
+	if len(warns) != 1 || !strings.Contains(warns[0].String(), "broker.xml:6: warning: <last-value-queue> in <address-setting> not supported yet") {
 		t.Fatalf("warnings %v", warns)
 	}
 	want := AddressSettings{
-		{Match: "#", Line: 4, AutoCreateQueues: ptr(true), AutoDeleteQueues: ptr(false)},
-		{Match: "tmp.#", Line: 9, AutoCreateAddresses: ptr(false), AutoDeleteQueues: ptr(true),
+		{Match: "#", Line: 4, AutoCreateQueues: ptr(true), AutoDeleteQueues: ptr(false), DeadLetterAddress: ptr("DLQ")},
+		{Match: "tmp.#", Line: 10, AutoCreateAddresses: ptr(false), AutoDeleteQueues: ptr(true),
 			AutoDeleteQueuesDelay: ptr(1500 * time.Millisecond), AutoDeleteQueuesMessageCount: ptr(int64(-1)),
 			AutoDeleteAddresses: ptr(true), AutoDeleteAddressesDelay: ptr(250 * time.Millisecond)},
 	}

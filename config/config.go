@@ -44,6 +44,19 @@ type Config struct {
 	// ConnectionTTLOverride (<connection-ttl-override>, ms; -1 = the
 	// client's connection-ttl) overrides how long a silent connection lives.
 	ConnectionTTLOverride time.Duration
+	// ConnectionTTLMax (Tandem's <connection-ttl-max>, ms, default 300000;
+	// -1 = no cap) caps the connection-ttl a client asks for.
+	ConnectionTTLMax time.Duration
+	// ConnectionsAllowed (Tandem's <connections-allowed>, default 4096;
+	// -1 = no limit of its own) limits client connections over all
+	// acceptors; the open-file limit lowers it further (see
+	// docs/limits.md). Each acceptor may also have Artemis's
+	// connectionsAllowed URL parameter.
+	ConnectionsAllowed int
+	// PprofEnabled (Tandem's <pprof-enabled>) serves /debug/pprof/ on the
+	// management address; nil (not set) means on only when that address
+	// is loopback.
+	PprofEnabled *bool
 	// IDCacheSize (<id-cache-size>, default 20000) is the duplicate-ID cache
 	// size per address.
 	IDCacheSize int
@@ -60,6 +73,10 @@ type Config struct {
 	ClusterPassword string
 	// Users are Tandem's users (<security><users>).
 	Users []User
+	// Security is the rest of the security configuration: the users
+	// file, <require-login>, <security-settings>, the cache interval,
+	// TLS on the management address (security.go).
+	Security Security
 
 	// ManagementAddress is the management HTTP listener (Tandem's
 	// <management-http-address>, default 127.0.0.1:8161).
@@ -79,14 +96,26 @@ type Config struct {
 	// MaxAddresses (Tandem's <max-addresses>, default: MaxQueues) caps the
 	// number of addresses likewise.
 	MaxAddresses int
+	// Addresses are the <addresses> the broker creates at start.
+	Addresses []AddressDef
+	// GlobalMaxSize (<global-max-size>, bytes; -1, the default, is half of
+	// the memory the process may use, worked out when the broker starts)
+	// bounds the memory all addresses' messages take together: beyond it
+	// every address applies its address-full-policy.
+	GlobalMaxSize int64
+	// MessageExpiryScanPeriod (<message-expiry-scan-period>, ms, default
+	// 30000; 0 or -1 never scans) is how often queues are checked for
+	// expired messages (a message is also expired when it would be
+	// delivered).
+	MessageExpiryScanPeriod time.Duration
 
 	// HA is the high-availability policy (<ha-policy>).
 	HA HA
 }
 
-// AnonymousAllowed reports whether clients may connect without a user:
-// security is disabled, or no user is configured.
-func (c *Config) AnonymousAllowed() bool { return !c.SecurityEnabled || len(c.Users) == 0 }
+// AnonymousAllowed reports whether clients may connect without a user, as
+// far as the configuration alone tells (see LoginRequired).
+func (c *Config) AnonymousAllowed() bool { return !c.LoginRequired() }
 
 // Journal holds the journal-* settings of <core>.
 type Journal struct {
@@ -188,6 +217,22 @@ type Acceptor struct {
 	// Params are the URL's parameters (separated by ';' or '&').
 	Params map[string]string
 	Line   int
+
+	// Limits an acceptor's URL parameters set (connectors: unused).
+	Limits AcceptorLimits
+}
+
+// AcceptorLimits are the acceptor URL parameters Tandem implements; zero
+// values mean the defaults (docs/limits.md).
+type AcceptorLimits struct {
+	// ConnectionsAllowed (Artemis's connectionsAllowed; -1 or 0 = no limit
+	// of the acceptor's own).
+	ConnectionsAllowed int
+	// HighWaterMark and LowWaterMark (Artemis's writeBufferHighWaterMark
+	// and writeBufferLowWaterMark, bytes; defaults 128 KiB and 32 KiB).
+	HighWaterMark, LowWaterMark int
+	// WriteTimeout (Tandem's writeTimeout, ms; default 30 s; -1 = never).
+	WriteTimeout time.Duration
 }
 
 // Address is host:port.

@@ -19,6 +19,10 @@ const (
 	DefaultAcceptorURL = "tcp://127.0.0.1:61616"
 	// DefaultManagementAddress is the management HTTP listener.
 	DefaultManagementAddress = "127.0.0.1:8161"
+	// DefaultConnectionsAllowed is <connections-allowed>'s default.
+	DefaultConnectionsAllowed = 4096
+	// DefaultConnectionTTLMax is <connection-ttl-max>'s default.
+	DefaultConnectionTTLMax = 5 * time.Minute
 	// DefaultDataDir is the data directory, relative to the instance directory.
 	DefaultDataDir = "data"
 	// CuratorManager and CuratorLockManager are the ZooKeeper manager class
@@ -32,20 +36,25 @@ const (
 // tcp://127.0.0.1:61616, management on 127.0.0.1:8161, anonymous access.
 func Default() *Config {
 	c := &Config{
-		Name:                   DefaultName,
-		PersistenceEnabled:     true,
-		Journal:                defaultJournal(),
-		ConnectionTTLOverride:  -time.Millisecond,
-		IDCacheSize:            20000,
-		PersistIDCache:         true,
-		SecurityEnabled:        true,
-		ClusterUser:            "ACTIVEMQ.CLUSTER.ADMIN.USER",
-		ClusterPassword:        "CHANGE ME!!",
-		ManagementAddress:      DefaultManagementAddress,
-		AddressQueueScanPeriod: DefaultAddressQueueScanPeriod,
-		MaxQueues:              DefaultMaxQueues,
-		MaxAddresses:           DefaultMaxQueues,
-		HA:                     defaultHA(),
+		Name:                    DefaultName,
+		PersistenceEnabled:      true,
+		Journal:                 defaultJournal(),
+		ConnectionTTLOverride:   -time.Millisecond,
+		ConnectionTTLMax:        DefaultConnectionTTLMax,
+		ConnectionsAllowed:      DefaultConnectionsAllowed,
+		IDCacheSize:             20000,
+		PersistIDCache:          true,
+		SecurityEnabled:         true,
+		Security:                DefaultSecurity(),
+		ClusterUser:             "ACTIVEMQ.CLUSTER.ADMIN.USER",
+		ClusterPassword:         "CHANGE ME!!",
+		ManagementAddress:       DefaultManagementAddress,
+		AddressQueueScanPeriod:  DefaultAddressQueueScanPeriod,
+		MaxQueues:               DefaultMaxQueues,
+		MaxAddresses:            DefaultMaxQueues,
+		GlobalMaxSize:           -1,
+		MessageExpiryScanPeriod: DefaultMessageExpiryScanPeriod,
+		HA:                      defaultHA(),
 	}
 	a, _ := parseURL(DefaultAcceptorURL)
 	a.Name = "artemis"

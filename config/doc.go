@@ -8,8 +8,8 @@
 // primary/backup/primary-only). An element that Artemis's schema does not
 // allow at its place (a typo, an option of another policy, two policies)
 // is an error "FILE:LINE: message". An element that Artemis allows but
-// Tandem does not implement yet (security-settings, addresses, protocols
-// on acceptors, paging settings, an address-setting's dead-letter and
+// Tandem does not implement yet (addresses, diverts, paging settings, an
+// address-setting's dead-letter and
 // expiry settings...) is a warning "FILE:LINE: warning: <element> not
 // supported yet, ignored".
 //
@@ -25,16 +25,27 @@
 // Tandem extensions to the Artemis syntax, all inside <core>:
 //
 //   - journal-type DIRECT: O_DIRECT pwrite + fdatasync (see package aio).
-//   - <security><users><user name="..." password="..." roles="a,b"/></users></security>:
-//     the broker's users and their roles (Artemis keeps them in
-//     artemis-users.properties and artemis-roles.properties). Without any
-//     user, anonymous access is allowed.
+//   - <security>: <require-login>, <anonymous-role>, <users-file> (the
+//     users file beside broker.xml, etc/users by default: package auth
+//     reads it, this package only resolves its path) and the older
+//     <users><user name="..." password="..." roles="a,b"/></users> with
+//     clear-text passwords (a warning). Artemis's <security-settings> and
+//     <security-invalidation-interval> are read as Artemis writes them
+//     (security.go, docs/security.md).
+//   - <management-http-ssl keyStorePath="..." .../>: TLS on the management
+//     address, with the acceptor URL's TLS parameter names. TLS parameters
+//     on acceptor and connector URLs are checked here; package tlsconfig
+//     reads the stores.
 //   - <management-http-address>127.0.0.1:8161</management-http-address>:
 //     the management HTTP listener (Artemis sets it in bootstrap.xml).
 //   - <max-queues>10000</max-queues> and <max-addresses>: broker-wide caps
 //     on the number of queues and addresses (-1: none; max-addresses
 //     defaults to max-queues). Artemis has per-user max-queues in
 //     resource-limit-settings only.
+//   - <pprof-enabled>, <connections-allowed>, <connection-ttl-max>, and the
+//     acceptor URL parameter writeTimeout: limits against misbehaving
+//     clients (docs/limits.md). The acceptor parameters connectionsAllowed,
+//     writeBufferHighWaterMark and writeBufferLowWaterMark are Artemis's.
 //
 // Relative paths are relative to the broker instance directory: the parent
 // of the etc/ directory holding broker.xml (as `artemis create` lays it
@@ -45,7 +56,10 @@
 // error "FILE:LINE: NAME VALUE out of range [MIN, MAX] UNIT". Quantities
 // derived from several elements are bounded too: the segments the journal
 // preallocates or keeps for reuse take at most MaxJournalDisk.
-// docs/configuration.md lists the ranges.
+//
+// docs/configuration.md is the users' reference: every element, with its
+// default, range and what Tandem does with it. TestDocsListElements fails
+// when an element of the parser's tables or source is missing there.
 //
 // Use: Load(path) or Parse(name, r) returns the Config and the warnings
 // (print them; they do not stop the broker) or an error whose text is one

@@ -7,8 +7,7 @@ import (
 )
 
 // TestExamples loads every etc/examples/*.xml: each must pass config check
-// and mean the topology its name says. Only the discovery-group example may
-// warn (UDP discovery is not implemented yet).
+// and mean the topology its name says, with the warnings counted.
 func TestExamples(t *testing.T) {
 	want := map[string]struct {
 		policy Policy
@@ -26,7 +25,7 @@ func TestExamples(t *testing.T) {
 		"replication-quorum-master.xml":       {PolicyReplication, RolePrimary, CoordQuorum, 61616, 0},
 		"replication-quorum-slave.xml":        {PolicyReplication, RoleBackup, CoordQuorum, 61617, 0},
 		"live-only-scale-down-connectors.xml": {PolicyLiveOnly, RolePrimary, CoordNone, 61616, 0},
-		"live-only-scale-down-discovery.xml":  {PolicyLiveOnly, RolePrimary, CoordNone, 61616, 2},
+		"live-only-scale-down-discovery.xml":  {PolicyLiveOnly, RolePrimary, CoordNone, 61616, 0},
 		"live-only-scale-down-group.xml":      {PolicyLiveOnly, RolePrimary, CoordNone, 61616, 0},
 		"colocated-shared-store.xml":          {PolicyColocated, RolePrimary, CoordFileLock, 61616, 0},
 		"colocated-replication.xml":           {PolicyColocated, RolePrimary, CoordQuorum, 61616, 0},

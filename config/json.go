@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"sort"
 	"time"
@@ -35,49 +36,59 @@ type userView struct {
 }
 
 type configView struct {
-	File                     string           `json:"file,omitempty"`
-	InstanceDir              string           `json:"instance_dir"`
-	Name                     string           `json:"name"`
-	PersistenceEnabled       bool             `json:"persistence-enabled"`
-	JournalType              string           `json:"journal-type"`
-	JournalBackend           string           `json:"journal_backend"`
-	JournalDirectory         string           `json:"journal-directory"`
-	BindingsDirectory        string           `json:"bindings-directory"`
-	PagingDirectory          string           `json:"paging-directory"`
-	LargeMessagesDirectory   string           `json:"large-messages-directory"`
-	NodeManagerLockDirectory string           `json:"node-manager-lock-directory"`
-	JournalFileSize          int64            `json:"journal-file-size"`
-	JournalMinFiles          int              `json:"journal-min-files"`
-	JournalPoolFiles         int              `json:"journal-pool-files"`
-	JournalBufferTimeout     int64            `json:"journal-buffer-timeout"`
-	JournalBufferMode        string           `json:"journal_buffer_mode"`
-	JournalBufferSize        int              `json:"journal-buffer-size"`
-	JournalMaxIO             int              `json:"journal-max-io"`
-	JournalDatasync          bool             `json:"journal-datasync"`
-	JournalSyncTx            bool             `json:"journal-sync-transactional"`
-	JournalSyncNonTx         bool             `json:"journal-sync-non-transactional"`
-	JournalCompactPercentage int              `json:"journal-compact-percentage"`
-	JournalCompactMinFiles   int              `json:"journal-compact-min-files"`
-	Store                    map[string]any   `json:"store"`
-	Acceptors                []urlView        `json:"acceptors"`
-	Connectors               []urlView        `json:"connectors"`
-	ClusterConnections       []map[string]any `json:"cluster-connections"`
-	BroadcastGroups          []map[string]any `json:"broadcast-groups"`
-	DiscoveryGroups          []map[string]any `json:"discovery-groups"`
-	ConnectionTTLOverride    int64            `json:"connection-ttl-override"`
-	IDCacheSize              int              `json:"id-cache-size"`
-	PersistIDCache           bool             `json:"persist-id-cache"`
-	SecurityEnabled          bool             `json:"security-enabled"`
-	AnonymousAllowed         bool             `json:"anonymous_allowed"`
-	ClusterUser              string           `json:"cluster-user"`
-	ClusterPassword          string           `json:"cluster-password"`
-	Users                    []userView       `json:"users"`
-	ManagementAddress        string           `json:"management-http-address"`
-	AddressSettings          []map[string]any `json:"address-settings"`
-	AddressQueueScanPeriod   int64            `json:"address-queue-scan-period"`
-	MaxQueues                int              `json:"max-queues"`
-	MaxAddresses             int              `json:"max-addresses"`
-	HA                       map[string]any   `json:"ha"`
+	File                     string            `json:"file,omitempty"`
+	InstanceDir              string            `json:"instance_dir"`
+	Name                     string            `json:"name"`
+	PersistenceEnabled       bool              `json:"persistence-enabled"`
+	JournalType              string            `json:"journal-type"`
+	JournalBackend           string            `json:"journal_backend"`
+	JournalDirectory         string            `json:"journal-directory"`
+	BindingsDirectory        string            `json:"bindings-directory"`
+	PagingDirectory          string            `json:"paging-directory"`
+	LargeMessagesDirectory   string            `json:"large-messages-directory"`
+	NodeManagerLockDirectory string            `json:"node-manager-lock-directory"`
+	JournalFileSize          int64             `json:"journal-file-size"`
+	JournalMinFiles          int               `json:"journal-min-files"`
+	JournalPoolFiles         int               `json:"journal-pool-files"`
+	JournalBufferTimeout     int64             `json:"journal-buffer-timeout"`
+	JournalBufferMode        string            `json:"journal_buffer_mode"`
+	JournalBufferSize        int               `json:"journal-buffer-size"`
+	JournalMaxIO             int               `json:"journal-max-io"`
+	JournalDatasync          bool              `json:"journal-datasync"`
+	JournalSyncTx            bool              `json:"journal-sync-transactional"`
+	JournalSyncNonTx         bool              `json:"journal-sync-non-transactional"`
+	JournalCompactPercentage int               `json:"journal-compact-percentage"`
+	JournalCompactMinFiles   int               `json:"journal-compact-min-files"`
+	Store                    map[string]any    `json:"store"`
+	Acceptors                []urlView         `json:"acceptors"`
+	Connectors               []urlView         `json:"connectors"`
+	ClusterConnections       []map[string]any  `json:"cluster-connections"`
+	BroadcastGroups          []map[string]any  `json:"broadcast-groups"`
+	DiscoveryGroups          []map[string]any  `json:"discovery-groups"`
+	ConnectionTTLOverride    int64             `json:"connection-ttl-override"`
+	ConnectionTTLMax         int64             `json:"connection-ttl-max"`
+	ConnectionsAllowed       int               `json:"connections-allowed"`
+	PprofEnabled             string            `json:"pprof-enabled"`
+	IDCacheSize              int               `json:"id-cache-size"`
+	PersistIDCache           bool              `json:"persist-id-cache"`
+	SecurityEnabled          bool              `json:"security-enabled"`
+	SecurityInvalidation     int64             `json:"security-invalidation-interval"`
+	SecuritySettings         []map[string]any  `json:"security-settings"`
+	Security                 map[string]any    `json:"security"`
+	ManagementSSL            map[string]string `json:"management-http-ssl,omitempty"`
+	AnonymousAllowed         bool              `json:"anonymous_allowed"`
+	ClusterUser              string            `json:"cluster-user"`
+	ClusterPassword          string            `json:"cluster-password"`
+	Users                    []userView        `json:"users"`
+	ManagementAddress        string            `json:"management-http-address"`
+	AddressSettings          []map[string]any  `json:"address-settings"`
+	AddressQueueScanPeriod   int64             `json:"address-queue-scan-period"`
+	MaxQueues                int               `json:"max-queues"`
+	MaxAddresses             int               `json:"max-addresses"`
+	Addresses                []map[string]any  `json:"addresses"`
+	GlobalMaxSize            int64             `json:"global-max-size"`
+	MessageExpiryScanPeriod  int64             `json:"message-expiry-scan-period"`
+	HA                       map[string]any    `json:"ha"`
 }
 
 // ms renders a duration in milliseconds; a negative one (none, forever) as -1.
@@ -109,15 +120,27 @@ func (c *Config) view() configView {
 		BroadcastGroups:       []map[string]any{},
 		DiscoveryGroups:       []map[string]any{},
 		ConnectionTTLOverride: ms(c.ConnectionTTLOverride),
+		ConnectionTTLMax:      ms(c.ConnectionTTLMax),
+		ConnectionsAllowed:    c.ConnectionsAllowed,
+		PprofEnabled:          "when the management address is loopback",
 		IDCacheSize:           c.IDCacheSize, PersistIDCache: c.PersistIDCache,
 		SecurityEnabled: c.SecurityEnabled, AnonymousAllowed: c.AnonymousAllowed(),
 		ClusterUser: c.ClusterUser, ClusterPassword: masked,
 		Users:                  []userView{},
 		ManagementAddress:      c.ManagementAddress,
+		ManagementSSL:          maskParams(c.Security.ManagementSSL),
+		SecurityInvalidation:   ms(c.Security.InvalidationInterval),
+		SecuritySettings:       securitySettingsView(c.Security.Settings),
+		Security:               securityView(c),
 		AddressSettings:        addressSettingsView(c.AddressSettings),
 		AddressQueueScanPeriod: ms(c.AddressQueueScanPeriod),
 		MaxQueues:              c.MaxQueues, MaxAddresses: c.MaxAddresses,
-		HA: haView(&c.HA, c.Store),
+		Addresses: addressesView(c.Addresses), GlobalMaxSize: c.GlobalMaxSize,
+		MessageExpiryScanPeriod: ms(c.MessageExpiryScanPeriod),
+		HA:                      haView(&c.HA, c.Store),
+	}
+	if c.PprofEnabled != nil {
+		v.PprofEnabled = fmt.Sprint(*c.PprofEnabled)
 	}
 	if j.BufferTimeout > 0 {
 		v.JournalBufferMode = "adaptive, capped by journal-buffer-timeout"
@@ -165,7 +188,7 @@ func orEmpty(s []string) []string {
 func urlViews(as []Acceptor) []urlView {
 	out := []urlView{}
 	for _, a := range as {
-		out = append(out, urlView{Name: a.Name, URL: a.URL, Scheme: a.Scheme, Host: a.Host, Port: a.Port, Params: a.Params})
+		out = append(out, urlView{Name: a.Name, URL: maskURL(a.URL), Scheme: a.Scheme, Host: a.Host, Port: a.Port, Params: maskParams(a.Params)})
 	}
 	return out
 }
@@ -202,7 +225,7 @@ func maskURL(raw string) string {
 // queryPasswordRE matches "password=VALUE" in a query, userinfoPasswordRE
 // "user:VALUE@" after the scheme.
 var (
-	queryPasswordRE    = regexp.MustCompile(`([?&;]password=)[^&;]*`)
+	queryPasswordRE    = regexp.MustCompile(`([?&;](?:password|keyStorePassword|trustStorePassword)=)[^&;]*`)
 	userinfoPasswordRE = regexp.MustCompile(`(//[^/:@?]*:)[^@/?]*@`)
 )
 
@@ -349,4 +372,44 @@ func managerView(mg *Manager) any {
 			"retries-ms":      ms(mg.RetriesWait),
 		},
 	}
+}
+
+// maskParams copies URL parameters with the stores' passwords masked.
+func maskParams(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if k == "keyStorePassword" || k == "trustStorePassword" || k == "password" {
+			v = masked
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// securitySettingsView is <security-settings> as JSON: match and the roles
+// of each permission type.
+func securitySettingsView(ss SecuritySettings) []map[string]any {
+	out := []map[string]any{}
+	for _, s := range ss {
+		perms := map[string][]string{}
+		for k, v := range s.Roles {
+			perms[k] = orEmpty(v)
+		}
+		out = append(out, map[string]any{"match": s.Match, "permissions": perms})
+	}
+	return out
+}
+
+// securityView is <security> (besides its users) as JSON.
+func securityView(c *Config) map[string]any {
+	s := c.Security
+	m := map[string]any{"users-file": s.UsersFile, "anonymous-role": orEmpty(s.AnonymousRoles),
+		"require-login": nil, "security-settings-configured": s.SettingsSet}
+	if s.RequireLogin != nil {
+		m["require-login"] = *s.RequireLogin
+	}
+	return m
 }

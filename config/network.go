@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -112,18 +113,19 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 				continue // nothing listens on it; a vm connector stays for references
 			}
 		}
-		if len(a.Params) > 0 {
-			keys := make([]string, 0, len(a.Params))
-			for k := range a.Params {
-				if kind == "acceptor" && acceptorParams[k] {
-					continue
-				}
+		if kind == "acceptor" {
+			p.acceptorLimits(c, &a)
+		}
+		p.urlTLS(c, kind, &a)
+		var keys []string
+		for k := range a.Params {
+			if (kind != "acceptor" || !acceptorParams[k]) && !tlsParams[k] {
 				keys = append(keys, k)
 			}
+		}
+		if len(keys) > 0 {
 			sort.Strings(keys)
-			if len(keys) > 0 {
-				p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
-			}
+			p.warnf(c, "%s %q: URL parameters %s not supported yet, ignored", kind, name, strings.Join(keys, ", "))
 		}
 		if kind == "connector" {
 			p.connectors[name] = true
@@ -133,10 +135,50 @@ func (p *parser) urls(n *node, kind string) []Acceptor {
 	return out
 }
 
-// acceptorParams are the acceptor URL parameters the broker uses
-// (docs/protocols.md): which protocols it serves, Artemis's routing
-// prefixes and STOMP's connection TTL.
-var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl")
+// acceptorParams are the acceptor URL parameters the broker uses: which
+// protocols it serves, Artemis's routing prefixes and STOMP's connection
+// TTL (docs/protocols.md), and the connection limits (docs/limits.md).
+var acceptorParams = setOf("protocols", "anycastPrefix", "multicastPrefix", "connectionTtl",
+	"connectionsAllowed", "writeBufferHighWaterMark", "writeBufferLowWaterMark", "writeTimeout")
+
+// acceptorLimits parses the acceptor URL parameters Tandem implements into
+// a.Limits.
+func (p *parser) acceptorLimits(n *node, a *Acceptor) {
+	num := func(key string, min int64) (int64, bool) {
+		v, ok := a.Params[key]
+		if !ok {
+			return 0, false
+		}
+		i, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || i < min || i > math.MaxInt32 {
+			p.errorf(n, "acceptor %q: %s=%q is not a number from %d to %d", a.Name, key, v, min, math.MaxInt32)
+			return 0, false
+		}
+		return i, true
+	}
+	l := &a.Limits
+	if v, ok := num("connectionsAllowed", -1); ok {
+		l.ConnectionsAllowed = int(v)
+	}
+	if v, ok := num("writeBufferHighWaterMark", 1); ok {
+		l.HighWaterMark = int(v)
+	}
+	if v, ok := num("writeBufferLowWaterMark", 0); ok {
+		l.LowWaterMark = int(v)
+	}
+	if v, ok := num("writeTimeout", -1); ok {
+		if v == 0 {
+			p.errorf(n, "acceptor %q: writeTimeout=0 would close every connection (want -1 for never, or milliseconds)", a.Name)
+		}
+		l.WriteTimeout = time.Duration(v) * time.Millisecond
+		if v < 0 {
+			l.WriteTimeout = -1
+		}
+	}
+	if l.HighWaterMark > 0 && l.LowWaterMark > l.HighWaterMark {
+		p.errorf(n, "acceptor %q: writeBufferLowWaterMark=%d is above writeBufferHighWaterMark=%d", a.Name, l.LowWaterMark, l.HighWaterMark)
+	}
+}
 
 var clusterIgnored = setOf("min-large-message-size", "confirmation-window-size",
 	"producer-window-size", "call-failover-timeout", "notification-interval",
@@ -256,7 +298,6 @@ func (p *parser) broadcastGroups(n *node) {
 				g.ConnectorRefs = append(g.ConnectorRefs, v)
 			},
 		}, setOf("connector-ref"), setOf("local-bind-address", "local-bind-port", "jgroups-file", "jgroups-channel"))
-		p.warnf(c, "<broadcast-group> %q: UDP broadcast not supported yet, ignored", g.Name)
 		p.cfg.BroadcastGroups = append(p.cfg.BroadcastGroups, g)
 	}
 }
@@ -273,7 +314,6 @@ func (p *parser) discoveryGroups(n *node) {
 			"group-port":      func(e *node) { p.integer(e, &g.GroupPort) },
 			"refresh-timeout": func(e *node) { p.millis(e, &g.RefreshTimeout) },
 		}, nil, groupIgnored)
-		p.warnf(c, "<discovery-group> %q: UDP discovery not supported yet, ignored", g.Name)
 		p.discovery[g.Name] = true
 		p.cfg.DiscoveryGroups = append(p.cfg.DiscoveryGroups, g)
 	}
@@ -303,6 +343,27 @@ func (p *parser) checkRefs() {
 			if !p.connectors[r] {
 				p.errorf(&node{line: g.Line}, "broadcast-group %q: connector-ref %q is not defined in <connectors>", g.Name, r)
 			}
+		}
+	}
+	// Discovery groups serve a live-only broker's scale-down (its own, or
+	// the first cluster connection's); broadcast groups are sent by single
+	// brokers (no HA policy, or live-only).
+	used := map[string]bool{}
+	if c.HA.Policy == PolicyLiveOnly {
+		if sd := c.HA.ScaleDown; sd != nil && sd.DiscoveryGroup != "" {
+			used[sd.DiscoveryGroup] = true
+		} else if len(c.ClusterConnections) > 0 {
+			used[c.ClusterConnections[0].DiscoveryGroupRef] = true
+		}
+	}
+	for _, g := range c.DiscoveryGroups {
+		if !used[g.Name] {
+			p.warnf(&node{line: g.Line}, "<discovery-group> %q: Tandem uses discovery groups only to find a live-only broker's scale-down target; ignored here", g.Name)
+		}
+	}
+	if c.HA.Policy != PolicyNone && c.HA.Policy != PolicyLiveOnly {
+		for _, g := range c.BroadcastGroups {
+			p.warnf(&node{line: g.Line}, "<broadcast-group> %q: only single brokers (no HA policy, or live-only) broadcast in Tandem; ignored here", g.Name)
 		}
 	}
 	if p.haNode == nil {

@@ -71,6 +71,14 @@ func Parse(name string, r io.Reader) (*Config, []Warning, error) {
 	return parse(name, r, "")
 }
 
+// ParseInstance is Parse with relative paths resolved against instanceDir,
+// as Load resolves them against the file's instance directory: a broker
+// that hosts another broker's colocated backup parses that broker's
+// configuration with its instance directory.
+func ParseInstance(name string, r io.Reader, instanceDir string) (*Config, []Warning, error) {
+	return parse(name, r, instanceDir)
+}
+
 func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, error) {
 	root, warns, err := readTree(name, r)
 	if err != nil {
@@ -89,6 +97,7 @@ func parse(name string, r io.Reader, instanceDir string) (*Config, []Warning, er
 		return nil, p.warns, errors.Join(p.errs...)
 	}
 	c.resolveDirs()
+	c.resolveSecurity()
 	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
 	return c, p.warns, nil
 }
@@ -177,7 +186,9 @@ var coreSettings = []string{
 	"broadcast-groups", "discovery-groups", "store", "connection-ttl-override", "id-cache-size",
 	"persist-id-cache", "security-enabled", "cluster-user", "cluster-password", "security",
 	"management-http-address", "ha-policy", "address-settings", "address-queue-scan-period",
-	"max-queues", "max-addresses",
+	"max-queues", "max-addresses", "connection-ttl-max", "connections-allowed", "pprof-enabled",
+	"security-settings", "security-invalidation-interval", "management-http-ssl",
+	"addresses", "global-max-size", "message-expiry-scan-period",
 }
 
 // isCoreSetting reports whether name is an element of <core>.
@@ -269,6 +280,20 @@ func (p *parser) core(n *node) {
 			p.store(e)
 		case "connection-ttl-override":
 			p.millis(e, &c.ConnectionTTLOverride)
+		case "connection-ttl-max":
+			p.millis(e, &c.ConnectionTTLMax)
+			if c.ConnectionTTLMax == 0 {
+				p.errorf(e, "<connection-ttl-max>: 0 would close every connection at once (want -1 for no cap, or milliseconds)")
+			}
+		case "connections-allowed":
+			p.integer(e, &c.ConnectionsAllowed)
+			if c.ConnectionsAllowed == 0 {
+				p.errorf(e, "<connections-allowed>: 0 would refuse every client (want -1 for no limit, or a number)")
+			}
+		case "pprof-enabled":
+			var b bool
+			p.boolean(e, &b)
+			c.PprofEnabled = &b
 		case "id-cache-size":
 			p.integer(e, &c.IDCacheSize)
 		case "persist-id-cache":
@@ -281,6 +306,12 @@ func (p *parser) core(n *node) {
 			p.str(e, &c.ClusterPassword)
 		case "security":
 			p.security(e)
+		case "security-settings":
+			p.securitySettings(e)
+		case "security-invalidation-interval":
+			p.millis(e, &c.Security.InvalidationInterval)
+		case "management-http-ssl":
+			p.managementSSL(e)
 		case "management-http-address":
 			p.str(e, &c.ManagementAddress)
 		case "ha-policy":
@@ -293,6 +324,15 @@ func (p *parser) core(n *node) {
 		case "max-queues":
 			p.integer(e, &c.MaxQueues)
 			p.notZero(e, c.MaxQueues)
+		case "addresses":
+			p.addresses(e)
+		case "global-max-size":
+			p.byteSize(e, &c.GlobalMaxSize)
+			if c.GlobalMaxSize == 0 {
+				p.errorf(e, "<global-max-size>: 0 would page every message (want -1 for half of the memory, or a size)")
+			}
+		case "message-expiry-scan-period":
+			p.millis(e, &c.MessageExpiryScanPeriod)
 		case "max-addresses":
 			p.integer(e, &c.MaxAddresses)
 			p.notZero(e, c.MaxAddresses)

@@ -94,9 +94,10 @@ func TestCoreSettings(t *testing.T) {
 	eq(t, "roles", strings.Join(c.Users[0].Roles, "|"), "admin|amq")
 	eq(t, "anonymous", c.AnonymousAllowed(), false)
 	eq(t, "policy", c.HA.Policy, PolicyNone)
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "broker.xml:13: warning: journal-datasync is false") ||
-		!strings.Contains(warns[1].String(), "broker.xml:26: warning: acceptor") {
-		t.Errorf("want warnings for journal-datasync (line 13) and acceptor parameters (line 26), got %v", warns)
+	if len(warns) != 3 || !strings.Contains(warns[0].String(), "broker.xml:13: warning: journal-datasync is false") ||
+		!strings.Contains(warns[1].String(), "broker.xml:26: warning: acceptor") ||
+		!strings.Contains(warns[2].String(), "broker.xml:29: warning: <users> keeps passwords in clear text") {
+		t.Errorf("want warnings for journal-datasync (line 13), acceptor parameters (line 26) and clear-text passwords (line 29), got %v", warns)
 	}
 }
 
@@ -297,10 +298,10 @@ func TestErrors(t *testing.T) {
 // TestWarnings checks elements Artemis allows but Tandem does not implement.
 func TestWarnings(t *testing.T) {
 	c, warns, err := parseString(t, core(
-		`<address-settings><address-setting match="#"><dead-letter-address>DLQ</dead-letter-address></address-setting></address-settings>`,
-		`<security-settings/>`,
-		`<addresses/>`,
-		`<global-max-size>100M</global-max-size>`,
+		`<address-settings><address-setting match="#"><slow-consumer-policy>KILL</slow-consumer-policy></address-setting></address-settings>`,
+		`<bridges/>`,
+		`<diverts/>`,
+		`<global-max-messages>100</global-max-messages>`,
 		`<acceptors><acceptor name="a">tcp://0.0.0.0:61616?protocols=CORE,AMQP;useEpoll=true</acceptor></acceptors>`,
 		`<journal-type>MAPPED</journal-type>`,
 	))
@@ -311,10 +312,10 @@ func TestWarnings(t *testing.T) {
 		t.Error("MAPPED is not run as NIO")
 	}
 	want := []string{
-		"broker.xml:3: warning: <dead-letter-address> in <address-setting> not supported yet, ignored",
-		"broker.xml:4: warning: <security-settings> not supported yet, ignored",
-		"broker.xml:5: warning: <addresses> not supported yet, ignored",
-		"broker.xml:6: warning: <global-max-size> not supported yet, ignored",
+		"broker.xml:3: warning: <slow-consumer-policy> in <address-setting> not supported yet, ignored",
+		"broker.xml:4: warning: <bridges> not supported yet, ignored",
+		"broker.xml:5: warning: <diverts> not supported yet, ignored",
+		"broker.xml:6: warning: <global-max-messages> not supported yet, ignored",
 		"broker.xml:7: warning: acceptor \"a\": URL parameters useEpoll not supported yet, ignored",
 		"broker.xml:8: warning: journal-type MAPPED",
 	}

@@ -64,6 +64,11 @@ var ranges = map[string]Range{
 	// <core>: connections and duplicate detection.
 	"connection-ttl-override": {-1, dayMs, Millis}, // -1: the client's TTL
 	"id-cache-size":           {0, 1_000_000, Count},
+	// <core>: limits against misbehaving clients (docs/limits.md); 0 is in
+	// the range but refused by the parser (it would refuse every client,
+	// close every connection).
+	"connection-ttl-max":  {-1, dayMs, Millis},    // -1: no cap
+	"connections-allowed": {-1, 1_000_000, Count}, // -1: none of its own (the open-file limit still applies)
 	// <core>: queues and addresses. An idle queue costs about 1 KiB. 0 is
 	// in the range of the limits but refused by the parser (notZero).
 	"max-queues":                {-1, 1_000_000, Count}, // -1: no limit
@@ -73,6 +78,18 @@ var ranges = map[string]Range{
 	"auto-delete-queues-delay":         {0, 30 * dayMs, Millis},
 	"auto-delete-queues-message-count": {-1, 1_000_000_000, Count}, // -1: any number
 	"auto-delete-addresses-delay":      {0, 30 * dayMs, Millis},
+	"max-delivery-attempts":            {-1, 1_000_000, Count},     // -1: for ever
+	"expiry-delay":                     {-1, 3650 * dayMs, Millis}, // -1: none
+	"redelivery-delay":                 {0, 30 * dayMs, Millis},
+	"max-redelivery-delay":             {0, 30 * dayMs, Millis},
+	"redelivery-delay-multiplier":      {1, 1000, Ratio},
+	"max-size-bytes":                   {-1, 1 << 50, Bytes}, // -1: no limit of its own
+	// A page segment is read in windows; records never cross it, so it
+	// bounds the largest paged message (as journal-file-size does).
+	"page-size-bytes": {64 << 10, 1 << 30, Bytes},
+	// <core>: memory and expiry.
+	"global-max-size":            {-1, 1 << 50, Bytes}, // -1: half of the memory
+	"message-expiry-scan-period": {-1, dayMs, Millis},  // -1 or 0: never
 
 	// <ha-policy> options.
 	"failback-delay":                     {0, dayMs, Millis},
@@ -118,6 +135,9 @@ var ranges = map[string]Range{
 	"jdbc-lock-acquisition-timeout": {-1, dayMs, Millis}, // -1: wait for ever
 	"jdbc-allowed-time-diff":        {0, hourMs, Millis},
 	"jdbc-journal-sync-period":      {0, 60_000, Millis},
+
+	// <core>: security (docs/security.md); 0 caches nothing.
+	"security-invalidation-interval": {0, dayMs, Millis},
 }
 
 // RangeOf returns the range of a numeric element (or <manager> property)

@@ -159,7 +159,9 @@ func init() {
 	}
 	for _, n := range []string{"journal-file-size", "journal-min-files", "journal-pool-files", "journal-buffer-timeout",
 		"journal-buffer-size", "journal-max-io", "journal-compact-percentage", "journal-compact-min-files",
-		"connection-ttl-override", "id-cache-size", "max-queues", "max-addresses", "address-queue-scan-period"} {
+		"connection-ttl-override", "id-cache-size", "max-queues", "max-addresses", "address-queue-scan-period",
+		"connection-ttl-max", "connections-allowed", "security-invalidation-interval",
+		"global-max-size", "message-expiry-scan-period"} {
 		rangeContexts[n] = inCore(n)
 	}
 	in := func(before, after string) func(name string) func(string) (string, int) {
@@ -196,7 +198,9 @@ func init() {
 	rangeContexts["group-port"] = in(`<broadcast-groups><broadcast-group name="b">`, `</broadcast-group></broadcast-groups>`)("group-port")
 	rangeContexts["refresh-timeout"] = in(`<discovery-groups><discovery-group name="d">`, `</discovery-group></discovery-groups>`)("refresh-timeout")
 	setting := in(`<address-settings><address-setting match="#">`, `</address-setting></address-settings>`)
-	for _, n := range []string{"auto-delete-queues-delay", "auto-delete-queues-message-count", "auto-delete-addresses-delay"} {
+	for _, n := range []string{"auto-delete-queues-delay", "auto-delete-queues-message-count", "auto-delete-addresses-delay",
+		"max-delivery-attempts", "expiry-delay", "redelivery-delay", "max-redelivery-delay", "redelivery-delay-multiplier",
+		"max-size-bytes", "page-size-bytes"} {
 		rangeContexts[n] = setting(n)
 	}
 	store := in(`<store><database-store><jdbc-connection-url>jdbc:postgresql://h/d</jdbc-connection-url>`, `</database-store></store>`)

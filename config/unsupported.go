@@ -6,13 +6,13 @@ import "sort"
 // Tandem does not implement yet: each is a warning and is ignored.
 var unsupportedCore = setOf(
 	// addressing, routing and security settings
-	"security-settings", "addresses", "queues", "diverts", "bridges",
+	"queues", "diverts", "bridges",
 	"federations", "broker-connections", "wildcard-addresses", "resource-limit-settings",
 	"grouping-handler", "connector-services", "remoting-incoming-interceptors",
 	"remoting-outgoing-interceptors", "broker-plugins", "metrics", "metrics-plugin",
 	"wild-card-routing-enabled", "management-address", "management-notification-address",
 	"management-message-attribute-size-limit", "authentication-cache-size",
-	"authorization-cache-size", "security-invalidation-interval", "populate-validated-user",
+	"authorization-cache-size", "populate-validated-user",
 	"reject-empty-validated-user", "password-codec", "mask-password", "jmx-management-enabled",
 	"jmx-domain", "jmx-use-broker-name", "message-counter-enabled",
 	"message-counter-sample-period", "message-counter-max-day-history",
@@ -22,14 +22,14 @@ var unsupportedCore = setOf(
 	"log-delegate-factory-class-name", "system-property-prefix", "internal-naming-prefix",
 	"temporary-queue-namespace", "uuid-namespace", "max-redelivery-records",
 	// paging, large messages and memory
-	"page-max-concurrent-io", "read-whole-page", "page-sync-timeout", "global-max-size",
+	"page-max-concurrent-io", "read-whole-page", "page-sync-timeout",
 	"global-max-messages", "global-max-size-percent-of-jvm-max-memory", "max-disk-usage",
 	"min-disk-free", "disk-scan-period", "memory-warning-threshold", "memory-measure-interval",
 	"max-size-bytes-reject-threshold",
 	// threads, timers and the critical analyzer
 	"scheduled-thread-pool-max-size", "thread-pool-max-size", "graceful-shutdown-enabled",
 	"graceful-shutdown-timeout", "async-connection-execution-enabled", "transaction-timeout",
-	"transaction-timeout-scan-period", "message-expiry-scan-period",
+	"transaction-timeout-scan-period",
 	"message-expiry-thread-priority", "connection-ttl-check-interval",
 	"configuration-file-refresh-period", "critical-analyzer", "critical-analyzer-timeout",
 	"critical-analyzer-check-period", "critical-analyzer-policy",

@@ -24,8 +24,9 @@
 //	file.go       Open, Load (replay + preparing the files), Close
 //	writer.go     Append: validate, encode into aligned chunks, rotate
 //	flusher.go    the one flusher: one write + fdatasync per batch
-//	pool.go       the preparer: zero-filled segments ahead of the writer,
-//	              recycling of reclaimed ones
+//	pool.go       the preparer: zero-filled segments ahead of the writer
+//	              (paced, off the send path), recycling of reclaimed ones,
+//	              opening the next segment and closing sealed ones
 //	replay.go     Scan: torn tail vs corruption, in sequence order; the
 //	              linear search for valid records after a bad one
 //	segread.go    reading a segment through bounded windows, ScanWork
@@ -35,6 +36,10 @@
 //	reclaim.go    reclaim of the oldest dead segments, Metrics
 //	compact.go    compaction of the sealed prefix, crash-safe switch
 //	stream.go     the record stream (Subscribe, ApplyBatch)
+//	log.go        log mode (paging): adds tracked by position, LoadLog,
+//	              a floor for reclaim, no compaction
+//	logread.go    LogReader and ReadRecord: records read back by
+//	              position, checked, through a bounded window
 //
 // The conformance suite every implementation runs is journaltest.Run.
 //

@@ -38,6 +38,16 @@ func (j *FileJournal) segPath(seq uint64) string {
 // segment, unfinished transactions are rolled back by appended rollback
 // records. Corruption stops the load with a *CorruptionError.
 func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
+	if j.opts.Log {
+		return nil, errLogLoad
+	}
+	return j.load(ctx, func() (*ScanResult, *LoadResult, *validator, []uint64, error) {
+		return replay(j.fs, j.opts.Dir, j.nm)
+	})
+}
+
+// load replays the journal with replayFn and prepares it for appends.
+func (j *FileJournal) load(ctx context.Context, replayFn func() (*ScanResult, *LoadResult, *validator, []uint64, error)) (*LoadResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -52,7 +62,7 @@ func (j *FileJournal) Load(ctx context.Context) (*LoadResult, error) {
 	if err := finishCompaction(j.fs, j.opts.Dir, j.nm); err != nil {
 		return nil, fmt.Errorf("journal: finish an interrupted compaction: %w", err)
 	}
-	sr, res, v, unfinished, err := replay(j.fs, j.opts.Dir, j.nm)
+	sr, res, v, unfinished, err := replayFn()
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +146,7 @@ func (j *FileJournal) prepareFiles(sr *ScanResult) error {
 	j.prep = newPreparer(fs, dir, j.nm, j.opts.SegmentSize, ready, j.opts.PoolFiles)
 	j.prep.minFile = j.opts.MinFiles
 	j.prep.onErr = j.fail
+	j.prep.open = fs.OpenAppend
 	j.oldest = next
 	if len(sr.Segments) > 0 {
 		j.oldest = sr.Segments[0].Seq
@@ -257,7 +268,7 @@ func (j *FileJournal) Close() error {
 		tap.end()
 	}
 	j.stream.close()
-	j.prep.stop()
+	perr := j.prep.stop()
 	j.cq.stop()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -269,6 +280,9 @@ func (j *FileJournal) Close() error {
 	}
 	if j.err != nil {
 		return j.err
+	}
+	if cerr == nil {
+		cerr = perr
 	}
 	return cerr
 }

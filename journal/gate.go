@@ -39,6 +39,35 @@ type Gate struct {
 	acked    Position
 	held     []heldBatch
 	detached bool
+	failed   error         // Fail: every later batch completes with it too
+	idle     chan struct{} // closed when nothing is held (nil: nothing held)
+}
+
+// replicaGatherMax bounds how long the flusher waits for the replica to
+// acknowledge the previous batch before it writes the next (waitIdle).
+const replicaGatherMax = 5 * time.Millisecond
+
+// gateNow returns the attached gate, if any.
+func (j *FileJournal) gateNow() *Gate {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.gate
+}
+
+// waitIdle waits until no batch is held for the replica, or for d.
+func (g *Gate) waitIdle(d time.Duration) {
+	g.mu.Lock()
+	ch := g.idle
+	g.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
 }
 
 type heldBatch struct {
@@ -83,6 +112,13 @@ func (j *FileJournal) completeBatch(ws []waiter, err error, end Position, hasEnd
 func (g *Gate) add(ws []waiter, err error, end Position, hasEnd bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.failed != nil {
+		if err == nil {
+			err = g.failed
+		}
+		g.j.cq.queueWaiters(ws, err)
+		return false
+	}
 	if g.detached {
 		g.j.cq.queueWaiters(ws, err)
 		return false
@@ -95,6 +131,9 @@ func (g *Gate) add(ws []waiter, err error, end Position, hasEnd bool) bool {
 		return false
 	}
 	g.held = append(g.held, heldBatch{end: end, hasEnd: hasEnd, waiters: ws, since: time.Now(), err: err})
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
 	return true
 }
 
@@ -130,6 +169,10 @@ func (g *Gate) completeLocked(n int, err error, force bool) {
 		g.held[i] = heldBatch{}
 	}
 	g.held = append(g.held[:0], g.held[n:]...)
+	if len(g.held) == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
 }
 
 // Acked returns the last position the replica acknowledged.
@@ -155,13 +198,21 @@ func (g *Gate) Held() (int, time.Time) {
 // safe (see the type's documentation).
 func (g *Gate) Release() { g.detach(nil) }
 
-// Fail detaches the gate and completes everything held with err (nil
-// means ErrNotReplicated).
+// Fail completes everything held with err (nil means ErrNotReplicated)
+// and every batch that finishes later too: the gate stays attached, so a
+// batch that was already durable here when Fail came is not confirmed
+// without the replica either.
 func (g *Gate) Fail(err error) {
 	if err == nil {
 		err = ErrNotReplicated
 	}
-	g.detach(err)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failed != nil || g.detached {
+		return
+	}
+	g.failed = err
+	g.completeLocked(len(g.held), err, true)
 }
 
 func (g *Gate) detach(err error) {

@@ -19,6 +19,14 @@ const (
 	// (DIR/bindings), so the two journals of a broker are told apart.
 	BindingsPrefix = "tandem-bindings"
 	BindingsExt    = "tjb"
+	// PagePrefix and PageExt name the paging journal's files
+	// (paging-directory; a log-mode journal).
+	PagePrefix = "tandem-page"
+	PageExt    = "tjp"
+	// LargePrefix and LargeExt name the large-messages journal's files
+	// (large-messages-directory; a log-mode journal).
+	LargePrefix = "tandem-large"
+	LargeExt    = "tjl"
 	// DefaultMaxPending bounds the bytes appended but not yet taken by the
 	// flusher; appenders wait beyond it (back-pressure for sync=false
 	// floods; synced appenders never reach it in practice).
@@ -88,6 +96,11 @@ type Options struct {
 	MaxPending, MaxInFlight int
 	// Logger receives warnings (torn tails). Nil means slog.Default().
 	Logger *slog.Logger
+	// Log opens the journal in log mode (log.go): records are adds the
+	// layer above tracks by position, loaded with LoadLog (nothing kept in
+	// memory) and read back with a LogReader; segments are reclaimed below
+	// the floor the layer above sets (SetFloor); never compacted.
+	Log bool
 }
 
 func (o *Options) setDefaults() error {
@@ -118,6 +131,9 @@ func (o *Options) setDefaults() error {
 	if o.CompactMinFiles == 0 {
 		o.CompactMinFiles = DefaultCompactMinFiles
 	}
+	if o.Log {
+		o.CompactMinFiles = -1 // positions given out must stay valid
+	}
 	if o.CompactPercentage <= 0 || o.CompactPercentage > 100 {
 		o.CompactPercentage = DefaultCompactPercentage
 	}
@@ -132,3 +148,7 @@ func (o *Options) setDefaults() error {
 	}
 	return nil
 }
+
+// Options returns the options the journal runs with, its defaults
+// applied (the FS and Logger included).
+func (j *FileJournal) Options() Options { return j.opts }

@@ -2,9 +2,13 @@ package journal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tandemmq/tandem/aio"
 )
@@ -16,6 +20,22 @@ import (
 // replay reads as "unused"; the writer's first flush into it writes the
 // header. One goroutine, owned by the journal, started by start and ended
 // by stop.
+//
+// It also keeps the rest of a rotation off the flusher: it opens each
+// prepared segment for appends ahead of the writer (take hands the open
+// file over) and closes the segments the flusher sealed (closeLater).
+//
+// Latency (issue 20): the zeros go out in chunks of zeroChunk, each handed
+// to the disk at once (aio.WritebackStarter) so that the final fsync has
+// little left and a journal fdatasync never queues behind megabytes of
+// zeros; between chunks, and after each file it recycles, removes, opens
+// or closes, the preparer yields the processor, and between chunks it
+// pauses (prepPause) unless the writer is waiting for the file. With one
+// Go processor (the broker on two CPUs or fewer) a goroutine keeps the
+// processor through a run of short system calls until it blocks or the
+// runtime's monitor takes the processor back, which can take up to 10 ms:
+// a 10 MiB zero-fill in one go held every connection and the flusher for
+// its whole duration.
 type preparer struct {
 	fs   aio.FS
 	dir  string
@@ -41,6 +61,13 @@ type preparer struct {
 	// onErr receives the preparer's storage error (called once, without
 	// p.mu held): the journal fails at once, as for any storage error.
 	onErr func(error)
+	// open, when set, opens a prepared segment for appends (the journal's
+	// FS.OpenAppend); the file waits in opened until the flusher takes it.
+	open     func(path string) (aio.File, error)
+	opened   map[uint64]aio.File
+	toClose  []aio.File   // sealed segments the flusher handed over
+	closeErr error        // first error closing one (reported by stop)
+	waiting  atomic.Int32 // flushers blocked in wait: preparation is urgent
 
 	created  int   // files created (metrics, tests)
 	recycled int   // reclaimed files turned into prepared ones
@@ -79,21 +106,32 @@ func (p *preparer) request(upTo uint64) {
 	p.mu.Unlock()
 }
 
-// wait blocks until the file of seq is ready, or preparation failed.
-func (p *preparer) wait(seq uint64) error {
+// wait blocks until the file of seq is ready, or preparation failed. It
+// returns how long it waited (0 when the file was ready).
+func (p *preparer) wait(seq uint64) (time.Duration, error) {
 	p.request(seq)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var t0 time.Time
+	if p.ready < seq && p.err == nil && !p.stopped {
+		t0 = time.Now()
+		p.waiting.Add(1)
+		defer p.waiting.Add(-1)
+	}
 	for p.ready < seq && p.err == nil && !p.stopped {
 		p.cond.Wait()
 	}
+	var waited time.Duration
+	if !t0.IsZero() {
+		waited = max(time.Since(t0), 1)
+	}
 	switch {
 	case p.ready >= seq:
-		return nil
+		return waited, nil
 	case p.err != nil:
-		return p.err
+		return waited, p.err
 	}
-	return ErrClosed
+	return waited, ErrClosed
 }
 
 func (p *preparer) loop() {
@@ -101,7 +139,7 @@ func (p *preparer) loop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		for !p.stopped && p.err == nil && p.ready >= p.want && len(p.reclaim) == 0 {
+		for !p.stopped && p.err == nil && p.ready >= p.want && len(p.reclaim) == 0 && len(p.toClose) == 0 && !p.toOpenLocked() {
 			p.cond.Wait()
 		}
 		if p.err != nil && p.onErr != nil {
@@ -112,6 +150,40 @@ func (p *preparer) loop() {
 		}
 		if p.stopped || p.err != nil {
 			return
+		}
+		if len(p.toClose) > 0 {
+			f := p.toClose[0]
+			p.toClose = p.toClose[1:]
+			p.mu.Unlock()
+			err := f.Close()
+			runtime.Gosched()
+			p.mu.Lock()
+			if err != nil && p.closeErr == nil {
+				p.closeErr = fmt.Errorf("journal: close sealed segment %s: %w", f.Name(), err)
+			}
+			continue
+		}
+		if p.toOpenLocked() {
+			seq := p.cur + 1
+			path := filepath.Join(p.dir, SegmentName(p.nm.Prefix, p.nm.Ext, seq))
+			p.mu.Unlock()
+			f, err := p.open(path)
+			runtime.Gosched()
+			p.mu.Lock()
+			if p.opened == nil {
+				p.opened = map[uint64]aio.File{}
+			}
+			switch {
+			case err != nil:
+				// The flusher opens it itself and reports the error.
+				p.opened[seq] = nil
+			case p.cur+1 != seq || p.stopped:
+				f.Close()
+			default:
+				p.opened[seq] = f
+			}
+			p.cond.Broadcast()
+			continue
 		}
 		if len(p.reclaim) > 0 {
 			item := p.reclaim[0]
@@ -138,11 +210,14 @@ func (p *preparer) loop() {
 			}
 			p.rbytes += p.size
 			p.cond.Broadcast()
+			p.mu.Unlock()
+			runtime.Gosched()
+			p.mu.Lock()
 			continue
 		}
 		seq := p.ready + 1
 		p.mu.Unlock()
-		err := p.create(seq)
+		err := p.create(seq, p.pace)
 		p.mu.Lock()
 		if err != nil {
 			p.err = err
@@ -158,7 +233,7 @@ func (p *preparer) loop() {
 // before the loop starts).
 func (p *preparer) prepareNow(upTo uint64) error {
 	for p.ready < upTo {
-		if err := p.create(p.ready + 1); err != nil {
+		if err := p.create(p.ready+1, nil); err != nil { // nothing to yield to at load
 			return err
 		}
 		p.ready++
@@ -260,7 +335,54 @@ func (p *preparer) recycleOrRemove(path string, recycle bool, seq uint64) (bool,
 	return true, nil
 }
 
-func (p *preparer) stop() {
+// toOpenLocked reports whether the segment after the writer's is prepared
+// and not yet opened ahead.
+func (p *preparer) toOpenLocked() bool {
+	if p.open == nil || p.ready <= p.cur || p.cur == 0 {
+		return false
+	}
+	_, done := p.opened[p.cur+1]
+	return !done
+}
+
+// take returns the segment file seq opened ahead for appends, or nil. The
+// caller owns it.
+func (p *preparer) take(seq uint64) aio.File {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.opened[seq]
+	delete(p.opened, seq)
+	return f
+}
+
+// closeLater hands over a sealed segment's file (its seal is durable) to
+// be closed off the flusher.
+func (p *preparer) closeLater(f aio.File) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		p.noteCloseErr(f.Close(), f)
+		return
+	}
+	p.toClose = append(p.toClose, f)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *preparer) noteCloseErr(err error, f aio.File) {
+	if err == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.closeErr == nil {
+		p.closeErr = fmt.Errorf("journal: close sealed segment %s: %w", f.Name(), err)
+	}
+	p.mu.Unlock()
+}
+
+// stop ends the goroutine, closes the files it holds and returns the first
+// error closing a sealed segment.
+func (p *preparer) stop() error {
 	p.mu.Lock()
 	p.stopped = true
 	p.cond.Broadcast()
@@ -268,12 +390,48 @@ func (p *preparer) stop() {
 	if p.exited != nil {
 		<-p.exited
 	}
+	p.mu.Lock()
+	toClose, opened := p.toClose, p.opened
+	p.toClose, p.opened = nil, nil
+	p.mu.Unlock()
+	var errs []error
+	for _, f := range toClose {
+		if err := f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("journal: close sealed segment %s: %w", f.Name(), err))
+		}
+	}
+	for _, f := range opened {
+		if f != nil {
+			f.Close() // never written to
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closeErr != nil {
+		errs = append([]error{p.closeErr}, errs...)
+	}
+	return errors.Join(errs...)
 }
 
-func (p *preparer) create(seq uint64) error {
+// pace runs between two chunks of a zero-fill: it lets the goroutines
+// that are ready run first (a sleep alone does not: when the thread was
+// descheduled longer than the pause, the timer has fired by the time the
+// processor looks for work), and unless the writer is waiting for the
+// file, pauses, so that the disk sees the zeros in small steps between
+// the journal's own writes.
+func (p *preparer) pace() {
+	runtime.Gosched()
+	if p.waiting.Load() == 0 {
+		time.Sleep(prepPause)
+	}
+}
+
+// create prepares the file of seq, calling pace (if not nil) between the
+// chunks of its zero-fill.
+func (p *preparer) create(seq uint64, pace func()) error {
 	final := filepath.Join(p.dir, SegmentName(p.nm.Prefix, p.nm.Ext, seq))
 	tmp := final + ".tmp"
-	if err := writeZeroFile(p.fs, tmp, p.size); err != nil {
+	if err := writeZeroFile(p.fs, tmp, p.size, pace); err != nil {
 		return fmt.Errorf("journal: prepare segment %d: %w", seq, err)
 	}
 	if err := p.fs.Rename(tmp, final); err != nil {
@@ -285,21 +443,45 @@ func (p *preparer) create(seq uint64) error {
 	return nil
 }
 
-var zeroBlock = make([]byte, 1<<20)
+const (
+	// zeroChunk is how much of a zero-fill is written (and handed to the
+	// disk) at once: at a few hundred MB/s, about a millisecond of the
+	// disk's time, the most a journal fdatasync waits behind it.
+	zeroChunk = 256 << 10
+	// prepPause is the preparer's pause between two chunks when the writer
+	// is not waiting for the file: a 10 MiB segment takes at least 40 ms to
+	// prepare, which a segment's worth of appends leaves by far at any
+	// rate this journal reaches (one segment ahead is always prepared).
+	prepPause = time.Millisecond
+)
 
-// writeZeroFile creates path holding size zero bytes, durably.
-func writeZeroFile(fs aio.FS, path string, size int64) error {
+var zeroBlock = make([]byte, zeroChunk)
+
+// writeZeroFile creates path holding size zero bytes, durably. It writes
+// zeroChunk at a time, starts each chunk's writeback at once when the file
+// can (aio.WritebackStarter) and calls pace, when not nil, between chunks.
+func writeZeroFile(fs aio.FS, path string, size int64, pace func()) error {
 	f, err := fs.Create(path)
 	if err != nil {
 		return err
 	}
+	wb, _ := f.(aio.WritebackStarter)
 	for off := int64(0); off < size; {
 		n := min(int64(len(zeroBlock)), size-off)
 		if _, err := f.WriteAt(zeroBlock[:n], off); err != nil {
 			f.Close()
 			return err
 		}
+		if wb != nil {
+			if err := wb.StartWriteback(off, n); err != nil {
+				f.Close()
+				return err
+			}
+		}
 		off += n
+		if pace != nil && off < size {
+			pace()
+		}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -29,7 +29,7 @@ func (j *FileJournal) reclaimableLocked() []reclaimItem {
 	if s := j.streamFloorLocked(); s < limit {
 		limit = s
 	}
-	for j.oldest < limit && j.v.pins.get(j.oldest) == 0 {
+	for j.oldest < limit && (j.opts.Log && j.oldest < j.floor || !j.opts.Log && j.v.pins.get(j.oldest) == 0) {
 		out = append(out, reclaimItem{path: j.segPath(j.oldest), seq: j.oldest})
 		j.oldest++
 	}

@@ -50,6 +50,9 @@ type segReader struct {
 	base   int64 // file offset of buf[0]
 	work   *ScanWork
 	read   int64 // bytes this reader read
+	// pace, when set, runs after every read; its error ends the scan
+	// (compaction: yield the disk and the processor to the writer).
+	pace func() error
 }
 
 func (r *segReader) reset(src io.ReaderAt, path string, end int64) {
@@ -86,6 +89,11 @@ func (r *segReader) at(off int64, n int) ([]byte, error) {
 		return nil, fmt.Errorf("journal: read %s at %d: %d of %d bytes: %w", r.path, off, got, size, err)
 	}
 	r.buf, r.base = b, off
+	if r.pace != nil {
+		if err := r.pace(); err != nil {
+			return nil, err
+		}
+	}
 	return b[:n], nil
 }
 

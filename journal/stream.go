@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/tandemmq/tandem/aio"
+	"golang.org/x/sys/unix"
 )
 
 // The record stream (issue 4, item 3). A subscriber attaches at a
@@ -285,6 +286,7 @@ func (s *Subscription) fromSealed() (StreamBatch, error) {
 			return StreamBatch{}, fmt.Errorf("journal: stream: %s: %w", path, err)
 		}
 		s.bufSeq = s.pos.Seq
+		s.prefetch(s.pos.Seq + 1)
 	}
 	// Walk records from pos to the seal, about 1 MiB at a time.
 	start := int(s.pos.Offset)
@@ -298,6 +300,19 @@ func (s *Subscription) fromSealed() (StreamBatch, error) {
 	b := StreamBatch{Pos: s.pos, Data: s.buf[start:p], Epoch: s.hdr.epoch, SegmentSize: int64(s.hdr.size), Sealed: sealed}
 	s.advance(sealed, p)
 	return b, nil
+}
+
+// prefetch asks the kernel to read segment seq ahead (a replica's initial
+// sync reads sealed segments one after the other, from a cold cache).
+func (s *Subscription) prefetch(seq uint64) {
+	f, err := s.j.fs.Open(s.j.segPath(seq))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if fd, ok := f.(interface{ Fd() uintptr }); ok {
+		_ = unix.Fadvise(int(fd.Fd()), 0, 0, unix.FADV_WILLNEED)
+	}
 }
 
 // walkRecords walks the records of seg (a whole segment, or a buffer
@@ -444,7 +459,7 @@ func ApplyBatch(fs aio.FS, dir string, nm Naming, b StreamBatch) error {
 	path := dirJoin(dir, SegmentName(nm.Prefix, nm.Ext, b.Pos.Seq))
 	f, err := fs.Open(path)
 	if err != nil {
-		if err := writeZeroFile(fs, path+".tmp", b.SegmentSize); err != nil {
+		if err := writeZeroFile(fs, path+".tmp", b.SegmentSize, nil); err != nil {
 			return fmt.Errorf("journal: apply batch at %v: %w", b.Pos, err)
 		}
 		if err := fs.Rename(path+".tmp", path); err != nil {

@@ -50,14 +50,6 @@ type Tap struct {
 	notify   chan struct{}
 }
 
-// tapOp is one range the flusher took, to push to the tap after it
-// released the journal's lock.
-type tapOp struct {
-	c        *chunk
-	from, to int
-	seal     bool
-}
-
 // AttachTap installs a tap (at most one; a second attach returns nil):
 // it gets every range the flusher takes from now on. Its Position is
 // where those start: everything before it is, or will become, durable in

@@ -74,6 +74,7 @@ type FileJournal struct {
 	free         []*chunk
 
 	oldest        uint64 // oldest segment not reclaimed
+	floor         uint64 // log mode: segments below it may be reclaimed (SetFloor)
 	compacting    bool   // a compaction owns the prefix below compactS1
 	compactS1     uint64
 	compactions   int
@@ -151,6 +152,30 @@ func (j *FileJournal) Append(entries []Entry, sync bool, done func(error)) error
 	return j.appendLocked(entries, int(size), sync, done)
 }
 
+// AppendPos is Append that also returns where the batch record goes: a
+// position a LogReader and ReadRecord find it at (log mode).
+func (j *FileJournal) AppendPos(entries []Entry, sync bool, done func(error)) (Position, error) {
+	size := int64(batchSize(entries))
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usableLocked(); err != nil {
+		return Position{}, err
+	}
+	if size > j.maxBatch() {
+		return Position{}, fmt.Errorf("%w: %d bytes, a segment of %d bytes holds at most %d", ErrTooLarge, size, j.opts.SegmentSize, j.maxBatch())
+	}
+	for j.pendingBytes > j.opts.MaxPending && len(j.waiters) > 0 && j.usableLocked() == nil && !j.cq.inline.Load() {
+		j.space.Wait()
+	}
+	if err := j.usableLocked(); err != nil {
+		return Position{}, err
+	}
+	if err := j.appendLocked(entries, int(size), sync, done); err != nil {
+		return Position{}, err
+	}
+	return Position{Seq: j.seg.hdr.seq, Offset: j.cur.base + int64(j.cur.written) - size}, nil
+}
+
 func (j *FileJournal) usableLocked() error {
 	switch {
 	case j.closed || j.closing:
@@ -169,7 +194,11 @@ func (j *FileJournal) appendLocked(entries []Entry, size int, sync bool, done fu
 	if rotate {
 		seq++
 	}
-	if err := j.v.apply(entries, seq); err != nil {
+	if j.opts.Log {
+		if err := j.v.applyLog(entries); err != nil {
+			return err
+		}
+	} else if err := j.v.apply(entries, seq); err != nil {
 		return err
 	}
 	if rotate {

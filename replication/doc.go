@@ -56,7 +56,10 @@
 // stale and can never activate) and calls ReleaseHeld, which completes
 // what was held. If the bump fails the broker halts and nothing held is
 // ever confirmed. A replica that never synced is dropped with its gates
-// released at once.
+// released at once. Once the broker stopped serving (FailHeld: a stop, a
+// failback's handover or a halt), a lost replica's gates fail at once
+// instead: nothing is confirmed to clients any more, and nothing would
+// ever release them.
 //
 // # Acknowledgement levels
 //

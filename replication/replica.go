@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -53,6 +55,10 @@ type ReplicaOptions struct {
 	SetLocal func(seq uint64, nodeID string) error
 	// Synced is called after SetLocal made the completed sync durable.
 	Synced func(seq uint64, nodeID string)
+	// TLS, when set, makes the connection to the live TLS (the cluster
+	// connector's sslEnabled); its ServerName, when empty, is the live's
+	// host.
+	TLS *tls.Config
 }
 
 // StorageError wraps a failure of this broker's own storage while
@@ -171,6 +177,18 @@ func (r *Replica) Run(ctx context.Context) (Result, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	if r.opts.TLS != nil {
+		host, _, _ := net.SplitHostPort(hostport)
+		tc := tls.Client(nc, tlsconfig.ForHost(r.opts.TLS, host))
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return Result{}, fmt.Errorf("replication: TLS handshake with the live %s: %w", r.opts.URL, err)
+		}
+		nc = tc
+	}
 	br := bufio.NewReaderSize(nc, 2<<20)
 	c := newFconn(nc, br, r.opts.TTL)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
@@ -272,7 +290,11 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 				continue
 			}
 			var p = d.written
-			if r.opts.AckLevel == AckDurable {
+			// Before the sync completes nothing depends on the copy being
+			// durable (this broker cannot activate with it, and it syncs
+			// everything before it records the completed sync), so the bulk
+			// copy acknowledges what it received and syncs once a segment.
+			if r.opts.AckLevel == AckDurable && !d.bulk {
 				var err error
 				if p, err = d.sync(); err != nil {
 					return storageErr(err)
@@ -288,6 +310,9 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 	syncAll := func() error {
 		for _, d := range dirs {
 			if _, err := d.sync(); err != nil {
+				return storageErr(err)
+			}
+			if err := d.waitBulk(); err != nil {
 				return storageErr(err)
 			}
 		}
@@ -321,12 +346,22 @@ func (r *Replica) receive(c *fconn, br *bufio.Reader, dirs []*copyDir) (Result, 
 				return Result{Synced: r.isSynced()}, storageErr(err)
 			}
 			dirty[f.Journal] = true
+			if f.Sealed {
+				// One fdatasync per sealed segment (the bulk copy and the
+				// received level sync no more often), and its file closed.
+				if _, err := d.sync(); err != nil {
+					return Result{Synced: r.isSynced()}, storageErr(err)
+				}
+			}
 			r.mu.Lock()
 			r.written += int64(len(f.Data))
 			r.mu.Unlock()
 		case *wire.ReplicaSynced:
 			if err := syncAll(); err != nil {
 				return Result{}, err
+			}
+			for _, d := range dirs {
+				d.synced()
 			}
 			if err := r.opts.SetLocal(f.Seq, f.NodeID); err != nil {
 				return Result{}, storageErr(fmt.Errorf("record the completed sync: %w", err))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -327,6 +328,44 @@ func TestLostReplicaHoldsAnswers(t *testing.T) {
 	}
 }
 
+// TestLostReplicaAfterFailHeld: once the broker stopped serving
+// (FailHeld: package ha will never bump the sequence nor call
+// ReleaseHeld for this Source again), a synced replica lost afterwards
+// holds nothing: appends that wait for it, or come after, are answered
+// (with ErrNotReplicated when they waited) instead of waiting forever.
+// Seen end to end (TestReplZombiePause): a live resumed after SIGSTOP
+// halted, and its StopServing hook hung closing a client connection whose
+// queue deletion waited for the replica lost a moment later; the process
+// never exited.
+func TestLostReplicaAfterFailHeld(t *testing.T) {
+	l := startLive(t, replication.SourceOptions{})
+	ctx := context.Background()
+	rp := startReplica(t, l.url(), nil)
+	wait(t, l.synced, "BackupSynced")
+	if err := l.send(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	l.src.FailHeld() // the broker stops serving
+	rp.stop()        // then the replica goes away
+	deadline := time.Now().Add(30 * time.Second)
+	for l.src.Status().State != replication.StateNone {
+		if time.Now().After(deadline) {
+			t.Fatal("the live still reports the stopped replica after 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- l.send(ctx, 2) }()
+	select {
+	case err := <-answered:
+		if err != nil && !errors.Is(err, journal.ErrNotReplicated) {
+			t.Fatalf("append after the loss: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an append waits for a replica lost after the broker stopped serving: nothing will ever release it")
+	}
+}
+
 // TestReplicaUnsyncedDropReleases: a replica that leaves before its sync
 // completed never gets ReplicaSynced, its local sequence stays 0, and the
 // live answers without waiting for it (no BackupLost).
@@ -480,5 +519,25 @@ func TestReplicaRefusesOlderSequence(t *testing.T) {
 	<-rp.done
 	if rp.err == nil || !bytes.Contains([]byte(rp.err.Error()), []byte("activation sequence 6 after 7")) {
 		t.Fatalf("Run ended with %v, want a refusal of the older sequence", rp.err)
+	}
+}
+
+// TestReplicaReconnectReplacesSilentLink: a replica that registers again
+// (its previous connection silent, say a partition this side has not
+// noticed) replaces its previous link at once instead of being refused
+// until the old link's TTL runs out.
+func TestReplicaReconnectReplacesSilentLink(t *testing.T) {
+	l := startLive(t, replication.SourceOptions{TTL: time.Hour}) // the old link would never time out
+	startReplica(t, l.url(), nil)
+	wait(t, l.synced, "BackupSynced of the first connection")
+	second := startReplica(t, l.url(), nil) // the same SelfURL: the same replica again
+	wait(t, l.lost, "BackupLost of the replaced connection")
+	l.src.ReleaseHeld()
+	wait(t, l.synced, "BackupSynced of the new connection")
+	if err := l.send(context.Background(), 7); err != nil {
+		t.Fatal(err)
+	}
+	if ids := second.load(t); !ids[7] {
+		t.Fatalf("the new connection's copy lacks record 7: %v", ids)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tandemmq/tandem/journal"
 	"golang.org/x/sys/unix"
@@ -32,7 +33,17 @@ type segFile struct {
 
 // copyDir writes the stream of one journal into its directory.
 type copyDir struct {
-	jd      JournalDir
+	jd JournalDir
+	// bulk: the initial copy, before the sync completed. New segment files
+	// are created sparse (ftruncate): they are written whole, and zero-
+	// filling them first would double the copy's writes. After the sync
+	// they are zero-filled, ahead of need (prep), so that the appends of
+	// the live stream do not make fdatasync allocate blocks.
+	bulk    bool
+	prep    map[uint64]chan error // segments being zero-filled ahead
+	bg      sync.WaitGroup        // bulk: sealed segments being synced and closed
+	bgMu    sync.Mutex
+	bgErr   error
 	open    map[uint64]*segFile
 	dirSync bool // a file was created, sealed or removed since the last directory fsync
 	acked   journal.Position
@@ -41,7 +52,7 @@ type copyDir struct {
 }
 
 func newCopyDir(jd JournalDir) *copyDir {
-	return &copyDir{jd: jd, open: map[uint64]*segFile{}}
+	return &copyDir{jd: jd, bulk: true, open: map[uint64]*segFile{}, prep: map[uint64]chan error{}}
 }
 
 func (d *copyDir) path(seq uint64) string {
@@ -56,13 +67,27 @@ func (d *copyDir) file(seq uint64, size int64) (*segFile, error) {
 		return sf, nil
 	}
 	path := d.path(seq)
+	if ch, ok := d.prep[seq]; ok {
+		delete(d.prep, seq)
+		if err := <-ch; err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := createZeroFile(path, size); err != nil {
+		if d.bulk {
+			err = createSparseFile(path, size)
+		} else {
+			err = createZeroFile(path, size)
+		}
+		if err != nil {
 			return nil, err
 		}
 		d.dirSync = true
 		f, err = os.OpenFile(path, os.O_RDWR, 0)
+	}
+	if err == nil && !d.bulk {
+		d.prepare(seq+1, size)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replication: open segment: %w", err)
@@ -111,7 +136,33 @@ func (d *copyDir) write(seq uint64, off int64, size int64, data []byte, sealed b
 // then (for created, sealed or removed files) the directory. It returns
 // the position now durable.
 func (d *copyDir) sync() (journal.Position, error) {
+	if err := d.bgFailed(); err != nil {
+		return d.acked, err
+	}
 	for seq, sf := range d.open {
+		if sf.sealed && d.bulk {
+			// The bulk copy syncs and closes a sealed segment while the next
+			// one arrives; waitBulk waits for them before the sync is
+			// recorded as complete.
+			delete(d.open, seq)
+			d.dirSync = true
+			d.bg.Add(1)
+			go func() {
+				defer d.bg.Done()
+				err := unix.Fdatasync(int(sf.f.Fd()))
+				if cerr := sf.f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					d.bgMu.Lock()
+					if d.bgErr == nil {
+						d.bgErr = fmt.Errorf("replication: sync %s: %w", d.path(seq), err)
+					}
+					d.bgMu.Unlock()
+				}
+			}()
+			continue
+		}
 		if sf.dirty {
 			if err := unix.Fdatasync(int(sf.f.Fd())); err != nil {
 				return d.acked, fmt.Errorf("replication: fdatasync %s: %w", d.path(seq), err)
@@ -134,6 +185,19 @@ func (d *copyDir) sync() (journal.Position, error) {
 	}
 	d.acked = d.written
 	return d.acked, nil
+}
+
+func (d *copyDir) bgFailed() error {
+	d.bgMu.Lock()
+	defer d.bgMu.Unlock()
+	return d.bgErr
+}
+
+// waitBulk waits for the bulk copy's background syncs and returns the
+// first error.
+func (d *copyDir) waitBulk() error {
+	d.bg.Wait()
+	return d.bgFailed()
 }
 
 // dropBelow removes the copies of segments the live no longer keeps.
@@ -163,11 +227,34 @@ func (d *copyDir) dropBelow(oldest uint64) error {
 }
 
 func (d *copyDir) close() {
+	d.bg.Wait()
 	for seq, sf := range d.open {
 		sf.f.Close()
 		delete(d.open, seq)
 	}
+	for seq, ch := range d.prep {
+		<-ch
+		delete(d.prep, seq)
+	}
 }
+
+// prepare zero-fills segment seq on a goroutine of its own unless it
+// exists or is being prepared; file waits for it.
+func (d *copyDir) prepare(seq uint64, size int64) {
+	if _, ok := d.prep[seq]; ok {
+		return
+	}
+	path := d.path(seq)
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	ch := make(chan error, 1)
+	d.prep[seq] = ch
+	go func() { ch <- createZeroFile(path, size) }()
+}
+
+// synced ends the bulk copy: segments are zero-filled ahead from now on.
+func (d *copyDir) synced() { d.bulk = false }
 
 // listCopies returns the segment sequences in the directory, ascending.
 func listCopies(jd JournalDir) ([]uint64, error) {
@@ -188,6 +275,27 @@ func listCopies(jd JournalDir) ([]uint64, error) {
 	}
 	slices.Sort(seqs)
 	return seqs, nil
+}
+
+// createSparseFile creates a file of size that holds no blocks yet (reads
+// as zeros), through a temporary name, renamed.
+func createSparseFile(path string, size int64) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("replication: create %s: %w", tmp, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("replication: size %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("replication: close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replication: rename %s: %w", tmp, err)
+	}
+	return nil
 }
 
 // createZeroFile writes a zero-filled file of size at path (through a

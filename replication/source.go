@@ -117,8 +117,12 @@ type Source struct {
 	link      *link
 	heldGates []*journal.Gate // of a dropped synced replica, until ReleaseHeld
 	closed    bool
-	since     time.Time
-	dropped   atomic.Int64
+	// stopped: FailHeld was called (the broker stopped serving): a
+	// synced replica lost from now on fails what waited for it instead
+	// of holding it for a ReleaseHeld that will never come.
+	stopped bool
+	since   time.Time
+	dropped atomic.Int64
 }
 
 // NewSource returns the live side over the broker's journals, in the
@@ -210,6 +214,28 @@ func (s *Source) Serve(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uin
 // attach registers a new link with subscriptions to both journals.
 func (s *Source) attach(c *fconn, peer string) (*link, error) {
 	s.mu.Lock()
+	if old := s.link; old != nil && peer != "" && old.peer == peer {
+		// The same replica registers again: its previous connection is
+		// dead even if this side has not noticed yet (a silent partition
+		// lasts until the TTL). Drop it now rather than hold answers for
+		// it; the new registration waits for that drop to settle.
+		s.mu.Unlock()
+		old.drop(errors.New("the replica reconnected"))
+		<-old.done
+		// Losing a synced replica holds answers until package ha has moved
+		// the activation sequence on (ReleaseHeld): wait for that, briefly,
+		// rather than refuse the replica that is here now.
+		for range 100 {
+			s.mu.Lock()
+			held := s.heldGates != nil
+			s.mu.Unlock()
+			if !held {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	switch {
 	case s.closed:
@@ -535,13 +561,13 @@ func (l *link) drop(reason error) {
 			}
 		}
 		s.mu.Lock()
-		closing := s.closed
+		closing, stopped := s.closed, s.stopped
 		if s.link == l {
 			s.link = nil
 			s.since = time.Now()
 		}
 		lost := synced && !handedOver && !closing
-		if lost && len(attached) > 0 {
+		if lost && !stopped && len(attached) > 0 {
 			s.heldGates = attached
 		}
 		s.mu.Unlock()
@@ -555,6 +581,12 @@ func (l *link) drop(reason error) {
 		case closing:
 			for _, g := range attached {
 				g.Fail(nil) // not confirmed by the replica: outcome unknown
+			}
+		case lost && stopped:
+			s.log.Warn("replica lost after this broker stopped serving: what waited for it fails (outcome unknown)",
+				"replica", l.peer, "reason", reason)
+			for _, g := range attached {
+				g.Fail(nil)
 			}
 		case lost:
 			s.log.Error("replica lost: answers held until the activation sequence moves on; then running unreplicated until a replica re-syncs",
@@ -584,11 +616,16 @@ func (s *Source) ReleaseHeld() {
 
 // FailHeld completes the answers held for a lost replica with an error
 // (outcome unknown): the broker stopped serving without the activation
-// sequence moving on, so they must never be confirmed.
+// sequence moving on, so they must never be confirmed. From then on a
+// synced replica that is lost fails what waited for it at once: nothing
+// will bump the sequence or call ReleaseHeld for this Source any more,
+// and a held answer would block whoever waits for it (a client
+// connection being closed) for good.
 func (s *Source) FailHeld() {
 	s.mu.Lock()
 	gates := s.heldGates
 	s.heldGates = nil
+	s.stopped = true
 	s.mu.Unlock()
 	for _, g := range gates {
 		g.Fail(nil)

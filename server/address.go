@@ -2,8 +2,10 @@ package server
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -19,6 +21,9 @@ type address struct {
 	autoCreated bool
 	autoDelete  bool
 	deleteDelay time.Duration
+	// policy is the address's settings (config <address-settings>),
+	// worked out when it is created or loaded.
+	policy config.AddressPolicy
 
 	// mu guards queues, rr and dup, and orders this address's journal
 	// appends: a duplicate ID's add is appended before its eviction's
@@ -35,16 +40,33 @@ type address struct {
 	// emptySince is when its last queue went (or it was created or loaded
 	// without queues); guarded by mu.
 	emptySince time.Time
+
+	// mem is the memory of its messages held in memory (paging.go);
+	// pagedInflight counts its paged sends not complete yet.
+	mem, pagedInflight atomic.Int64
+	// paging: new messages go to the paging journal (guarded by mu).
+	paging bool
+	// parked are the sends BLOCK holds, in order (guarded by mu).
+	parked []parkedSend
 }
 
-// route picks the queues a message sent with routing r goes to: one
-// anycast queue (round robin) or every multicast queue. Caller holds a.mu.
-func (a *address) routeLocked(r Routing, out []*Queue) []*Queue {
+// stampExpiry gives m, sent without an expiration, the address's
+// expiry-delay.
+func (a *address) stampExpiry(m *Message) {
+	if d := a.policy.ExpiryDelay; d > 0 && m.Expiration == 0 {
+		m.Expiration = time.Now().Add(d).UnixNano()
+	}
+}
+
+// routeLocked picks the queues m, sent with routing r, goes to: one
+// anycast queue (round robin) or every multicast queue, among those whose
+// filter accepts it (m nil: any). Caller holds a.mu.
+func (a *address) routeLocked(r Routing, m *Message, out []*Queue) []*Queue {
 	if r == Anycast {
 		n := len(a.queues)
 		for i := 0; i < n; i++ {
 			q := a.queues[(a.rr+i)%n]
-			if q.routing == Anycast {
+			if q.routing == Anycast && (m == nil || q.accepts(m)) {
 				a.rr = (a.rr + i + 1) % n
 				return append(out, q)
 			}
@@ -52,7 +74,7 @@ func (a *address) routeLocked(r Routing, out []*Queue) []*Queue {
 		return out
 	}
 	for _, q := range a.queues {
-		if q.routing == Multicast {
+		if q.routing == Multicast && (m == nil || q.accepts(m)) {
 			out = append(out, q)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -23,6 +24,9 @@ type QueueConfig struct {
 	Routing   Routing
 	Durable   bool
 	Temporary bool
+	// Filter is the queue's filter (a selector): only matching messages
+	// are routed to it. "" is none.
+	Filter string
 }
 
 // CreateQueue creates a queue bound to an address (creating the address).
@@ -31,6 +35,17 @@ type QueueConfig struct {
 // Options.CanAck: without it the error is ErrNotActive (the outcome is
 // unknown to the client) and the queue, which may exist, is returned too.
 func (s *Server) CreateQueue(ctx context.Context, qc QueueConfig) (*Queue, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
+	addr := qc.Address
+	if addr == "" {
+		addr = qc.Name
+	}
+	if err := authorize(ctx, queuePermission(qc.Durable && !qc.Temporary, true), addr); err != nil {
+		return nil, err
+	}
 	q, err := s.createQueueAnswer(ctx, qc)
 	return q, s.confirmed(err)
 }
@@ -45,6 +60,10 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 	if qc.Routing != Anycast && qc.Routing != Multicast {
 		qc.Routing = Anycast
 	}
+	filter, err := parseSelector(qc.Filter)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	q := s.queues[qc.Name]
 	s.mu.RUnlock()
@@ -54,7 +73,7 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 		}
 		return q, nil
 	}
-	return s.createQueue(ctx, qc.Address, qc.Name, qc.Routing, qc.Durable && !qc.Temporary, qc.Temporary, false)
+	return s.createQueue(ctx, qc.Address, qc.Name, qc.Routing, qc.Durable && !qc.Temporary, qc.Temporary, false, filter)
 }
 
 // DeleteQueue deletes a queue without consumers and its messages (acked
@@ -69,7 +88,33 @@ func (s *Server) createQueueAnswer(ctx context.Context, qc QueueConfig) (*Queue,
 // acks; the queue is deleted even when that wait ends early. Success is
 // checked against Options.CanAck like CreateQueue's.
 func (s *Server) DeleteQueue(ctx context.Context, name string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil {
+		if err := authorize(ctx, queuePermission(q.durable, false), q.addr.name); err != nil {
+			return err
+		}
+	}
 	return s.confirmed(s.deleteQueueNamed(ctx, name))
+}
+
+// consumeAddress is the address whose consume permission a consumer on
+// dest needs: an existing anycast queue's own address, else dest's.
+func (s *Server) consumeAddress(dest Destination) string {
+	if dest.Routing == Anycast {
+		s.mu.RLock()
+		q := s.queues[dest.Name]
+		s.mu.RUnlock()
+		if q != nil {
+			return q.addr.name
+		}
+	}
+	return dest.Name
 }
 
 func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
@@ -131,16 +176,20 @@ func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 	if empty {
 		defer s.addressIdle(a, true)
 	}
+	s.releaseAll(refs)
 	if !q.durable {
+		s.dropPageState(q)
 		return nil
 	}
+	pdel := s.pageRecordsOf(q)
 	s.storeMu.Lock()
 	var entries []journal.Entry
 	for _, r := range refs {
-		if r.durable() {
+		if r.durable() && r.pt == nil { // the paged ones go with the queue's page records
 			entries = append(entries, s.ackEntryLocked(r))
 		}
 	}
+	entries = append(entries, pdel...)
 	ch := make(chan error, 1)
 	var err error
 	if len(entries) > 0 {
@@ -163,16 +212,35 @@ func (s *Server) deleteQueueNamed(ctx context.Context, name string) error {
 	return nil
 }
 
-// defaultRouting resolves wire.RoutingDefault: the address's routing when
-// it has only one, else anycast.
+// defaultRouting resolves wire.RoutingDefault for a send: the address's
+// routing when it exists with only one, else its
+// default-address-routing-type, else anycast.
 func (s *Server) defaultRouting(addr string, r wire.RoutingType) Routing {
+	return s.resolveRouting(addr, r, func(p config.AddressPolicy) string { return p.DefaultAddressRoutingType })
+}
+
+// defaultQueueRouting is defaultRouting for a consumer, whose queue a
+// missing address gets: default-queue-routing-type decides.
+func (s *Server) defaultQueueRouting(addr string, r wire.RoutingType) Routing {
+	return s.resolveRouting(addr, r, func(p config.AddressPolicy) string { return p.DefaultQueueRoutingType })
+}
+
+func (s *Server) resolveRouting(addr string, r wire.RoutingType, setting func(config.AddressPolicy) string) Routing {
 	switch r {
 	case wire.RoutingAnycast:
 		return Anycast
 	case wire.RoutingMulticast:
 		return Multicast
 	}
-	if a := s.lookupAddress(addr); a != nil && a.multicast && !a.anycast {
+	if a := s.lookupAddress(addr); a != nil {
+		if a.multicast && !a.anycast {
+			return Multicast
+		}
+		if a.anycast || a.multicast {
+			return Anycast
+		}
+	}
+	if setting(s.opts.AddressSettings.For(addr)) == config.RoutingMulticast {
 		return Multicast
 	}
 	return Anycast

@@ -116,8 +116,8 @@ func (s *Server) tryDeleteIdleQueue(q *Queue, now time.Time) (again bool) {
 		a.mu.Unlock()
 		s.mu.Unlock()
 		return false
-	case q.idleSince.IsZero() || now.Sub(q.idleSince) < q.deleteDelay || q.routed.Load() > 0 ||
-		q.deleteCount >= 0 && int64(q.msgs.len())+q.delivering.Load() > q.deleteCount:
+	case q.idleSince.IsZero() || now.Sub(q.idleSince) < q.deleteDelay || q.routed.Load() > 0 || a.pagedInflight.Load() > 0 ||
+		q.deleteCount >= 0 && int64(q.msgs.len())+q.delivering.Load()+q.pagedDepth() > q.deleteCount:
 		q.mu.Unlock()
 		a.mu.Unlock()
 		s.mu.Unlock()
@@ -152,7 +152,31 @@ func (s *Server) tryDeleteIdleQueue(q *Queue, now time.Time) (again bool) {
 	delete(s.queueByID, q.id)
 	s.mu.Unlock()
 	q.shutdown()
-	s.dropRefs(refs)
+	// Its paged messages go with its page records; depaged ones in memory
+	// have no record of their own to ack.
+	kept := refs[:0:0]
+	for _, r := range refs {
+		if r.pt != nil {
+			s.release(r)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	s.dropRefs(kept)
+	if q.durable {
+		if pdel := s.pageRecordsOf(q); len(pdel) > 0 && s.checkUsable() == nil {
+			s.storeMu.Lock()
+			err := s.msgs.Append(pdel, false, func(err error) {
+				if err != nil {
+					s.halt(err)
+				}
+			})
+			s.storeMu.Unlock()
+			s.storageError(err)
+		}
+	} else {
+		s.dropPageState(q)
+	}
 	s.log.Debug("queue auto-deleted", "queue", q.name, "address", a.name, "messages", len(refs))
 	if addrEmpty {
 		s.addressIdle(a, true)
@@ -214,6 +238,10 @@ func (s *Server) reaper(period time.Duration) {
 // reap deletes the queues and addresses of the reap sets that are idle at
 // now and forgets those that are gone or in use again.
 func (s *Server) reap(now time.Time) {
+	if !s.tryEnter() { // frozen for a scale-down: its queues must stay
+		return
+	}
+	defer s.exit()
 	s.reapMu.Lock()
 	qs := make([]*Queue, 0, len(s.reapQueues))
 	for q := range s.reapQueues {

@@ -97,7 +97,7 @@ func BenchmarkRoute(b *testing.B) {
 			b.Fatal(err)
 		}
 		a.mu.Lock()
-		qs := a.routeLocked(Anycast, qbuf[:0])
+		qs := a.routeLocked(Anycast, nil, qbuf[:0])
 		a.mu.Unlock()
 		if len(qs) != 1 {
 			b.Fatal("no queue")

@@ -1,9 +1,8 @@
 package server
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -30,6 +30,7 @@ type conn struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	slot   *subjectSlot // the client's subject, in ctx, once logged in
 
 	// Owned by the reader goroutine.
 	sessions  map[uint64]*Session
@@ -43,15 +44,34 @@ type conn struct {
 	// inflight counts requests awaiting a durable answer; the answer that
 	// brings it to zero is urgent (see outq).
 	inflight atomic.Int32
-	br       *bufio.Reader // the decoder's; Buffered tells a lone request
+	dec      *wire.Decoder // Buffered tells a lone request
+	// prefix holds the first bytes, when the acceptor read them to detect
+	// the protocol (protocol.go); src is what dec reads: prefix, then nc.
+	prefix []byte
+	src    io.Reader
+
+	// writeErr is the write error that failed the connection (the reason
+	// logged for it).
+	writeErr atomic.Pointer[error]
+
+	// starved are consumer flows that could not be given credit while the
+	// output was blocked; the writer tops them up once it is not.
+	starveMu sync.Mutex
+	starved  []*flow
 
 	since time.Time                // accepted at
 	metaP atomic.Pointer[connMeta] // manage.go
+	lg    largeConn                // largeconn.go
+
+	// clusterConn: a cluster connection (cluster.go), authenticated with
+	// the cluster credentials; clusterSrc is its ClusterJoin.
+	clusterConn bool
+	clusterSrc  *clusterSource
 }
 
 // lone reports whether the request just read is alone: nothing else
 // outstanding on the connection and nothing more received.
-func (c *conn) lone() bool { return c.br.Buffered() == 0 && c.inflight.Load() == 0 }
+func (c *conn) lone() bool { return c.dec.Buffered() == 0 && c.inflight.Load() == 0 }
 
 // begin counts a request awaiting a durable answer.
 func (c *conn) begin() {
@@ -81,23 +101,139 @@ type connConsumer struct {
 	sess *Session
 	c    *Consumer
 	wsid uint64 // the client's session ID
+	fl   *flow
+}
+
+// flow passes a consumer's credit from its client to the server consumer
+// in windows, so that only what the connection can write is delivered
+// (Artemis's consumer window and slow-consumer handling): a client may
+// grant 2^32-1 messages, but the server consumer holds at most a window
+// of them, topped up while the connection's output is not blocked. The
+// window is consumerWindowBytes worth of the consumer's recent delivery
+// sizes, 1 to maxWindow messages; a delivery takes one from it.
+type flow struct {
+	c    *conn
+	cons *Consumer // set before any credit is given
+
+	mu      sync.Mutex
+	want    int64 // granted by the client, not yet passed on
+	granted int64 // passed on, not yet delivered
+	est     int   // recent largest deliver frame (decays by 1/16 a delivery)
+	starved bool  // in c.starved
+}
+
+func newFlow(c *conn) *flow { return &flow{c: c, est: initialFrameEstimate} }
+
+func (f *flow) window() int64 {
+	return min(max(int64(consumerWindowBytes/max(f.est, 1)), 1), maxWindow)
+}
+
+// credit adds n messages the client granted (reader goroutine).
+func (f *flow) credit(n int64) {
+	f.mu.Lock()
+	f.want = min(f.want+n, 1<<62)
+	g := f.topUpLocked()
+	f.mu.Unlock()
+	f.give(g)
+}
+
+// delivered accounts one delivery of size bytes (the delivery handler).
+func (f *flow) delivered(size int) {
+	f.mu.Lock()
+	f.granted--
+	f.est = max(size, f.est-f.est/16)
+	g := f.topUpLocked()
+	f.mu.Unlock()
+	f.give(g)
+}
+
+// topUpLocked returns how much credit to pass on now: the window's free
+// part once half of it is used, unless the output is blocked (then the
+// flow waits in c.starved). Caller holds f.mu.
+func (f *flow) topUpLocked() int64 {
+	w := f.window()
+	if f.want == 0 || f.granted > w/2 || f.starved {
+		return 0
+	}
+	if !f.c.mayGrant(f) {
+		f.starved = true
+		return 0
+	}
+	n := min(f.want, w-f.granted)
+	if n <= 0 {
+		return 0
+	}
+	f.want -= n
+	f.granted += n
+	return n
+}
+
+func (f *flow) give(n int64) {
+	if n > 0 {
+		f.cons.Credit(int(n))
+	}
+}
+
+// mayGrant reports whether credit may be passed on now; when the output is
+// blocked it registers f to be topped up once it is not. Checking and
+// registering under starveMu orders them with writable's taking of the
+// list, which happens after blocked clears.
+func (c *conn) mayGrant(f *flow) bool {
+	c.starveMu.Lock()
+	defer c.starveMu.Unlock()
+	if c.out.blocked.Load() {
+		c.starved = append(c.starved, f)
+		return false
+	}
+	return true
+}
+
+// writable runs on the writer's goroutine when the output drained to the
+// low water mark: the starved flows get their credit.
+func (c *conn) writable() {
+	c.starveMu.Lock()
+	fs := c.starved
+	c.starved = nil
+	c.starveMu.Unlock()
+	for _, f := range fs {
+		f.mu.Lock()
+		f.starved = false
+		g := f.topUpLocked()
+		f.mu.Unlock()
+		f.give(g)
+	}
 }
 
 var connIDs atomic.Uint64
+
+// MaxHelloSize is the largest frame a connection may send before its
+// handshake is done: a client not yet authenticated gets no more memory
+// than that.
+const MaxHelloSize = 16 << 10
 
 // errStopping ends connections when their acceptor closes.
 var errStopping = errors.New("acceptor closing")
 
 func newConn(a *Acceptor, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	ctx, slot := withSlot(ctx)
 	c := &conn{
-		s: a.s, acc: a, nc: nc, id: connIDs.Add(1), out: newOutq(nc, func(error) { nc.Close() }),
-		ctx: ctx, cancel: cancel,
+		s: a.s, acc: a, nc: nc, id: connIDs.Add(1),
+		ctx: ctx, cancel: cancel, slot: slot,
 		sessions: map[uint64]*Session{}, consumers: map[uint64]connConsumer{},
 		writerErr: make(chan error, 1), since: time.Now(),
 	}
+	c.out = newOutq(nc, outqLimits{high: a.opts.HighWaterMark, low: a.opts.LowWaterMark, writeTimeout: a.opts.WriteTimeout}, c.writeFailed)
+	c.out.onWritable = c.writable
 	c.log = a.s.log.With("conn", c.id, "remote", nc.RemoteAddr().String())
 	return c
+}
+
+// writeFailed records the write error that ends the connection and closes
+// the socket, which ends the reader.
+func (c *conn) writeFailed(err error) {
+	c.writeErr.CompareAndSwap(nil, &err)
+	c.nc.Close()
 }
 
 // serve runs the connection until it ends; the caller's goroutine is the
@@ -112,8 +248,13 @@ func (c *conn) serve() {
 // temporary queues, flushes and closes the socket.
 func (c *conn) shutdown(reason error) {
 	c.closeOnce.Do(func() {
-		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping && reason != errHandedOff {
-			c.log.Info("connection closed", "reason", reason)
+		var stuck *errWriteStuck
+		if p := c.writeErr.Load(); p != nil && errors.As(*p, &stuck) {
+			c.acc.stats.writeTimeouts.Add(1)
+			c.acc.logs.log(c.log, slog.LevelWarn, "write-timeout", "closing connection: the client does not read", "reason", *p)
+		} else if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) && reason != errStopping &&
+			reason != errHandedOff && reason != errOutqStopped && !errors.As(reason, new(loggedError)) {
+			c.acc.logs.log(c.log, slog.LevelInfo, "closed", "connection closed", "reason", reason)
 		} else {
 			c.log.Debug("connection closed")
 		}
@@ -127,6 +268,7 @@ func (c *conn) shutdown(reason error) {
 			c.s.deleteQueue(q)
 		}
 		c.cancel()
+		c.closeLarge()
 		c.out.close()
 		select {
 		case <-c.writerErr:
@@ -139,20 +281,31 @@ func (c *conn) shutdown(reason error) {
 	})
 }
 
+// loggedError is a reason for closing a connection that was logged
+// already.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
 // protocolError reports a malformed or misplaced frame to the client and
 // ends the connection with that reason.
 func (c *conn) protocolError(err error) error {
-	c.log.Warn("closing connection: protocol error", "reason", err)
+	c.acc.stats.protocolErrors.Add(1)
+	c.acc.logs.log(c.log, slog.LevelWarn, "protocol", "closing connection: protocol error", "reason", err)
 	c.out.frame(0, &wire.Error{Code: wire.CodeProtocol, Message: err.Error()})
-	return err
+	return loggedError{err}
 }
 
 // read runs the handshake and then dispatches frames until an error.
 func (c *conn) read() error {
-	if c.br == nil { // else the acceptor read the first bytes (protocol.go)
-		c.br = bufio.NewReaderSize(c.nc, 64<<10)
+	c.src = c.nc
+	if len(c.prefix) > 0 { // the acceptor read the first bytes (protocol.go)
+		c.src = io.MultiReader(bytes.NewReader(c.prefix), c.nc)
+		c.prefix = nil
 	}
-	dec := wire.NewDecoder(c.br)
+	dec := wire.NewDecoder(c.src)
+	c.dec = dec
+	dec.SetMaxFrameSize(MaxHelloSize)
 	c.nc.SetReadDeadline(time.Now().Add(c.acc.opts.HandshakeTimeout))
 	h, err := dec.Next()
 	if err != nil {
@@ -172,10 +325,26 @@ func (c *conn) read() error {
 	if err := c.handshake(h, &hello); err != nil {
 		return err
 	}
+	dec.SetMaxFrameSize(0)
 
 	var f frames
 	lastDeadline := time.Time{}
 	for {
+		if c.out.blocked.Load() {
+			// Answers are not being read: read no more requests until
+			// they are (back-pressure), or the write timeout ends it.
+			c.acc.stats.readPauses.Add(1)
+			if err := c.out.waitWritable(c.ctx); err != nil {
+				if c.acc.stopping.Load() {
+					return errStopping
+				}
+				if p := c.writeErr.Load(); p != nil {
+					return *p
+				}
+				return err
+			}
+			lastDeadline = time.Time{} // the TTL counts from now
+		}
 		if now := time.Now(); now.Sub(lastDeadline) > c.ttl/8 {
 			c.nc.SetReadDeadline(now.Add(c.ttl))
 			lastDeadline = now
@@ -212,9 +381,33 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID == wire.ReplicaClientID {
 		return c.handOffReplica(h, hello)
 	}
-	if !c.acc.authenticate(hello.User, hello.Password) {
-		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "authentication failed"})
-		return fmt.Errorf("authentication failed for user %q", hello.User)
+	user := hello.User // who the connection is, for management's list
+	if hello.ClientID == wire.ClusterClientID {
+		// Another broker moving messages here or asking for a backup
+		// (cluster.go): only the cluster user; what it does is the
+		// broker's own work, not a client's (a nil subject).
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		err := c.acc.security().CheckCredentials(lctx, auth.Credentials{User: hello.User, Password: hello.Password,
+			Remote: c.nc.RemoteAddr().String(), Protocol: "cluster"}, c.s.opts.ClusterUser, c.s.opts.ClusterPassword)
+		cancel()
+		if err != nil {
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "a cluster connection needs the cluster user and password"})
+			return loggedError{fmt.Errorf("cluster connection refused: %w", err)}
+		}
+		c.clusterConn = true
+		c.slot.set(nil)
+	} else {
+		lctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+		sub, err := c.acc.login(lctx, c.nc, "core", hello.User, hello.Password)
+		cancel()
+		if err != nil {
+			// The guard logged it (rate-limited); the client learns why,
+			// never anything about the password.
+			c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: err.Error()})
+			return loggedError{err}
+		}
+		c.slot.set(sub)
+		user = sub.User
 	}
 	if err := c.s.checkUsable(); err != nil {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()})
@@ -224,14 +417,17 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ConnectionTTL > 0 {
 		c.ttl = time.Duration(hello.ConnectionTTL) * time.Millisecond
 	}
+	if c.acc.opts.TTLMax > 0 && c.ttl > c.acc.opts.TTLMax {
+		c.ttl = c.acc.opts.TTLMax
+	}
 	if c.acc.opts.TTLOverride > 0 {
 		c.ttl = c.acc.opts.TTLOverride
 	}
 	c.ttl = max(c.ttl, 100*time.Millisecond)
 	if hello.ClientID != "" {
-		c.log = c.log.With("client", hello.ClientID)
+		c.log = c.log.With("client", clip(hello.ClientID))
 	}
-	c.setMeta(connMeta{protocol: "core", user: hello.User, clientID: hello.ClientID})
+	c.setMeta(connMeta{protocol: "core", user: user, clientID: hello.ClientID})
 	w := &wire.Welcome{Version: hi, NodeID: c.s.nodeID, ServerVersion: Version, ConnectionID: c.id,
 		ConnectionTTL: uint32(c.ttl / time.Millisecond), Topology: toWireTopology(c.s.Topology())}
 	c.out.frame(h.Corr, w)
@@ -246,7 +442,7 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 			c.out.frame(0, &wt)
 		})
 	}
-	c.log.Debug("client connected", "user", hello.User, "version", hi, "ttl", c.ttl)
+	c.log.Debug("client connected", "user", clip(hello.User), "version", hi, "ttl", c.ttl)
 	return nil
 }
 
@@ -270,20 +466,25 @@ func codeOf(err error) wire.Code {
 	switch {
 	case err == nil:
 		return wire.CodeOK
-	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge):
+	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, journal.ErrTooLarge), errors.Is(err, ErrNoLargeStore):
 		return wire.CodeTooLarge
 	case errors.Is(err, ErrNoSuchQueue), errors.Is(err, ErrUnknownDelivery):
 		return wire.CodeNotFound
-	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive):
+	case errors.Is(err, ErrHalted), errors.Is(err, journal.ErrClosed), errors.Is(err, ErrNotActive), errors.Is(err, ErrFrozen):
 		return wire.CodeUnavailable
 	case errors.Is(err, ErrClosed):
 		return wire.CodeShuttingDown
-	case errors.Is(err, ErrNotTransacted), errors.Is(err, ErrQueueInUse), errors.Is(err, ErrWrongRouting):
+	case errors.Is(err, ErrNotTransacted), errors.Is(err, ErrQueueInUse), errors.Is(err, ErrWrongRouting), errors.Is(err, ErrBadSelector),
+		errors.Is(err, ErrInvalid):
 		return wire.CodeInvalid
 	case errors.Is(err, ErrQueueExists):
 		return wire.CodeExists
-	case errors.Is(err, ErrLimit):
+	case errors.Is(err, ErrLimit), errors.Is(err, ErrAddressFull):
 		return wire.CodeLimit
+	case errors.Is(err, auth.ErrDenied):
+		return wire.CodeForbidden
+	case errors.Is(err, auth.ErrLogin):
+		return wire.CodeAuthFailed
 	}
 	return wire.CodeInternal
 }
@@ -314,7 +515,7 @@ func (c *conn) dispatch(dec *wire.Decoder, h wire.Header, f *frames) error {
 			return c.protocolError(err)
 		}
 		if cc, ok := c.consumers[f.credit.Consumer]; ok {
-			cc.c.Credit(int(min(f.credit.N, 1<<30)))
+			cc.fl.credit(int64(f.credit.N))
 		}
 	case wire.TypePing:
 		c.out.frame(corr, &wire.Pong{})
@@ -387,6 +588,10 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		c.out.resultFrame(corr, codeOf(err), errText(err))
 	case *wire.CreateConsumer:
 		c.handleCreateConsumer(corr, f)
+	case *wire.SendLarge:
+		return c.handleSendLarge(f)
+	case *wire.LargeChunk:
+		return c.handleLargeChunk(corr, f)
 	case *wire.Manage:
 		c.handleManage(corr, f)
 	case *wire.CloseConsumer:
@@ -398,6 +603,8 @@ func (c *conn) control(corr uint64, fr wire.Frame) error {
 		delete(c.consumers, f.Consumer)
 		err := cc.sess.CloseConsumer(cc.c.ID())
 		c.out.resultFrame(corr, codeOf(err), errText(err))
+	case *wire.ClusterJoin, *wire.ClusterMessages, *wire.ClusterDupIDs, *wire.BackupRequest:
+		return c.handleCluster(corr, fr)
 	case *wire.Hello:
 		return c.protocolError(errors.New("second Hello after the handshake"))
 	default:
@@ -425,7 +632,7 @@ func (c *conn) handleSend(corr uint64, f *wire.Send) {
 		return
 	}
 	wm := &f.Message
-	m := &Message{Durable: wm.Durable, DuplicateID: wm.DuplicateID, Timestamp: wm.Timestamp}
+	m := &Message{Durable: wm.Durable, DuplicateID: wm.DuplicateID, Timestamp: wm.Timestamp, Expiration: wm.Expiration}
 	if len(wm.Properties) > 0 {
 		m.Properties = make([]Property, len(wm.Properties))
 		copy(m.Properties, wm.Properties)
@@ -504,17 +711,13 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 		fail(wire.CodeExists, fmt.Sprintf("consumer %d exists", f.Consumer))
 		return
 	}
-	if f.Filter != "" {
-		fail(wire.CodeInvalid, "filters are not supported yet")
-		return
-	}
 	addr := f.Address
 	if addr == "" {
 		addr = f.Queue
 	}
-	routing := c.s.defaultRouting(addr, f.Routing)
+	routing := c.s.defaultQueueRouting(addr, f.Routing)
 	dest := Destination{Name: addr, Routing: routing}
-	opts := ConsumerOptions{NonDurable: f.AutoCreate && !f.Durable}
+	opts := ConsumerOptions{NonDurable: f.AutoCreate && !f.Durable, Selector: f.Filter}
 	if routing == Multicast && f.Queue != "" && f.Queue != addr {
 		opts.Subscription = f.Queue
 	}
@@ -534,27 +737,16 @@ func (c *conn) handleCreateConsumer(corr uint64, f *wire.CreateConsumer) {
 		}
 	}
 	wid := f.Consumer
-	out := c.out
-	cons, err := ss.CreateConsumer(c.ctx, dest, opts, func(d Delivery) { out.deliverFrame(wid, d) })
+	fl := newFlow(c)
+	cons, err := ss.CreateConsumer(c.ctx, dest, opts, func(d Delivery) { c.deliver(wid, fl, d) })
 	if err != nil {
 		fail(codeOf(err), err.Error())
 		return
 	}
-	c.consumers[wid] = connConsumer{sess: ss, c: cons, wsid: f.Session}
+	fl.cons = cons
+	c.consumers[wid] = connConsumer{sess: ss, c: cons, wsid: f.Session, fl: fl}
 	c.out.frame(corr, &wire.ConsumerCreated{Code: wire.CodeOK, Queue: cons.Queue()})
 	if f.InitialCredit > 0 {
-		cons.Credit(int(min(f.InitialCredit, 1<<30)))
+		fl.credit(int64(f.InitialCredit))
 	}
-}
-
-// authenticate checks a user against the acceptor's users.
-func (a *Acceptor) authenticate(user, password string) bool {
-	if len(a.opts.Users) == 0 {
-		return true
-	}
-	want, ok := a.opts.Users[user]
-	if !ok {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
 }

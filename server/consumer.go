@@ -5,6 +5,8 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tandemmq/tandem/selector"
 )
 
 // ErrUnknownDelivery is returned by Ack for a message the consumer does
@@ -32,7 +34,8 @@ type Consumer struct {
 	q       *Queue
 	sess    *Session
 	handler func(Delivery)
-	temp    bool // its queue is a subscription deleted when it closes
+	temp    bool               // its queue is a subscription deleted when it closes
+	sel     *selector.Selector // nil: every message
 
 	credit int64 // messages it may receive; guarded by q.mu
 

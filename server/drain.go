@@ -23,10 +23,17 @@ func (c *Consumer) Drain() int {
 	var buf [inlineDeliveries]delivery
 	for {
 		batch := q.dispatchLocked(buf[:0])
+		exp := q.takeExpiredLocked()
 		if len(batch) == 0 {
+			if exp != nil {
+				q.mu.Unlock()
+				q.expire(exp)
+				q.mu.Lock()
+			}
 			break
 		}
 		q.mu.Unlock()
+		q.expire(exp)
 		for i, d := range batch {
 			d.c.deliver(d.r)
 			batch[i] = delivery{}

@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"sync"
+
+	"github.com/tandemmq/tandem/journal"
 )
 
 // dupCache is one address's duplicate ID cache: the last size IDs, in
@@ -47,7 +49,21 @@ type dupEntry struct {
 	pending bool   // its send is not durable yet
 	err     error  // outcome of its send once not pending
 	waiters []func(error)
+	// deferred (guarded by waitMu) is set for an entry whose record is
+	// appended only once its message is durable in the paging journal
+	// (appendDeferred): an eviction before then deletes nothing, and the
+	// record is then never appended.
+	deferred deferState
 }
+
+type deferState uint8
+
+const (
+	deferNone     deferState = iota
+	deferWaiting             // its record is not appended yet
+	deferAppended            // appended
+	deferEvicted             // evicted before it was appended: never appended
+)
 
 func newDupCache(size int) *dupCache {
 	return &dupCache{size: size, seed: maphash.MakeSeed()}
@@ -152,7 +168,13 @@ func (c *dupCache) add(id string, e *dupEntry) (evicted uint64, u dupUndo) {
 			u.evicted = true
 		}
 		if old.e != nil {
-			evicted = old.e.recID
+			c.waitMu.Lock()
+			if old.e.deferred == deferWaiting {
+				old.e.deferred, u.unevict = deferEvicted, old.e
+			} else {
+				evicted = old.e.recID
+			}
+			c.waitMu.Unlock()
 		}
 	}
 	h := c.hash(id)
@@ -212,6 +234,7 @@ type dupUndo struct {
 	evicted  bool
 	replaced int32
 	full     bool
+	unevict  *dupEntry // a deferred entry the add marked evicted
 }
 
 // undo takes an add back because its append was refused, so neither the
@@ -234,7 +257,33 @@ func (c *dupCache) undo(u dupUndo) {
 	if u.evicted {
 		c.insert(dupRef{hash: u.old.hash, pos: int32(u.pos + 1)})
 	}
+	if e := u.unevict; e != nil {
+		c.waitMu.Lock()
+		if e.deferred == deferEvicted {
+			e.deferred = deferWaiting
+		}
+		c.waitMu.Unlock()
+	}
 	c.next, c.full = u.pos, u.full
+}
+
+// appendDeferred appends a deferred entry's record (add, unless it was
+// evicted meanwhile) with the other entries (evictions), under waitMu so
+// that an eviction either sees it appended (and deletes it after) or
+// makes it never appended.
+func (c *dupCache) appendDeferred(e *dupEntry, add journal.Entry, others []journal.Entry, appendFn func([]journal.Entry) error) error {
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	var es []journal.Entry
+	if e != nil && e.deferred == deferWaiting {
+		e.deferred = deferAppended
+		es = append(es, add)
+	}
+	es = append(es, others...)
+	if len(es) == 0 {
+		return nil
+	}
+	return appendFn(es)
 }
 
 // wait calls fn with the entry's outcome: at once when it is known, else

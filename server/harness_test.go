@@ -18,6 +18,41 @@ type broker struct {
 	mj, bj *journal.Memory
 	s      *Server
 	opts   Options
+	// pageDir, when set, holds a paging journal (log mode) opened at each
+	// start (pageSeg: its segment size).
+	pageDir string
+	pageSeg int64
+	pj      *journal.FileJournal
+	// largeDir, when set, holds a large-messages journal (log mode)
+	// opened at each start.
+	largeDir string
+	lj       *journal.FileJournal
+}
+
+// newLargeBroker is newPagingBroker with a large-messages journal too.
+func newLargeBroker(t testing.TB, opts Options) *broker {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &broker{t: t, ms: journal.NewMemoryStore(), bs: journal.NewMemoryStore(), opts: opts,
+		pageDir: t.TempDir(), pageSeg: 1 << 20, largeDir: t.TempDir()}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
+}
+
+// newPagingBroker is newBroker with a paging journal in a directory of
+// the test's.
+func newPagingBroker(t testing.TB, opts Options, pageSeg int64) *broker {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &broker{t: t, ms: journal.NewMemoryStore(), bs: journal.NewMemoryStore(), opts: opts, pageDir: t.TempDir(), pageSeg: pageSeg}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 func newBroker(t testing.TB, opts Options) *broker {
@@ -36,6 +71,22 @@ func (b *broker) start() {
 	b.mj, b.bj = b.ms.Open(), b.bs.Open()
 	o := b.opts
 	o.Messages, o.Bindings = b.mj, b.bj
+	if b.pageDir != "" {
+		pj, err := journal.Open(journal.Options{Dir: b.pageDir, Log: true, SegmentSize: b.pageSeg, Prefix: "tandem-page", Ext: "tjp", Logger: o.Logger})
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		b.pj = pj
+		o.Pages = pj
+	}
+	if b.largeDir != "" {
+		lj, err := journal.Open(journal.Options{Dir: b.largeDir, Log: true, SegmentSize: 4 << 20, Prefix: journal.LargePrefix, Ext: journal.LargeExt, Logger: o.Logger})
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		b.lj = lj
+		o.Large = lj
+	}
 	b.s = New(o)
 	if err := b.s.Start(context.Background()); err != nil {
 		b.t.Fatalf("start: %v", err)
@@ -49,6 +100,14 @@ func (b *broker) stop() {
 	b.s.Close()
 	b.mj.Close()
 	b.bj.Close()
+	if b.pj != nil {
+		b.pj.Close()
+		b.pj = nil
+	}
+	if b.lj != nil {
+		b.lj.Close()
+		b.lj = nil
+	}
 	b.s = nil
 }
 

@@ -19,17 +19,30 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: load messages journal: %w", err)
 	}
+	if s.large != nil {
+		// Checked and prepared; nothing of it is kept: the messages say
+		// where their chunks are.
+		lr, err := s.large.LoadLog(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("server: load large-messages journal: %w", err)
+		}
+		for _, w := range lr.Warnings {
+			s.log.Warn("large-messages journal: "+w, "journal", "large-messages")
+		}
+		s.lastID.Store(max(s.lastID.Load(), lr.MaxID))
+	}
 	for _, w := range br.Warnings {
 		s.log.Warn("bindings journal: "+w, "journal", "bindings")
 	}
 	for _, w := range mr.Warnings {
 		s.log.Warn("messages journal: "+w, "journal", "messages")
 	}
-	s.lastID.Store(max(br.MaxID, mr.MaxID))
+	s.lastID.Store(max(s.lastID.Load(), br.MaxID, mr.MaxID))
 	s.epoch = s.opts.Epoch
 	if s.epoch == 0 {
 		s.epoch = max(br.Epoch, mr.Epoch)
 	}
+	s.prepared = len(br.Prepared) + len(mr.Prepared)
 	if len(br.Prepared)+len(mr.Prepared) > 0 {
 		s.log.Warn("prepared transactions found and left alone (XA is not supported yet)", "count", len(br.Prepared)+len(mr.Prepared))
 	}
@@ -81,6 +94,10 @@ func (s *Server) load(ctx context.Context) error {
 				a.multicast = true
 			}
 			q := newQueue(rec.ID, qr.Name, a, qr.Routing, qr.Durable, false, qr.AutoCreated)
+			if q.filter, err = parseSelector(qr.Filter); err != nil {
+				return fmt.Errorf("server: bindings record %d: queue %q: %w", rec.ID, qr.Name, err)
+			}
+			q.srv = s
 			s.queues[q.name] = q
 			s.queueByID[q.id] = q
 			a.queues = append(a.queues, q)
@@ -113,6 +130,7 @@ func (s *Server) load(ctx context.Context) error {
 	}
 
 	var mdel []journal.Entry
+	pl := newPageLoad()
 	messages, refs := 0, 0
 	for i := range mr.Records {
 		rec := &mr.Records[i]
@@ -123,6 +141,11 @@ func (s *Server) load(ctx context.Context) error {
 				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
 			}
 			m.ID = rec.ID
+			if m.large != nil {
+				if err := s.checkLargeLoaded(m.large, rec.ID); err != nil {
+					return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+				}
+			}
 			// Replay's data may alias a whole segment's read buffer: copy
 			// what stays, so a few old messages never pin whole segments.
 			m.Body = bytes.Clone(m.Body)
@@ -140,6 +163,7 @@ func (s *Server) load(ctx context.Context) error {
 				continue
 			}
 			m.durableRefs = int32(len(rs))
+			s.charge(rs[0].q.addr, m, len(rs))
 			messages++
 			for _, r := range rs {
 				r.q.seq++
@@ -160,9 +184,28 @@ func (s *Server) load(ctx context.Context) error {
 			if ev, _ := a.dup.add(id, &dupEntry{recID: rec.ID}); ev != 0 {
 				mdel = append(mdel, journal.Entry{Kind: journal.KindDelete, ID: ev})
 			}
+		case RecPageCursor, RecPageAck, RecPageTx:
+			if err := pl.record(s, rec, &mdel); err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+		case RecClusterMark:
+			del, err := s.loadClusterMark(rec)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			mdel = append(mdel, del...)
+		case RecScaleDownPending:
+			del, err := s.loadPending(rec)
+			if err != nil {
+				return fmt.Errorf("server: messages record %d: %w", rec.ID, err)
+			}
+			mdel = append(mdel, del...)
 		default:
 			return fmt.Errorf("server: messages record %d: unknown type %d", rec.ID, rec.Type)
 		}
+	}
+	if err := s.loadPages(ctx, pl, &mdel); err != nil {
+		return err
 	}
 	if len(mdel) > 0 {
 		if err := journal.AppendSync(ctx, s.msgs, mdel...); err != nil {
@@ -194,7 +237,7 @@ func (s *Server) load(ctx context.Context) error {
 func (s *Server) loadAddressLocked(name string) *address {
 	a := s.addresses[name]
 	if a == nil {
-		a = &address{name: name, dup: newDupCache(s.idCache)}
+		a = &address{name: name, dup: newDupCache(s.idCache), policy: s.opts.AddressSettings.For(name)}
 		s.addresses[name] = a
 	}
 	return a

@@ -184,8 +184,38 @@ func (s *Server) PurgeQueue(ctx context.Context, name string) (int, error) {
 		return 0, fmt.Errorf("server: purge queue %q: %w", name, err)
 	}
 	q.acked.Add(uint64(len(refs)))
-	s.log.Info("queue purged", "queue", name, "messages", len(refs))
-	return len(refs), s.confirmed(nil)
+	n := len(refs)
+	// Its paged messages: read into memory a read-ahead at a time, and
+	// acked as those were.
+	for pg := q.pg(); pg != nil && pg.pending.Load() > 0; {
+		before := pg.pending.Load()
+		pg.mu.Lock()
+		var err error
+		if !pg.dropped {
+			_, err = s.depage(q, pg)
+		}
+		pg.mu.Unlock()
+		if err != nil {
+			return n, fmt.Errorf("server: purge queue %q: reading its paged messages: %w", name, err)
+		}
+		q.mu.Lock()
+		refs = refs[:0]
+		for q.msgs.len() > 0 {
+			refs = append(refs, q.msgs.popFront())
+		}
+		q.mu.Unlock()
+		if err := s.ackDropped(ctx, refs); err != nil {
+			return n, fmt.Errorf("server: purge queue %q: %w", name, err)
+		}
+		q.acked.Add(uint64(len(refs)))
+		n += len(refs)
+		if pg.pending.Load() == before {
+			break // a transaction still in flight holds the rest
+		}
+	}
+	s.pager.want(q)
+	s.log.Info("queue purged", "queue", name, "messages", n)
+	return n, s.confirmed(nil)
 }
 
 // ackBatch is the most acks ackDropped appends at once.
@@ -211,6 +241,7 @@ func (s *Server) ackDroppedBatch(ctx context.Context, refs []*ref) error {
 		if r.durable() {
 			entries = append(entries, s.ackEntryLocked(r))
 		}
+		s.release(r)
 	}
 	if len(entries) == 0 {
 		s.storeMu.Unlock()
@@ -481,7 +512,7 @@ func (s *Server) moveSome(src, dst *Queue, n int, held map[*Message]struct{}) (m
 	var moving []*ref
 	for src.msgs.len() > 0 && len(moving) < n {
 		r := src.msgs.popFront()
-		if _, ok := held[r.msg]; ok {
+		if _, ok := held[r.msg]; ok || r.pt != nil { // a depaged message has no record to move
 			skipped = append(skipped, r)
 			continue
 		}
@@ -678,21 +709,7 @@ func (s *Server) Connections() []ConnectionInfo {
 	return out
 }
 
-// Users returns the user names and passwords of the server's acceptors
-// (the management HTTP API authenticates operations against them); empty
-// when anonymous clients are allowed.
-func (s *Server) Users() map[string]string {
-	s.accMu.Lock()
-	defer s.accMu.Unlock()
-	for _, a := range s.accs {
-		if len(a.opts.Users) > 0 {
-			return a.opts.Users
-		}
-	}
-	return nil
-}
-
-// trackAcceptor remembers a for Connections and Users; closed acceptors
+// trackAcceptor remembers a for Connections and Security; closed acceptors
 // are dropped when the next one comes.
 func (s *Server) trackAcceptor(a *Acceptor) {
 	s.accMu.Lock()

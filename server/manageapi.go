@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -63,8 +64,21 @@ func parseRouting(s string) (Routing, error) {
 // the wire protocol's Manage frame (the CLI's `tandem queue|address`)
 // call.
 func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, error) {
-	if _, ok := manageOps[op]; !ok {
+	readOnly, ok := manageOps[op]
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
+	}
+	if err := s.authorizeManage(ctx, op, a); err != nil {
+		return nil, err
+	}
+	// Authorized as a whole: its parts (an address a queue.create makes)
+	// are not checked again.
+	ctx = asBroker(ctx)
+	if !readOnly {
+		if err := s.enter(); err != nil {
+			return nil, err
+		}
+		defer s.exit()
 	}
 	needName := func() error {
 		if a.Name == "" {
@@ -117,13 +131,13 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 			return nil, err
 		}
 		durable := a.Durable == nil || *a.Durable
-		if _, err := s.CreateQueue(ctx, QueueConfig{Address: a.Address, Name: a.Name, Routing: r, Durable: durable}); err != nil {
+		if _, err := s.createQueueAnswer(ctx, QueueConfig{Address: a.Address, Name: a.Name, Routing: r, Durable: durable}); err != nil {
 			return nil, err
 		}
 		qi, _ := s.Queue(a.Name)
 		return qi, nil
 	case "queue.delete":
-		return map[string]string{"deleted": a.Name}, s.DeleteQueue(ctx, a.Name)
+		return map[string]string{"deleted": a.Name}, s.confirmed(s.deleteQueueNamed(ctx, a.Name))
 	case "queue.purge":
 		n, err := s.PurgeQueue(ctx, a.Name)
 		return map[string]int{"purged": n}, err
@@ -146,6 +160,63 @@ func (s *Server) Manage(ctx context.Context, op string, a ManageArgs) (any, erro
 		return s.MoveMessages(ctx, a.Name, a.To, a.Limit)
 	}
 	return nil, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
+}
+
+// authorizeManage checks the permission an operation needs (docs/security.md):
+// creating and deleting queues and addresses need the permissions a
+// client's would, browsing needs browse, purge, pause, resume and move
+// need manage (on both queues' addresses for a move); listing and showing
+// need no more than the login. A queue that does not exist is left to the
+// operation to report.
+func (s *Server) authorizeManage(ctx context.Context, op string, a ManageArgs) error {
+	queueAddr := func(name string) (string, bool, bool) {
+		s.mu.RLock()
+		q := s.queues[name]
+		s.mu.RUnlock()
+		if q == nil {
+			return "", false, false
+		}
+		return q.addr.name, q.durable, true
+	}
+	onQueue := func(p auth.Permission) error {
+		if addr, _, ok := queueAddr(a.Name); ok {
+			return authorize(ctx, p, addr)
+		}
+		return nil
+	}
+	switch op {
+	case "queue.create":
+		addr := a.Address
+		if addr == "" {
+			addr = a.Name
+		}
+		if err := authorize(ctx, queuePermission(a.Durable == nil || *a.Durable, true), addr); err != nil {
+			return err
+		}
+		if s.lookupAddress(addr) == nil {
+			return authorize(ctx, auth.CreateAddress, addr)
+		}
+	case "queue.delete":
+		if addr, durable, ok := queueAddr(a.Name); ok {
+			return authorize(ctx, queuePermission(durable, false), addr)
+		}
+	case "queue.purge", "queue.pause", "queue.resume":
+		return onQueue(auth.Manage)
+	case "queue.move":
+		if err := onQueue(auth.Manage); err != nil {
+			return err
+		}
+		if addr, _, ok := queueAddr(a.To); ok {
+			return authorize(ctx, auth.Manage, addr)
+		}
+	case "queue.browse":
+		return onQueue(auth.Browse)
+	case "address.create":
+		return authorize(ctx, auth.CreateAddress, a.Name)
+	case "address.delete":
+		return authorize(ctx, auth.DeleteAddress, a.Name)
+	}
+	return nil
 }
 
 // manageCode maps a management error to a wire code.
@@ -175,6 +246,10 @@ func manageStatus(err error) int {
 		return http.StatusServiceUnavailable
 	case wire.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case wire.CodeForbidden:
+		return http.StatusForbidden
+	case wire.CodeAuthFailed:
+		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError
 }

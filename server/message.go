@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
+	"github.com/tandemmq/tandem/journal"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -58,6 +60,10 @@ type Message struct {
 	DuplicateID string
 	// Timestamp is the send time in Unix nanoseconds (set by the sender).
 	Timestamp int64
+	// Expiration is when the message expires, in Unix nanoseconds; 0:
+	// never. An expired message is not delivered: it goes to its
+	// address's expiry-address, or is dropped.
+	Expiration int64
 	// Properties are the application properties.
 	Properties []Property
 	// Body is the payload.
@@ -66,6 +72,14 @@ type Message struct {
 	// durableRefs counts durable queues still holding the message
 	// (guarded by Server.storeMu).
 	durableRefs int32
+	// refs counts the references to the message held in memory, and acct
+	// is the address its memory is charged to (paging.go: charge,
+	// release).
+	refs atomic.Int32
+	acct *address
+	// large is set for a large message: its body is not in Body but in
+	// chunk records of the large-messages journal (large.go).
+	large *largeBody
 	// borrowed: Body aliases a buffer the sender reuses once Send
 	// returns (the connection's decode buffer); the server copies it,
 	// into the journal record when it encodes one.
@@ -109,13 +123,31 @@ func (m *Message) check() error {
 	return nil
 }
 
-const messageFormat = 1
+// Message record formats: 2 adds the expiration after the timestamp, and
+// is written only for a message that expires (so a message without one
+// stays readable by a version that knows format 1 only).
+const (
+	messageFormat       = 1
+	messageFormatExpiry = 2
+	// messageFormatLarge is format 2 followed, after the (empty) body, by
+	// the large body's reference: its chunk records' ID, its size, and the
+	// chunks' positions in the large-messages journal (uvarints: count,
+	// then segment and offset of each).
+	messageFormatLarge = 3
+)
+
+// maxLargeChunks bounds a large body's chunk list (1 TiB in 1 MiB chunks).
+const maxLargeChunks = 1 << 20
 
 // encodeMessage encodes m for the messages journal:
-// format(1) flags(1) timestamp(8) address dupID nprops (key value)* body,
-// strings and the body prefixed with their uvarint length.
+// format(1) flags(1) timestamp(8) [expiration(8), format 2] address dupID
+// nprops (key value)* body, strings and the body prefixed with their
+// uvarint length.
 func encodeMessage(m *Message) []byte {
-	n := 2 + 8 + 3*binary.MaxVarintLen32 + len(m.Address) + len(m.DuplicateID) + len(m.Body) + binary.MaxVarintLen32
+	n := 2 + 16 + 3*binary.MaxVarintLen32 + len(m.Address) + len(m.DuplicateID) + len(m.Body) + binary.MaxVarintLen32
+	if m.large != nil {
+		n += 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64*len(m.large.chunks)
+	}
 	for i := range m.Properties {
 		n += 2*binary.MaxVarintLen32 + propSize(&m.Properties[i])
 	}
@@ -127,8 +159,18 @@ func encodeMessage(m *Message) []byte {
 	if m.Routing == Multicast {
 		flags |= 2
 	}
-	b = append(b, messageFormat, flags)
-	b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+	if m.Expiration != 0 || m.large != nil {
+		f := byte(messageFormatExpiry)
+		if m.large != nil {
+			f = messageFormatLarge
+		}
+		b = append(b, f, flags)
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Expiration))
+	} else {
+		b = append(b, messageFormat, flags)
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.Timestamp))
+	}
 	b = appendString(b, m.Address)
 	b = appendString(b, m.DuplicateID)
 	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
@@ -147,14 +189,25 @@ func encodeMessage(m *Message) []byte {
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Body)))
-	return append(b, m.Body...)
+	b = append(b, m.Body...)
+	if lb := m.large; lb != nil {
+		b = binary.AppendUvarint(b, lb.id)
+		b = binary.AppendUvarint(b, uint64(lb.size))
+		b = binary.AppendUvarint(b, uint64(len(lb.chunks)))
+		for _, p := range lb.chunks {
+			b = binary.AppendUvarint(b, p.Seq)
+			b = binary.AppendUvarint(b, uint64(p.Offset))
+		}
+	}
+	return b
 }
 
 // decodeMessage decodes what encodeMessage wrote. It never panics on bad
 // input; errors name the offset.
 func decodeMessage(b []byte) (*Message, error) {
 	d := decoder{b: b}
-	if f := d.byte(); f != messageFormat {
+	f := d.byte()
+	if f != messageFormat && f != messageFormatExpiry && f != messageFormatLarge {
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -168,6 +221,9 @@ func decodeMessage(b []byte) (*Message, error) {
 		m.Routing = Multicast
 	}
 	m.Timestamp = int64(d.uint64())
+	if f != messageFormat {
+		m.Expiration = int64(d.uint64())
+	}
 	m.Address = d.string()
 	m.DuplicateID = d.string()
 	np := d.uvarint()
@@ -195,6 +251,23 @@ func decodeMessage(b []byte) (*Message, error) {
 		}
 	}
 	m.Body = d.bytes()
+	if f == messageFormatLarge && d.err == nil {
+		lb := &largeBody{id: d.uvarint()}
+		size := d.uvarint()
+		n := d.uvarint()
+		if d.err == nil && (n == 0 || n > maxLargeChunks || n > uint64(len(b)) || size > 1<<62 || len(m.Body) != 0) {
+			return nil, fmt.Errorf("message record: offset %d: large body of %d bytes in %d chunks", d.off, size, n)
+		}
+		lb.size = int64(size)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			seq, off := d.uvarint(), d.uvarint()
+			if off > journal.MaxSegmentSize && d.err == nil {
+				return nil, fmt.Errorf("message record: offset %d: chunk at offset %d", d.off, off)
+			}
+			lb.chunks = append(lb.chunks, journal.Position{Seq: seq, Offset: int64(off)})
+		}
+		m.large = lb
+	}
 	if d.err != nil {
 		return nil, fmt.Errorf("message record: %w", d.err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandemmq/tandem/internal/lathist"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -29,19 +30,29 @@ type MetricsOptions struct {
 	Server func() *Server
 	// Connections returns the number of open client connections.
 	Connections func() int
+	// Net returns the acceptors' counters (refused connections, write
+	// timeouts, read pauses, protocol errors, suppressed log lines).
+	Net func() NetStats
 	// Extra are more collectors (an HA policy's, for instance).
 	Extra []prometheus.Collector
 }
 
 // MetricsHandler serves /metrics in the Prometheus text format: the
 // broker's counters (messages in, duplicates, deliveries, acks), queue
-// depths and consumers, connections, the journals' counters (appends,
+// depths and consumers, connections and the acceptors' limits (refused
+// connections, write timeouts, read pauses, protocol errors, suppressed
+// log lines), the journals' counters (appends,
 // batches, fdatasyncs, bytes: appends per batch is the group-commit batch
 // size), process CPU and memory, and the Go runtime and GC.
 func MetricsHandler(o MetricsOptions) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		// The scheduler's metrics include the latency from a goroutine
+		// becoming runnable to running (go_sched_latencies_seconds) and the
+		// stop-the-world pauses (go_sched_pauses_total_gc_seconds): with
+		// one Go processor (cmd/tandem tuneProcs) they show a stall the
+		// scheduler or the collector causes.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&brokerCollector{o: o},
 	)
@@ -65,7 +76,39 @@ var (
 	descJLive      = prometheus.NewDesc("tandem_journal_live_records", "Records a journal holds live.", []string{"journal"}, nil)
 	descJReclaimed = prometheus.NewDesc("tandem_journal_reclaimed_segments_total", "Segments reclaimed (recycled or removed).", []string{"journal"}, nil)
 	descHalted     = prometheus.NewDesc("tandem_halted", "1 once the broker halted on a storage error.", nil, nil)
+	descDead       = prometheus.NewDesc("tandem_messages_dead_lettered_total", "Messages that reached max-delivery-attempts (moved to their dead-letter address, or dropped).", nil, nil)
+	descExpired    = prometheus.NewDesc("tandem_messages_expired_total", "Messages that expired (moved to their expiry address, or dropped).", nil, nil)
+	descPagedTotal = prometheus.NewDesc("tandem_messages_paged_total", "Messages written to the paging journal.", nil, nil)
+	descBlocked    = prometheus.NewDesc("tandem_sends_blocked_total", "Sends held because their address was full (address-full-policy BLOCK).", nil, nil)
+	descDropped    = prometheus.NewDesc("tandem_messages_dropped_total", "Messages dropped because their address was full (address-full-policy DROP).", nil, nil)
+	descMem        = prometheus.NewDesc("tandem_memory_bytes", "Memory messages held in memory take, as counted against global-max-size.", nil, nil)
+	descGlobalMax  = prometheus.NewDesc("tandem_global_max_size_bytes", "global-max-size (0: none).", nil, nil)
+	descAddrMem    = prometheus.NewDesc("tandem_address_memory_bytes", "Memory an address's messages take (addresses that page or hold paged messages).", []string{"address"}, nil)
+	descAddrPaging = prometheus.NewDesc("tandem_address_paging", "1 while new messages of the address go to the paging journal.", []string{"address"}, nil)
+	descAddrPaged  = prometheus.NewDesc("tandem_address_paged_messages", "Paged messages of an address's queues not read into memory yet.", []string{"address"}, nil)
+	descAddrPagedB = prometheus.NewDesc("tandem_address_paged_bytes", "Bytes of an address's queues' paged messages not read yet.", []string{"address"}, nil)
+	descAddrFiles  = prometheus.NewDesc("tandem_address_page_files", "Paging journal segment files an address's paged messages span.", []string{"address"}, nil)
+	descAddrBlock  = prometheus.NewDesc("tandem_address_blocked_sends", "Sends an address holds now (BLOCK).", []string{"address"}, nil)
+	descRefused    = prometheus.NewDesc("tandem_connections_refused_total", "Connections refused over connectionsAllowed or connections-allowed.", nil, nil)
+	descWTimeouts  = prometheus.NewDesc("tandem_connections_write_timeout_total", "Connections closed because the client took no byte for the write timeout.", nil, nil)
+	descReadPauses = prometheus.NewDesc("tandem_connection_read_pauses_total", "Times a connection stopped reading requests because its client did not read its answers.", nil, nil)
+	descProtoErrs  = prometheus.NewDesc("tandem_connections_protocol_errors_total", "Connections closed on a malformed or misplaced frame.", nil, nil)
+	descTLSErrs    = prometheus.NewDesc("tandem_connections_tls_errors_total", "Connections to a TLS acceptor closed before their handshake completed (a failed handshake, or a plain-text client).", nil, nil)
+	descLogSupp    = prometheus.NewDesc("tandem_log_lines_suppressed_total", "Log lines about clients dropped by the rate limit.", nil, nil)
+	descSendLat    = prometheus.NewDesc("tandem_send_duration_seconds",
+		"Latency of non-transacted sends in the broker: from the send's arrival to its outcome (stored durably and routed, or refused); network time excluded.", nil, nil)
+	descJSyncLat = prometheus.NewDesc("tandem_journal_sync_duration_seconds",
+		"Write + fdatasync time of each synced journal write (a batch's last write, a segment's seal).", []string{"journal"}, nil)
+	descJPrepWaits = prometheus.NewDesc("tandem_journal_prepare_waits_total",
+		"Times the journal's writer waited for the next segment file to be prepared (0 unless the disk cannot keep up).", []string{"journal"}, nil)
+	descJPrepWait = prometheus.NewDesc("tandem_journal_prepare_wait_seconds_total",
+		"Time the journal's writer spent waiting for the next segment file to be prepared.", []string{"journal"}, nil)
 )
+
+// constHistogram turns a latency snapshot into a Prometheus histogram.
+func constHistogram(d *prometheus.Desc, s lathist.Snapshot, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum.Seconds(), s.Cumulative(), labels...)
+}
 
 // brokerCollector reads the broker's state at scrape time.
 type brokerCollector struct{ o MetricsOptions }
@@ -73,7 +116,11 @@ type brokerCollector struct{ o MetricsOptions }
 // Describe sends every metric description.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIn, descDups, descDeliveries, descAcks, descConns, descDepth,
-		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted} {
+		descConsumers, descJAppends, descJBatches, descJSyncs, descJBytes, descJSegments, descJLive, descJReclaimed, descHalted,
+		descRefused, descWTimeouts, descReadPauses, descProtoErrs, descLogSupp, descTLSErrs,
+		descSendLat, descJSyncLat, descJPrepWaits, descJPrepWait,
+		descDead, descExpired, descPagedTotal, descBlocked, descDropped, descMem, descGlobalMax,
+		descAddrMem, descAddrPaging, descAddrPaged, descAddrPagedB, descAddrFiles, descAddrBlock} {
 		ch <- d
 	}
 }
@@ -82,6 +129,15 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.o.Connections != nil {
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(c.o.Connections()))
+	}
+	if c.o.Net != nil {
+		n := c.o.Net()
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n.Refused))
+		ch <- prometheus.MustNewConstMetric(descWTimeouts, prometheus.CounterValue, float64(n.WriteTimeouts))
+		ch <- prometheus.MustNewConstMetric(descReadPauses, prometheus.CounterValue, float64(n.ReadPauses))
+		ch <- prometheus.MustNewConstMetric(descProtoErrs, prometheus.CounterValue, float64(n.ProtocolErrors))
+		ch <- prometheus.MustNewConstMetric(descLogSupp, prometheus.CounterValue, float64(n.LogSuppressed))
+		ch <- prometheus.MustNewConstMetric(descTLSErrs, prometheus.CounterValue, float64(n.TLSErrors))
 	}
 	var s *Server
 	if c.o.Server != nil {
@@ -95,16 +151,37 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(st.Duplicates))
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.CounterValue, float64(st.Deliveries))
 	ch <- prometheus.MustNewConstMetric(descAcks, prometheus.CounterValue, float64(st.Acks))
+	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(st.DeadLettered))
+	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.CounterValue, float64(st.Expired))
+	ch <- prometheus.MustNewConstMetric(descPagedTotal, prometheus.CounterValue, float64(st.Paged))
+	ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.CounterValue, float64(st.Blocked))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ps := s.Paging()
+	ch <- prometheus.MustNewConstMetric(descMem, prometheus.GaugeValue, float64(ps.MemoryBytes))
+	ch <- prometheus.MustNewConstMetric(descGlobalMax, prometheus.GaugeValue, float64(ps.GlobalMaxSize))
+	for _, a := range ps.Addresses {
+		paging := 0.0
+		if a.Paging {
+			paging = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAddrMem, prometheus.GaugeValue, float64(a.MemoryBytes), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPaging, prometheus.GaugeValue, paging, a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPaged, prometheus.GaugeValue, float64(a.PagedMessages), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrPagedB, prometheus.GaugeValue, float64(a.PagedBytes), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrFiles, prometheus.GaugeValue, float64(a.PageFiles), a.Address)
+		ch <- prometheus.MustNewConstMetric(descAddrBlock, prometheus.GaugeValue, float64(a.BlockedSends), a.Address)
+	}
 	halted := 0.0
 	if s.Halted() != nil {
 		halted = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, halted)
+	ch <- constHistogram(descSendLat, s.SendLatency())
 	for _, q := range s.Queues() {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(q.Depth), q.Address, q.Name, q.Routing)
 		ch <- prometheus.MustNewConstMetric(descConsumers, prometheus.GaugeValue, float64(q.Consumers), q.Address, q.Name, q.Routing)
 	}
-	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+	for name, j := range s.journalsByName() {
 		js, ok := j.(journalStats)
 		if !ok {
 			continue
@@ -114,6 +191,9 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJBatches, prometheus.CounterValue, float64(x.Batches), name)
 		ch <- prometheus.MustNewConstMetric(descJSyncs, prometheus.CounterValue, float64(x.Syncs), name)
 		ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(x.Bytes), name)
+		ch <- constHistogram(descJSyncLat, x.SyncLatency, name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWaits, prometheus.CounterValue, float64(x.PrepareWaits), name)
+		ch <- prometheus.MustNewConstMetric(descJPrepWait, prometheus.CounterValue, x.PrepareWaitTime.Seconds(), name)
 		if jm, ok := j.(journalMetrics); ok {
 			m := jm.Metrics()
 			ch <- prometheus.MustNewConstMetric(descJSegments, prometheus.GaugeValue, float64(m.SegmentsInUse), name)
@@ -146,7 +226,7 @@ type JournalInfo struct {
 // journalInfo describes the journals that keep metrics (nil when none).
 func (s *Server) journalInfo() map[string]JournalInfo {
 	var out map[string]JournalInfo
-	for name, j := range map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds} {
+	for name, j := range s.journalsByName() {
 		jm, ok := j.(journalMetrics)
 		if !ok {
 			continue
@@ -164,4 +244,16 @@ func (s *Server) journalInfo() map[string]JournalInfo {
 		out[name] = ji
 	}
 	return out
+}
+
+// journalsByName are the server's journals by /status and /metrics name.
+func (s *Server) journalsByName() map[string]journal.Journal {
+	m := map[string]journal.Journal{"messages": s.msgs, "bindings": s.binds}
+	if s.pages != nil {
+		m["paging"] = s.pages
+	}
+	if s.large != nil {
+		m["large-messages"] = s.large
+	}
+	return m
 }

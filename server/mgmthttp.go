@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -12,15 +11,20 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/tandemmq/tandem/auth"
 )
 
 // The management HTTP API (/api/..., docs/management.md) and the web
-// console (/, docs/console.md). Reads are open like /status; operations
-// that change something need HTTP basic auth as one of the broker's users
-// and a JSON content type (a cross-site form cannot send one without a
-// CORS preflight, which is never answered). A broker without users (it
-// lets anonymous clients in) is read-only over HTTP: its operations go
-// through `tandem queue|address`, authenticated like any client.
+// console (/, docs/console.md). Listing and showing is open like /status;
+// browsing messages and operations that change something are checked by
+// the broker's security (docs/security.md): HTTP basic auth (or a verified
+// TLS client certificate) as one of the broker's users, that user's
+// permission for the operation, and, for a change, a JSON content type (a
+// cross-site form cannot send one without a CORS preflight, which is never
+// answered). A broker without users (it lets anonymous clients in) takes
+// no change over HTTP: its operations go through `tandem queue|address`,
+// authenticated like any client.
 
 //go:embed console
 var consoleFiles embed.FS
@@ -55,20 +59,19 @@ const maxAPIBody = 64 << 10
 
 // registerManagement adds the API and the console to mux; server returns
 // the server operations go to (nil: not serving).
-func registerManagement(mux *http.ServeMux, server func() *Server) {
+func registerManagement(mux *http.ServeMux, server func() *Server, security func() *auth.Guard) {
 	for _, rt := range apiRoutes {
 		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
-			serveAPI(w, r, rt.op, server)
+			serveAPI(w, r, rt.op, server, security)
 		})
 	}
 	mux.HandleFunc("GET /api/whoami", func(w http.ResponseWriter, r *http.Request) {
 		s := server()
 		out := map[string]any{"serving": s != nil, "users": false, "user": nil}
-		if s != nil {
-			users := s.Users()
-			out["users"] = len(users) > 0
-			if u, ok := authenticated(r, users); ok {
-				out["user"] = u
+		if g := security(); s != nil && g != nil {
+			out["users"] = g.Users() > 0
+			if sub, ok := httpCredentials(r, g); ok {
+				out["user"] = sub.Name()
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -88,40 +91,60 @@ func registerManagement(mux *http.ServeMux, server func() *Server) {
 	})
 }
 
-// authenticated returns the user r's basic auth names when its password
-// matches.
-func authenticated(r *http.Request, users map[string]string) (string, bool) {
-	u, p, ok := r.BasicAuth()
-	if !ok {
-		return "", false
+// httpCredentials logs in the user r's basic auth names, or else whose
+// verified TLS client certificate it presents; false when it presents
+// neither, or they fail (the guard logged it).
+func httpCredentials(r *http.Request, g *auth.Guard) (*auth.Subject, bool) {
+	c := auth.Credentials{Remote: r.RemoteAddr, Protocol: "http"}
+	u, p, basic := r.BasicAuth()
+	if basic {
+		c.User, c.Password = u, p
+	} else if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		c.Cert = r.TLS.PeerCertificates[0]
+	} else {
+		return nil, false
 	}
-	want, known := users[u]
-	// Compare anyway, so a wrong user costs what a wrong password does.
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(p)) == 1
-	return u, known && match
+	sub, err := g.Login(r.Context(), c)
+	if err != nil || sub.Anonymous {
+		return nil, false
+	}
+	return sub, true
 }
 
 // serveAPI runs op for an API request.
-func serveAPI(w http.ResponseWriter, r *http.Request, op string, server func() *Server) {
+func serveAPI(w http.ResponseWriter, r *http.Request, op string, server func() *Server, security func() *auth.Guard) {
 	s := server()
 	if s == nil {
 		apiError(w, http.StatusServiceUnavailable, op, errors.New("this broker is not serving (a waiting backup, or stopping): ask the live broker's management address"))
 		return
 	}
+	g := security()
+	if g == nil {
+		g = auth.NewStatic(nil)
+	}
 	var a ManageArgs
-	if !ManageReadOnly(op) {
-		users := s.Users()
-		if len(users) == 0 {
-			apiError(w, http.StatusForbidden, op, errors.New("management operations over HTTP need a user: this broker has none (anonymous clients allowed), so its HTTP API is read-only; configure users, or use `tandem queue`/`tandem address`"))
+	// Reads run as the broker's own (like /status); browsing and changes
+	// as the user who logged in.
+	ctx := asBroker(r.Context())
+	if !ManageReadOnly(op) || op == "queue.browse" {
+		sub, ok := httpCredentials(r, g)
+		switch {
+		case ok:
+		case !ManageReadOnly(op) && g.Users() == 0:
+			apiError(w, http.StatusForbidden, op, errors.New("management operations over HTTP need a user: this broker has none (anonymous clients allowed), so its HTTP API is read-only; add one with `tandem user add`, or use `tandem queue`/`tandem address`"))
 			return
-		}
-		if _, ok := authenticated(r, users); !ok {
+		case ManageReadOnly(op) && g.AnonymousAllowed() && r.Header.Get("Authorization") == "":
+			sub, _ = g.Login(r.Context(), auth.Credentials{Remote: r.RemoteAddr, Protocol: "http"})
+		default:
 			if r.Header.Get("X-Requested-With") == "" { // the console asks in its page
 				w.Header().Set("WWW-Authenticate", `Basic realm="tandem management", charset="UTF-8"`)
 			}
 			apiError(w, http.StatusUnauthorized, op, errors.New("authentication required: HTTP basic auth as one of the broker's users"))
 			return
 		}
+		ctx = WithSubject(r.Context(), sub)
+	}
+	if !ManageReadOnly(op) {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 			apiError(w, http.StatusUnsupportedMediaType, op, errors.New("operations need Content-Type: application/json (even with an empty body)"))
 			return
@@ -160,7 +183,7 @@ func serveAPI(w http.ResponseWriter, r *http.Request, op string, server func() *
 	if v := q.Get("prefix"); v != "" {
 		a.Prefix = v
 	}
-	res, err := s.Manage(r.Context(), op, a)
+	res, err := s.Manage(ctx, op, a)
 	if err != nil {
 		apiError(w, manageStatus(err), op, err)
 		return

@@ -87,7 +87,12 @@ func TestManagementAPIAuth(t *testing.T) {
 	ss := b.s.NewSession(false)
 	mustSend(t, ss, queueDest("q"), &Message{Durable: true, Body: []byte("hello"),
 		Properties: []Property{wire.StringProp("k", "v"), wire.Int64Prop("n", 7)}})
-	code, body, _ = a.do("GET", "/api/queues/q/messages?limit=5", "", "", "")
+	// Message contents need a user (the browse permission) on a broker
+	// that has users.
+	if code, _, _ := a.do("GET", "/api/queues/q/messages?limit=5", "", "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("browse without credentials: %d, want 401", code)
+	}
+	code, body, _ = a.do("GET", "/api/queues/q/messages?limit=5", "admin:secret", "", "")
 	msgs, _ := body["messages"].([]any)
 	if code != http.StatusOK || body["total"] != float64(1) || len(msgs) != 1 {
 		t.Fatalf("browse: %d %v", code, body)
@@ -108,7 +113,7 @@ func TestManagementAPIAuth(t *testing.T) {
 	if code, _, _ := a.do("GET", "/api/queues/nope", "", "", ""); code != http.StatusNotFound {
 		t.Fatalf("missing queue: %d, want 404", code)
 	}
-	if code, _, _ := a.do("GET", "/api/queues/q/messages?limit=x", "", "", ""); code != http.StatusBadRequest {
+	if code, _, _ := a.do("GET", "/api/queues/q/messages?limit=x", "admin:secret", "", ""); code != http.StatusBadRequest {
 		t.Fatalf("bad limit: %d, want 400", code)
 	}
 	if code, body, _ := a.do("DELETE", "/api/queues/q", "admin:secret", "", js); code != http.StatusOK {

@@ -72,8 +72,12 @@ func dialRaw(t *testing.T, a *Acceptor) *tclient {
 			if err != nil {
 				return
 			}
-			if d, ok := f.(*wire.Deliver); ok {
-				d.Body = bytes.Clone(d.Body)
+			// Byte slices alias the decoder's buffer until the next Read.
+			switch f := f.(type) {
+			case *wire.Deliver:
+				f.Body = bytes.Clone(f.Body)
+			case *wire.ManageResult:
+				f.Body = bytes.Clone(f.Body)
 			}
 			c.frames <- tframe{h, f}
 		}

@@ -1,9 +1,14 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -19,6 +24,14 @@ import (
 // produced it, with one non-blocking write(2); whatever the socket does not
 // take is left to the writer goroutine. That saves a goroutine hand-off
 // per request without ever blocking a journal callback on a slow client.
+//
+// Bounds (as Netty's channel writability in Artemis): frames are never
+// dropped, but once more than high bytes are queued (pending plus being
+// written) the queue is blocked until the writer brings it down to low:
+// the connection's reader waits (waitWritable) and its consumers get no
+// more credit (see flow), so only answers to requests already read and
+// deliveries already granted can still be added. A write that makes no
+// progress for writeTimeout fails the connection (errWriteStuck).
 type outq struct {
 	mu       sync.Mutex
 	pending  wire.Encoder
@@ -32,6 +45,20 @@ type outq struct {
 	partials int   // inline writes the socket took only in part
 	raw      syscall.RawConn
 	onError  func(error)
+	// drained is signalled after each completed write, inline or by the
+	// writer goroutine: the queue shrank (waitRoom: a large delivery's
+	// streamer waits for the socket).
+	drained chan struct{}
+
+	high, low    int
+	writeTimeout time.Duration // <= 0: none
+	inflight     int           // bytes of spare being written and not yet written
+	blocked      atomic.Bool   // set past high, cleared at low; changed under mu
+	writable     chan struct{} // signalled when blocked clears
+	onWritable   func()        // called without mu when blocked clears
+	stopped      chan struct{} // closed by close or a write error
+	stopOnce     sync.Once
+	now          func() time.Time // time.Now; tests replace it
 
 	// rawWrite's state, owned by the goroutine that set writing.
 	writeFn func(uintptr) bool // o.writeFd, made once
@@ -46,8 +73,26 @@ type outq struct {
 	ackConfirm wire.AckConfirm
 }
 
-func newOutq(nc net.Conn, onError func(error)) *outq {
-	o := &outq{signal: make(chan struct{}, 1), onError: onError}
+// outqLimits are an outq's bounds; zero values take the defaults.
+type outqLimits struct {
+	high, low    int
+	writeTimeout time.Duration // < 0: none
+}
+
+func newOutq(nc net.Conn, lim outqLimits, onError func(error)) *outq {
+	if lim.high <= 0 {
+		lim.high = DefaultHighWaterMark
+	}
+	if lim.low <= 0 || lim.low > lim.high {
+		lim.low = min(DefaultLowWaterMark, lim.high)
+	}
+	if lim.writeTimeout == 0 {
+		lim.writeTimeout = DefaultWriteTimeout
+	}
+	o := &outq{signal: make(chan struct{}, 1), onError: onError,
+		high: lim.high, low: lim.low, writeTimeout: lim.writeTimeout,
+		writable: make(chan struct{}, 1), stopped: make(chan struct{}), onWritable: func() {}, now: time.Now,
+		drained: make(chan struct{}, 1)}
 	o.writeFn = o.writeFd
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -69,6 +114,9 @@ func (o *outq) kick() {
 // writes inline (urgent), wakes the writer, or does nothing (a write is in
 // progress and will pick the frame up).
 func (o *outq) release(wasEmpty, urgent bool) {
+	if !o.blocked.Load() && o.pending.Len()+o.inflight > o.high {
+		o.blocked.Store(true)
+	}
 	if !wasEmpty || o.writing || o.leftover > 0 {
 		o.mu.Unlock()
 		return // the writer is busy or already signalled
@@ -80,17 +128,20 @@ func (o *outq) release(wasEmpty, urgent bool) {
 	}
 	o.writing = true
 	o.pending, o.spare = o.spare, o.pending
-	o.mu.Unlock()
 	buf := o.spare.Bytes()
+	o.inflight = len(buf)
+	o.mu.Unlock()
 	n, err := o.rawWrite(buf)
 	o.mu.Lock()
 	o.writing = false
 	if err != nil {
 		o.closed = true
+		o.inflight = 0
 		o.spare.Reset()
 		o.mu.Unlock()
 		o.kick()
-		o.onError(err)
+		o.onError(err) // before stop: a waiting reader then sees the cause
+		o.stop()
 		return
 	}
 	if n < len(buf) {
@@ -99,10 +150,142 @@ func (o *outq) release(wasEmpty, urgent bool) {
 	} else {
 		o.spare.Reset()
 	}
+	o.inflight = o.leftover
 	more := o.leftover > 0 || o.pending.Len() > 0 || o.closed
+	unblocked := o.unblockLocked()
 	o.mu.Unlock()
 	if more {
 		o.kick()
+	}
+	if n > 0 {
+		o.signalDrained()
+	}
+	if unblocked {
+		o.notifyWritable()
+	}
+}
+
+// unblockLocked clears blocked once the queue is down to the low mark and
+// reports whether it did. Caller holds mu.
+func (o *outq) unblockLocked() bool {
+	if o.blocked.Load() && o.pending.Len()+o.inflight <= o.low {
+		o.blocked.Store(false)
+		return true
+	}
+	return false
+}
+
+// notifyWritable wakes a waiting reader and runs onWritable (mu not held).
+func (o *outq) notifyWritable() {
+	select {
+	case o.writable <- struct{}{}:
+	default:
+	}
+	o.onWritable()
+}
+
+// signalDrained wakes a streamer waiting in waitRoom (mu not held).
+func (o *outq) signalDrained() {
+	select {
+	case o.drained <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits until at most limit bytes are queued (pending plus being
+// written), the queue stops (errOutqStopped) or ctx ends. Only one
+// goroutine may wait in it at a time (a connection's large message
+// streamer): the drained signal wakes one waiter.
+func (o *outq) waitRoom(ctx context.Context, limit int) error {
+	for {
+		o.mu.Lock()
+		n, closed := o.pending.Len()+o.inflight, o.closed
+		o.mu.Unlock()
+		if closed {
+			return errOutqStopped
+		}
+		if n <= limit {
+			return nil
+		}
+		select {
+		case <-o.drained:
+		case <-o.stopped:
+			return errOutqStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// stop wakes a reader waiting in waitWritable for good.
+func (o *outq) stop() { o.stopOnce.Do(func() { close(o.stopped) }) }
+
+// errOutqStopped is returned by waitWritable once the queue closed or
+// failed.
+var errOutqStopped = errors.New("connection output closed")
+
+// waitWritable returns at once unless the queue is blocked; then it waits
+// until it is not, the queue stops (errOutqStopped) or ctx ends.
+func (o *outq) waitWritable(ctx context.Context) error {
+	for o.blocked.Load() {
+		select {
+		case <-o.writable:
+		case <-o.stopped:
+			return errOutqStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// queued returns the bytes queued for the client: pending plus being
+// written.
+func (o *outq) queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending.Len() + o.inflight
+}
+
+// errWriteStuck is the error of a write that made no progress for the
+// write timeout: the client does not read what is sent to it.
+type errWriteStuck struct{ d time.Duration }
+
+func (e *errWriteStuck) Error() string {
+	return fmt.Sprintf("client took no byte of its answers and deliveries for %v (writeTimeout)", e.d)
+}
+
+// write writes b, failing with *errWriteStuck once the socket took no
+// byte for the write timeout; a slow client that keeps taking bytes is
+// waited for. A Write that returns on its deadline does not say when it
+// wrote the bytes it reports, so it is given a quarter of the timeout:
+// bytes written count as progress at its end, and a stuck client is cut
+// off between the timeout and a quarter more after its last byte.
+func (o *outq) write(nc net.Conn, b []byte) error {
+	if o.writeTimeout <= 0 {
+		_, err := nc.Write(b)
+		return err
+	}
+	slice := max(o.writeTimeout/4, time.Millisecond)
+	last := o.now()
+	for {
+		nc.SetWriteDeadline(o.now().Add(slice))
+		n, err := nc.Write(b)
+		b = b[n:]
+		if err == nil {
+			return nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+		now := o.now()
+		if n > 0 {
+			last = now
+		}
+		if now.Sub(last) >= o.writeTimeout {
+			return &errWriteStuck{o.writeTimeout}
+		}
 	}
 }
 
@@ -195,27 +378,31 @@ func (o *outq) ackConfirmFrame(corr uint64, code wire.Code, msg string, failed [
 	o.release(empty, urgent)
 }
 
-// deliverFrame queues a Deliver of m to consumer.
-func (o *outq) deliverFrame(consumer uint64, d Delivery) {
+// deliverFrame queues a Deliver of m to consumer and returns the frame's
+// size.
+func (o *outq) deliverFrame(consumer uint64, d Delivery) int {
 	m := d.Message
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return
+		return 0
 	}
-	empty := o.pending.Len() == 0
+	before := o.pending.Len()
+	empty := before == 0
 	f := &o.deliver
 	f.Consumer, f.MessageID, f.DeliveryCount = consumer, m.ID, d.DeliveryCount
 	f.Message = wire.Message{
 		Address: m.Address, Routing: wire.RoutingType(m.Routing), Durable: m.Durable,
-		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Properties: m.Properties, Body: m.Body,
+		DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration, Properties: m.Properties, Body: m.Body,
 	}
 	err := o.pending.Encode(0, f)
 	f.Message = wire.Message{}
 	if err != nil && o.err == nil {
 		o.err = err
 	}
+	size := o.pending.Len() - before
 	o.release(empty, false)
+	return size
 }
 
 // close stops accepting frames; the writer exits after writing what is
@@ -225,10 +412,11 @@ func (o *outq) close() {
 	o.closed = true
 	o.mu.Unlock()
 	o.kick()
+	o.stop()
 }
 
 // run writes pending frames to nc until close; it returns the write error
-// that ended it, or nil.
+// that ended it, or nil. A write error also goes to onError.
 func (o *outq) run(nc net.Conn) error {
 	for {
 		<-o.signal
@@ -256,18 +444,27 @@ func (o *outq) run(nc net.Conn) error {
 				break
 			}
 			o.writing = true
+			o.inflight = len(buf)
 			o.mu.Unlock()
-			_, err := nc.Write(buf)
+			err := o.write(nc, buf)
 			o.mu.Lock()
 			o.writing = false
 			o.leftover, o.leftOff = 0, 0
+			o.inflight = 0
 			o.spare.Reset()
 			if err != nil {
 				o.closed = true
 				o.mu.Unlock()
+				o.onError(err) // before stop: a waiting reader then sees the cause
+				o.stop()
 				return err
 			}
+			unblocked := o.unblockLocked()
 			o.mu.Unlock()
+			o.signalDrained()
+			if unblocked {
+				o.notifyWritable()
+			}
 		}
 	}
 }

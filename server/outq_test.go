@@ -2,8 +2,11 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"net"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/wire"
 )
@@ -28,7 +31,7 @@ func TestOutqPartialInlineWrite(t *testing.T) {
 	defer srv.Close()
 	srv.(*net.TCPConn).SetWriteBuffer(64 << 10)
 
-	o := newOutq(srv, func(err error) { t.Errorf("write error: %v", err) })
+	o := newOutq(srv, outqLimits{}, func(err error) { t.Errorf("write error: %v", err) })
 	done := make(chan error, 1)
 	go func() { done <- o.run(srv) }()
 
@@ -62,5 +65,47 @@ func TestOutqPartialInlineWrite(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// stuckConn is a net.Conn whose socket takes first bytes at once and then
+// nothing: each Write waits (on a fake clock) until its deadline.
+type stuckConn struct {
+	net.Conn
+	now      time.Time
+	deadline time.Time
+	room     int // bytes the socket still takes
+}
+
+func (c *stuckConn) SetWriteDeadline(t time.Time) error { c.deadline = t; return nil }
+
+func (c *stuckConn) Write(b []byte) (int, error) {
+	n := min(len(b), c.room)
+	c.room -= n
+	if n == len(b) {
+		return n, nil
+	}
+	c.now = c.deadline // blocked until the deadline
+	return n, os.ErrDeadlineExceeded
+}
+
+// A client that took some bytes and then none is cut off once nothing was
+// taken for the write timeout (plus at most a quarter of it): a Write that
+// took bytes at its start and then waited out the whole timeout counted as
+// progress, doubling the time a stuck client was kept.
+func TestWriteTimeoutCountsFromLastProgress(t *testing.T) {
+	start := time.Unix(1000, 0)
+	c := &stuckConn{now: start, room: 100}
+	const timeout = 30 * time.Second
+	o := newOutq(c, outqLimits{writeTimeout: timeout}, func(error) {})
+	o.now = func() time.Time { return c.now }
+	err := o.write(c, make([]byte, 1000))
+	var stuck *errWriteStuck
+	if !errors.As(err, &stuck) {
+		t.Fatalf("write to a stuck socket: %v, want errWriteStuck", err)
+	}
+	// The last byte was taken at start.
+	if waited := c.now.Sub(start); waited > timeout+timeout/4 {
+		t.Fatalf("stuck client cut off %v after its last byte, want at most %v", waited, timeout+timeout/4)
 	}
 }

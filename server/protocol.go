@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tandemmq/tandem/auth"
+	"github.com/tandemmq/tandem/wire"
 )
 
 // CoreProtocol is the name of Tandem's own protocol on an acceptor's
@@ -59,17 +63,29 @@ type ProtocolConn struct {
 	Reader *bufio.Reader
 	// Server is the broker the connection works on.
 	Server *Server
-	// Authenticate checks a user and password against the acceptor's
-	// users (true for any user when anonymous access is allowed).
-	Authenticate func(user, password string) bool
+	// Login checks a user and password (both empty: anonymous, or the
+	// client's verified TLS certificate) through the acceptor's guard,
+	// within the handshake timeout, and on success makes the subject the
+	// connection's: the context Serve got authorizes as it from then on.
+	// The error (an *auth.LoginError) is logged by the guard and says
+	// what the client may be told.
+	Login func(user, password string) (*auth.Subject, error)
+	// AnonymousAllowed reports whether a client without credentials is
+	// let in (AMQP offers SASL ANONYMOUS then).
+	AnonymousAllowed func() bool
+	// PeerCertificate is the client's TLS certificate, verified against
+	// the acceptor's trust store (nil: none; AMQP offers SASL EXTERNAL
+	// when set).
+	PeerCertificate *x509.Certificate
 	// Logger has the connection's ID and remote address on every line.
 	Logger *slog.Logger
 	// Params are the acceptor URL's parameters (anycastPrefix,
 	// multicastPrefix, ...), read-only.
 	Params map[string]string
 	// DefaultTTL is the acceptor's connection TTL for a client that asks
-	// for none; TTLOverride, when > 0, replaces any client's.
-	DefaultTTL, TTLOverride time.Duration
+	// for none; TTLOverride, when > 0, replaces any client's. TTLMax,
+	// when > 0, caps a TTL the client chooses (connection-ttl-max).
+	DefaultTTL, TTLOverride, TTLMax time.Duration
 	// HandshakeTimeout bounds the wait for the protocol's opening frame.
 	HandshakeTimeout time.Duration
 }
@@ -153,6 +169,16 @@ func DetectCore(prefix []byte) bool { return len(prefix) > 0 && prefix[0] == 0 }
 // detectPrefix is how many bytes a handler's Detect gets at most.
 const detectPrefix = 8
 
+// detectBuf is the read buffer of a connection while its protocol is
+// detected (bufio's smallest, more than the detectPrefix+1 Detect peeks);
+// protocolReadBuf is the one a protocol handler's Reader gets (STOMP's
+// decoder wants 4 KiB). Tandem's own protocol reads through its
+// decoder's buffer, which grows with the traffic.
+const (
+	detectBuf       = 16
+	protocolReadBuf = 4 << 10
+)
+
 // Detect reads the first bytes of a connection from br (with nc's read
 // deadline as the caller set it) and returns the handler they belong to
 // (nil with core true for Tandem's own protocol). It waits for up to
@@ -189,10 +215,6 @@ type protoState struct {
 	cancel   context.CancelFunc
 	handlers []ProtocolHandler
 	core     bool
-
-	logMu   sync.Mutex
-	lastLog time.Time
-	dropped int
 }
 
 func (a *Acceptor) protoInit() {
@@ -214,11 +236,18 @@ func (a *Acceptor) cancelProtocols() {
 func (a *Acceptor) serveConn(c *conn) {
 	a.protoInit()
 	p := &a.proto
+	if !a.startTLS(c) {
+		c.nc.Close()
+		a.forget(c)
+		return
+	}
 	if len(p.handlers) == 0 && p.core {
 		c.serve()
 		return
 	}
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	// Detection reads through a minimal buffer: a connection that sends
+	// nothing (or a few bytes) costs no read buffer until it is known.
+	br := bufio.NewReaderSize(c.nc, detectBuf)
 	c.nc.SetReadDeadline(time.Now().Add(a.opts.HandshakeTimeout))
 	h, core, err := Detect(br, p.handlers, p.core)
 	if err != nil {
@@ -228,7 +257,7 @@ func (a *Acceptor) serveConn(c *conn) {
 		return
 	}
 	if core {
-		c.br = br
+		c.prefix, _ = br.Peek(br.Buffered())
 		c.serve()
 		return
 	}
@@ -245,43 +274,43 @@ func (a *Acceptor) serveConn(c *conn) {
 		c.nc.Close()
 		a.forget(c)
 	}()
-	h.Serve(p.ctx, ProtocolConn{
-		Conn: c.nc, Reader: br, Server: a.s, Authenticate: a.authenticate, Logger: log,
-		Params: a.opts.Params, DefaultTTL: a.opts.DefaultTTL, TTLOverride: a.opts.TTLOverride,
+	ctx, slot := withSlot(p.ctx)
+	proto := strings.ToLower(h.Name())
+	login := func(user, password string) (*auth.Subject, error) {
+		lctx, cancel := context.WithTimeout(ctx, a.opts.HandshakeTimeout)
+		defer cancel()
+		sub, err := a.login(lctx, c.nc, proto, user, password)
+		if err == nil {
+			slot.set(sub)
+			c.setMeta(connMeta{protocol: proto, user: sub.User})
+		}
+		return sub, err
+	}
+	h.Serve(ctx, ProtocolConn{
+		Conn: c.nc, Reader: bufio.NewReaderSize(br, protocolReadBuf), Server: a.s, Login: login,
+		AnonymousAllowed: a.security().AnonymousAllowed, PeerCertificate: peerCertificate(c.nc), Logger: log,
+		Params: a.opts.Params, DefaultTTL: a.opts.DefaultTTL, TTLOverride: a.opts.TTLOverride, TTLMax: a.opts.TTLMax,
 		HandshakeTimeout: a.opts.HandshakeTimeout,
 	})
 }
 
-// unknownProtocol logs a connection closed for its first bytes, at most
-// once a second (a port scanner must not flood the log).
+// unknownProtocol logs a connection closed for its first bytes,
+// rate-limited as other lines clients cause (a port scanner must not flood
+// the log).
 func (a *Acceptor) unknownProtocol(c *conn, err error) {
 	var ne net.Error
 	if errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout() && a.stopping.Load() {
 		c.log.Debug("connection closed before sending anything", "reason", err)
 		return
 	}
-	p := &a.proto
-	p.logMu.Lock()
-	now := time.Now()
-	if now.Sub(p.lastLog) < time.Second {
-		p.dropped++
-		p.logMu.Unlock()
-		return
-	}
-	dropped := p.dropped
-	p.lastLog, p.dropped = now, 0
-	p.logMu.Unlock()
-	c.log.Warn("connection closed before a protocol was recognised", "reason", err, "similar_not_logged", dropped)
+	a.logs.log(c.log, slog.LevelWarn, "unknown-protocol", "connection closed before a protocol was recognised", "reason", err)
 }
 
 // DefaultRouting is how a send or consumer on addr routes when the client
-// names no routing type: the address's routing when it has only one, else
-// anycast.
+// names no routing type: the address's routing when it exists with only
+// one, else its default-address-routing-type, else anycast.
 func (s *Server) DefaultRouting(addr string) Routing {
-	if a := s.lookupAddress(addr); a != nil && a.multicast && !a.anycast {
-		return Multicast
-	}
-	return Anycast
+	return s.defaultRouting(addr, wire.RoutingDefault)
 }
 
 // AckInto moves the acknowledgement of message msgID, delivered to

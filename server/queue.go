@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandemmq/tandem/selector"
 )
 
 // ref is a message's place in one queue.
@@ -13,6 +15,13 @@ type ref struct {
 	q          *Queue
 	seq        uint64 // position in the queue, for restoring order on redelivery
 	deliveries uint32 // times delivered (persisted on cancel)
+	// notBefore (Unix ns, 0: now) delays its next delivery
+	// (redelivery-delay). It changes only while the reference is out of
+	// its queue's deque (the deque counts the delayed ones).
+	notBefore int64
+	// pt is set for a depaged message: its place in the queue's page
+	// tracking (its ack is a RecPageAck record).
+	pt *pageTrack
 }
 
 // durable reports whether acking the reference writes to the journal.
@@ -34,6 +43,12 @@ type Queue struct {
 	temporary   bool
 	autoCreated bool
 	refData     []byte // the encoded queue ID, shared by every ref update
+	// filter (a queue filter of <addresses>) lets only matching messages
+	// be routed to the queue; nil: all.
+	filter *selector.Selector
+	// srv is the server, for what dispatch hands over (expired messages);
+	// nil in tests that build a queue alone.
+	srv *Server
 
 	// autoDelete: an auto-created anycast queue whose address settings
 	// delete it once idle (auto-delete-queues), after deleteDelay, when it
@@ -71,6 +86,19 @@ type Queue struct {
 	// meanwhile is left behind.
 	dispatching bool
 	idle        sync.Cond // on mu: broadcast when dispatching clears
+	// selectors counts the consumers with a selector: dispatch then looks
+	// past messages the next consumer does not want. Guarded by mu.
+	selectors int
+	// delayTimer wakes the queue when its earliest delayed message
+	// (redelivery-delay) becomes deliverable, at delayAt. Guarded by mu.
+	delayTimer *time.Timer
+	delayAt    int64
+	// expired are messages dispatch found expired, for the server to
+	// expire (takeExpiredLocked). Guarded by mu.
+	expired []*ref
+	// pgp is the queue's paged messages (paging.go), nil until something
+	// of it was paged.
+	pgp atomic.Pointer[pageState]
 }
 
 // QueueInfo describes a queue for /status.
@@ -84,6 +112,9 @@ type QueueInfo struct {
 	// Delivering counts messages delivered and not acknowledged yet
 	// (part of Depth).
 	Delivering int64 `json:"delivering"`
+	// Paged counts messages in the paging journal not read into memory
+	// yet (part of Depth).
+	Paged int64 `json:"paged"`
 	// Enqueued and Acknowledged count messages added to the queue and
 	// acknowledged (purged or moved away included) since the broker
 	// started.
@@ -122,9 +153,10 @@ func (q *Queue) Info() QueueInfo {
 	}
 	q.mu.Unlock()
 	delivering := q.delivering.Load()
+	paged := q.pagedDepth()
 	qi := QueueInfo{
 		Address: q.addr.name, Name: q.name, Routing: q.routing.String(), Durable: q.durable,
-		Depth: depth + delivering, Consumers: nc, Delivering: delivering,
+		Depth: depth + delivering + paged, Paged: paged, Consumers: nc, Delivering: delivering,
 		Enqueued: q.enqueued.Load(), Acknowledged: q.acked.Load(), Paused: paused,
 		Temporary: q.temporary, AutoCreated: q.autoCreated,
 	}
@@ -176,13 +208,16 @@ func (q *Queue) drain() {
 	q.mu.Lock()
 	for {
 		batch = q.dispatchLocked(batch[:0])
+		exp := q.takeExpiredLocked()
 		if len(batch) == 0 {
 			q.dispatching = false
 			q.idle.Broadcast()
 			q.mu.Unlock()
+			q.expire(exp)
 			break
 		}
 		q.mu.Unlock()
+		q.expire(exp)
 		for i, d := range batch {
 			d.c.deliver(d.r)
 			batch[i] = delivery{}
@@ -208,6 +243,9 @@ func (q *Queue) push(r *ref) bool {
 	defer q.mu.Unlock()
 	q.routed.Add(-1)
 	if q.deleted {
+		if q.srv != nil {
+			q.srv.release(r)
+		}
 		return false
 	}
 	q.seq++
@@ -230,7 +268,9 @@ func (q *Queue) deliverInline() {
 	}
 	q.dispatching = true
 	batch := q.dispatchLocked(buf[:0])
+	exp := q.takeExpiredLocked()
 	q.mu.Unlock()
+	q.expire(exp)
 	for i, d := range batch {
 		d.c.deliver(d.r)
 		batch[i] = delivery{}
@@ -271,6 +311,10 @@ func (q *Queue) requeue(rs []*ref) bool {
 		for i := len(rs) - 1; i >= 0; i-- {
 			q.msgs.pushFront(rs[i])
 		}
+	} else {
+		for _, r := range rs {
+			r.notBefore = 0
+		}
 	}
 	q.mu.Unlock()
 	q.delivering.Add(-int64(len(rs)))
@@ -285,37 +329,160 @@ type delivery struct {
 
 // dispatchLocked hands waiting messages to consumers with credit, round
 // robin, at most len(out) cap of them; none once the queue is shut down.
-// Caller holds q.mu.
+// Expired messages it meets go to q.expired. With consumer selectors or
+// delayed messages it looks past the head (scanLocked). Caller holds
+// q.mu.
 func (q *Queue) dispatchLocked(out []delivery) []delivery {
-	if q.deleted || q.paused {
+	if q.deleted || q.paused || len(q.consumers) == 0 {
 		return out
 	}
-	n := len(q.consumers)
-	for q.msgs.len() > 0 && len(out) < cap(out) && n > 0 {
-		var c *Consumer
-		for i := 0; i < n; i++ {
-			cc := q.consumers[(q.rr+i)%n]
-			if cc.credit > 0 {
-				c = cc
-				q.rr = (q.rr + i + 1) % n
+	if q.selectors > 0 || q.msgs.delayed > 0 {
+		out = q.scanLocked(out)
+	} else {
+		var now int64
+		for q.msgs.len() > 0 && len(out) < cap(out) {
+			c := q.nextConsumerLocked(nil)
+			if c == nil {
 				break
 			}
+			r := q.msgs.popFront()
+			if e := r.msg.Expiration; e != 0 {
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				if e <= now {
+					q.expired = append(q.expired, r)
+					continue
+				}
+			}
+			out = append(out, q.assignLocked(c, r))
 		}
-		if c == nil {
-			break
-		}
-		r := q.msgs.popFront()
-		c.credit--
-		r.deliveries++
-		c.mu.Lock()
-		c.delivered[r.msg.ID] = r
-		c.mu.Unlock()
-		out = append(out, delivery{c, r})
 	}
 	if len(out) > 0 {
 		q.delivering.Add(int64(len(out)))
 	}
+	if pg := q.pg(); pg != nil && pg.pending.Load() > 0 && q.msgs.len() < depageLowWater && q.srv != nil {
+		q.srv.pager.want(q) // read more of its paged messages
+	}
 	return out
+}
+
+// nextConsumerLocked returns the next consumer, round robin, with credit
+// and (m non-nil) wanting m; nil when none. Caller holds q.mu.
+func (q *Queue) nextConsumerLocked(m *Message) *Consumer {
+	n := len(q.consumers)
+	for i := 0; i < n; i++ {
+		cc := q.consumers[(q.rr+i)%n]
+		if cc.credit > 0 && (m == nil || cc.wants(m)) {
+			q.rr = (q.rr + i + 1) % n
+			return cc
+		}
+	}
+	return nil
+}
+
+// assignLocked gives r to c. Caller holds q.mu.
+func (q *Queue) assignLocked(c *Consumer, r *ref) delivery {
+	c.credit--
+	r.deliveries++
+	c.mu.Lock()
+	c.delivered[r.msg.ID] = r
+	c.mu.Unlock()
+	return delivery{c, r}
+}
+
+// scanLocked is dispatch past the head: each waiting message, in order,
+// goes to the next consumer with credit whose selector wants it; messages
+// nobody takes, and delayed ones not due yet, keep their place. It stops
+// once out is full or no consumer has credit left, and arms the delay
+// timer for the earliest delayed message it saw. Caller holds q.mu.
+func (q *Queue) scanLocked(out []delivery) []delivery {
+	now := time.Now().UnixNano()
+	var earliest int64
+	start := len(out)
+	credit := q.hasCreditLocked()
+	q.msgs.filter(func(r *ref) (keep, stop bool) {
+		if !credit || len(out) == cap(out) {
+			return true, true
+		}
+		if e := r.msg.Expiration; e != 0 && e <= now {
+			q.expired = append(q.expired, r)
+			return false, false
+		}
+		if r.notBefore > now {
+			if earliest == 0 || r.notBefore < earliest {
+				earliest = r.notBefore
+			}
+			return true, false
+		}
+		c := q.nextConsumerLocked(r.msg)
+		if c == nil {
+			return true, false
+		}
+		out = append(out, q.assignLocked(c, r))
+		if c.credit == 0 {
+			credit = q.hasCreditLocked()
+		}
+		return false, false
+	})
+	for _, d := range out[start:] {
+		d.r.notBefore = 0 // out of the deque: its count went with it
+	}
+	if earliest != 0 {
+		q.armDelayLocked(earliest)
+	}
+	return out
+}
+
+func (q *Queue) hasCreditLocked() bool {
+	for _, c := range q.consumers {
+		if c.credit > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// armDelayLocked makes sure the queue wakes at (Unix ns) at: its earliest
+// delayed message is due then. Caller holds q.mu.
+func (q *Queue) armDelayLocked(at int64) {
+	if q.delayTimer != nil && q.delayAt <= at {
+		return
+	}
+	if q.delayTimer != nil {
+		q.delayTimer.Stop()
+	}
+	q.delayAt = at
+	var t *time.Timer
+	t = time.AfterFunc(time.Duration(at-time.Now().UnixNano()), func() {
+		q.mu.Lock()
+		if q.delayTimer == t {
+			q.delayTimer, q.delayAt = nil, 0
+		}
+		q.mu.Unlock()
+		q.wake()
+	})
+	q.delayTimer = t
+}
+
+// takeExpiredLocked returns and forgets what dispatch found expired.
+// Caller holds q.mu.
+func (q *Queue) takeExpiredLocked() []*ref {
+	if len(q.expired) == 0 {
+		return nil
+	}
+	rs := q.expired
+	q.expired = nil
+	return rs
+}
+
+// expire hands expired messages taken out of q to the server, which
+// moves them to the expiry address or drops them. Caller does not hold
+// q.mu.
+func (q *Queue) expire(rs []*ref) {
+	if len(rs) > 0 && q.srv != nil {
+		q.srv.expireRefs(q, rs)
+	}
 }
 
 // addConsumer attaches c.
@@ -325,9 +492,15 @@ func (q *Queue) addConsumer(c *Consumer) bool {
 		q.mu.Unlock()
 		return false
 	}
+	if c.sel != nil {
+		q.selectors++
+	}
 	q.consumers = append(q.consumers, c)
 	q.mu.Unlock()
 	q.wake()
+	if pg := q.pg(); pg != nil && pg.pending.Load() > 0 && q.srv != nil {
+		q.srv.pager.want(q)
+	}
 	return true
 }
 
@@ -337,6 +510,9 @@ func (q *Queue) addConsumer(c *Consumer) bool {
 func (q *Queue) removeConsumer(c *Consumer) (cancelled []*ref, left int) {
 	q.mu.Lock()
 	if i := slices.Index(q.consumers, c); i >= 0 {
+		if c.sel != nil {
+			q.selectors--
+		}
 		q.consumers = slices.Delete(q.consumers, i, i+1)
 		if q.rr >= len(q.consumers) {
 			q.rr = 0
@@ -365,6 +541,10 @@ func (q *Queue) shutdown() {
 	q.deleted = true
 	for q.dispatching {
 		q.idle.Wait()
+	}
+	if q.delayTimer != nil {
+		q.delayTimer.Stop()
+		q.delayTimer = nil
 	}
 	q.mu.Unlock()
 }

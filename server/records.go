@@ -46,10 +46,16 @@ type queueRecord struct {
 	Routing     Routing
 	Durable     bool
 	AutoCreated bool
+	// Filter is the queue's selector ("" none): flag 4, then the filter
+	// string after the address (since <addresses>; older records lack it).
+	Filter string
 }
 
+// queueFlags are the flag bits a queue record may carry.
+const queueFlags = 1 | 2 | 4
+
 func encodeQueue(q queueRecord) []byte {
-	b := make([]byte, 0, 8+len(q.Name)+len(q.Address))
+	b := make([]byte, 0, 12+len(q.Name)+len(q.Address)+len(q.Filter))
 	var flags byte
 	if q.Durable {
 		flags |= 1
@@ -57,9 +63,16 @@ func encodeQueue(q queueRecord) []byte {
 	if q.AutoCreated {
 		flags |= 2
 	}
+	if q.Filter != "" {
+		flags |= 4
+	}
 	b = append(b, bindingFormat, byte(q.Routing), flags)
 	b = appendString(b, q.Name)
-	return appendString(b, q.Address)
+	b = appendString(b, q.Address)
+	if q.Filter != "" {
+		b = appendString(b, q.Filter)
+	}
+	return b
 }
 
 func decodeQueue(b []byte) (queueRecord, error) {
@@ -70,10 +83,19 @@ func decodeQueue(b []byte) (queueRecord, error) {
 	}
 	q.Routing = Routing(d.byte())
 	flags := d.byte()
+	if flags&^queueFlags != 0 && d.err == nil {
+		return q, fmt.Errorf("queue record: unknown flags %#x (written by a newer version?)", flags)
+	}
 	q.Durable = flags&1 != 0
 	q.AutoCreated = flags&2 != 0
 	q.Name = d.string()
 	q.Address = d.string()
+	if flags&4 != 0 {
+		q.Filter = d.string()
+		if q.Filter == "" && d.err == nil {
+			return q, fmt.Errorf("queue record: empty filter")
+		}
+	}
 	if d.err == nil && (q.Routing != Anycast && q.Routing != Multicast) {
 		return q, fmt.Errorf("queue record: bad routing %d", q.Routing)
 	}

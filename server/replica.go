@@ -2,12 +2,15 @@ package server
 
 import (
 	"bufio"
-	"crypto/subtle"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/wire"
 )
 
@@ -42,34 +45,32 @@ func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: "this broker does not accept replicas now (not live, or not a replication primary)"})
 		return errors.New("replication connection refused: no replica handler")
 	}
-	userOK := subtle.ConstantTimeCompare([]byte(hello.User), []byte(rh.User)) == 1
-	passOK := subtle.ConstantTimeCompare([]byte(hello.Password), []byte(rh.Password)) == 1
-	if !userOK || !passOK {
+	ctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
+	err := c.acc.security().CheckCredentials(ctx, auth.Credentials{User: hello.User, Password: hello.Password,
+		Remote: c.nc.RemoteAddr().String(), Protocol: "replication"}, rh.User, rh.Password)
+	cancel()
+	if err != nil {
 		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "replication needs the cluster user and password"})
-		return fmt.Errorf("replication connection refused: bad cluster credentials for user %q", clipUser(hello.User))
+		return loggedError{fmt.Errorf("replication connection refused: %w", err)}
 	}
 	c.out.close()
 	if err := <-c.writerErr; err != nil {
 		return err
 	}
 	c.writerErr <- nil // shutdown reads it once more
-	c.nc.SetReadDeadline(time.Time{})
-	c.log.Info("replication connection", "user", clipUser(hello.User))
+	// The handler sets its own deadlines (the writer's write timeout
+	// may have left one).
+	c.nc.SetDeadline(time.Time{})
+	c.log.Info("replication connection", "user", clip(hello.User))
 	// The handler owns the socket from now on, beyond this acceptor: a
 	// failback stops serving clients (closing the acceptors) and still
-	// needs the replication connection for its handover.
-	nc, br, corr := c.nc, c.br, h.Corr
+	// needs the replication connection for its handover. Its reader
+	// starts with what the decoder received after Hello.
+	unread := bytes.Clone(c.dec.Unread())
+	nc, br, corr := c.nc, bufio.NewReaderSize(io.MultiReader(bytes.NewReader(unread), c.src), 64<<10), h.Corr
 	go func() {
 		defer nc.Close()
 		rh.Serve(nc, br, hello, corr)
 	}()
 	return errHandedOff
-}
-
-// clipUser shortens a client-supplied user name for a log line.
-func clipUser(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "..."
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/tandemmq/tandem/journal"
 )
@@ -10,7 +12,12 @@ import (
 // when it is stored (durable, for a persistent message routed to a
 // durable queue) or was a duplicate of a stored one.
 func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(error)) {
-	done = s.guard(done)
+	s.sendResumable(ctx, m, r, s.timed(time.Now(), s.guard(done)), false)
+}
+
+// sendResumable is send; resumed is set for a send BLOCK held, taking its
+// turn (done is guarded already).
+func (s *Server) sendResumable(ctx context.Context, m *Message, r Routing, done func(error), resumed bool) {
 	if err := s.checkUsable(); err != nil {
 		done(err)
 		return
@@ -33,7 +40,30 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			return
 		}
 	}
-	qs := a.routeLocked(r, qbuf[:0])
+	a.stampExpiry(m)
+	qs := a.routeLocked(r, m, qbuf[:0])
+	if len(qs) > 0 {
+		switch s.admitLocked(a, resumed) {
+		case admitPage:
+			s.sendPagedLocked(a, m, qs, done)
+			a.mu.Unlock()
+			return
+		case admitBlock:
+			m.own()
+			s.parkLocked(a, parkedSend{ctx: ctx, retry: func() { s.sendResumable(ctx, m, r, done, true) }, fail: done}, resumed)
+			a.mu.Unlock()
+			return
+		case admitFail:
+			a.mu.Unlock()
+			done(fmt.Errorf("%w: %q holds its max-size-bytes or the broker its global-max-size (address-full-policy FAIL)", ErrAddressFull, a.name))
+			return
+		case admitDrop:
+			a.mu.Unlock()
+			s.ctr.dropped.Add(1)
+			done(nil) // Artemis's DROP: dropped without a word
+			return
+		}
+	}
 	routed(qs)
 	m.ID = s.nextID()
 	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
@@ -42,6 +72,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	for i, q := range qs {
 		refs[i] = ref{msg: m, q: q}
 	}
+	s.charge(a, m, len(qs))
 	if len(entries) == 0 {
 		a.mu.Unlock()
 		s.ctr.in.Add(1)
@@ -61,7 +92,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 			a.dup.complete(de, err)
 		}
 		if err != nil {
-			unroute(refs)
+			s.unrouteRefs(refs)
 			done(err)
 			return
 		}
@@ -73,7 +104,7 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 	a.entries = reuseEntries(entries) // Append copied them
 	a.mu.Unlock()
 	if err != nil {
-		unroute(refs)
+		s.unrouteRefs(refs)
 		s.storageError(err)
 		if de != nil {
 			a.dup.complete(de, err)
@@ -89,6 +120,13 @@ func (s *Server) send(ctx context.Context, m *Message, r Routing, done func(erro
 // takes the registration back (dupCache.undo) should the append be
 // refused. Caller holds a.mu.
 func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries []journal.Entry) ([]journal.Entry, *dupEntry, dupUndo) {
+	return s.dupEntriesLocked(a, m, s.msgEntriesLocked(m, qs, entries))
+}
+
+// msgEntriesLocked appends to entries the records of storing m for qs
+// (sendEntriesLocked without the duplicate ID). Caller holds the
+// address's mutex.
+func (s *Server) msgEntriesLocked(m *Message, qs []*Queue, entries []journal.Entry) []journal.Entry {
 	if m.Durable {
 		var n int32
 		for _, q := range qs {
@@ -115,6 +153,13 @@ func (s *Server) sendEntriesLocked(a *address, m *Message, qs []*Queue, entries 
 			}
 		}
 	}
+	return entries
+}
+
+// dupEntriesLocked appends to entries the records of m's duplicate ID
+// (with the eviction of the oldest) and registers it, pending, as
+// sendEntriesLocked does. Caller holds a.mu.
+func (s *Server) dupEntriesLocked(a *address, m *Message, entries []journal.Entry) ([]journal.Entry, *dupEntry, dupUndo) {
 	var de *dupEntry
 	undo := dupUndo{pos: -1}
 	if m.DuplicateID != "" && s.idCache > 0 {
@@ -157,6 +202,14 @@ func unroute(refs []ref) {
 	}
 }
 
+// unrouteRefs uncounts refs that will not be pushed, and their memory.
+func (s *Server) unrouteRefs(refs []ref) {
+	unroute(refs)
+	for i := range refs {
+		s.release(&refs[i])
+	}
+}
+
 // enqueueRefs puts refs in their queues, calls done(nil), and then
 // delivers what it can (deliverInline): the message is in its queues when
 // done runs, and the sender's answer goes out before the deliveries this
@@ -165,7 +218,12 @@ func enqueueRefs(refs []ref, done func(error)) {
 	var buf [4]*Queue
 	consumed := buf[:0]
 	for i := range refs {
-		if q := refs[i].q; q.push(&refs[i]) {
+		q := refs[i].q
+		switch {
+		case !q.push(&refs[i]):
+		case refs[i].msg.IsLarge():
+			q.wake() // streamed by a delivery goroutine, never in a journal callback
+		default:
 			consumed = append(consumed, q)
 		}
 	}
@@ -187,11 +245,13 @@ func (s *Server) ackRef(r *ref, done func(error)) {
 	s.ctr.acks.Add(1)
 	r.q.acked.Add(1)
 	if !r.durable() {
+		s.release(r)
 		done(nil)
 		return
 	}
 	s.storeMu.Lock()
 	entries := append(s.ackEntries[:0], s.ackEntryLocked(r))
+	s.release(r)
 	err := s.msgs.Append(entries, !s.opts.NoSyncNonTransactional, func(err error) {
 		if err != nil {
 			err = s.halt(err)
@@ -223,6 +283,7 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 		if r.durable() {
 			entries = append(entries, s.ackEntryLocked(r))
 		}
+		s.release(r)
 	}
 	if len(entries) == 0 {
 		s.storeMu.Unlock()
@@ -245,6 +306,12 @@ func (s *Server) ackRefs(refs []*ref, done func(error)) {
 
 // ackEntryLocked returns the record acking r. Caller holds storeMu.
 func (s *Server) ackEntryLocked(r *ref) journal.Entry {
+	if r.pt != nil { // a depaged message: no record of its own in this journal
+		id := s.nextID()
+		r.pt.ackRec.Store(id)
+		r.pt.acked.Store(true)
+		return journal.Entry{Kind: journal.KindAdd, ID: id, Type: RecPageAck, Data: encodePageAck(r.q.id, r.msg.ID)}
+	}
 	m := r.msg
 	m.durableRefs--
 	if m.durableRefs <= 0 {
@@ -262,9 +329,16 @@ func (s *Server) cancel(q *Queue, refs []*ref) {
 	if len(refs) == 0 {
 		return
 	}
+	refs, dead := s.redeliveryPolicy(q, refs)
+	if len(dead) > 0 {
+		s.deadLetter(q, dead)
+	}
+	if len(refs) == 0 {
+		return
+	}
 	var entries []journal.Entry
 	for _, r := range refs {
-		if r.durable() {
+		if r.durable() && r.pt == nil { // a depaged message's count is not kept
 			entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: r.msg.ID, Type: RecDeliveryCount, Data: encodeDeliveryCount(q.id, r.deliveries)})
 		}
 	}
@@ -298,6 +372,7 @@ func (s *Server) dropRefs(refs []*ref) {
 		if r.durable() {
 			entries = append(entries, s.ackEntryLocked(r))
 		}
+		s.release(r)
 	}
 	var err error
 	if len(entries) > 0 {
@@ -308,5 +383,48 @@ func (s *Server) dropRefs(refs []*ref) {
 		})
 	}
 	s.storeMu.Unlock()
+	s.storageError(err)
+}
+
+// deferredDup is a duplicate ID registered for a paged send: its record
+// is appended once the message is durable in the paging journal
+// (appendDeferred), with the delete of the entry it evicted.
+type deferredDup struct {
+	a     *address
+	de    *dupEntry
+	add   journal.Entry
+	evict []journal.Entry
+	undo  dupUndo
+}
+
+// dupDeferredLocked registers m's duplicate ID for a paged send (nil
+// when it has none or the cache is off). Caller holds a.mu.
+func (s *Server) dupDeferredLocked(a *address, m *Message) *deferredDup {
+	if m.DuplicateID == "" || s.idCache <= 0 {
+		return nil
+	}
+	d := &deferredDup{a: a, de: &dupEntry{pending: true}}
+	if m.Durable && !s.opts.NoPersistIDCache {
+		d.de.recID = s.nextID()
+		d.de.deferred = deferWaiting
+		d.add = journal.Entry{Kind: journal.KindAdd, ID: d.de.recID, Type: RecDuplicateID, Data: encodeDuplicateID(a.name, m.DuplicateID)}
+	}
+	var ev uint64
+	if ev, d.undo = a.dup.add(m.DuplicateID, d.de); ev != 0 {
+		d.evict = append(d.evict, journal.Entry{Kind: journal.KindDelete, ID: ev})
+	}
+	return d
+}
+
+// record appends the duplicate ID's record (not synced: the paged record
+// holds the ID too), unless it was evicted meanwhile.
+func (d *deferredDup) record(s *Server) {
+	err := d.a.dup.appendDeferred(d.de, d.add, d.evict, func(es []journal.Entry) error {
+		return s.msgs.Append(es, false, func(err error) {
+			if err != nil {
+				s.halt(err)
+			}
+		})
+	})
 	s.storageError(err)
 }

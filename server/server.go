@@ -12,8 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/journal"
+	"github.com/tandemmq/tandem/selector"
 )
 
 // Version is the broker's version as /status reports it.
@@ -74,6 +76,26 @@ type Options struct {
 	// be auto-deleted are checked (config <address-queue-scan-period>): 0
 	// means config.DefaultAddressQueueScanPeriod; negative never.
 	AddressQueueScanPeriod time.Duration
+	// MessageExpiryScanPeriod is how often queues are scanned for expired
+	// messages (config <message-expiry-scan-period>): 0 means
+	// config.DefaultMessageExpiryScanPeriod; negative never (a message
+	// still expires when dispatch meets it).
+	MessageExpiryScanPeriod time.Duration
+	// Addresses are created at Start when missing, with their queues
+	// (config <addresses>).
+	Addresses []config.AddressDef
+	// Pages is the paging journal (a journal.FileJournal opened in log
+	// mode), loaded by Start and closed by the caller; nil: no paging (an
+	// address-full-policy PAGE then holds sends as BLOCK does).
+	Pages PageLog
+	// Large is the large-messages journal (a journal.FileJournal opened in
+	// log mode), loaded by Start and closed by the caller; nil: large
+	// messages are refused.
+	Large LargeLog
+	// GlobalMaxSize bounds the memory all addresses' messages take
+	// together (config <global-max-size>, resolved by the caller); 0 or
+	// less: no global bound.
+	GlobalMaxSize int64
 	// Policy, Role and Epoch are reported by /status and in topology.
 	Policy, Role string
 	Epoch        uint64
@@ -89,6 +111,10 @@ type Options struct {
 	// confirmation into ErrNotActive. HA sets it to the activation's lease check, so a live
 	// that lost its lease acknowledges nothing.
 	CanAck func() bool
+	// ClusterUser and ClusterPassword authenticate cluster connections
+	// (other brokers moving messages here, cluster.go); "" refuses them.
+	// ClusterGroup is the group name this broker announces to them.
+	ClusterUser, ClusterPassword, ClusterGroup string
 }
 
 // Server is the broker core. Create it with New, then Start it.
@@ -145,17 +171,64 @@ type Server struct {
 
 	stopWatch chan struct{} // closed by Close
 	watchDone chan struct{} // closed when watchStore returns
+
+	// Paging (paging.go): the paging journal (nil: none; PAGE then
+	// blocks), the memory of messages held and its limit.
+	pages      PageLog
+	mem        atomic.Int64
+	globalMax  int64
+	pager      *pager
+	pgAppendMu sync.Mutex
+	pgInflight pageInflight
+	pgTxMu     sync.Mutex
+	pgTx       map[uint64]*pageTx
+	// pageBoot is the paging journal's durable end at load: what is before
+	// it was written by earlier runs. pageFloor is the floor last set.
+	pageBoot  journal.Position
+	pageFloor uint64
+	// large is the large-messages journal (nil: none; large messages are
+	// refused) and lg what holds its segments (large.go).
+	large LargeLog
+	lg    largeState
+	// blocked counts addresses holding parked sends (blockedAddrs).
+	blocked      atomic.Int64
+	blockedMu    sync.Mutex
+	blockedAddrs map[*address]struct{}
+
+	stopExpiry chan struct{} // closed by Close
+	expiryDone chan struct{} // closed when expiryScanner returns
+	// bg counts the goroutines moving expired messages; bgMu and
+	// bgStopped keep one from starting once Close waits for them.
+	bgMu      sync.Mutex
+	bgStopped bool
+	bg        sync.WaitGroup
+
+	gate       gate                       // freeze.go
+	cluster    clusterState               // cluster.go
+	backupHost atomic.Pointer[BackupHost] // cluster.go
+	prepared   int                        // prepared transactions found at load
 }
 
 // watchStore halts the broker as soon as either journal fails, so nothing
 // (not even a non-persistent send) is confirmed afterwards.
 func (s *Server) watchStore() {
 	defer close(s.watchDone)
+	var pages, large <-chan struct{} // nil: never
+	if s.pages != nil {
+		pages = s.pages.Failed()
+	}
+	if s.large != nil {
+		large = s.large.Failed()
+	}
 	select {
+	case <-large:
+		s.halt(fmt.Errorf("large-messages journal: %w", s.large.Err()))
 	case <-s.msgs.Failed():
 		s.halt(fmt.Errorf("messages journal: %w", s.msgs.Err()))
 	case <-s.binds.Failed():
 		s.halt(fmt.Errorf("bindings journal: %w", s.binds.Err()))
+	case <-pages:
+		s.halt(fmt.Errorf("paging journal: %w", s.pages.Err()))
 	case <-s.stopWatch:
 	}
 }
@@ -188,13 +261,23 @@ func New(opts Options) *Server {
 	if opts.AddressQueueScanPeriod == 0 {
 		opts.AddressQueueScanPeriod = config.DefaultAddressQueueScanPeriod
 	}
-	return &Server{
+	if opts.MessageExpiryScanPeriod == 0 {
+		opts.MessageExpiryScanPeriod = config.DefaultMessageExpiryScanPeriod
+	}
+	s := &Server{
 		opts: opts, log: opts.Logger, msgs: opts.Messages, binds: opts.Bindings,
-		idCache:   size,
-		addresses: make(map[string]*address), queues: make(map[string]*Queue),
+		pages: opts.Pages, globalMax: opts.GlobalMaxSize, pgTx: map[uint64]*pageTx{}, large: opts.Large,
+		lg:           largeState{holders: map[uint64]*largeHold{}, uploads: map[uint64]uint64{}},
+		blockedAddrs: map[*address]struct{}{},
+		idCache:      size,
+		addresses:    make(map[string]*address), queues: make(map[string]*Queue),
 		queueByID: make(map[uint64]*Queue), topoSubs: make(map[int]func(Topology)),
 		reapQueues: make(map[*Queue]struct{}), reapAddrs: make(map[*address]struct{}),
 	}
+	s.pager = newPager(s)
+	s.gate.init()
+	s.cluster.init()
+	return s
 }
 
 // nextID returns a new record ID, unique in both journals.
@@ -219,9 +302,14 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.load(ctx); err != nil {
 		return err
 	}
+	if err := s.predefine(asBroker(ctx)); err != nil { // the broker's own: no permission check
+		return err
+	}
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
+	s.pager.start()
+	s.pager.kick() // the first floor
 	s.stopWatch = make(chan struct{})
 	s.watchDone = make(chan struct{})
 	go s.watchStore()
@@ -229,6 +317,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.stopReap = make(chan struct{})
 		s.reapDone = make(chan struct{})
 		go s.reaper(p)
+	}
+	if p := s.opts.MessageExpiryScanPeriod; p > 0 {
+		s.stopExpiry = make(chan struct{})
+		s.expiryDone = make(chan struct{})
+		go s.expiryScanner(p)
 	}
 	s.log = s.log.With("node_id", s.nodeID, "role", s.opts.Role)
 	s.log.Info("broker started", "queues", len(s.queues), "epoch", s.epoch)
@@ -298,6 +391,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.Frozen() {
+		s.Release(ErrClosed) // what Freeze parked fails now
+	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 		defer func() { <-s.watchDone }()
@@ -306,6 +402,14 @@ func (s *Server) Close() error {
 		close(s.stopReap)
 		defer func() { <-s.reapDone }()
 	}
+	if s.stopExpiry != nil {
+		close(s.stopExpiry)
+		defer func() { <-s.expiryDone }()
+	}
+	s.mu.Unlock()
+	s.pager.close()
+	s.failParked(ErrClosed)
+	s.mu.Lock()
 	qs := make([]*Queue, 0, len(s.queues))
 	for _, q := range s.queues {
 		qs = append(qs, q)
@@ -314,6 +418,10 @@ func (s *Server) Close() error {
 	for _, q := range qs {
 		q.shutdown()
 	}
+	s.bgMu.Lock()
+	s.bgStopped = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	return nil
 }
 
@@ -493,8 +601,11 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 	if a != nil && a.hasRouting(r) {
 		return a, false, nil
 	}
-	if s.opts.NoAutoCreate {
+	if s.opts.NoAutoCreate && auto {
 		return nil, false, fmt.Errorf("%w: address %q with %s routing (auto-create is off)", ErrNoSuchQueue, name, r)
+	}
+	if err := authorize(ctx, auth.CreateAddress, name); err != nil {
+		return nil, false, err
 	}
 	var pol config.AddressPolicy
 	if auto || a == nil {
@@ -537,7 +648,7 @@ func (s *Server) ensureAddressLocked(ctx context.Context, name string, r Routing
 
 // newAddressLocked registers a new address in memory. Caller holds s.mu.
 func (s *Server) newAddressLocked(name string, auto bool, pol config.AddressPolicy) *address {
-	a := &address{name: name, dup: newDupCache(s.idCache), autoCreated: auto}
+	a := &address{name: name, dup: newDupCache(s.idCache), autoCreated: auto, policy: pol}
 	if auto && pol.AutoDeleteAddresses {
 		a.autoDelete, a.deleteDelay = true, pol.AutoDeleteAddressesDelay
 	}
@@ -562,12 +673,16 @@ func (s *Server) ensureQueue(ctx context.Context, addrName, name string, r Routi
 	if r == Anycast && !s.opts.AddressSettings.For(addrName).AutoCreateQueues {
 		return nil, fmt.Errorf("%w: %q (auto-create-queues is false for address %q)", ErrNoSuchQueue, name, addrName)
 	}
-	return s.createQueue(ctx, addrName, name, r, durable, temporary, true)
+	if err := authorize(ctx, queuePermission(durable, true), addrName); err != nil {
+		return nil, err
+	}
+	return s.createQueue(ctx, addrName, name, r, durable, temporary, true, nil)
 }
 
 // createQueue creates a queue unless one of that name exists, which it
 // returns; auto tells a client's (auto-created) queue from management's.
-func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool) (*Queue, error) {
+// filter, when not nil, is the queue's filter (persisted with it).
+func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routing, durable, temporary, auto bool, filter *selector.Selector) (*Queue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.queues[name]; q != nil {
@@ -586,6 +701,9 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 	id := s.nextID()
 	if durable {
 		rec := queueRecord{Name: name, Address: addrName, Routing: r, Durable: true, AutoCreated: auto}
+		if filter != nil {
+			rec.Filter = filter.Text()
+		}
 		err := journal.AppendSync(ctx, s.binds, journal.Entry{Kind: journal.KindAdd, ID: id, Type: RecQueue, Data: encodeQueue(rec)})
 		if err != nil {
 			s.storageError(err)
@@ -593,6 +711,7 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 		}
 	}
 	q := newQueue(id, name, a, r, durable, temporary, auto)
+	q.filter = filter
 	s.setQueuePolicy(q)
 	s.addQueueLocked(q)
 	s.log.Debug("queue created", "queue", name, "address", addrName, "routing", r, "durable", durable)
@@ -601,6 +720,7 @@ func (s *Server) createQueue(ctx context.Context, addrName, name string, r Routi
 
 // addQueueLocked registers q. Caller holds s.mu.
 func (s *Server) addQueueLocked(q *Queue) {
+	q.srv = s
 	s.queues[q.name] = q
 	s.queueByID[q.id] = q
 	q.addr.mu.Lock()
@@ -618,6 +738,14 @@ func (s *Server) deleteQueue(q *Queue) {
 	a, empty := s.unbindQueueLocked(q)
 	s.mu.Unlock()
 	q.shutdown()
+	q.mu.Lock()
+	var refs []*ref
+	for q.msgs.len() > 0 {
+		refs = append(refs, q.msgs.popFront())
+	}
+	q.mu.Unlock()
+	s.releaseAll(refs)
+	s.dropPageState(q)
 	if empty {
 		s.addressIdle(a, true)
 	}
@@ -653,7 +781,7 @@ func (s *Server) storageError(err error) {
 	if err == nil {
 		return
 	}
-	if s.msgs.Err() != nil || s.binds.Err() != nil {
+	if s.msgs.Err() != nil || s.binds.Err() != nil || s.pages != nil && s.pages.Err() != nil || s.large != nil && s.large.Err() != nil {
 		s.halt(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/journal"
 )
 
@@ -34,6 +35,10 @@ type ConsumerOptions struct {
 	// non-durable; a non-durable subscription is deleted when its last
 	// consumer closes.
 	NonDurable bool
+	// Selector, when set, is a message selector (package selector): the
+	// consumer receives only the messages it matches; the others wait in
+	// the queue for other consumers.
+	Selector string
 }
 
 // Session is a client's unit of work: its consumers, and in a transacted
@@ -61,7 +66,9 @@ type txSend struct {
 // NewSession opens a session; transacted sessions buffer sends and acks
 // until Commit.
 func (s *Server) NewSession(transacted bool) *Session {
-	return &Session{s: s, transacted: transacted, consumers: make(map[uint64]*Consumer)}
+	ss := &Session{s: s, transacted: transacted, consumers: make(map[uint64]*Consumer)}
+	s.trackSession(ss)
+	return ss
 }
 
 // Transacted reports whether the session is transacted.
@@ -73,6 +80,15 @@ func (ss *Session) Transacted() bool { return ss.transacted }
 // point). The caller must not modify m afterwards. A duplicate (its
 // DuplicateID already stored) is confirmed with nil and keeps m.ID 0.
 func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
+	if err := authorize(ctx, auth.Send, dest.Name); err != nil {
+		done(err)
+		return
+	}
 	m.Address = dest.Name
 	m.Routing = dest.Routing
 	ss.mu.Lock()
@@ -106,7 +122,18 @@ func (ss *Session) Send(ctx context.Context, dest Destination, m *Message, done 
 // session itself (a queue's shutdown waits for the delivery in progress):
 // hand that to another goroutine.
 func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts ConsumerOptions, handler func(Delivery)) (*Consumer, error) {
+	if err := ss.s.enter(); err != nil {
+		return nil, err
+	}
+	defer ss.s.exit()
 	if err := ss.s.checkUsable(); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, auth.Consume, ss.s.consumeAddress(dest)); err != nil {
+		return nil, err
+	}
+	sel, err := parseSelector(opts.Selector)
+	if err != nil {
 		return nil, err
 	}
 	temp := dest.Routing != Anycast && (opts.Subscription == "" || opts.NonDurable)
@@ -125,7 +152,7 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 		if q.routing != dest.Routing {
 			return nil, fmt.Errorf("server: queue %q routes %s, not %s", q.name, q.routing, dest.Routing)
 		}
-		c = &Consumer{id: id, q: q, sess: ss, handler: handler, temp: temp, delivered: make(map[uint64]*ref)}
+		c = &Consumer{id: id, q: q, sess: ss, handler: handler, temp: temp, sel: sel, delivered: make(map[uint64]*ref)}
 		ss.mu.Lock()
 		if ss.closed {
 			ss.mu.Unlock()
@@ -194,6 +221,7 @@ func (ss *Session) closeConsumer(c *Consumer) {
 	if c.temp && left == 0 {
 		ss.s.deleteQueue(c.q)
 		c.q.delivering.Add(-int64(len(refs)))
+		ss.s.releaseAll(refs)
 		return
 	}
 	ss.s.cancel(c.q, refs)
@@ -207,6 +235,11 @@ func (ss *Session) closeConsumer(c *Consumer) {
 // transacted session (the commit is the durable point). Acks may be
 // pipelined: their done callbacks run in the order the acks were made.
 func (ss *Session) Ack(consumerID, msgID uint64, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
 	ss.mu.Lock()
 	c := ss.consumers[consumerID]
 	if c == nil || ss.closed {
@@ -234,6 +267,11 @@ func (ss *Session) Ack(consumerID, msgID uint64, done func(error)) {
 // Commit makes the transaction's sends and acks durable in one atomic
 // journal append, then routes the sends. done runs once with the outcome.
 func (ss *Session) Commit(ctx context.Context, done func(error)) {
+	if err := ss.s.enter(); err != nil {
+		done(err)
+		return
+	}
+	defer ss.s.exit()
 	if !ss.transacted {
 		done(ErrNotTransacted)
 		return
@@ -268,6 +306,7 @@ func (ss *Session) Close() {
 		return
 	}
 	ss.closed = true
+	ss.s.untrackSession(ss)
 	cs := make([]*Consumer, 0, len(ss.consumers))
 	for _, c := range ss.consumers {
 		cs = append(cs, c)
@@ -290,19 +329,31 @@ func (s *Server) cancelAcks(acks []*ref) {
 		byQueue[r.q] = append(byQueue[r.q], r)
 	}
 	for q, rs := range byQueue {
-		if q.temporary {
-			q.requeue(rs)
-			continue
-		}
 		s.cancel(q, rs)
 	}
 }
 
 // commit writes a transaction as one Append.
 func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done func(error)) {
-	done = s.guard(done)
+	s.commitWith(ctx, sends, acks, s.cancelAcks, done)
+}
+
+// commitWith is commit, with what takes back the acks when the commit
+// fails (refused or not durable): unacked, they go back to their queues
+// (cancelAcks for a client's transaction; a plain requeue for a move to a
+// dead-letter or expiry address, which must not loop into another move).
+func (s *Server) commitWith(ctx context.Context, sends []txSend, acks []*ref, unack func([]*ref), done func(error)) {
+	s.commitResumable(ctx, sends, acks, unack, s.guard(done), false)
+}
+
+// commitResumable is commitWith; resumed is set for a commit BLOCK held,
+// taking its turn (done is guarded already). A transaction whose sends go
+// to paging addresses writes them to the paging journal first (with its
+// ID), then, once they are durable, the rest of it with a RecPageTx
+// record in one append (commitPaged).
+func (s *Server) commitResumable(ctx context.Context, sends []txSend, acks []*ref, unack func([]*ref), done func(error), resumed bool) {
 	if err := s.checkUsable(); err != nil {
-		s.cancelAcks(acks)
+		unack(acks)
 		done(err)
 		return
 	}
@@ -312,9 +363,48 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 	}
 	addrs, locked, err := s.lockCommitAddresses(ctx, sends)
 	if err != nil {
-		s.cancelAcks(acks)
+		unack(acks)
 		done(fmt.Errorf("server: commit: %w", err))
 		return
+	}
+	unlock := func() {
+		for _, a := range locked {
+			a.mu.Unlock()
+		}
+	}
+	// Where each send goes, before anything changes: a full address may
+	// hold or refuse the whole transaction.
+	qss := make([][]*Queue, len(sends))
+	adm := make([]admission, len(sends))
+	paged := false
+	for i, ts := range sends {
+		a, m := addrs[i], ts.m
+		if m.DuplicateID != "" && s.idCache > 0 && a.dup.lookup(m.DuplicateID) != nil {
+			continue // a duplicate (dropped below)
+		}
+		a.stampExpiry(m)
+		qss[i] = a.routeLocked(ts.r, m, nil)
+		if len(qss[i]) == 0 {
+			continue
+		}
+		switch adm[i] = s.admitLocked(a, resumed); adm[i] {
+		case admitPage:
+			paged = true
+		case admitBlock:
+			for _, ts := range sends {
+				ts.m.own()
+			}
+			s.parkLocked(a, parkedSend{ctx: ctx,
+				retry: func() { s.commitResumable(ctx, sends, acks, unack, done, true) },
+				fail:  func(err error) { unack(acks); done(err) }}, resumed)
+			unlock()
+			return
+		case admitFail:
+			unlock()
+			unack(acks)
+			done(fmt.Errorf("server: commit: %w: %q holds its max-size-bytes or the broker its global-max-size (address-full-policy FAIL)", ErrAddressFull, a.name))
+			return
+		}
 	}
 	var entries []journal.Entry
 	type dupDone struct {
@@ -323,8 +413,17 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		undo dupUndo
 	}
 	var dups []dupDone
+	var ddups []*deferredDup
 	var refs []ref
-	var qbuf []*Queue
+	var pageEntries []journal.Entry
+	var pageLarges []*largeBody
+	type pagedSend struct {
+		qs   []*Queue
+		size int64
+		a    *address
+	}
+	var pagedSends []pagedSend
+	var txID uint64
 	stored := 0
 	for i, ts := range sends {
 		a, m := addrs[i], ts.m
@@ -332,24 +431,49 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			s.ctr.dups.Add(1)
 			continue // a duplicate: dropped, the rest of the transaction stands
 		}
+		if adm[i] == admitDrop {
+			s.ctr.dropped.Add(1)
+			continue
+		}
 		stored++
-		qbuf = a.routeLocked(ts.r, qbuf[:0])
-		routed(qbuf)
+		qs := qss[i]
 		m.ID = s.nextID()
-		var de *dupEntry
-		var undo dupUndo
-		entries, de, undo = s.sendEntriesLocked(a, m, qbuf, entries)
-		if de != nil {
-			dups = append(dups, dupDone{a, de, undo})
+		if adm[i] == admitPage {
+			if txID == 0 {
+				txID = s.nextID()
+			}
+			data := encodePaged(m, qs)
+			pageEntries = append(pageEntries, journal.Entry{Kind: journal.KindAdd, ID: m.ID, TxID: txID, Type: RecPagedMessage, Data: data})
+			pageLarges = append(pageLarges, m.large)
+			pagedSends = append(pagedSends, pagedSend{qs: qs, size: int64(len(data)), a: a})
+			for _, q := range qs {
+				q.pageStateOf(s.pages)
+			}
+			if dd := s.dupDeferredLocked(a, m); dd != nil {
+				ddups = append(ddups, dd)
+			}
+			continue
 		}
-		for _, q := range qbuf {
+		routed(qs)
+		if paged {
+			// Its duplicate ID is journaled with the rest of the
+			// transaction, once the paged part is durable.
+			entries = s.msgEntriesLocked(m, qs, entries)
+			if dd := s.dupDeferredLocked(a, m); dd != nil {
+				ddups = append(ddups, dd)
+			}
+		} else {
+			var de *dupEntry
+			var undo dupUndo
+			entries, de, undo = s.sendEntriesLocked(a, m, qs, entries)
+			if de != nil {
+				dups = append(dups, dupDone{a, de, undo})
+			}
+		}
+		m.own()
+		s.charge(a, m, len(qs))
+		for _, q := range qs {
 			refs = append(refs, ref{msg: m, q: q})
-		}
-	}
-	s.storeMu.Lock()
-	for _, r := range acks {
-		if r.durable() {
-			entries = append(entries, s.ackEntryLocked(r))
 		}
 	}
 	finish := func(err error) {
@@ -359,17 +483,44 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			for _, r := range acks {
 				r.q.delivering.Add(-1)
 				r.q.acked.Add(1)
+				s.release(r)
+			}
+			for _, p := range pagedSends {
+				for _, q := range p.qs {
+					q.pagedConfirmed(p.size)
+				}
+				s.ctr.paged.Add(1)
 			}
 		}
 		for _, d := range dups {
 			d.a.dup.complete(d.e, err)
 		}
+		for _, d := range ddups {
+			d.a.dup.complete(d.de, err)
+		}
 		if err != nil {
-			unroute(refs)
+			s.unrouteRefs(refs)
 			done(err)
 			return
 		}
 		enqueueRefs(refs, done)
+	}
+	if len(pageEntries) > 0 {
+		paddrs := make([]*address, len(pagedSends))
+		var pqs []*Queue
+		for i, p := range pagedSends {
+			paddrs[i] = p.a
+			pqs = append(pqs, p.qs...)
+		}
+		s.commitPaged(txID, pageEntries, entries, pageLarges, acks, ddups, paddrs, pqs, unack, finish)
+		unlock()
+		return
+	}
+	s.storeMu.Lock()
+	for _, r := range acks {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
 	}
 	if len(entries) > 0 {
 		err = s.msgs.Append(entries, !s.opts.NoSyncTransactional, func(err error) {
@@ -378,6 +529,11 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 			}
 			finish(err)
 		})
+		if err != nil {
+			// Refused (too large, or the journal failed): undo the acks'
+			// counting so the messages can be acked again.
+			s.unackEntriesLocked(acks)
+		}
 	}
 	s.storeMu.Unlock()
 	if err != nil {
@@ -385,30 +541,35 @@ func (s *Server) commit(ctx context.Context, sends []txSend, acks []*ref, done f
 		for i := len(dups) - 1; i >= 0; i-- {
 			dups[i].a.dup.undo(dups[i].undo)
 		}
-		// Refused (too large, or the journal failed): undo the acks'
-		// reference counting so the messages can be acked again.
-		s.storeMu.Lock()
-		for _, r := range acks {
-			if r.durable() {
-				r.msg.durableRefs++
-			}
-		}
-		s.storeMu.Unlock()
 	}
-	for _, a := range locked {
-		a.mu.Unlock()
-	}
+	unlock()
 	if err != nil {
+		// The acks are still counted as being delivered: unack's requeue
+		// uncounts them (uncounting them here too made the queues' depth
+		// go down by one per ack).
 		s.storageError(err)
-		for _, r := range acks {
-			r.q.delivering.Add(-1)
-		}
-		s.cancelAcks(acks)
+		unack(acks)
 		finish(fmt.Errorf("server: commit: %w", err))
 		return
 	}
 	if len(entries) == 0 {
 		finish(nil)
+	}
+}
+
+// unackEntriesLocked takes back what ackEntryLocked counted for acks
+// whose append was refused. Caller holds storeMu.
+func (s *Server) unackEntriesLocked(acks []*ref) {
+	for _, r := range acks {
+		if !r.durable() {
+			continue
+		}
+		if r.pt != nil {
+			r.pt.acked.Store(false)
+			r.pt.ackRec.Store(0)
+			continue
+		}
+		r.msg.durableRefs++
 	}
 }
 
@@ -468,6 +629,11 @@ func containsAddr(as []*address, a *address) bool {
 // not hold (those are not acked; the others are). In a transacted session
 // done runs at once.
 func (ss *Session) AckMany(consumerID uint64, ids []uint64, done func(failed []uint64, err error)) {
+	if err := ss.s.enter(); err != nil {
+		done(nil, err)
+		return
+	}
+	defer ss.s.exit()
 	ss.mu.Lock()
 	c := ss.consumers[consumerID]
 	if c == nil || ss.closed {

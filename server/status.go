@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tandemmq/tandem/auth"
 )
 
 // Status is what GET /status returns (docs/cli.md's keys and a few more).
@@ -42,10 +44,18 @@ type Status struct {
 	// negative while claimed).
 	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
 	Stats               Stats  `json:"stats"`
-	// Journals describes the file journals ("messages", "bindings"):
-	// segments, bytes, group commit and compaction; absent for other
-	// stores.
+	// Journals describes the file journals ("messages", "bindings",
+	// "paging"): segments, bytes, group commit and compaction; absent for
+	// other stores.
 	Journals map[string]JournalInfo `json:"journals,omitempty"`
+	// Paging is the memory messages take, the paging journal and the
+	// addresses that page (absent while not serving).
+	Paging *PagingStatus `json:"paging,omitempty"`
+	// ColocatedBackups are the backups of other brokers this process
+	// hosts (<colocated>); ColocatedBackupHost is where this broker's
+	// own colocated backup runs ("" = none yet).
+	ColocatedBackups    []ColocatedBackup `json:"colocated_backups,omitempty"`
+	ColocatedBackupHost string            `json:"colocated_backup_host,omitempty"`
 
 	// srv is the server behind the status (nil when not serving): the
 	// management API's operations go to it.
@@ -53,6 +63,18 @@ type Status struct {
 	// listQueues pages the queues for a request other than the default
 	// (set by Server.Status; nil when the caller made its own Status).
 	listQueues func(QueueQuery) ([]QueueInfo, int)
+}
+
+// ColocatedBackup is one backup a broker hosts for another (docs/ha-colocated.md).
+type ColocatedBackup struct {
+	Name          string `json:"name"`           // colocated_backup_N
+	RequesterNode string `json:"requester_node"` // the node it backs up
+	RequesterName string `json:"requester_name"`
+	URL           string `json:"url"`   // its acceptor
+	Role          string `json:"role"`  // backup
+	State         string `json:"state"` // waiting, active, ... ; "exited" once it ended
+	Epoch         uint64 `json:"epoch"`
+	Since         string `json:"since"` // RFC 3339: when it was started
 }
 
 // ReplicationStatus is /status's replication object (docs/cli.md).
@@ -124,6 +146,8 @@ func (s *Server) Status() Status {
 		CPUSeconds: CPUSeconds(), Stats: s.Stats(), listQueues: s.ListQueues, srv: s,
 		Journals: s.journalInfo(),
 	}
+	ps := s.Paging()
+	st.Paging = &ps
 	st.Queues, st.QueuesTotal = s.ListQueues(QueueQuery{})
 	s.mu.RLock()
 	if s.closed {
@@ -158,22 +182,38 @@ type ManagementOptions struct {
 	Status func() Status
 	// Metrics serves /metrics (Prometheus text); nil leaves it out.
 	Metrics http.Handler
+	// Pprof serves /debug/pprof/ (config <pprof-enabled>; by default on
+	// only when the management address is loopback: it has no
+	// authentication and shows the command line). Off, it answers 403.
+	Pprof bool
 	// Server returns the server the management API's operations go to
 	// (nil while not serving); when nil itself, the server behind
 	// Status's answer is used.
 	Server func() *Server
+	// Security authenticates and authorizes the management API's
+	// requests; nil uses the guard of the server's acceptors.
+	Security *auth.Guard
 }
 
 // ManagementHandler serves GET /status (JSON; see QueueQuery for its
-// query parameters), /metrics when given, /debug/pprof/, the management
-// API under /api/ and the web console at / (mgmthttp.go).
+// query parameters), /metrics when given, /debug/pprof/ when enabled, the
+// management API under /api/ and the web console at / (mgmthttp.go).
 func ManagementHandler(opts ManagementOptions) http.Handler {
 	mux := http.NewServeMux()
 	srv := opts.Server
 	if srv == nil {
 		srv = func() *Server { return opts.Status().srv }
 	}
-	registerManagement(mux, srv)
+	sec := func() *auth.Guard {
+		if opts.Security != nil {
+			return opts.Security
+		}
+		if s := srv(); s != nil {
+			return s.Security()
+		}
+		return nil
+	}
+	registerManagement(mux, srv, sec)
 	started := time.Now()
 	// turns admits statusConcurrency requests at a time to build their
 	// answer (into a buffer: a slow reader does not keep its turn).
@@ -208,6 +248,12 @@ func ManagementHandler(opts ManagementOptions) http.Handler {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if !opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, errPprofDisabled.Error(), http.StatusForbidden)
+		})
+		return mux
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -17,7 +17,7 @@ func TestStatusHTTP(t *testing.T) {
 	b := newBroker(t, Options{Name: "b1", Store: "memory"})
 	ss := b.s.NewSession(false)
 	mustSend(t, ss, queueDest("q"), msg("x", true))
-	h := ManagementHandler(ManagementOptions{Status: b.s.Status})
+	h := ManagementHandler(ManagementOptions{Status: b.s.Status, Pprof: true})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
 	if rec.Code != http.StatusOK {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -91,6 +92,13 @@ type protocolError struct {
 	msg     string // the ERROR frame's message header
 	receipt string // the receipt of the frame that caused it
 	detail  string // the body
+	logged  bool   // logged already (a failed login: by the guard, rate-limited)
+}
+
+// loggedProtocolError marks e as logged already.
+func loggedProtocolError(e *protocolError) *protocolError {
+	e.logged = true
+	return e
 }
 
 func (e *protocolError) Error() string {
@@ -123,7 +131,7 @@ func (c *conn) run() {
 	default:
 		c.fail(nil)
 	}
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDisconnected) && c.ctx.Err() == nil {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDisconnected) && c.ctx.Err() == nil && (pe == nil || !pe.logged) {
 		c.log.Info("stomp connection closed", "reason", err)
 	} else {
 		c.log.Debug("stomp connection closed", "reason", err)
@@ -155,7 +163,7 @@ var errDisconnected = errors.New("client disconnected")
 func (c *conn) fail(pe *protocolError) {
 	c.failOnce.Do(func() {
 		if pe != nil && c.out != nil {
-			if c.ctx.Err() == nil {
+			if c.ctx.Err() == nil && !pe.logged {
 				c.log.Warn("stomp: closing connection with an ERROR frame", "message", pe.msg, "detail", pe.detail)
 			}
 			e := &Frame{Command: "ERROR"}
@@ -302,8 +310,10 @@ func (c *conn) handshake() error {
 	if !ok {
 		return errorf(f, "unsupported STOMP version", "accept-version %q: this broker speaks 1.0, 1.1 and 1.2", f.Value("accept-version"))
 	}
-	if !c.pc.Authenticate(f.Value("login"), f.Value("passcode")) {
-		return errorf(f, "authentication failed", "login %q: wrong user name or passcode", f.Value("login"))
+	if _, err := c.pc.Login(f.Value("login"), f.Value("passcode")); err != nil {
+		// The guard logged it; the client gets its reason (never about
+		// the passcode beyond "wrong").
+		return loggedProtocolError(errorf(f, "authentication failed", "%v", err))
 	}
 	cx, cy, err := parseHeartBeat(f.Value("heart-beat"))
 	if err != nil {
@@ -322,6 +332,9 @@ func (c *conn) handshake() error {
 	}
 	if cx > 0 {
 		c.ttl = max(2*cx, time.Second) // Artemis's heartBeatToConnectionTtlModifier, 2.0
+		if m := c.pc.TTLMax; m > 0 && c.ttl > m {
+			c.ttl = m // the client chose it: connection-ttl-max caps it
+		}
 	}
 	if c.ttl <= 0 {
 		c.ttl = 60 * time.Second
@@ -468,7 +481,7 @@ func (c *conn) resolve(f *Frame, routingHeader string) (server.Destination, erro
 var reserved = map[string]bool{
 	"destination": true, "receipt": true, "transaction": true, "content-length": true,
 	"persistent": true, "destination-type": true, dupHeader: true, "message-id": true,
-	"subscription": true, "ack": true, "timestamp": true, "redelivered": true,
+	"subscription": true, "ack": true, "timestamp": true, "redelivered": true, "expires": true,
 }
 
 // dupHeader is Artemis's duplicate ID property, used as a header.
@@ -484,6 +497,13 @@ func (c *conn) handleSend(f *Frame) error {
 		DuplicateID: f.Value(dupHeader),
 		Timestamp:   time.Now().UnixNano(),
 		Body:        f.Body,
+	}
+	if v := f.Value("expires"); v != "" && v != "0" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+			return errorf(f, "bad expires header", "expires %q: want milliseconds since the epoch (0: never)", v)
+		}
+		m.Expiration = ms * int64(time.Millisecond)
 	}
 	if len(m.Body) > server.MaxBodySize {
 		return errorf(f, "message too large", "a body of %d bytes; the limit is %d", len(m.Body), server.MaxBodySize)

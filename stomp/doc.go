@@ -25,14 +25,16 @@
 //
 // A frame's headers are limited to 64 KiB and 1000 headers, its body to
 // server.MaxBodySize; a content-length above the limit is refused before
-// the body is read or allocated. A connection has at most 1024
-// operations (8 MiB of bodies) waiting for the journal, and stops reading
-// while 4 MiB of answers wait to be written; deliveries are limited by
-// each subscription's window (Options). A write that makes no progress for
-// max(TTL, 30 s) closes the connection; so does silence for the TTL
-// (heart-beat cx times 2, as Artemis, else the acceptor's connectionTtl or
-// the broker's connection TTL). Bad input is an ERROR frame, then close;
-// it never stops other connections.
+// the body is read or allocated, and a body's memory grows with the bytes
+// that arrive, not to the content-length announced. A connection has at
+// most 1024 operations (8 MiB of bodies) waiting for the journal, and
+// stops reading while 4 MiB of answers wait to be written; deliveries are
+// limited by each subscription's window (Options). A write that makes no
+// progress for max(TTL, 30 s) closes the connection; so does silence for
+// the TTL (heart-beat cx times 2, as Artemis, capped by
+// connection-ttl-max, else the acceptor's connectionTtl or the broker's
+// connection TTL). Bad input is an ERROR frame, then close; it never
+// stops other connections.
 //
 // The frame decoder (Decoder) never panics on input and is fuzzed
 // (FuzzDecoder). The message mapping and the acceptor parameters are in

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -171,8 +172,7 @@ func (d *Decoder) Next() (*Frame, error) {
 		if n > uint64(d.lim.MaxBody) {
 			return nil, d.errorf("content-length %d exceeds the largest body, %d bytes", n, d.lim.MaxBody)
 		}
-		f.Body = make([]byte, n)
-		if _, err := io.ReadFull(d.r, f.Body); err != nil {
+		if f.Body, err = readBody(d.r, int(n)); err != nil {
 			return nil, unexpected(err)
 		}
 		d.off += int64(n)
@@ -204,6 +204,28 @@ func (d *Decoder) Next() (*Frame, error) {
 	}
 	f.Body = body[:len(body)-1]
 	return f, nil
+}
+
+// bodyChunk is the buffer a body starts in; it doubles as bytes arrive.
+const bodyChunk = 4 << 10
+
+// readBody reads an n-byte body into a buffer that grows with the bytes
+// received (at most twice what arrived), never to the announced length at
+// once: a client announcing a large content-length and stalling costs
+// what it sent.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, bodyChunk))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n, 2*cap(b))-len(b))
+		}
+		m, err := r.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // line reads one line (EOL stripped), charging it to budget.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -152,4 +153,61 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// probeReader returns its bytes, then err (a peer that stopped sending),
+// and records the largest buffer it was asked to fill: what the reader's
+// caller had reserved for the bytes still to come.
+type probeReader struct {
+	b    []byte
+	err  error
+	maxP int
+}
+
+func (r *probeReader) Read(p []byte) (int, error) {
+	r.maxP = max(r.maxP, len(p))
+	if len(r.b) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// A body's memory follows the bytes that arrive, not the content-length
+// announced: a client (before CONNECT, unauthenticated) announcing a
+// 1 MiB body and stalling after a few bytes made the broker reserve 1 MiB
+// per connection. The body still decodes when it all arrives.
+func TestBodyReservedAsItArrives(t *testing.T) {
+	stalled := errors.New("stalled")
+	r := &probeReader{b: []byte("CONNECT\ncontent-length:1048576\n\n" + strings.Repeat("x", 100)), err: stalled}
+	d := NewDecoder(bufio.NewReaderSize(r, 4096), Limits{})
+	if _, err := d.Next(); !errors.Is(err, stalled) {
+		t.Fatalf("Next: %v, want the reader's error", err)
+	}
+	if r.maxP > 16<<10 {
+		t.Fatalf("a body announced at 1 MiB of which 100 bytes arrived: a read into %d bytes", r.maxP)
+	}
+	body := bytes.Repeat([]byte("0123456789"), 100000)
+	in := fmt.Appendf(nil, "SEND\ncontent-length:%d\n\n%s\x00", len(body), body)
+	d = NewDecoder(bufio.NewReaderSize(&trickle{b: in, step: 3000}, 4096), Limits{})
+	f, err := d.Next()
+	if err != nil || !bytes.Equal(f.Body, body) {
+		t.Fatalf("a 1 MB body in pieces: %v", err)
+	}
+}
+
+// trickle returns its bytes step at a time.
+type trickle struct {
+	b    []byte
+	step int
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.step)], r.b)
+	r.b = r.b[n:]
+	return n, nil
 }

@@ -335,6 +335,19 @@ func TestHeartBeats(t *testing.T) {
 	}
 }
 
+// TestHeartBeatTTLCapped: the TTL a client's heart-beat header implies
+// (twice its promised interval: a client promising one an hour would keep
+// a silent connection for two) is capped by connection-ttl-max.
+func TestHeartBeatTTLCapped(t *testing.T) {
+	b := newBroker(t, server.NetOptions{TTLMax: time.Second}, Options{})
+	r := dialRaw(t, b.addr)
+	r.send("CONNECT", []string{"accept-version:1.2", "heart-beat:3600000,0"}, "")
+	r.expect("CONNECTED")
+	if !r.closed(15 * time.Second) {
+		t.Fatal("a silent client promising a heart-beat an hour was not disconnected at the 1 s cap")
+	}
+}
+
 // TestHostileFrames: each malformed frame gets an ERROR and a close, while
 // another client's traffic goes on.
 func TestHostileFrames(t *testing.T) {
@@ -367,7 +380,8 @@ func TestHostileFrames(t *testing.T) {
 	check("unknown subscription", "UNSUBSCRIBE\nid:zz\n\n\x00", "no such subscription")
 	check("bad ack id", "ACK\nid:garbage\n\n\x00", "unknown ack id")
 	check("second CONNECT", "CONNECT\naccept-version:1.2\n\n\x00", "already connected")
-	check("selector", "SUBSCRIBE\nid:1\ndestination:a\nselector:x > 1\n\n\x00", "selectors")
+	check("bad selector", "SUBSCRIBE\nid:1\ndestination:a\nselector:x >\n\n\x00", "subscribe failed")
+	check("bad expires", "SEND\ndestination:a\nexpires:soon\n\nx\x00", "bad expires header")
 
 	// Before CONNECT: anything else is refused.
 	r := dialRaw(t, b.addr)
@@ -458,5 +472,42 @@ func TestRefuse(t *testing.T) {
 	r.send("CONNECT", []string{"accept-version:1.2", "receipt:c"}, "")
 	if e := r.expectError(); e.Value("message") != "backup: not live" {
 		t.Fatalf("refusal %v", e.Headers)
+	}
+}
+
+// TestSelectorAndExpires: a SUBSCRIBE selector delivers only the matching
+// messages (the others wait for another subscriber); an expires header
+// makes the message expire (one already expired is never delivered) and
+// comes back on the MESSAGE.
+func TestSelectorAndExpires(t *testing.T) {
+	b := newBroker(t, server.NetOptions{}, Options{})
+	p := connect(t, b.addr)
+	later := time.Now().Add(time.Hour).UnixMilli()
+	for _, m := range []struct{ color, expires string }{{"red", ""}, {"blue", ""}, {"red", "1"}, {"red", fmt.Sprint(later)}} {
+		h := []string{"destination:q", "persistent:true", "receipt:r", "color:" + m.color}
+		if m.expires != "" {
+			h = append(h, "expires:"+m.expires)
+		}
+		p.send("SEND", h, m.color+m.expires)
+		p.expect("RECEIPT")
+	}
+	c := connect(t, b.addr)
+	c.send("SUBSCRIBE", []string{"id:s1", "destination:q", "ack:client-individual", "selector:color = 'red'"}, "")
+	first, second := c.expect("MESSAGE"), c.expect("MESSAGE")
+	if string(first.Body) != "red" || string(second.Body) != "red"+fmt.Sprint(later) || second.Value("expires") != fmt.Sprint(later) {
+		t.Fatalf("selected %q %q (expires %q)", first.Body, second.Body, second.Value("expires"))
+	}
+	o := connect(t, b.addr)
+	o.send("SUBSCRIBE", []string{"id:s2", "destination:q", "ack:client-individual"}, "")
+	if m := o.expect("MESSAGE"); string(m.Body) != "blue" {
+		t.Fatalf("other subscriber got %q", m.Body)
+	}
+	// The expired one was dropped (no expiry-address), not delivered.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.s.Stats().Expired != 1 || depth(t, b, "q") != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("expired %d, depth %d; want 1 and 3", b.s.Stats().Expired, depth(t, b, "q"))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -97,6 +97,14 @@ func (s *subscription) back(n int) {
 // deliver is the consumer's handler (a broker goroutine): it encodes the
 // MESSAGE into the writer, never blocking.
 func (s *subscription) deliver(d server.Delivery) {
+	if d.Message.IsLarge() { // delivered whole (large messages come from Tandem's protocol)
+		m, err := s.c.s.Materialize(d.Message)
+		if err != nil {
+			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
+			return
+		}
+		d.Message = m
+	}
 	m := d.Message
 	size := len(m.Body)
 	s.mu.Lock()
@@ -157,6 +165,10 @@ func (s *subscription) appendMessage(b []byte, d server.Delivery, esc bool) []by
 	if m.Timestamp != 0 {
 		b = append(b, "\ntimestamp:"...)
 		b = strconv.AppendInt(b, m.Timestamp/1e6, 10)
+	}
+	if m.Expiration != 0 {
+		b = append(b, "\nexpires:"...)
+		b = strconv.AppendInt(b, m.Expiration/1e6, 10)
 	}
 	for i := range m.Properties {
 		p := &m.Properties[i]
@@ -228,14 +240,11 @@ func (c *conn) handleSubscribe(f *Frame) error {
 	if !ok {
 		return errorf(f, "bad ack header", "ack %q: want auto, client or client-individual", f.Value("ack"))
 	}
-	if f.Value("selector") != "" {
-		return errorf(f, "selectors are not supported", "SUBSCRIBE with selector %q: message filters are not supported yet", f.Value("selector"))
-	}
 	dest, err := c.resolve(f, "subscription-type")
 	if err != nil {
 		return err
 	}
-	var opts server.ConsumerOptions
+	opts := server.ConsumerOptions{Selector: f.Value("selector")}
 	durName := durableName(f)
 	if durName != "" && dest.Routing == server.Multicast {
 		if c.clientID == "" {

@@ -1,71 +1,183 @@
 package wire
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 )
 
-// Decoder reads frames from a stream. It reuses one buffer: the payload
+// Decoder reads frames from a stream. It reuses its buffers: the payload
 // returned by Next (and byte slices inside frames filled by Unmarshal) are
 // valid only until the following Next.
+//
+// Memory follows what arrives, never what a frame announces: frames up to
+// readBufMax are decoded in place from a read buffer that starts at
+// readBufMin and doubles (up to readBufMax) only when a read fills it, so an
+// idle connection holds a few KiB; a larger frame is gathered in a buffer
+// that grows as its bytes arrive (at most twice what arrived) and is
+// dropped at the next Next when larger than bigKeep. A peer that announces
+// a maximal frame and stalls costs at most readBufMax.
 type Decoder struct {
-	r     *bufio.Reader
-	buf   []byte
-	off   int64 // stream offset of the next frame
-	start int64 // stream offset of the current frame
+	src   io.Reader
+	rb    []byte // read buffer; rb[rpos:rend] is received and not yet decoded
+	rpos  int
+	rend  int
+	grow  bool   // the last read filled rb: double it before the next read
+	big   []byte // the current frame when it is larger than readBufMax
+	off   int64  // stream offset of the next frame
+	start int64  // stream offset of the current frame
 	hdr   Header
 	pay   []byte
 	rd    reader // reused: an interface call would make a local one escape
 	addr  string // last address decoded (interned)
+	limit int    // largest frame accepted; 0 means MaxFrameSize
 }
 
-// NewDecoder returns a Decoder reading from r (wrapped in a bufio.Reader
-// unless it already is one).
+// Read and frame buffer sizes (see Decoder).
+const (
+	readBufMin = 4 << 10
+	readBufMax = 64 << 10
+	bigKeep    = 256 << 10
+)
+
+// NewDecoder returns a Decoder reading from r. The Decoder buffers reads
+// itself; r need not be buffered.
 func NewDecoder(r io.Reader) *Decoder {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(r, 64<<10)
+	return &Decoder{src: r}
+}
+
+// SetMaxFrameSize lowers the largest frame Next accepts (length field
+// included) to n; 0 (or more than MaxFrameSize) restores MaxFrameSize. A
+// server accepts only small frames until the handshake is done.
+func (d *Decoder) SetMaxFrameSize(n int) {
+	if n <= 0 || n > MaxFrameSize {
+		n = 0
 	}
-	return &Decoder{r: br}
+	d.limit = n
+}
+
+// Buffered returns the number of bytes received and not yet decoded: 0
+// means the next Next will read from the stream.
+func (d *Decoder) Buffered() int { return d.rend - d.rpos }
+
+// Unread returns the bytes received after the current frame and not yet
+// decoded, for a caller that stops using the Decoder and goes on reading
+// the stream itself (valid until the next Next).
+func (d *Decoder) Unread() []byte { return d.rb[d.rpos:d.rend] }
+
+// fill reads until at least n (<= readBufMax) bytes are buffered. It
+// returns the reader's error when the stream ends or fails first.
+func (d *Decoder) fill(n int) error {
+	empty := 0
+	for d.rend-d.rpos < n {
+		if d.rpos > 0 { // make room: move the undecoded bytes to the front
+			d.rend = copy(d.rb, d.rb[d.rpos:d.rend])
+			d.rpos = 0
+		}
+		if size := len(d.rb); size < n || (d.grow && size < readBufMax) {
+			size = min(max(n, 2*size, readBufMin), readBufMax)
+			nb := make([]byte, size)
+			copy(nb, d.rb[:d.rend])
+			d.rb, d.grow = nb, false
+		}
+		m, err := d.src.Read(d.rb[d.rend:])
+		d.rend += m
+		d.grow = d.rend == len(d.rb) && len(d.rb) < readBufMax
+		if d.rend-d.rpos >= n {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m == 0 {
+			if empty++; empty >= 100 {
+				return io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+// readBig returns a frame of total bytes (> readBufMax), gathered in d.big
+// as its bytes arrive.
+func (d *Decoder) readBig(total int) ([]byte, error) {
+	b := append(d.big[:0], d.rb[d.rpos:d.rend]...)
+	d.rpos, d.rend = 0, 0
+	empty := 0
+	for len(b) < total {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(total, max(2*cap(b), readBufMax)))
+			copy(nb, b)
+			b = nb
+		}
+		m, err := d.src.Read(b[len(b):min(cap(b), total)])
+		b = b[:len(b)+m]
+		if len(b) == total {
+			break
+		}
+		if err != nil {
+			d.big = b
+			return nil, err
+		}
+		if m == 0 {
+			if empty++; empty >= 100 {
+				d.big = b
+				return nil, io.ErrNoProgress
+			}
+		}
+	}
+	d.big = b
+	return b, nil
 }
 
 // Next reads the next frame and returns its header; Payload returns its
 // payload. At a clean end of stream (between frames) it returns io.EOF; a
 // stream cut inside a frame gives io.ErrUnexpectedEOF; other read errors
-// are returned as they are. A bad length or CRC, or an unknown type, is a
+// are returned as they are. A bad length or CRC, an unknown type, or a
+// payload on a frame type whose payload is empty (Ping, Pong) is a
 // *FrameError: the stream cannot be read further.
 func (d *Decoder) Next() (Header, error) {
 	d.start = d.off
 	d.pay = nil
-	var lb [4]byte
-	if n, err := io.ReadFull(d.r, lb[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || (err == io.EOF && n > 0) {
-			return Header{}, io.ErrUnexpectedEOF
+	if cap(d.big) > bigKeep {
+		d.big = nil
+	}
+	if err := d.fill(4); err != nil {
+		if err == io.EOF && d.rend > d.rpos {
+			err = io.ErrUnexpectedEOF
 		}
 		return Header{}, err
 	}
-	length := binary.BigEndian.Uint32(lb[:])
+	length := binary.BigEndian.Uint32(d.rb[d.rpos:])
 	if length < minLength {
 		return Header{}, &FrameError{Offset: d.start, Reason: fmt.Sprintf("length %d shorter than the minimum %d", length, minLength)}
 	}
 	if uint64(length)+4 > MaxFrameSize {
 		return Header{}, &FrameError{Offset: d.start, Reason: fmt.Sprintf("length %d exceeds the maximum frame size %d", uint64(length)+4, MaxFrameSize)}
 	}
-	total := int(length) + 4
-	if cap(d.buf) < total {
-		d.buf = make([]byte, total, max(total, 4096))
+	if d.limit > 0 && int(length)+4 > d.limit {
+		return Header{}, &FrameError{Offset: d.start, Reason: fmt.Sprintf("length %d exceeds the limit of %d bytes here", uint64(length)+4, d.limit)}
 	}
-	b := d.buf[:total]
-	copy(b, lb[:])
-	if _, err := io.ReadFull(d.r, b[4:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	total := int(length) + 4
+	var b []byte
+	if total <= readBufMax {
+		if err := d.fill(total); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Header{}, err
 		}
-		return Header{}, err
+		b = d.rb[d.rpos : d.rpos+total : d.rpos+total]
+		d.rpos += total
+	} else {
+		var err error
+		if b, err = d.readBig(total); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Header{}, err
+		}
 	}
 	d.off += int64(total)
 	want := binary.BigEndian.Uint32(b[total-4:])
@@ -78,6 +190,10 @@ func (d *Decoder) Next() (Header, error) {
 	}
 	if !h.Type.Known() {
 		return Header{}, &FrameError{Offset: d.start, Reason: fmt.Sprintf("unknown frame type %d", uint8(h.Type))}
+	}
+	if n := total - HeaderSize - TrailerSize; n > 0 && (h.Type == TypePing || h.Type == TypePong) {
+		// Callers answer these without Unmarshal: refuse the payload here.
+		return Header{}, &FrameError{Offset: d.start, Type: h.Type, Reason: fmt.Sprintf("payload: %d trailing bytes", n)}
 	}
 	d.hdr = h
 	d.pay = b[HeaderSize : total-4]

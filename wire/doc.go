@@ -29,6 +29,11 @@
 // Message bodies are limited to MaxBodySize (1 MiB); the frame limit leaves
 // room for properties. A larger body is refused by the client before
 // sending (ErrBodyTooLarge) and by the server with CodeTooLarge.
+// A Decoder's memory follows the bytes received, not the length a frame
+// announces, and SetMaxFrameSize lowers the limit (the server allows
+// 16 KiB until the handshake is done). Ping and Pong carry no payload:
+// Next refuses one that does, since callers answer them without
+// Unmarshal.
 //
 // Payload primitives: u8/u16/u32/u64 fixed width; "str" and "bytes" are a
 // uvarint length followed by that many bytes; "list" is a uvarint count
@@ -98,6 +103,11 @@
 // have unknown outcomes. Durable sends carry a DuplicateID so a client can
 // resend them safely (the server drops a second copy and answers OK with
 // Duplicate set).
+//
+// Other conversations on the same frames: replication (replication.go),
+// management (manage.go) and cluster connections between live brokers
+// (cluster.go). discovery.go is the UDP announcement datagram of
+// broadcast and discovery groups (its own magic, version and CRC).
 //
 // Versioning: the layout of the first 14 bytes and of Hello's first two
 // fields (min and max version) never changes. The client sends Hello with

@@ -67,6 +67,12 @@ func NewFrame(t Type) Frame {
 	if f := newManageFrame(t); f != nil {
 		return f
 	}
+	if f := newLargeFrame(t); f != nil {
+		return f
+	}
+	if f := newClusterFrame(t); f != nil {
+		return f
+	}
 	if f := newQuorumFrame(t); f != nil {
 		return f
 	}
@@ -427,7 +433,7 @@ type CreateConsumer struct {
 	Routing       RoutingType
 	AutoCreate    bool
 	Durable       bool
-	Filter        string // reserved: must be "" until filters exist
+	Filter        string // a message selector (SQL-92 subset, as Artemis's); "" = every message
 	InitialCredit uint32 // messages
 }
 

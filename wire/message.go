@@ -91,26 +91,37 @@ type Message struct {
 	Durable     bool
 	DuplicateID string // duplicate-detection ID; "" = none
 	Timestamp   int64  // Unix nanoseconds, set by the producer; 0 = unset
+	Expiration  int64  // Unix nanoseconds after which it expires; 0 = never
 	Properties  []Property
 	Body        []byte
 }
 
 // message flag bits
-const msgFlagDurable = 1 << 0
+const (
+	msgFlagDurable    = 1 << 0
+	msgFlagExpiration = 1 << 1 // an expiration u64 follows the timestamp
+)
 
 // Encoding: flags u8, routing u8, address str, duplicate ID str, timestamp
-// u64, properties list of {key str, kind u8, value}, body bytes. Values:
-// string str, int64 u64, bool u8, bytes bytes.
+// u64, [expiration u64 when flag 2 is set], properties list of {key str,
+// kind u8, value}, body bytes. Values: string str, int64 u64, bool u8,
+// bytes bytes.
 func (m *Message) appendTo(b []byte) []byte {
 	var flags uint8
 	if m.Durable {
 		flags |= msgFlagDurable
+	}
+	if m.Expiration != 0 {
+		flags |= msgFlagExpiration
 	}
 	b = appendU8(b, flags)
 	b = appendU8(b, uint8(m.Routing))
 	b = appendStr(b, m.Address)
 	b = appendStr(b, m.DuplicateID)
 	b = appendU64(b, uint64(m.Timestamp))
+	if m.Expiration != 0 {
+		b = appendU64(b, uint64(m.Expiration))
+	}
 	b = appendCount(b, len(m.Properties))
 	for i := range m.Properties {
 		p := &m.Properties[i]
@@ -149,7 +160,7 @@ func (m *Message) check() error {
 // decode reads a message; Properties reuses m's slice capacity.
 func (m *Message) decode(r *reader) {
 	flags := r.u8("message flags")
-	if flags&^msgFlagDurable != 0 {
+	if flags&^(msgFlagDurable|msgFlagExpiration) != 0 {
 		r.fail("message flags", fmt.Sprintf("unknown bits %#x", flags))
 	}
 	m.Durable = flags&msgFlagDurable != 0
@@ -160,6 +171,10 @@ func (m *Message) decode(r *reader) {
 	m.Address = r.strInterned("address")
 	m.DuplicateID = r.str("duplicate ID")
 	m.Timestamp = int64(r.u64("timestamp"))
+	m.Expiration = 0
+	if flags&msgFlagExpiration != 0 {
+		m.Expiration = int64(r.u64("expiration"))
+	}
 	n := r.count("property count", 3)
 	m.Properties = m.Properties[:0]
 	if n == 0 {

@@ -65,6 +65,31 @@ func sampleFrames() []Frame {
 		&Manage{Op: "connection.list"},
 		&ManageResult{Code: CodeNotFound, Message: "no such queue"},
 		&ManageResult{Body: []byte(`{"purged":3}`)},
+		&Send{Session: 5, Message: Message{Address: "a", Expiration: 1764160000000000009}},
+		&SendLarge{Session: 5, Stream: 3, Size: 300 << 20, Message: Message{Address: "a", Durable: true, DuplicateID: "big", Expiration: 7}},
+		&LargeChunk{Stream: 3, Data: body},
+		&LargeChunk{Stream: 3, Last: true},
+		&DeliverLarge{Consumer: 2, MessageID: 9, DeliveryCount: 1, Size: 1 << 30, Message: Message{Address: "a"}},
+		&DeliverChunk{Consumer: 2, MessageID: 9, Last: true, Data: body},
+		&ClusterJoin{NodeID: "n1", Name: "b1", Epoch: 4, Stream: "scale-down"},
+		&ClusterJoin{},
+		&ClusterJoined{Code: CodeOK, NodeID: "n2", Name: "b2", Group: "g", Epoch: 9, Watermark: 1 << 41},
+		&ClusterJoined{Code: CodeUnavailable, Message: "stopping"},
+		&ClusterMessages{Epoch: 4, Messages: []ClusterMessage{
+			{ID: 12, Queues: []ClusterQueue{{Name: "q", Address: "a", Routing: RoutingAnycast, Flags: ClusterDurable, Deliveries: 3},
+				{Name: "s", Address: "a", Routing: RoutingMulticast, Flags: ClusterDurable | ClusterAutoCreated}}, Message: msg},
+			{ID: 13, Message: Message{Address: "a"}},
+		}},
+		&ClusterMessages{},
+		&ClusterDupIDs{Epoch: 4, Addresses: []ClusterAddress{{Name: "a", Flags: ClusterAnycast | ClusterAutoCreated, IDs: []string{"x", "y"}}, {Name: "b"}}},
+		&ClusterDupIDs{},
+		&ClusterAck{Code: CodeOK, Watermark: 13, Stored: 1, Dropped: 1},
+		&ClusterAck{Code: CodeUnavailable, Message: "epoch 3 is older than 4"},
+		&BackupRequest{NodeID: "n1", Name: "b1", Store: "shared-store", InstanceDir: "/srv/b1", ConfigName: "/srv/b1/etc/broker.xml", Config: []byte("<configuration/>"),
+			Listen: "tcp://0.0.0.0:61616", Dirs: []string{"/srv/b1/data/journal", "/srv/b1/data/bindings"}},
+		&BackupRequest{},
+		&BackupAnswer{Code: CodeOK, Name: "colocated_backup_1", URL: "tcp://127.0.0.1:61716"},
+		&BackupAnswer{Code: CodeLimit, Message: "max-backups 1 reached"},
 	}
 }
 
@@ -269,7 +294,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("%v has no name or constructor", f.Type())
 		}
 	}
-	if Type(99).String() != "Type(99)" || Code(99).String() != "code 99" || CodeTooLarge.String() != "too large" {
+	if Type(199).String() != "Type(199)" || Code(99).String() != "code 99" || CodeTooLarge.String() != "too large" {
 		t.Error("fallback names wrong")
 	}
 	if RoutingMulticast.String() != "multicast" || BoolProp("b", true).Value() != true || Int64Prop("i", 3).Value() != int64(3) {

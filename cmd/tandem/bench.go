@@ -44,6 +44,10 @@ func runBench(args []string) int {
 	credit := fs.Int("credit", 1000, "consumer window: messages the broker may send ahead")
 	idle := fs.Duration("idle", 5*time.Second, "stop consuming when nothing arrived for this long once producers are done")
 	cpuProfile := fs.String("cpuprofile", "", "write the bench process's own CPU profile to FILE")
+	timelineFile := fs.String("timeline", "", "write one JSON line per second (rates, send p50/p99/p99.9/max of that second) to FILE")
+	floorDir := fs.String("floor-dir", "", "first measure the synchronous floor: O_DIRECT 4 KiB write + fdatasync in DIR (on the broker's disk) and a loopback round trip")
+	user := fs.String("user", "", "user (default: the URL's user option, else anonymous)")
+	password := fs.String("password", "", "password of --user")
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -67,9 +71,24 @@ func runBench(args []string) int {
 	}
 	cfg := bench.Config{URL: *url, Protocol: *protocol, Destination: dest, Producers: *producers, Window: *window,
 		Consumers: *consumers, Size: *size, Count: *count, Phase: ph, NonDurable: *nonDurable,
-		Credit: *credit, HTTP: *httpAddr, Idle: *idle}
+		Credit: *credit, HTTP: *httpAddr, Idle: *idle, User: *user, Password: *password}
+	if *floorDir != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fail(fmt.Errorf("--floor-dir: %w", err))
+		}
+		cfg.FloorDir, cfg.FloorEcho = *floorDir, []string{exe, "bench-echo"}
+	}
 	if err := cfg.Check(); err != nil {
 		return fail(err)
+	}
+	if *timelineFile != "" {
+		f, err := os.Create(*timelineFile)
+		if err != nil {
+			return fail(fmt.Errorf("--timeline: %w", err))
+		}
+		defer f.Close()
+		cfg.Timeline = f
 	}
 	var bar *progressBar
 	if isTerminal(os.Stderr) {
@@ -130,8 +149,8 @@ func printBench(w io.Writer, r *bench.Result) {
 		r.Phase, r.Protocol, r.Count, r.Size, mode, r.Producers, r.Window, r.Consumers)
 	if r.Phase != bench.PhaseConsume {
 		fmt.Fprintf(w, "produced:   %d in %.2fs, %.0f msgs/s\n", r.Produced, r.ProduceSec, r.ProducedPerSec)
-		fmt.Fprintf(w, "send:       p50 %s, p99 %s, p99.9 %s, max %s\n",
-			opt(r.SendP50us, "us"), opt(r.SendP99us, "us"), opt(r.SendP999us, "us"), opt(r.SendMaxUs, "us"))
+		fmt.Fprintf(w, "send:       p50 %s, p99 %s, p99.9 %s, p99.99 %s, max %s\n",
+			opt(r.SendP50us, "us"), opt(r.SendP99us, "us"), opt(r.SendP999us, "us"), opt(r.SendP9999us, "us"), opt(r.SendMaxUs, "us"))
 	}
 	if r.Phase != bench.PhaseProduce {
 		fmt.Fprintf(w, "consumed:   %d in %.2fs, %.0f msgs/s\n", r.Consumed, r.ConsumeSec, r.ConsumedPerSec)
@@ -142,6 +161,10 @@ func printBench(w io.Writer, r *bench.Result) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "broker CPU: %s per message\n", opt(r.BrokerCPUusPerMsg, "us"))
+	if f := r.Floor; f != nil {
+		fmt.Fprintf(w, "floor:      disk p50 %.1f us (p99 %.1f, max %.1f), loopback p50 %.1f us (p99 %.1f), sum %.1f us; send p50 / floor %s\n",
+			f.DiskP50us, f.DiskP99us, f.DiskMaxUs, f.RTTP50us, f.RTTP99us, f.SumP50us, opt(r.SendP50OverFloor, ""))
+	}
 	if r.SendFailed > 0 || r.AckFailed > 0 {
 		fmt.Fprintf(w, "failed:     %d sends, %d acks\n", r.SendFailed, r.AckFailed)
 	}

@@ -29,13 +29,13 @@ func TestConfigCheckErrors(t *testing.T) {
 		t.Errorf("stderr %q, want prefix %q; stdout %q", errb.String(), want, out.String())
 	}
 	warn := filepath.Join(dir, "warn.xml")
-	writeFile(t, warn, "<configuration>\n<core>\n<security-settings/>\n</core>\n</configuration>\n")
+	writeFile(t, warn, "<configuration>\n<core>\n<diverts/>\n</core>\n</configuration>\n")
 	out.Reset()
 	errb.Reset()
 	if rc := runConfig([]string{"check", warn}, &out, &errb); rc != exitOK {
 		t.Fatalf("exit %d: %s", rc, errb.String())
 	}
-	if want := warn + ":3: warning: <security-settings> not supported yet, ignored\n"; errb.String() != want || out.Len() == 0 {
+	if want := warn + ":3: warning: <diverts> not supported yet, ignored\n"; errb.String() != want || out.Len() == 0 {
 		t.Errorf("stderr %q, want %q", errb.String(), want)
 	}
 	for _, args := range [][]string{{}, {"chek", warn}, {"check"}, {"check", filepath.Join(dir, "missing.xml")}} {

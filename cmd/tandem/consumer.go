@@ -29,6 +29,7 @@ func runConsumer(args []string) int {
 	idle := fs.Duration("idle", 0, "stop once no message arrived for DURATION (default 5s without --count)")
 	idsOut := fs.String("ids-out", "", "write a line per delivery once its ack's outcome is known: ID, or ID ? when unknown")
 	credit := fs.Int("credit", 1000, "consumer window: messages the broker may send ahead")
+	creds := credentialFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -65,7 +66,7 @@ func runConsumer(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code := consume(ctx, *url, u, dest, *count, *idle, *credit, ids)
+	code := consume(ctx, *url, u, dest, *count, *idle, *credit, ids, creds()...)
 	if err := ids.close(); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", err)
 		if code == exitOK {
@@ -87,8 +88,8 @@ func messageID(m *client.Message) string {
 	return strconv.FormatUint(m.ID, 10)
 }
 
-func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Destination, count int, idle time.Duration, credit int, ids *idsWriter) int {
-	conn, err := dialInitial(ctx, rawURL, "tandem consumer")
+func consume(ctx context.Context, rawURL string, u *client.URL, dest client.Destination, count int, idle time.Duration, credit int, ids *idsWriter, dial ...client.Option) int {
+	conn, err := dialInitial(ctx, rawURL, "tandem consumer", dial...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem consumer: %v\n", err)
 		return exitCannot // never connected: nothing was attempted

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -9,10 +10,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 )
 
@@ -43,6 +46,53 @@ type createOptions struct {
 	User            string
 	Password        string
 	Roles           string
+	// RequireLogin (the default) refuses clients without credentials;
+	// AllowAnonymous lets them in with Roles.
+	RequireLogin   bool
+	AllowAnonymous bool
+	// TLS on the acceptor and connectors (Artemis's create options).
+	SSLKey, SSLKeyPassword, SSLTrust, SSLTrustPassword string
+	ClientAuth                                         bool
+}
+
+// AcceptorParams are the acceptor URL's TLS parameters ("" without TLS).
+func (o *createOptions) AcceptorParams() string {
+	if o.SSLKey == "" {
+		return ""
+	}
+	p := "?sslEnabled=true;keyStorePath=" + o.SSLKey
+	if o.SSLKeyPassword != "" {
+		p += ";keyStorePassword=" + o.SSLKeyPassword
+	}
+	if o.ClientAuth {
+		p += ";needClientAuth=true;trustStorePath=" + o.SSLTrust
+		if o.SSLTrustPassword != "" {
+			p += ";trustStorePassword=" + o.SSLTrustPassword
+		}
+	}
+	return p
+}
+
+// ConnectorParams are the connectors' TLS parameters ("" without TLS):
+// brokers of the cluster dial each other with them.
+func (o *createOptions) ConnectorParams() string {
+	if o.SSLKey == "" {
+		return ""
+	}
+	p := "?sslEnabled=true"
+	if o.SSLTrust != "" {
+		p += ";trustStorePath=" + o.SSLTrust
+		if o.SSLTrustPassword != "" {
+			p += ";trustStorePassword=" + o.SSLTrustPassword
+		}
+	}
+	if o.ClientAuth {
+		p += ";keyStorePath=" + o.SSLKey
+		if o.SSLKeyPassword != "" {
+			p += ";keyStorePassword=" + o.SSLKeyPassword
+		}
+	}
+	return p
 }
 
 // Policy and role of each --ha value.
@@ -84,9 +134,16 @@ func runCreate(args []string, stdout, stderr io.Writer) int {
 	peers := fs.String("peer", "", "comma-separated URLs of the other brokers of the cluster (default for HA roles: tcp://localhost:61617, or :61616 when --port is 61617)")
 	fs.StringVar(&o.ClusterUser, "cluster-user", "tandem-cluster", "user brokers authenticate to each other with")
 	fs.StringVar(&o.ClusterPassword, "cluster-password", "change-me", "password brokers authenticate to each other with (the same on every broker)")
-	fs.StringVar(&o.User, "user", "", "create this user (clients then need it; without users anonymous access is allowed)")
-	fs.StringVar(&o.Password, "password", "", "password of --user")
-	fs.StringVar(&o.Roles, "role", "amq", "roles of --user (comma-separated)")
+	fs.StringVar(&o.User, "user", "", "the admin user, written to etc/users with its password hashed (default: asked on a terminal)")
+	fs.StringVar(&o.Password, "password", "", "password of --user (default: asked on a terminal)")
+	fs.StringVar(&o.Roles, "role", "amq", "roles of --user (comma-separated); the security-settings written give them every permission")
+	fs.BoolVar(&o.RequireLogin, "require-login", true, "clients must log in (the default)")
+	fs.BoolVar(&o.AllowAnonymous, "allow-anonymous", false, "let clients without credentials in, with --role's permissions (like artemis create --allow-anonymous)")
+	fs.StringVar(&o.SSLKey, "ssl-key", "", "TLS on the acceptor: the broker's key and certificate (a PEM file, or a PKCS#12 keystore)")
+	fs.StringVar(&o.SSLKeyPassword, "ssl-key-password", "", "the password of --ssl-key (PKCS#12, or an encrypted PEM key)")
+	fs.StringVar(&o.SSLTrust, "ssl-trust", "", "the certificate authorities to trust (PEM or PKCS#12): the cluster's connectors verify peers with it, and --use-client-auth checks clients' certificates against it")
+	fs.StringVar(&o.SSLTrustPassword, "ssl-trust-password", "", "the password of --ssl-trust (PKCS#12)")
+	fs.BoolVar(&o.ClientAuth, "use-client-auth", false, "clients must present a certificate signed by --ssl-trust")
 	force := fs.Bool("force", false, "overwrite an existing etc/broker.xml")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tandem create [flags] DIR")
@@ -115,6 +172,21 @@ func runCreate(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitCannot
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["require-login"] && o.RequireLogin && o.AllowAnonymous {
+		fmt.Fprintln(stderr, "tandem create: --require-login and --allow-anonymous exclude each other")
+		return exitCannot
+	}
+	if o.AllowAnonymous || (set["require-login"] && !o.RequireLogin) {
+		o.RequireLogin, o.AllowAnonymous = false, true
+	}
+	if o.User == "" && !o.AllowAnonymous {
+		if err := askAdmin(o, os.Stdin, stderr); err != nil {
+			fmt.Fprintf(stderr, "tandem create: %v\n", err)
+			return exitCannot
+		}
+	}
 	if err := o.finish(dir, *peers); err != nil {
 		fmt.Fprintf(stderr, "tandem create: %v\n", err)
 		return exitCannot
@@ -139,6 +211,24 @@ func runCreate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tandem create: %v\n", err)
 		return exitCannot
 	}
+	// The users file keeps the users it has (create --force on an
+	// instance): the admin user is added or replaced.
+	usersFile := filepath.Join(dir, "etc", config.DefaultUsersFile)
+	err = auth.UpdateUsersFile(usersFile, func(users []auth.User) ([]auth.User, error) {
+		if o.User == "" {
+			return users, nil
+		}
+		hash, err := auth.HashPassword(o.Password)
+		if err != nil {
+			return nil, err
+		}
+		users = slices.DeleteFunc(users, func(u auth.User) bool { return u.Name == o.User })
+		return append(users, auth.User{Name: o.User, Roles: splitRoles(o.Roles), Hash: hash}), nil
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem create: %v\n", err)
+		return exitCannot
+	}
 	// The generated file must pass the same check as `tandem config check`.
 	if _, _, err := config.Load(brokerXML); err != nil {
 		fmt.Fprintf(stderr, "tandem create: the generated %s does not pass config check (a bug):\n%v\n", brokerXML, err)
@@ -146,6 +236,14 @@ func runCreate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Created Tandem broker instance %q at %s (ha: %s)\n", o.Name, dir, o.HA)
 	fmt.Fprintf(stdout, "  configuration: %s\n  data:          %s\n", brokerXML, filepath.Join(dir, "data"))
+	switch {
+	case o.User != "" && o.AllowAnonymous:
+		fmt.Fprintf(stdout, "  users:         %s (user %q; anonymous clients allowed too)\n", usersFile, o.User)
+	case o.User != "":
+		fmt.Fprintf(stdout, "  users:         %s (user %q; clients must log in)\n", usersFile, o.User)
+	default:
+		fmt.Fprintf(stdout, "  users:         %s (none; anonymous clients allowed; add one with tandem user add)\n", usersFile)
+	}
 	fmt.Fprintf(stdout, "Start it with:\n  cd %s && tandem run\n", dir)
 	return exitOK
 }
@@ -205,6 +303,42 @@ func (o *createOptions) finish(dir, peers string) error {
 	if (o.User == "") != (o.Password == "") {
 		return errors.New("--user and --password go together")
 	}
+	if o.User != "" {
+		if err := auth.CheckName(o.User); err != nil {
+			return fmt.Errorf("--user: %w", err)
+		}
+	}
+	for _, r := range splitRoles(o.Roles) {
+		if err := auth.CheckRole(r); err != nil {
+			return fmt.Errorf("--role: %w", err)
+		}
+	}
+	if len(splitRoles(o.Roles)) == 0 {
+		return errors.New("--role: give at least one role (the security-settings written grant it every permission)")
+	}
+	if (o.SSLTrust != "" || o.ClientAuth || o.SSLKeyPassword != "") && o.SSLKey == "" {
+		return errors.New("--ssl-trust, --ssl-key-password and --use-client-auth need --ssl-key")
+	}
+	if o.ClientAuth && o.SSLTrust == "" {
+		return errors.New("--use-client-auth needs --ssl-trust (the authorities of client certificates)")
+	}
+	for _, f := range []*string{&o.SSLKey, &o.SSLTrust} {
+		if *f != "" {
+			abs, err := filepath.Abs(*f)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(abs); err != nil {
+				return err
+			}
+			*f = abs
+		}
+	}
+	for _, v := range []string{o.SSLKey, o.SSLTrust, o.SSLKeyPassword, o.SSLTrustPassword} {
+		if strings.ContainsAny(v, ";&?") {
+			return fmt.Errorf("%q: characters ; & ? are not allowed in the TLS options (they go into the acceptor URL)", v)
+		}
+	}
 	if o.Policy() != "" {
 		for _, p := range strings.Split(peers, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -220,7 +354,7 @@ func (o *createOptions) finish(dir, peers string) error {
 		}
 	}
 	for _, v := range []string{o.Name, o.Group, o.Host, o.ConnHost, o.HTTP, o.ZK, o.SharedDir, o.JDBCURL,
-		o.ClusterUser, o.ClusterPassword, o.User, o.Password, o.Roles, peers} {
+		o.ClusterUser, o.ClusterPassword, o.User, o.Roles, peers, o.SSLKey, o.SSLTrust, o.SSLKeyPassword, o.SSLTrustPassword} {
 		if strings.ContainsAny(v, "<>\"'") && v != o.JDBCURL {
 			return fmt.Errorf("%q: characters < > \" ' are not allowed in flag values", v)
 		}
@@ -322,19 +456,46 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
 
       <!-- Where clients connect. -->
       <acceptors>
-         <acceptor name="artemis">tcp://{{xml .Host}}:{{.Port}}</acceptor>
+         <acceptor name="artemis">tcp://{{xml .Host}}:{{.Port}}{{xml .AcceptorParams}}</acceptor>
       </acceptors>
 
-      <!-- The management HTTP listener (/status, /metrics, /debug/pprof/); the http option of "tandem run" overrides it. -->
+      <!-- The management HTTP listener (/status, /metrics, the management API and console, and
+           /debug/pprof/ when it is loopback or <pprof-enabled> is true); the http option of
+           "tandem run" overrides it. -->
       <management-http-address>{{xml .HTTP}}</management-http-address>
+
+      <!-- Per-address settings (docs/address-settings.md): a message delivered 10 times without
+           an acknowledgement goes to DLQ, an expired one to ExpiryQueue; past global-max-size of
+           messages in memory (default: half of the memory) an address pages to disk. -->
+      <address-settings>
+         <address-setting match="#">
+            <dead-letter-address>DLQ</dead-letter-address>
+            <expiry-address>ExpiryQueue</expiry-address>
+            <redelivery-delay>0</redelivery-delay>
+            <max-delivery-attempts>10</max-delivery-attempts>
+            <address-full-policy>PAGE</address-full-policy>
+            <auto-create-queues>true</auto-create-queues>
+            <auto-create-addresses>true</auto-create-addresses>
+         </address-setting>
+      </address-settings>
+
+      <!-- Addresses and queues created at start. -->
+      <addresses>
+         <address name="DLQ">
+            <anycast><queue name="DLQ"/></anycast>
+         </address>
+         <address name="ExpiryQueue">
+            <anycast><queue name="ExpiryQueue"/></anycast>
+         </address>
+      </addresses>
 {{- if .Policy}}
 
       <!-- How other brokers and HA clients reach this broker ("artemis") and its peers. Put an
            address here that the other machines can resolve. -->
       <connectors>
-         <connector name="artemis">tcp://{{xml .ConnHost}}:{{.Port}}</connector>
+         <connector name="artemis">tcp://{{xml .ConnHost}}:{{.Port}}{{xml .ConnectorParams}}</connector>
 {{- range $i, $p := .Peers}}
-         <connector name="peer{{$i}}">{{xml $p}}</connector>
+         <connector name="peer{{$i}}">{{xml $p}}{{xml $.ConnectorParams}}</connector>
 {{- end}}
       </connectors>
 
@@ -439,21 +600,65 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
       </ha-policy>
 {{- end}}
 
-      <!-- Users. Without any, anonymous access is allowed (the banner says so). Tandem keeps users
-           here rather than in artemis-users.properties:
-           <security>
-              <users>
-                 <user name="admin" password="secret" roles="admin,amq"/>
-              </users>
-           </security> -->
+      <!-- Security (docs/security.md). Users are in etc/users, passwords hashed: manage them with
+           "tandem user add|rm|ls|passwd" (a running broker reads changes within
+           security-invalidation-interval, 10 s by default). -->
       <security-enabled>true</security-enabled>
-{{- if .User}}
       <security>
-         <users>
-            <user name="{{xml .User}}" password="{{xml .Password}}" roles="{{xml .Roles}}"/>
-         </users>
-      </security>
+{{- if .AllowAnonymous}}
+         <!-- Clients without credentials are let in, with these roles' permissions. -->
+         <require-login>false</require-login>
+         <anonymous-role>{{xml .Roles}}</anonymous-role>
+{{- else}}
+         <!-- Every client must log in (false lets anonymous clients in). -->
+         <require-login>true</require-login>
 {{- end}}
+      </security>
+
+      <!-- Who may do what, per address (Artemis's syntax: "#" matches every address, "orders.*"
+           one word after "orders."). Permission types: send, consume, createDurableQueue,
+           deleteDurableQueue, createNonDurableQueue, deleteNonDurableQueue, createAddress,
+           deleteAddress, browse, manage. -->
+      <security-settings>
+         <security-setting match="#">
+            <permission type="send" roles="{{xml .Roles}}"/>
+            <permission type="consume" roles="{{xml .Roles}}"/>
+            <permission type="createDurableQueue" roles="{{xml .Roles}}"/>
+            <permission type="deleteDurableQueue" roles="{{xml .Roles}}"/>
+            <permission type="createNonDurableQueue" roles="{{xml .Roles}}"/>
+            <permission type="deleteNonDurableQueue" roles="{{xml .Roles}}"/>
+            <permission type="createAddress" roles="{{xml .Roles}}"/>
+            <permission type="deleteAddress" roles="{{xml .Roles}}"/>
+            <permission type="browse" roles="{{xml .Roles}}"/>
+            <permission type="manage" roles="{{xml .Roles}}"/>
+         </security-setting>
+      </security-settings>
    </core>
 </configuration>
 `
+
+// askAdmin asks for the admin user and password on a terminal; without one
+// it says which flags to give.
+func askAdmin(o *createOptions, stdin *os.File, stderr io.Writer) error {
+	if !isTerminal(stdin) {
+		return errors.New("an admin user is needed: give --user NAME --password PW (clients must log in), or --allow-anonymous")
+	}
+	fmt.Fprint(stderr, "Admin user name [admin]: ")
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return err
+	}
+	o.User = strings.TrimSpace(line)
+	if o.User == "" {
+		o.User = "admin"
+	}
+	pw, err := readPassword(stdin, stderr, o.User)
+	if err != nil {
+		return err
+	}
+	if pw == "" {
+		return errors.New("the password is empty")
+	}
+	o.Password = pw
+	return nil
+}

@@ -3,29 +3,60 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/internal/testcerts"
 )
 
 // TestCreate writes an instance for each HA role and checks that the file
 // passes `tandem config check` and means what the flags said.
 func TestCreate(t *testing.T) {
 	shared := t.TempDir()
+	certFile := testcerts.NewCA(t, "create").Issue(t, "broker", testcerts.Options{}).File
 	tests := []struct {
 		name  string
 		args  []string
 		check func(t *testing.T, c *config.Config)
 	}{
-		{"none", nil, func(t *testing.T, c *config.Config) {
+		{"none", []string{"--allow-anonymous"}, func(t *testing.T, c *config.Config) {
 			ha(t, c, config.PolicyNone, config.RolePrimary, config.CoordNone)
 			if c.Acceptors[0].Address() != "0.0.0.0:61616" || c.ManagementAddress != "127.0.0.1:8161" {
 				t.Errorf("acceptor %s, http %s", c.Acceptors[0].Address(), c.ManagementAddress)
 			}
-			if !c.AnonymousAllowed() {
-				t.Error("no users, yet anonymous access is refused")
+			if !c.AnonymousAllowed() || strings.Join(c.Security.AnonymousRoles, ",") != "amq" {
+				t.Errorf("--allow-anonymous, yet anonymous access is refused (or has no role): %+v", c.Security)
+			}
+		}},
+		{"admin", []string{"--user", "admin", "--password", "pw"}, func(t *testing.T, c *config.Config) {
+			if c.AnonymousAllowed() || !c.LoginRequired() || !c.Security.SettingsSet {
+				t.Errorf("an admin user, yet anonymous access is allowed: %+v", c.Security)
+			}
+			st := c.Security.Settings.For("any.address")
+			if st == nil || len(st.Roles) != len(config.PermissionTypes) || st.Roles["manage"][0] != "amq" {
+				t.Errorf("security-settings %+v", c.Security.Settings)
+			}
+			users, err := auth.ReadUsersFile(c.Security.UsersFile)
+			if err != nil || len(users) != 1 || users[0].Name != "admin" || strings.Join(users[0].Roles, ",") != "amq" {
+				t.Fatalf("users file: %+v %v", users, err)
+			}
+			if ok, _ := auth.VerifyPassword(users[0].Hash, "pw"); !ok {
+				t.Error("the admin's hash does not verify")
+			}
+			b, _ := os.ReadFile(c.File)
+			if strings.Contains(string(b), "pw") && strings.Contains(string(b), `password="pw"`) {
+				t.Error("the password is in broker.xml")
+			}
+		}},
+		{"tls", []string{"--user", "admin", "--password", "pw", "--ssl-key", certFile, "--ssl-trust", certFile, "--use-client-auth"}, func(t *testing.T, c *config.Config) {
+			p := c.Acceptors[0].Params
+			if p["sslEnabled"] != "true" || p["keyStorePath"] != certFile || p["needClientAuth"] != "true" || p["trustStorePath"] != certFile {
+				t.Errorf("acceptor params %v", p)
 			}
 		}},
 		{"ss-primary", []string{"--ha", "shared-store-primary", "--shared-dir", shared}, func(t *testing.T, c *config.Config) {
@@ -72,7 +103,7 @@ func TestCreate(t *testing.T) {
 		}},
 		{"repl-backup-zk", []string{"--ha", "replication-backup", "--zk", "z1:2181", "--name", "b1", "--user", "admin", "--password", "pw"}, func(t *testing.T, c *config.Config) {
 			ha(t, c, config.PolicyReplication, config.RoleBackup, config.CoordZooKeeper)
-			if c.Name != "b1" || len(c.Users) != 1 || c.Users[0].Password != "pw" || c.AnonymousAllowed() {
+			if c.Name != "b1" || len(c.Users) != 0 || c.AnonymousAllowed() {
 				t.Errorf("name %q users %+v", c.Name, c.Users)
 			}
 		}},
@@ -82,7 +113,11 @@ func TestCreate(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), tc.name)
 			var out, errb bytes.Buffer
 			// DIR first, flags after, as "tandem create DIR --ha ..." is typed.
-			if rc := runCreate(append([]string{dir}, tc.args...), &out, &errb); rc != exitOK {
+			args := tc.args
+			if !slices.Contains(args, "--user") && !slices.Contains(args, "--allow-anonymous") {
+				args = append(args, "--user", "admin", "--password", "pw")
+			}
+			if rc := runCreate(append([]string{dir}, args...), &out, &errb); rc != exitOK {
 				t.Fatalf("exit %d: %s", rc, errb.String())
 			}
 			file := filepath.Join(dir, "etc", "broker.xml")
@@ -112,8 +147,9 @@ func TestCreate(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Not overwritten without --force.
-			if rc := runCreate([]string{dir}, &out, &errb); rc != exitCannot {
-				t.Errorf("second create: exit %d", rc)
+			errb.Reset()
+			if rc := runCreate([]string{dir, "--allow-anonymous"}, &out, &errb); rc != exitCannot || !strings.Contains(errb.String(), "exists") {
+				t.Errorf("second create: exit %d, %s", rc, errb.String())
 			}
 		})
 	}
@@ -128,7 +164,7 @@ func ha(t *testing.T, c *config.Config, p config.Policy, r config.Role, co confi
 
 func TestCreateBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{},
+		nil, // no DIR
 		{"--ha", "shared"},
 		{"--port", "0"},
 		{"--ha", "replication-primary", "--shared-dir", "/x"},
@@ -136,9 +172,16 @@ func TestCreateBadFlags(t *testing.T) {
 		{"--zk", "z:1"},
 		{"--user", "a"},
 		{"--name", "a<b"},
+		{"--user", "a", "--password", "b", "--name", "a<b"},
+		{}, // no admin user and no terminal to ask on
+		{"--require-login", "--allow-anonymous"},
+		{"--user", "a", "--password", "b", "--use-client-auth"},
+		{"--user", "a", "--password", "b", "--ssl-key", "/nonexistent.pem"},
+		{"--user", "a:b", "--password", "b"},
+		{"--user", "a", "--password", "b", "--role", ""},
 	} {
 		var out, errb bytes.Buffer
-		if len(args) > 0 {
+		if args != nil {
 			args = append([]string{filepath.Join(t.TempDir(), "b")}, args...)
 		}
 		if rc := runCreate(args, &out, &errb); rc != exitCannot {

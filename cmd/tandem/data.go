@@ -24,7 +24,8 @@ type journalDir struct {
 }
 
 // findJournals resolves PATH: a journal directory (segment files in it) or
-// a data directory (DIR/journal and DIR/bindings).
+// a data directory (DIR/journal, DIR/bindings, DIR/paging and
+// DIR/large-messages).
 func findJournals(fs aio.FS, path string) ([]journalDir, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -50,7 +51,7 @@ func findJournals(fs aio.FS, path string) ([]journalDir, error) {
 	if len(out) > 0 {
 		return out, nil
 	}
-	for _, sub := range []string{"journal", "bindings"} {
+	for _, sub := range []string{"journal", "bindings", "paging", "large-messages"} {
 		d := filepath.Join(path, sub)
 		if st, err := os.Stat(d); err == nil && st.IsDir() {
 			if err := add(d); err != nil {
@@ -59,7 +60,7 @@ func findJournals(fs aio.FS, path string) ([]journalDir, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no journal segment files in %s (nor in %s/journal or %s/bindings)", path, path, path)
+		return nil, fmt.Errorf("no journal segment files in %s (nor in %s/journal, %s/bindings or %s/paging)", path, path, path, path)
 	}
 	return out, nil
 }
@@ -70,7 +71,7 @@ func runData(args []string) int {
 
 func dataMain(args []string, stdout, stderr io.Writer) int {
 	usage := func() int {
-		fmt.Fprintln(stderr, "usage: tandem data print|verify|repair [--drop-bad-records] PATH\n  PATH is a data directory (DIR/journal, DIR/bindings) or a journal directory")
+		fmt.Fprintln(stderr, "usage: tandem data print|verify|repair [--drop-bad-records] PATH\n  PATH is a data directory (DIR/journal, DIR/bindings, DIR/paging) or a journal directory")
 		return exitCannot
 	}
 	if len(args) < 1 {

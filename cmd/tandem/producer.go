@@ -38,6 +38,7 @@ func runProducer(args []string) int {
 	window := fs.Int("window", 1, "sends in flight (1 = each send waits for its acknowledgement)")
 	prefix := fs.String("id-prefix", "", "message ID prefix P of IDs P-SEQ (default a random run ID)")
 	idsOut := fs.String("ids-out", "", "write each acknowledged ID as a line to FILE, flushed as acks arrive")
+	creds := credentialFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitCannot
 	}
@@ -77,7 +78,7 @@ func runProducer(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	pr := &producerRun{u: u, dest: dest, count: *count, size: *size, durable: !*nonDurable,
-		rate: *rate, window: *window, prefix: *prefix, ids: ids}
+		rate: *rate, window: *window, prefix: *prefix, ids: ids, dial: creds()}
 	code := pr.run(ctx, *url)
 	if err := ids.close(); err != nil {
 		fmt.Fprintf(os.Stderr, "tandem producer: %v\n", err)
@@ -98,6 +99,7 @@ type producerRun struct {
 	window  int
 	prefix  string
 	ids     *idsWriter
+	dial    []client.Option // credentials
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -109,7 +111,7 @@ type producerRun struct {
 
 func (pr *producerRun) run(ctx context.Context, rawURL string) int {
 	pr.cond = sync.NewCond(&pr.mu)
-	conn, err := dialInitial(ctx, rawURL, "tandem producer")
+	conn, err := dialInitial(ctx, rawURL, "tandem producer", pr.dial...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem producer: %v\n", err)
 		return exitCannot // never connected: nothing was attempted
@@ -258,9 +260,23 @@ func reconnecting(u *client.URL) bool { return u.HA || u.ReconnectAttempts != 0 
 // addresses, then the dial error), whatever reconnectAttempts says: that
 // one governs a connection lost later. Before each retry it says on
 // stderr what it waits for.
-func dialInitial(ctx context.Context, rawURL, who string) (*client.Conn, error) {
-	return client.Dial(ctx, rawURL, client.WithClientID("tandem-cli-"+randomRunID()),
-		client.WithConnectRetryListener(retryNotice(os.Stderr, who)))
+func dialInitial(ctx context.Context, rawURL, who string, opts ...client.Option) (*client.Conn, error) {
+	return client.Dial(ctx, rawURL, append([]client.Option{client.WithClientID("tandem-cli-" + randomRunID()),
+		client.WithConnectRetryListener(retryNotice(os.Stderr, who))}, opts...)...)
+}
+
+// credentialFlags adds --user and --password to fs; the function returned
+// gives the dial options they make (none when both are empty: the URL's
+// user and password options, else anonymous).
+func credentialFlags(fs *flag.FlagSet) func() []client.Option {
+	user := fs.String("user", "", "user (default: the URL's user option, else anonymous)")
+	password := fs.String("password", "", "password of --user")
+	return func() []client.Option {
+		if *user == "" && *password == "" {
+			return nil
+		}
+		return []client.Option{client.WithCredentials(*user, *password)}
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -10,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,34 +18,11 @@ import (
 	"github.com/tandemmq/tandem/internal/testenv"
 )
 
-// The tandem binary, built once per test run.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
+// tandemBinary is the tandem binary built once per test process
+// (testenv.Main removes it at the end).
 func tandemBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "tandem-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "tandem")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/tandem")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/tandem: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return testenv.BuildTandem(t)
 }
 
 // freePort is testenv.FreePort: never a port handed out before in this
@@ -71,6 +46,7 @@ type brokerProc struct {
 	exitCode int
 	logs     *os.File
 	banner   []string
+	env      []string // added to the process's environment (test hooks)
 }
 
 func newBrokerProc(t *testing.T) *brokerProc {
@@ -118,6 +94,9 @@ func (b *brokerProc) start(extra ...string) {
 	// child's request get none (seen: TestHaltOnFsyncError hung 20 min).
 	cmd.Dir = b.dir
 	cmd.Stderr = b.logs
+	if len(b.env) > 0 {
+		cmd.Env = append(os.Environ(), b.env...)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.t.Fatal(err)

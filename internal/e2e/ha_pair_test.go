@@ -46,6 +46,7 @@ type haOpts struct {
 	noRestartBackup    bool   // backup's restart-backup=false
 	shared             string // shared directory (default a temp dir)
 	store              string // a <store> element (database store) instead of the shared directory
+	extraCore          string // more <core> elements (address settings, say)
 }
 
 // newHAPair writes both configurations (absolute shared directories,
@@ -79,6 +80,7 @@ func haCoreXML(name string, o haOpts, store string, port, peerPort int, policy s
 	return fmt.Sprintf(`<name>%s</name>
   <journal-type>%s</journal-type>
   %s
+  `+o.extraCore+`
   <acceptors><acceptor name="artemis">tcp://127.0.0.1:%d</acceptor></acceptors>
   <connectors>
     <connector name="artemis">tcp://127.0.0.1:%d</connector>

@@ -30,7 +30,7 @@ func TestRunBannerAndMemoryStore(t *testing.T) {
 	b := newBrokerProc(t)
 	b.start("--config", cfg)
 	banner := strings.Join(b.banner, "\n")
-	for _, want := range []string{"node ID:", "role:", "primary", "state:", "active", "store:", "memory", "acceptor:", b.URL(), "management:", "anonymous access allowed"} {
+	for _, want := range []string{"node ID:", "role:", "primary", "state:", "active", "store:", "memory", "acceptor:", b.URL(), "management:", "limits:", "open files", "anonymous access allowed"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}

@@ -79,7 +79,10 @@
   }
 
   async function getJSON(path) {
-    const r = await fetch(path, { cache: "no-store" });
+    // Signed in, reads carry the credentials too: browsing messages needs
+    // the browse permission on a broker that requires a login.
+    const headers = auth ? { Authorization: auth, "X-Requested-With": "tandem-console" } : {};
+    const r = await fetch(path, { cache: "no-store", headers });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.error || path + ": HTTP " + r.status);
     return body;
@@ -142,7 +145,12 @@
     if (!selfListed) {
       rows.unshift(row([st.node_id, st.role, badge(st.state), st.epoch, (st.acceptors || [])[0] || "", "this broker"]));
     }
+    for (const b of st.colocated_backups || []) {
+      rows.push(row([b.requester_node, b.role, badge(b.state), b.epoch, b.url,
+        b.name + " of " + b.requester_name + ", hosted in this process"]));
+    }
     fill("cluster", rows);
+    $("colocated").textContent = st.colocated_backup_host ? "this broker's colocated backup is hosted by " + st.colocated_backup_host : "";
     const r = st.replication;
     if (r) {
       $("replication").replaceChildren(el("span", "replication: "), badge(r.state),
@@ -213,6 +221,18 @@
     fill("journals", rows);
   }
 
+  function renderPaging(st) {
+    const p = st.paging || { addresses: [], memory_bytes: 0, global_max_size: 0 };
+    $("paging-memory").textContent = "(messages in memory: " + fmtNum(p.memory_bytes) +
+      (p.global_max_size > 0 ? " of " + fmtNum(p.global_max_size) + " bytes)" : " bytes)");
+    const rows = p.addresses.map((a) => row([a.address, a.paging ? badge("paging") : "no",
+      { text: fmtNum(a.memory_bytes), cls: "n" }, { text: fmtNum(a.paged_messages), cls: "n" },
+      { text: fmtNum(a.paged_bytes), cls: "n" }, { text: a.page_files, cls: "n" },
+      { text: a.blocked_sends, cls: "n" }, a.address_full_policy]));
+    if (rows.length === 0) rows.push(row(["no address pages or holds blocked sends"]));
+    fill("paging", rows);
+  }
+
   function updateCharts(st, dt) {
     if (!prev || dt <= 0) return;
     push(series.in, Math.max(0, (st.stats.messages_in - prev.stats.messages_in) / dt));
@@ -261,6 +281,7 @@
     renderCluster(st);
     renderQueues(st, dt);
     renderJournals(st);
+    renderPaging(st);
     updateCharts(st, dt);
     prev = st;
     prevAt = t;

@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tandemmq/tandem/config"
+)
+
+// TestColocatedBackupConfig: a hosted backup runs with the requester's
+// configuration: its acceptors and connectors shifted by
+// backup-port-offset except the excludes (the announced one on the
+// host's host name), a management address on an ephemeral port, the
+// nested backup options, and the requester's shared store; with
+// replication, the host's directories suffixed with the backup's name.
+func TestColocatedBackupConfig(t *testing.T) {
+	load := func(name string) *config.Config {
+		t.Helper()
+		cfg, _, err := config.Load(filepath.Join("..", "etc", "examples", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	req := load("colocated-shared-store.xml")
+	host := load("colocated-shared-store.xml")
+	host.Connectors[0].Host = "host-b"
+	b, err := colocatedBackupConfig(req, host, "colocated_backup_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name != "colocated_backup_1" || b.Acceptors[0].Port != 61616+150 || b.ManagementAddress != "127.0.0.1:0" {
+		t.Fatalf("name %q, acceptor %+v, management %q", b.Name, b.Acceptors[0], b.ManagementAddress)
+	}
+	conn := map[string]config.Connector{}
+	for _, c := range b.Connectors {
+		conn[c.Name] = c
+	}
+	if c := conn["artemis"]; c.Host != "host-b" || c.Port != 61766 {
+		t.Fatalf("announced connector %+v, want host-b:61766", c)
+	}
+	if c := conn["peer"]; c.Port != 61626+150 {
+		t.Fatalf("peer connector %+v, want shifted", c)
+	}
+	if c := conn["remote-connector"]; c.Host != "remote.example.com" || c.Port != 61616 {
+		t.Fatalf("excluded connector %+v, want it unchanged", c)
+	}
+	if h := b.HA; h.Policy != config.PolicySharedStore || h.Role != config.RoleBackup || !h.FailoverOnShutdown || !h.AllowFailback || !h.RestartBackup || h.Colocated != nil {
+		t.Fatalf("HA %+v", h)
+	}
+	if b.Dirs.Journal != req.Dirs.Journal || !strings.HasSuffix(b.Dirs.Journal, filepath.Join("shared-store", "journal")) {
+		t.Fatalf("journal %q, want the requester's shared store %q", b.Dirs.Journal, req.Dirs.Journal)
+	}
+	if err := Check(b); err != nil {
+		t.Fatalf("the derived configuration does not run: %v", err)
+	}
+	if req.Acceptors[0].Port != 61616 || req.Connectors[1].Port != 61626 {
+		t.Fatal("deriving changed the requester's configuration")
+	}
+
+	rreq := load("colocated-replication.xml")
+	rhost := load("colocated-replication.xml")
+	rb, err := colocatedBackupConfig(rreq, rhost, "colocated_backup_2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Dirs.Journal != rhost.Dirs.Journal+"_colocated_backup_2" || rb.Dirs.NodeManagerLock != rhost.Dirs.NodeManagerLock+"_colocated_backup_2" {
+		t.Fatalf("replication dirs %+v, want the host's suffixed", rb.Dirs)
+	}
+	if rb.HA.Policy != config.PolicyReplication || rb.HA.Role != config.RoleBackup || rb.HA.GroupName != "colocated-group" || rb.HA.MaxSavedReplicatedJournalsSize != 2 {
+		t.Fatalf("replication HA %+v", rb.HA)
+	}
+	if Check(rreq) == nil {
+		t.Fatal("colocated replication passes Check, but the quorum vote it needs does not exist yet")
+	}
+	if _, err := colocatedBackupConfig(host, host, "x"); err != nil {
+		t.Fatal(err)
+	}
+	plain := load("shared-store-primary.xml")
+	if _, err := colocatedBackupConfig(plain, host, "x"); err == nil {
+		t.Fatal("a configuration without <colocated> was turned into a backup")
+	}
+}
