@@ -52,7 +52,7 @@ func TestQuorumExhaustive(t *testing.T) {
 		{"kill the live, restart it (failback)", 1, false, nil, qsBudget{crashes: 1, restarts: 1, msgs: 1, failbacks: 1}, qsBudget{}, wantQHandover},
 		{"replication link cut: live vote", 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, qsBudget{}, wantQStale},
 		{"live isolated from every broker", 1, false, nil, qsBudget{isolations: 1, msgs: 2}, qsBudget{}, wantQBackupServed},
-		{"a voter crashes and restarts", 1, false, nil, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1, msgs: 1}, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1}, wantQBackupServed},
+		{"a voter crashes and restarts", 1, false, nil, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
 		{"lost messages", 1, false, nil, qsBudget{losses: 2, crashes: 1, msgs: 1}, qsBudget{losses: 1, crashes: 1, msgs: 1}, wantQBackupServed},
 		{"a voter known under two addresses", 1, true, nil, qsBudget{isolations: 1, cuts: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
 
@@ -135,16 +135,16 @@ func TestQuorumExhaustiveFindsBugs(t *testing.T) {
 		want    []string
 	}{
 		{"activating on a minority", seedMinority, 0, 2, false, nil, qsBudget{isolations: 1, msgs: 1}, []string{"Q1", "I4"}},
+		// The cases below take from half a minute to minutes (or more
+		// memory than CI has) to find their violation: -quorum-full.
 		{"counting a vote twice", seedDoubleCount, 0, 1, true, nil, qsBudget{isolations: 1, msgs: 1}, []string{"Q1", "I4"}},
-		// The cases below take minutes (or more memory than CI has) to
-		// find their violation: -quorum-full.
 		{"accepting a stale data version", 0, seedVoterStaleAccepted, 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, []string{"I1", "I9"}},
 		{"held answers released before the lease under L+1", seedQReleaseBeforeLease, 0, 1, false, nil, qsBudget{cuts: 1, isolations: 1, msgs: 1}, []string{"I1", "I4"}},
 		{"the live trusts its lease longer than voters keep it", seedTrustTooLong, 0, 1, false, nil, qsBudget{isolations: 1, msgs: 1}, []string{"I4"}},
 		{"a restarted voter grants at once", 0, seedVoterNoGrace, 1, false, nil, qsBudget{isolations: 1, voterCrashes: 1, voterRestarts: 1}, []string{"I4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.seeded != seedMinority && tc.seeded != seedDoubleCount && !*quorumFull && !*long {
+			if tc.seeded != seedMinority && !*quorumFull && !*long {
 				t.Skip("long exploration; run with -quorum-full")
 			}
 			_, err := exploreQuorum(newQSWorld(qsConfig(tc.mod), tc.voters, tc.alias, tc.budget, tc.seeded, tc.vseeded), qsDepthShort, qsMaxStates)

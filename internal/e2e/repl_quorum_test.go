@@ -31,9 +31,17 @@ type quorumCluster struct {
 	out []*testenv.Proxy
 }
 
+// Proxy modes of newQuorumCluster for pair 0's primary.
+const (
+	quorumDirect  = iota
+	quorumIsolate // every connection to or from it goes through proxies (in, out)
+	quorumLink    // it announces the proxy in: its backup (and clients that learn the topology) go through it; votes do not
+)
+
 // newQuorumCluster writes the configurations of n pairs without starting
-// anything; with isolate, pair 0's primary is behind proxies.
-func newQuorumCluster(t *testing.T, n int, isolate bool) *quorumCluster {
+// anything; mode puts pair 0's primary behind proxies.
+func newQuorumCluster(t *testing.T, n int, mode int) *quorumCluster {
+	isolate := mode == quorumIsolate
 	t.Helper()
 	c := &quorumCluster{t: t}
 	var all []*haMember
@@ -47,12 +55,16 @@ func newQuorumCluster(t *testing.T, n int, isolate bool) *quorumCluster {
 	}
 	addr := func(m *haMember) string { return fmt.Sprintf("127.0.0.1:%d", m.port) }
 	reach := map[*haMember]string{} // how the others reach a member
+	announce := map[*haMember]string{}
 	for _, m := range all {
-		reach[m] = addr(m)
+		reach[m], announce[m] = addr(m), addr(m)
 	}
 	p0 := c.pairs[0].primary
-	if isolate {
+	if mode != quorumDirect {
 		c.in = testenv.StartProxy(t, addr(p0))
+		announce[p0] = c.in.Addr()
+	}
+	if isolate {
 		reach[p0] = c.in.Addr()
 	}
 	for _, p := range c.pairs {
@@ -102,7 +114,7 @@ func newQuorumCluster(t *testing.T, n int, isolate bool) *quorumCluster {
     <vote-retries>12</vote-retries>
     <vote-retry-wait>%d</vote-retry-wait>
     <quorum-vote-wait>5</quorum-vote-wait>
-  </%s></replication></ha-policy>`, m.name, m.port, reach[m], conns.String(), refs.String(), role, p.group, extra,
+  </%s></replication></ha-policy>`, m.name, m.port, announce[m], conns.String(), refs.String(), role, p.group, extra,
 				quorumVoteRetryWaitMS, role))
 		}
 		p.startPoller()
@@ -139,7 +151,7 @@ func (c *quorumCluster) check() {
 // the dead live's lease ran out, and serves. Nothing lost, unexpected or
 // duplicated; each activation sequence activated by one broker.
 func TestQuorumKillLive(t *testing.T) {
-	c := newQuorumCluster(t, 3, false)
+	c := newQuorumCluster(t, 3, quorumDirect)
 	c.startAll()
 	p := c.pairs[0]
 	e0 := p.primary.rstatus().epoch
@@ -165,7 +177,7 @@ func TestQuorumKillLive(t *testing.T) {
 // halts (exit status 3) and acknowledges nothing the backup lacks; the
 // backup wins the vote and serves. Nothing acknowledged is lost.
 func TestQuorumLiveIsolated(t *testing.T) {
-	c := newQuorumCluster(t, 3, true)
+	c := newQuorumCluster(t, 3, quorumIsolate)
 	c.startAll()
 	p := c.pairs[0]
 	e0 := p.primary.rstatus().epoch
@@ -204,7 +216,7 @@ func TestQuorumLiveIsolated(t *testing.T) {
 // active, never syncing). When the primary returns it serves again, the
 // backup syncs from it, and nothing acknowledged is lost.
 func TestQuorumStaleBackup(t *testing.T) {
-	c := newQuorumCluster(t, 3, false)
+	c := newQuorumCluster(t, 3, quorumDirect)
 	c.startAll()
 	p := c.pairs[0]
 	e0 := p.primary.rstatus().epoch
@@ -236,6 +248,65 @@ func TestQuorumStaleBackup(t *testing.T) {
 	}
 	p.waitSynced(p.primary)
 	r := l.drainCheck(t, false)
+	t.Logf("%v", r)
+	c.check()
+}
+
+// TestQuorumLinkCut (F5, F13): the replication connection of pair 0 is
+// cut while both brokers run and reach every other broker, under an HA
+// producer: the live moves the activation sequence on with the vote and
+// keeps serving unreplicated; the backup never activates (the live keeps
+// its lease at the voters). After the heal the backup syncs again.
+// Nothing acknowledged is lost.
+func TestQuorumLinkCut(t *testing.T) {
+	c := newQuorumCluster(t, 3, quorumLink)
+	c.startAll()
+	p := c.pairs[0]
+	e0 := p.primary.rstatus().epoch
+	rate := float64(200 + rand.IntN(200))
+	l := p.startLoad("c", int(rate*8), 1+rand.IntN(16), rate)
+	time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+	c.in.Cut()
+	st := p.primary.waitStatus(t, "active, unreplicated, with a newer epoch", func(s replStatus) bool {
+		return s.state == "active" && s.repl == "none" && s.epoch > e0
+	})
+	// It acknowledges alone while the link is down, for longer than a
+	// lease: the backup must not activate meanwhile.
+	n0 := len(readLines(t, l.pids))
+	waitLines(t, l.pids, min(n0+100, l.count))
+	for end := time.Now().Add(2 * time.Duration(quorumVoteRetryWaitMS) * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if bs := p.backup.rstatus(); bs.state == "active" || bs.repl == "synced" {
+			t.Fatalf("the backup, cut off from its live only: %v", bs)
+		}
+	}
+	c.in.Heal()
+	p.waitSynced(p.primary)
+	r := l.finish(t)
+	t.Logf("the live moved on: %v; %v", st, r)
+	c.check()
+	if acts := p.checkActivations(); len(acts) != 1 || acts[0].broker != "primary0" {
+		t.Fatalf("activations %v, want the primary's only", acts)
+	}
+}
+
+// TestQuorumTwoLivesKilled (R26): the lives of two of the three pairs
+// are killed at once; four brokers of six remain, a majority: both
+// backups win their votes and serve. Nothing acknowledged on pair 0 is
+// lost.
+func TestQuorumTwoLivesKilled(t *testing.T) {
+	c := newQuorumCluster(t, 3, quorumDirect)
+	c.startAll()
+	p := c.pairs[0]
+	rate := float64(200 + rand.IntN(200))
+	l := p.startLoad("k", int(rate*6), 1+rand.IntN(16), rate)
+	time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+	c.pairs[0].primary.kill()
+	c.pairs[1].primary.kill()
+	killed := time.Now()
+	e0 := c.pairs[0].backup.waitActive(t)
+	e1 := c.pairs[1].backup.waitActive(t)
+	t.Logf("both backups serve (epochs %d, %d) %v after the kills", e0, e1, time.Since(killed).Round(time.Millisecond))
+	r := l.finish(t)
 	t.Logf("%v", r)
 	c.check()
 }
