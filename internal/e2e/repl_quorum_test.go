@@ -145,11 +145,13 @@ func (c *quorumCluster) check() {
 	}
 }
 
-// TestQuorumKillLive (F1 with the quorum vote): three pairs; pair 0 under
-// an HA producer and a consumer; its live is killed with SIGKILL: the
-// backup wins the vote (five of six brokers answer, four needed) once
-// the dead live's lease ran out, and serves. Nothing lost, unexpected or
-// duplicated; each activation sequence activated by one broker.
+// TestQuorumKillLive (F1, F15 with the quorum vote): three pairs; pair 0
+// under an HA producer and a consumer; its live is killed with SIGKILL:
+// the backup wins the vote (five of six brokers answer, four needed) once
+// the dead live's lease ran out, and serves. The primary is restarted
+// under load: it syncs from the backup and fails back. Nothing lost,
+// unexpected or duplicated; each activation sequence activated by one
+// broker.
 func TestQuorumKillLive(t *testing.T) {
 	c := newQuorumCluster(t, 3, quorumDirect)
 	c.startAll()
@@ -165,8 +167,16 @@ func TestQuorumKillLive(t *testing.T) {
 	if e1 <= e0 {
 		t.Fatalf("the backup activated epoch %d after the primary's %d", e1, e0)
 	}
+	// The primary returns (check-for-live-server): it syncs from the
+	// backup, asks it to fail back, and serves again (allow-failback).
+	p.primary.start()
+	e2 := p.primary.waitActive(t)
+	p.waitSynced(p.primary)
+	if e2 <= e1 {
+		t.Fatalf("the primary failed back with epoch %d after the backup's %d", e2, e1)
+	}
 	r := l.finish(t)
-	t.Logf("%v", r)
+	t.Logf("the primary failed back (epoch %d); %v", e2, r)
 	c.check()
 }
 
