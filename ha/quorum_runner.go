@@ -187,10 +187,21 @@ func (r *QuorumRunner) step(ev QEvent) []QAction {
 	}
 	r.mu.Lock()
 	before := r.node.phase
+	_, failsBefore := r.node.FailNote()
 	out := r.node.Step(ev)
 	after := r.node.phase
+	note, fails := r.node.FailNote()
 	st := r.node.String()
 	r.mu.Unlock()
+	if fails > failsBefore {
+		lvl := slog.LevelInfo
+		if fails >= r.node.cfg.VoteRetries {
+			// Artemis gives up after vote-retries; Tandem keeps voting
+			// and says so loudly.
+			lvl = slog.LevelWarn
+		}
+		r.log.Log(context.Background(), lvl, "quorum vote lost; voting again", "why", note, "failed_in_a_row", fails, "vote_retries", r.node.cfg.VoteRetries)
+	}
 	if before != after {
 		lvl := slog.LevelDebug
 		if before.StatusState() != after.StatusState() {
