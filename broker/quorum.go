@@ -251,7 +251,7 @@ func quorumConfig(h *haBroker, role hasm.Role) (hasm.QuorumConfig, error) {
 	qc := hasm.DefaultQuorumConfig(role)
 	qc.Group = ha.GroupName
 	qc.AllowFailback = ha.AllowFailback
-	qc.FailbackOnSync = ha.CheckForActiveServer || role == hasm.Backup
+	qc.FailbackOnSync = ha.CheckForActiveServer
 	if ha.VoteRetryWait > 0 {
 		qc.SetLease(ha.VoteRetryWait)
 	}
