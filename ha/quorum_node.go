@@ -381,6 +381,7 @@ const (
 	seedMinority                                        // a claim or lease needs half the electorate, not a majority
 	seedQReleaseBeforeLease                             // held completions released before the lease under L+1
 	seedTrustTooLong                                    // the live trusts a lease round for longer than voters back it
+	seedQIgnoreNewest                                   // the node ignores the newer data versions voters show
 )
 
 // NewQuorumNode returns a node in QPInit with incarnation owner (random,
@@ -802,7 +803,7 @@ func (n *QuorumNode) found(r *qRound) {
 	switch {
 	case n.local == 0 && n.cfg.Role == Backup:
 		n.showStale(0)
-	case r.newest > n.local:
+	case r.newest > n.local && n.seeded&seedQIgnoreNewest == 0:
 		n.showStale(r.newest)
 	case n.now < n.holdoffUntil:
 	default:
@@ -835,7 +836,7 @@ func (n *QuorumNode) claim() {
 // once).
 func (n *QuorumNode) claimFailed(r *qRound) {
 	switch {
-	case r.refusals[QStale] > 0 || r.newest > n.local:
+	case r.refusals[QStale] > 0 || r.newest > n.local && n.seeded&seedQIgnoreNewest == 0:
 		n.voteFails = 0
 		n.showStale(r.newest)
 		n.phase, n.retryAt = QPClaiming, n.now+n.cfg.RetryInterval
