@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -52,8 +53,11 @@ type haBroker struct {
 	// Set before the pair runs by a policy's extra part (colocated.go):
 	// onServing runs once the live serves; extraPeers are probed beside
 	// the static connectors; extraStatus adds to /status.
-	onServing   func(l *live)
-	extraPeers  func() []string
+	onServing  func(l *live)
+	extraPeers func() []string
+	// quorumServe answers a quorum vote connection (quorum.go); nil
+	// unless the pair is coordinated by the quorum vote.
+	quorumServe func(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uint64)
 	extraStatus func(st *server.Status)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandemmq/tandem/auth"
+	"github.com/tandemmq/tandem/config"
 	"github.com/tandemmq/tandem/server"
 	"github.com/tandemmq/tandem/tlsconfig"
 	"github.com/tandemmq/tandem/wire"
@@ -156,6 +157,9 @@ func (r *refuser) answer(nc net.Conn) {
 	if !ok {
 		return
 	}
+	if hello.ClientID == wire.QuorumClientID && r.answerQuorum(nc, br, dec, hello, hdr.Corr) {
+		return
+	}
 	h := r.h
 	var out wire.Frame
 	corr := uint64(0)
@@ -205,17 +209,27 @@ func (h *haBroker) probeTargets() ([]string, time.Duration) {
 		return nil, 0
 	}
 	cc := h.cfg.ClusterConnections[0]
-	self := strings.TrimPrefix(h.selfURL, "tcp://")
+	every := min(max(cc.RetryInterval, 200*time.Millisecond), 2*time.Second)
+	return staticPeers(h.cfg, h.selfURL), every
+}
+
+// staticPeers are the host:port addresses of the static connectors of the
+// first cluster connection, without selfURL's.
+func staticPeers(cfg *config.Config, selfURL string) []string {
+	if len(cfg.ClusterConnections) == 0 {
+		return nil
+	}
+	cc := cfg.ClusterConnections[0]
+	self := strings.TrimPrefix(selfURL, "tcp://")
 	var out []string
 	for _, name := range cc.StaticConnectors {
-		for _, c := range h.cfg.Connectors {
-			if c.Name == name && c.Scheme == "tcp" && c.Address() != self {
+		for _, c := range cfg.Connectors {
+			if c.Name == name && c.Scheme == "tcp" && c.Address() != self && !slices.Contains(out, c.Address()) {
 				out = append(out, c.Address())
 			}
 		}
 	}
-	every := min(max(cc.RetryInterval, 200*time.Millisecond), 2*time.Second)
-	return out, every
+	return out
 }
 
 // probePeers probes the cluster connection's peers until ctx ends.

@@ -49,7 +49,7 @@ import (
 // replBroker is a broker of a replication pair coordinated by ZooKeeper.
 type replBroker struct {
 	*haBroker
-	repl *hasm.ReplRunner
+	repl replCoordinator
 	mgr  *lockfile.Manager
 
 	rmu      sync.Mutex
@@ -60,8 +60,24 @@ type replBroker struct {
 	rstopped bool // StopReplica: the replica's end is not reported
 }
 
-// replAct adapts the ReplRunner to the pair's activation interface.
-type replAct struct{ r *hasm.ReplRunner }
+// replCoordinator is what the hooks need of the runner: a ReplRunner
+// (ZooKeeper) or a QuorumRunner (the quorum vote, quorum.go).
+type replCoordinator interface {
+	CanAck() bool
+	Epoch() uint64
+	Status() hasm.ReplStatus
+	Stop()
+	StorageError(error)
+	ReplicaSynced(uint64, lockfile.NodeID)
+	ReplicaLost(bool)
+	BackupSynced()
+	BackupLost()
+	FailbackRequested()
+	Run(context.Context) error
+}
+
+// replAct adapts the runner to the pair's activation interface.
+type replAct struct{ r replCoordinator }
 
 func (a replAct) Status() hasm.Status {
 	st := a.r.Status()
@@ -70,8 +86,8 @@ func (a replAct) Status() hasm.Status {
 func (a replAct) Epoch() uint64           { return a.r.Epoch() }
 func (a replAct) PeerAnnounced(hasm.Peer) {} // the ZooKeeper lock decides; a peer's word cannot
 
-// runReplication is `tandem run` with <ha-policy><replication> and a
-// <manager> (ZooKeeper).
+// runReplication is `tandem run` with <ha-policy><replication>: with a
+// <manager> coordinated by ZooKeeper, without one by the quorum vote.
 func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, lim *netLimits) int {
 	switch {
 	case !cfg.PersistenceEnabled:
@@ -79,9 +95,6 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		return exitCannot
 	case cfg.Store != nil:
 		fmt.Fprintln(os.Stderr, "tandem run: replication copies a file journal; a <database-store> is shared by the pair instead (use <shared-store>)")
-		return exitCannot
-	case cfg.HA.Manager == nil:
-		fmt.Fprintln(os.Stderr, "tandem run: replication with the quorum vote (no <manager>) is not supported yet; configure ZooKeeper with <manager>")
 		return exitCannot
 	}
 	role := hasm.Primary
@@ -110,9 +123,34 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	h.storeKind = "file"
 	h.storeWhere = fmt.Sprintf("journal %s, bindings %s (replicated; lock directory %s)", cfg.Dirs.Journal, cfg.Dirs.Bindings, cfg.Dirs.NodeManagerLock)
 
-	m := cfg.HA.Manager
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
+		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
+		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
+	if cfg.HA.Manager == nil {
+		targets, _ := h.probeTargets()
+		if len(targets) < 2 {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", errNoQuorumTargets)
+			return exitCannot
+		}
+		qc, err := quorumConfig(h, role)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+			return exitCannot
+		}
+		tr := &quorumTransport{h: h, targets: targets}
+		tr.self = func() wire.QuorumMember { return toWireMember(b.quorumSelf()) }
+		r, err := hasm.NewQuorumRunner(tr, hasm.LockfileLocal{M: mgr}, cfg.Dirs.NodeManagerLock, qc, b.quorumSelf, hooks)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+			return exitCannot
+		}
+		b.repl = r
+		h.quorumServe = b.serveQuorum
+		return b.run(stop, ctx, r)
+	}
+	m := cfg.HA.Manager
 	zo, err := ZKOptions(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
@@ -133,15 +171,18 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	if w := cfg.HA.RetryReplicationWait; w > 0 {
 		rc.RetryInterval = min(w, rc.RetryInterval)
 	}
-	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
-		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
-		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
 	r, err := hasm.NewReplRunner(coord, hasm.LockfileLocal{M: mgr}, rc, hooks)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 		return exitCannot
 	}
 	b.repl = r
+	return b.run(stop, ctx, r)
+}
+
+// run runs the pair's broker with its runner until it stops or halts.
+func (b *replBroker) run(stop, ctx context.Context, r replCoordinator) int {
+	h, cfg, log, role := b.haBroker, b.cfg, b.haBroker.log, b.haBroker.role
 	h.act = replAct{r}
 	h.log = log.With("node_id", h.nodeID, "role", role.String())
 
@@ -158,7 +199,7 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	h.mgmt = hln.Addr().String()
 	metrics := server.MetricsHandler(server.MetricsOptions{Server: h.server, Connections: h.connections, Net: h.netStats,
 		Extra: []prometheus.Collector{&replCollector{b}}})
-	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
+	hs := managementServer(cfg, h.lim, hln, server.ManagementOptions{Status: b.status, Metrics: metrics}, log)
 	go hs.Serve(hln)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -325,6 +366,9 @@ func (b *replBroker) startServing(epoch uint64) {
 	}
 	h.closeRefuser()
 	l.srv.SetReplicaHandler(&server.ReplicaHandler{User: h.cfg.ClusterUser, Password: h.cfg.ClusterPassword, Serve: src.Serve})
+	if h.quorumServe != nil {
+		l.srv.SetQuorumHandler(b.quorumHandler())
+	}
 	if err := l.serve(); err != nil {
 		h.log.Error("opening the acceptors", "err", err)
 		b.repl.StorageError(fmt.Errorf("opening the acceptors: %w", err))
@@ -542,6 +586,9 @@ func (b *replBroker) status() server.Status {
 	}
 	local, coord := rs.Epoch, rs.Coordinated
 	st.ActivationSequence, st.CoordinatedSequence = &local, &coord
+	if _, quorum := b.repl.(*hasm.QuorumRunner); quorum {
+		st.CoordinatedSequence = nil // no coordinated sequence: the voters hold it
+	}
 	b.rmu.Lock()
 	src, rep := b.source, b.replica
 	b.rmu.Unlock()

@@ -87,6 +87,17 @@
 // bugs; testdata/repl/ holds the transcripts. Users' documentation:
 // docs/ha-replication-zookeeper.md.
 //
+// Replication coordinated by the quorum vote (<replication> without a
+// <manager>, issue 14): QuorumNode is the pure activation machine (claim,
+// lease and bump rounds counted per voter; quorum_node.go), QuorumVoter
+// every broker's vote with its durable register (quorum_voter.go,
+// quorum_state.go: DIR/quorum/state), QuorumRunner runs both against the
+// same ReplHooks as ReplRunner and a QuorumTransport (the broker's
+// network adapter; quorum_runner.go). The explorer (quorum_explore_test.go,
+// quorum_sim_test.go) checks I1, I4, I9 and Q1 (a claim acted on had a
+// majority of distinct voters); -quorum-full explores the full fault
+// budgets. Users' documentation: docs/ha-replication-quorum.md.
+//
 // This package never touches the store's data and never sleeps to
 // synchronise: time only enters as Event.Now.
 package ha

@@ -385,6 +385,9 @@ func (c *conn) handshake(h wire.Header, hello *wire.Hello) error {
 	if hello.ClientID == wire.ReplicaClientID {
 		return c.handOffReplica(h, hello)
 	}
+	if hello.ClientID == wire.QuorumClientID {
+		return c.handOffQuorum(h, hello)
+	}
 	user := hello.User // who the connection is, for management's list
 	if hello.ClientID == wire.ClusterClientID {
 		// Another broker moving messages here or asking for a backup

@@ -45,13 +45,34 @@ func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
 		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: "this broker does not accept replicas now (not live, or not a replication primary)"})
 		return errors.New("replication connection refused: no replica handler")
 	}
+	return c.handOff(h, hello, rh, "replication")
+}
+
+// SetQuorumHandler installs h for quorum vote connections (a Hello with
+// wire.QuorumClientID and the cluster credentials, issue 14; nil: refused
+// with CodeUnavailable). Serve answers one request and returns.
+func (s *Server) SetQuorumHandler(h *ReplicaHandler) { s.quorum.Store(h) }
+
+// handOffQuorum runs a quorum vote connection.
+func (c *conn) handOffQuorum(h wire.Header, hello *wire.Hello) error {
+	qh := c.s.quorum.Load()
+	if qh == nil {
+		c.out.frame(0, &wire.Error{Code: wire.CodeUnavailable, Message: "this broker takes no part in a quorum vote"})
+		return errors.New("quorum vote connection refused: no quorum handler")
+	}
+	return c.handOff(h, hello, qh, "quorum vote")
+}
+
+// handOff checks the cluster credentials, stops the connection's writer
+// and gives the socket to rh (what names the protocol in logs).
+func (c *conn) handOff(h wire.Header, hello *wire.Hello, rh *ReplicaHandler, what string) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.acc.opts.HandshakeTimeout)
 	err := c.acc.security().CheckCredentials(ctx, auth.Credentials{User: hello.User, Password: hello.Password,
-		Remote: c.nc.RemoteAddr().String(), Protocol: "replication"}, rh.User, rh.Password)
+		Remote: c.nc.RemoteAddr().String(), Protocol: what}, rh.User, rh.Password)
 	cancel()
 	if err != nil {
-		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: "replication needs the cluster user and password"})
-		return loggedError{fmt.Errorf("replication connection refused: %w", err)}
+		c.out.frame(0, &wire.Error{Code: wire.CodeAuthFailed, Message: what + " needs the cluster user and password"})
+		return loggedError{fmt.Errorf("%s connection refused: %w", what, err)}
 	}
 	c.out.close()
 	if err := <-c.writerErr; err != nil {
@@ -61,7 +82,9 @@ func (c *conn) handOffReplica(h wire.Header, hello *wire.Hello) error {
 	// The handler sets its own deadlines (the writer's write timeout
 	// may have left one).
 	c.nc.SetDeadline(time.Time{})
-	c.log.Info("replication connection", "user", clip(hello.User))
+	if what == "replication" {
+		c.log.Info("replication connection", "user", clip(hello.User))
+	}
 	// The handler owns the socket from now on, beyond this acceptor: a
 	// failback stops serving clients (closing the acceptors) and still
 	// needs the replication connection for its handover. Its reader

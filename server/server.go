@@ -120,6 +120,7 @@ type Options struct {
 // Server is the broker core. Create it with New, then Start it.
 type Server struct {
 	replica atomic.Pointer[ReplicaHandler] // replica.go
+	quorum  atomic.Pointer[ReplicaHandler] // replica.go: quorum vote connections
 	opts    Options
 	log     *slog.Logger
 	msgs    journal.Journal

@@ -73,6 +73,9 @@ func NewFrame(t Type) Frame {
 	if f := newClusterFrame(t); f != nil {
 		return f
 	}
+	if f := newQuorumFrame(t); f != nil {
+		return f
+	}
 	return nil
 }
 

@@ -1,0 +1,70 @@
+package broker
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandemmq/tandem/config"
+	hasm "github.com/tandemmq/tandem/ha"
+	"github.com/tandemmq/tandem/lockfile"
+	"github.com/tandemmq/tandem/wire"
+)
+
+// TestCheckQuorum: the quorum examples pass Check (tandem run and config
+// check run them); a quorum pair whose cluster connection names fewer
+// than two other brokers is refused, naming what is missing.
+func TestCheckQuorum(t *testing.T) {
+	for _, name := range []string{"replication-quorum-master.xml", "replication-quorum-slave.xml"} {
+		cfg, _, err := config.Load(filepath.Join("..", "etc", "examples", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(cfg); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if got := staticPeers(cfg, haAnnounceURL(cfg)); len(got) != 3 {
+			t.Errorf("%s: static peers %v, want the backup and two other primaries", name, got)
+		}
+		cfg.ClusterConnections[0].StaticConnectors = cfg.ClusterConnections[0].StaticConnectors[:1]
+		if err := Check(cfg); err == nil || !strings.Contains(err.Error(), "static connectors") {
+			t.Errorf("%s with one static connector: %v, want a refusal naming the static connectors", name, err)
+		}
+	}
+}
+
+// TestQuorumWireRoundTrip: a request and an answer survive the wire
+// frames with every field the vote decides on.
+func TestQuorumWireRoundTrip(t *testing.T) {
+	id := lockfile.NodeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	req := hasm.QRequest{Kind: hasm.QLease, Node: id, From: 3, Seq: 4, Owner: 99, Lease: 2 * time.Second}
+	b, err := wire.AppendFrame(nil, 7, toWireRequest(req, wire.QuorumMember{URL: "tcp://a:1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := wire.NewDecoder(strings.NewReader(string(b))).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fromWireRequest(f.(*wire.QuorumRequest))
+	if err != nil || got.Kind != req.Kind || got.Node != req.Node || got.From != 3 || got.Seq != 4 || got.Owner != 99 || got.Lease != req.Lease {
+		t.Fatalf("request %+v (%v), want %+v", got, err, req)
+	}
+	a := hasm.QAnswer{Verdict: hasm.QLiveAlive, Voter: 5, RetryAfter: 1500 * time.Millisecond,
+		Entry: hasm.QEntry{Seq: 4, Owner: 99, From: 3, Leased: 4, LeasedOwner: 99}}
+	p := hasm.QPeer{NodeID: id, Group: "g", Role: hasm.Backup, State: "active", URL: "tcp://b:2", Seq: 4, Replica: true}
+	b, err = wire.AppendFrame(nil, 7, toWireAnswer(a, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err = wire.NewDecoder(strings.NewReader(string(b))).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, gp := fromWireAnswer(f.(*wire.QuorumAnswer))
+	p.Voter = 5
+	if ga != a || gp != p {
+		t.Fatalf("answer %+v %+v, want %+v %+v", ga, gp, a, p)
+	}
+}
