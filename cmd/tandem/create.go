@@ -575,8 +575,9 @@ const brokerTemplate = `<?xml version="1.0" encoding="UTF-8"?>
 {{- end}}
             </{{.Role}}>
 {{- else}}
-            <!-- Coordinated by a quorum vote of the cluster's other primaries: use at least 3
-                 primary/backup pairs, or a single pair can end up with two active brokers. -->
+            <!-- Coordinated by a quorum vote of every broker listed in the cluster connection
+                 (docs/ha-replication-quorum.md): use at least 3 primary/backup pairs, and list
+                 the same other brokers on both brokers of a pair; a lone pair is refused. -->
             <{{.Role}}>
 {{- if .Group}}
                <!-- A backup pairs only with a primary of the same group. -->
