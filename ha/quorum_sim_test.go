@@ -980,7 +980,8 @@ func exploreQuorum(w0 *qsWorld, maxDepth, maxStates int) (*qsStats, error) {
 			break
 		}
 		var next []*qsWorld
-		for _, w := range level {
+		for i, w := range level {
+			level[i] = nil // explored: its memory goes while the next level grows
 			var k key128
 			k, buf = w.key(buf)
 			for si, s := range w.steps() {
