@@ -104,27 +104,29 @@ func (c *tclient) next() uint64 { c.corr++; return c.corr }
 // reset here is the refusal working; what it answered is checked next).
 func (c *tclient) writeRefused(corr uint64, f wire.Frame) {
 	c.t.Helper()
-	b, err := wire.AppendFrame(nil, corr, f)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if _, err := c.nc.Write(b); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+	if err := c.send(corr, f); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
 		c.t.Fatal(err)
 	}
 }
 
 func (c *tclient) write(corr uint64, f wire.Frame) {
 	c.t.Helper()
-	b, err := wire.AppendFrame(nil, corr, f)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if _, err := c.nc.Write(b); err != nil {
+	if err := c.send(corr, f); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-// expect returns the next frame, which must have type typ.
+// send encodes f and writes it, returning the write's error.
+func (c *tclient) send(corr uint64, f wire.Frame) error {
+	c.t.Helper()
+	b, err := wire.AppendFrame(nil, corr, f)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	_, err = c.nc.Write(b)
+	return err
+}
+
 func (c *tclient) expect(typ wire.Type) wire.Frame {
 	c.t.Helper()
 	select {
