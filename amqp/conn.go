@@ -114,6 +114,8 @@ type conn struct {
 
 	halt   sync.Once
 	haltCh chan error // an asynchronous reason to end the connection
+
+	streams sync.WaitGroup // large deliveries' streamers (largeout.go)
 }
 
 // serve runs one connection: protocol headers, SASL, open, then frames
@@ -584,6 +586,7 @@ func (c *conn) finish(err error) {
 	for _, t := range c.txns {
 		t.ss.Close()
 	}
+	c.streams.Wait() // woken by their links' release and c.ctx
 	c.w.close()
 	c.w.wait(2 * time.Second)
 }

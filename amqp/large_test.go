@@ -344,3 +344,132 @@ func FuzzSplitLarge(f *testing.F) {
 		}
 	})
 }
+
+// TestLargeReceiveStreamed: an AMQP receiver gets a large message bigger
+// than the connection's output limit (hardLimit, 64 MiB), byte for byte
+// and with its properties, followed by a small message on the same link;
+// a Tandem-protocol sender's large message (a data section) and an AMQP
+// amqp-value string both arrive as sent. Before, a large delivery was
+// encoded whole into the output buffer, and one past hardLimit closed the
+// connection as a slow client (the message went back to the queue, to be
+// delivered and fail again).
+func TestLargeReceiveStreamed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 80 MiB")
+	}
+	b := newLargeTestBroker(t)
+	s := openSession(t, b.dial(t, &goamqp.ConnOptions{MaxFrameSize: 128 << 10}))
+	body := patterned(hardLimit + 16<<20 + 321)
+	want := sha256.Sum256(body)
+	m := goamqp.NewMessage(body)
+	m.Header = &goamqp.MessageHeader{Durable: true}
+	m.ApplicationProperties = map[string]any{"n": int64(1)}
+	snd := sender(t, s, "huge", nil)
+	send(t, snd, m)
+	send(t, snd, durable("small after"))
+	body = nil
+
+	r := receiver(t, s, "huge", &goamqp.ReceiverOptions{Credit: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	got, err := r.Receive(ctx, nil)
+	if err != nil {
+		t.Fatalf("receiving a %d MiB large message: %v", (hardLimit+16<<20)>>20, err)
+	}
+	if sha256.Sum256(got.GetData()) != want || got.ApplicationProperties["n"] != int64(1) || got.Header == nil || !got.Header.Durable {
+		t.Fatalf("AMQP receiver got %d bytes (sha256 equal %v), application properties %v, header %+v",
+			len(got.GetData()), sha256.Sum256(got.GetData()) == want, got.ApplicationProperties, got.Header)
+	}
+	if err := r.AcceptMessage(testCtx(t), got); err != nil {
+		t.Fatal(err)
+	}
+	if next := recv(t, r); string(next.GetData()) != "small after" {
+		t.Fatalf("after the large message: %q", next.GetData())
+	}
+
+	// An amqp-value string, streamed as one.
+	str := strings.Repeat("tandem ", 300_000)
+	send(t, sender(t, s, "hugestr", nil), &goamqp.Message{Value: str})
+	gs := recv(t, receiver(t, s, "hugestr", nil))
+	if v, ok := gs.Value.(string); !ok || v != str {
+		t.Fatalf("amqp-value string: got %T of %d bytes", gs.Value, len(fmt.Sprint(gs.Value)))
+	}
+}
+
+// nextPerf reads frames until a performative and returns its descriptor
+// and a decoder positioned after it.
+func (c *rawClient) nextPerf() (uint64, *decoder) {
+	c.t.Helper()
+	for {
+		f, err := c.fr.next()
+		if err != nil {
+			c.t.Fatalf("read: %v", err)
+		}
+		if len(f.body) == 0 {
+			continue
+		}
+		d := newDecoder(f.body)
+		code, _ := d.descriptor()
+		return code, d
+	}
+}
+
+// TestLargeDeliveryPacedAndDetached: a streamed large delivery stops at
+// the client's session incoming window (the broker answers an echo with a
+// flow, not a fourth transfer, after three), and a link detached in the
+// middle of it gives the message back to its queue: the next receiver
+// gets it whole, as a redelivery.
+func TestLargeDeliveryPacedAndDetached(t *testing.T) {
+	b := newLargeTestBroker(t)
+	s := openSession(t, b.dial(t, nil))
+	body := patterned(3<<20 + 7)
+	m := goamqp.NewMessage(body)
+	m.Header = &goamqp.MessageHeader{Durable: true}
+	send(t, sender(t, s, "paced", nil), m)
+
+	c := dialRaw(t, b)
+	c.open()
+	c.write(appendFrame(nil, frameAMQP, 0, &Begin{NextOutgoingID: 0, IncomingWindow: 3, OutgoingWindow: 1 << 16, HandleMax: 10}, nil))
+	if code := c.next(); code != descBegin {
+		t.Fatalf("got 0x%x, want begin", code)
+	}
+	c.write(appendFrame(nil, frameAMQP, 0, &Attach{Name: "raw-receiver", Handle: 0, Role: true,
+		Source: &Terminus{Address: "paced", HasAddress: true}, Target: &Terminus{Address: "r", HasAddress: true}}, nil))
+	if code := c.next(); code != descAttach {
+		t.Fatalf("got 0x%x, want attach", code)
+	}
+	c.write(appendFrame(nil, frameAMQP, 0, &Flow{NextIncomingID: 0, HasNextIncomingID: true, IncomingWindow: 3, NextOutgoingID: 0, OutgoingWindow: 1 << 16,
+		Handle: 0, HasHandle: true, DeliveryCount: 0, HasDeliveryCount: true, LinkCredit: 1, HasLinkCredit: true}, nil))
+	for i := range 3 {
+		code, d := c.nextPerf()
+		if code != descTransfer {
+			t.Fatalf("frame %d: got 0x%x, want a transfer", i, code)
+		}
+		var tr Transfer
+		tr.decode(d)
+		if d.err != nil || !tr.More || (i == 0) != tr.HasDeliveryID {
+			t.Fatalf("transfer %d: more %v, has delivery-id %v, %v", i, tr.More, tr.HasDeliveryID, d.err)
+		}
+	}
+	// The window is used up: the answer to an echo comes before any
+	// further transfer.
+	c.write(appendFrame(nil, frameAMQP, 0, &Flow{NextIncomingID: 3, HasNextIncomingID: true, IncomingWindow: 0, NextOutgoingID: 0, OutgoingWindow: 1 << 16,
+		Handle: 0, HasHandle: true, DeliveryCount: 1, HasDeliveryCount: true, LinkCredit: 0, HasLinkCredit: true, Echo: true}, nil))
+	if code, _ := c.nextPerf(); code != descFlow {
+		t.Fatalf("got 0x%x after the window was used up, want the echoed flow", code)
+	}
+	c.write(appendFrame(nil, frameAMQP, 0, &Detach{Handle: 0, Closed: true}, nil))
+	if code := c.next(); code != descDetach {
+		t.Fatalf("got 0x%x, want detach", code)
+	}
+
+	r := receiver(t, s, "paced", nil)
+	got := recv(t, r)
+	if !bytes.Equal(got.GetData(), body) || got.Header == nil || got.Header.DeliveryCount != 1 {
+		t.Fatalf("after the detach: %d bytes (equal %v), header %+v; want the whole body, delivered a second time",
+			len(got.GetData()), bytes.Equal(got.GetData(), body), got.Header)
+	}
+	if err := r.AcceptMessage(testCtx(t), got); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -63,6 +63,11 @@ type link struct {
 	avgSize        int  // running average of message sizes; guarded by s.mu
 	tempQueue      string
 	subscription   string // a durable subscription, deleted on close
+	// streaming: a large delivery's frames are being written by its
+	// streamer (largeout.go); the link sends nothing else until it ends.
+	// wake tells the streamer that credit, window or the link changed.
+	streaming bool // guarded by s.mu
+	wake      chan struct{}
 }
 
 // parseAddress maps an address and capabilities onto a destination:
@@ -558,6 +563,7 @@ func (l *link) release(closed bool) {
 	}
 	s.mu.Lock()
 	l.detached = true
+	l.wakeStreamer()
 	l.pending = nil
 	for id, od := range s.unsettled {
 		if od.l == l {
@@ -702,14 +708,6 @@ func (l *link) topupLocked() int {
 // send's completion, or Consumer.Drain on the reader) hands a message.
 func (l *link) deliver(d server.Delivery) {
 	s := l.s
-	if d.Message.IsLarge() { // delivered whole, its body read into memory (docs/large-messages.md)
-		m, err := s.c.srv.Materialize(d.Message)
-		if err != nil {
-			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
-			return // its consumer's close gives it back to the queue
-		}
-		d.Message = m
-	}
 	s.mu.Lock()
 	l.outstanding--
 	if l.detached || s.ended {
@@ -717,6 +715,9 @@ func (l *link) deliver(d server.Delivery) {
 		return // the consumer's close gives it back to the queue
 	}
 	size := len(d.Message.Body) + 64
+	if d.Message.IsLarge() { // streamed (largeout.go): what it holds while it is written
+		size = int(s.c.peerMaxFrame) + 64
+	}
 	if l.avgSize == 0 {
 		l.avgSize = size
 	} else {
@@ -736,12 +737,20 @@ func (l *link) deliver(d server.Delivery) {
 // client's session window allow.
 func (l *link) pumpLocked() {
 	s := l.s
+	if l.streaming {
+		l.wakeStreamer()
+		return
+	}
 	if l.detached || s.ended {
 		return
 	}
 	maxFrame := int(s.c.peerMaxFrame)
 	for len(l.pending) > 0 && l.sendCredit > 0 {
 		d := l.pending[0]
+		if d.Message.IsLarge() {
+			l.startStreamLocked()
+			return
+		}
 		s.scratch = appendMessage(s.scratch[:0], d.Message, d.DeliveryCount)
 		frames := uint32(1)
 		chunk := maxFrame - transferOverhead

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -365,6 +366,41 @@ func idString(v any) string {
 // a properties section (to, creation-time) of one sent otherwise, then
 // the body.
 func appendMessage(b []byte, m *server.Message, deliveryCount uint32) []byte {
+	b, kind := appendMessageHead(b, m, deliveryCount)
+	switch kind {
+	case bodyValueString:
+		b = appendDescriptor(b, descAMQPValue)
+		b = appendVar(b, codeStr8, codeStr32, m.Body)
+	case bodyValueBinary:
+		b = appendDescriptor(b, descAMQPValue)
+		b = appendBinary(b, m.Body)
+	case bodyEncoded:
+		b = append(b, m.Body...)
+	default:
+		b = appendDescriptor(b, descData)
+		b = appendBinary(b, m.Body)
+	}
+	return b
+}
+
+// appendBodyHead appends the header of a body section of kind (bodyData,
+// bodyValueBinary or bodyValueString) holding n bytes, in its 32-bit form
+// (a large message: its bytes follow, streamed).
+func appendBodyHead(b []byte, kind byte, n uint32) []byte {
+	switch kind {
+	case bodyValueString:
+		b = append(appendDescriptor(b, descAMQPValue), codeStr32)
+	case bodyValueBinary:
+		b = append(appendDescriptor(b, descAMQPValue), codeVbin32)
+	default:
+		b = append(appendDescriptor(b, descData), codeVbin32)
+	}
+	return binary.BigEndian.AppendUint32(b, n)
+}
+
+// appendMessageHead appends m's sections before its body and returns the
+// body's kind (bodyData when m says nothing else).
+func appendMessageHead(b []byte, m *server.Message, deliveryCount uint32) ([]byte, byte) {
 	var blob []byte
 	for i := range m.Properties {
 		p := &m.Properties[i]
@@ -437,18 +473,5 @@ func appendMessage(b []byte, m *server.Message, deliveryCount uint32) []byte {
 			b = c.end(b)
 		}
 	}
-	switch kind {
-	case bodyValueString:
-		b = appendDescriptor(b, descAMQPValue)
-		b = appendVar(b, codeStr8, codeStr32, m.Body)
-	case bodyValueBinary:
-		b = appendDescriptor(b, descAMQPValue)
-		b = appendBinary(b, m.Body)
-	case bodyEncoded:
-		b = append(b, m.Body...)
-	default:
-		b = appendDescriptor(b, descData)
-		b = appendBinary(b, m.Body)
-	}
-	return b
+	return b, kind
 }

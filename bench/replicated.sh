@@ -19,15 +19,27 @@
 # must be free. Needs jq, curl and dd. REPL_ACK=received runs the pair with
 # <replication-ack>received</replication-ack> (Artemis's level: the replica
 # acknowledges once written, before its fdatasync).
+#
+# KINDS (default "single pair") names what each shape runs against, in turn
+# within each run: single (one broker), pair (the ZooKeeper pair), quorum
+# (a pair coordinated by the quorum vote, with a third broker, the primary
+# of another group, as the third voter; ports 47115-47116; ZK unused).
+# KINDS="pair quorum" measures the vote's cost while nothing fails against
+# the ZooKeeper pair (issue 14); the ratio printed is the second kind over
+# the first. VOTE_WAIT (ms, default 5000) is the quorum's vote-retry-wait.
 set -u
 BIN=${1:-./bin/tandem}
 RUNS=${2:-3}
 SHAPES=${3:-a b c}
+KINDS=${KINDS:-single pair}
 ZK=${ZK:-${TANDEM_TEST_ZK:-}}
-[ -n "$ZK" ] || { echo "replicated.sh: set ZK (or TANDEM_TEST_ZK) to a ZooKeeper connect string" >&2; exit 1; }
+case " $KINDS $SHAPES " in
+*" pair "* | *" sync "*)
+	[ -n "$ZK" ] || { echo "replicated.sh: set ZK (or TANDEM_TEST_ZK) to a ZooKeeper connect string" >&2; exit 1; } ;;
+esac
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 OUT=$(mktemp -d /tmp/tandem-repl-bench-XXXX)
-P1=47111 H1=47112 P2=47113 H2=47114
+P1=47111 H1=47112 P2=47113 H2=47114 P3=47115 H3=47116
 
 conf() { # NAME PORT PEERPORT HTTP ROLE GROUP
 	cat <<EOF
@@ -48,12 +60,31 @@ conf() { # NAME PORT PEERPORT HTTP ROLE GROUP
 EOF
 }
 
+qconf() { # NAME PORT HTTP ROLE GROUP PEERPORT PEERPORT: a broker of a quorum-vote pair
+	cat <<EOF
+<configuration xmlns="urn:activemq"><core xmlns="urn:activemq:core">
+  <name>$1</name>
+  <journal-type>${JOURNAL_TYPE:-ASYNCIO}</journal-type>
+  <acceptors><acceptor name="artemis">tcp://127.0.0.1:$2</acceptor></acceptors>
+  <connectors><connector name="artemis">tcp://127.0.0.1:$2</connector><connector name="p1">tcp://127.0.0.1:$6</connector>
+    <connector name="p2">tcp://127.0.0.1:$7</connector></connectors>
+  <management-http-address>127.0.0.1:$3</management-http-address>
+  <cluster-user>c</cluster-user><cluster-password>c</cluster-password>
+  <cluster-connections><cluster-connection name="c"><connector-ref>artemis</connector-ref>
+    <static-connectors><connector-ref>p1</connector-ref><connector-ref>p2</connector-ref></static-connectors></cluster-connection></cluster-connections>
+  <ha-policy><replication><$4><group-name>$5</group-name>${REPL_ACK:+<replication-ack>$REPL_ACK</replication-ack>}
+    <vote-retry-wait>${VOTE_WAIT:-5000}</vote-retry-wait></$4></replication></ha-policy>
+</core></configuration>
+EOF
+}
+
 wait_state() { # HTTP JQ-EXPR
 	for _ in $(seq 1 600); do
 		[ "$(curl -s "http://127.0.0.1:$1/status" | jq -r "$2" 2>/dev/null)" = true ] && return 0
 		sleep 0.05
 	done
-	echo "replicated.sh: broker on $1 never reached $2" >&2
+	echo "replicated.sh: broker on $1 never reached $2 (logs kept in $D)" >&2
+	KEEP=1
 	return 1
 }
 
@@ -68,7 +99,25 @@ pair() { # starts a synced pair; sets PIDS and D
 	wait_state $H1 '.state == "active"'
 	(cd "$D/b" && exec "$BIN" run >"$D/b.log" 2>&1) &
 	PIDS="$a $!"
-	wait_state $H1 '.replication.state == "synced"' || { tail -5 "$D/a.log" "$D/b.log" >&2; }
+	wait_state $H1 '.replication.state == "synced"' || { tail -n 5 "$D/a.log" "$D/b.log" >&2; }
+	URL=tcp://127.0.0.1:$P1
+	HTTP=127.0.0.1:$H1
+}
+
+quorum() { # starts a synced quorum-vote pair and a third voter; sets PIDS and D
+	D=$(mktemp -d /tmp/tandem-repl-bench-quorum-XXXX)
+	mkdir -p "$D/a/etc" "$D/b/etc" "$D/c/etc"
+	qconf a $P1 $H1 master g1 $P2 $P3 >"$D/a/etc/broker.xml"
+	qconf b $P2 $H2 slave g1 $P1 $P3 >"$D/b/etc/broker.xml"
+	qconf c $P3 $H3 master g2 $P1 $P2 >"$D/c/etc/broker.xml"
+	(cd "$D/a" && exec "$BIN" run >"$D/a.log" 2>&1) &
+	local a=$!
+	(cd "$D/c" && exec "$BIN" run >"$D/c.log" 2>&1) &
+	local c=$!
+	wait_state $H1 '.state == "active"' || { tail -n 5 "$D/a.log" "$D/c.log" >&2; }
+	(cd "$D/b" && exec "$BIN" run >"$D/b.log" 2>&1) &
+	PIDS="$a $c $!"
+	wait_state $H1 '.replication.state == "synced"' || { tail -n 5 "$D/a.log" "$D/b.log" >&2; }
 	URL=tcp://127.0.0.1:$P1
 	HTTP=127.0.0.1:$H1
 }
@@ -86,7 +135,7 @@ single() {
 stop() {
 	kill $PIDS 2>/dev/null
 	wait $PIDS 2>/dev/null
-	rm -rf "$D"
+	if [ -n "${KEEP:-}" ]; then KEEP=; else rm -rf "$D"; fi
 	sleep 0.5
 }
 
@@ -137,7 +186,7 @@ for s in $SHAPES; do
 		continue
 	fi
 	for i in $(seq 1 "$RUNS"); do
-		for kind in single pair; do
+		for kind in $KINDS; do
 			$kind
 			# shellcheck disable=SC2046
 			"$BIN" bench --url "$URL" --json --http "$HTTP" $(args "$s") --phase produce >"$OUT/$s.$kind.$i.json"
@@ -146,8 +195,9 @@ for s in $SHAPES; do
 		done
 	done
 	med() { jq -s "[.[].$2 | select(. != null)] | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end" "$OUT"/$s.$1.*.json; }
-	sp=$(med single produced_per_sec) pp=$(med pair produced_per_sec)
-	s50=$(med single send_p50_us) p50=$(med pair send_p50_us)
-	echo "$s median: single ${sp} msgs/s p50 ${s50} us; replicated ${pp} msgs/s p50 ${p50} us; throughput ratio $(jq -n "$pp / $sp * 100 | round / 100"); p50 difference $(jq -n "$p50 - $s50") us"
+	read -r k1 k2 _ <<<"$KINDS"
+	sp=$(med "$k1" produced_per_sec) pp=$(med "$k2" produced_per_sec)
+	s50=$(med "$k1" send_p50_us) p50=$(med "$k2" send_p50_us)
+	echo "$s median: $k1 ${sp} msgs/s p50 ${s50} us; $k2 ${pp} msgs/s p50 ${p50} us; throughput ratio $k2/$k1 $(jq -n "$pp / $sp * 100 | round / 100"); p50 difference $(jq -n "$p50 - $s50") us"
 done
 rm -rf "$OUT"

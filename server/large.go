@@ -217,6 +217,25 @@ func (s *Server) LargeBody(m *Message) ([]byte, error) {
 	return out, nil
 }
 
+// LargeChunks returns how many chunk records hold a large message's body
+// (0 for others); ReadLargeChunk reads them in order.
+func (m *Message) LargeChunks() int {
+	if m.large == nil {
+		return 0
+	}
+	return len(m.large.chunks)
+}
+
+// ReadLargeChunk reads chunk i of large message m, checked (a delivery
+// that streams the body: AMQP). The chunks stay readable while m is held
+// by a delivery, as they do for LargeBody.
+func (s *Server) ReadLargeChunk(m *Message, i int) ([]byte, error) {
+	if m.large == nil || i < 0 || i >= len(m.large.chunks) {
+		return nil, fmt.Errorf("%w: message %d has no chunk %d", ErrInvalid, m.ID, i)
+	}
+	return s.readLargeChunk(m.large, i)
+}
+
 // IsLarge reports whether m is a large message (its body in the
 // large-messages journal; LargeBody reads it).
 func (m *Message) IsLarge() bool { return m.large != nil }
