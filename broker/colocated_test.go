@@ -2,6 +2,7 @@ package broker
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ func TestColocatedBackupConfig(t *testing.T) {
 	req := load("colocated-shared-store.xml")
 	host := load("colocated-shared-store.xml")
 	host.Connectors[0].Host = "host-b"
-	b, err := colocatedBackupConfig(req, host, "colocated_backup_1")
+	b, err := colocatedBackupConfig(req, host, "colocated_backup_1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,24 +62,37 @@ func TestColocatedBackupConfig(t *testing.T) {
 
 	rreq := load("colocated-replication.xml")
 	rhost := load("colocated-replication.xml")
-	rb, err := colocatedBackupConfig(rreq, rhost, "colocated_backup_2")
+	rb, err := colocatedBackupConfig(rreq, rhost, "colocated_backup_2", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rb.Dirs.Journal != rhost.Dirs.Journal+"_colocated_backup_2" || rb.Dirs.NodeManagerLock != rhost.Dirs.NodeManagerLock+"_colocated_backup_2" {
+	// Artemis appends the name to the host's directories, no separator.
+	if rb.Dirs.Journal != rhost.Dirs.Journal+"colocated_backup_2" || rb.Dirs.NodeManagerLock != rhost.Dirs.NodeManagerLock+"colocated_backup_2" {
 		t.Fatalf("replication dirs %+v, want the host's suffixed", rb.Dirs)
+	}
+	if rb.Acceptors[0].Port != 61616+2*150 {
+		t.Fatalf("the second hosted backup's acceptor %+v, want shifted twice (Artemis: n * backup-port-offset)", rb.Acceptors[0])
 	}
 	if rb.HA.Policy != config.PolicyReplication || rb.HA.Role != config.RoleBackup || rb.HA.GroupName != "colocated-group" || rb.HA.MaxSavedReplicatedJournalsSize != 2 {
 		t.Fatalf("replication HA %+v", rb.HA)
 	}
-	if Check(rreq) == nil {
-		t.Fatal("colocated replication passes Check, but the quorum vote it needs does not exist yet")
+	if err := Check(rreq); err != nil {
+		t.Fatalf("the colocated-replication snippet does not run: %v", err)
 	}
-	if _, err := colocatedBackupConfig(host, host, "x"); err != nil {
+	if err := Check(rb); err != nil {
+		t.Fatalf("the derived replication backup does not run: %v", err)
+	}
+	// The hosted backup's voters are the requester's real lives, not the
+	// shifted connectors of its own configuration.
+	requester, voters := replicationElectorate(rreq)
+	if requester != "localhost:61616" || !slices.Equal(voters, []string{"localhost:61616", "localhost:61626", "localhost:61636"}) {
+		t.Fatalf("electorate %q %q, want the requester and its static connectors unshifted", requester, voters)
+	}
+	if _, err := colocatedBackupConfig(host, host, "x", 1); err != nil {
 		t.Fatal(err)
 	}
 	plain := load("shared-store-primary.xml")
-	if _, err := colocatedBackupConfig(plain, host, "x"); err == nil {
+	if _, err := colocatedBackupConfig(plain, host, "x", 1); err == nil {
 		t.Fatal("a configuration without <colocated> was turned into a backup")
 	}
 }
