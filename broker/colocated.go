@@ -484,8 +484,14 @@ func (c *colocated) handle(ctx context.Context, req *wire.BackupRequest) *wire.B
 	}
 	name, nth := "", 0
 	for n := 1; name == ""; n++ {
-		if cand := "colocated_backup_" + strconv.Itoa(n); !index[cand] {
+		if cand := colocatedName(n); !index[cand] {
 			name, nth = cand, n
+		}
+	}
+	if col.Store == config.PolicyReplication {
+		var err error
+		if name, nth, err = replicaSlot(c.cfg, req.NodeID, index); err != nil {
+			return refuse(wire.CodeLimit, "%v", err)
 		}
 	}
 	rcfg, _, err := config.ParseInstance(req.ConfigName, bytes.NewReader(req.Config), req.InstanceDir)
@@ -704,4 +710,42 @@ func replicationElectorate(req *config.Config) (requester string, voters []strin
 		}
 	}
 	return requester, voters
+}
+
+func colocatedName(n int) string { return "colocated_backup_" + strconv.Itoa(n) }
+
+// maxReplicaSlots bounds the names replicaSlot tries.
+const maxReplicaSlots = 64
+
+// replicaSlot picks the name (and its number) of a replicating backup of
+// node in host's process: the one whose directories hold node's data
+// already (a host restarted, a requester asking again: the backup
+// resumes from there), else the first free one whose directories hold
+// no other node's data. Directories with another node's data are left
+// alone: they may be that node's newest copy (a hosted backup that was
+// active when its host stopped), and a backup of node in them could
+// never sync (it holds another node's data) yet could claim the other
+// node's activation. taken are the names of the backups running.
+func replicaSlot(host *config.Config, node string, taken map[string]bool) (string, int, error) {
+	first, firstN := "", 0
+	var others []string
+	for n := 1; n <= maxReplicaSlots; n++ {
+		name := colocatedName(n)
+		if taken[name] {
+			continue
+		}
+		rec, err := lockfile.ReadStateFile(filepath.Join(host.Dirs.NodeManagerLock+name, lockfile.StateFileName))
+		switch {
+		case err == nil && rec.NodeID.String() == node:
+			return name, n, nil
+		case err == nil && rec.Epoch > 0 && !rec.NodeID.IsZero():
+			others = append(others, host.Dirs.NodeManagerLock+name)
+		case first == "":
+			first, firstN = name, n
+		}
+	}
+	if first == "" {
+		return "", 0, fmt.Errorf("no free colocated backup directory: %s hold other brokers' data (remove those no longer needed)", strings.Join(others, ", "))
+	}
+	return first, firstN, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tandemmq/tandem/config"
+	"github.com/tandemmq/tandem/lockfile"
 )
 
 // TestColocatedBackupConfig: a hosted backup runs with the requester's
@@ -94,5 +95,39 @@ func TestColocatedBackupConfig(t *testing.T) {
 	plain := load("shared-store-primary.xml")
 	if _, err := colocatedBackupConfig(plain, host, "x", 1); err == nil {
 		t.Fatal("a configuration without <colocated> was turned into a backup")
+	}
+}
+
+// TestReplicaSlot: a replicating hosted backup gets the directories that
+// already hold its requester's data, else the first free ones; never
+// directories with another node's data (they may be its newest copy).
+func TestReplicaSlot(t *testing.T) {
+	host := &config.Config{}
+	host.Dirs.NodeManagerLock = filepath.Join(t.TempDir(), "journal")
+	write := func(name string, epoch uint64) string {
+		t.Helper()
+		m, err := lockfile.Open(host.Dirs.NodeManagerLock+name, lockfile.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if ok, err := m.TryAcquirePrimary(); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if err := m.WriteLocal(m.NodeID(), epoch, lockfile.StateActive); err != nil {
+			t.Fatal(err)
+		}
+		return m.NodeID().String()
+	}
+	nodeC := write("colocated_backup_1", 5)
+	const nodeD = "0a0b0c0d-0000-4000-8000-000000000001"
+	if name, n, err := replicaSlot(host, nodeD, nil); err != nil || name != "colocated_backup_2" || n != 2 {
+		t.Fatalf("another node's backup got %q %d %v, want colocated_backup_2 (1 holds node C's data)", name, n, err)
+	}
+	if name, n, err := replicaSlot(host, nodeC, nil); err != nil || name != "colocated_backup_1" || n != 1 {
+		t.Fatalf("node C's backup got %q %d %v, want its own directories back", name, n, err)
+	}
+	if name, _, err := replicaSlot(host, nodeC, map[string]bool{"colocated_backup_1": true}); err != nil || name != "colocated_backup_2" {
+		t.Fatalf("with colocated_backup_1 running: %q %v", name, err)
 	}
 }
