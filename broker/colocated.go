@@ -289,7 +289,7 @@ func (c *colocated) requestLoop() {
 	failed := 0
 	for {
 		if c.active() {
-			if host, url, ok := c.requestOnce(raw); ok {
+			if host, url, ok := c.requestOnce(raw, failed >= mutualAfterRounds); ok {
 				c.mu.Lock()
 				c.backup, c.hostAddr = strings.TrimPrefix(url, "tcp://"), host
 				c.mu.Unlock()
@@ -326,9 +326,16 @@ func (c *colocated) active() bool {
 	return c.h.serving
 }
 
+// mutualAfterRounds is how many rounds of requests a live waits for a
+// live that does not answer before it asks one whose backup it hosts
+// (requestOnce).
+const mutualAfterRounds = 10
+
 // requestOnce asks each candidate in turn; it returns the host and the
-// backup's URL of the first that accepts.
-func (c *colocated) requestOnce(raw []byte) (host, url string, ok bool) {
+// backup's URL of the first that accepts. A live whose backup this one
+// hosts is asked last, when every other one is full, or with anyMutual
+// (after mutualAfterRounds rounds without a host).
+func (c *colocated) requestOnce(raw []byte, anyMutual bool) (host, url string, ok bool) {
 	cfg := c.cfg
 	c.h.mu.Lock()
 	node := c.h.nodeID
@@ -345,9 +352,11 @@ func (c *colocated) requestOnce(raw []byte) (host, url string, ok bool) {
 		req.Dirs = append(req.Dirs, d)
 	}
 	// A live whose backup this broker hosts is asked last, and only when
-	// every other one is full: with three lives or more, pairing off
-	// two by two while the third is still starting would leave the
-	// third without a host (each hosts max-backups).
+	// every other one is full (or after mutualAfterRounds rounds): with
+	// three lives or more, pairing off two by two while the third is
+	// still starting would leave the third without a host (each hosts
+	// max-backups); a third live that stays down must not leave the two
+	// others without backups for ever.
 	targets, _ := c.h.probeTargets()
 	var mutual []string
 	othersFull := true
@@ -376,14 +385,14 @@ func (c *colocated) requestOnce(raw []byte) (host, url string, ok bool) {
 			return host, url, true
 		}
 	}
-	if othersFull {
+	if othersFull || anyMutual {
 		for _, addr := range mutual {
 			if try(addr) {
 				return host, url, true
 			}
 		}
 	} else if len(mutual) > 0 {
-		c.log.Info("colocated: not asking the brokers whose backups this one hosts while another may still take it", "hosts", mutual)
+		c.log.Info("colocated: not asking the brokers whose backups this one hosts yet: another may still take it", "hosts", mutual)
 	}
 	return "", "", false
 }

@@ -1,13 +1,19 @@
 package broker
 
 import (
+	"context"
+	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandemmq/tandem/config"
+	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/lockfile"
+	"github.com/tandemmq/tandem/wire"
 )
 
 // TestColocatedBackupConfig: a hosted backup runs with the requester's
@@ -129,5 +135,75 @@ func TestReplicaSlot(t *testing.T) {
 	}
 	if name, _, err := replicaSlot(host, nodeC, map[string]bool{"colocated_backup_1": true}); err != nil || name != "colocated_backup_2" {
 		t.Fatalf("with colocated_backup_1 running: %q %v", name, err)
+	}
+}
+
+// TestColocatedQuorumPin: in a colocated cluster every broker shares one
+// group-name, so a vote answer from another node's live must not be
+// taken for this pair's live (a fresh colocated live would replicate from
+// another live; a hosted backup from the wrong one): the pinned
+// transport hides what other nodes say of themselves, and keeps the
+// pinned node's. A host answers a vote about a node whose hosted backup
+// is active with that backup's self.
+func TestColocatedQuorumPin(t *testing.T) {
+	mine := lockfile.NodeID{1}
+	other := lockfile.NodeID{2}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	answerAs := make(chan lockfile.NodeID, 2)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dec := wire.NewDecoder(nc)
+			_, _, _ = dec.Read() // Hello
+			hdr, _, err := dec.Read()
+			if err == nil {
+				p := hasm.QPeer{NodeID: <-answerAs, Group: "colocated-group", State: "active", URL: "tcp://x:1", Seq: 3}
+				b, _ := wire.AppendFrame(nil, hdr.Corr, toWireAnswer(hasm.QAnswer{Verdict: hasm.QGranted, Voter: 9}, p))
+				_, _ = nc.Write(b)
+			}
+			nc.Close()
+		}
+	}()
+	h := newHABroker(&config.Config{}, slog.New(slog.DiscardHandler), hasm.Backup)
+	tr := &quorumTransport{h: h, self: func() wire.QuorumMember { return wire.QuorumMember{} },
+		pin: (&pairExtra{pinNode: mine.String()}).pinFor(h)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		node lockfile.NodeID
+		want string
+	}{{other, stateOtherNode}, {mine, "active"}} {
+		answerAs <- tc.node
+		a, p, err := tr.Ask(ctx, ln.Addr().String(), hasm.QRequest{Kind: hasm.QInfo})
+		if err != nil || a.Verdict != hasm.QGranted {
+			t.Fatalf("ask: %v %+v", err, a)
+		}
+		if p.State != tc.want {
+			t.Errorf("a live of node %v seen as %q by a broker pinned to %v, want %q", tc.node, p.State, mine, tc.want)
+		}
+	}
+
+	// The host's answer about a node it hosts an active backup of.
+	bcfg := &config.Config{}
+	c := &colocated{hosted: []*hostedBackup{{requesterNode: mine.String(), cfg: bcfg, done: make(chan struct{})}}}
+	state := "waiting"
+	hostedQuorumSelves.Store(bcfg, func() hasm.QPeer { return hasm.QPeer{NodeID: mine, State: state, URL: "tcp://host:61766"} })
+	defer hostedQuorumSelves.Delete(bcfg)
+	if _, ok := c.quorumPeerFor(mine); ok {
+		t.Fatal("a waiting hosted backup was given as its node's live")
+	}
+	state = "active"
+	if p, ok := c.quorumPeerFor(mine); !ok || p.URL != "tcp://host:61766" {
+		t.Fatalf("the active hosted backup: %+v %v", p, ok)
+	}
+	if _, ok := c.quorumPeerFor(other); ok {
+		t.Fatal("a backup of one node was given for another")
 	}
 }

@@ -56,7 +56,7 @@ func newColocatedReplCluster(t *testing.T) (lives []*colocatedLive, work string)
     <request-backup>true</request-backup>
     <max-backups>1</max-backups>
     <backup-request-retries>-1</backup-request-retries>
-    <backup-request-retry-interval>500</backup-request-retry-interval>
+    <backup-request-retry-interval>1000</backup-request-retry-interval>
     <backup-port-offset>%[5]d</backup-port-offset>
     <excludes><connector-ref>remote-connector</connector-ref></excludes>
     <primary>
