@@ -19,12 +19,15 @@ package broker
 //     on this host's host name), its management address on an ephemeral
 //     port of this broker's management host, the requester's nested
 //     <backup>/<slave> options, and its directories: the requester's
-//     shared store, or (replication) this broker's directories suffixed
-//     with the backup's name. /status lists them.
+//     shared store, or (replication) this broker's directories with the
+//     backup's name appended, as Artemis names them. /status lists them.
 //
 // A hosted backup is a broker like any other: a shared-store backup waits
 // for the requester's lock and serves its store on the offset port when
-// the requester dies. Stopping this broker stops the backups it hosts.
+// the requester dies; a replicating one copies the requester's journal
+// and votes with the cluster's lives (the requester's static connectors,
+// unshifted: replicationElectorate), pinned to the requester's node ID.
+// Stopping this broker stops the backups it hosts.
 
 import (
 	"bytes"
@@ -137,6 +140,9 @@ type colocated struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// hostMu serialises handle: two requests at once would both see a
+	// free place under max-backups, and pick the same name.
+	hostMu   sync.Mutex
 	mu       sync.Mutex
 	hosted   []*hostedBackup
 	backup   string // host:port of this broker's backup once a host took it
@@ -471,7 +477,12 @@ func (c *colocated) handle(ctx context.Context, req *wire.BackupRequest) *wire.B
 		return &wire.BackupAnswer{Code: code, Message: msg}
 	}
 	col := c.cfg.HA.Colocated
-	if req.NodeID == "" || req.NodeID == c.h.nodeID {
+	c.hostMu.Lock()
+	defer c.hostMu.Unlock()
+	c.h.mu.Lock()
+	self := c.h.nodeID
+	c.h.mu.Unlock()
+	if req.NodeID == "" || req.NodeID == self {
 		return refuse(wire.CodeInvalid, "a broker does not host its own backup")
 	}
 	c.mu.Lock()
