@@ -43,8 +43,8 @@ func Check(cfg *config.Config) error {
 		switch {
 		case !cfg.PersistenceEnabled:
 			return at("colocated backups need persistence-enabled=true")
-		case col != nil && col.Store == config.PolicyReplication:
-			return at("colocated backups with replication use the quorum vote, which is not supported yet: use <shared-store><colocated>")
+		case col != nil && col.Store == config.PolicyReplication && len(staticPeers(cfg, haAnnounceURL(cfg))) < 2:
+			return at("colocated backups with replication use the quorum vote of the cluster's lives: the cluster connection's static connectors must name the other lives, at least two (three brokers or more; see docs/ha-colocated.md)")
 		}
 	case config.PolicyLiveOnly:
 		// Runs (scaledown.go): a single broker that scales down on a

@@ -14,6 +14,7 @@ import (
 	"github.com/tandemmq/tandem/auth"
 	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
+	"github.com/tandemmq/tandem/lockfile"
 	"github.com/tandemmq/tandem/server"
 	"github.com/tandemmq/tandem/wire"
 )
@@ -59,6 +60,11 @@ type haBroker struct {
 	// unless the pair is coordinated by the quorum vote.
 	quorumServe func(nc net.Conn, r *bufio.Reader, hello *wire.Hello, corr uint64)
 	extraStatus func(st *server.Status)
+	// quorumPeerFor (colocated.go) returns what a backup this process
+	// hosts for node says of itself while it is active: the quorum
+	// vote's answer about node carries it, so the node's restarted
+	// primary finds its live (quorum.go).
+	quorumPeerFor func(node lockfile.NodeID) (hasm.QPeer, bool)
 }
 
 func newHABroker(cfg *config.Config, log *slog.Logger, role hasm.Role) *haBroker {

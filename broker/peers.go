@@ -232,6 +232,14 @@ func staticPeers(cfg *config.Config, selfURL string) []string {
 	return out
 }
 
+// peerNode is the node ID the last answering probe of addr reported
+// ("" if none did).
+func (h *haBroker) peerNode(addr string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peers[addr].NodeID
+}
+
 // probePeers probes the cluster connection's peers until ctx ends.
 func (h *haBroker) probePeers(ctx context.Context) {
 	targets, every := h.probeTargets()

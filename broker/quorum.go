@@ -35,6 +35,13 @@ type quorumTransport struct {
 	h       *haBroker
 	targets []string // host:port
 	self    func() wire.QuorumMember
+	// pin, when set, is the only node whose live this broker may take
+	// for its pair's (colocated.go: a colocated live is its own node's
+	// only live, its hosted backup replicates from its requester only,
+	// although every broker of the cluster shares one group-name). The
+	// answers of other nodes' brokers still count as votes; only what
+	// they say of themselves is not taken as this pair's live.
+	pin func() lockfile.NodeID
 }
 
 func (t *quorumTransport) Targets() []string { return t.targets }
@@ -87,6 +94,11 @@ func (t *quorumTransport) Ask(ctx context.Context, addr string, req hasm.QReques
 	switch f := f.(type) {
 	case *wire.QuorumAnswer:
 		a, p := fromWireAnswer(f)
+		if t.pin != nil {
+			if id := t.pin(); !id.IsZero() && p.NodeID != id {
+				p.State = stateOtherNode
+			}
+		}
 		return a, p, nil
 	case *wire.Error:
 		return hasm.QAnswer{}, hasm.QPeer{}, fmt.Errorf("quorum vote refused by %s: %s", addr, f.Message)
@@ -119,6 +131,13 @@ func (b *replBroker) serveQuorum(nc net.Conn, r *bufio.Reader, _ *wire.Hello, _ 
 		a, p := q.Vote(hr)
 		if a.Verdict == hasm.QNoAnswer {
 			return
+		}
+		if h := b.haBroker; h.quorumPeerFor != nil && !hr.Node.IsZero() {
+			// colocated.go: a backup this process hosts serves the
+			// asker's node; say where (the asker finds its live).
+			if hp, ok := h.quorumPeerFor(hr.Node); ok {
+				p = hp
+			}
 		}
 		out = toWireAnswer(a, p)
 	}
@@ -284,5 +303,9 @@ func (r *refuser) answerQuorum(nc net.Conn, br *bufio.Reader, dec *wire.Decoder,
 	r.h.quorumServe(nc, rd, hello, corr)
 	return true
 }
+
+// stateOtherNode replaces the state another node's broker reports of
+// itself in a pinned vote (quorumTransport.pin): never "active".
+const stateOtherNode = "other-node"
 
 var errNoQuorumTargets = errors.New("replication with the quorum vote needs a cluster connection with static connectors naming the cluster's other brokers (at least two: three brokers or more)")

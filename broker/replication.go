@@ -128,8 +128,12 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 	hooks := hasm.ReplHooks{LoadStore: b.loadStore, StartServing: b.startServing, StopServing: b.stopServing,
 		StartReplica: b.startReplica, StopReplica: b.stopReplica, RequestFailback: b.requestFailback,
 		ReleaseHeld: b.releaseHeld, Handover: b.handover, Announce: b.announce, Logger: log}
+	ex := pairExtraFor(cfg) // colocated.go
 	if cfg.HA.Manager == nil {
 		targets, _ := h.probeTargets()
+		if ex != nil && ex.quorumTargets != nil {
+			targets = ex.quorumTargets
+		}
 		if len(targets) < 2 {
 			fmt.Fprintf(os.Stderr, "tandem run: %v\n", errNoQuorumTargets)
 			return exitCannot
@@ -141,6 +145,9 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		}
 		tr := &quorumTransport{h: h, targets: targets}
 		tr.self = func() wire.QuorumMember { return toWireMember(b.quorumSelf()) }
+		if ex != nil {
+			tr.pin = ex.pinFor(h)
+		}
 		r, err := hasm.NewQuorumRunner(tr, hasm.LockfileLocal{M: mgr}, cfg.Dirs.NodeManagerLock, qc, b.quorumSelf, hooks)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
@@ -148,6 +155,12 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		}
 		b.repl = r
 		h.quorumServe = b.serveQuorum
+		if ex != nil {
+			defer ex.attach(h)()
+			if ex.attachRepl != nil {
+				defer ex.attachRepl(b)()
+			}
+		}
 		return b.run(stop, ctx, r)
 	}
 	m := cfg.HA.Manager
@@ -377,6 +390,9 @@ func (b *replBroker) startServing(epoch uint64) {
 	h.mu.Lock()
 	h.serving = true
 	h.mu.Unlock()
+	if h.onServing != nil { // colocated.go
+		h.onServing(l)
+	}
 	h.publish()
 	h.log.Info("active", "epoch", epoch, "url", h.selfURL)
 	h.printBanner()

@@ -75,6 +75,10 @@ type ColocatedBackup struct {
 	State         string `json:"state"` // waiting, active, ... ; "exited" once it ended
 	Epoch         uint64 `json:"epoch"`
 	Since         string `json:"since"` // RFC 3339: when it was started
+	// NodeID is the node the backup holds data of (replication: its
+	// requester's once it synced); Replication its replication state.
+	NodeID      string             `json:"node_id,omitempty"`
+	Replication *ReplicationStatus `json:"replication,omitempty"`
 }
 
 // ReplicationStatus is /status's replication object (docs/cli.md).

@@ -147,7 +147,8 @@
     }
     for (const b of st.colocated_backups || []) {
       rows.push(row([b.requester_node, b.role, badge(b.state), b.epoch, b.url,
-        b.name + " of " + b.requester_name + ", hosted in this process"]));
+        b.name + " of " + b.requester_name + ", hosted in this process" +
+        (b.replication ? ", replication " + b.replication.state : "")]));
     }
     fill("cluster", rows);
     $("colocated").textContent = st.colocated_backup_host ? "this broker's colocated backup is hosted by " + st.colocated_backup_host : "";
