@@ -192,7 +192,7 @@ func (s *Server) PurgeQueue(ctx context.Context, name string) (int, error) {
 		pg.mu.Lock()
 		var err error
 		if !pg.dropped {
-			_, err = s.depage(q, pg)
+			_, err = s.depage(q, pg, s.readAhead()-pg.inMem.Load())
 		}
 		pg.mu.Unlock()
 		if err != nil {

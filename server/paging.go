@@ -535,7 +535,7 @@ func (p *pager) serve(q *Queue) bool {
 	more := false
 	if want && pg.inMem.Load() < s.readAhead() && (pg.pending.Load() > 0 || pg.readPos.Seq != 0 && posLess(pg.readPos, s.pageBoot)) {
 		var err error
-		more, err = s.depage(q, pg)
+		more, err = s.depage(q, pg, s.readAhead()-pg.inMem.Load())
 		if err != nil {
 			s.log.Error("reading paged messages failed: halting", "queue", q.name, "err", err)
 			s.halt(fmt.Errorf("paging journal: %w", err))
@@ -546,8 +546,9 @@ func (p *pager) serve(q *Queue) bool {
 	return more
 }
 
-// depage reads up to depageBatch of q's paged messages into memory.
-func (s *Server) depage(q *Queue, pg *pageState) (more bool, err error) {
+// depage reads up to depageBatch of q's paged messages, at most budget
+// bytes of records (at least one record), into memory.
+func (s *Server) depage(q *Queue, pg *pageState, budget int64) (more bool, err error) {
 	if pg.reader == nil {
 		from := pg.readPos
 		if oldest := s.pages.Oldest(); from.Seq < oldest {
@@ -558,7 +559,6 @@ func (s *Server) depage(q *Queue, pg *pageState) (more bool, err error) {
 	var refs []*ref
 	var tracks []*pageTrack
 	var bytes, consumed int64
-	budget := s.readAhead() - pg.inMem.Load()
 	var e journal.Entry
 	var qbuf []uint64
 	stopped := false

@@ -195,14 +195,27 @@ func (s *Server) ExportMessages() ([]wire.ClusterMessage, error) {
 }
 
 // ErrNotExportable is ExportMessages' error for a server holding messages
-// a scale-down does not move yet: paged messages (their records are in
-// the paging journal, acknowledged through its cursors) and large
-// messages (their bodies do not fit a ClusterMessages frame). Nothing is
-// taken: they all stay in this broker's journals.
-var ErrNotExportable = errors.New("server: scale-down does not move paged or large messages yet")
+// a scale-down does not move: large messages (their bodies do not fit a
+// ClusterMessages frame), paged messages beyond MaxExportPaged bytes (a
+// scale-down reads them all into memory), and paged messages behind a
+// transaction not decided yet. Nothing is taken: they all stay in this
+// broker's journals (paged ones read into memory stay in their queues, in
+// order, as if a consumer were about to take them).
+var ErrNotExportable = errors.New("server: scale-down does not move these messages")
 
-// exportable refuses an export from queues qs holding paged or large
-// messages (ErrNotExportable).
+// MaxExportPaged bounds the paged messages' records a scale-down reads
+// into memory to move them (the sum over its queues): half of
+// global-max-size, at least 64 MiB (1 GiB without a global limit).
+func (s *Server) MaxExportPaged() int64 {
+	if s.globalMax <= 0 {
+		return 1 << 30
+	}
+	return max(s.globalMax/2, 64<<20)
+}
+
+// exportable reads the paged messages of queues qs into memory and
+// refuses an export that would hold large messages or more paged
+// messages than MaxExportPaged (ErrNotExportable).
 func (s *Server) exportable(qs []*Queue) error {
 	s.pgInflight.mu.Lock()
 	writing := len(s.pgInflight.segs)
@@ -210,17 +223,24 @@ func (s *Server) exportable(qs []*Queue) error {
 	if writing > 0 {
 		return fmt.Errorf("%w: %d paged appends in progress", ErrNotExportable, writing)
 	}
+	var paged int64
 	for _, q := range qs {
-		if n := q.pagedDepth(); n > 0 {
-			return fmt.Errorf("%w: queue %q holds %d paged messages", ErrNotExportable, q.name, n)
+		if pg := q.pg(); pg != nil {
+			paged += pg.pendingBytes.Load()
+		}
+	}
+	if limit := s.MaxExportPaged(); paged > limit {
+		return fmt.Errorf("%w: the queues hold %d bytes of paged messages, more than the %d a scale-down reads into memory (half of global-max-size)",
+			ErrNotExportable, paged, limit)
+	}
+	for _, q := range qs {
+		if err := s.depageAll(q); err != nil {
+			return err
 		}
 		var why string
 		q.mu.Lock()
 		q.msgs.filter(func(r *ref) (keep, stop bool) {
-			switch {
-			case r.pt != nil:
-				why = "paged messages read back into memory"
-			case r.msg.large != nil:
+			if r.msg.large != nil {
 				why = "large messages"
 			}
 			return true, why != ""
@@ -229,6 +249,34 @@ func (s *Server) exportable(qs []*Queue) error {
 		if why != "" {
 			return fmt.Errorf("%w: queue %q holds %s", ErrNotExportable, q.name, why)
 		}
+	}
+	return nil
+}
+
+// depageAll reads every paged message of q into memory (a frozen server's
+// export); the pager serves q meanwhile under the same lock.
+func (s *Server) depageAll(q *Queue) error {
+	pg := q.pg()
+	if pg == nil || s.pages == nil {
+		return nil
+	}
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.dropped {
+		return nil
+	}
+	for pg.pending.Load() > 0 || pg.readPos.Seq != 0 && posLess(pg.readPos, s.pageBoot) {
+		before, at := pg.pending.Load(), pg.readPos
+		if _, err := s.depage(q, pg, 1<<62); err != nil {
+			s.log.Error("reading paged messages failed: halting", "queue", q.name, "err", err)
+			return fmt.Errorf("server: scale-down: %w", s.halt(fmt.Errorf("paging journal: %w", err)))
+		}
+		if pg.pending.Load() == before && pg.readPos == at {
+			break // nothing more can be read now
+		}
+	}
+	if n := pg.pending.Load(); n > 0 {
+		return fmt.Errorf("%w: queue %q has %d paged messages behind a transaction not decided yet", ErrNotExportable, q.name, n)
 	}
 	return nil
 }
@@ -260,11 +308,7 @@ func (s *Server) AckExported(ctx context.Context, ids []uint64) error {
 		ch <- nil
 	}
 	if err != nil {
-		for _, r := range refs {
-			if r.durable() {
-				r.msg.durableRefs++ // the acks were not appended
-			}
-		}
+		s.unackEntriesLocked(refs) // the acks were not appended
 	}
 	s.storeMu.Unlock()
 	if err != nil {

@@ -16,11 +16,12 @@ import (
 // its memory is counted on both sides, and sends held by BLOCK do not slip
 // in after the export.
 
-// A broker whose queues hold paged messages refuses to export: its
-// messages stay in its queues and journals (before, only the messages in
-// memory were exported: the paged ones were left behind on a broker that
-// then stopped as scaled down).
-func TestScaleDownRefusesPagedMessages(t *testing.T) {
+// A broker whose queues hold paged messages exports them too, read back
+// into memory, in ID order with the ones in memory, and acking them on
+// the source removes them for good (a restart finds nothing); the target
+// stores every one. Before, the export was refused with ErrNotExportable
+// and a scale-down left them all on the stopping broker.
+func TestScaleDownMovesPagedMessages(t *testing.T) {
 	const limit, n, size = 16 << 10, 200, 500
 	b := newPagingBroker(t, Options{AddressSettings: pagingSettings(limit, config.FullPage)}, 64<<10)
 	ss := b.s.NewSession(false)
@@ -28,16 +29,71 @@ func TestScaleDownRefusesPagedMessages(t *testing.T) {
 	if qi, _ := b.s.Queue("q"); qi.Paged == 0 {
 		t.Fatal("nothing paged")
 	}
+	exp := exportAll(t, b.s)
+	if len(exp) != n {
+		t.Fatalf("exported %d messages, want all %d (in memory and paged)", len(exp), n)
+	}
+	ids := make([]uint64, len(exp))
+	for i, m := range exp {
+		if i > 0 && m.ID <= exp[i-1].ID {
+			t.Fatalf("export not in ascending ID order at %d: %d after %d", i, m.ID, exp[i-1].ID)
+		}
+		if len(m.Message.Body) != size || len(m.Queues) != 1 || m.Queues[0].Name != "q" {
+			t.Fatalf("message %d: %d bytes, queues %+v", i, len(m.Message.Body), m.Queues)
+		}
+		ids[i] = m.ID
+	}
+	dst := newBroker(t, Options{})
+	res, err := dst.s.importMessages(context.Background(), clusterSource{node: b.s.NodeID(), stream: "scale-down", epoch: 1},
+		&wire.ClusterMessages{Epoch: 1, Messages: exp})
+	if err != nil || res.stored != n {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	if err := b.s.AckExported(context.Background(), ids); err != nil {
+		t.Fatal(err)
+	}
+	if qi, _ := b.s.Queue("q"); qi.Depth != 0 || qi.Paged != 0 {
+		t.Fatalf("source after acking the moved messages: %+v", qi)
+	}
+	b.s.Release(nil)
+	b.restart()
+	if qi, _ := b.s.Queue("q"); qi.Depth != 0 {
+		t.Fatalf("source after a restart: depth %d, want 0 (the paged messages' acks are durable)", qi.Depth)
+	}
+	if qi, _ := dst.s.Queue("q"); qi.Depth != n {
+		t.Fatalf("target depth %d, want %d", qi.Depth, n)
+	}
+}
+
+// An export that would read more paged messages than MaxExportPaged into
+// memory, or that meets a large message, is refused before anything is
+// taken: the queue keeps every message.
+func TestScaleDownRefusesLargeMessages(t *testing.T) {
+	b := newLargeBroker(t, Options{})
+	ss := b.s.NewSession(false)
+	up, err := b.s.BeginLargeUpload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.Write(make([]byte, LargeChunkSize+1)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	up.Send(context.Background(), ss, queueDest("q"), &Message{Durable: true}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, ss, queueDest("q"), &Message{Durable: true, Body: []byte("small")})
 	if err := b.s.Freeze(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	exp, err := b.s.ExportMessages()
 	if !errors.Is(err, ErrNotExportable) {
-		t.Fatalf("export of a broker holding paged messages: %d messages, %v; want ErrNotExportable", len(exp), err)
+		t.Fatalf("export of a broker holding a large message: %d messages, %v; want ErrNotExportable", len(exp), err)
 	}
 	b.s.RestoreExported()
-	if qi, _ := b.s.Queue("q"); qi.Depth != n {
-		t.Fatalf("depth %d after a refused export, want %d", qi.Depth, n)
+	if qi, _ := b.s.Queue("q"); qi.Depth != 2 {
+		t.Fatalf("depth %d after a refused export, want 2", qi.Depth)
 	}
 	b.s.Release(nil)
 }
