@@ -19,6 +19,8 @@ type sdOpts struct {
 	// connection's static connectors).
 	kind           string
 	commitInterval int // 0: the default (-1)
+	// paged: the source pages address sd-pre past 64 KiB.
+	paged bool
 }
 
 // newScaleDownPair writes the configurations of a live-only source (the
@@ -77,6 +79,10 @@ func newScaleDownPair(t *testing.T, o sdOpts) *haPair {
   </cluster-connections>
   %s
   %s`, m.name, m.port, m.port, peer.port, extra, policy))
+	}
+	if o.paged {
+		srcExtra += `<address-settings><address-setting match="sd-pre"><max-size-bytes>65536</max-size-bytes>
+      <page-size-bytes>65536</page-size-bytes><address-full-policy>PAGE</address-full-policy></address-setting></address-settings>`
 	}
 	write(p.primary, p.backup, srcPolicy, srcExtra)
 	write(p.backup, p.primary, tgtPolicy, tgtExtra)
@@ -171,6 +177,29 @@ func TestScaleDownUnderLoad(t *testing.T) {
 			l.finish(t)
 		})
 	}
+}
+
+// TestScaleDownPaged: the source's preloaded queue is mostly paged (its
+// address pages past 64 KiB); SIGTERM under load moves the paged messages
+// too, and the target serves every one (before, a broker holding paged
+// messages refused to scale down and kept them).
+func TestScaleDownPaged(t *testing.T) {
+	p := newScaleDownPair(t, sdOpts{kind: "connectors", paged: true})
+	p.backup.start()
+	p.primary.start()
+	p.primary.requireFileStore()
+	l := startSDLoad(t, p, 3000, 1000)
+	if n := pagedStatus(p.primary.status(), "sd-pre"); n == 0 {
+		t.Fatal("nothing of sd-pre is paged on the source")
+	} else {
+		t.Logf("sd-pre: %.0f paged messages on the source", n)
+	}
+	waitLines(t, l.load.pids, 300)
+	if code := p.primary.stop(); code != 0 {
+		t.Fatalf("the source's SIGTERM: exit %d", code)
+	}
+	t.Logf("%s", p.primary.waitLog(t, "scale-down complete", 0))
+	l.finish(t)
 }
 
 // TestScaleDownKillSource (R31-R33): the source is killed (SIGKILL) in the
