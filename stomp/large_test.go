@@ -144,3 +144,51 @@ func TestLargeSendDropped(t *testing.T) {
 		t.Fatalf("queue nonul holds %d messages after a malformed large SEND", info.Depth)
 	}
 }
+
+// TestLargeDeliveriesStreamed: large messages are written to a STOMP
+// subscriber a chunk at a time from the large-messages journal, framed
+// like any MESSAGE: two large ones and a small one in between arrive
+// whole and in order on an ack:auto subscription, and a RECEIPT asked for
+// meanwhile comes as a frame of its own (never inside a body). The
+// ack:auto acks happen once each body is written: the queue ends empty.
+func TestLargeDeliveriesStreamed(t *testing.T) {
+	b := newLargeBroker(t)
+	big1, big2 := patterned(2<<20+11), patterned(5<<20+3)
+	big2[0] = 0xEE
+	s := connect(t, b.addr)
+	s.sendLarge("stream", big1, "r1")
+	s.expect("RECEIPT")
+	s.send("SEND", []string{"destination:stream", "receipt:r2"}, "small")
+	s.expect("RECEIPT")
+	s.sendLarge("stream", big2, "r3")
+	s.expect("RECEIPT")
+	s.dec.lim.MaxBody = 8 << 20
+	s.send("SUBSCRIBE", []string{"id:0", "destination:stream", "ack:auto", "receipt:sub"}, "")
+	var bodies [][]byte
+	receipt := false
+	for len(bodies) < 3 || !receipt {
+		f := s.next()
+		switch f.Command {
+		case "MESSAGE":
+			bodies = append(bodies, f.Body)
+		case "RECEIPT":
+			receipt = true
+		default:
+			t.Fatalf("unexpected %s frame", f.Command)
+		}
+	}
+	if !bytes.Equal(bodies[0], big1) || string(bodies[1]) != "small" || !bytes.Equal(bodies[2], big2) {
+		t.Fatalf("bodies of %d, %d and %d bytes, not the three sent in order", len(bodies[0]), len(bodies[1]), len(bodies[2]))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		qi, _ := b.s.Queue("stream")
+		if qi.Depth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue after ack:auto deliveries: %+v", qi)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -97,16 +97,11 @@ func (s *subscription) back(n int) {
 // deliver is the consumer's handler (a broker goroutine): it encodes the
 // MESSAGE into the writer, never blocking.
 func (s *subscription) deliver(d server.Delivery) {
-	if d.Message.IsLarge() { // delivered whole, its body read into memory (docs/large-messages.md)
-		m, err := s.c.s.Materialize(d.Message)
-		if err != nil {
-			s.c.log.Error("reading a large message's body failed", "message", d.Message.ID, "err", err)
-			return
-		}
-		d.Message = m
-	}
 	m := d.Message
 	size := len(m.Body)
+	if m.IsLarge() {
+		size = int(min(m.LargeSize(), 1<<40))
+	}
 	s.mu.Lock()
 	s.granted--
 	s.out++
@@ -134,12 +129,27 @@ func (s *subscription) deliver(d server.Delivery) {
 		after = &written{sub: s, msgID: m.ID, size: size}
 	}
 	esc := s.c.escape
+	if m.IsLarge() {
+		// Streamed: its chunks are read as the writer sends them
+		// (docs/large-messages.md).
+		srv := s.c.s
+		s.c.out.frameStreamed(func(b []byte) []byte { return s.appendHead(b, d, esc, m.LargeSize()) }, m.LargeChunks(),
+			func(i int) ([]byte, error) { return srv.ReadLargeChunk(m, i) }, after)
+		return
+	}
 	s.c.out.frame(func(b []byte) []byte { return s.appendMessage(b, d, esc) }, after)
 }
 
 // appendMessage encodes a delivery as a MESSAGE frame (see docs/protocols.md
 // for the mapping).
 func (s *subscription) appendMessage(b []byte, d server.Delivery, esc bool) []byte {
+	b = s.appendHead(b, d, esc, int64(len(d.Message.Body)))
+	b = append(b, d.Message.Body...)
+	return append(b, 0)
+}
+
+// appendHead encodes a MESSAGE frame up to its body, which has n bytes.
+func (s *subscription) appendHead(b []byte, d server.Delivery, esc bool, n int64) []byte {
 	m := d.Message
 	id := s.ackID(m.ID)
 	b = append(b, "MESSAGE\nsubscription:"...)
@@ -194,10 +204,8 @@ func (s *subscription) appendMessage(b []byte, d server.Delivery, esc bool) []by
 		}
 	}
 	b = append(b, "\ncontent-length:"...)
-	b = strconv.AppendInt(b, int64(len(m.Body)), 10)
-	b = append(b, '\n', '\n')
-	b = append(b, m.Body...)
-	return append(b, 0)
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, '\n', '\n')
 }
 
 // written runs on the writer goroutine after a write: the ack:auto

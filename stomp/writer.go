@@ -3,6 +3,7 @@ package stomp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type writer struct {
 
 	mu      sync.Mutex
 	pending []byte
+	bodies  []streamed // large bodies to write inside pending, in order
 	after   []written
 	closed  bool  // no more frames accepted
 	err     error // why run stopped
@@ -47,6 +49,37 @@ type writer struct {
 }
 
 const highWater = 4 << 20
+
+// streamed is a large message's body that run writes at offset at of the
+// pending bytes, a chunk record at a time (read then, not before): a
+// MESSAGE frame's body must follow its headers on the wire, but need not
+// be in memory whole.
+type streamed struct {
+	at     int
+	chunks int
+	read   func(i int) ([]byte, error)
+}
+
+// frameStreamed queues a frame whose body is streamed: head encodes the
+// frame up to its body, then the body's chunks follow, then the frame's
+// NUL. false when the writer has stopped.
+func (w *writer) frameStreamed(head func([]byte) []byte, chunks int, read func(i int) ([]byte, error), after *written) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return false
+	}
+	w.pending = head(w.pending)
+	w.bodies = append(w.bodies, streamed{at: len(w.pending), chunks: chunks, read: read})
+	w.pending = append(w.pending, 0)
+	if after != nil {
+		w.after = append(w.after, *after)
+	}
+	w.frames++
+	w.mu.Unlock()
+	w.kick()
+	return true
+}
 
 func newWriter(nc net.Conn, timeout time.Duration, onWritten func([]written)) *writer {
 	return &writer{nc: nc, timeout: timeout, signal: make(chan struct{}, 1), room: make(chan struct{}, 1),
@@ -129,17 +162,48 @@ func (w *writer) wait(d time.Duration) error {
 	}
 }
 
+// write writes buf with the streamed bodies at their offsets, each write
+// under the write timeout.
+func (w *writer) write(buf []byte, bodies []streamed) error {
+	for _, b := range bodies {
+		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		if _, err := w.nc.Write(buf[:b.at]); err != nil {
+			return err
+		}
+		buf = buf[b.at:]
+		for i := range b.chunks {
+			p, err := b.read(i)
+			if err != nil {
+				// The frame is cut on the wire: the connection must end.
+				return fmt.Errorf("stomp: reading a large message's body: %w", err)
+			}
+			w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+			if _, err := w.nc.Write(p); err != nil {
+				return err
+			}
+		}
+		for j := range bodies {
+			bodies[j].at -= b.at
+		}
+	}
+	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	_, err := w.nc.Write(buf)
+	return err
+}
+
 // run writes pending frames until close (after writing what is pending)
 // or a write error; it runs the written actions after each write.
 func (w *writer) run() {
 	defer close(w.done)
 	var buf []byte
 	var after []written
+	var bodies []streamed
 	for range w.signal {
 		for {
 			w.mu.Lock()
 			buf, w.pending = w.pending, buf[:0]
 			after, w.after = w.after, after[:0]
+			bodies, w.bodies = w.bodies, bodies[:0]
 			closed := w.closed
 			w.mu.Unlock()
 			if len(buf) == 0 {
@@ -148,8 +212,8 @@ func (w *writer) run() {
 				}
 				break
 			}
-			w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-			_, err := w.nc.Write(buf)
+			err := w.write(buf, bodies)
+			clear(bodies)
 			select {
 			case w.room <- struct{}{}:
 			default:
