@@ -62,9 +62,13 @@ type clusterState struct {
 	marks    map[markKey]*clusterMark
 	pending  *pendingScaleDown // scaledown.go
 	exported map[uint64][]*ref // scaledown.go: by message ID, not acked yet
+	fwd      forwarding        // forward.go: load balancing and redistribution
 }
 
-func (c *clusterState) init() { c.marks = map[markKey]*clusterMark{} }
+func (c *clusterState) init() {
+	c.marks = map[markKey]*clusterMark{}
+	c.fwd.init()
+}
 
 func encodeClusterMark(node, stream string, epoch, w uint64) []byte {
 	b := make([]byte, 0, 20+len(node)+len(stream))
@@ -198,12 +202,18 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		return res, fmt.Errorf("%w: epoch %d from %s, %d seen before", errStaleSource, f.Epoch, src.node, epoch)
 	}
 	type item struct {
-		wm *wire.ClusterMessage
-		m  *Message
-		qs []*Queue
-		da *address // the duplicate ID's address; nil without one
+		wm  *wire.ClusterMessage
+		m   *Message
+		qs  []*Queue
+		da  *address // the duplicate ID's address; nil without one
+		key string   // the duplicate ID checked and kept
 	}
 	var items []item
+	// A forward stream (load balancing, redistribution: forward.go) is
+	// not in ascending ID order across batches: each message carries a
+	// duplicate ID instead, which this broker's cache checks; its mark
+	// keeps only the epoch.
+	forward := src.stream == wire.ForwardStream
 	last := w
 	maxID := w
 	for i := range f.Messages {
@@ -211,14 +221,17 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		if i > 0 && wm.ID <= f.Messages[i-1].ID {
 			return res, fmt.Errorf("%w: moved message IDs not ascending (%d after %d)", ErrInvalid, wm.ID, f.Messages[i-1].ID)
 		}
-		maxID = max(maxID, wm.ID)
-		if wm.ID <= last {
+		if !forward {
+			maxID = max(maxID, wm.ID)
+		}
+		if wm.ID <= last && !forward {
 			res.dropped++
 			continue
 		}
 		if len(wm.Queues) == 0 {
 			return res, fmt.Errorf("%w: moved message %d names no queue", ErrInvalid, wm.ID)
 		}
+
 		m := &Message{Address: wm.Message.Address, Routing: routingOf(wm.Message.Routing, Anycast), Durable: wm.Message.Durable,
 			DuplicateID: wm.Message.DuplicateID, Timestamp: wm.Message.Timestamp, Expiration: wm.Message.Expiration,
 			Body: bytes.Clone(wm.Message.Body)}
@@ -230,10 +243,18 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 				}
 			}
 		}
+		// The duplicate ID this broker's cache checks: the message's own,
+		// or on a forward stream the one it carries (forward.go).
+		key := m.DuplicateID
+		if forward {
+			if key, m.Properties = takeForwardID(m.Properties); key == "" {
+				return res, fmt.Errorf("%w: forwarded message %d carries no %s", ErrInvalid, wm.ID, wire.ForwardIDProperty)
+			}
+		}
 		if err := m.check(); err != nil {
 			return res, fmt.Errorf("moved message %d: %w", wm.ID, err)
 		}
-		it := item{wm: wm, m: m}
+		it := item{wm: wm, m: m, key: key}
 		for j := range wm.Queues {
 			q, err := s.importQueue(ctx, &wm.Queues[j])
 			if err != nil {
@@ -241,7 +262,7 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 			}
 			it.qs = append(it.qs, q)
 		}
-		if wm.Message.DuplicateID != "" && s.idCache > 0 {
+		if key != "" && s.idCache > 0 {
 			a, err := s.importAddress(ctx, wm.Message.Address, routingOf(wm.Message.Routing, Anycast))
 			if err != nil {
 				return res, err
@@ -301,8 +322,8 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 	)
 	for _, it := range items {
 		m := it.m
-		if it.da != nil && it.da.dup.lookup(m.DuplicateID) != nil {
-			res.dropped++ // sent here too (a client's resend): one copy
+		if it.da != nil && it.da.dup.lookup(it.key) != nil {
+			res.dropped++ // sent here too (a client's resend, a forward's): one copy
 			s.ctr.dups.Add(1)
 			continue
 		}
@@ -310,7 +331,13 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		routed(it.qs)
 		var de *dupEntry
 		var undo dupUndo
-		entries, de, undo = s.sendEntriesLocked(it.da, m, it.qs, entries)
+		entries = s.msgEntriesLocked(m, it.qs, entries)
+		if it.da != nil {
+			own := m.DuplicateID
+			m.DuplicateID = it.key
+			entries, de, undo = s.dupEntriesLocked(it.da, m, entries)
+			m.DuplicateID = own
+		}
 		if de != nil {
 			dups = append(dups, dupDone{it.da, de, undo})
 		}
@@ -518,6 +545,11 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 		c.log.Debug("cluster connection joined", "source_node", f.NodeID, "source_name", clip(f.Name), "stream", clip(f.Stream),
 			"source_epoch", f.Epoch, "watermark", w)
 		c.out.frame(corr, j)
+		if f.Stream == wire.BindingsStream && j.Code == wire.CodeOK && !c.clusterSrc.logged {
+			// Pushed for as long as the connection lasts (its ctx).
+			c.clusterSrc.logged = true
+			go c.s.serveBindings(c.ctx, func(b *wire.ClusterBindings) { c.out.frame(0, b) })
+		}
 	case *wire.ClusterMessages:
 		if c.clusterSrc == nil {
 			return c.protocolError(errors.New("ClusterMessages before ClusterJoin"))

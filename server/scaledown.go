@@ -178,6 +178,13 @@ func (s *Server) ExportMessages() ([]wire.ClusterMessage, error) {
 			Properties: m.Properties, Body: m.Body}}
 		for _, r := range refs {
 			q := r.q
+			if rt, ok := s.exportRoute(q, m.ID); ok { // forward.go: to the queues it was on its way to
+				for _, qn := range rt.queues {
+					cm.Queues = append(cm.Queues, wire.ClusterQueue{Name: qn, Address: rt.address,
+						Routing: wire.RoutingType(rt.routing), Flags: wire.ClusterDurable, Deliveries: rt.deliveries + r.deliveries})
+				}
+				continue
+			}
 			var flags uint8
 			if q.durable {
 				flags |= wire.ClusterDurable

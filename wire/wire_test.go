@@ -90,6 +90,10 @@ func sampleFrames() []Frame {
 		&BackupRequest{},
 		&BackupAnswer{Code: CodeOK, Name: "colocated_backup_1", URL: "tcp://127.0.0.1:61716"},
 		&BackupAnswer{Code: CodeLimit, Message: "max-backups 1 reached"},
+		&ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, Queues: []ClusterBinding{
+			{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
+			{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}},
+		&ClusterBindings{NodeID: "n2"},
 	}
 }
 
