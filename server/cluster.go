@@ -202,11 +202,12 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		return res, fmt.Errorf("%w: epoch %d from %s, %d seen before", errStaleSource, f.Epoch, src.node, epoch)
 	}
 	type item struct {
-		wm  *wire.ClusterMessage
-		m   *Message
-		qs  []*Queue
-		da  *address // the duplicate ID's address; nil without one
-		key string   // the duplicate ID checked and kept
+		wm     *wire.ClusterMessage
+		m      *Message
+		qs     []*Queue
+		da     *address // the duplicate ID's address; nil without one
+		key    string   // the duplicate ID checked and kept ("": none)
+		origin string   // the broker a client sent it to
 	}
 	var items []item
 	// A forward stream (load balancing, redistribution: forward.go) is
@@ -247,14 +248,24 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		// or on a forward stream the one it carries (forward.go).
 		key := m.DuplicateID
 		if forward {
-			if key, m.Properties = takeForwardID(m.Properties); key == "" {
+			if key, m.Properties = takeProp(m.Properties, wire.ForwardIDProperty); key == "" {
 				return res, fmt.Errorf("%w: forwarded message %d carries no %s", ErrInvalid, wm.ID, wire.ForwardIDProperty)
 			}
+		}
+		// Where a client sent it (forward.go): a scale-down giving back
+		// a message this broker forwarded is not a client's resend of
+		// its duplicate ID.
+		origin := ""
+		if origin, m.Properties = takeProp(m.Properties, wire.OriginProperty); origin == "" {
+			origin = src.node
+		}
+		if !forward && origin == s.nodeID {
+			key = ""
 		}
 		if err := m.check(); err != nil {
 			return res, fmt.Errorf("moved message %d: %w", wm.ID, err)
 		}
-		it := item{wm: wm, m: m, key: key}
+		it := item{wm: wm, m: m, key: key, origin: origin}
 		for j := range wm.Queues {
 			q, err := s.importQueue(ctx, &wm.Queues[j])
 			if err != nil {
@@ -332,6 +343,7 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		var de *dupEntry
 		var undo dupUndo
 		entries = s.msgEntriesLocked(m, it.qs, entries)
+		entries, _ = s.setOrigin(m, it.origin, entries)
 		if it.da != nil {
 			own := m.DuplicateID
 			m.DuplicateID = it.key
@@ -529,6 +541,9 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 		if f.NodeID == c.s.nodeID {
 			c.out.frame(corr, &wire.ClusterJoined{Code: wire.CodeInvalid, Message: "a broker cannot move messages to itself"})
 			return nil
+		}
+		if c.clusterSrc != nil && c.clusterSrc.stream == wire.BindingsStream {
+			return c.protocolError(errors.New("ClusterJoin again on a bindings connection"))
 		}
 		c.clusterSrc = &clusterSource{node: f.NodeID, name: f.Name, stream: f.Stream, epoch: f.Epoch}
 		w, e := c.s.ClusterMark(f.NodeID, f.Stream)

@@ -31,6 +31,7 @@ package server
 //	                 queue ID u64, flags u8 (1: redistributed), routing
 //	                 u8, deliveries uvarint, address str, list of queue name
 //	                 str. The last one per forwarding queue is the route.
+//	RecMessageOrigin Update of a message: format u8 (1), node ID str.
 
 import (
 	"context"
@@ -49,8 +50,13 @@ import (
 )
 
 // RecForwardRoute names the peer queues a message in a forwarding queue
-// goes to (an Update of the message).
-const RecForwardRoute uint8 = 11
+// goes to (an Update of the message); RecMessageOrigin names the broker a
+// client sent a message to, for one another broker moved here (an Update
+// of the message).
+const (
+	RecForwardRoute  uint8 = 11
+	RecMessageOrigin uint8 = 12
+)
 
 // ForwardQueuePrefix begins the names of the forwarding queues (and their
 // addresses): ForwardQueuePrefix + the peer's node ID. Queues and
@@ -104,9 +110,9 @@ func (b LoadBalancing) redistributes() bool {
 // rotation, advanced for every choice among more than one candidate.
 //
 //   - OFF, OFF_WITH_REDISTRIBUTION: local.
-//   - STRICT: round robin over the local queue and every peer queue,
-//     consumers or not, connected or not (the forwarding queue holds the
-//     messages of a peer that is away).
+//   - STRICT: round robin over the local queue and every connected peer
+//     queue, consumers or not (a peer that is away, stopped or scaled
+//     down gets nothing new until it is back).
 //   - ON_DEMAND: round robin over the connected peer queues with consumers,
 //     and the local queue when it has consumers; local when none has.
 func chooseTarget(mode LoadBalancing, local int, remote []int, rr *uint32) int {
@@ -115,8 +121,10 @@ func chooseTarget(mode LoadBalancing, local int, remote []int, rr *uint32) int {
 	switch mode {
 	case BalanceStrict:
 		cands = append(cands, -1)
-		for i := range remote {
-			cands = append(cands, i)
+		for i, n := range remote {
+			if n >= 0 {
+				cands = append(cands, i)
+			}
 		}
 	case BalanceOnDemand:
 		if local > 0 {
@@ -192,6 +200,12 @@ type forwarding struct {
 	subsMu sync.Mutex
 	subs   map[chan struct{}]struct{}
 	nsubs  atomic.Int32
+
+	// origins are the node IDs Message.origin indexes (origins[0] is
+	// unused: this broker); append-only, guarded by originMu.
+	originMu  sync.Mutex
+	origins   []string
+	originIdx map[string]uint32
 }
 
 func (f *forwarding) init() {
@@ -200,6 +214,73 @@ func (f *forwarding) init() {
 	f.rr = map[string]*uint32{}
 	f.subs = map[chan struct{}]struct{}{}
 	f.mode.Store(int32(BalanceOff))
+	f.origins = []string{""}
+	f.originIdx = map[string]uint32{}
+}
+
+// originIndex returns the Message.origin of node.
+func (f *forwarding) originIndex(node string) uint32 {
+	f.originMu.Lock()
+	defer f.originMu.Unlock()
+	i, ok := f.originIdx[node]
+	if !ok {
+		i = uint32(len(f.origins))
+		f.origins = append(f.origins, node)
+		f.originIdx[node] = i
+	}
+	return i
+}
+
+// originOf returns the node ID a client sent m to.
+func (s *Server) originOf(m *Message) string {
+	if m.origin == 0 {
+		return s.nodeID
+	}
+	f := s.fwd()
+	f.originMu.Lock()
+	defer f.originMu.Unlock()
+	return f.origins[m.origin]
+}
+
+// exportProps returns m's properties with the cluster properties a moved
+// message carries appended (m's own are shared, never changed).
+func (s *Server) exportProps(m *Message, extra ...wire.Property) []wire.Property {
+	props := append(slices.Clip(m.Properties), extra...)
+	return append(props, wire.StringProp(wire.OriginProperty, s.originOf(m)))
+}
+
+func encodeOrigin(node string) []byte {
+	return appendString([]byte{clusterRecordFormat}, node)
+}
+
+func decodeOrigin(b []byte) (string, error) {
+	d := decoder{b: b}
+	if f := d.byte(); f != clusterRecordFormat && d.err == nil {
+		return "", fmt.Errorf("message origin record: unknown format %d", f)
+	}
+	node := d.string()
+	if d.err == nil && d.off != len(b) {
+		return "", fmt.Errorf("message origin record: offset %d: trailing bytes", d.off)
+	}
+	if d.err != nil {
+		return "", fmt.Errorf("message origin record: %w", d.err)
+	}
+	return node, nil
+}
+
+// setOrigin gives a message moved here from another broker its origin
+// (the node ID in its OriginProperty; "" the source's, from) and appends
+// its record to entries when the message is journaled; it reports whether
+// this broker is the origin.
+func (s *Server) setOrigin(m *Message, origin string, entries []journal.Entry) ([]journal.Entry, bool) {
+	if origin == s.nodeID {
+		return entries, true
+	}
+	m.origin = s.fwd().originIndex(origin)
+	if m.durableRefs > 0 {
+		entries = append(entries, journal.Entry{Kind: journal.KindUpdate, ID: m.ID, Type: RecMessageOrigin, Data: encodeOrigin(origin)})
+	}
+	return entries, false
 }
 
 // changed wakes the bindings subscribers (a consumer came or went).
@@ -552,7 +633,7 @@ func (s *Server) TakeForward(node string, max, maxBytes int) []wire.ClusterMessa
 			rt = fwdRoute{routing: m.Routing, address: m.Address, queues: []string{m.Address}}
 			s.log.Warn("a message in a forwarding queue has no fwdRoute; it goes to the queue named as its address", "peer", node, "message_id", m.ID)
 		}
-		props := append(slices.Clip(m.Properties), wire.StringProp(wire.ForwardIDProperty, s.forwardDupID(m, rt)))
+		props := s.exportProps(m, wire.StringProp(wire.ForwardIDProperty, s.forwardDupID(m, rt)))
 		cm := wire.ClusterMessage{ID: m.ID, Message: wire.Message{Address: rt.address, Routing: wire.RoutingType(rt.routing),
 			Durable: m.Durable, DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration,
 			Properties: props, Body: m.Body}}
@@ -943,12 +1024,11 @@ func (s *Server) exportRoute(q *Queue, id uint64) (fwdRoute, bool) {
 	return rt, ok
 }
 
-// takeForwardID removes wire.ForwardIDProperty from props (a forwarded
-// message's, owned by the caller) and returns its value ("" when absent
-// or not a string).
-func takeForwardID(props []wire.Property) (string, []wire.Property) {
+// takeProp removes property key from props (a moved message's, owned by
+// the caller) and returns its value ("" when absent or not a string).
+func takeProp(props []wire.Property, key string) (string, []wire.Property) {
 	for i := range props {
-		if props[i].Key == wire.ForwardIDProperty {
+		if props[i].Key == key {
 			id := ""
 			if props[i].Kind == wire.KindString {
 				id = props[i].Str

@@ -25,7 +25,7 @@ func TestChooseTarget(t *testing.T) {
 		{"off keeps everything local", BalanceOff, 0, []int{3}, []int{-1, -1, -1}},
 		{"off with redistribution keeps it local", BalanceOffWithRedistribution, 0, []int{3}, []int{-1, -1}},
 		{"strict rotates without consumers", BalanceStrict, 0, []int{0, 0}, []int{-1, 0, 1, -1, 0, 1}},
-		{"strict includes a disconnected peer", BalanceStrict, 1, []int{-1}, []int{-1, 0, -1, 0}},
+		{"strict skips a disconnected peer", BalanceStrict, 1, []int{-1, 0}, []int{-1, 1, -1, 1}},
 		{"on demand: no consumers anywhere stays local", BalanceOnDemand, 0, []int{0, 0}, []int{-1, -1, -1}},
 		{"on demand: only a remote consumer", BalanceOnDemand, 0, []int{0, 2}, []int{1, 1, 1}},
 		{"on demand: local and remote consumers rotate", BalanceOnDemand, 1, []int{1}, []int{-1, 0, -1, 0}},
@@ -340,6 +340,18 @@ func TestForwardRouteRecordRefusesGarbage(t *testing.T) {
 	if _, _, err := decodeRoute(bad); err == nil {
 		t.Error("unknown format decoded")
 	}
+	og := encodeOrigin("node-1")
+	if n, err := decodeOrigin(og); err != nil || n != "node-1" {
+		t.Fatalf("decodeOrigin(encodeOrigin) = %q, %v", n, err)
+	}
+	for i := 0; i < len(og); i++ {
+		if _, err := decodeOrigin(og[:i]); err == nil || !strings.Contains(err.Error(), "message origin record") {
+			t.Errorf("an origin record cut at %d: %v", i, err)
+		}
+	}
+	if _, err := decodeOrigin(append(og, 0)); err == nil {
+		t.Error("an origin record with trailing bytes decoded")
+	}
 }
 
 // fwdID is a forwarded message's wire.ForwardIDProperty.
@@ -350,4 +362,44 @@ func fwdID(m wire.ClusterMessage) string {
 		}
 	}
 	return ""
+}
+
+// TestScaleDownGivesBackForwardedMessage: a message a client sent to the
+// source (its duplicate ID in the source's cache) and that load balancing
+// forwarded to the peer comes back to the source when that peer scales
+// down into it: the source's cache hit is its own forward, not a client's
+// resend, so the message is stored, not dropped (it exists nowhere else).
+func TestScaleDownGivesBackForwardedMessage(t *testing.T) {
+	src, dst := clusterPair(t, BalanceStrict, Options{})
+	ss := src.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("first", true))
+	src.s.SetRemoteBindings(dst.s.NodeID(), 1, []wire.ClusterBinding{{Name: "q", Address: "q", Routing: wire.RoutingAnycast}})
+	mustSend(t, ss, queueDest("q"), msg("local", true)) // STRICT: local, then the peer
+	m := msg("forwarded", true)
+	m.DuplicateID = "client-x"
+	mustSend(t, ss, queueDest("q"), m)
+	if got := forwardAll(t, src, dst); got.stored != 1 {
+		t.Fatalf("forwarded %+v, want 1 stored", got)
+	}
+	dst.restart() // where the message came from survives a restart
+	if err := dst.s.Freeze(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := dst.s.ExportMessages()
+	if err != nil || len(exp) != 1 {
+		t.Fatalf("export: %d messages, %v; want 1", len(exp), err)
+	}
+	res, err := src.s.importMessages(context.Background(), clusterSource{node: dst.s.NodeID(), stream: "scale-down", epoch: 1},
+		&wire.ClusterMessages{Epoch: 1, Messages: exp})
+	if err != nil || res.stored != 1 || res.dropped != 0 {
+		t.Fatalf("scale-down import of the forwarded message: %+v, %v; want it stored", res, err)
+	}
+	// A client's resend of the same duplicate ID to the source is still
+	// dropped.
+	again := msg("resent", true)
+	again.DuplicateID = "client-x"
+	mustSend(t, ss, queueDest("q"), again)
+	if qi, _ := src.s.Queue("q"); qi.Depth != 3 {
+		t.Fatalf("source depth %d, want 3 (two local and the one given back; the resend dropped)", qi.Depth)
+	}
 }

@@ -285,6 +285,14 @@ func (s *Server) restoreRefsLocked(m *Message, updates []journal.Update) ([]*ref
 			if i := find(qid); i >= 0 {
 				rs[i].deliveries = n
 			}
+		case RecMessageOrigin:
+			node, err := decodeOrigin(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			if node != s.nodeID {
+				m.origin = s.cluster.fwd.originIndex(node)
+			}
 		case RecForwardRoute:
 			qid, r, err := decodeRoute(u.Data)
 			if err != nil {

@@ -57,6 +57,13 @@ const (
 // message's own duplicate ID stays as the client sent it.
 const ForwardIDProperty = "_TANDEM_FWD_ID"
 
+// OriginProperty is the string property every message on a ForwardStream
+// or a scale-down carries: the node ID of the broker a client sent it to
+// (the broker whose duplicate-ID cache registered the client's duplicate
+// ID). The target removes it and keeps it with the message; a target that
+// is that broker does not drop the message for its own cache's entry.
+const OriginProperty = "_TANDEM_ORIGIN"
+
 // Flags of a ClusterQueue and of a ClusterAddress.
 const (
 	// ClusterDurable marks a durable queue.

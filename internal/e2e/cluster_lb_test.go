@@ -12,6 +12,8 @@ import (
 type lbOpts struct {
 	mode         string // message-load-balancing
 	redistribute int    // redistribution-delay in ms; -1: off
+	// policyA and policyB are the members' <ha-policy> content ("": none).
+	policyA, policyB string
 }
 
 // newLBCluster writes the configurations of two live brokers (no HA
@@ -23,8 +25,11 @@ func newLBCluster(t *testing.T, o lbOpts) *haPair {
 	p := &haPair{t: t, work: t.TempDir()}
 	p.primary = &haMember{brokerProc: newBrokerProc(t), name: "A"}
 	p.backup = &haMember{brokerProc: newBrokerProc(t), name: "B"}
-	write := func(m, peer *haMember) {
-		m.cfg = writeConfig(t, fmt.Sprintf(`<name>%s</name>
+	write := func(m, peer *haMember, policy string) {
+		if policy != "" {
+			policy = "<ha-policy>" + policy + "</ha-policy>"
+		}
+		m.cfg = writeConfig(t, fmt.Sprintf(`%s<name>%s</name>
   <journal-type>NIO</journal-type>
   <acceptors><acceptor name="artemis">tcp://127.0.0.1:%d</acceptor></acceptors>
   <connectors>
@@ -43,10 +48,10 @@ func newLBCluster(t *testing.T, o lbOpts) *haPair {
   <address-settings><address-setting match="#">
     <auto-delete-queues>false</auto-delete-queues>
     <redistribution-delay>%d</redistribution-delay>
-  </address-setting></address-settings>`, m.name, m.port, m.port, peer.port, o.mode, o.redistribute))
+  </address-setting></address-settings>`, policy, m.name, m.port, m.port, peer.port, o.mode, o.redistribute))
 	}
-	write(p.primary, p.backup)
-	write(p.backup, p.primary)
+	write(p.primary, p.backup, o.policyA)
+	write(p.backup, p.primary, o.policyB)
 	return p
 }
 
@@ -263,4 +268,38 @@ func stat(m *haMember, name string) float64 {
 	s, _ := m.status()["stats"].(map[string]any)
 	v, _ := s[name].(float64)
 	return v
+}
+
+// TestClusterScaleDownGivesBack: live-only A (scale-down to B) holds
+// messages B forwarded to A's consumer (ON_DEMAND); A's consumer leaves
+// and A is stopped: its scale-down gives them back to B, whose
+// duplicate-ID cache holds their IDs from the producer's sends to B; B
+// stores them (their origin is B), none lost or duplicated.
+func TestClusterScaleDownGivesBack(t *testing.T) {
+	p := newLBCluster(t, lbOpts{mode: "ON_DEMAND", redistribute: -1,
+		policyA: `<live-only><scale-down><connectors><connector-ref>peer</connector-ref></connectors></scale-down></live-only>`,
+		policyB: `<live-only><scale-down><enabled>false</enabled></scale-down></live-only>`})
+	a, b := p.primary, p.backup
+	a.start()
+	a.requireFileStore()
+	b.start()
+	ca, caids := consumeOn(p, a, "a", 300, 20*time.Second)
+	waitRemote(t, b, 1, 1)
+	const n = 2000
+	pids := produceOn(t, p, b, "sd", n)
+	waitClient(t, ca, "A's consumer")
+	waitForwarded(t, b)
+	t.Logf("before the scale-down: A holds %d, B holds %d", queueDepth(a, "lb"), queueDepth(b, "lb"))
+	skip := a.logSize()
+	if code := a.stop(); code != 0 {
+		t.Fatalf("A's SIGTERM: exit %d", code)
+	}
+	t.Logf("%s", a.waitLog(t, "scale-down complete", skip))
+	cb, cbids := consumeOn(p, b, "b", 0, 3*time.Second)
+	waitClient(t, cb, "B's drain")
+	r := checkIDs(t, pids, "sd", n, caids, cbids)
+	t.Logf("scale-down of a forwarding target: %v", r)
+	if !r.ok() || r.acked != n || r.consumed != n {
+		t.Fatalf("scale-down of a forwarding target: %v (want all %d consumed once)", r, n)
+	}
 }
