@@ -44,6 +44,9 @@ const (
 	forwardPoll        = 5 * time.Millisecond
 	redistributeEvery  = 100 * time.Millisecond
 	redistributeAtOnce = 1000
+	// stopGrace is how long a stopping bridge waits for the answer to
+	// the batch in flight.
+	stopGrace = 5 * time.Second
 )
 
 // clusterBridges are the bridges of one broker.
@@ -195,6 +198,17 @@ func (b *clusterBridges) runPeer(ctx context.Context, addr string) {
 		if ctx.Err() != nil {
 			return
 		}
+		var sd *peerScaledDown
+		if errors.As(err, &sd) {
+			n, rerr := b.srv.ReclaimForward(ctx, node, sd.target)
+			if rerr != nil {
+				log.Error("cluster bridge: the peer scaled down; taking back what waited for it failed", "peer", node,
+					"target", sd.target, "moved", n, "err", rerr)
+			} else {
+				log.Info("cluster bridge: the peer scaled down; what waited for it goes to its target", "peer", node,
+					"target", sd.target, "messages", n)
+			}
+		}
 		log.Info("cluster bridge disconnected, reconnecting", "peer", node, "err", err)
 		sleepCtx(ctx, b.retry)
 	}
@@ -249,6 +263,9 @@ func (b *clusterBridges) readBindings(ctx context.Context, c *clusterConn, node 
 			if x.NodeID != node {
 				return fmt.Errorf("bindings of node %s on the connection to %s", x.NodeID, node)
 			}
+			if x.ScaledDownTo != "" {
+				return &peerScaledDown{target: x.ScaledDownTo}
+			}
 			b.srv.SetRemoteBindings(node, x.Epoch, x.Queues)
 			if !connected {
 				connected = true
@@ -295,6 +312,12 @@ func (b *clusterBridges) forward(ctx context.Context, addr, node string, log *sl
 	}
 }
 
+// peerScaledDown is readBindings' end when the peer scaled down into
+// target.
+type peerScaledDown struct{ target string }
+
+func (e *peerScaledDown) Error() string { return "the peer scaled down into " + e.target }
+
 // errBridgeFatal is a local failure (the journal): the bridge stops.
 var errBridgeFatal = errors.New("local storage failed")
 
@@ -315,7 +338,14 @@ func (b *clusterBridges) forwardOn(ctx context.Context, fc *clusterConn, node st
 			}
 			continue
 		}
-		a, err := fc.send(ctx, &wire.ClusterMessages{Epoch: b.srv.Epoch(), Messages: ms})
+		// A stop lets the batch in flight have its answer (for a while):
+		// an unknown outcome is resolved only by a resend, which a
+		// scale-down stopping the bridge would not make.
+		sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+		grace := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, scancel) })
+		a, err := fc.send(sctx, &wire.ClusterMessages{Epoch: b.srv.Epoch(), Messages: ms})
+		grace()
+		scancel()
 		if err != nil {
 			return err
 		}
@@ -327,7 +357,7 @@ func (b *clusterBridges) forwardOn(ctx context.Context, fc *clusterConn, node st
 			<-ctx.Done()
 			return ctx.Err()
 		}
-		if err := b.srv.AckForward(ctx, node); err != nil {
+		if err := b.srv.AckForward(node); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

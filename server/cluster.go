@@ -207,6 +207,7 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		qs     []*Queue
 		da     *address // the duplicate ID's address; nil without one
 		key    string   // the duplicate ID checked and kept ("": none)
+		key2   string   // a second one (a forward's client duplicate ID)
 		origin string   // the broker a client sent it to
 	}
 	var items []item
@@ -246,26 +247,40 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		}
 		// The duplicate ID this broker's cache checks: the message's own,
 		// or on a forward stream the one it carries (forward.go).
-		key := m.DuplicateID
-		if forward {
-			if key, m.Properties = takeProp(m.Properties, wire.ForwardIDProperty); key == "" {
-				return res, fmt.Errorf("%w: forwarded message %d carries no %s", ErrInvalid, wm.ID, wire.ForwardIDProperty)
-			}
-		}
-		// Where a client sent it (forward.go): a scale-down giving back
-		// a message this broker forwarded is not a client's resend of
-		// its duplicate ID.
+		// Where a client sent it (forward.go): a message this broker
+		// forwarded, given back (a scale-down, a reclaim), is not a
+		// client's resend of its duplicate ID.
 		origin := ""
 		if origin, m.Properties = takeProp(m.Properties, wire.OriginProperty); origin == "" {
 			origin = src.node
 		}
-		if !forward && origin == s.nodeID {
+		key, key2 := m.DuplicateID, ""
+		if forward {
+			// A load-balanced message: its forward ID, and the client's
+			// duplicate ID too (a client's resend here); a redistributed
+			// one: its redistribution ID only.
+			var fid, rid string
+			fid, m.Properties = takeProp(m.Properties, wire.ForwardIDProperty)
+			rid, m.Properties = takeProp(m.Properties, wire.RedistIDProperty)
+			switch {
+			case fid != "":
+				key = fid
+				if m.DuplicateID != "" && origin != s.nodeID {
+					key2 = m.DuplicateID
+				}
+			case rid != "":
+				key = rid
+			default:
+				return res, fmt.Errorf("%w: forwarded message %d carries neither %s nor %s", ErrInvalid, wm.ID,
+					wire.ForwardIDProperty, wire.RedistIDProperty)
+			}
+		} else if origin == s.nodeID {
 			key = ""
 		}
 		if err := m.check(); err != nil {
 			return res, fmt.Errorf("moved message %d: %w", wm.ID, err)
 		}
-		it := item{wm: wm, m: m, key: key, origin: origin}
+		it := item{wm: wm, m: m, key: key, key2: key2, origin: origin}
 		for j := range wm.Queues {
 			q, err := s.importQueue(ctx, &wm.Queues[j])
 			if err != nil {
@@ -333,7 +348,7 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 	)
 	for _, it := range items {
 		m := it.m
-		if it.da != nil && it.da.dup.lookup(it.key) != nil {
+		if it.da != nil && (it.da.dup.lookup(it.key) != nil || (it.key2 != "" && it.da.dup.lookup(it.key2) != nil)) {
 			res.dropped++ // sent here too (a client's resend, a forward's): one copy
 			s.ctr.dups.Add(1)
 			continue
@@ -348,6 +363,13 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 			own := m.DuplicateID
 			m.DuplicateID = it.key
 			entries, de, undo = s.dupEntriesLocked(it.da, m, entries)
+			if it.key2 != "" {
+				if de != nil {
+					dups = append(dups, dupDone{it.da, de, undo})
+				}
+				m.DuplicateID = it.key2
+				entries, de, undo = s.dupEntriesLocked(it.da, m, entries)
+			}
 			m.DuplicateID = own
 		}
 		if de != nil {

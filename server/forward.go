@@ -198,8 +198,10 @@ type forwarding struct {
 	rr map[string]*uint32
 
 	subsMu sync.Mutex
-	subs   map[chan struct{}]struct{}
+	subs   map[chan struct{}]*atomic.Bool // set once it pushed leaving
 	nsubs  atomic.Int32
+	// leaving is the node ID this broker scaled down into (nil: none).
+	leaving atomic.Pointer[string]
 
 	// origins are the node IDs Message.origin indexes (origins[0] is
 	// unused: this broker); append-only, guarded by originMu.
@@ -212,7 +214,7 @@ func (f *forwarding) init() {
 	f.peers = map[string]*peer{}
 	f.routes = map[uint64]map[uint64]fwdRoute{}
 	f.rr = map[string]*uint32{}
-	f.subs = map[chan struct{}]struct{}{}
+	f.subs = map[chan struct{}]*atomic.Bool{}
 	f.mode.Store(int32(BalanceOff))
 	f.origins = []string{""}
 	f.originIdx = map[string]uint32{}
@@ -580,19 +582,18 @@ func (s *Server) loadRoutes(m *Message, routes map[uint64]fwdRoute, rs []*ref) {
 	}
 }
 
-// forwardDupID is the duplicate ID a forwarded message carries to the
-// peer (in wire.ForwardIDProperty): the client's, else one made of this node's ID and the message ID
-// (the journal keeps both, so a resend after a crash carries the same);
-// a redistributed message's names the queue too (a multicast message may
-// reach the same peer twice, for two subscriptions).
-func (s *Server) forwardDupID(m *Message, r fwdRoute) string {
+// forwardIDProp is the property giving a forwarded message its forward
+// ID (wire.ForwardIDProperty, wire.RedistIDProperty): made of this node's
+// ID and the message ID, which the journal keeps, so a resend after a
+// crash carries the same; a redistributed message's names the queue too
+// (a multicast message may reach the same peer twice, for two
+// subscriptions).
+func (s *Server) forwardIDProp(m *Message, r fwdRoute) wire.Property {
 	if r.redist {
-		return "$tandem.redist:" + s.nodeID + ":" + strconv.FormatUint(m.ID, 10) + ":" + strings.Join(r.queues, ",")
+		return wire.StringProp(wire.RedistIDProperty,
+			"$tandem.redist:"+s.nodeID+":"+strconv.FormatUint(m.ID, 10)+":"+strings.Join(r.queues, ","))
 	}
-	if m.DuplicateID != "" {
-		return m.DuplicateID
-	}
-	return "$tandem.fwd:" + s.nodeID + ":" + strconv.FormatUint(m.ID, 10)
+	return wire.StringProp(wire.ForwardIDProperty, "$tandem.fwd:"+s.nodeID+":"+strconv.FormatUint(m.ID, 10))
 }
 
 // TakeForward takes up to max messages (about maxBytes) from the head of
@@ -633,7 +634,7 @@ func (s *Server) TakeForward(node string, max, maxBytes int) []wire.ClusterMessa
 			rt = fwdRoute{routing: m.Routing, address: m.Address, queues: []string{m.Address}}
 			s.log.Warn("a message in a forwarding queue has no fwdRoute; it goes to the queue named as its address", "peer", node, "message_id", m.ID)
 		}
-		props := s.exportProps(m, wire.StringProp(wire.ForwardIDProperty, s.forwardDupID(m, rt)))
+		props := s.exportProps(m, s.forwardIDProp(m, rt))
 		cm := wire.ClusterMessage{ID: m.ID, Message: wire.Message{Address: rt.address, Routing: wire.RoutingType(rt.routing),
 			Durable: m.Durable, DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration,
 			Properties: props, Body: m.Body}}
@@ -648,8 +649,8 @@ func (s *Server) TakeForward(node string, max, maxBytes int) []wire.ClusterMessa
 }
 
 // AckForward acks the messages TakeForward gave out for node (the peer
-// holds them durably) in one synced append.
-func (s *Server) AckForward(ctx context.Context, node string) error {
+// holds them durably) in one synced append, and waits for it.
+func (s *Server) AckForward(node string) error {
 	if err := s.checkUsable(); err != nil {
 		return err
 	}
@@ -688,12 +689,9 @@ func (s *Server) AckForward(ctx context.Context, node string) error {
 		s.storageError(err)
 		return fmt.Errorf("server: acking forwarded messages: %w", err)
 	}
-	select {
-	case err = <-ch:
-	case <-ctx.Done():
-		return fmt.Errorf("server: acking forwarded messages: %w", ctx.Err())
-	}
-	if err != nil {
+	// No ctx: once appended the acks land (or the journal halts), and
+	// the references must not go back to the queue meanwhile.
+	if err = <-ch; err != nil {
 		return fmt.Errorf("server: acking forwarded messages: %w", s.halt(err))
 	}
 	f.mu.Lock()
@@ -835,8 +833,9 @@ const bindingsPollInterval = 250 * time.Millisecond
 func (s *Server) serveBindings(ctx context.Context, send func(*wire.ClusterBindings)) {
 	f := s.fwd()
 	ch := make(chan struct{}, 1)
+	pushedLeaving := new(atomic.Bool)
 	f.subsMu.Lock()
-	f.subs[ch] = struct{}{}
+	f.subs[ch] = pushedLeaving
 	f.nsubs.Add(1)
 	f.subsMu.Unlock()
 	defer func() {
@@ -851,10 +850,18 @@ func (s *Server) serveBindings(ctx context.Context, send func(*wire.ClusterBindi
 	var seq uint64
 	for {
 		b := s.Bindings()
-		if seq == 0 || !slices.Equal(b, last) {
+		leaving := f.leaving.Load()
+		if seq == 0 || !slices.Equal(b, last) || (leaving != nil && !pushedLeaving.Load()) {
 			seq++
-			send(&wire.ClusterBindings{NodeID: s.nodeID, Epoch: s.epoch, Sequence: seq, Queues: b})
+			cb := &wire.ClusterBindings{NodeID: s.nodeID, Epoch: s.epoch, Sequence: seq, Queues: b}
+			if leaving != nil {
+				cb.ScaledDownTo = *leaving
+			}
+			send(cb)
 			last = b
+			if leaving != nil {
+				pushedLeaving.Store(true)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -1037,4 +1044,149 @@ func takeProp(props []wire.Property, key string) (string, []wire.Property) {
 		}
 	}
 	return "", props
+}
+
+// AnnounceScaledDown tells the peers (their bindings connections) that
+// this broker scaled down into node: they send what waits for this
+// broker to node instead (ReclaimForward). It waits, until ctx ends, for
+// every connection to have the push queued.
+func (s *Server) AnnounceScaledDown(ctx context.Context, node string) {
+	f := s.fwd()
+	f.leaving.Store(&node)
+	f.changed()
+	for {
+		done := true
+		f.subsMu.Lock()
+		for _, pushed := range f.subs {
+			done = done && pushed.Load()
+		}
+		f.subsMu.Unlock()
+		if done || !sleepCtx(ctx, 10*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ReclaimForward sends what waits in the forwarding queue of peer, which
+// scaled down into target, on to target: into this broker's own queues
+// when target is this broker, else into target's forwarding queue. The
+// messages keep their forward IDs, and the target holds the peer's
+// duplicate-ID caches (the scale-down moved them), so a message the peer
+// had stored (and moved on itself) is dropped there, not stored twice.
+// The caller stopped the peer's bridge. It returns how many messages it
+// moved (dropped ones included).
+func (s *Server) ReclaimForward(ctx context.Context, peer, target string) (int, error) {
+	f := s.fwd()
+	f.mu.Lock()
+	p, t := f.peers[peer], f.peers[target]
+	if p != nil {
+		p.bindings = nil // it serves no queue any more
+	}
+	f.mu.Unlock()
+	s.publishRemote()
+	if p == nil || p.fwd == nil {
+		return 0, nil
+	}
+	if target == s.nodeID {
+		_, epoch := s.ClusterMark(peer, wire.ForwardStream)
+		moved := 0
+		for ctx.Err() == nil {
+			ms := s.TakeForward(peer, 500, 1<<20)
+			if ms == nil {
+				return moved, nil
+			}
+			if _, err := s.importMessages(ctx, clusterSource{node: peer, stream: wire.ForwardStream, epoch: epoch},
+				&wire.ClusterMessages{Epoch: epoch, Messages: ms}); err != nil {
+				s.ReturnForward(peer)
+				return moved, fmt.Errorf("server: taking back messages for %s: %w", peer, err)
+			}
+			if err := s.AckForward(peer); err != nil {
+				return moved, err
+			}
+			moved += len(ms)
+		}
+		return moved, ctx.Err()
+	}
+	if t == nil || t.fwd == nil {
+		return 0, fmt.Errorf("server: %s scaled down into %s, which is not a peer of this broker: its messages wait in %s",
+			peer, target, p.fwd.name)
+	}
+	return s.moveForwards(p, t)
+}
+
+// moveForwards moves everything in from's forwarding queue to to's, with
+// the same routes, in one append.
+func (s *Server) moveForwards(from, to *peer) (int, error) {
+	f := s.fwd()
+	src, dst := from.fwd, to.fwd
+	a := dst.addr
+	a.mu.Lock()
+	f.mu.Lock()
+	src.mu.Lock()
+	var moving []*ref
+	for src.msgs.len() > 0 {
+		moving = append(moving, src.msgs.popFront())
+	}
+	src.mu.Unlock()
+	refs := make([]ref, len(moving))
+	rts := make([]fwdRoute, len(moving))
+	for i, r := range moving {
+		refs[i] = ref{msg: r.msg, q: dst}
+		rts[i] = f.routes[src.id][r.msg.ID]
+		f.setRouteLocked(dst.id, r.msg.ID, rts[i])
+	}
+	f.mu.Unlock()
+	routed(qsOf(refs))
+	s.storeMu.Lock()
+	var entries []journal.Entry
+	for i, r := range moving {
+		if r.durable() {
+			entries = append(entries,
+				journal.Entry{Kind: journal.KindUpdate, ID: r.msg.ID, Type: RecAddRef, Data: dst.refData},
+				journal.Entry{Kind: journal.KindUpdate, ID: r.msg.ID, Type: RecForwardRoute, Data: encodeRoute(dst.id, rts[i])},
+				journal.Entry{Kind: journal.KindUpdate, ID: r.msg.ID, Type: RecAckRef, Data: src.refData})
+		}
+	}
+	ch := make(chan error, 1)
+	var err error
+	if len(entries) > 0 {
+		err = s.msgs.Append(entries, true, func(err error) { ch <- err })
+	} else {
+		ch <- nil
+	}
+	s.storeMu.Unlock()
+	a.mu.Unlock()
+	if err == nil {
+		if err = <-ch; err != nil {
+			err = s.halt(err)
+		}
+	} else {
+		s.storageError(err)
+	}
+	if err != nil {
+		unroute(refs)
+		_ = s.putBack(src, moving)
+		return 0, fmt.Errorf("server: moving %s to %s: %w", src.name, dst.name, err)
+	}
+	f.mu.Lock()
+	for _, r := range moving {
+		delete(f.routes[src.id], r.msg.ID)
+	}
+	f.mu.Unlock()
+	src.acked.Add(uint64(len(moving)))
+	for i := range refs {
+		dst.push(&refs[i])
+	}
+	return len(moving), nil
 }

@@ -87,7 +87,7 @@ func forwardAll(t *testing.T, src, dst *broker) importResult {
 		}
 		total.stored += res.stored
 		total.dropped += res.dropped
-		if err := src.s.AckForward(context.Background(), node); err != nil {
+		if err := src.s.AckForward(node); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -354,10 +354,11 @@ func TestForwardRouteRecordRefusesGarbage(t *testing.T) {
 	}
 }
 
-// fwdID is a forwarded message's wire.ForwardIDProperty.
+// fwdID is a forwarded message's wire.ForwardIDProperty or
+// wire.RedistIDProperty.
 func fwdID(m wire.ClusterMessage) string {
 	for _, p := range m.Message.Properties {
-		if p.Key == wire.ForwardIDProperty {
+		if p.Key == wire.ForwardIDProperty || p.Key == wire.RedistIDProperty {
 			return p.Str
 		}
 	}
@@ -401,5 +402,107 @@ func TestScaleDownGivesBackForwardedMessage(t *testing.T) {
 	mustSend(t, ss, queueDest("q"), again)
 	if qi, _ := src.s.Queue("q"); qi.Depth != 3 {
 		t.Fatalf("source depth %d, want 3 (two local and the one given back; the resend dropped)", qi.Depth)
+	}
+}
+
+// TestReclaimAfterPeerScaledDown: the peer scales down into this broker
+// while messages for it wait here, one batch of them stored there already
+// (its answer was lost). Taken back, the ones the peer had are dropped
+// (its scale-down moved them, and its duplicate-ID caches, here) and the
+// others stored: every message once.
+func TestReclaimAfterPeerScaledDown(t *testing.T) {
+	src, dst := clusterPair(t, BalanceStrict, Options{})
+	node := dst.s.NodeID()
+	ss := src.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("m0", true))
+	src.s.SetRemoteBindings(node, 1, []wire.ClusterBinding{{Name: "q", Address: "q", Routing: wire.RoutingAnycast}})
+	send := func(from, to int) {
+		for i := from; i <= to; i++ {
+			m := msg(fmt.Sprintf("m%d", i), true)
+			m.DuplicateID = fmt.Sprintf("c-%d", i)
+			mustSend(t, ss, queueDest("q"), m)
+		}
+	}
+	send(1, 8) // 4 local, 4 for the peer
+	if got := forwardAll(t, src, dst); got.stored != 4 {
+		t.Fatalf("forwarded %+v, want 4", got)
+	}
+	send(9, 12) // 2 local, 2 for the peer: stored there, answer lost
+	ms := src.s.TakeForward(node, 100, 1<<20)
+	if _, err := dst.s.importMessages(context.Background(), clusterSource{node: src.s.NodeID(), stream: wire.ForwardStream},
+		&wire.ClusterMessages{Epoch: 1, Messages: ms}); err != nil || len(ms) != 2 {
+		t.Fatalf("import of %d: %v", len(ms), err)
+	}
+	src.s.ReturnForward(node)
+	send(13, 16) // 2 local, 2 for the peer, never sent
+	// The peer scales down into src: its messages, then its caches.
+	if err := dst.s.Freeze(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := dst.s.ExportMessages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.s.importMessages(context.Background(), clusterSource{node: node, stream: "scale-down", epoch: 1},
+		&wire.ClusterMessages{Epoch: 1, Messages: exp})
+	if err != nil || res.stored != 6 {
+		t.Fatalf("scale-down import: %+v, %v; want the peer's 6 stored", res, err)
+	}
+	if _, err := src.s.importDupIDs(context.Background(), &wire.ClusterDupIDs{Epoch: 1, Addresses: dst.s.ExportDuplicateIDs()}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := src.s.ReclaimForward(context.Background(), node, src.s.NodeID())
+	if err != nil || n != 4 {
+		t.Fatalf("reclaimed %d (%v), want the 4 waiting", n, err)
+	}
+	if p := src.s.ForwardPending(node); p != 0 {
+		t.Fatalf("forward pending %d after the reclaim, want 0", p)
+	}
+	col := newCollector()
+	if _, err := ss.CreateConsumer(context.Background(), queueDest("q"), ConsumerOptions{Credit: 100}, col.handle); err != nil {
+		t.Fatal(err)
+	}
+	col.wait(t, 17)
+	got := map[string]int{}
+	for _, d := range col.settle() { // all of them, after a quiet period
+		got[string(d.Message.Body)]++
+	}
+	for i := 0; i <= 16; i++ {
+		if b := fmt.Sprintf("m%d", i); got[b] != 1 {
+			t.Errorf("%s delivered %d times, want once (all: %v)", b, got[b], got)
+		}
+	}
+}
+
+// TestForwardedKeepsClientDuplicateID: the target of a forward keeps the
+// client's duplicate ID too: the client's resend of it to the target (it
+// failed over there, not knowing the outcome) is dropped, and a message a
+// client had sent there first is not stored again by the forward.
+func TestForwardedKeepsClientDuplicateID(t *testing.T) {
+	src, dst := clusterPair(t, BalanceStrict, Options{})
+	node := dst.s.NodeID()
+	ss := src.s.NewSession(false)
+	mustSend(t, ss, queueDest("q"), msg("m0", true))
+	src.s.SetRemoteBindings(node, 1, []wire.ClusterBinding{{Name: "q", Address: "q", Routing: wire.RoutingAnycast}})
+	for i, id := range []string{"", "x1", "", "x2"} { // x1 and x2 go to the peer
+		m := msg(fmt.Sprintf("m%d", i+1), true)
+		m.DuplicateID = id
+		if id == "" {
+			m.DuplicateID = fmt.Sprintf("local-%d", i)
+		}
+		mustSend(t, ss, queueDest("q"), m)
+	}
+	dss := dst.s.NewSession(false)
+	first := msg("x2 sent to the peer first", true)
+	first.DuplicateID = "x2"
+	mustSend(t, dss, queueDest("q"), first)
+	if got := forwardAll(t, src, dst); got.stored != 1 || got.dropped != 1 {
+		t.Fatalf("forward: %+v, want x1 stored and x2 dropped (the peer has it)", got)
+	}
+	resend := msg("x1 resent to the peer", true)
+	resend.DuplicateID = "x1"
+	mustSend(t, dss, queueDest("q"), resend)
+	if qi, _ := dst.s.Queue("q"); qi.Depth != 2 {
+		t.Fatalf("peer depth %d, want 2 (x2 from its client, x1 forwarded; the resend dropped)", qi.Depth)
 	}
 }

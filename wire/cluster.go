@@ -50,12 +50,19 @@ const (
 	BindingsStream = "bindings"
 )
 
-// ForwardIDProperty is the string property every message on a
-// ForwardStream carries: the duplicate ID the target's cache checks and
-// keeps for it (the client's duplicate ID, or one the source made of its
-// node ID and message ID). The target removes it before storing; the
-// message's own duplicate ID stays as the client sent it.
-const ForwardIDProperty = "_TANDEM_FWD_ID"
+// ForwardIDProperty and RedistIDProperty are the string properties that
+// give every message on a ForwardStream its forward ID, the duplicate ID
+// the target's cache checks and keeps for it: ForwardIDProperty on a
+// load-balanced message (the target checks and keeps the message's own
+// duplicate ID too: a client may have resent it there), RedistIDProperty
+// on a redistributed one (only its own). The source makes them of its
+// node ID and message ID, which its journal keeps. The target removes
+// them before storing; the message's duplicate ID stays as the client
+// sent it.
+const (
+	ForwardIDProperty = "_TANDEM_FWD_ID"
+	RedistIDProperty  = "_TANDEM_REDIST_ID"
+)
 
 // OriginProperty is the string property every message on a ForwardStream
 // or a scale-down carries: the node ID of the broker a client sent it to
@@ -426,14 +433,19 @@ type ClusterBinding struct {
 // ClusterBindings is a broker's full set of queues with their consumer
 // counts, pushed on a BindingsStream connection at the join and after
 // every change (queue created or deleted, consumer count changed); each
-// replaces the previous one. Payload: node ID str, epoch u64, sequence
-// u64, list of {name str, address str, routing u8, filter str, consumers
-// u32}.
+// replaces the previous one. A broker that scaled down pushes a last one
+// naming its target (ScaledDownTo): its peers then send what waits for it
+// to that target. Payload: node ID str, epoch u64, sequence u64, scaled
+// down to str, list of {name str, address str, routing u8, filter str,
+// consumers u32}.
 type ClusterBindings struct {
 	NodeID   string
 	Epoch    uint64
 	Sequence uint64 // increases with every push on a connection
-	Queues   []ClusterBinding
+	// ScaledDownTo is the node ID of the broker this one scaled down
+	// into ("": it serves).
+	ScaledDownTo string
+	Queues       []ClusterBinding
 }
 
 // Type returns TypeClusterBindings.
@@ -442,6 +454,7 @@ func (f *ClusterBindings) appendPayload(b []byte) []byte {
 	b = appendStr(b, f.NodeID)
 	b = appendU64(b, f.Epoch)
 	b = appendU64(b, f.Sequence)
+	b = appendStr(b, f.ScaledDownTo)
 	b = appendCount(b, len(f.Queues))
 	for i := range f.Queues {
 		q := &f.Queues[i]
@@ -457,6 +470,7 @@ func (f *ClusterBindings) decodePayload(r *reader) {
 	f.NodeID = r.str("node ID")
 	f.Epoch = r.u64("epoch")
 	f.Sequence = r.u64("sequence")
+	f.ScaledDownTo = r.str("scaled down to")
 	// A binding takes at least 3 (empty strings) + 1 (routing) + 4 bytes.
 	n := r.count("queue count", 8)
 	f.Queues = nil

@@ -93,7 +93,7 @@ func sampleFrames() []Frame {
 		&ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, Queues: []ClusterBinding{
 			{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
 			{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}},
-		&ClusterBindings{NodeID: "n2"},
+		&ClusterBindings{NodeID: "n2", ScaledDownTo: "n1"},
 	}
 }
 

@@ -303,3 +303,45 @@ func TestClusterScaleDownGivesBack(t *testing.T) {
 		t.Fatalf("scale-down of a forwarding target: %v (want all %d consumed once)", r, n)
 	}
 }
+
+// TestClusterScaleDownReclaim: B's bridge to A is stalled (the test hook)
+// with a batch A stored and B did not ack, and more messages wait in B's
+// forwarding queue for A, when A (live-only) scales down into B. A's
+// scale-down moves its messages and duplicate-ID caches to B and tells B;
+// B takes back what waited for A: the stalled batch is dropped (A moved
+// it already), the rest stored. Every message is consumed once.
+func TestClusterScaleDownReclaim(t *testing.T) {
+	p := newLBCluster(t, lbOpts{mode: "ON_DEMAND", redistribute: -1,
+		policyA: `<live-only><scale-down><connectors><connector-ref>peer</connector-ref></connectors></scale-down></live-only>`,
+		policyB: `<live-only><scale-down><enabled>false</enabled></scale-down></live-only>`})
+	a, b := p.primary, p.backup
+	b.env = []string{"TANDEM_TEST_FORWARD_STALL_AFTER=2"}
+	a.start()
+	a.requireFileStore()
+	b.start()
+	ca, caids := consumeOn(p, a, "a", 50, 20*time.Second)
+	waitRemote(t, b, 1, 1)
+	skipB := b.logSize()
+	const n = 2000
+	pids := produceOn(t, p, b, "rc", n)
+	t.Logf("%s", b.waitLog(t, "forward stalled", skipB))
+	waitClient(t, ca, "A's consumer")
+	pending, _ := clusterPeer(b)["pending"].(float64)
+	t.Logf("before the scale-down: A holds %d, B holds %d, %0.f wait in B for A", queueDepth(a, "lb"), queueDepth(b, "lb"), pending)
+	if pending == 0 {
+		t.Fatal("nothing waits in B for A: the test would not take anything back")
+	}
+	skipA := a.logSize()
+	if code := a.stop(); code != 0 {
+		t.Fatalf("A's SIGTERM: exit %d", code)
+	}
+	t.Logf("%s", a.waitLog(t, "scale-down complete", skipA))
+	t.Logf("%s", b.waitLog(t, "what waited for it goes to its target", skipB))
+	cb, cbids := consumeOn(p, b, "b", 0, 3*time.Second)
+	waitClient(t, cb, "B's drain")
+	r := checkIDs(t, pids, "rc", n, caids, cbids)
+	t.Logf("reclaim after a scale-down: %v; B dropped %.0f duplicates", r, stat(b, "duplicates"))
+	if !r.ok() || r.acked != n || r.consumed != n {
+		t.Fatalf("reclaim after a scale-down: %v (want all %d consumed once)", r, n)
+	}
+}
