@@ -163,6 +163,7 @@ type peer struct {
 // remoteQueue is a peer's queue as balanceLocked sees it.
 type remoteQueue struct {
 	peer      *peer
+	fwd       *Queue // the peer's forwarding queue
 	address   string
 	routing   Routing
 	filter    *selector.Selector // nil: none
@@ -402,7 +403,7 @@ func (s *Server) publishRemote() {
 			continue
 		}
 		for _, b := range p.bindings {
-			rq := remoteQueue{peer: p, address: b.Address, routing: routingOf(b.Routing, Anycast), consumers: int(b.Consumers)}
+			rq := remoteQueue{peer: p, fwd: p.fwd, address: b.Address, routing: routingOf(b.Routing, Anycast), consumers: int(b.Consumers)}
 			if !p.connected.Load() {
 				rq.consumers = -1
 			}
@@ -418,10 +419,11 @@ func (s *Server) publishRemote() {
 			t.byName[b.Name] = append(t.byName[b.Name], rq)
 		}
 	}
-	f.mu.Unlock()
+	// Published under f.mu: two rebuilds store in the order they read.
 	f.remote.Store(t)
 	mode := LoadBalancing(f.mode.Load())
 	f.active.Store(mode != BalanceOff && mode != BalanceOffWithRedistribution && len(t.byName) > 0)
+	f.mu.Unlock()
 }
 
 // pendingRoute is a balancing decision for one peer, made before the
@@ -480,7 +482,7 @@ func (s *Server) balanceLocked(m *Message, qs []*Queue, prs []pendingRoute) ([]*
 			out = append(out, q)
 			continue
 		}
-		fq := cands[i].peer.fwd
+		fq := cands[i].fwd
 		j := slices.IndexFunc(prs, func(p pendingRoute) bool { return p.fwd == fq })
 		if j < 0 {
 			prs = append(prs, pendingRoute{fwd: fq, r: fwdRoute{routing: q.routing, address: q.addr.name}})
@@ -927,7 +929,7 @@ func (s *Server) Redistribute(now time.Time, max int) (int, error) {
 // forwarding queue of rq's peer, in one synced append (the forwarding
 // queue's reference, the route, q's ack), as management's move does.
 func (s *Server) redistributeSome(q *Queue, rq *remoteQueue, n int) (int, error) {
-	dst := rq.peer.fwd
+	dst := rq.fwd
 	f := s.fwd()
 	a := dst.addr
 	a.mu.Lock() // as a send to dst

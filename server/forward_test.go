@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -504,5 +505,19 @@ func TestForwardedKeepsClientDuplicateID(t *testing.T) {
 	mustSend(t, dss, queueDest("q"), resend)
 	if qi, _ := dst.s.Queue("q"); qi.Depth != 2 {
 		t.Fatalf("peer depth %d, want 2 (x2 from its client, x1 forwarded; the resend dropped)", qi.Depth)
+	}
+}
+
+// TestNoConsumerOnForwardingQueue: a client cannot consume from a
+// forwarding queue (it would take messages on their way to a peer).
+func TestNoConsumerOnForwardingQueue(t *testing.T) {
+	src, dst := clusterPair(t, BalanceStrict, Options{})
+	name := ForwardQueuePrefix + dst.s.NodeID()
+	if _, ok := src.s.Queue(name); !ok {
+		t.Fatalf("no forwarding queue %q", name)
+	}
+	_, err := src.s.NewSession(false).CreateConsumer(context.Background(), queueDest(name), ConsumerOptions{Credit: 1}, func(Delivery) {})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("consumer on %q: %v, want ErrInvalid naming it", name, err)
 	}
 }

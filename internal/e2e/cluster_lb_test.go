@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -343,5 +344,40 @@ func TestClusterScaleDownReclaim(t *testing.T) {
 	t.Logf("reclaim after a scale-down: %v; B dropped %.0f duplicates", r, stat(b, "duplicates"))
 	if !r.ok() || r.acked != n || r.consumed != n {
 		t.Fatalf("reclaim after a scale-down: %v (want all %d consumed once)", r, n)
+	}
+}
+
+// TestClusterKillSourceRandom: A is killed (SIGKILL) at a random moment
+// while a producer sends to it and its bridge forwards to B's consumer;
+// restarted, A serves the producer again (it reconnects and resends what
+// had no answer, with the same duplicate IDs) and forwards the rest.
+// Nothing acknowledged is lost, nothing duplicated.
+func TestClusterKillSourceRandom(t *testing.T) {
+	p := newLBCluster(t, lbOpts{mode: "ON_DEMAND", redistribute: -1})
+	a, b := p.primary, p.backup
+	a.start()
+	a.requireFileStore()
+	b.start()
+	cons, cids := consumeOn(p, b, "b", 0, 20*time.Second)
+	waitRemote(t, a, 1, 1)
+	const n = 3000
+	pids := filepath.Join(p.work, "kr.p.ids")
+	pr := p.startClient("kr.producer", "producer", "--url", a.URL()+"?reconnectAttempts=-1", "--destination", "queue://lb",
+		"--count", strconv.Itoa(n), "--window", "16", "--rate", "800", "--id-prefix", "kr", "--ids-out", pids, "--size", "256")
+	at := 300 + rand.IntN(1200)
+	waitFor(t, fmt.Sprintf("A forwarded %d", at), func() bool {
+		f, _ := clusterPeer(a)["forwarded"].(float64)
+		return int(f) >= at
+	})
+	a.kill()
+	t.Logf("A killed after forwarding at least %d", at)
+	a.start()
+	waitClient(t, pr, "producer")
+	waitForwarded(t, a)
+	waitClient(t, cons, "B's consumer")
+	r := checkIDs(t, pids, "kr", n, cids)
+	t.Logf("random kill while forwarding: %v", r)
+	if !r.ok() || r.acked != n || r.consumed != n {
+		t.Fatalf("random kill while forwarding: %v (want all %d acknowledged and consumed on B once)", r, n)
 	}
 }
