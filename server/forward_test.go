@@ -521,3 +521,43 @@ func TestNoConsumerOnForwardingQueue(t *testing.T) {
 		t.Fatalf("consumer on %q: %v, want ErrInvalid naming it", name, err)
 	}
 }
+
+// BenchmarkSendBalanced is BenchmarkSendDurable with ON_DEMAND load
+// balancing active (a peer's queue of the same name without consumers):
+// every send takes the decision and stays local.
+func BenchmarkSendBalanced(b *testing.B) {
+	br := newBrokerB(b)
+	br.s.SetLoadBalancing(BalanceOnDemand)
+	if err := br.s.PeerJoined(context.Background(), "peer-node", "peer", 1); err != nil {
+		b.Fatal(err)
+	}
+	br.s.SetPeerConnected("peer-node", true)
+	ss := br.s.NewSession(false)
+	mustSendB := func(m *Message) {
+		ch := make(chan error, 1)
+		ss.Send(context.Background(), queueDest("q"), m, func(err error) { ch <- err })
+		if err := <-ch; err != nil {
+			b.Fatal(err)
+		}
+	}
+	mustSendB(&Message{Durable: true, Body: body1K}) // creates q
+	br.s.SetRemoteBindings("peer-node", 1, []wire.ClusterBinding{{Name: "q", Address: "q", Routing: wire.RoutingAnycast}})
+	sem := make(chan struct{}, 256)
+	done := func(err error) {
+		if err != nil {
+			b.Error(err)
+		}
+		<-sem
+	}
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sem <- struct{}{}
+		m := &Message{Durable: true, DuplicateID: fmt.Sprint("p-", i), Body: body1K}
+		ss.Send(context.Background(), queueDest("q"), m, done)
+	}
+	for i := 0; i < cap(sem); i++ {
+		sem <- struct{}{}
+	}
+}
