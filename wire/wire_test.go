@@ -90,6 +90,10 @@ func sampleFrames() []Frame {
 		&BackupRequest{},
 		&BackupAnswer{Code: CodeOK, Name: "colocated_backup_1", URL: "tcp://127.0.0.1:61716"},
 		&BackupAnswer{Code: CodeLimit, Message: "max-backups 1 reached"},
+		&ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, Queues: []ClusterBinding{
+			{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
+			{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}},
+		&ClusterBindings{NodeID: "n2", ScaledDownTo: "n1"},
 	}
 }
 
@@ -299,5 +303,40 @@ func TestNames(t *testing.T) {
 	}
 	if RoutingMulticast.String() != "multicast" || BoolProp("b", true).Value() != true || Int64Prop("i", 3).Value() != int64(3) {
 		t.Error("names or values wrong")
+	}
+}
+
+// TestClusterBindingsGarbage: every truncation and every single-byte
+// change of a ClusterBindings payload decodes to a FrameError or to a
+// frame that encodes back to itself, never a panic.
+func TestClusterBindingsGarbage(t *testing.T) {
+	f := &ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, ScaledDownTo: "n2", Queues: []ClusterBinding{
+		{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
+		{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}}
+	payload := f.appendPayload(nil)
+	try := func(p []byte) {
+		t.Helper()
+		_, fr, err := NewDecoder(bytes.NewReader(reframe(TypeClusterBindings, p))).Read()
+		if err != nil {
+			var fe *FrameError
+			if !errors.As(err, &fe) {
+				t.Fatalf("payload %x: error %T %v, want a FrameError", p, err, err)
+			}
+			return
+		}
+		b := fr.(*ClusterBindings)
+		if got := b.appendPayload(nil); !bytes.Equal(got, p) {
+			t.Fatalf("payload %x decoded to %+v, which encodes to %x", p, b, got)
+		}
+	}
+	for i := 0; i <= len(payload); i++ {
+		try(payload[:i])
+	}
+	for i := range payload {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			p := bytes.Clone(payload)
+			p[i] ^= x
+			try(p)
+		}
 	}
 }
