@@ -24,6 +24,27 @@ type BrokerStatus struct {
 	CPUSeconds *float64 `json:"cpu_seconds"`
 	Acceptors  []string `json:"acceptors"`
 	Peers      []Peer   `json:"peers"`
+	// Cluster is the cluster connection's bridges (message load
+	// balancing); nil when the broker has none.
+	Cluster *ClusterBridges `json:"cluster"`
+}
+
+// ClusterBridges is /status's "cluster": the message-load-balancing and
+// each peer's bridge.
+type ClusterBridges struct {
+	LoadBalancing string   `json:"message_load_balancing"`
+	Peers         []Bridge `json:"peers"`
+}
+
+// Bridge is one peer's bridge in /status.
+type Bridge struct {
+	NodeID          string `json:"node_id"`
+	Name            string `json:"name"`
+	Connected       bool   `json:"connected"`
+	Forwarded       uint64 `json:"forwarded"`
+	Pending         int    `json:"pending"`
+	RemoteQueues    int    `json:"remote_queues"`
+	RemoteConsumers int    `json:"remote_consumers"`
 }
 
 // Peer is one member of the topology in /status.

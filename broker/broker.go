@@ -160,6 +160,14 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 		return exitCannot
 	}
 	defer bc.stop()
+	bridges, err := startBridges(cfg, l.srv, log) // bridge.go: message load balancing
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+		hln.Close()
+		l.stop(wire.CodeShuttingDown, "start failed")
+		return exitCannot
+	}
+	defer bridges.stop()
 	metrics := server.MetricsHandler(server.MetricsOptions{
 		Server: func() *server.Server { return l.srv }, Connections: l.connections, Net: l.netStats})
 	hs := managementServer(cfg, lim, hln, server.ManagementOptions{Status: l.status, Metrics: metrics}, log)
@@ -171,7 +179,8 @@ func serveWith(stop context.Context, cfg *config.Config, log *slog.Logger, lim *
 	case <-stop.Done():
 		log.Info("stopping")
 		code, reason := wire.CodeShuttingDown, "broker stopping"
-		bc.stop() // a stopping broker is no one's target
+		bc.stop()      // a stopping broker is no one's target
+		bridges.stop() // nothing is forwarded any more; in flight goes back
 		if hooks.stopping != nil {
 			code, reason = hooks.stopping(l)
 		}

@@ -262,6 +262,11 @@ func (d *scaleDowner) scaleDown(l *live) (wire.Code, string) {
 	if err := l.srv.ClearPendingScaleDown(ctx); err != nil {
 		log.Error("scale-down: clearing its record", "err", err)
 	}
+	// The peers of a cluster connection send what waits for this broker
+	// to the target instead (bridge.go, server.ReclaimForward).
+	actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+	l.srv.AnnounceScaledDown(actx, tc.joined.NodeID)
+	acancel()
 	l.srv.SetTopology(server.Topology{Epoch: l.srv.Epoch(), Members: []server.Member{
 		{NodeID: tc.joined.NodeID, Role: "primary", State: "active", URL: url, Epoch: tc.joined.Epoch}}})
 	reason := "scaled down to " + url

@@ -67,6 +67,11 @@ type AddressSetting struct {
 	// ExpiryDelay (expiry-delay, ms; -1: none) is the time to live given
 	// to a message sent without one.
 	ExpiryDelay *time.Duration
+	// RedistributionDelay (redistribution-delay, ms; -1: never) is how
+	// long a queue without local consumers waits before its messages
+	// move to a broker of the cluster whose queue of the same name has
+	// consumers (docs/clustering.md).
+	RedistributionDelay *time.Duration
 	// RedeliveryDelay (redelivery-delay, ms), RedeliveryDelayMultiplier
 	// (redelivery-delay-multiplier) and MaxRedeliveryDelay
 	// (max-redelivery-delay, ms; default ten times the delay): how long a
@@ -127,6 +132,10 @@ type AddressPolicy struct {
 	MaxDeliveryAttempts int    // -1: for ever
 	ExpiryAddress       string // "": none
 	ExpiryDelay         time.Duration
+	// RedistributionDelay is -1 (never, the default) or how long a queue
+	// without local consumers waits before its messages move to a
+	// cluster peer's queue that has consumers.
+	RedistributionDelay time.Duration
 	// RedeliveryDelay, its multiplier and its cap (MaxRedeliveryDelay is
 	// ten times RedeliveryDelay unless set).
 	RedeliveryDelay           time.Duration
@@ -163,7 +172,7 @@ func (p AddressPolicy) RedeliveryDelayFor(deliveries uint32) time.Duration {
 // default is the code's.)
 func DefaultAddressPolicy() AddressPolicy {
 	return AddressPolicy{AutoCreateQueues: true, AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true,
-		MaxDeliveryAttempts: DefaultMaxDeliveryAttempts, ExpiryDelay: -1, RedeliveryDelayMultiplier: 1,
+		MaxDeliveryAttempts: DefaultMaxDeliveryAttempts, ExpiryDelay: -1, RedistributionDelay: -1, RedeliveryDelayMultiplier: 1,
 		MaxSizeBytes: -1, AddressFullPolicy: FullPage, PageSizeBytes: DefaultPageSizeBytes}
 }
 
@@ -208,6 +217,7 @@ func (s AddressSettings) For(address string) AddressPolicy {
 		set(&p.MaxDeliveryAttempts, m.MaxDeliveryAttempts)
 		set(&p.ExpiryAddress, m.ExpiryAddress)
 		set(&p.ExpiryDelay, m.ExpiryDelay)
+		set(&p.RedistributionDelay, m.RedistributionDelay)
 		set(&p.RedeliveryDelay, m.RedeliveryDelay)
 		set(&p.RedeliveryDelayMultiplier, m.RedeliveryDelayMultiplier)
 		if m.MaxRedeliveryDelay != nil {
@@ -366,7 +376,7 @@ var addressSettingsKnown = setOf(
 	"default-last-value-queue", "default-last-value-key", "default-non-destructive",
 	"default-exclusive-queue", "default-group-rebalance", "default-group-rebalance-pause-dispatch",
 	"default-group-buckets", "default-group-first-key", "default-consumers-before-dispatch",
-	"default-delay-before-dispatch", "redistribution-delay", "send-to-dla-on-no-route",
+	"default-delay-before-dispatch", "send-to-dla-on-no-route",
 	"slow-consumer-threshold", "slow-consumer-threshold-measurement-unit", "slow-consumer-policy",
 	"slow-consumer-check-period", "auto-create-jms-queues", "auto-delete-jms-queues",
 	"auto-create-jms-topics", "auto-delete-jms-topics", "auto-delete-created-queues",
@@ -384,7 +394,7 @@ var addressSettingsImplemented = []string{
 	"dead-letter-address", "max-delivery-attempts", "expiry-address", "expiry-delay",
 	"redelivery-delay", "redelivery-delay-multiplier", "max-redelivery-delay",
 	"default-queue-routing-type", "default-address-routing-type", "max-size-bytes",
-	"address-full-policy", "page-size-bytes",
+	"address-full-policy", "page-size-bytes", "redistribution-delay",
 }
 
 // addressSettings parses <address-settings>.
@@ -470,6 +480,10 @@ func (p *parser) addressSetting(n *node) (AddressSetting, bool) {
 			d := time.Duration(-1)
 			p.millis(e, &d)
 			s.ExpiryDelay = &d
+		case "redistribution-delay":
+			d := time.Duration(-1)
+			p.millis(e, &d)
+			s.RedistributionDelay = &d
 		case "redelivery-delay":
 			var d time.Duration
 			p.millis(e, &d)
@@ -589,7 +603,7 @@ func addressSettingsView(s AddressSettings) []map[string]any {
 		putPtr(m, "max-delivery-attempts", a.MaxDeliveryAttempts)
 		putPtr(m, "expiry-address", a.ExpiryAddress)
 		for name, d := range map[string]*time.Duration{"expiry-delay": a.ExpiryDelay, "redelivery-delay": a.RedeliveryDelay,
-			"max-redelivery-delay": a.MaxRedeliveryDelay} {
+			"max-redelivery-delay": a.MaxRedeliveryDelay, "redistribution-delay": a.RedistributionDelay} {
 			if d != nil {
 				m[name] = ms(*d)
 			}

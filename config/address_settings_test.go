@@ -82,7 +82,7 @@ func TestAddressSettingsFor(t *testing.T) {
 		{"tmp.a.x", AddressPolicy{AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true, AutoDeleteQueuesDelay: time.Second, AutoDeleteQueuesMessageCount: -1}},
 		{"tmp.b.y", AddressPolicy{AutoCreateQueues: true, AutoCreateAddresses: true, AutoDeleteQueues: true, AutoDeleteAddresses: true, AutoDeleteQueuesDelay: 2 * time.Second, AutoDeleteQueuesMessageCount: -1}},
 	} {
-		tc.want.MaxDeliveryAttempts, tc.want.ExpiryDelay, tc.want.RedeliveryDelayMultiplier = 10, -1, 1
+		tc.want.MaxDeliveryAttempts, tc.want.ExpiryDelay, tc.want.RedistributionDelay, tc.want.RedeliveryDelayMultiplier = 10, -1, -1, 1
 		tc.want.MaxSizeBytes, tc.want.AddressFullPolicy, tc.want.PageSizeBytes = -1, FullPage, DefaultPageSizeBytes
 		if got := s.For(tc.addr); got != tc.want {
 			t.Errorf("For(%q) = %+v\nwant %+v", tc.addr, got, tc.want)

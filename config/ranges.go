@@ -80,6 +80,7 @@ var ranges = map[string]Range{
 	"auto-delete-addresses-delay":      {0, 30 * dayMs, Millis},
 	"max-delivery-attempts":            {-1, 1_000_000, Count},     // -1: for ever
 	"expiry-delay":                     {-1, 3650 * dayMs, Millis}, // -1: none
+	"redistribution-delay":             {-1, 3650 * dayMs, Millis}, // -1: never
 	"redelivery-delay":                 {0, 30 * dayMs, Millis},
 	"max-redelivery-delay":             {0, 30 * dayMs, Millis},
 	"redelivery-delay-multiplier":      {1, 1000, Ratio},

@@ -199,7 +199,7 @@ func init() {
 	rangeContexts["refresh-timeout"] = in(`<discovery-groups><discovery-group name="d">`, `</discovery-group></discovery-groups>`)("refresh-timeout")
 	setting := in(`<address-settings><address-setting match="#">`, `</address-setting></address-settings>`)
 	for _, n := range []string{"auto-delete-queues-delay", "auto-delete-queues-message-count", "auto-delete-addresses-delay",
-		"max-delivery-attempts", "expiry-delay", "redelivery-delay", "max-redelivery-delay", "redelivery-delay-multiplier",
+		"max-delivery-attempts", "expiry-delay", "redistribution-delay", "redelivery-delay", "max-redelivery-delay", "redelivery-delay-multiplier",
 		"max-size-bytes", "page-size-bytes"} {
 		rangeContexts[n] = setting(n)
 	}

@@ -62,9 +62,13 @@ type clusterState struct {
 	marks    map[markKey]*clusterMark
 	pending  *pendingScaleDown // scaledown.go
 	exported map[uint64][]*ref // scaledown.go: by message ID, not acked yet
+	fwd      forwarding        // forward.go: load balancing and redistribution
 }
 
-func (c *clusterState) init() { c.marks = map[markKey]*clusterMark{} }
+func (c *clusterState) init() {
+	c.marks = map[markKey]*clusterMark{}
+	c.fwd.init()
+}
 
 func encodeClusterMark(node, stream string, epoch, w uint64) []byte {
 	b := make([]byte, 0, 20+len(node)+len(stream))
@@ -198,12 +202,20 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		return res, fmt.Errorf("%w: epoch %d from %s, %d seen before", errStaleSource, f.Epoch, src.node, epoch)
 	}
 	type item struct {
-		wm *wire.ClusterMessage
-		m  *Message
-		qs []*Queue
-		da *address // the duplicate ID's address; nil without one
+		wm     *wire.ClusterMessage
+		m      *Message
+		qs     []*Queue
+		da     *address // the duplicate ID's address; nil without one
+		key    string   // the duplicate ID checked and kept ("": none)
+		key2   string   // a second one (a forward's client duplicate ID)
+		origin string   // the broker a client sent it to
 	}
 	var items []item
+	// A forward stream (load balancing, redistribution: forward.go) is
+	// not in ascending ID order across batches: each message carries a
+	// duplicate ID instead, which this broker's cache checks; its mark
+	// keeps only the epoch.
+	forward := src.stream == wire.ForwardStream
 	last := w
 	maxID := w
 	for i := range f.Messages {
@@ -211,14 +223,17 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		if i > 0 && wm.ID <= f.Messages[i-1].ID {
 			return res, fmt.Errorf("%w: moved message IDs not ascending (%d after %d)", ErrInvalid, wm.ID, f.Messages[i-1].ID)
 		}
-		maxID = max(maxID, wm.ID)
-		if wm.ID <= last {
+		if !forward {
+			maxID = max(maxID, wm.ID)
+		}
+		if wm.ID <= last && !forward {
 			res.dropped++
 			continue
 		}
 		if len(wm.Queues) == 0 {
 			return res, fmt.Errorf("%w: moved message %d names no queue", ErrInvalid, wm.ID)
 		}
+
 		m := &Message{Address: wm.Message.Address, Routing: routingOf(wm.Message.Routing, Anycast), Durable: wm.Message.Durable,
 			DuplicateID: wm.Message.DuplicateID, Timestamp: wm.Message.Timestamp, Expiration: wm.Message.Expiration,
 			Body: bytes.Clone(wm.Message.Body)}
@@ -230,10 +245,42 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 				}
 			}
 		}
+		// The duplicate ID this broker's cache checks: the message's own,
+		// or on a forward stream the one it carries (forward.go).
+		// Where a client sent it (forward.go): a message this broker
+		// forwarded, given back (a scale-down, a reclaim), is not a
+		// client's resend of its duplicate ID.
+		origin := ""
+		if origin, m.Properties = takeProp(m.Properties, wire.OriginProperty); origin == "" {
+			origin = src.node
+		}
+		key, key2 := m.DuplicateID, ""
+		if forward {
+			// A load-balanced message: its forward ID, and the client's
+			// duplicate ID too (a client's resend here); a redistributed
+			// one: its redistribution ID only.
+			var fid, rid string
+			fid, m.Properties = takeProp(m.Properties, wire.ForwardIDProperty)
+			rid, m.Properties = takeProp(m.Properties, wire.RedistIDProperty)
+			switch {
+			case fid != "":
+				key = fid
+				if m.DuplicateID != "" && origin != s.nodeID {
+					key2 = m.DuplicateID
+				}
+			case rid != "":
+				key = rid
+			default:
+				return res, fmt.Errorf("%w: forwarded message %d carries neither %s nor %s", ErrInvalid, wm.ID,
+					wire.ForwardIDProperty, wire.RedistIDProperty)
+			}
+		} else if origin == s.nodeID {
+			key = ""
+		}
 		if err := m.check(); err != nil {
 			return res, fmt.Errorf("moved message %d: %w", wm.ID, err)
 		}
-		it := item{wm: wm, m: m}
+		it := item{wm: wm, m: m, key: key, key2: key2, origin: origin}
 		for j := range wm.Queues {
 			q, err := s.importQueue(ctx, &wm.Queues[j])
 			if err != nil {
@@ -241,7 +288,7 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 			}
 			it.qs = append(it.qs, q)
 		}
-		if wm.Message.DuplicateID != "" && s.idCache > 0 {
+		if key != "" && s.idCache > 0 {
 			a, err := s.importAddress(ctx, wm.Message.Address, routingOf(wm.Message.Routing, Anycast))
 			if err != nil {
 				return res, err
@@ -301,8 +348,8 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 	)
 	for _, it := range items {
 		m := it.m
-		if it.da != nil && it.da.dup.lookup(m.DuplicateID) != nil {
-			res.dropped++ // sent here too (a client's resend): one copy
+		if it.da != nil && (it.da.dup.lookup(it.key) != nil || (it.key2 != "" && it.da.dup.lookup(it.key2) != nil)) {
+			res.dropped++ // sent here too (a client's resend, a forward's): one copy
 			s.ctr.dups.Add(1)
 			continue
 		}
@@ -310,7 +357,21 @@ func (s *Server) importMessages(ctx context.Context, src clusterSource, f *wire.
 		routed(it.qs)
 		var de *dupEntry
 		var undo dupUndo
-		entries, de, undo = s.sendEntriesLocked(it.da, m, it.qs, entries)
+		entries = s.msgEntriesLocked(m, it.qs, entries)
+		entries, _ = s.setOrigin(m, it.origin, entries)
+		if it.da != nil {
+			own := m.DuplicateID
+			m.DuplicateID = it.key
+			entries, de, undo = s.dupEntriesLocked(it.da, m, entries)
+			if it.key2 != "" {
+				if de != nil {
+					dups = append(dups, dupDone{it.da, de, undo})
+				}
+				m.DuplicateID = it.key2
+				entries, de, undo = s.dupEntriesLocked(it.da, m, entries)
+			}
+			m.DuplicateID = own
+		}
 		if de != nil {
 			dups = append(dups, dupDone{it.da, de, undo})
 		}
@@ -503,6 +564,9 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 			c.out.frame(corr, &wire.ClusterJoined{Code: wire.CodeInvalid, Message: "a broker cannot move messages to itself"})
 			return nil
 		}
+		if c.clusterSrc != nil && c.clusterSrc.stream == wire.BindingsStream {
+			return c.protocolError(errors.New("ClusterJoin again on a bindings connection"))
+		}
 		c.clusterSrc = &clusterSource{node: f.NodeID, name: f.Name, stream: f.Stream, epoch: f.Epoch}
 		w, e := c.s.ClusterMark(f.NodeID, f.Stream)
 		j := &wire.ClusterJoined{Code: wire.CodeOK, NodeID: c.s.nodeID, Name: c.s.opts.Name, Group: c.s.opts.ClusterGroup,
@@ -518,6 +582,11 @@ func (c *conn) handleCluster(corr uint64, fr wire.Frame) error {
 		c.log.Debug("cluster connection joined", "source_node", f.NodeID, "source_name", clip(f.Name), "stream", clip(f.Stream),
 			"source_epoch", f.Epoch, "watermark", w)
 		c.out.frame(corr, j)
+		if f.Stream == wire.BindingsStream && j.Code == wire.CodeOK && !c.clusterSrc.logged {
+			// Pushed for as long as the connection lasts (its ctx).
+			c.clusterSrc.logged = true
+			go c.s.serveBindings(c.ctx, func(b *wire.ClusterBindings) { c.out.frame(0, b) })
+		}
 	case *wire.ClusterMessages:
 		if c.clusterSrc == nil {
 			return c.protocolError(errors.New("ClusterMessages before ClusterJoin"))

@@ -39,6 +39,18 @@
 // another broker's moved messages with that broker's watermark in the
 // same append, so a resend is dropped.
 //
+// Message load balancing and redistribution between live brokers
+// (forward.go, docs/clustering.md): a send may route a queue's copy to a
+// peer's queue of the same name instead (SetLoadBalancing,
+// SetRemoteBindings); it goes, in the send's own append, to the peer's
+// durable forwarding queue with a RecForwardRoute record; the broker
+// package's bridge drains it (TakeForward, AckForward once the peer holds
+// it durably, ReturnForward otherwise), each message with a forward ID
+// the peer's duplicate-ID cache checks. Redistribute moves the messages
+// of queues without local consumers there; ReclaimForward takes back
+// what waited for a peer that scaled down. Messages moved here keep the
+// broker their producer sent them to (RecMessageOrigin).
+//
 // HA activation drives it from outside: open a Store and New+Start under
 // the activation's epoch (and node ID), Listen to serve, SetTopology to
 // announce, Acceptor.Close and Close to stop; Options.CanAck is consulted

@@ -101,6 +101,7 @@ func (s *Server) load(ctx context.Context) error {
 			s.queues[q.name] = q
 			s.queueByID[q.id] = q
 			a.queues = append(a.queues, q)
+			s.loadForwardQueue(q) // forward.go
 		default:
 			return fmt.Errorf("server: bindings record %d: unknown type %d", rec.ID, rec.Type)
 		}
@@ -247,6 +248,7 @@ func (s *Server) loadAddressLocked(name string) *address {
 // holding it, with their delivery counts, in the order it was routed.
 func (s *Server) restoreRefsLocked(m *Message, updates []journal.Update) ([]*ref, error) {
 	var rs []*ref
+	var routes map[uint64]fwdRoute // forward.go: the last per forwarding queue
 	find := func(qid uint64) int {
 		for i, r := range rs {
 			if r.q.id == qid {
@@ -283,9 +285,29 @@ func (s *Server) restoreRefsLocked(m *Message, updates []journal.Update) ([]*ref
 			if i := find(qid); i >= 0 {
 				rs[i].deliveries = n
 			}
+		case RecMessageOrigin:
+			node, err := decodeOrigin(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			if node != s.nodeID {
+				m.origin = s.cluster.fwd.originIndex(node)
+			}
+		case RecForwardRoute:
+			qid, r, err := decodeRoute(u.Data)
+			if err != nil {
+				return nil, err
+			}
+			if routes == nil {
+				routes = map[uint64]fwdRoute{}
+			}
+			routes[qid] = r
 		default:
 			return nil, fmt.Errorf("unknown update type %d", u.Type)
 		}
+	}
+	if routes != nil {
+		s.loadRoutes(m, routes, rs)
 	}
 	return rs, nil
 }

@@ -84,6 +84,10 @@ type Message struct {
 	// returns (the connection's decode buffer); the server copies it,
 	// into the journal record when it encodes one.
 	borrowed bool
+	// origin is, for a message another broker of the cluster moved here,
+	// the broker a client sent it to (an index of forwarding.origins; 0:
+	// this broker). Its RecMessageOrigin record keeps it (forward.go).
+	origin uint32
 }
 
 // own makes m's body the server's own, copying a borrowed one.

@@ -497,6 +497,9 @@ func (q *Queue) addConsumer(c *Consumer) bool {
 	}
 	q.consumers = append(q.consumers, c)
 	q.mu.Unlock()
+	if q.srv != nil {
+		q.srv.cluster.fwd.changed() // peers see the consumer count (forward.go)
+	}
 	q.wake()
 	if pg := q.pg(); pg != nil && pg.pending.Load() > 0 && q.srv != nil {
 		q.srv.pager.want(q)
@@ -530,6 +533,9 @@ func (q *Queue) removeConsumer(c *Consumer) (cancelled []*ref, left int) {
 		q.idleSince = time.Now()
 	}
 	q.mu.Unlock()
+	if q.srv != nil {
+		q.srv.cluster.fwd.changed()
+	}
 	return cancelled, left
 }
 

@@ -175,9 +175,16 @@ func (s *Server) ExportMessages() ([]wire.ClusterMessage, error) {
 		s.cluster.exported[m.ID] = refs
 		cm := wire.ClusterMessage{ID: m.ID, Message: wire.Message{Address: m.Address, Routing: wire.RoutingType(m.Routing),
 			Durable: m.Durable, DuplicateID: m.DuplicateID, Timestamp: m.Timestamp, Expiration: m.Expiration,
-			Properties: m.Properties, Body: m.Body}}
+			Properties: s.exportProps(m), Body: m.Body}}
 		for _, r := range refs {
 			q := r.q
+			if rt, ok := s.exportRoute(q, m.ID); ok { // forward.go: to the queues it was on its way to
+				for _, qn := range rt.queues {
+					cm.Queues = append(cm.Queues, wire.ClusterQueue{Name: qn, Address: rt.address,
+						Routing: wire.RoutingType(rt.routing), Flags: wire.ClusterDurable, Deliveries: rt.deliveries + r.deliveries})
+				}
+				continue
+			}
 			var flags uint8
 			if q.durable {
 				flags |= wire.ClusterDurable

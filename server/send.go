@@ -64,9 +64,16 @@ func (s *Server) sendResumable(ctx context.Context, m *Message, r Routing, done 
 			return
 		}
 	}
+	var prs []pendingRoute
+	if s.cluster.fwd.active.Load() { // cluster load balancing (forward.go)
+		qs, prs = s.balanceLocked(m, qs, nil)
+	}
 	routed(qs)
 	m.ID = s.nextID()
 	entries, de, undo := s.sendEntriesLocked(a, m, qs, a.entries[:0])
+	if prs != nil {
+		entries = s.forwardEntriesLocked(m, prs, entries)
+	}
 	m.own()
 	refs := make([]ref, len(qs))
 	for i, q := range qs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -136,6 +137,11 @@ func (ss *Session) CreateConsumer(ctx context.Context, dest Destination, opts Co
 	}
 	if err := authorize(ctx, auth.Consume, ss.s.consumeAddress(dest)); err != nil {
 		return nil, err
+	}
+	if strings.HasPrefix(dest.Name, ClusterPrefix) || strings.HasPrefix(opts.Subscription, ClusterPrefix) {
+		// forward.go: the bridges' queues; a consumer would take messages
+		// on their way to another broker.
+		return nil, fmt.Errorf("%w: %q is internal to the cluster connection (%s*)", ErrInvalid, dest.Name, ClusterPrefix)
 	}
 	sel, err := parseSelector(opts.Selector)
 	if err != nil {

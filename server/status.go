@@ -44,6 +44,9 @@ type Status struct {
 	// negative while claimed).
 	CoordinatedSequence *int64 `json:"coordinated_sequence,omitempty"`
 	Stats               Stats  `json:"stats"`
+	// Cluster is the cluster connection's load balancing: each peer's
+	// bridge (forward.go); absent when no peer joined.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 	// Journals describes the file journals ("messages", "bindings",
 	// "paging"): segments, bytes, group commit and compaction; absent for
 	// other stores.
@@ -162,6 +165,7 @@ func (s *Server) Status() Status {
 		st.State = "stopping"
 		st.Halted = err.Error()
 	}
+	st.Cluster = s.ClusterStatus()
 	st.Peers = s.Topology().Members
 	if st.Peers == nil {
 		st.Peers = []Member{}

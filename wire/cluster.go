@@ -37,7 +37,39 @@ const (
 	TypeClusterAck      Type = 100 // target -> source: answer to Messages and DupIDs
 	TypeBackupRequest   Type = 101 // requester -> host, after Welcome
 	TypeBackupAnswer    Type = 102 // host -> requester
+	TypeClusterBindings Type = 103 // target -> source, after ClusterJoin with stream BindingsStream
 )
+
+// Streams of ClusterJoin besides scale-down's (docs/clustering.md):
+// ForwardStream carries messages load balancing or redistribution sends
+// to another live (each with a duplicate ID the target's cache checks; no
+// watermark), BindingsStream asks the target to push its queues and
+// consumer counts (ClusterBindings) for as long as the connection lasts.
+const (
+	ForwardStream  = "forward"
+	BindingsStream = "bindings"
+)
+
+// ForwardIDProperty and RedistIDProperty are the string properties that
+// give every message on a ForwardStream its forward ID, the duplicate ID
+// the target's cache checks and keeps for it: ForwardIDProperty on a
+// load-balanced message (the target checks and keeps the message's own
+// duplicate ID too: a client may have resent it there), RedistIDProperty
+// on a redistributed one (only its own). The source makes them of its
+// node ID and message ID, which its journal keeps. The target removes
+// them before storing; the message's duplicate ID stays as the client
+// sent it.
+const (
+	ForwardIDProperty = "_TANDEM_FWD_ID"
+	RedistIDProperty  = "_TANDEM_REDIST_ID"
+)
+
+// OriginProperty is the string property every message on a ForwardStream
+// or a scale-down carries: the node ID of the broker a client sent it to
+// (the broker whose duplicate-ID cache registered the client's duplicate
+// ID). The target removes it and keeps it with the message; a target that
+// is that broker does not drop the message for its own cache's entry.
+const OriginProperty = "_TANDEM_ORIGIN"
 
 // Flags of a ClusterQueue and of a ClusterAddress.
 const (
@@ -58,7 +90,7 @@ func init() {
 	for t, n := range map[Type]string{
 		TypeClusterJoin: "ClusterJoin", TypeClusterJoined: "ClusterJoined", TypeClusterMessages: "ClusterMessages",
 		TypeClusterDupIDs: "ClusterDupIDs", TypeClusterAck: "ClusterAck", TypeBackupRequest: "BackupRequest",
-		TypeBackupAnswer: "BackupAnswer",
+		TypeBackupAnswer: "BackupAnswer", TypeClusterBindings: "ClusterBindings",
 	} {
 		typeNames[t] = n
 	}
@@ -81,6 +113,8 @@ func newClusterFrame(t Type) Frame {
 		return new(BackupRequest)
 	case TypeBackupAnswer:
 		return new(BackupAnswer)
+	case TypeClusterBindings:
+		return new(ClusterBindings)
 	}
 	return nil
 }
@@ -384,4 +418,75 @@ func (f *BackupAnswer) decodePayload(r *reader) {
 	f.Message = r.str("message")
 	f.Name = r.str("name")
 	f.URL = r.str("url")
+}
+
+// ClusterBinding is one queue of a broker as its cluster peers see it
+// (a remote binding there).
+type ClusterBinding struct {
+	Name      string
+	Address   string
+	Routing   RoutingType // RoutingAnycast or RoutingMulticast
+	Filter    string      // the queue's filter ("" = none)
+	Consumers uint32      // consumers attached now
+}
+
+// ClusterBindings is a broker's full set of queues with their consumer
+// counts, pushed on a BindingsStream connection at the join and after
+// every change (queue created or deleted, consumer count changed); each
+// replaces the previous one. A broker that scaled down pushes a last one
+// naming its target (ScaledDownTo): its peers then send what waits for it
+// to that target. Payload: node ID str, epoch u64, sequence u64, scaled
+// down to str, list of {name str, address str, routing u8, filter str,
+// consumers u32}.
+type ClusterBindings struct {
+	NodeID   string
+	Epoch    uint64
+	Sequence uint64 // increases with every push on a connection
+	// ScaledDownTo is the node ID of the broker this one scaled down
+	// into ("": it serves).
+	ScaledDownTo string
+	Queues       []ClusterBinding
+}
+
+// Type returns TypeClusterBindings.
+func (*ClusterBindings) Type() Type { return TypeClusterBindings }
+func (f *ClusterBindings) appendPayload(b []byte) []byte {
+	b = appendStr(b, f.NodeID)
+	b = appendU64(b, f.Epoch)
+	b = appendU64(b, f.Sequence)
+	b = appendStr(b, f.ScaledDownTo)
+	b = appendCount(b, len(f.Queues))
+	for i := range f.Queues {
+		q := &f.Queues[i]
+		b = appendStr(b, q.Name)
+		b = appendStr(b, q.Address)
+		b = appendU8(b, uint8(q.Routing))
+		b = appendStr(b, q.Filter)
+		b = appendU32(b, q.Consumers)
+	}
+	return b
+}
+func (f *ClusterBindings) decodePayload(r *reader) {
+	f.NodeID = r.str("node ID")
+	f.Epoch = r.u64("epoch")
+	f.Sequence = r.u64("sequence")
+	f.ScaledDownTo = r.str("scaled down to")
+	// A binding takes at least 3 (empty strings) + 1 (routing) + 4 bytes.
+	n := r.count("queue count", 8)
+	f.Queues = nil
+	if n > 0 {
+		f.Queues = make([]ClusterBinding, 0, n)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var q ClusterBinding
+		q.Name = r.str("queue name")
+		q.Address = r.str("queue address")
+		q.Routing = RoutingType(r.u8("queue routing"))
+		if q.Routing != RoutingAnycast && q.Routing != RoutingMulticast {
+			r.fail("queue routing", fmt.Sprintf("invalid routing type %d", q.Routing))
+		}
+		q.Filter = r.str("queue filter")
+		q.Consumers = r.u32("consumers")
+		f.Queues = append(f.Queues, q)
+	}
 }

@@ -106,7 +106,8 @@
 //
 // Other conversations on the same frames: replication (replication.go),
 // management (manage.go) and cluster connections between live brokers
-// (cluster.go). discovery.go is the UDP announcement datagram of
+// (cluster.go: scale-down, message forwarding with its ClusterBindings
+// pushes, colocated backup requests). discovery.go is the UDP announcement datagram of
 // broadcast and discovery groups (its own magic, version and CRC).
 //
 // Versioning: the layout of the first 14 bytes and of Hello's first two

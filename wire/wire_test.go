@@ -99,6 +99,10 @@ func sampleFrames() []Frame {
 			Members: []QuorumMember{{Voter: 7, Departed: true}}, View: QuorumView{Version: 1, Out: []uint64{7}},
 			Register: []QuorumEntry{{NodeID: "n1", Seq: 2, Owner: 1}}},
 		&QuorumAnswer{Verdict: QuorumRefused, Reason: "membership version 2, not 1"},
+		&ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, Queues: []ClusterBinding{
+			{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
+			{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}},
+		&ClusterBindings{NodeID: "n2", ScaledDownTo: "n1"},
 	}
 }
 
@@ -333,5 +337,40 @@ func TestQuorumFramesWithoutMembership(t *testing.T) {
 	}
 	if got := f.(*QuorumAnswer); got.View.Version != 0 || got.Voter != 3 {
 		t.Fatalf("decoded %+v", got)
+	}
+}
+
+// TestClusterBindingsGarbage: every truncation and every single-byte
+// change of a ClusterBindings payload decodes to a FrameError or to a
+// frame that encodes back to itself, never a panic.
+func TestClusterBindingsGarbage(t *testing.T) {
+	f := &ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, ScaledDownTo: "n2", Queues: []ClusterBinding{
+		{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
+		{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}}
+	payload := f.appendPayload(nil)
+	try := func(p []byte) {
+		t.Helper()
+		_, fr, err := NewDecoder(bytes.NewReader(reframe(TypeClusterBindings, p))).Read()
+		if err != nil {
+			var fe *FrameError
+			if !errors.As(err, &fe) {
+				t.Fatalf("payload %x: error %T %v, want a FrameError", p, err, err)
+			}
+			return
+		}
+		b := fr.(*ClusterBindings)
+		if got := b.appendPayload(nil); !bytes.Equal(got, p) {
+			t.Fatalf("payload %x decoded to %+v, which encodes to %x", p, b, got)
+		}
+	}
+	for i := 0; i <= len(payload); i++ {
+		try(payload[:i])
+	}
+	for i := range payload {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			p := bytes.Clone(payload)
+			p[i] ^= x
+			try(p)
+		}
 	}
 }

@@ -248,3 +248,17 @@ func TestClusterStatusDown(t *testing.T) {
 		t.Fatalf("table without the down member:\n%s", sb.String())
 	}
 }
+
+// TestClusterBridgeTable: the bridges of /status's cluster section are a
+// second table, one row per peer.
+func TestClusterBridgeTable(t *testing.T) {
+	var sb strings.Builder
+	printBridgeTable(&sb, &bench.ClusterBridges{LoadBalancing: "ON_DEMAND", Peers: []bench.Bridge{
+		{NodeID: "n2", Name: "B", Connected: true, Forwarded: 1700, Pending: 3, RemoteQueues: 2, RemoteConsumers: 1}}})
+	out := sb.String()
+	for _, want := range []string{"ON_DEMAND", "n2", "B", "true", "1700", "PENDING"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("bridge table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -77,7 +77,23 @@ func runCluster(args []string) int {
 		return exitOK
 	}
 	printClusterTable(os.Stdout, rows)
+	if st != nil && st.Cluster != nil {
+		printBridgeTable(os.Stdout, st.Cluster)
+	}
 	return exitOK
+}
+
+// printBridgeTable prints the answering broker's cluster bridges (message
+// load balancing, docs/clustering.md).
+func printBridgeTable(w io.Writer, c *bench.ClusterBridges) {
+	fmt.Fprintf(w, "\ncluster bridges (message-load-balancing %s):\n", c.LoadBalancing)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tNAME\tCONNECTED\tFORWARDED\tPENDING\tREMOTE QUEUES\tREMOTE CONSUMERS\t")
+	for _, p := range c.Peers {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%d\t%d\t\n", p.NodeID, p.Name, p.Connected, p.Forwarded, p.Pending,
+			p.RemoteQueues, p.RemoteConsumers)
+	}
+	tw.Flush()
 }
 
 // clusterRow is one line of the topology table.
