@@ -261,7 +261,7 @@ func toWireRequest(r hasm.QRequest, self wire.QuorumMember) *wire.QuorumRequest 
 	w := &wire.QuorumRequest{Kind: qKindWire[r.Kind], NodeID: nodeString(r.Node), From: r.From, Seq: r.Seq, Owner: r.Owner,
 		LeaseMs: uint32(r.Lease / time.Millisecond), Sender: self, Register: toWireRegister(r.Register),
 		Voter: uint64(r.Voter), View: toWireView(r.View),
-		ChangeVersion: r.Change.Version, ChangeVoter: uint64(r.Change.Voter), ChangeDepart: r.Change.Depart}
+		ChangeVersion: r.Change.Version, ChangeVoter: uint64(r.Change.Voter), ChangeDepart: r.Change.Depart, Electorate: uint32(min(r.Electorate, 1<<20))}
 	for id, g := range r.Grants {
 		w.Grants = append(w.Grants, wire.QuorumGrant{NodeID: nodeString(id), Owner: g.Owner, RemainingMs: uint32(min(g.Until/time.Millisecond, 1<<31))})
 	}
@@ -277,6 +277,7 @@ func fromWireRequest(f *wire.QuorumRequest) (hasm.QRequest, error) {
 	}
 	r.Voter, r.View = hasm.QuorumVoterID(f.Voter), fromWireView(f.View)
 	r.Change = hasm.QChange{Version: f.ChangeVersion, Voter: hasm.QuorumVoterID(f.ChangeVoter), Depart: f.ChangeDepart}
+	r.Electorate = int(f.Electorate)
 	reg, err := fromWireRegister(f.Register)
 	if err != nil {
 		return r, err

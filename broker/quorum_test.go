@@ -74,7 +74,7 @@ func TestQuorumWireRoundTrip(t *testing.T) {
 	reg := map[lockfile.NodeID]hasm.QEntry{id: {Seq: 4, Owner: 99, From: 3, Leased: 4, LeasedOwner: 99}}
 	for _, req := range []hasm.QRequest{
 		{Kind: hasm.QDepart, Voter: 77, Register: reg, Grants: map[lockfile.NodeID]hasm.QGrant{id: {Owner: 99, Until: 1200 * time.Millisecond}},
-			View: hasm.QView{Version: 2, Out: []hasm.QuorumVoterID{3, 9}}},
+			View: hasm.QView{Version: 2, Out: []hasm.QuorumVoterID{3, 9}}, Electorate: 6},
 		{Kind: hasm.QCommitChange, View: hasm.QView{Version: 3, Out: []hasm.QuorumVoterID{3, 9, 77}}, Change: hasm.QChange{Version: 3, Voter: 77, Depart: true}},
 	} {
 		b, err := wire.AppendFrame(nil, 7, toWireRequest(req, wire.QuorumMember{}))

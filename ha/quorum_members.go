@@ -43,20 +43,20 @@ import (
 // Why it is safe. Unanimity makes the members' committed versions differ
 // by at most one at any time (change v+1 cannot be prepared at a member
 // until every member committed v), so two decisions are made under
-// majorities of one version or of two neighbouring ones, which always
-// share a voter: for n members and one voter x more or less, a majority of
-// the n members and a majority of the n±1 share at least
-// floor(n/2) + floor((n-1)/2) + 1 - (n - 1) >= 1 of the voters common to
-// both (n - 1 or n of them). What a departed voter granted before it left
-// stays with every remaining member (it adopted the register and the
-// grants), so a record held by a majority of version v is held by a
-// majority of v+1; what a rejoining voter missed while its prepare round
-// ran is held by a majority of the version before, which the next change
-// repairs (its departing voter's register is adopted by all, or its joiner
-// merges every member's). Refusals are always safe, so a member that
-// cannot accept, a lost message or a changer that crashes only leaves the
-// electorate as it was: the cluster goes on counting the departing broker
-// (as down) until it can leave or rejoin.
+// majorities of one version or of two neighbouring ones, m members and
+// m-1 or m+1: a majority of m has at least floor(m/2) brokers among the
+// m-1 the two versions share, a majority of m-1 has floor((m-1)/2)+1, and
+// floor(m/2) + floor((m-1)/2) + 1 = m > m-1, so they share one. What a
+// departed voter granted before it left stays with every remaining member
+// (it adopted the register and the grants), so a record held by a
+// majority of version v is held by a majority of v+1; what a rejoining
+// voter missed while its prepare round ran is held by a majority of the
+// version before, which the next change repairs (its departing voter's
+// register is adopted by all, or its joiner merges every member's).
+// Refusals are always safe, so a member that cannot accept, a lost
+// message or a changer that crashes only leaves the electorate as it was:
+// the cluster goes on counting the departing broker (as down) until it
+// can leave or rejoin. ha/quorum_members_explore_test.go explores it.
 
 // pendingLife is how long a voter keeps a change it accepted without a
 // commit or an abort.
@@ -118,6 +118,10 @@ func (v *QuorumVoter) Members() (QView, *QChange, bool) {
 	return QView{Version: v.view.Version, Out: slices.Clone(v.view.Out)}, p, v.view.IsOut(v.id)
 }
 
+// SetElectorate sets the electorate size this voter belongs to: a
+// departure or rejoin from a broker counting another is refused.
+func (v *QuorumVoter) SetElectorate(n int) { v.electorate = n }
+
 // SetMembers restores the membership from the voter's state file.
 func (v *QuorumVoter) SetMembers(view QView, pending *QChange) {
 	v.view = QView{Version: view.Version, Out: slices.Clone(view.Out)}
@@ -169,6 +173,8 @@ func (v *QuorumVoter) member(req QRequest, now time.Duration) (QAnswer, bool) {
 			return refuse("a voter does not vote on its own membership")
 		case v.view.IsOut(v.id):
 			return refuse("this voter left the cluster and has not rejoined")
+		case v.electorate != 0 && req.Electorate != v.electorate:
+			return refuse("the electorate of the broker changing is %d brokers, this one's %d: every broker must list the same brokers", req.Electorate, v.electorate)
 		case req.View.Version != v.view.Version:
 			return refuse("membership version %d, not %d", v.view.Version, req.View.Version)
 		case v.pending != nil && *v.pending != c:

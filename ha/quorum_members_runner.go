@@ -86,6 +86,9 @@ func (r *QuorumRunner) learnView(view QView) {
 // depart leaves the electorate on a clean stop (best effort: when not
 // every other member accepts, the cluster goes on counting this broker).
 func (r *QuorumRunner) depart(ctx context.Context) {
+	if r.node.Config().StayOnStop {
+		return
+	}
 	id := r.voter.ID()
 	for attempt := 0; attempt < 3; attempt++ {
 		now := r.since(time.Now())
@@ -103,7 +106,7 @@ func (r *QuorumRunner) depart(ctx context.Context) {
 		reg, grants := r.voter.Leaving(now)
 		r.vmu.Unlock()
 		change := QChange{Version: view.Version + 1, Voter: id, Depart: true}
-		answers := r.askAll(ctx, QRequest{Kind: QDepart, Voter: id, Register: reg, Grants: grants, View: view})
+		answers := r.askAll(ctx, QRequest{Kind: QDepart, Voter: id, Register: reg, Grants: grants, View: view, Electorate: len(r.tr.Targets()) + 1})
 		got, newest, why := tally(answers, view, id)
 		want := r.membersExpected(view)
 		if got < want {
@@ -160,7 +163,7 @@ func (r *QuorumRunner) rejoin(ctx context.Context) {
 			continue
 		}
 		change := QChange{Version: view.Version + 1, Voter: id}
-		answers := r.askAll(ctx, QRequest{Kind: QJoin, Voter: id, View: view})
+		answers := r.askAll(ctx, QRequest{Kind: QJoin, Voter: id, View: view, Electorate: len(r.tr.Targets()) + 1})
 		got, newest, why := tally(answers, view, id)
 		want := r.membersExpected(view)
 		if got >= want {

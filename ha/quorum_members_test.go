@@ -195,6 +195,11 @@ func TestMembershipVoterRules(t *testing.T) {
 	if _, p, _ := v.Members(); p != nil {
 		t.Fatalf("pending %v after pendingLife", p)
 	}
+	// A broker counting another electorate cannot change this one's.
+	v.SetElectorate(6)
+	if a, _ := v.Handle(QRequest{Kind: QDepart, Voter: 33, View: QView{Version: 1, Out: []QuorumVoterID{x}}, Electorate: 7}, now+pendingLife); a.Verdict != QRefused {
+		t.Fatalf("a departure from a broker with another electorate: %v", a.Verdict)
+	}
 	// A voter that is leaving refuses claims and leases.
 	v.Leaving(now)
 	if a, _ := v.Handle(QRequest{Kind: QLease, Seq: 1, From: 1, Owner: 5, Lease: time.Second}, now); a.Verdict != QRefused {

@@ -112,6 +112,10 @@ type QuorumConfig struct {
 	// FailbackHoldoff: after handing over, the ex-live only follows the
 	// new live for this long.
 	FailbackHoldoff time.Duration
+	// StayOnStop: a clean stop does not leave the electorate
+	// (quorum_members.go): a broker that is not a member of the
+	// electorate it votes in (a colocated hosted backup).
+	StayOnStop bool
 }
 
 // Defaults of the quorum vote (Artemis's vote-retries, vote-retry-wait and

@@ -103,6 +103,10 @@ type QRequest struct {
 	// Change the change a CommitChange or AbortChange ends.
 	View   QView
 	Change QChange
+	// Electorate is the sender's electorate size (Depart, Join): a voter
+	// counting another refuses the change (every broker must list the
+	// same brokers).
+	Electorate int
 }
 
 // QVerdict is a voter's answer.
@@ -185,6 +189,7 @@ type QuorumVoter struct {
 	pending      *QChange
 	pendingUntil time.Duration
 	leaving      bool
+	electorate   int // the runner's electorate size (0: not checked)
 }
 
 // NewQuorumVoter returns a voter that started at start with the register

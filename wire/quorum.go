@@ -177,7 +177,7 @@ func (v *QuorumView) decode(r *reader) {
 // entries, grants list (register and grants: QuorumDepart only, else
 // empty); then the membership block: voter u64 (Depart, Join), the
 // sender's view, the change (version u64, voter u64, depart bool: Commit,
-// Abort). A request without the block (a broker of an earlier version)
+// Abort), the sender's electorate size u32 (Depart, Join). A request without the block (a broker of an earlier version)
 // reads as view 0.
 type QuorumRequest struct {
 	Kind     uint8
@@ -195,6 +195,7 @@ type QuorumRequest struct {
 	ChangeVersion uint64
 	ChangeVoter   uint64
 	ChangeDepart  bool
+	Electorate    uint32
 }
 
 // Type returns TypeQuorumRequest.
@@ -222,7 +223,8 @@ func (f *QuorumRequest) appendPayload(b []byte) []byte {
 	b = appendQuorumView(b, &f.View)
 	b = appendU64(b, f.ChangeVersion)
 	b = appendU64(b, f.ChangeVoter)
-	return appendBool(b, f.ChangeDepart)
+	b = appendBool(b, f.ChangeDepart)
+	return appendU32(b, f.Electorate)
 }
 func (f *QuorumRequest) decodePayload(r *reader) {
 	f.Kind = r.u8("kind")
@@ -268,6 +270,7 @@ func (f *QuorumRequest) decodePayload(r *reader) {
 	f.ChangeVersion = r.u64("change version")
 	f.ChangeVoter = r.u64("change voter")
 	f.ChangeDepart = r.boolean("change depart")
+	f.Electorate = r.u32("electorate")
 }
 
 // QuorumAnswer answers a QuorumRequest. Payload: verdict u8, voter u64,

@@ -93,7 +93,7 @@ func sampleFrames() []Frame {
 		&QuorumRequest{Kind: QuorumClaim, NodeID: "n1", From: 1, Seq: 2, Owner: 3, LeaseMs: 5000,
 			Sender: QuorumMember{Voter: 7, URL: "tcp://a:61616", NodeID: "n1", Group: "g", Role: "primary", State: "active", Seq: 1}},
 		&QuorumRequest{Kind: QuorumDepart, Sender: QuorumMember{Voter: 9}, Register: []QuorumEntry{{NodeID: "n1", Seq: 3, Owner: 4, From: 2, Leased: 3, LeasedOwner: 4}},
-			Grants: []QuorumGrant{{NodeID: "n1", Owner: 4, RemainingMs: 1200}}, Voter: 9, View: QuorumView{Version: 2, Out: []uint64{4, 5}}},
+			Grants: []QuorumGrant{{NodeID: "n1", Owner: 4, RemainingMs: 1200}}, Voter: 9, View: QuorumView{Version: 2, Out: []uint64{4, 5}}, Electorate: 6},
 		&QuorumRequest{Kind: QuorumCommit, View: QuorumView{Version: 3, Out: []uint64{4, 5, 9}}, ChangeVersion: 3, ChangeVoter: 9, ChangeDepart: true},
 		&QuorumAnswer{Verdict: QuorumGranted, Voter: 8, Entry: QuorumEntry{NodeID: "n1", Seq: 2}, Self: QuorumMember{Voter: 8, State: "waiting"},
 			Members: []QuorumMember{{Voter: 7, Departed: true}}, View: QuorumView{Version: 1, Out: []uint64{7}},
@@ -320,7 +320,7 @@ func TestNames(t *testing.T) {
 func TestQuorumFramesWithoutMembership(t *testing.T) {
 	req := &QuorumRequest{Kind: QuorumInfo, NodeID: "n1", Sender: QuorumMember{Voter: 7}}
 	full := req.appendPayload(nil)
-	block := appendBool(appendU64(appendU64(appendQuorumView(appendU64(nil, 0), &QuorumView{}), 0), 0), false)
+	block := appendU32(appendBool(appendU64(appendU64(appendQuorumView(appendU64(nil, 0), &QuorumView{}), 0), 0), false), 0)
 	_, f, err := NewDecoder(bytes.NewReader(reframe(TypeQuorumRequest, full[:len(full)-len(block)]))).Read()
 	if err != nil {
 		t.Fatalf("a request without the membership block: %v", err)
