@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -200,7 +201,50 @@ func fromWireMember(m wire.QuorumMember) hasm.QPeer {
 }
 
 var qKindWire = map[hasm.QKind]uint8{hasm.QInfo: wire.QuorumInfo, hasm.QClaim: wire.QuorumClaim, hasm.QLease: wire.QuorumLease,
-	hasm.QRelease: wire.QuorumRelease, hasm.QDepart: wire.QuorumDepart}
+	hasm.QRelease: wire.QuorumRelease, hasm.QDepart: wire.QuorumDepart, hasm.QJoin: wire.QuorumJoin,
+	hasm.QCommitChange: wire.QuorumCommit, hasm.QAbortChange: wire.QuorumAbort}
+
+func toWireView(v hasm.QView) wire.QuorumView {
+	w := wire.QuorumView{Version: v.Version}
+	for _, o := range v.Out {
+		w.Out = append(w.Out, uint64(o))
+	}
+	return w
+}
+
+func fromWireView(w wire.QuorumView) hasm.QView {
+	v := hasm.QView{Version: w.Version}
+	for _, o := range w.Out {
+		v.Out = append(v.Out, hasm.QuorumVoterID(o))
+	}
+	slices.Sort(v.Out)
+	v.Out = slices.Compact(v.Out)
+	return v
+}
+
+func toWireRegister(reg map[lockfile.NodeID]hasm.QEntry) []wire.QuorumEntry {
+	var out []wire.QuorumEntry
+	for id, e := range reg {
+		out = append(out, wire.QuorumEntry{NodeID: nodeString(id), Seq: e.Seq, Owner: e.Owner, From: e.From, Leased: e.Leased, LeasedOwner: e.LeasedOwner})
+	}
+	slices.SortFunc(out, func(a, b wire.QuorumEntry) int { return strings.Compare(a.NodeID, b.NodeID) })
+	return out
+}
+
+func fromWireRegister(es []wire.QuorumEntry) (map[lockfile.NodeID]hasm.QEntry, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	reg := map[lockfile.NodeID]hasm.QEntry{}
+	for _, e := range es {
+		id, err := parseNodeID(e.NodeID)
+		if err != nil {
+			return nil, fmt.Errorf("register entry: %w", err)
+		}
+		reg[id] = hasm.QEntry{Seq: e.Seq, Owner: e.Owner, From: e.From, Leased: e.Leased, LeasedOwner: e.LeasedOwner}
+	}
+	return reg, nil
+}
 
 var qVerdictWire = map[hasm.QVerdict]uint8{hasm.QGranted: wire.QuorumGranted, hasm.QLiveAlive: wire.QuorumLiveAlive,
 	hasm.QStale: wire.QuorumStale, hasm.QHigher: wire.QuorumHigher, hasm.QWait: wire.QuorumWait,
@@ -214,8 +258,14 @@ func nodeString(id lockfile.NodeID) string {
 }
 
 func toWireRequest(r hasm.QRequest, self wire.QuorumMember) *wire.QuorumRequest {
-	return &wire.QuorumRequest{Kind: qKindWire[r.Kind], NodeID: nodeString(r.Node), From: r.From, Seq: r.Seq, Owner: r.Owner,
-		LeaseMs: uint32(r.Lease / time.Millisecond), Sender: self}
+	w := &wire.QuorumRequest{Kind: qKindWire[r.Kind], NodeID: nodeString(r.Node), From: r.From, Seq: r.Seq, Owner: r.Owner,
+		LeaseMs: uint32(r.Lease / time.Millisecond), Sender: self, Register: toWireRegister(r.Register),
+		Voter: uint64(r.Voter), View: toWireView(r.View),
+		ChangeVersion: r.Change.Version, ChangeVoter: uint64(r.Change.Voter), ChangeDepart: r.Change.Depart, Electorate: uint32(min(r.Electorate, 1<<20))}
+	for id, g := range r.Grants {
+		w.Grants = append(w.Grants, wire.QuorumGrant{NodeID: nodeString(id), Owner: g.Owner, RemainingMs: uint32(min(g.Until/time.Millisecond, 1<<31))})
+	}
+	return w
 }
 
 func fromWireRequest(f *wire.QuorumRequest) (hasm.QRequest, error) {
@@ -225,10 +275,23 @@ func fromWireRequest(f *wire.QuorumRequest) (hasm.QRequest, error) {
 			r.Kind = k
 		}
 	}
-	if r.Kind == hasm.QDepart {
-		// Membership changes on a departure are not carried out yet: the
-		// electorate is the configured one.
-		r.Kind = hasm.QInfo
+	r.Voter, r.View = hasm.QuorumVoterID(f.Voter), fromWireView(f.View)
+	r.Change = hasm.QChange{Version: f.ChangeVersion, Voter: hasm.QuorumVoterID(f.ChangeVoter), Depart: f.ChangeDepart}
+	r.Electorate = int(f.Electorate)
+	reg, err := fromWireRegister(f.Register)
+	if err != nil {
+		return r, err
+	}
+	r.Register = reg
+	for _, g := range f.Grants {
+		id, err := parseNodeID(g.NodeID)
+		if err != nil {
+			return r, fmt.Errorf("grant: %w", err)
+		}
+		if r.Grants == nil {
+			r.Grants = map[lockfile.NodeID]hasm.QGrant{}
+		}
+		r.Grants[id] = hasm.QGrant{Owner: g.Owner, Until: time.Duration(g.RemainingMs) * time.Millisecond}
 	}
 	if f.NodeID != "" {
 		id, err := parseNodeID(f.NodeID)
@@ -248,7 +311,8 @@ func toWireAnswer(a hasm.QAnswer, p hasm.QPeer) *wire.QuorumAnswer {
 	}
 	return &wire.QuorumAnswer{Verdict: qVerdictWire[a.Verdict], Voter: uint64(a.Voter),
 		Entry:        wire.QuorumEntry{Seq: e.Seq, Owner: e.Owner, From: e.From, Leased: e.Leased, LeasedOwner: e.LeasedOwner},
-		RetryAfterMs: uint32(min(a.RetryAfter/time.Millisecond, 1<<31)), Reason: reason, Self: toWireMember(p)}
+		RetryAfterMs: uint32(min(a.RetryAfter/time.Millisecond, 1<<31)), Reason: reason, Self: toWireMember(p),
+		View: toWireView(a.View), Register: toWireRegister(a.Register)}
 }
 
 func fromWireAnswer(f *wire.QuorumAnswer) (hasm.QAnswer, hasm.QPeer) {
@@ -259,6 +323,14 @@ func fromWireAnswer(f *wire.QuorumAnswer) (hasm.QAnswer, hasm.QPeer) {
 			a.Verdict = k
 		}
 	}
+	a.View = fromWireView(f.View)
+	reg, err := fromWireRegister(f.Register)
+	if err != nil {
+		// A register that does not parse counts as no answer (a rejoin
+		// must merge every member's).
+		return hasm.QAnswer{Verdict: hasm.QNoAnswer}, hasm.QPeer{}
+	}
+	a.Register = reg
 	p := fromWireMember(f.Self)
 	p.Voter = a.Voter
 	return a, p

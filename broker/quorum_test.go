@@ -2,6 +2,7 @@ package broker
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,41 @@ func TestQuorumWireRoundTrip(t *testing.T) {
 	}
 	ga, gp := fromWireAnswer(f.(*wire.QuorumAnswer))
 	p.Voter = 5
-	if ga != a || gp != p {
+	if !reflect.DeepEqual(ga, a) || gp != p {
 		t.Fatalf("answer %+v %+v, want %+v %+v", ga, gp, a, p)
+	}
+
+	// The membership fields: a departure with its register and grants,
+	// a commit, an answer with a view and a register (a rejoin's).
+	reg := map[lockfile.NodeID]hasm.QEntry{id: {Seq: 4, Owner: 99, From: 3, Leased: 4, LeasedOwner: 99}}
+	for _, req := range []hasm.QRequest{
+		{Kind: hasm.QDepart, Voter: 77, Register: reg, Grants: map[lockfile.NodeID]hasm.QGrant{id: {Owner: 99, Until: 1200 * time.Millisecond}},
+			View: hasm.QView{Version: 2, Out: []hasm.QuorumVoterID{3, 9}}, Electorate: 6},
+		{Kind: hasm.QCommitChange, View: hasm.QView{Version: 3, Out: []hasm.QuorumVoterID{3, 9, 77}}, Change: hasm.QChange{Version: 3, Voter: 77, Depart: true}},
+	} {
+		b, err := wire.AppendFrame(nil, 7, toWireRequest(req, wire.QuorumMember{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, f, err := wire.NewDecoder(strings.NewReader(string(b))).Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fromWireRequest(f.(*wire.QuorumRequest))
+		if err != nil || !reflect.DeepEqual(got, req) {
+			t.Fatalf("request %+v (%v), want %+v", got, err, req)
+		}
+	}
+	ja := hasm.QAnswer{Verdict: hasm.QGranted, Voter: 5, View: hasm.QView{Version: 1, Out: []hasm.QuorumVoterID{77}}, Register: reg}
+	b, err = wire.AppendFrame(nil, 7, toWireAnswer(ja, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err = wire.NewDecoder(strings.NewReader(string(b))).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ga, _ := fromWireAnswer(f.(*wire.QuorumAnswer)); !reflect.DeepEqual(ga, ja) {
+		t.Fatalf("answer %+v, want %+v", ga, ja)
 	}
 }

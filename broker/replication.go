@@ -143,6 +143,9 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 			fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
 			return exitCannot
 		}
+		// A hosted backup votes among the lives without being one of
+		// their electorate: it never leaves it (docs/ha-replication-quorum.md).
+		qc.StayOnStop = ex != nil && ex.quorumTargets != nil
 		tr := &quorumTransport{h: h, targets: targets}
 		tr.self = func() wire.QuorumMember { return toWireMember(b.quorumSelf()) }
 		if ex != nil {

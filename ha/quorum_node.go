@@ -44,6 +44,7 @@ type QuorumNode struct {
 	target uint64 // the claim in progress
 	lseq   uint64 // the sequence leases are asked under
 	quorum int    // the electorate as last reported (at least 1)
+	view   QView  // the newest membership view an answer showed (quorum_members.go)
 
 	retryAt, replicaAt, holdoffUntil time.Duration
 	validUntil                       time.Duration
@@ -111,6 +112,10 @@ type QuorumConfig struct {
 	// FailbackHoldoff: after handing over, the ex-live only follows the
 	// new live for this long.
 	FailbackHoldoff time.Duration
+	// StayOnStop: a clean stop does not leave the electorate
+	// (quorum_members.go): a broker that is not a member of the
+	// electorate it votes in (a colocated hosted backup).
+	StayOnStop bool
 }
 
 // Defaults of the quorum vote (Artemis's vote-retries, vote-retry-wait and
@@ -414,6 +419,9 @@ func (n *QuorumNode) NodeID() lockfile.NodeID { return n.nodeID }
 // Quorum returns the electorate size as last reported.
 func (n *QuorumNode) Quorum() int { return n.quorum }
 
+// View returns the newest membership view the node saw.
+func (n *QuorumNode) View() QView { return n.view }
+
 // Serving reports whether the node told the caller to serve.
 func (n *QuorumNode) Serving() bool { return n.serving }
 
@@ -459,9 +467,10 @@ func (n *QuorumNode) emit(a QAction) {
 	n.out = append(n.out, a)
 }
 
-// need is how many grants a decision needs.
+// need is how many grants a decision needs: a majority of the
+// electorate less the voters out of it in the newest membership view.
 func (n *QuorumNode) need(r *qRound) int {
-	q := max(n.quorum, len(r.grants), 1)
+	q := max(n.quorum-len(n.view.Out), n.granted(r), 1)
 	m := q/2 + 1
 	if n.seeded&seedMinority != 0 {
 		m = (q + 1) / 2
@@ -472,6 +481,7 @@ func (n *QuorumNode) need(r *qRound) int {
 func (n *QuorumNode) round(req QRequest) *qRound {
 	n.nextRound++
 	req.Owner, req.Node = n.owner, n.nodeID
+	req.View = n.view
 	r := &qRound{id: n.nextRound, req: req, start: n.now, answered: map[int]bool{}, grants: map[QuorumVoterID]bool{},
 		refusals: map[QVerdict]int{}}
 	n.out = append(n.out, QAction{Kind: QActRound, Round: r.id, Request: req})
@@ -510,6 +520,9 @@ func (n *QuorumNode) Step(ev QEvent) []QAction {
 	case QEvAnswer:
 		if ev.Quorum > 0 {
 			n.quorum = ev.Quorum
+		}
+		if ev.Answer.Verdict != QNoAnswer && n.view.newer(ev.Answer.View) {
+			n.view = ev.Answer.View
 		}
 		for _, r := range []*qRound{n.claimR, n.leaseR, n.infoR} {
 			if r != nil && r.id == ev.Round {
@@ -725,7 +738,13 @@ func (n *QuorumNode) granted(r *qRound) int {
 	if n.seeded&seedDoubleCount != 0 {
 		return r.granted
 	}
-	return len(r.grants)
+	g := 0
+	for v := range r.grants {
+		if !n.view.IsOut(v) { // a voter out of the cluster counts for nothing
+			g++
+		}
+	}
+	return g
 }
 
 // settle acts on round r once it is decided.

@@ -95,7 +95,16 @@ func NewQuorumRunner(tr QuorumTransport, local LocalStore, lockDir string, cfg Q
 	// The voter starts now: for one lease it lets nobody activate (it may
 	// have granted a lease before a restart and forgotten it).
 	r.voter = NewQuorumVoter(st.Voter, cfg.Lease, r.since(time.Now()), st.Register)
+	r.voter.SetMembers(st.View, st.Pending)
+	r.voter.SetElectorate(len(tr.Targets()) + 1)
 	return r, nil
+}
+
+// saveLocked writes the voter's state (vmu held).
+func (r *QuorumRunner) saveLocked() error {
+	r.state.Register = r.voter.Register()
+	r.state.View, r.state.Pending, _ = r.voter.Members()
+	return SaveQuorumState(r.lockDir, r.state)
 }
 
 func (r *QuorumRunner) since(t time.Time) time.Duration { return t.Sub(r.origin) }
@@ -108,8 +117,7 @@ func (r *QuorumRunner) Vote(req QRequest) (QAnswer, QPeer) {
 	r.vmu.Lock()
 	a, changed := r.voter.Handle(req, now)
 	if changed {
-		r.state.Register = r.voter.Register()
-		if err := SaveQuorumState(r.lockDir, r.state); err != nil {
+		if err := r.saveLocked(); err != nil {
 			r.vmu.Unlock()
 			r.StorageError(err)
 			return QAnswer{Verdict: QNoAnswer}, QPeer{}
@@ -220,6 +228,11 @@ func (r *QuorumRunner) Run(ctx context.Context) error {
 		close(r.runDone) // a round's goroutine blocked sending gives up
 		acancel()
 		r.asks.Wait()
+	}()
+	r.asks.Add(1)
+	go func() {
+		defer r.asks.Done()
+		r.rejoin(actx)
 	}()
 	queue := r.step(QEvent{Kind: QEvStart})
 	ticker := time.NewTicker(r.tick)
@@ -342,9 +355,9 @@ func (r *QuorumRunner) signal(ctx context.Context, a QAction) {
 			"L", a.Seq, "newest", a.Newest)
 	case QActDepart:
 		// Best effort: give the lease back so the backup need not wait
-		// for it to run out.
+		// for it to run out; then leave the electorate (below).
 		if a.Request.Owner == 0 {
-			return
+			break
 		}
 		rel := a.Request
 		rel.Kind = QRelease
@@ -360,5 +373,8 @@ func (r *QuorumRunner) signal(ctx context.Context, a QAction) {
 		}
 		wg.Wait()
 		cancel()
+	}
+	if a.Kind == QActDepart {
+		r.depart(ctx)
 	}
 }

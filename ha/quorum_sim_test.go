@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -212,6 +213,11 @@ func cloneVoter(v *QuorumVoter) QuorumVoter {
 	c.grants = map[lockfile.NodeID]QGrant{}
 	for k, g := range v.grants {
 		c.grants[k] = g
+	}
+	c.view.Out = slices.Clone(v.view.Out)
+	if v.pending != nil {
+		p := *v.pending
+		c.pending = &p
 	}
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/tandemmq/tandem/lockfile"
@@ -23,11 +24,12 @@ import (
 //
 //	offset size field
 //	0      4    magic "TQVS"
-//	4      1    format version (1)
+//	4      1    format version (2; 1 is read too: no membership fields)
 //	5      4    length n of the JSON that follows, big-endian
 //	9      n    JSON: {"voter", "register": [{node, seq, owner, from,
 //	            leased, leased_owner}], "members": [{voter, url, node,
-//	            group, role, departed}]}
+//	            group, role, departed}], "membership_version", "out":
+//	            [voter], "pending": {version, voter, depart}}
 //	9+n    4    CRC32C (Castagnoli) of bytes [0, 9+n), big-endian
 //
 // It is replaced whole: written to state.tmp, fsynced, renamed over state,
@@ -35,7 +37,7 @@ import (
 // error naming it: a voter must never guess what it promised.
 const (
 	quorumStateMagic   = "TQVS"
-	quorumStateVersion = 1
+	quorumStateVersion = 2
 	quorumStateDir     = "quorum"
 	quorumStateFile    = "state"
 )
@@ -55,6 +57,9 @@ type QuorumState struct {
 	Voter    QuorumVoterID
 	Register map[lockfile.NodeID]QEntry
 	Members  map[QuorumVoterID]QMember
+	// View and Pending: the voter's membership (quorum_members.go).
+	View    QView
+	Pending *QChange
 }
 
 type qsEntryJSON struct {
@@ -67,9 +72,18 @@ type qsEntryJSON struct {
 }
 
 type qsJSON struct {
-	Voter    QuorumVoterID `json:"voter"`
-	Register []qsEntryJSON `json:"register"`
-	Members  []QMember     `json:"members"`
+	Voter    QuorumVoterID   `json:"voter"`
+	Register []qsEntryJSON   `json:"register"`
+	Members  []QMember       `json:"members"`
+	MVersion uint64          `json:"membership_version,omitempty"`
+	Out      []QuorumVoterID `json:"out,omitempty"`
+	Pending  *qsChangeJSON   `json:"pending,omitempty"`
+}
+
+type qsChangeJSON struct {
+	Version uint64        `json:"version"`
+	Voter   QuorumVoterID `json:"voter"`
+	Depart  bool          `json:"depart"`
 }
 
 // QuorumStatePath returns the state file's path for a lock directory.
@@ -79,7 +93,10 @@ func QuorumStatePath(lockDir string) string {
 
 // EncodeQuorumState returns the file's bytes.
 func EncodeQuorumState(s QuorumState) []byte {
-	j := qsJSON{Voter: s.Voter, Register: []qsEntryJSON{}, Members: []QMember{}}
+	j := qsJSON{Voter: s.Voter, Register: []qsEntryJSON{}, Members: []QMember{}, MVersion: s.View.Version, Out: s.View.Out}
+	if p := s.Pending; p != nil {
+		j.Pending = &qsChangeJSON{Version: p.Version, Voter: p.Voter, Depart: p.Depart}
+	}
 	for id, e := range s.Register {
 		j.Register = append(j.Register, qsEntryJSON{Node: id.String(), Seq: e.Seq, Owner: e.Owner, From: e.From, Leased: e.Leased, LeasedOwner: e.LeasedOwner})
 	}
@@ -108,8 +125,8 @@ func DecodeQuorumState(where string, b []byte) (QuorumState, error) {
 	if string(b[:4]) != quorumStateMagic {
 		return bad(0, fmt.Sprintf("magic %q, want %q", b[:4], quorumStateMagic))
 	}
-	if b[4] != quorumStateVersion {
-		return bad(4, fmt.Sprintf("format version %d, want %d", b[4], quorumStateVersion))
+	if b[4] != quorumStateVersion && b[4] != 1 {
+		return bad(4, fmt.Sprintf("format version %d, want 1 or %d", b[4], quorumStateVersion))
 	}
 	n := int(binary.BigEndian.Uint32(b[5:9]))
 	if n != len(b)-13 {
@@ -127,7 +144,20 @@ func DecodeQuorumState(where string, b []byte) (QuorumState, error) {
 	if j.Voter == 0 {
 		return bad(9, "voter ID 0")
 	}
-	s := QuorumState{Voter: j.Voter, Register: map[lockfile.NodeID]QEntry{}, Members: map[QuorumVoterID]QMember{}}
+	s := QuorumState{Voter: j.Voter, Register: map[lockfile.NodeID]QEntry{}, Members: map[QuorumVoterID]QMember{},
+		View: QView{Version: j.MVersion, Out: j.Out}}
+	if b[4] == 1 && (j.MVersion != 0 || len(j.Out) > 0 || j.Pending != nil) {
+		return bad(4, "format version 1 with membership fields")
+	}
+	if !slices.IsSorted(s.View.Out) || len(slices.Compact(slices.Clone(s.View.Out))) != len(s.View.Out) {
+		return bad(9, "the voters out of the cluster are not sorted and distinct")
+	}
+	if p := j.Pending; p != nil {
+		if p.Version != j.MVersion+1 || p.Voter == 0 {
+			return bad(9, fmt.Sprintf("pending membership change at version %d of voter %x (membership version %d)", p.Version, uint64(p.Voter), j.MVersion))
+		}
+		s.Pending = &QChange{Version: p.Version, Voter: p.Voter, Depart: p.Depart}
+	}
 	for _, e := range j.Register {
 		id, err := parseNodeID(e.Node)
 		if err != nil {

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tandemmq/tandem/lockfile"
@@ -64,12 +65,19 @@ const (
 	QLease
 	// QRelease gives a lease back (a clean stop or a failback).
 	QRelease
-	// QDepart announces that the voter leaves the cluster cleanly; it
-	// carries its register and grants, which the receivers adopt.
+	// QDepart prepares the departure of Voter from membership version
+	// View.Version (quorum_members.go); it carries the voter's register
+	// and grants, which the members adopt.
 	QDepart
+	// QJoin prepares the rejoin of Voter at View.Version+1; a member's
+	// grant carries its register.
+	QJoin
+	// QCommitChange and QAbortChange end the prepared Change.
+	QCommitChange
+	QAbortChange
 )
 
-var qKindNames = [...]string{"", "info", "claim", "lease", "release", "depart"}
+var qKindNames = [...]string{"", "info", "claim", "lease", "release", "depart", "join", "commit-change", "abort-change"}
 
 func (k QKind) String() string {
 	if int(k) < len(qKindNames) && k > 0 {
@@ -86,10 +94,19 @@ type QRequest struct {
 	Owner     uint64
 	Lease     time.Duration
 	// Depart: the leaving voter's register and grants (Until relative to
-	// the request: remaining time).
+	// the request: remaining time). Depart, Join: Voter is the voter
+	// leaving or rejoining.
 	Voter    QuorumVoterID
 	Register map[lockfile.NodeID]QEntry
 	Grants   map[lockfile.NodeID]QGrant
+	// View is the sender's committed membership view (every request);
+	// Change the change a CommitChange or AbortChange ends.
+	View   QView
+	Change QChange
+	// Electorate is the sender's electorate size (Depart, Join): a voter
+	// counting another refuses the change (every broker must list the
+	// same brokers).
+	Electorate int
 }
 
 // QVerdict is a voter's answer.
@@ -138,6 +155,10 @@ type QAnswer struct {
 	Entry      QEntry        // the voter's register entry for the node, after the request
 	RetryAfter time.Duration // QLiveAlive, QWait
 	Reason     string        // QRefused
+	// View is the voter's committed membership view; Register its whole
+	// register when it accepts a QJoin.
+	View     QView
+	Register map[lockfile.NodeID]QEntry
 }
 
 // seededVoterBug breaks the voter on purpose (the explorer's self-check).
@@ -160,6 +181,15 @@ type QuorumVoter struct {
 	reg      map[lockfile.NodeID]QEntry
 	grants   map[lockfile.NodeID]QGrant
 	seeded   seededVoterBug
+
+	// Membership (quorum_members.go): the committed view, the change
+	// accepted and not ended (until pendingUntil), and leaving: a
+	// departure is being prepared (claims and leases are refused).
+	view         QView
+	pending      *QChange
+	pendingUntil time.Duration
+	leaving      bool
+	electorate   int // the runner's electorate size (0: not checked)
 }
 
 // NewQuorumVoter returns a voter that started at start with the register
@@ -213,24 +243,37 @@ func (v *QuorumVoter) validGrant(node lockfile.NodeID, now time.Duration) (QGran
 func (v *QuorumVoter) Handle(req QRequest, now time.Duration) (QAnswer, bool) {
 	a := QAnswer{Verdict: QGranted, Voter: v.id}
 	e := v.reg[req.Node]
-	changed := false
+	changed := v.learn(req.View, now)
+	out := v.leaving || v.view.IsOut(v.id)
 	switch req.Kind {
 	case QInfo:
-	case QClaim:
-		a, changed = v.claim(req, e, now)
-	case QLease:
-		a, changed = v.lease(req, e, now)
+	case QClaim, QLease:
+		switch {
+		case out:
+			a.Verdict, a.Reason = QRefused, "this broker left the cluster (or is leaving): it votes again once it rejoined"
+		case req.Kind == QClaim:
+			var c bool
+			a, c = v.claim(req, e, now)
+			changed = changed || c
+		default:
+			var c bool
+			a, c = v.lease(req, e, now)
+			changed = changed || c
+		}
 	case QRelease:
 		if g, ok := v.grants[req.Node]; ok && g.Owner == req.Owner {
 			delete(v.grants, req.Node)
 		}
-	case QDepart:
-		changed = v.adopt(req, now)
+	case QDepart, QJoin, QCommitChange, QAbortChange:
+		var c bool
+		a, c = v.member(req, now)
+		changed = changed || c
 	default:
 		a.Verdict, a.Reason = QRefused, fmt.Sprintf("unknown request kind %d", req.Kind)
 	}
 	a.Voter = v.id
 	a.Entry = v.reg[req.Node]
+	a.View = QView{Version: v.view.Version, Out: slices.Clone(v.view.Out)}
 	return a, changed
 }
 

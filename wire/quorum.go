@@ -32,7 +32,10 @@ const (
 	QuorumClaim   uint8 = 2 // may Owner activate Node at Seq with data complete for From
 	QuorumLease   uint8 = 3 // Owner is live of Node at Seq: back it for LeaseMs
 	QuorumRelease uint8 = 4 // Owner gives its lease back
-	QuorumDepart  uint8 = 5 // the sender leaves the cluster: adopt its register and grants
+	QuorumDepart  uint8 = 5 // prepare Voter's departure: adopt its register and grants
+	QuorumJoin    uint8 = 6 // prepare Voter's rejoin (a grant carries the register)
+	QuorumCommit  uint8 = 7 // commit Change
+	QuorumAbort   uint8 = 8 // abort Change
 )
 
 // Quorum verdicts (QuorumAnswer.Verdict).
@@ -140,10 +143,42 @@ type QuorumGrant struct {
 	RemainingMs uint32
 }
 
+// QuorumView is a committed membership version and the voters out of
+// the configured electorate at it. Payload: version u64, out list of u64.
+type QuorumView struct {
+	Version uint64
+	Out     []uint64
+}
+
+func appendQuorumView(b []byte, v *QuorumView) []byte {
+	b = appendU64(b, v.Version)
+	b = appendCount(b, len(v.Out))
+	for _, o := range v.Out {
+		b = appendU64(b, o)
+	}
+	return b
+}
+
+func (v *QuorumView) decode(r *reader) {
+	v.Version = r.u64("view version")
+	n := r.count("view out count", 8)
+	if n > MaxQuorumMembers {
+		r.fail("view out count", "more than MaxQuorumMembers")
+		return
+	}
+	v.Out = nil
+	for i := 0; i < n && r.err == nil; i++ {
+		v.Out = append(v.Out, r.u64("view out voter"))
+	}
+}
+
 // QuorumRequest asks a voter. Payload: kind u8, node ID str, from u64,
 // seq u64, owner u64, lease ms u32, sender member, register list of
 // entries, grants list (register and grants: QuorumDepart only, else
-// empty).
+// empty); then the membership block: voter u64 (Depart, Join), the
+// sender's view, the change (version u64, voter u64, depart bool: Commit,
+// Abort), the sender's electorate size u32 (Depart, Join). A request without the block (a broker of an earlier version)
+// reads as view 0.
 type QuorumRequest struct {
 	Kind     uint8
 	NodeID   string
@@ -154,6 +189,13 @@ type QuorumRequest struct {
 	Sender   QuorumMember
 	Register []QuorumEntry
 	Grants   []QuorumGrant
+
+	Voter         uint64
+	View          QuorumView
+	ChangeVersion uint64
+	ChangeVoter   uint64
+	ChangeDepart  bool
+	Electorate    uint32
 }
 
 // Type returns TypeQuorumRequest.
@@ -177,11 +219,16 @@ func (f *QuorumRequest) appendPayload(b []byte) []byte {
 		b = appendU64(b, g.Owner)
 		b = appendU32(b, g.RemainingMs)
 	}
-	return b
+	b = appendU64(b, f.Voter)
+	b = appendQuorumView(b, &f.View)
+	b = appendU64(b, f.ChangeVersion)
+	b = appendU64(b, f.ChangeVoter)
+	b = appendBool(b, f.ChangeDepart)
+	return appendU32(b, f.Electorate)
 }
 func (f *QuorumRequest) decodePayload(r *reader) {
 	f.Kind = r.u8("kind")
-	if f.Kind < QuorumInfo || f.Kind > QuorumDepart {
+	if f.Kind < QuorumInfo || f.Kind > QuorumAbort {
 		r.fail("kind", "unknown quorum request kind")
 		return
 	}
@@ -215,10 +262,21 @@ func (f *QuorumRequest) decodePayload(r *reader) {
 		g.RemainingMs = r.u32("grant remaining ms")
 		f.Grants = append(f.Grants, g)
 	}
+	if r.err != nil || r.off == len(r.b) {
+		return // no membership block
+	}
+	f.Voter = r.u64("voter")
+	f.View.decode(r)
+	f.ChangeVersion = r.u64("change version")
+	f.ChangeVoter = r.u64("change voter")
+	f.ChangeDepart = r.boolean("change depart")
+	f.Electorate = r.u32("electorate")
 }
 
 // QuorumAnswer answers a QuorumRequest. Payload: verdict u8, voter u64,
-// entry, retry-after ms u32, reason str, self member, members list.
+// entry, retry-after ms u32, reason str, self member, members list; then
+// the membership block: the voter's view, its register (a granted Join's
+// only, else empty). An answer without the block reads as view 0.
 type QuorumAnswer struct {
 	Verdict      uint8
 	Voter        uint64
@@ -227,6 +285,8 @@ type QuorumAnswer struct {
 	Reason       string
 	Self         QuorumMember   // the answering broker
 	Members      []QuorumMember // the other brokers it knows of
+	View         QuorumView
+	Register     []QuorumEntry
 }
 
 // Type returns TypeQuorumAnswer.
@@ -241,6 +301,11 @@ func (f *QuorumAnswer) appendPayload(b []byte) []byte {
 	b = appendCount(b, len(f.Members))
 	for i := range f.Members {
 		b = appendQuorumMember(b, &f.Members[i])
+	}
+	b = appendQuorumView(b, &f.View)
+	b = appendCount(b, len(f.Register))
+	for i := range f.Register {
+		b = appendQuorumEntry(b, &f.Register[i])
 	}
 	return b
 }
@@ -269,5 +334,20 @@ func (f *QuorumAnswer) decodePayload(r *reader) {
 		var m QuorumMember
 		m.decode(r)
 		f.Members = append(f.Members, m)
+	}
+	if r.err != nil || r.off == len(r.b) {
+		return // no membership block
+	}
+	f.View.decode(r)
+	n = r.count("register count", 41)
+	if n > MaxQuorumMembers {
+		r.fail("register count", "more than MaxQuorumMembers")
+		return
+	}
+	f.Register = nil
+	for i := 0; i < n && r.err == nil; i++ {
+		var e QuorumEntry
+		e.decode(r)
+		f.Register = append(f.Register, e)
 	}
 }

@@ -90,6 +90,15 @@ func sampleFrames() []Frame {
 		&BackupRequest{},
 		&BackupAnswer{Code: CodeOK, Name: "colocated_backup_1", URL: "tcp://127.0.0.1:61716"},
 		&BackupAnswer{Code: CodeLimit, Message: "max-backups 1 reached"},
+		&QuorumRequest{Kind: QuorumClaim, NodeID: "n1", From: 1, Seq: 2, Owner: 3, LeaseMs: 5000,
+			Sender: QuorumMember{Voter: 7, URL: "tcp://a:61616", NodeID: "n1", Group: "g", Role: "primary", State: "active", Seq: 1}},
+		&QuorumRequest{Kind: QuorumDepart, Sender: QuorumMember{Voter: 9}, Register: []QuorumEntry{{NodeID: "n1", Seq: 3, Owner: 4, From: 2, Leased: 3, LeasedOwner: 4}},
+			Grants: []QuorumGrant{{NodeID: "n1", Owner: 4, RemainingMs: 1200}}, Voter: 9, View: QuorumView{Version: 2, Out: []uint64{4, 5}}, Electorate: 6},
+		&QuorumRequest{Kind: QuorumCommit, View: QuorumView{Version: 3, Out: []uint64{4, 5, 9}}, ChangeVersion: 3, ChangeVoter: 9, ChangeDepart: true},
+		&QuorumAnswer{Verdict: QuorumGranted, Voter: 8, Entry: QuorumEntry{NodeID: "n1", Seq: 2}, Self: QuorumMember{Voter: 8, State: "waiting"},
+			Members: []QuorumMember{{Voter: 7, Departed: true}}, View: QuorumView{Version: 1, Out: []uint64{7}},
+			Register: []QuorumEntry{{NodeID: "n1", Seq: 2, Owner: 1}}},
+		&QuorumAnswer{Verdict: QuorumRefused, Reason: "membership version 2, not 1"},
 		&ClusterBindings{NodeID: "n1", Epoch: 3, Sequence: 9, Queues: []ClusterBinding{
 			{Name: "orders", Address: "orders", Routing: RoutingAnycast, Consumers: 2},
 			{Name: "sub", Address: "news", Routing: RoutingMulticast, Filter: "color = 'red'"}}},
@@ -303,6 +312,31 @@ func TestNames(t *testing.T) {
 	}
 	if RoutingMulticast.String() != "multicast" || BoolProp("b", true).Value() != true || Int64Prop("i", 3).Value() != int64(3) {
 		t.Error("names or values wrong")
+	}
+}
+
+// TestQuorumFramesWithoutMembership: quorum frames of a broker of an
+// earlier version (without the membership block) decode as view 0.
+func TestQuorumFramesWithoutMembership(t *testing.T) {
+	req := &QuorumRequest{Kind: QuorumInfo, NodeID: "n1", Sender: QuorumMember{Voter: 7}}
+	full := req.appendPayload(nil)
+	block := appendU32(appendBool(appendU64(appendU64(appendQuorumView(appendU64(nil, 0), &QuorumView{}), 0), 0), false), 0)
+	_, f, err := NewDecoder(bytes.NewReader(reframe(TypeQuorumRequest, full[:len(full)-len(block)]))).Read()
+	if err != nil {
+		t.Fatalf("a request without the membership block: %v", err)
+	}
+	if got := f.(*QuorumRequest); got.View.Version != 0 || got.Voter != 0 || got.NodeID != "n1" {
+		t.Fatalf("decoded %+v", got)
+	}
+	ans := &QuorumAnswer{Verdict: QuorumGranted, Voter: 3}
+	full = ans.appendPayload(nil)
+	block = appendCount(appendQuorumView(nil, &QuorumView{}), 0)
+	_, f, err = NewDecoder(bytes.NewReader(reframe(TypeQuorumAnswer, full[:len(full)-len(block)]))).Read()
+	if err != nil {
+		t.Fatalf("an answer without the membership block: %v", err)
+	}
+	if got := f.(*QuorumAnswer); got.View.Version != 0 || got.Voter != 3 {
+		t.Fatalf("decoded %+v", got)
 	}
 }
 

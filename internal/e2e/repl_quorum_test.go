@@ -320,3 +320,53 @@ func TestQuorumTwoLivesKilled(t *testing.T) {
 	t.Logf("%v", r)
 	c.check()
 }
+
+// TestQuorumCleanDepartures (issue 14, item 4): both brokers of pair 2
+// are stopped cleanly (SIGTERM): each leaves the electorate, which goes
+// from six brokers to four (a decision needs three). Then pair 0's live is
+// killed under an HA producer: three brokers remain (its backup and pair
+// 1), enough only because the departures lowered the quorum (four of six
+// would be needed otherwise); the backup serves and nothing is lost.
+// Pair 0's primary returns; then pair 2's brokers, started again, rejoin
+// (every member accepts) and its primary serves again.
+func TestQuorumCleanDepartures(t *testing.T) {
+	c := newQuorumCluster(t, 3, quorumDirect)
+	c.startAll()
+	p, gone := c.pairs[0], c.pairs[2]
+	for _, m := range []*haMember{gone.backup, gone.primary} {
+		skip := m.logSize()
+		if code := m.stop(); code != 0 {
+			t.Fatalf("%s's SIGTERM: exit %d", m.name, code)
+		}
+		if line := m.logLine("left the cluster's electorate", skip); line == "" {
+			t.Fatalf("%s stopped without leaving the electorate:\n%s", m.name, m.logLine("electorate", skip))
+		} else {
+			t.Logf("%s: %s", m.name, line)
+		}
+	}
+	e0 := p.primary.rstatus().epoch
+	rate := float64(200 + rand.IntN(200))
+	l := p.startLoad("d", int(rate*6), 1+rand.IntN(16), rate)
+	time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+	p.primary.kill()
+	killed := time.Now()
+	e1 := p.backup.waitActive(t)
+	t.Logf("with 3 of the 4 brokers left, the backup serves epoch %d %v after the kill", e1, time.Since(killed).Round(time.Millisecond))
+	if e1 <= e0 {
+		t.Fatalf("the backup activated epoch %d after the primary's %d", e1, e0)
+	}
+	r := l.finish(t)
+	t.Logf("%v", r)
+	// A broker rejoins once every member of the electorate accepts: pair
+	// 0's primary (killed, so still a member) comes back first and fails
+	// back.
+	p.primary.start()
+	p.primary.waitActive(t)
+	for _, m := range []*haMember{gone.primary, gone.backup} {
+		skip := m.logSize()
+		m.start()
+		t.Logf("%s: %s", m.name, m.waitLog(t, "rejoined the cluster's electorate", skip))
+	}
+	gone.primary.waitActive(t)
+	c.check()
+}
