@@ -42,7 +42,9 @@ func TestCheckQuorum(t *testing.T) {
 			want  string
 		}{
 			{func() {}, "does not define"},
-			{func() { cfg.DiscoveryGroups = []config.DiscoveryGroup{{Name: "dg", GroupAddress: "127.255.255.255", GroupPort: 9876}} }, "broadcast-group"},
+			{func() {
+				cfg.DiscoveryGroups = []config.DiscoveryGroup{{Name: "dg", GroupAddress: "127.255.255.255", GroupPort: 9876}}
+			}, "broadcast-group"},
 			{func() {
 				cfg.BroadcastGroups = []config.BroadcastGroup{{Name: "bg", GroupAddress: "127.255.255.255", GroupPort: 9876, ConnectorRefs: []string{"artemis"}}}
 			}, "quorum-size"},
