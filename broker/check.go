@@ -35,6 +35,8 @@ func Check(cfg *config.Config) error {
 			return at("replication needs persistence-enabled=true (it copies the journal)")
 		case cfg.Store != nil:
 			return at("replication copies a file journal; with a <database-store> the pair shares the database instead: use <shared-store>")
+		case h.Manager == nil && quorumDiscovery(cfg) != "":
+			return checkQuorumDiscovery(cfg, at)
 		case h.Manager == nil && len(staticPeers(cfg, haAnnounceURL(cfg))) < 2:
 			return at("replication with the embedded quorum vote (no <manager>) needs a cluster connection whose static connectors name the cluster's other brokers, at least two (three brokers or more; see docs/ha-replication-quorum.md)")
 		}

@@ -168,6 +168,7 @@ type discovery struct {
 	mu    sync.Mutex
 	self  string // this broker's node ID once known: not a candidate
 	nodes map[string]discovered
+	addrs map[string]time.Time // first connector (host:port) -> last heard: the brokers themselves (a pair's two share a node ID)
 	bad   int
 }
 
@@ -218,7 +219,7 @@ func listenDiscovery(g config.DiscoveryGroup, log *slog.Logger) (*discovery, err
 		refresh = 10 * time.Second
 	}
 	d := &discovery{name: g.Name, refresh: refresh, pc: pc, log: log.With("discovery_group", g.Name, "group", ga.String()),
-		done: make(chan struct{}), nodes: map[string]discovered{}}
+		done: make(chan struct{}), nodes: map[string]discovered{}, addrs: map[string]time.Time{}}
 	d.log.Info("listening for broadcast brokers")
 	go d.run()
 	return d, nil
@@ -246,6 +247,12 @@ func (d *discovery) run() {
 		}
 		_, known := d.nodes[a.NodeID]
 		d.nodes[a.NodeID] = discovered{ann: a, seen: time.Now()}
+		for _, c := range a.Connectors {
+			if addr, ok := strings.CutPrefix(c, "tcp://"); ok {
+				d.addrs[addr] = time.Now()
+				break
+			}
+		}
 		self := a.NodeID == d.self
 		d.mu.Unlock()
 		if !known && !self {
@@ -293,6 +300,25 @@ func (d *discovery) addresses() []string {
 			}
 		}
 	}
+	return out
+}
+
+// brokers are the host:port of every broker heard within
+// refresh-timeout (each by its first connector), self excluded, sorted:
+// the quorum vote's electorate with a discovery group.
+func (d *discovery) brokers(self string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for a, seen := range d.addrs {
+		switch {
+		case time.Since(seen) > d.refresh:
+			delete(d.addrs, a)
+		case a != self:
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -19,11 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/tandemmq/tandem/config"
 	hasm "github.com/tandemmq/tandem/ha"
 	"github.com/tandemmq/tandem/lockfile"
 	"github.com/tandemmq/tandem/server"
@@ -43,11 +45,22 @@ type quorumTransport struct {
 	// answers of other nodes' brokers still count as votes; only what
 	// they say of themselves is not taken as this pair's live.
 	pin func() lockfile.NodeID
+	// heard, when set, gives the other brokers instead of targets: those
+	// a discovery group heard (quorumDiscovery).
+	heard func() []string
 }
 
-func (t *quorumTransport) Targets() []string { return t.targets }
+func (t *quorumTransport) Targets() []string {
+	if t.heard != nil {
+		return t.heard()
+	}
+	return t.targets
+}
 
 func (t *quorumTransport) Describe() string {
+	if t.heard != nil {
+		return fmt.Sprintf("quorum vote of the brokers heard on the discovery group, %d grants needed", t.h.cfg.HA.QuorumSize)
+	}
 	return fmt.Sprintf("quorum vote of %d brokers", len(t.targets)+1)
 }
 
@@ -381,3 +394,58 @@ func (r *refuser) answerQuorum(nc net.Conn, br *bufio.Reader, dec *wire.Decoder,
 const stateOtherNode = "other-node"
 
 var errNoQuorumTargets = errors.New("replication with the quorum vote needs a cluster connection with static connectors naming the cluster's other brokers (at least two: three brokers or more)")
+
+// quorumDiscovery names the discovery group the quorum vote's electorate
+// comes from: the first cluster connection's discovery-group-ref ("" when
+// it has static connectors).
+func quorumDiscovery(cfg *config.Config) string {
+	if len(cfg.ClusterConnections) == 0 {
+		return ""
+	}
+	return cfg.ClusterConnections[0].DiscoveryGroupRef
+}
+
+// checkQuorumDiscovery checks a quorum pair whose electorate comes from a
+// discovery group: the brokers heard change, so the number of grants a
+// decision needs cannot come from them; quorum-size must say it (a
+// majority of every broker of the cluster), and the broker must announce
+// itself to the others.
+func checkQuorumDiscovery(cfg *config.Config, at func(string, ...any) error) error {
+	name := quorumDiscovery(cfg)
+	found := false
+	for _, g := range cfg.DiscoveryGroups {
+		found = found || g.Name == name
+	}
+	switch {
+	case !found:
+		return at("the cluster connection names discovery group %q, which <discovery-groups> does not define", name)
+	case len(cfg.BroadcastGroups) == 0:
+		return at("replication with the quorum vote and a discovery group needs a <broadcast-group> too: the other brokers find this one by its announcements")
+	case cfg.HA.QuorumSize < 2:
+		return at("replication with the quorum vote and a discovery group needs <quorum-size> set to a majority of all the cluster's brokers (lives and backups; 4 for three pairs): the brokers heard on the group change, so the number of grants a decision needs cannot be learnt from them (see docs/ha-replication-quorum.md)")
+	}
+	return nil
+}
+
+// startQuorumDiscovery listens to the quorum's discovery group and
+// announces this broker to its broadcast groups; the electorate is then
+// this broker and every broker heard.
+func startQuorumDiscovery(cfg *config.Config, node string, log *slog.Logger) (*discovery, *broadcaster, error) {
+	name := quorumDiscovery(cfg)
+	for _, g := range cfg.DiscoveryGroups {
+		if g.Name != name {
+			continue
+		}
+		disc, err := listenDiscovery(g, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("discovery group %q: %w", g.Name, err)
+		}
+		bc, err := startBroadcast(cfg, node, log)
+		if err != nil {
+			disc.close()
+			return nil, nil, err
+		}
+		return disc, bc, nil
+	}
+	return nil, nil, fmt.Errorf("discovery group %q is not defined in <discovery-groups>", name)
+}

@@ -32,6 +32,30 @@ func TestCheckQuorum(t *testing.T) {
 		if err := Check(cfg); err == nil || !strings.Contains(err.Error(), "static connectors") {
 			t.Errorf("%s with one static connector: %v, want a refusal naming the static connectors", name, err)
 		}
+
+		// A discovery group instead: it must be defined, the broker must
+		// broadcast, and quorum-size must say how many grants.
+		cfg.ClusterConnections[0].StaticConnectors = nil
+		cfg.ClusterConnections[0].DiscoveryGroupRef = "dg"
+		for _, tc := range []struct {
+			setup func()
+			want  string
+		}{
+			{func() {}, "does not define"},
+			{func() {
+				cfg.DiscoveryGroups = []config.DiscoveryGroup{{Name: "dg", GroupAddress: "127.255.255.255", GroupPort: 9876}}
+			}, "broadcast-group"},
+			{func() {
+				cfg.BroadcastGroups = []config.BroadcastGroup{{Name: "bg", GroupAddress: "127.255.255.255", GroupPort: 9876, ConnectorRefs: []string{"artemis"}}}
+			}, "quorum-size"},
+			{func() { cfg.HA.QuorumSize = 4 }, ""},
+		} {
+			tc.setup()
+			err := Check(cfg)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("%s with a discovery group: %v, want %q", name, err, tc.want)
+			}
+		}
 	}
 }
 

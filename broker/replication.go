@@ -134,7 +134,19 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		if ex != nil && ex.quorumTargets != nil {
 			targets = ex.quorumTargets
 		}
-		if len(targets) < 2 {
+		var heard func() []string
+		if quorumDiscovery(cfg) != "" && ex == nil {
+			disc, bc, err := startQuorumDiscovery(cfg, h.nodeID, log)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "tandem run: %v\n", err)
+				return exitCannot
+			}
+			defer disc.close()
+			defer bc.stop()
+			self := strings.TrimPrefix(haAnnounceURL(cfg), "tcp://")
+			heard = func() []string { return disc.brokers(self) }
+		}
+		if heard == nil && len(targets) < 2 {
 			fmt.Fprintf(os.Stderr, "tandem run: %v\n", errNoQuorumTargets)
 			return exitCannot
 		}
@@ -146,7 +158,12 @@ func runReplication(stop context.Context, cfg *config.Config, log *slog.Logger, 
 		// A hosted backup votes among the lives without being one of
 		// their electorate: it never leaves it (docs/ha-replication-quorum.md).
 		qc.StayOnStop = ex != nil && ex.quorumTargets != nil
-		tr := &quorumTransport{h: h, targets: targets}
+		tr := &quorumTransport{h: h, targets: targets, heard: heard}
+		if heard != nil {
+			// The electorate changes as brokers are heard: no clean
+			// departures, and quorum-size (checked) sets the grants needed.
+			qc.StayOnStop = true
+		}
 		tr.self = func() wire.QuorumMember { return toWireMember(b.quorumSelf()) }
 		if ex != nil {
 			tr.pin = ex.pinFor(h)

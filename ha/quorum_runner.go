@@ -96,7 +96,9 @@ func NewQuorumRunner(tr QuorumTransport, local LocalStore, lockDir string, cfg Q
 	// have granted a lease before a restart and forgotten it).
 	r.voter = NewQuorumVoter(st.Voter, cfg.Lease, r.since(time.Now()), st.Register)
 	r.voter.SetMembers(st.View, st.Pending)
-	r.voter.SetElectorate(len(tr.Targets()) + 1)
+	if !cfg.StayOnStop {
+		r.voter.SetElectorate(len(tr.Targets()) + 1)
+	}
 	return r, nil
 }
 

@@ -36,6 +36,7 @@ const (
 	quorumDirect  = iota
 	quorumIsolate // every connection to or from it goes through proxies (in, out)
 	quorumLink    // it announces the proxy in: its backup (and clients that learn the topology) go through it; votes do not
+	quorumHeard   // no static connectors: the brokers find each other on a UDP discovery group; quorum-size 4
 )
 
 // newQuorumCluster writes the configurations of n pairs without starting
@@ -60,7 +61,8 @@ func newQuorumCluster(t *testing.T, n int, mode int) *quorumCluster {
 		reach[m], announce[m] = addr(m), addr(m)
 	}
 	p0 := c.pairs[0].primary
-	if mode != quorumDirect {
+	udp := freePort(t)
+	if mode != quorumDirect && mode != quorumHeard {
 		c.in = testenv.StartProxy(t, addr(p0))
 		announce[p0] = c.in.Addr()
 	}
@@ -89,6 +91,17 @@ func newQuorumCluster(t *testing.T, n int, mode int) *quorumCluster {
 				role = "backup"
 				extra = "<allow-failback>true</allow-failback>"
 			}
+			cluster := fmt.Sprintf("<static-connectors>%s</static-connectors>", refs.String())
+			groups := ""
+			if mode == quorumHeard {
+				conns.Reset()
+				cluster = `<discovery-group-ref discovery-group-name="dg"/>`
+				groups = fmt.Sprintf(`<broadcast-groups><broadcast-group name="bg"><group-address>127.255.255.255</group-address>
+      <group-port>%d</group-port><broadcast-period>200</broadcast-period><connector-ref>artemis</connector-ref></broadcast-group></broadcast-groups>
+  <discovery-groups><discovery-group name="dg"><group-address>127.255.255.255</group-address><group-port>%d</group-port>
+      <refresh-timeout>3000</refresh-timeout></discovery-group></discovery-groups>`, udp, udp)
+				extra += "<quorum-size>4</quorum-size>"
+			}
 			m.cfg = writeConfig(t, fmt.Sprintf(`<name>%s</name>
   <persistence-enabled>true</persistence-enabled>
   <journal-type>NIO</journal-type>
@@ -104,9 +117,10 @@ func newQuorumCluster(t *testing.T, n int, mode int) *quorumCluster {
     <cluster-connection name="c">
       <connector-ref>artemis</connector-ref>
       <retry-interval>200</retry-interval>
-      <static-connectors>%s</static-connectors>
+      %s
     </cluster-connection>
   </cluster-connections>
+  %s
   <connection-ttl-override>4000</connection-ttl-override>
   <ha-policy><replication><%s>
     <group-name>%s</group-name>
@@ -114,7 +128,7 @@ func newQuorumCluster(t *testing.T, n int, mode int) *quorumCluster {
     <vote-retries>12</vote-retries>
     <vote-retry-wait>%d</vote-retry-wait>
     <quorum-vote-wait>5</quorum-vote-wait>
-  </%s></replication></ha-policy>`, m.name, m.port, announce[m], conns.String(), refs.String(), role, p.group, extra,
+  </%s></replication></ha-policy>`, m.name, m.port, announce[m], conns.String(), cluster, groups, role, p.group, extra,
 				quorumVoteRetryWaitMS, role))
 		}
 		p.startPoller()
@@ -368,5 +382,29 @@ func TestQuorumCleanDepartures(t *testing.T) {
 		t.Logf("%s: %s", m.name, m.waitLog(t, "rejoined the cluster's electorate", skip))
 	}
 	gone.primary.waitActive(t)
+	c.check()
+}
+
+// TestQuorumDiscovery: three pairs whose brokers find each other on a UDP
+// discovery group (no static connectors), with quorum-size 4: the pairs
+// form, pair 0's live is killed under an HA producer, its backup wins the
+// vote among the brokers heard and serves; nothing is lost.
+func TestQuorumDiscovery(t *testing.T) {
+	c := newQuorumCluster(t, 3, quorumHeard)
+	c.startAll()
+	p := c.pairs[0]
+	e0 := p.primary.rstatus().epoch
+	rate := float64(200 + rand.IntN(200))
+	l := p.startLoad("h", int(rate*6), 1+rand.IntN(16), rate)
+	time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+	p.primary.kill()
+	killed := time.Now()
+	e1 := p.backup.waitActive(t)
+	t.Logf("the backup serves epoch %d, %v after the kill", e1, time.Since(killed).Round(time.Millisecond))
+	if e1 <= e0 {
+		t.Fatalf("the backup activated epoch %d after the primary's %d", e1, e0)
+	}
+	r := l.finish(t)
+	t.Logf("%v", r)
 	c.check()
 }
