@@ -13,7 +13,7 @@ import (
 // cluster rejoins in the background, retrying until every member accepts.
 
 // memberWait bounds one membership round's answers.
-const memberWait = 2 * time.Second
+const memberWait = 5 * time.Second
 
 // askAll sends req to every target at once and returns the answers (no
 // answer for those that gave none within memberWait).
