@@ -132,6 +132,9 @@ func exploreDFS[W simWorld[W]](w0 W, maxDepth, maxStates int) (exploreResult, er
 		tuneGC()
 		if seen.n > maxStates {
 			res.states = seen.n
+			if res.truncated > 0 {
+				res.deepTrace = traceText(root, deepPath)
+			}
 			return res, fmt.Errorf("more than %d states: lower the budget", maxStates)
 		}
 		if *exploreProgress && seen.n%1_000_000 == 0 {
