@@ -13,9 +13,11 @@ import (
 var quorumFull = flag.Bool("quorum-full", false, "explore the quorum vote with the full fault budgets (minutes of CPU; -long implies it)")
 
 const (
-	qsDepthShort = 200
-	qsDepthLong  = 400
-	qsMaxStates  = 8_000_000
+	// Bounds on the depth first search's path (exploreDFS); it holds one
+	// world per step of it.
+	qsDepthShort = 2_000
+	qsDepthLong  = 4_000
+	qsMaxStates  = 100_000_000
 )
 
 func qsDepth() int {
@@ -48,18 +50,18 @@ func TestQuorumExhaustive(t *testing.T) {
 		ci     qsBudget // explored by default (zero: only with -quorum-full)
 		want   func(st *qsStats) string
 	}{
-		{"kill the live (backup vote)", 1, false, nil, qsBudget{crashes: 1, msgs: 2}, qsBudget{crashes: 1, msgs: 1}, wantQBackupServed},
+		{"kill the live (backup vote)", 1, false, nil, qsBudget{crashes: 1, msgs: 2}, qsBudget{crashes: 1, msgs: 2}, wantQBackupServed},
 		{"kill the live, restart it (failback)", 1, false, nil, qsBudget{crashes: 1, restarts: 1, msgs: 1, failbacks: 1}, qsBudget{}, wantQHandover},
-		{"replication link cut: live vote", 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, qsBudget{}, wantQStale},
+		{"replication link cut: live vote", 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, qsBudget{cuts: 1, crashes: 1}, wantQStale},
 		{"live isolated from every broker", 1, false, nil, qsBudget{isolations: 1, msgs: 2}, qsBudget{}, wantQBackupServed},
-		{"a voter crashes and restarts", 1, false, nil, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
-		{"lost messages", 1, false, nil, qsBudget{losses: 2, crashes: 1, msgs: 1}, qsBudget{losses: 1, crashes: 1, msgs: 1}, wantQBackupServed},
+		{"a voter crashes and restarts", 1, false, nil, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1, msgs: 1}, qsBudget{crashes: 1, voterCrashes: 1, voterRestarts: 1}, wantQBackupServed},
+		{"lost messages", 1, false, nil, qsBudget{losses: 2, crashes: 1, msgs: 1}, qsBudget{losses: 2, crashes: 1, msgs: 1}, wantQBackupServed},
 		{"a voter known under two addresses", 1, true, nil, qsBudget{isolations: 1, cuts: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
 
 		{"no failback", 1, false, func(c *QuorumConfig) { c.AllowFailback = false }, qsBudget{crashes: 1, restarts: 1, msgs: 1, failbacks: 1}, qsBudget{}, wantQNoHandover},
-		// -long: larger budgets.
+		// Larger budgets.
 		{"kill both, restart in either order", 1, false, nil, qsBudget{crashes: 2, restarts: 2, msgs: 1, failbacks: 1}, qsBudget{}, wantQBackupServed},
-		{"cut, crash, restart: stale backup", 1, false, nil, qsBudget{cuts: 1, crashes: 2, restarts: 1, msgs: 1}, qsBudget{}, wantQStale},
+		{"cut, crash, restart: stale backup", 1, false, nil, qsBudget{cuts: 1, crashes: 2, restarts: 1, msgs: 1}, qsBudget{cuts: 1, crashes: 2}, wantQStale},
 		{"four voters, the live isolated", 2, false, nil, qsBudget{isolations: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
 		{"isolation and a voter restart", 2, false, nil, qsBudget{isolations: 1, voterCrashes: 1, voterRestarts: 1, msgs: 1}, qsBudget{}, wantQBackupServed},
 	} {
@@ -79,7 +81,7 @@ func TestQuorumExhaustive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%d states, depth %d, %v; backup served %v, primary again %v, handover %v, stale %v, halted %v, max epoch %d",
+			t.Logf("%d states, search depth %d, %v; backup served %v, primary again %v, handover %v, stale %v, halted %v, max epoch %d",
 				st.states, st.maxDepth, time.Since(start).Round(time.Millisecond), st.backupServed, st.primaryAgain, st.handover, st.stale, st.halted, st.maxEpoch)
 			if st.truncated > 0 {
 				t.Fatalf("the depth bound %d cut %d states off: not exhaustive; a path to one:\n  %s", qsDepth(), st.truncated, st.deepTrace)
@@ -122,7 +124,9 @@ func wantQNoHandover(st *qsStats) string {
 	return wantQBackupServed(st)
 }
 
-// The exploration must catch broken votes, or it proves nothing.
+// The exploration must catch broken votes, or it proves nothing. ci: found
+// within CI's time (each in a few seconds); the others run with
+// -quorum-full.
 func TestQuorumExhaustiveFindsBugs(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -132,22 +136,25 @@ func TestQuorumExhaustiveFindsBugs(t *testing.T) {
 		alias   bool
 		mod     func(*QuorumConfig)
 		budget  qsBudget
+		ci      bool
 		want    []string
 	}{
-		{"activating on a minority", seedMinority, 0, 2, false, nil, qsBudget{isolations: 1, msgs: 1}, []string{"Q1", "I4"}},
-		// The cases below take from half a minute to minutes (or more
-		// memory than CI has) to find their violation: -quorum-full.
-		{"counting a vote twice", seedDoubleCount, 0, 1, true, nil, qsBudget{isolations: 1, msgs: 1}, []string{"Q1", "I4"}},
+		{"activating on a minority", seedMinority, 0, 2, false, nil, qsBudget{isolations: 1, msgs: 1}, true, []string{"Q1", "I4"}},
+		{"counting a vote twice", seedDoubleCount, 0, 1, true, nil, qsBudget{isolations: 1, msgs: 1}, true, []string{"Q1", "I4"}},
 		// The data-version check: the node checks what the voters show
 		// and the voters check the request; both must be broken for a
 		// stale broker to serve.
-		{"accepting a stale data version", seedQIgnoreNewest, seedVoterStaleAccepted, 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, []string{"I1", "I9"}},
-		{"held answers released before the lease under L+1", seedQReleaseBeforeLease, 0, 1, false, nil, qsBudget{cuts: 1, isolations: 1, msgs: 1}, []string{"I1", "I4"}},
-		{"the live trusts its lease longer than voters keep it", seedTrustTooLong, 0, 1, false, nil, qsBudget{isolations: 1, msgs: 1}, []string{"I4"}},
-		{"a restarted voter grants at once", 0, seedVoterNoGrace, 1, false, nil, qsBudget{isolations: 1, voterCrashes: 1, voterRestarts: 1}, []string{"I4"}},
+		{"accepting a stale data version", seedQIgnoreNewest, seedVoterStaleAccepted, 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, true, []string{"I1", "I9"}},
+		// The live releases what it held once its backup went, before the
+		// voters hold L+1, and dies: the backup wins with L and lacks
+		// them. (With an isolation instead of the crash the same bug
+		// hides in a space of more than 4,000,000 states.)
+		{"held answers released before the lease under L+1", seedQReleaseBeforeLease, 0, 1, false, nil, qsBudget{cuts: 1, crashes: 1, msgs: 1}, true, []string{"I1", "I4"}},
+		{"the live trusts its lease longer than voters keep it", seedTrustTooLong, 0, 1, false, nil, qsBudget{isolations: 1, msgs: 1}, true, []string{"I4"}},
+		{"a restarted voter grants at once", 0, seedVoterNoGrace, 1, false, nil, qsBudget{isolations: 1, voterCrashes: 1, voterRestarts: 1}, false, []string{"I4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.seeded != seedMinority && !*quorumFull && !*long {
+			if !tc.ci && !*quorumFull && !*long {
 				t.Skip("long exploration; run with -quorum-full")
 			}
 			_, err := exploreQuorum(newQSWorld(qsConfig(tc.mod), tc.voters, tc.alias, tc.budget, tc.seeded, tc.vseeded), qsDepthShort, qsMaxStates)

@@ -197,6 +197,9 @@ func (w *qsWorld) clone() *qsWorld {
 		c.b[i].queue = append([]QAction(nil), w.b[i].queue...)
 		c.b[i].granters = map[uint64]map[int]bool{}
 		for r, s := range w.b[i].granters {
+			if !w.liveRound(i, r) {
+				continue // nothing reads it again: round IDs only grow
+			}
 			m := map[int]bool{}
 			for k, v := range s {
 				m[k] = v
@@ -205,6 +208,23 @@ func (w *qsWorld) clone() *qsWorld {
 		}
 	}
 	return &c
+}
+
+// liveRound says whether broker i's granters of round r can still be
+// read: by the Q1 check (the last claim sent) or by the key (the current
+// rounds). A node numbers its rounds upwards, so an older round never
+// becomes either again.
+func (w *qsWorld) liveRound(i int, r uint64) bool {
+	sb := &w.b[i]
+	if r == sb.claimRound {
+		return true
+	}
+	for _, q := range []*qRound{sb.n.claimR, sb.n.leaseR, sb.n.infoR} {
+		if q != nil && q.id == r {
+			return true
+		}
+	}
+	return false
 }
 
 func cloneVoter(v *QuorumVoter) QuorumVoter {
@@ -523,10 +543,7 @@ func (w *qsWorld) ack(m uint8) {
 	w.stats.acked = true
 }
 
-type qsStep struct {
-	desc  string
-	apply func(w *qsWorld) error
-}
+type qsStep = simStep[*qsWorld]
 
 func (w *qsWorld) steps() []qsStep {
 	var out []qsStep
@@ -943,76 +960,21 @@ func (w *qsWorld) String() string {
 	return sb.String()
 }
 
+// replayCopy returns a copy of w whose steps record into statistics of
+// their own (a trace replayed after a violation changes no statistics).
+func (w *qsWorld) replayCopy() *qsWorld {
+	c := w.clone()
+	c.stats = &qsStats{}
+	return c
+}
+
 // exploreQuorum enumerates every world state reachable from w0 within
-// maxDepth steps (breadth first, states hashed up to a shift of time) and
-// checks the invariants after every step; on a violation it returns the
-// shortest trace to it, replayed from w0.
+// maxDepth steps (exploreDFS: depth first, states hashed up to a shift of
+// time) and checks the invariants after every step; on a violation it
+// returns the trace to it, replayed from w0.
 func exploreQuorum(w0 *qsWorld, maxDepth, maxStates int) (*qsStats, error) {
+	res, err := exploreDFS(w0, maxDepth, maxStates)
 	st := w0.stats
-	var buf []byte
-	k0, buf := w0.key(buf)
-	seen := map[key128]rsEntry{k0: {}}
-	level := []*qsWorld{w0}
-	trace := func(k key128, last int) string {
-		var path []int
-		for k != k0 {
-			e := seen[k]
-			path = append(path, int(e.step))
-			k = e.parent
-		}
-		for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
-			path[i], path[j] = path[j], path[i]
-		}
-		path = append(path, last)
-		w := w0.clone()
-		w.stats = &qsStats{}
-		var lines []string
-		for _, p := range path {
-			s := w.steps()[p]
-			lines = append(lines, s.desc)
-			if err := s.apply(w); err != nil {
-				break
-			}
-		}
-		return strings.Join(lines, "\n  ") + "\n  final: " + w.String()
-	}
-	for depth := 0; len(level) > 0; depth++ {
-		st.maxDepth = depth
-		if depth >= maxDepth {
-			st.truncated = len(level)
-			k, _ := level[0].key(buf)
-			e := seen[k]
-			st.deepTrace = trace(e.parent, int(e.step))
-			break
-		}
-		var next []*qsWorld
-		for i, w := range level {
-			level[i] = nil // explored: its memory goes while the next level grows
-			var k key128
-			k, buf = w.key(buf)
-			for si, s := range w.steps() {
-				c := w.clone()
-				err := s.apply(c)
-				if err == nil {
-					err = c.check()
-				}
-				if err != nil {
-					return st, fmt.Errorf("invariant violated: %v\ntrace:\n  %s", err, trace(k, si))
-				}
-				var ck key128
-				ck, buf = c.key(buf)
-				if _, ok := seen[ck]; ok {
-					continue
-				}
-				seen[ck] = rsEntry{parent: k, step: uint16(si), depth: uint16(depth + 1)}
-				if len(seen) > maxStates {
-					return st, fmt.Errorf("more than %d states: lower the budget", maxStates)
-				}
-				next = append(next, c)
-			}
-		}
-		level = next
-	}
-	st.states = len(seen)
-	return st, nil
+	st.states, st.maxDepth, st.truncated, st.deepTrace = res.states, res.maxDepth, res.truncated, res.deepTrace
+	return st, err
 }

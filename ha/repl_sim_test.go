@@ -398,10 +398,7 @@ func (w *rsWorld) ack(i int, m uint8) {
 	w.stats.acked = true
 }
 
-type rsStep struct {
-	desc  string
-	apply func(w *rsWorld) error
-}
+type rsStep = simStep[*rsWorld]
 
 func (w *rsWorld) steps() []rsStep {
 	var out []rsStep
@@ -757,82 +754,22 @@ func (w *rsWorld) String() string {
 	return sb.String()
 }
 
-type rsEntry struct {
-	parent key128
-	step   uint16
-	depth  uint16
+// replayCopy returns a copy of w whose steps record into statistics of
+// their own (a trace replayed after a violation changes no statistics).
+func (w *rsWorld) replayCopy() *rsWorld {
+	c := w.clone()
+	c.stats = &rsStats{}
+	return c
 }
 
 // exploreRepl enumerates every world state reachable from w0 within
-// maxDepth steps (breadth first; states identified by a 128-bit hash of
-// their encoding, up to a shift of time) and checks the invariants after
-// every step. On a violation it returns the shortest trace to it, replayed
+// maxDepth steps (exploreDFS: depth first; states identified by a 128-bit
+// hash of their encoding, up to a shift of time) and checks the invariants
+// after every step. On a violation it returns the trace to it, replayed
 // from w0.
 func exploreRepl(w0 *rsWorld, maxDepth, maxStates int) (*rsStats, error) {
+	res, err := exploreDFS(w0, maxDepth, maxStates)
 	st := w0.stats
-	var buf []byte
-	k0, buf := w0.key(buf)
-	seen := map[key128]rsEntry{k0: {}}
-	level := []*rsWorld{w0}
-	trace := func(k key128, last int) string {
-		var path []int
-		for k != k0 {
-			e := seen[k]
-			path = append(path, int(e.step))
-			k = e.parent
-		}
-		for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
-			path[i], path[j] = path[j], path[i]
-		}
-		path = append(path, last)
-		w := w0.clone()
-		w.stats = &rsStats{}
-		var lines []string
-		for _, p := range path {
-			s := w.steps()[p]
-			lines = append(lines, s.desc)
-			if err := s.apply(w); err != nil {
-				break
-			}
-		}
-		return strings.Join(lines, "\n  ") + "\n  final: " + w.String()
-	}
-	for depth := 0; len(level) > 0; depth++ {
-		st.maxDepth = depth
-		if depth >= maxDepth {
-			st.truncated = len(level)
-			k, _ := level[0].key(buf)
-			e := seen[k]
-			st.deepTrace = trace(e.parent, int(e.step))
-			break
-		}
-		var next []*rsWorld
-		for _, w := range level {
-			var k key128
-			k, buf = w.key(buf)
-			for si, s := range w.steps() {
-				c := w.clone()
-				err := s.apply(c)
-				if err == nil {
-					err = c.check()
-				}
-				if err != nil {
-					return st, fmt.Errorf("invariant violated: %v\ntrace:\n  %s", err, trace(k, si))
-				}
-				var ck key128
-				ck, buf = c.key(buf)
-				if _, ok := seen[ck]; ok {
-					continue
-				}
-				seen[ck] = rsEntry{parent: k, step: uint16(si), depth: uint16(depth + 1)}
-				if len(seen) > maxStates {
-					return st, fmt.Errorf("more than %d states: lower the budget", maxStates)
-				}
-				next = append(next, c)
-			}
-		}
-		level = next
-	}
-	st.states = len(seen)
-	return st, nil
+	st.states, st.maxDepth, st.truncated, st.deepTrace = res.states, res.maxDepth, res.truncated, res.deepTrace
+	return st, err
 }
