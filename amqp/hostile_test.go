@@ -57,6 +57,14 @@ func (c *rawClient) open() {
 // next reads frames until a performative and returns its descriptor.
 func (c *rawClient) next() uint64 {
 	c.t.Helper()
+	code, _ := c.nextPerf()
+	return code
+}
+
+// nextPerf reads frames until a performative and returns its descriptor
+// and a decoder positioned after it.
+func (c *rawClient) nextPerf() (uint64, *decoder) {
+	c.t.Helper()
 	for {
 		f, err := c.fr.next()
 		if err != nil {
@@ -67,7 +75,7 @@ func (c *rawClient) next() uint64 {
 		}
 		d := newDecoder(f.body)
 		code, _ := d.descriptor()
-		return code
+		return code, d
 	}
 }
 

@@ -396,24 +396,6 @@ func TestLargeReceiveStreamed(t *testing.T) {
 	}
 }
 
-// nextPerf reads frames until a performative and returns its descriptor
-// and a decoder positioned after it.
-func (c *rawClient) nextPerf() (uint64, *decoder) {
-	c.t.Helper()
-	for {
-		f, err := c.fr.next()
-		if err != nil {
-			c.t.Fatalf("read: %v", err)
-		}
-		if len(f.body) == 0 {
-			continue
-		}
-		d := newDecoder(f.body)
-		code, _ := d.descriptor()
-		return code, d
-	}
-}
-
 // TestLargeDeliveryPacedAndDetached: a streamed large delivery stops at
 // the client's session incoming window (the broker answers an echo with a
 // flow, not a fourth transfer, after three), and a link detached in the

@@ -666,26 +666,7 @@ func (s *Server) AckForward(node string) error {
 	refs := p.inflight
 	f.mu.Unlock()
 	s.storeMu.Lock()
-	var entries []journal.Entry
-	for _, r := range refs {
-		if r.durable() {
-			entries = append(entries, s.ackEntryLocked(r))
-		}
-	}
-	ch := make(chan error, 1)
-	var err error
-	if len(entries) > 0 {
-		err = s.msgs.Append(entries, true, func(err error) { ch <- err })
-	} else {
-		ch <- nil
-	}
-	if err != nil {
-		for _, r := range refs {
-			if r.durable() {
-				r.msg.durableRefs++ // the acks were not appended
-			}
-		}
-	}
+	ch, err := s.ackRefsLocked(refs)
 	s.storeMu.Unlock()
 	if err != nil {
 		s.storageError(err)

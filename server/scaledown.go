@@ -301,22 +301,7 @@ func (s *Server) AckExported(ctx context.Context, ids []uint64) error {
 	}
 	s.cluster.mu.Unlock()
 	s.storeMu.Lock()
-	var entries []journal.Entry
-	for _, r := range refs {
-		if r.durable() {
-			entries = append(entries, s.ackEntryLocked(r))
-		}
-	}
-	ch := make(chan error, 1)
-	var err error
-	if len(entries) > 0 {
-		err = s.msgs.Append(entries, true, func(err error) { ch <- err })
-	} else {
-		ch <- nil
-	}
-	if err != nil {
-		s.unackEntriesLocked(refs) // the acks were not appended
-	}
+	ch, err := s.ackRefsLocked(refs)
 	s.storeMu.Unlock()
 	if err != nil {
 		s.storageError(err)
@@ -341,6 +326,29 @@ func (s *Server) AckExported(ctx context.Context, ids []uint64) error {
 	}
 	s.ctr.acks.Add(uint64(len(refs)))
 	return nil
+}
+
+// ackRefsLocked appends the acks of refs (the durable ones) in one
+// synced append and returns where its outcome arrives (at once when there
+// is nothing to write); a refused append takes the acks back. Caller
+// holds storeMu. Moved and forwarded messages leave this broker with it.
+func (s *Server) ackRefsLocked(refs []*ref) (<-chan error, error) {
+	var entries []journal.Entry
+	for _, r := range refs {
+		if r.durable() {
+			entries = append(entries, s.ackEntryLocked(r))
+		}
+	}
+	ch := make(chan error, 1)
+	if len(entries) == 0 {
+		ch <- nil
+		return ch, nil
+	}
+	err := s.msgs.Append(entries, true, func(err error) { ch <- err })
+	if err != nil {
+		s.unackEntriesLocked(refs) // the acks were not appended
+	}
+	return ch, err
 }
 
 // RestoreExported puts the exported messages not acked back in their

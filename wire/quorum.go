@@ -238,18 +238,8 @@ func (f *QuorumRequest) decodePayload(r *reader) {
 	f.Owner = r.u64("owner")
 	f.LeaseMs = r.u32("lease ms")
 	f.Sender.decode(r)
-	n := r.count("register count", 41)
-	if n > MaxQuorumMembers {
-		r.fail("register count", "more than MaxQuorumMembers")
-		return
-	}
-	f.Register = nil
-	for i := 0; i < n && r.err == nil; i++ {
-		var e QuorumEntry
-		e.decode(r)
-		f.Register = append(f.Register, e)
-	}
-	n = r.count("grant count", 13)
+	f.Register = decodeQuorumEntries(r)
+	n := r.count("grant count", 13)
 	if n > MaxQuorumMembers {
 		r.fail("grant count", "more than MaxQuorumMembers")
 		return
@@ -339,15 +329,22 @@ func (f *QuorumAnswer) decodePayload(r *reader) {
 		return // no membership block
 	}
 	f.View.decode(r)
-	n = r.count("register count", 41)
+	f.Register = decodeQuorumEntries(r)
+}
+
+// decodeQuorumEntries reads a register: a count, at most
+// MaxQuorumMembers, then that many entries.
+func decodeQuorumEntries(r *reader) []QuorumEntry {
+	n := r.count("register count", 41)
 	if n > MaxQuorumMembers {
 		r.fail("register count", "more than MaxQuorumMembers")
-		return
+		return nil
 	}
-	f.Register = nil
+	var out []QuorumEntry
 	for i := 0; i < n && r.err == nil; i++ {
 		var e QuorumEntry
 		e.decode(r)
-		f.Register = append(f.Register, e)
+		out = append(out, e)
 	}
+	return out
 }
